@@ -1,0 +1,517 @@
+//! The queue between the sources and the batcher, and the batcher thread.
+//!
+//! Sources hand over [`Chunk`]s (the messages of one `recvmmsg` call or one TCP read) through a
+//! queue bounded both in chunks and in payload bytes. A source never blocks on it for long: UDP
+//! threads drop a chunk at once when it is full, TCP connections wait at most `queue_wait`; both
+//! count the drop as `queue_full`.
+//!
+//! The batcher is one thread (compression is CPU work that must not sit on the async runtime).
+//! It keeps one open [`BatchWriter`] per input kind, closes it when its uncompressed records
+//! reach `max_bytes` or it is `max_age` old, and hands the finished object to the spool.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use natlake_raw::{BatchHeader, BatchWriter, InputKind};
+use tokio::sync::{Notify, oneshot};
+
+use crate::spool::Spool;
+use crate::{Counters, DropReason, RateLimit, RelayError, now_ns};
+
+/// Bytes a record adds to the uncompressed stream besides its payload (length, crc, fixed part).
+pub const RECORD_OVERHEAD: u64 = 38;
+
+/// Accounting overhead per queued message (its metadata), so tiny messages are bounded too.
+const META_COST: u64 = 32;
+
+/// One received message's metadata; its payload is the next `len` bytes of [`Chunk::data`].
+#[derive(Debug, Clone, Copy)]
+pub struct MsgMeta {
+    pub recv_ns: i64,
+    pub peer: Option<SocketAddr>,
+    pub len: u32,
+}
+
+/// Messages of one kind, payloads stored back to back.
+#[derive(Debug)]
+pub struct Chunk {
+    pub kind: InputKind,
+    pub data: Vec<u8>,
+    pub msgs: Vec<MsgMeta>,
+}
+
+impl Chunk {
+    pub fn new(kind: InputKind) -> Self {
+        Self {
+            kind,
+            data: Vec::new(),
+            msgs: Vec::new(),
+        }
+    }
+
+    pub fn with_capacity(kind: InputKind, bytes: usize, msgs: usize) -> Self {
+        Self {
+            kind,
+            data: Vec::with_capacity(bytes),
+            msgs: Vec::with_capacity(msgs),
+        }
+    }
+
+    pub fn push(&mut self, recv_ns: i64, peer: Option<SocketAddr>, payload: &[u8]) {
+        self.data.extend_from_slice(payload);
+        self.msgs.push(MsgMeta {
+            recv_ns,
+            peer,
+            len: payload.len() as u32,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    fn cost(&self) -> u64 {
+        self.data.len() as u64 + META_COST * self.msgs.len() as u64
+    }
+
+    /// Iterates `(meta, payload)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&MsgMeta, &[u8])> {
+        let mut off = 0usize;
+        self.msgs.iter().map(move |m| {
+            let p = &self.data[off..off + m.len as usize];
+            off += m.len as usize;
+            (m, p)
+        })
+    }
+}
+
+pub(crate) enum Input {
+    Chunk(Chunk),
+    /// Close every open batch and spool it, then answer.
+    Flush(oneshot::Sender<()>),
+    /// Like flush, then exit.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The sending side of the queue (cloned into every source).
+#[derive(Clone)]
+pub(crate) struct QueueTx {
+    tx: SyncSender<Input>,
+    queued: Arc<AtomicU64>,
+    max_bytes: u64,
+    counters: Arc<Counters>,
+}
+
+pub(crate) struct QueueRx {
+    rx: Receiver<Input>,
+    queued: Arc<AtomicU64>,
+}
+
+pub(crate) fn queue(chunks: usize, max_bytes: u64, counters: Arc<Counters>) -> (QueueTx, QueueRx) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(chunks);
+    let queued = Arc::new(AtomicU64::new(0));
+    (
+        QueueTx {
+            tx,
+            queued: queued.clone(),
+            max_bytes,
+            counters,
+        },
+        QueueRx { rx, queued },
+    )
+}
+
+static QUEUE_FULL_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+
+impl QueueTx {
+    /// Hands a chunk to the batcher without waiting; gives it back when the queue is full.
+    pub fn try_push(&self, chunk: Chunk) -> Result<(), Chunk> {
+        let cost = chunk.cost();
+        let before = self.queued.fetch_add(cost, Ordering::AcqRel);
+        // A chunk larger than the whole budget still goes through when the queue is empty.
+        if before > 0 && before + cost > self.max_bytes {
+            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            return Err(chunk);
+        }
+        match self.tx.try_send(Input::Chunk(chunk)) {
+            Ok(()) => Ok(()),
+            Err(
+                TrySendError::Full(Input::Chunk(c)) | TrySendError::Disconnected(Input::Chunk(c)),
+            ) => {
+                self.queued.fetch_sub(cost, Ordering::AcqRel);
+                Err(c)
+            }
+            Err(_) => unreachable!("we sent a chunk"),
+        }
+    }
+
+    /// [`QueueTx::try_push`], counting the chunk as dropped (`queue_full`) when it does not fit.
+    pub fn push_or_drop(&self, chunk: Chunk, source: &str) -> bool {
+        match self.try_push(chunk) {
+            Ok(()) => true,
+            Err(c) => {
+                self.count_full(c, source);
+                false
+            }
+        }
+    }
+
+    /// Waits up to `wait` for room (TCP: the peer is held back by flow control meanwhile), then drops.
+    pub async fn push_wait(&self, chunk: Chunk, wait: Duration, source: &str) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(1);
+        let mut chunk = chunk;
+        loop {
+            match self.try_push(chunk) {
+                Ok(()) => return true,
+                Err(c) => {
+                    if Instant::now() >= deadline {
+                        self.count_full(c, source);
+                        return false;
+                    }
+                    chunk = c;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    fn count_full(&self, c: Chunk, source: &str) {
+        self.counters.count_drop(
+            DropReason::QueueFull,
+            c.kind,
+            c.len() as u64,
+            c.data.len() as u64,
+        );
+        if let Some(suppressed) = QUEUE_FULL_LOG.allow() {
+            tracing::warn!(
+                source,
+                dropped = c.len(),
+                suppressed,
+                "queue to the batcher is full; dropping messages (counted as queue_full)"
+            );
+        }
+    }
+
+    /// Sends a control message, waiting for room (used off the hot path).
+    async fn send_control(&self, msg: Input) -> Result<(), RelayError> {
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || tx.send(msg).map_err(|_| RelayError::Stopped))
+            .await
+            .map_err(|_| RelayError::Stopped)?
+    }
+}
+
+pub(crate) struct BatcherSettings {
+    pub relay_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub zstd_level: i32,
+}
+
+pub(crate) struct Batcher {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Batcher {
+    pub fn start(
+        settings: BatcherSettings,
+        rx: QueueRx,
+        spool: Arc<Spool>,
+        uploader: Arc<Notify>,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name("relay-batcher".into())
+            .spawn(move || {
+                let mut w = Worker {
+                    s: settings,
+                    open: Default::default(),
+                    spool,
+                    uploader,
+                    counters,
+                };
+                w.run(rx);
+            })?;
+        Ok(Self {
+            thread: Some(thread),
+        })
+    }
+
+    pub async fn flush(&self, q: &QueueTx) -> Result<(), RelayError> {
+        let (tx, rx) = oneshot::channel();
+        q.send_control(Input::Flush(tx)).await?;
+        rx.await.map_err(|_| RelayError::Stopped)
+    }
+
+    /// Closes and spools the open batches, then stops the thread.
+    pub async fn shutdown(mut self, q: &QueueTx) -> Result<(), RelayError> {
+        let (tx, rx) = oneshot::channel();
+        let sent = q.send_control(Input::Shutdown(tx)).await;
+        let acked = match sent {
+            Ok(()) => rx.await.map_err(|_| RelayError::Stopped),
+            Err(e) => Err(e),
+        };
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        acked
+    }
+}
+
+struct Open {
+    writer: BatchWriter,
+    created_ns: i64,
+    batch_id: String,
+    deadline: Instant,
+    payload_bytes: u64,
+}
+
+#[derive(Clone, Copy)]
+enum CloseReason {
+    Size,
+    Age,
+    Flush,
+}
+
+impl CloseReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Size => "size",
+            Self::Age => "age",
+            Self::Flush => "flush",
+        }
+    }
+}
+
+struct Worker {
+    s: BatcherSettings,
+    open: [Option<Open>; InputKind::ALL.len()],
+    spool: Arc<Spool>,
+    uploader: Arc<Notify>,
+    counters: Arc<Counters>,
+}
+
+static ENCODE_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+
+fn slot(kind: InputKind) -> usize {
+    kind.code() as usize - 1
+}
+
+impl Worker {
+    fn run(&mut self, q: QueueRx) {
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .open
+                .iter()
+                .flatten()
+                .map(|o| o.deadline.saturating_duration_since(now))
+                .min()
+                .unwrap_or(Duration::from_secs(3600));
+            match q.rx.recv_timeout(wait) {
+                Ok(Input::Chunk(c)) => {
+                    q.queued.fetch_sub(c.cost(), Ordering::AcqRel);
+                    self.add(&c);
+                }
+                Ok(Input::Flush(ack)) => {
+                    self.close_all(CloseReason::Flush);
+                    let _ = ack.send(());
+                }
+                Ok(Input::Shutdown(ack)) => {
+                    self.close_all(CloseReason::Flush);
+                    let _ = ack.send(());
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.close_all(CloseReason::Flush);
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for kind in InputKind::ALL {
+                if self.open[slot(kind)]
+                    .as_ref()
+                    .is_some_and(|o| o.deadline <= now)
+                {
+                    self.close(kind, CloseReason::Age);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, c: &Chunk) {
+        let kind = c.kind;
+        let i = slot(kind);
+        for (m, payload) in c.iter() {
+            let need = RECORD_OVERHEAD + payload.len() as u64;
+            if self.open[i].as_ref().is_some_and(|o| {
+                o.writer.records() > 0 && o.writer.raw_bytes() + need > self.s.max_bytes
+            }) {
+                self.close(kind, CloseReason::Size);
+            }
+            if self.open[i].is_none() {
+                match self.new_batch(kind) {
+                    Ok(o) => self.open[i] = Some(o),
+                    Err(e) => {
+                        self.counters.count_drop(
+                            DropReason::EncodeError,
+                            kind,
+                            1,
+                            payload.len() as u64,
+                        );
+                        if let Some(suppressed) = ENCODE_LOG.allow() {
+                            tracing::error!(%kind, error = %e, suppressed, "cannot open a batch");
+                        }
+                        continue;
+                    }
+                }
+            }
+            let o = self.open[i].as_mut().expect("opened above");
+            match o.writer.push_parts(m.recv_ns, kind, 0, m.peer, payload) {
+                Ok(()) => o.payload_bytes += payload.len() as u64,
+                Err(e) => {
+                    self.counters.count_drop(
+                        DropReason::EncodeError,
+                        kind,
+                        1,
+                        payload.len() as u64,
+                    );
+                    if let Some(suppressed) = ENCODE_LOG.allow() {
+                        tracing::warn!(%kind, len = payload.len(), error = %e, suppressed, "record refused");
+                    }
+                }
+            }
+            if o.writer.raw_bytes() >= self.s.max_bytes {
+                self.close(kind, CloseReason::Size);
+            }
+        }
+    }
+
+    fn new_batch(&self, kind: InputKind) -> Result<Open, natlake_raw::RawError> {
+        let created_ns = now_ns();
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let header = BatchHeader {
+            format_version: natlake_raw::VERSION,
+            relay_id: self.s.relay_id.clone(),
+            batch_id: batch_id.clone(),
+            kind,
+            created_ns,
+            labels: self.s.labels.clone(),
+        };
+        let writer = BatchWriter::new(&header, self.s.zstd_level)?;
+        Ok(Open {
+            writer,
+            created_ns,
+            batch_id,
+            deadline: Instant::now() + self.s.max_age,
+            payload_bytes: 0,
+        })
+    }
+
+    fn close_all(&mut self, why: CloseReason) {
+        for kind in InputKind::ALL {
+            self.close(kind, why);
+        }
+    }
+
+    fn close(&mut self, kind: InputKind, why: CloseReason) {
+        let Some(o) = self.open[slot(kind)].take() else {
+            return;
+        };
+        let records = o.writer.records();
+        if records == 0 {
+            return;
+        }
+        let raw_bytes = o.writer.raw_bytes();
+        let bytes = match o.writer.finish() {
+            Ok(b) => b,
+            Err(e) => {
+                self.counters
+                    .count_drop(DropReason::EncodeError, kind, records, o.payload_bytes);
+                if let Some(suppressed) = ENCODE_LOG.allow() {
+                    tracing::error!(%kind, records, error = %e, suppressed, "cannot finish a batch");
+                }
+                return;
+            }
+        };
+        let key = natlake_raw::key::raw_key(kind, o.created_ns, &self.s.relay_id, &o.batch_id);
+        ::metrics::counter!("edge_relay_batches_closed_total", "kind" => kind.as_str(), "reason" => why.as_str())
+            .increment(1);
+        tracing::debug!(%key, records, raw_bytes, compressed = bytes.len(), reason = why.as_str(), "batch closed");
+        match self.spool.write(&key, records, &bytes) {
+            Ok(()) => self.uploader.notify_one(),
+            Err(reason) => self
+                .counters
+                .count_drop(reason, kind, records, o.payload_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_overhead_matches_the_format() {
+        let r = natlake_raw::Record {
+            recv_ns: 0,
+            kind: InputKind::SyslogUdp,
+            flags: 0,
+            peer: None,
+            payload: vec![1, 2, 3],
+        };
+        assert_eq!(r.encoded_len() as u64, RECORD_OVERHEAD + 3);
+    }
+
+    #[test]
+    fn chunk_iterates_payloads_in_order() {
+        let mut c = Chunk::new(InputKind::SyslogUdp);
+        c.push(1, None, b"ab");
+        c.push(2, None, b"");
+        c.push(3, Some("127.0.0.1:9".parse().unwrap()), b"cde");
+        let got: Vec<_> = c.iter().map(|(m, p)| (m.recv_ns, p.to_vec())).collect();
+        assert_eq!(
+            got,
+            vec![(1, b"ab".to_vec()), (2, vec![]), (3, b"cde".to_vec())]
+        );
+    }
+
+    #[test]
+    fn queue_is_bounded_by_bytes_and_counts() {
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = queue(2, 100_000, counters.clone());
+        let mk = |n: usize| {
+            let mut c = Chunk::new(InputKind::SyslogUdp);
+            c.push(0, None, &vec![b'x'; n]);
+            c
+        };
+        // Alone, even an over-budget chunk passes; after it the budget is exhausted.
+        assert!(tx.try_push(mk(200_000)).is_ok());
+        assert!(tx.try_push(mk(10)).is_err());
+        drop(rx);
+        let (tx, _rx) = queue(2, 100_000, counters.clone());
+        assert!(tx.try_push(mk(10)).is_ok());
+        assert!(tx.try_push(mk(10)).is_ok());
+        assert!(
+            tx.try_push(mk(10)).is_err(),
+            "two chunks is the channel's bound"
+        );
+        assert!(!tx.push_or_drop(mk(10), "t"));
+        assert_eq!(
+            counters.dropped_messages[DropReason::QueueFull.index()].load(Ordering::Relaxed),
+            1
+        );
+    }
+}

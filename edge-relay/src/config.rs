@@ -1,0 +1,924 @@
+//! Configuration: a TOML file in the spirit of Vector's, overridable by flags and environment.
+//!
+//! ```toml
+//! relay_id = "edge-par1"            # default: the host name
+//! shutdown_timeout = "30s"
+//!
+//! [labels]
+//! site = "par1"
+//!
+//! [[sources]]
+//! type = "syslog_udp"
+//! address = "0.0.0.0:514"
+//! receive_buffer = "8MiB"           # SO_RCVBUF (SO_RCVBUFFORCE when permitted)
+//! workers = 2                       # >1: that many SO_REUSEPORT sockets, one thread each
+//! max_message = "16KiB"             # larger datagrams are dropped as "oversized" (default 65535)
+//!
+//! [[sources]]
+//! type = "syslog_tcp"
+//! address = "0.0.0.0:601"
+//! max_frame = "64KiB"
+//! idle_timeout = "5m"
+//! max_connections = 1024
+//!
+//! [sink]
+//! store = "s3://bucket/prefix"      # or file:///var/lib/natlake
+//! upload_concurrency = 2
+//! [sink.s3]                         # optional; AWS_* variables otherwise
+//! endpoint = "http://127.0.0.1:8333"
+//!
+//! [spool]
+//! dir = "/var/spool/edge-relay"
+//! max_bytes = "1GiB"
+//!
+//! [batch]
+//! max_bytes = "8MiB"                # uncompressed
+//! max_age = "60s"
+//! zstd_level = 3
+//!
+//! [metrics]
+//! address = "127.0.0.1:9598"
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use natlake_raw::InputKind;
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A size in bytes; parses `8MiB`, `64KiB`, `1GiB`, `1.5GB`, `512k`, `100` (bytes).
+/// Decimal units (kB, MB, GB) are powers of 1000, binary ones (KiB, MiB, GiB) of 1024; a bare
+/// `K`, `M`, `G` is binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub const KIB: u64 = 1024;
+    pub const MIB: u64 = 1024 * 1024;
+    pub const GIB: u64 = 1024 * 1024 * 1024;
+
+    pub const fn kib(n: u64) -> Self {
+        Self(n * Self::KIB)
+    }
+    pub const fn mib(n: u64) -> Self {
+        Self(n * Self::MIB)
+    }
+    pub const fn gib(n: u64) -> Self {
+        Self(n * Self::GIB)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() {
+            return Err(format!("size {s:?}: expected a number, e.g. 8MiB"));
+        }
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "kb" => 1_000,
+            "m" | "mib" => 1 << 20,
+            "mb" => 1_000_000,
+            "g" | "gib" => 1 << 30,
+            "gb" => 1_000_000_000,
+            "t" | "tib" => 1 << 40,
+            "tb" => 1_000_000_000_000,
+            other => {
+                return Err(format!(
+                    "size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+                ));
+            }
+        };
+        let bytes = if num.contains('.') {
+            let f: f64 = num.parse().map_err(|_| format!("size {s:?}: bad number"))?;
+            let v = f * mult as f64;
+            if !v.is_finite() || v >= u64::MAX as f64 {
+                return Err(format!("size {s:?} is too large"));
+            }
+            v.round() as u64
+        } else {
+            let n: u64 = num.parse().map_err(|_| format!("size {s:?}: bad number"))?;
+            n.checked_mul(mult)
+                .ok_or_else(|| format!("size {s:?} is too large"))?
+        };
+        Ok(ByteSize(bytes))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        for (unit, m) in [("GiB", Self::GIB), ("MiB", Self::MIB), ("KiB", Self::KIB)] {
+            if b >= m && b.is_multiple_of(m) {
+                return write!(f, "{}{unit}", b / m);
+            }
+        }
+        write!(f, "{b}B")
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Durations in configuration files: `"60s"`, `"5m"`, `"250ms"` (humantime), or an integer of seconds.
+mod duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Duration::from_secs(n)),
+            Raw::Str(s) => humantime::parse_duration(&s)
+                .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))),
+        }
+    }
+}
+
+/// The whole relay configuration (what [`crate::Relay::start`] takes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Names this relay in object keys and batch headers. Default: the host name.
+    #[serde(default)]
+    pub relay_id: Option<String>,
+    /// Free-form labels copied into every batch header.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// How long a graceful shutdown may spend uploading before leaving the rest in the spool.
+    #[serde(default = "d_shutdown_timeout", with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+/// One input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    SyslogUdp(UdpSourceConfig),
+    SyslogTcp(TcpSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> InputKind {
+        match self {
+            Self::SyslogUdp(_) => InputKind::SyslogUdp,
+            Self::SyslogTcp(_) => InputKind::SyslogTcp,
+        }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        match self {
+            Self::SyslogUdp(c) => c.address,
+            Self::SyslogTcp(c) => c.address,
+        }
+    }
+
+    /// The name used in metrics and logs: the configured one or `<type>@<address>`.
+    pub fn name(&self) -> String {
+        let explicit = match self {
+            Self::SyslogUdp(c) => c.name.clone(),
+            Self::SyslogTcp(c) => c.name.clone(),
+        };
+        explicit.unwrap_or_else(|| format!("{}@{}", self.kind(), self.address()))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpSourceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub address: SocketAddr,
+    /// Kernel receive buffer per socket.
+    #[serde(default = "d_receive_buffer")]
+    pub receive_buffer: ByteSize,
+    /// Receiving threads; more than one binds that many sockets with SO_REUSEPORT.
+    #[serde(default = "d_one")]
+    pub workers: usize,
+    /// Set SO_REUSEPORT even with one worker (to run beside another process on the same port).
+    #[serde(default)]
+    pub reuse_port: bool,
+    /// Largest datagram kept; larger ones are dropped and counted as "oversized". The default
+    /// keeps every datagram UDP can carry.
+    #[serde(default = "d_max_datagram")]
+    pub max_message: ByteSize,
+    /// Datagrams per recvmmsg call.
+    #[serde(default = "d_recv_batch")]
+    pub recv_batch: usize,
+    /// After a recvmmsg call that did not fill its batch, pause this long so that datagrams
+    /// accumulate: far fewer wake-ups per line under load, at the price of this much latency
+    /// (nothing next to a batch age). The receive buffer must hold this long of traffic.
+    /// 0 disables.
+    #[serde(default = "d_recv_pause", with = "duration")]
+    pub recv_pause: Duration,
+}
+
+impl UdpSourceConfig {
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            name: None,
+            address,
+            receive_buffer: d_receive_buffer(),
+            workers: 1,
+            reuse_port: false,
+            max_message: d_max_datagram(),
+            recv_batch: d_recv_batch(),
+            recv_pause: d_recv_pause(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSourceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub address: SocketAddr,
+    /// Largest frame kept (octet-counted or LF-terminated); larger ones are skipped and counted.
+    #[serde(default = "d_max_message")]
+    pub max_frame: ByteSize,
+    /// A connection silent for this long is closed (a partial frame is counted as incomplete).
+    #[serde(default = "d_idle_timeout", with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections above this are closed at once and counted as refused.
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    /// How long a connection may wait for room in a full queue before its messages are dropped.
+    #[serde(default = "d_queue_wait", with = "duration")]
+    pub queue_wait: Duration,
+}
+
+impl TcpSourceConfig {
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            name: None,
+            address,
+            max_frame: d_max_message(),
+            idle_timeout: d_idle_timeout(),
+            max_connections: d_max_connections(),
+            queue_wait: d_queue_wait(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `file:///path`, `s3://bucket/prefix` or `memory://`.
+    #[serde(default)]
+    pub store: String,
+    #[serde(default)]
+    pub s3: natlake_store::S3Options,
+    /// Puts in flight at once (files are started in spool order).
+    #[serde(default = "d_upload_concurrency")]
+    pub upload_concurrency: usize,
+    /// First retry delay after a failed put; doubles up to `retry_max` (with jitter).
+    #[serde(default = "d_retry_initial", with = "duration")]
+    pub retry_initial: Duration,
+    #[serde(default = "d_retry_max", with = "duration")]
+    pub retry_max: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            store: String::new(),
+            s3: Default::default(),
+            upload_concurrency: d_upload_concurrency(),
+            retry_initial: d_retry_initial(),
+            retry_max: d_retry_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    #[serde(default)]
+    pub dir: PathBuf,
+    /// Total bytes of spooled (compressed) batches; a batch that does not fit is dropped and counted.
+    #[serde(default = "d_spool_max")]
+    pub max_bytes: ByteSize,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::new(),
+            max_bytes: d_spool_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// A batch closes when its uncompressed records reach this size...
+    #[serde(default = "d_batch_bytes")]
+    pub max_bytes: ByteSize,
+    /// ...or when it is this old.
+    #[serde(default = "d_batch_age", with = "duration")]
+    pub max_age: Duration,
+    #[serde(default = "d_zstd_level")]
+    pub zstd_level: i32,
+    /// Bound of the queue between the sources and the batcher, in payload bytes...
+    #[serde(default = "d_queue_bytes")]
+    pub queue_bytes: ByteSize,
+    /// ...and in chunks (one chunk is one recvmmsg call or one TCP read).
+    #[serde(default = "d_queue_chunks")]
+    pub queue_chunks: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: d_batch_bytes(),
+            max_age: d_batch_age(),
+            zstd_level: d_zstd_level(),
+            queue_bytes: d_queue_bytes(),
+            queue_chunks: d_queue_chunks(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus `/metrics` here (port 0 picks one; see `RelayHandle::metrics_addr`).
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+}
+
+fn d_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_receive_buffer() -> ByteSize {
+    ByteSize::mib(8)
+}
+fn d_one() -> usize {
+    1
+}
+fn d_max_message() -> ByteSize {
+    ByteSize::kib(64)
+}
+fn d_max_datagram() -> ByteSize {
+    ByteSize(65_535)
+}
+fn d_recv_batch() -> usize {
+    64
+}
+fn d_recv_pause() -> Duration {
+    Duration::from_micros(500)
+}
+fn d_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn d_max_connections() -> usize {
+    1024
+}
+fn d_queue_wait() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_upload_concurrency() -> usize {
+    2
+}
+fn d_retry_initial() -> Duration {
+    Duration::from_millis(200)
+}
+fn d_retry_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_spool_max() -> ByteSize {
+    ByteSize::gib(1)
+}
+fn d_batch_bytes() -> ByteSize {
+    ByteSize::mib(8)
+}
+fn d_batch_age() -> Duration {
+    Duration::from_secs(60)
+}
+fn d_zstd_level() -> i32 {
+    3
+}
+fn d_queue_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn d_queue_chunks() -> usize {
+    8192
+}
+
+/// Largest payload a record may carry (the raw format's limit minus the record's fixed part).
+pub const MAX_PAYLOAD: u64 = (natlake_raw::MAX_RECORD - 34) as u64;
+
+impl RelayConfig {
+    /// A configuration with defaults, a store and a spool, and no sources.
+    pub fn new(store: impl Into<String>, spool_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            relay_id: None,
+            labels: BTreeMap::new(),
+            sources: Vec::new(),
+            sink: SinkConfig {
+                store: store.into(),
+                ..Default::default()
+            },
+            spool: SpoolConfig {
+                dir: spool_dir.into(),
+                ..Default::default()
+            },
+            batch: BatchConfig::default(),
+            metrics: MetricsConfig::default(),
+            shutdown_timeout: d_shutdown_timeout(),
+        }
+    }
+
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// The relay id in effect: the configured one, else the host name, else "relay".
+    pub fn relay_id(&self) -> String {
+        match &self.relay_id {
+            Some(id) if !id.is_empty() => id.clone(),
+            _ => hostname().unwrap_or_else(|| "relay".to_string()),
+        }
+    }
+
+    /// Checks everything that can be checked without binding or connecting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.sink.store.is_empty() {
+            return bad(
+                "no store: set [sink] store or --store (file:///path, s3://bucket/prefix)".into(),
+            );
+        }
+        match url::Url::parse(&self.sink.store) {
+            Ok(u) if matches!(u.scheme(), "file" | "s3" | "s3a" | "memory") => {}
+            Ok(u) => {
+                return bad(format!(
+                    "store {:?}: unsupported scheme {:?}",
+                    self.sink.store,
+                    u.scheme()
+                ));
+            }
+            Err(e) => return bad(format!("store {:?}: {e}", self.sink.store)),
+        }
+        if self.spool.dir.as_os_str().is_empty() {
+            return bad("no spool directory: set [spool] dir or --spool".into());
+        }
+        if self.sources.is_empty() {
+            return bad("no sources: add [[sources]] or --syslog-udp / --syslog-tcp".into());
+        }
+        if let Some(id) = &self.relay_id
+            && id.len() > 64
+        {
+            return bad(format!("relay_id {id:?} is longer than 64 characters"));
+        }
+        if self.relay_id.is_none() && self.relay_id().len() > 64 {
+            return bad("the host name is longer than 64 characters: set relay_id".into());
+        }
+        let mut names = HashSet::new();
+        for s in &self.sources {
+            let name = s.name();
+            if !names.insert(name.clone()) {
+                return bad(format!("two sources are named {name:?}"));
+            }
+            match s {
+                SourceConfig::SyslogUdp(u) => {
+                    if !(1..=64).contains(&u.workers) {
+                        return bad(format!("source {name}: workers must be 1..=64"));
+                    }
+                    if !(1..=1024).contains(&u.recv_batch) {
+                        return bad(format!("source {name}: recv_batch must be 1..=1024"));
+                    }
+                    if !(64..=65_535).contains(&u.max_message.0) {
+                        return bad(format!("source {name}: max_message must be 64B..=65535B"));
+                    }
+                    if u.recv_pause > Duration::from_millis(100) {
+                        return bad(format!("source {name}: recv_pause must be at most 100ms"));
+                    }
+                    if u.workers > 1 && u.address.port() == 0 {
+                        return bad(format!("source {name}: several workers need a fixed port"));
+                    }
+                }
+                SourceConfig::SyslogTcp(t) => {
+                    if t.max_frame.0 < 64 || t.max_frame.0 > MAX_PAYLOAD {
+                        return bad(format!(
+                            "source {name}: max_frame must be 64B..={MAX_PAYLOAD}B"
+                        ));
+                    }
+                    if t.max_connections == 0 {
+                        return bad(format!("source {name}: max_connections must be at least 1"));
+                    }
+                    if t.idle_timeout.is_zero() {
+                        return bad(format!("source {name}: idle_timeout must be positive"));
+                    }
+                }
+            }
+        }
+        let b = &self.batch;
+        if b.max_bytes.0 < 1024 || b.max_bytes.0 > ByteSize::gib(1).0 {
+            return bad("batch.max_bytes must be 1KiB..=1GiB".into());
+        }
+        if b.max_age.is_zero() {
+            return bad("batch.max_age must be positive".into());
+        }
+        if !(1..=19).contains(&b.zstd_level) {
+            return bad("batch.zstd_level must be 1..=19".into());
+        }
+        if b.queue_chunks == 0 || b.queue_bytes.0 < ByteSize::kib(64).0 {
+            return bad(
+                "batch.queue_chunks must be positive and batch.queue_bytes at least 64KiB".into(),
+            );
+        }
+        if !(1..=64).contains(&self.sink.upload_concurrency) {
+            return bad("sink.upload_concurrency must be 1..=64".into());
+        }
+        if self.sink.retry_initial.is_zero() || self.sink.retry_max < self.sink.retry_initial {
+            return bad("sink.retry_initial must be positive and at most sink.retry_max".into());
+        }
+        if self.spool.max_bytes.0 < ByteSize::mib(1).0 {
+            return bad("spool.max_bytes must be at least 1MiB".into());
+        }
+        if self.spool.max_bytes < self.batch.max_bytes {
+            // An incompressible batch could never be spooled.
+            return bad(format!(
+                "spool.max_bytes ({}) must be at least batch.max_bytes ({})",
+                self.spool.max_bytes, self.batch.max_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let s = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("label {s:?}: expected KEY=VALUE"))
+}
+
+/// Command line of the `edge-relay` binary. Flags override the file; each has an `EDGE_RELAY_*`
+/// environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "edge-relay",
+    version,
+    about = "Lossless relay of network logs into raw batches in object storage"
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "EDGE_RELAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Validate this configuration file (with any flags applied) and exit.
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
+    /// Object store URL: file:///path, s3://bucket/prefix.
+    #[arg(long, env = "EDGE_RELAY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Spool directory (batches wait here until the store confirms them).
+    #[arg(long, env = "EDGE_RELAY_SPOOL", value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// Spool size bound (default 1GiB).
+    #[arg(long, env = "EDGE_RELAY_SPOOL_MAX_BYTES", value_name = "SIZE")]
+    pub spool_max_bytes: Option<ByteSize>,
+    /// UDP syslog listener (repeatable or comma separated).
+    #[arg(
+        long,
+        env = "EDGE_RELAY_SYSLOG_UDP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub syslog_udp: Vec<SocketAddr>,
+    /// TCP syslog listener, RFC 6587 framing (repeatable or comma separated).
+    #[arg(
+        long,
+        env = "EDGE_RELAY_SYSLOG_TCP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub syslog_tcp: Vec<SocketAddr>,
+    /// Receive buffer of the UDP listeners given by flag (default 8MiB).
+    #[arg(long, env = "EDGE_RELAY_UDP_RECEIVE_BUFFER", value_name = "SIZE")]
+    pub udp_receive_buffer: Option<ByteSize>,
+    /// SO_REUSEPORT receive threads per UDP listener given by flag.
+    #[arg(long, env = "EDGE_RELAY_UDP_WORKERS", value_name = "N")]
+    pub udp_workers: Option<usize>,
+    /// Close a batch at this age (default 60s).
+    #[arg(long, env = "EDGE_RELAY_BATCH_AGE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub batch_age: Option<Duration>,
+    /// Close a batch at this uncompressed size (default 8MiB).
+    #[arg(long, env = "EDGE_RELAY_BATCH_BYTES", value_name = "SIZE")]
+    pub batch_bytes: Option<ByteSize>,
+    /// Serve Prometheus /metrics on this address.
+    #[arg(long, env = "EDGE_RELAY_METRICS", value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Relay id in object keys (default: host name).
+    #[arg(long, env = "EDGE_RELAY_ID", value_name = "ID")]
+    pub relay_id: Option<String>,
+    /// Label copied into every batch header (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// The configuration in effect: the file (`--check-config` or `--config`) if any, then the flags.
+    pub fn to_config(&self) -> Result<RelayConfig, ConfigError> {
+        let file = self.check_config.as_ref().or(self.config.as_ref());
+        let mut cfg = match file {
+            Some(p) => RelayConfig::from_file(p)?,
+            None => RelayConfig::new(String::new(), PathBuf::new()),
+        };
+        if let Some(s) = &self.store {
+            cfg.sink.store = s.clone();
+        }
+        if let Some(d) = &self.spool {
+            cfg.spool.dir = d.clone();
+        }
+        if let Some(m) = self.spool_max_bytes {
+            cfg.spool.max_bytes = m;
+        }
+        for addr in &self.syslog_udp {
+            let mut u = UdpSourceConfig::new(*addr);
+            if let Some(b) = self.udp_receive_buffer {
+                u.receive_buffer = b;
+            }
+            if let Some(w) = self.udp_workers {
+                u.workers = w;
+            }
+            cfg.sources.push(SourceConfig::SyslogUdp(u));
+        }
+        for addr in &self.syslog_tcp {
+            cfg.sources
+                .push(SourceConfig::SyslogTcp(TcpSourceConfig::new(*addr)));
+        }
+        if let Some(a) = self.batch_age {
+            cfg.batch.max_age = a;
+        }
+        if let Some(b) = self.batch_bytes {
+            cfg.batch.max_bytes = b;
+        }
+        if let Some(m) = self.metrics {
+            cfg.metrics.address = Some(m);
+        }
+        if let Some(id) = &self.relay_id {
+            cfg.relay_id = Some(id.clone());
+        }
+        for (k, v) in &self.labels {
+            cfg.labels.insert(k.clone(), v.clone());
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn sizes_parse_binary_and_decimal_units() {
+        assert_eq!("8MiB".parse::<ByteSize>().unwrap(), ByteSize(8 << 20));
+        assert_eq!("8 MiB".parse::<ByteSize>().unwrap(), ByteSize(8 << 20));
+        assert_eq!("64k".parse::<ByteSize>().unwrap(), ByteSize(65_536));
+        assert_eq!("1GB".parse::<ByteSize>().unwrap(), ByteSize(1_000_000_000));
+        assert_eq!("1.5KiB".parse::<ByteSize>().unwrap(), ByteSize(1536));
+        assert_eq!("100".parse::<ByteSize>().unwrap(), ByteSize(100));
+        assert!("".parse::<ByteSize>().is_err());
+        assert!("MiB".parse::<ByteSize>().is_err());
+        assert!("8 parsecs".parse::<ByteSize>().is_err());
+        assert!("99999999999999999999GiB".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize::mib(8).to_string(), "8MiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000B");
+    }
+
+    const FULL: &str = r#"
+        relay_id = "edge-par1"
+        shutdown_timeout = "10s"
+        [labels]
+        site = "par1"
+
+        [[sources]]
+        type = "syslog_udp"
+        address = "0.0.0.0:514"
+        receive_buffer = "32MiB"
+        workers = 2
+
+        [[sources]]
+        type = "syslog_tcp"
+        name = "tcp"
+        address = "[::]:601"
+        idle_timeout = "2m"
+        max_connections = 10
+
+        [sink]
+        store = "s3://bucket/prefix"
+        [sink.s3]
+        endpoint = "http://127.0.0.1:8333"
+
+        [spool]
+        dir = "/var/spool/edge-relay"
+        max_bytes = "2GiB"
+
+        [batch]
+        max_bytes = "4MiB"
+        max_age = "30s"
+
+        [metrics]
+        address = "127.0.0.1:9598"
+    "#;
+
+    #[test]
+    fn full_file_parses_and_validates() {
+        let cfg = RelayConfig::from_toml_str(FULL, "test").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.relay_id(), "edge-par1");
+        assert_eq!(cfg.labels["site"], "par1");
+        assert_eq!(cfg.sources.len(), 2);
+        match &cfg.sources[0] {
+            SourceConfig::SyslogUdp(u) => {
+                assert_eq!(u.receive_buffer, ByteSize::mib(32));
+                assert_eq!(u.workers, 2);
+                assert_eq!(u.max_message, ByteSize(65_535));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cfg.sources[0].name(), "syslog_udp@0.0.0.0:514");
+        assert_eq!(cfg.sources[1].name(), "tcp");
+        match &cfg.sources[1] {
+            SourceConfig::SyslogTcp(t) => {
+                assert_eq!(t.idle_timeout, Duration::from_secs(120));
+                assert_eq!(t.max_connections, 10);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            cfg.sink.s3.endpoint.as_deref(),
+            Some("http://127.0.0.1:8333")
+        );
+        assert_eq!(cfg.spool.max_bytes, ByteSize::gib(2));
+        assert_eq!(cfg.batch.max_bytes, ByteSize::mib(4));
+        assert_eq!(cfg.batch.max_age, Duration::from_secs(30));
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.metrics.address, Some("127.0.0.1:9598".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        let e = RelayConfig::from_toml_str("[sink]\nstore = \"file:///x\"\nstroe = 1\n", "t")
+            .unwrap_err();
+        assert!(e.to_string().contains("stroe"), "{e}");
+        let e = RelayConfig::from_toml_str(
+            "[[sources]]\ntype = \"carrier_pigeon\"\naddress = \"1.2.3.4:5\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("carrier_pigeon"), "{e}");
+        let e = RelayConfig::from_toml_str(
+            "[[sources]]\ntype = \"syslog_udp\"\naddress = \"0.0.0.0:514\"\nrecieve_buffer = \"1MiB\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("recieve_buffer"), "{e}");
+        let e = RelayConfig::from_toml_str("[batch]\nmax_age = \"soon\"\n", "t").unwrap_err();
+        assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut cfg = RelayConfig::new("file:///tmp/x", "/tmp/spool");
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no sources")
+        );
+        cfg.sources
+            .push(SourceConfig::SyslogUdp(UdpSourceConfig::new(
+                "127.0.0.1:0".parse().unwrap(),
+            )));
+        cfg.validate().unwrap();
+        cfg.sink.store = "ftp://x".into();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("unsupported scheme")
+        );
+        cfg.sink.store = "file:///tmp/x".into();
+        cfg.batch.max_age = Duration::ZERO;
+        assert!(cfg.validate().unwrap_err().to_string().contains("max_age"));
+        cfg.batch.max_age = Duration::from_secs(1);
+        cfg.sources.push(cfg.sources[0].clone());
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("two sources")
+        );
+    }
+
+    #[test]
+    fn flags_make_a_config_without_a_file() {
+        let cli = Cli::try_parse_from([
+            "edge-relay",
+            "--store",
+            "file:///tmp/lake",
+            "--spool",
+            "/tmp/spool",
+            "--syslog-udp",
+            "0.0.0.0:514,127.0.0.1:1514",
+            "--syslog-tcp",
+            "0.0.0.0:601",
+            "--batch-age",
+            "5s",
+            "--batch-bytes",
+            "1MiB",
+            "--relay-id",
+            "r1",
+            "--label",
+            "site=par1",
+        ])
+        .unwrap();
+        let cfg = cli.to_config().unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.sources.len(), 3);
+        assert_eq!(cfg.batch.max_age, Duration::from_secs(5));
+        assert_eq!(cfg.batch.max_bytes, ByteSize::mib(1));
+        assert_eq!(cfg.spool.max_bytes, ByteSize::gib(1));
+        assert_eq!(cfg.relay_id(), "r1");
+        assert_eq!(cfg.labels["site"], "par1");
+    }
+}

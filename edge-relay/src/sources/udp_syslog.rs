@@ -1,0 +1,369 @@
+//! UDP syslog: one datagram is one message (RFC 3164, RFC 5424 over RFC 5426), kept byte for byte.
+//!
+//! Each worker is a dedicated thread on a blocking socket that receives up to `recv_batch`
+//! datagrams per `recvmmsg(MSG_WAITFORONE)` call, copies them into one [`Chunk`] and hands it to
+//! the batcher without waiting (a full queue drops the chunk, counted as `queue_full`). The
+//! receive time is taken once per `recvmmsg` call: datagrams received together share it.
+//! Datagrams larger than `max_message` arrive truncated (`MSG_TRUNC`) and are dropped as
+//! `oversized`. After a call that did not fill its batch the worker pauses `recv_pause` (default
+//! 0.5 ms) so that, under load, one wake-up serves many datagrams. With `workers > 1` every worker has its own `SO_REUSEPORT` socket and the kernel
+//! spreads senders over them.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use natlake_raw::InputKind;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::batch::{Chunk, QueueTx};
+use crate::config::UdpSourceConfig;
+use crate::{Counters, DropReason, RateLimit, now_ns};
+
+/// How often a blocked worker wakes up to look at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+/// At most this many `recvmmsg` calls drain the socket at stop.
+const STOP_DRAIN_CALLS: usize = 4096;
+
+pub(crate) struct Started {
+    pub addr: SocketAddr,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+    pub inodes: Vec<u64>,
+}
+
+/// Binds the socket(s) and starts the worker thread(s).
+pub(crate) fn start(
+    cfg: &UdpSourceConfig,
+    name: String,
+    queue: QueueTx,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<Started> {
+    let reuse = cfg.reuse_port || cfg.workers > 1;
+    let mut sockets = Vec::with_capacity(cfg.workers);
+    let first = bind(cfg.address, reuse, cfg.receive_buffer.0 as usize, &name)?;
+    let addr = first
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an inet socket"))?;
+    sockets.push(first);
+    for _ in 1..cfg.workers {
+        sockets.push(bind(addr, true, cfg.receive_buffer.0 as usize, &name)?);
+    }
+    let mut threads = Vec::new();
+    let mut inodes = Vec::new();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        inodes.push(socket_inode(sock.as_raw_fd()).unwrap_or(0));
+        let w = Worker {
+            sock,
+            name: name.clone(),
+            queue: queue.clone(),
+            counters: counters.clone(),
+            stop: stop.clone(),
+            slot: cfg.max_message.0 as usize,
+            batch: cfg.recv_batch,
+            pause: cfg.recv_pause,
+            received: ::metrics::counter!("edge_relay_received_messages_total", "source" => name.clone(), "kind" => "syslog_udp"),
+            received_bytes: ::metrics::counter!("edge_relay_received_bytes_total", "source" => name.clone(), "kind" => "syslog_udp"),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("relay-udp-{i}"))
+            .spawn(move || w.run());
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(Started {
+        addr,
+        threads,
+        inodes,
+    })
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool, rcvbuf: usize, name: &str) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    set_receive_buffer(&sock, rcvbuf, name);
+    sock.set_read_timeout(Some(STOP_POLL))?;
+    sock.bind(&SockAddr::from(addr))?;
+    Ok(sock)
+}
+
+/// SO_RCVBUFFORCE when we may (CAP_NET_ADMIN), else SO_RCVBUF capped by net.core.rmem_max.
+fn set_receive_buffer(sock: &Socket, want: usize, name: &str) {
+    let v = want.min(i32::MAX as usize / 2) as libc::c_int;
+    // SAFETY: setsockopt with a valid fd and an int option value of the right size.
+    let forced = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced && let Err(e) = sock.set_recv_buffer_size(want) {
+        tracing::warn!(source = name, error = %e, "cannot set the UDP receive buffer");
+    }
+    // Linux reports twice the requested size (bookkeeping overhead included).
+    let got = sock.recv_buffer_size().unwrap_or(0) / 2;
+    if got + 4096 < want {
+        tracing::warn!(
+            source = name,
+            wanted = want,
+            got,
+            "UDP receive buffer is smaller than configured: raise net.core.rmem_max (sysctl) or grant CAP_NET_ADMIN"
+        );
+    } else {
+        tracing::debug!(source = name, bytes = got, forced, "UDP receive buffer set");
+    }
+}
+
+fn socket_inode(fd: RawFd) -> Option<u64> {
+    // SAFETY: fstat on a valid fd into a zeroed stat buffer.
+    let mut st: libc::stat = unsafe { zeroed() };
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino as u64)
+}
+
+struct Worker {
+    sock: Socket,
+    name: String,
+    queue: QueueTx,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    slot: usize,
+    batch: usize,
+    pause: Duration,
+    received: ::metrics::Counter,
+    received_bytes: ::metrics::Counter,
+}
+
+static OVERSIZED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+static RECV_ERR_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+
+/// The buffers of one `recvmmsg` call. The headers point into the other vectors, which are never
+/// resized after construction.
+struct Mmsg {
+    buf: Vec<u8>,
+    slot: usize,
+    _iov: Vec<libc::iovec>,
+    names: Vec<libc::sockaddr_storage>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl Mmsg {
+    fn new(n: usize, slot: usize) -> Self {
+        let mut buf = vec![0u8; n * slot];
+        // SAFETY: plain C structs for which all-zero is a valid value.
+        let mut names: Vec<libc::sockaddr_storage> = (0..n).map(|_| unsafe { zeroed() }).collect();
+        let mut iov: Vec<libc::iovec> = (0..n)
+            .map(|i| libc::iovec {
+                iov_base: buf[i * slot..].as_mut_ptr().cast(),
+                iov_len: slot,
+            })
+            .collect();
+        let hdrs = (0..n)
+            .map(|i| {
+                // SAFETY: as above.
+                let mut h: libc::mmsghdr = unsafe { zeroed() };
+                h.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_iov = &mut iov[i];
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        Self {
+            buf,
+            slot,
+            _iov: iov,
+            names,
+            hdrs,
+        }
+    }
+
+    /// Receives 1..=n datagrams (waits for the first up to the socket's read timeout).
+    fn recv(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
+        for h in &mut self.hdrs {
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers of the sizes it states.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as libc::c_uint,
+                flags as _,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    fn len(&self, i: usize) -> usize {
+        (self.hdrs[i].msg_len as usize).min(self.slot)
+    }
+
+    fn truncated(&self, i: usize) -> bool {
+        self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
+    }
+
+    fn payload(&self, i: usize) -> &[u8] {
+        &self.buf[i * self.slot..i * self.slot + self.len(i)]
+    }
+
+    fn peer(&self, i: usize) -> Option<SocketAddr> {
+        sockaddr_to_std(&self.names[i], self.hdrs[i].msg_hdr.msg_namelen)
+    }
+}
+
+impl Worker {
+    fn run(self) {
+        let fd = self.sock.as_raw_fd();
+        let mut m = Mmsg::new(self.batch, self.slot);
+        while !self.stop.load(Ordering::Relaxed) {
+            match m.recv(fd, libc::MSG_WAITFORONE) {
+                Ok(n) => {
+                    self.handle(&m, n);
+                    if n < self.batch && !self.pause.is_zero() {
+                        // Let datagrams accumulate: one wake-up then serves many of them.
+                        std::thread::sleep(self.pause);
+                    }
+                }
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR) => {}
+                    _ => {
+                        if let Some(suppressed) = RECV_ERR_LOG.allow() {
+                            tracing::error!(source = %self.name, error = %e, suppressed, "UDP receive failed");
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                },
+            }
+        }
+        // Stopping: take what the kernel already holds (bounded, in case senders keep sending).
+        for _ in 0..STOP_DRAIN_CALLS {
+            match m.recv(fd, libc::MSG_DONTWAIT) {
+                Ok(n) if n > 0 => self.handle(&m, n),
+                _ => break,
+            }
+        }
+    }
+
+    fn handle(&self, m: &Mmsg, n: usize) {
+        let now = now_ns();
+        let total: usize = (0..n).map(|i| m.len(i)).sum();
+        let mut chunk = Chunk::with_capacity(InputKind::SyslogUdp, total, n);
+        for i in 0..n {
+            if m.truncated(i) {
+                self.oversized(m.len(i), m.peer(i));
+                continue;
+            }
+            chunk.push(now, m.peer(i), m.payload(i));
+        }
+        if chunk.is_empty() {
+            return;
+        }
+        let (msgs, bytes) = (chunk.len() as u64, chunk.data.len() as u64);
+        self.counters
+            .received_messages
+            .fetch_add(msgs, Ordering::Relaxed);
+        self.counters
+            .received_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.received.increment(msgs);
+        self.received_bytes.increment(bytes);
+        self.queue.push_or_drop(chunk, &self.name);
+    }
+
+    fn oversized(&self, kept: usize, peer: Option<SocketAddr>) {
+        self.counters
+            .count_drop(DropReason::Oversized, InputKind::SyslogUdp, 1, kept as u64);
+        if let Some(suppressed) = OVERSIZED_LOG.allow() {
+            tracing::warn!(
+                source = %self.name,
+                peer = ?peer,
+                max_message = self.slot,
+                suppressed,
+                "datagram larger than max_message dropped (counted as oversized)"
+            );
+        }
+    }
+}
+
+fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and it is large enough.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above for sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            // IPv4 senders on a dual-stack socket are recorded as IPv4.
+            match ip.to_ipv4_mapped() {
+                Some(v4) => Some(SocketAddr::V4(SocketAddrV4::new(v4, port))),
+                None => Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                ))),
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddr_conversion() {
+        for want in ["192.0.2.7:514", "[2001:db8::1]:6514"] {
+            let want: SocketAddr = want.parse().unwrap();
+            let sa = SockAddr::from(want);
+            // SAFETY: SockAddr stores a sockaddr_storage.
+            let ss = unsafe { *sa.as_ptr().cast::<libc::sockaddr_storage>() };
+            assert_eq!(sockaddr_to_std(&ss, sa.len()), Some(want));
+        }
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:514".parse().unwrap();
+        let sa = SockAddr::from(mapped);
+        // SAFETY: as above.
+        let ss = unsafe { *sa.as_ptr().cast::<libc::sockaddr_storage>() };
+        assert_eq!(
+            sockaddr_to_std(&ss, sa.len()),
+            Some("192.0.2.7:514".parse().unwrap())
+        );
+    }
+}

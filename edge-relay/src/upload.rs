@@ -1,0 +1,227 @@
+//! The uploader: puts spooled batches in spool order, retries every failure with capped,
+//! jittered exponential backoff, never gives up, and deletes a spool file only after the store
+//! confirmed its put. Replay after a restart is the same loop: whatever is in the spool goes first.
+//!
+//! A put that succeeded but whose spool file was not yet deleted (crash in between) is put again
+//! at the next start under the same key with the same bytes: an overwrite, not a duplicate.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio::sync::Notify;
+
+use crate::config::SinkConfig;
+use crate::spool::{Spool, SpoolEntry};
+use crate::{Counters, DynStore, RateLimit};
+
+pub(crate) struct Uploader {
+    notify: Arc<Notify>,
+    spool: Arc<Spool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+static ERROR_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+
+impl Uploader {
+    pub fn start(
+        spool: Arc<Spool>,
+        store: DynStore,
+        sink: SinkConfig,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let notify = Arc::new(Notify::new());
+        let task = tokio::spawn(run(spool.clone(), store, sink, counters, notify.clone()));
+        Self {
+            notify,
+            spool,
+            task,
+        }
+    }
+
+    /// What the batcher pokes after spooling a batch.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// Lets uploads go on until the spool is empty or `timeout` passed, then stops. An upload cut
+    /// short leaves its file in the spool.
+    pub async fn stop(self, timeout: Duration) {
+        self.notify.notify_one();
+        let deadline = Instant::now() + timeout;
+        while self.spool.files() > 0 && Instant::now() < deadline && !self.task.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    spool: Arc<Spool>,
+    store: DynStore,
+    sink: SinkConfig,
+    counters: Arc<Counters>,
+    notify: Arc<Notify>,
+) {
+    let backoff = Backoff::new(sink.retry_initial, sink.retry_max);
+    loop {
+        let entries = match spool.list() {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(suppressed) = ERROR_LOG.allow() {
+                    tracing::error!(dir = %spool.dir().display(), error = %e, suppressed, "cannot list the spool");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if entries.is_empty() {
+            // Woken by the batcher; the timeout is only a safety net.
+            let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
+            continue;
+        }
+        futures::stream::iter(entries)
+            .for_each_concurrent(sink.upload_concurrency, |e| {
+                upload_one(&spool, &store, &counters, &backoff, e)
+            })
+            .await;
+    }
+}
+
+async fn upload_one(
+    spool: &Spool,
+    store: &DynStore,
+    counters: &Counters,
+    backoff: &Backoff,
+    e: SpoolEntry,
+) {
+    let mut attempt = 0u32;
+    let data = loop {
+        match tokio::fs::read(&e.path).await {
+            Ok(d) => break Bytes::from(d),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) => {
+                counters.upload_errors.fetch_add(1, Ordering::Relaxed);
+                ::metrics::counter!("edge_relay_upload_errors_total").increment(1);
+                if let Some(suppressed) = ERROR_LOG.allow() {
+                    tracing::error!(file = %e.path.display(), error = %err, suppressed, "cannot read a spooled batch; retrying");
+                }
+                tokio::time::sleep(backoff.delay(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    };
+    let location = ObjectPath::from(e.key.as_str());
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        match store.put(&location, PutPayload::from(data.clone())).await {
+            Ok(_) => {
+                let secs = started.elapsed().as_secs_f64();
+                ::metrics::histogram!("edge_relay_upload_duration_seconds").record(secs);
+                ::metrics::counter!("edge_relay_batches_uploaded_total").increment(1);
+                ::metrics::counter!("edge_relay_uploaded_bytes_total").increment(data.len() as u64);
+                counters.batches_uploaded.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes_uploaded
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                counters
+                    .records_uploaded
+                    .fetch_add(e.records, Ordering::Relaxed);
+                if attempt > 0 {
+                    tracing::info!(key = %e.key, attempts = attempt + 1, "batch uploaded after retries");
+                } else {
+                    tracing::debug!(key = %e.key, bytes = data.len(), secs, "batch uploaded");
+                }
+                if let Err(err) = spool.remove(&e) {
+                    // Left in place it would be put again later: an overwrite with the same bytes.
+                    if let Some(suppressed) = ERROR_LOG.allow() {
+                        tracing::error!(file = %e.path.display(), error = %err, suppressed, "cannot delete an uploaded batch");
+                    }
+                }
+                return;
+            }
+            Err(err) => {
+                counters.upload_errors.fetch_add(1, Ordering::Relaxed);
+                ::metrics::counter!("edge_relay_upload_errors_total").increment(1);
+                let delay = backoff.delay(attempt);
+                if let Some(suppressed) = ERROR_LOG.allow() {
+                    tracing::warn!(
+                        key = %e.key,
+                        attempt = attempt + 1,
+                        retry_in = ?delay,
+                        error = %err,
+                        suppressed,
+                        "upload failed; the batch stays in the spool and is retried"
+                    );
+                }
+                tokio::time::sleep(delay).await;
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the delay is fixed, half random.
+pub(crate) struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max: max.max(initial),
+        }
+    }
+
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max);
+        let half = exp / 2;
+        half + half.mul_f64(jitter())
+    }
+}
+
+/// A number in [0, 1) from a cheap thread-local generator (xorshift seeded by the clock).
+fn jitter() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new((crate::now_ns() as u64 ^ 0x9E37_79B9_7F4A_7C15) | 1);
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        for attempt in 0..40 {
+            let d = b.delay(attempt);
+            let exp = Duration::from_millis(100)
+                .saturating_mul(1 << attempt.min(20))
+                .min(Duration::from_secs(2));
+            assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
+        }
+        let ds: std::collections::HashSet<_> = (0..20).map(|_| b.delay(10)).collect();
+        assert!(ds.len() > 1, "jitter varies");
+    }
+}

@@ -1,0 +1,316 @@
+//! Each table's columns, defined once: name, Arrow type, and how to read the value from a row.
+//! The Parquet writer, the schema docs test and the query layer all use these definitions.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryBuilder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::model::{Event, Micros, Reject, Row, Table};
+
+/// How a column's value is read from a lake row. String extractors write into a reused buffer
+/// and return false for null, so building a column allocates nothing per row.
+pub enum Get<R> {
+    Time(fn(&R) -> Option<Micros>),
+    Str(fn(&R, &mut String) -> bool),
+    I16(fn(&R) -> Option<i16>),
+    I32(fn(&R) -> Option<i32>),
+    I64(fn(&R) -> Option<i64>),
+    Bin(fn(&R) -> Option<&[u8]>),
+}
+
+pub struct Column<R: 'static> {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub get: Get<R>,
+}
+
+impl<R> Column<R> {
+    pub fn data_type(&self) -> DataType {
+        match self.get {
+            Get::Time(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Get::Str(_) => DataType::Utf8,
+            Get::I16(_) => DataType::Int16,
+            Get::I32(_) => DataType::Int32,
+            Get::I64(_) => DataType::Int64,
+            Get::Bin(_) => DataType::Binary,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self.get {
+            Get::Time(_) => "timestamp[us, UTC]",
+            Get::Str(_) => "string",
+            Get::I16(_) => "int16",
+            Get::I32(_) => "int32",
+            Get::I64(_) => "int64",
+            Get::Bin(_) => "binary",
+        }
+    }
+
+    /// Builds this column for `rows`.
+    pub fn build(&self, rows: &[&R]) -> ArrayRef {
+        match &self.get {
+            Get::Time(f) => {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+                rows.iter().for_each(|r| b.append_option(f(r)));
+                Arc::new(b.finish())
+            }
+            Get::Str(f) => {
+                let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 12);
+                let mut buf = String::with_capacity(64);
+                for r in rows {
+                    buf.clear();
+                    if f(r, &mut buf) { b.append_value(&buf) } else { b.append_null() }
+                }
+                Arc::new(b.finish())
+            }
+            Get::I16(f) => {
+                let mut b = Int16Builder::with_capacity(rows.len());
+                rows.iter().for_each(|r| b.append_option(f(r)));
+                Arc::new(b.finish())
+            }
+            Get::I32(f) => {
+                let mut b = Int32Builder::with_capacity(rows.len());
+                rows.iter().for_each(|r| b.append_option(f(r)));
+                Arc::new(b.finish())
+            }
+            Get::I64(f) => {
+                let mut b = Int64Builder::with_capacity(rows.len());
+                rows.iter().for_each(|r| b.append_option(f(r)));
+                Arc::new(b.finish())
+            }
+            Get::Bin(f) => {
+                let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 128);
+                rows.iter().for_each(|r| b.append_option(f(r)));
+                Arc::new(b.finish())
+            }
+        }
+    }
+}
+
+pub fn schema_of<R>(cols: &[Column<R>]) -> SchemaRef {
+    Arc::new(Schema::new(cols.iter().map(|c| Field::new(c.name, c.data_type(), true)).collect::<Vec<_>>()))
+}
+
+fn ip(buf: &mut String, v: Option<IpAddr>) -> bool {
+    match v {
+        Some(a) => write!(buf, "{a}").is_ok(),
+        None => false,
+    }
+}
+
+fn opt_str(buf: &mut String, v: Option<&str>) -> bool {
+    match v {
+        Some(s) => {
+            buf.push_str(s);
+            true
+        }
+        None => false,
+    }
+}
+
+fn port(v: Option<u16>) -> Option<i32> {
+    v.map(i32::from)
+}
+
+fn count(v: Option<u64>) -> Option<i64> {
+    v.map(|x| i64::try_from(x).unwrap_or(i64::MAX))
+}
+
+macro_rules! nat {
+    ($r:ident, $e:ident => $body:expr) => {
+        |$r: &Row| match &$r.event {
+            Event::Nat($e) => $body,
+            _ => None,
+        }
+    };
+}
+
+macro_rules! nat_s {
+    ($r:ident, $b:ident, $e:ident => $body:expr) => {
+        |$r: &Row, $b: &mut String| match &$r.event {
+            Event::Nat($e) => $body,
+            _ => false,
+        }
+    };
+}
+
+macro_rules! flow {
+    ($r:ident, $e:ident => $body:expr) => {
+        |$r: &Row| match &$r.event {
+            Event::Flow($e) => $body,
+            _ => None,
+        }
+    };
+}
+
+macro_rules! flow_s {
+    ($r:ident, $b:ident, $e:ident => $body:expr) => {
+        |$r: &Row, $b: &mut String| match &$r.event {
+            Event::Flow($e) => $body,
+            _ => false,
+        }
+    };
+}
+
+macro_rules! fw {
+    ($r:ident, $e:ident => $body:expr) => {
+        |$r: &Row| match &$r.event {
+            Event::Firewall($e) => $body,
+            _ => None,
+        }
+    };
+}
+
+macro_rules! fw_s {
+    ($r:ident, $b:ident, $e:ident => $body:expr) => {
+        |$r: &Row, $b: &mut String| match &$r.event {
+            Event::Firewall($e) => $body,
+            _ => false,
+        }
+    };
+}
+
+/// Columns every event table ends with: envelope and provenance.
+fn common() -> Vec<Column<Row>> {
+    vec![
+        Column { name: "recv_time", doc: "When the relay received the record", get: Get::Time(|r: &Row| Some(r.envelope.recv_time)) },
+        Column { name: "device", doc: "Device that logged it: syslog HOSTNAME, else the sender's address", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.device.as_deref())) },
+        Column { name: "format", doc: "Parser that produced the row (conntrack, goflow2, iptables, …)", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(r.envelope.format))) },
+        Column { name: "subscriber", doc: "Subscriber id from enrichment, when known", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.subscriber.as_deref())) },
+        Column { name: "raw_key", doc: "Provenance: key of the raw object the row came from", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))) },
+        Column { name: "raw_record", doc: "Provenance: index of the record in that raw object (0-based)", get: Get::I64(|r: &Row| Some(r.provenance.raw_record as i64)) },
+    ]
+}
+
+pub fn nat_events() -> Vec<Column<Row>> {
+    let mut v = vec![
+        Column { name: "time", doc: "Event time (device clock when it logs one, else receive time), UTC", get: Get::Time(|r: &Row| Some(r.event.time())) },
+        Column { name: "event", doc: "session_create, session_delete, port_block_alloc, port_block_release, port_block_interim, address_bind, address_release, mapping_observed", get: Get::Str(nat_s!(r, b, e => opt_str(b, e.event.map(|k| k.as_str())))) },
+        Column { name: "protocol", doc: "IANA protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)", get: Get::I16(nat!(r, e => e.protocol.map(i16::from))) },
+        Column { name: "src_ip", doc: "Inside (private, pre-NAT) address", get: Get::Str(nat_s!(r, b, e => ip(b, e.src_ip))) },
+        Column { name: "src_port", doc: "Inside port", get: Get::I32(nat!(r, e => port(e.src_port))) },
+        Column { name: "x_ip", doc: "Public (translated, post-NAT) address", get: Get::Str(nat_s!(r, b, e => ip(b, e.x_ip))) },
+        Column { name: "x_port", doc: "Public port; first port of a port block", get: Get::I32(nat!(r, e => port(e.x_port))) },
+        Column { name: "x_port_end", doc: "Last port of a port block (inclusive); null for single ports", get: Get::I32(nat!(r, e => port(e.x_port_end))) },
+        Column { name: "dst_ip", doc: "Destination address, when the device logs it", get: Get::Str(nat_s!(r, b, e => ip(b, e.dst_ip))) },
+        Column { name: "dst_port", doc: "Destination port", get: Get::I32(nat!(r, e => port(e.dst_port))) },
+        Column { name: "vrf", doc: "VRF / routing instance / conntrack zone as the device names it", get: Get::Str(nat_s!(r, b, e => opt_str(b, e.vrf.as_deref()))) },
+        Column { name: "direction", doc: "out (inside to outside) or in", get: Get::Str(nat_s!(r, b, e => opt_str(b, e.direction))) },
+        Column { name: "end_time", doc: "End of an observed mapping (flows) or the device's session end", get: Get::Time(nat!(r, e => e.end_time)) },
+        Column { name: "bytes_out", doc: "Bytes inside to outside (conntrack orig counters)", get: Get::I64(nat!(r, e => count(e.bytes_out))) },
+        Column { name: "bytes_in", doc: "Bytes outside to inside (conntrack reply counters)", get: Get::I64(nat!(r, e => count(e.bytes_in))) },
+        Column { name: "packets_out", doc: "Packets inside to outside", get: Get::I64(nat!(r, e => count(e.packets_out))) },
+        Column { name: "packets_in", doc: "Packets outside to inside", get: Get::I64(nat!(r, e => count(e.packets_in))) },
+    ];
+    v.extend(common());
+    v
+}
+
+pub fn flows() -> Vec<Column<Row>> {
+    let mut v = vec![
+        Column { name: "time", doc: "Flow start, UTC", get: Get::Time(|r: &Row| Some(r.event.time())) },
+        Column { name: "end_time", doc: "Flow end, UTC", get: Get::Time(flow!(r, e => e.end_time)) },
+        Column { name: "protocol", doc: "IANA protocol number", get: Get::I16(flow!(r, e => e.protocol.map(i16::from))) },
+        Column { name: "src_ip", doc: "Source address (pre-NAT)", get: Get::Str(flow_s!(r, b, e => ip(b, e.src_ip))) },
+        Column { name: "src_port", doc: "Source port", get: Get::I32(flow!(r, e => port(e.src_port))) },
+        Column { name: "dst_ip", doc: "Destination address", get: Get::Str(flow_s!(r, b, e => ip(b, e.dst_ip))) },
+        Column { name: "dst_port", doc: "Destination port", get: Get::I32(flow!(r, e => port(e.dst_port))) },
+        Column { name: "post_nat_src_ip", doc: "Source address after NAT (IPFIX IE 225/281)", get: Get::Str(flow_s!(r, b, e => ip(b, e.post_nat_src_ip))) },
+        Column { name: "post_nat_src_port", doc: "Source port after NAT (IE 227)", get: Get::I32(flow!(r, e => port(e.post_nat_src_port))) },
+        Column { name: "post_nat_dst_ip", doc: "Destination address after NAT (IE 226/282)", get: Get::Str(flow_s!(r, b, e => ip(b, e.post_nat_dst_ip))) },
+        Column { name: "post_nat_dst_port", doc: "Destination port after NAT (IE 228)", get: Get::I32(flow!(r, e => port(e.post_nat_dst_port))) },
+        Column { name: "bytes", doc: "Bytes (as exported; multiply by sampling_rate for an estimate)", get: Get::I64(flow!(r, e => count(e.bytes))) },
+        Column { name: "packets", doc: "Packets", get: Get::I64(flow!(r, e => count(e.packets))) },
+        Column { name: "in_if", doc: "Input interface index", get: Get::I64(flow!(r, e => e.in_if.map(i64::from))) },
+        Column { name: "out_if", doc: "Output interface index", get: Get::I64(flow!(r, e => e.out_if.map(i64::from))) },
+        Column { name: "sampling_rate", doc: "Sampling rate (0 or null: unsampled)", get: Get::I64(flow!(r, e => count(e.sampling_rate))) },
+        Column { name: "exporter", doc: "Exporter address named in the record", get: Get::Str(flow_s!(r, b, e => ip(b, e.exporter))) },
+        Column { name: "vrf", doc: "VRF / routing instance", get: Get::Str(flow_s!(r, b, e => opt_str(b, e.vrf.as_deref()))) },
+    ];
+    v.extend(common());
+    v
+}
+
+pub fn firewall() -> Vec<Column<Row>> {
+    let mut v = vec![
+        Column { name: "time", doc: "Event time, UTC", get: Get::Time(|r: &Row| Some(r.event.time())) },
+        Column { name: "action", doc: "allow, deny or log", get: Get::Str(fw_s!(r, b, e => opt_str(b, Some(e.action.as_str())))) },
+        Column { name: "rule", doc: "Rule name or log prefix (e.g. Cloud Foundry OK_<container>)", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.rule.as_deref()))) },
+        Column { name: "protocol", doc: "IANA protocol number", get: Get::I16(fw!(r, e => e.protocol.map(i16::from))) },
+        Column { name: "src_ip", doc: "Source address", get: Get::Str(fw_s!(r, b, e => ip(b, e.src_ip))) },
+        Column { name: "src_port", doc: "Source port", get: Get::I32(fw!(r, e => port(e.src_port))) },
+        Column { name: "dst_ip", doc: "Destination address", get: Get::Str(fw_s!(r, b, e => ip(b, e.dst_ip))) },
+        Column { name: "dst_port", doc: "Destination port", get: Get::I32(fw!(r, e => port(e.dst_port))) },
+        Column { name: "in_if", doc: "Input interface name", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.in_if.as_deref()))) },
+        Column { name: "out_if", doc: "Output interface name", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.out_if.as_deref()))) },
+        Column { name: "length", doc: "Packet length", get: Get::I64(fw!(r, e => e.length.map(i64::from))) },
+        Column { name: "vrf", doc: "VRF / routing instance", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.vrf.as_deref()))) },
+    ];
+    v.extend(common());
+    v
+}
+
+pub fn rejects() -> Vec<Column<Reject>> {
+    vec![
+        Column { name: "recv_time", doc: "When the relay received the record", get: Get::Time(|r: &Reject| Some(r.recv_time)) },
+        Column { name: "reason", doc: "Why it was rejected", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.reason))) },
+        Column { name: "format", doc: "Parser that tried (auto: no format matched)", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.format))) },
+        Column { name: "input_kind", doc: "How the record reached the relay (syslog_udp, …)", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.input_kind))) },
+        Column { name: "peer", doc: "Sender address:port", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, r.peer.as_deref())) },
+        Column { name: "payload", doc: "The record's bytes, exactly as received", get: Get::Bin(|r: &Reject| Some(&r.payload)) },
+        Column { name: "raw_key", doc: "Provenance: raw object key", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))) },
+        Column { name: "raw_record", doc: "Provenance: record index in the raw object", get: Get::I64(|r: &Reject| Some(r.provenance.raw_record as i64)) },
+    ]
+}
+
+/// Columns of an event table; None for rejects, whose rows are [`Reject`]s.
+pub fn event_columns(table: Table) -> Option<Vec<Column<Row>>> {
+    match table {
+        Table::NatEvents => Some(nat_events()),
+        Table::Flows => Some(flows()),
+        Table::Firewall => Some(firewall()),
+        Table::Rejects => None,
+    }
+}
+
+/// The schema as documented in `docs/schema.md` (a test keeps the file in step).
+pub fn schema_markdown() -> String {
+    fn table<R>(out: &mut String, name: &str, about: &str, cols: &[Column<R>]) {
+        out.push_str(&format!("\n## `{name}`\n\n{about}\n\n| column | type | meaning |\n|---|---|---|\n"));
+        for c in cols {
+            out.push_str(&format!("| `{}` | {} | {} |\n", c.name, c.type_name(), c.doc));
+        }
+    }
+    let mut out = String::from(
+        "# natlake lake schema\n\n\
+         Generated from `functions/core/src/lake/columns.rs` (`NATLAKE_BLESS=1 cargo test -p natlake-core schema_doc`\n\
+         rewrites it). Every column is nullable. Addresses are text in canonical form (IPv4 dotted quad,\n\
+         IPv6 RFC 5952), ports and protocol numbers are integers, times are UTC microseconds.\n\
+         Besides these columns every table has its Hive partition columns from the object path:\n\
+         `hour` (`YYYY-MM-DDTHH`, UTC) and, except `rejects`, `x_net` (the public /24 or /48, see\n\
+         `docs/lake-layout.md`).\n",
+    );
+    table(&mut out, "nat_events", "NAT mapping events: sessions, port blocks, address bindings, and mappings observed in flow records. `src_*` is the inside (private) side, `x_*` the public (translated) side.", &nat_events());
+    table(&mut out, "flows", "Flow records (NetFlow v9, IPFIX, goflow2 JSON, pmacct JSON), with post-NAT fields when exported. A flow with a post-NAT source also yields a `mapping_observed` row in `nat_events`.", &flows());
+    table(&mut out, "firewall", "Packet-filter log events (iptables / nftables LOG, Cloud Foundry `OK_` / `DENY_` prefixes).", &firewall());
+    table(&mut out, "rejects", "Records that could not be normalized, kept whole with the reason.", &rejects());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_doc_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/schema.md");
+        let want = super::schema_markdown();
+        if std::env::var_os("NATLAKE_BLESS").is_some() {
+            std::fs::write(path, &want).expect("write docs/schema.md");
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(have == want, "docs/schema.md is stale: run NATLAKE_BLESS=1 cargo test -p natlake-core schema_doc");
+    }
+}

@@ -1,0 +1,5 @@
+//! The lake: layout of keys, table columns, and the Parquet writer.
+
+pub mod columns;
+pub mod layout;
+pub mod writer;

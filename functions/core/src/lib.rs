@@ -1,0 +1,9 @@
+//! natlake-core: the event model, parsers, lake layout and Parquet writing shared by the
+//! natlake functions. No I/O happens here except through an `ObjectStore` handed in.
+
+pub mod correlate;
+pub mod lake;
+pub mod model;
+pub mod parsers;
+pub mod runtime;
+pub mod time;

@@ -1,0 +1,684 @@
+//! Linux conntrack text: `conntrack -E [-o timestamp,extended,id]` event lines, `conntrack -L`
+//! and `/proc/net/nf_conntrack` listing lines, and the old bracket-less `NEW tcp 120 …` form.
+//!
+//! ```text
+//! [1700000000.123456]    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.2 dst=198.51.100.7 sport=40000 dport=443 [UNREPLIED] src=198.51.100.7 dst=203.0.113.5 sport=443 dport=1025 zone=3
+//! ```
+//!
+//! Mapping (source NAT is what attribution needs):
+//! - the ORIGINAL tuple is the inside view: `src_ip:src_port → dst_ip:dst_port`;
+//! - the public side is the REPLY tuple's destination: `x_ip = reply.dst`, `x_port = reply.dport`
+//!   — replies travel to the translated address. Without source NAT the reply goes back to the
+//!   original source, so the same rule yields `x = original src:sport`: the host's own address is
+//!   its public address. That is deliberate: the event is still evidence of who used the address.
+//!   `direction` is "out" only when a translation is visible.
+//! - `[NEW]` → SessionCreate, `[DESTROY]` → SessionDelete. `[UPDATE]` lines are validated but
+//!   produce no event: the mapping is fixed when the entry is created, and UPDATE only reports
+//!   state changes (SYN_RECV, ESTABLISHED, FIN_WAIT …) that would multiply rows 3–5× per TCP
+//!   session without adding attribution evidence.
+//! - Listing lines (no event tag) are snapshots: MappingObserved with `end_time = time`.
+//! - `packets=`/`bytes=` of the original direction are `*_out`, of the reply `*_in`.
+//! - `zone=N` becomes `vrf = "N"`; zone 0 is the default zone and maps to None, so /proc lines
+//!   (which always print `zone=0`) and `conntrack -E` lines (which omit it) agree.
+//! - ICMP tuples carry `type= code= id=` instead of ports: ports stay None.
+//! - The `[sec.usec]` prefix of `-o timestamp` is the event time; without it the caller's
+//!   default applies.
+
+use crate::model::{Event, Micros, NatEvent, NatEventKind};
+use std::net::IpAddr;
+
+use super::ParseError;
+use super::util::{
+    MICROS_PER_SEC, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32, parse_u64,
+    proto_number,
+};
+
+const FORMAT: &str = "conntrack";
+
+fn err(reason: impl Into<String>) -> ParseError {
+    ParseError::new(FORMAT, reason)
+}
+
+/// What a line reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CtKind {
+    New,
+    Update,
+    Destroy,
+    /// `-L` / `/proc` listing: no event tag.
+    Listing,
+}
+
+impl CtKind {
+    pub(crate) fn from_tag(tag: &str) -> Option<Self> {
+        let t = tag.trim().trim_start_matches('[').trim_end_matches(']');
+        if t.eq_ignore_ascii_case("NEW") {
+            Some(CtKind::New)
+        } else if t.eq_ignore_ascii_case("UPDATE") {
+            Some(CtKind::Update)
+        } else if t.eq_ignore_ascii_case("DESTROY") {
+            Some(CtKind::Destroy)
+        } else {
+            None
+        }
+    }
+}
+
+/// One direction of a conntrack entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tuple {
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// Builds the NAT event for a NEW / DESTROY / listing entry (see the module doc for the rules).
+/// Shared with the JSON form. Returns None for UPDATE.
+pub(crate) fn build_event(
+    kind: CtKind,
+    protocol: Option<u8>,
+    orig: &Tuple,
+    reply: &Tuple,
+    zone: Option<u32>,
+    time: Micros,
+) -> Option<NatEvent> {
+    let event = match kind {
+        CtKind::New => NatEventKind::SessionCreate,
+        CtKind::Destroy => NatEventKind::SessionDelete,
+        CtKind::Listing => NatEventKind::MappingObserved,
+        CtKind::Update => return None,
+    };
+    let translated = reply.dst != orig.src || reply.dport != orig.sport;
+    Some(NatEvent {
+        time,
+        event: Some(event),
+        protocol,
+        src_ip: orig.src,
+        src_port: orig.sport,
+        x_ip: reply.dst,
+        x_port: reply.dport,
+        x_port_end: None,
+        dst_ip: orig.dst,
+        dst_port: orig.dport,
+        vrf: zone.filter(|z| *z != 0).map(|z| z.to_string()),
+        direction: translated.then_some("out"),
+        end_time: (kind == CtKind::Listing).then_some(time),
+        bytes_out: orig.bytes,
+        bytes_in: reply.bytes,
+        packets_out: orig.packets,
+        packets_in: reply.packets,
+    })
+}
+
+/// Layer-4 protocol names as libnetfilter_conntrack prints them. "unknown" is followed by the
+/// number; it yields `Some(None)`.
+pub(crate) fn l4_name(tok: &str) -> Option<Option<u8>> {
+    match tok {
+        "unknown" => Some(None),
+        "dccp" => Some(Some(33)),
+        "tcp" | "udp" | "udplite" | "icmp" | "icmpv6" | "sctp" | "gre" | "esp" | "ah" | "igmp" => {
+            Some(proto_number(tok))
+        }
+        _ => None,
+    }
+}
+
+/// Cheap check used by format detection.
+pub fn looks_like(body: &str) -> bool {
+    let mut s = body.trim_start();
+    if s.starts_with('[')
+        && let Some((inside, after)) = bracket(s)
+        && inside
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_digit())
+    {
+        s = after.trim_start();
+    }
+    let first = s.split_ascii_whitespace().next().unwrap_or("");
+    let second = s.split_ascii_whitespace().nth(1).unwrap_or("");
+    let head_ok = CtKind::from_tag(first)
+        .is_some_and(|_| first.starts_with('[') || l4_name(second).is_some())
+        || first == "ipv4"
+        || first == "ipv6"
+        || l4_name(first).is_some();
+    head_ok && s.contains("src=")
+}
+
+/// Parses one line, pushing at most one event. `default_time` is used when the line has no
+/// `[timestamp]` of its own. Returns the number of events pushed.
+pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<usize, ParseError> {
+    let mut s = line.trim();
+    if s.is_empty() {
+        return Err(err("empty line"));
+    }
+    // `-o timestamp`: "[1700000000.123456]\t".
+    let mut time = None;
+    if s.starts_with('[')
+        && let Some((inside, after)) = bracket(s)
+        && inside
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_digit())
+    {
+        time = Some(
+            parse_event_stamp(inside).ok_or_else(|| err(format!("bad timestamp [{inside}]")))?,
+        );
+        s = after.trim_start();
+    }
+    // Event tag: "[NEW]" (right-aligned in the output), or "NEW" in old versions.
+    let mut kind = CtKind::Listing;
+    if s.starts_with('[') {
+        let (inside, after) = bracket(s).ok_or_else(|| err("unterminated '['"))?;
+        kind =
+            CtKind::from_tag(inside).ok_or_else(|| err(format!("unknown event tag [{inside}]")))?;
+        s = after;
+    } else if let Some((first, after)) = s.split_once(|c: char| c.is_ascii_whitespace())
+        && let Some(k) = CtKind::from_tag(first)
+    {
+        kind = k;
+        s = after;
+    }
+    let mut toks = s.split_ascii_whitespace().peekable();
+    let mut tok = toks
+        .next()
+        .ok_or_else(|| err("no protocol after event tag"))?;
+    // `-o extended` / /proc: "ipv4     2" before the layer-4 protocol.
+    if tok == "ipv4" || tok == "ipv6" {
+        let _l3num = toks
+            .next()
+            .and_then(parse_u8)
+            .ok_or_else(|| err("bad layer-3 protocol number"))?;
+        tok = toks.next().ok_or_else(|| err("no layer-4 protocol"))?;
+    }
+    let named = l4_name(tok).ok_or_else(|| {
+        err(format!(
+            "unrecognised protocol {:?}",
+            super::util::snippet(tok, 20)
+        ))
+    })?;
+    // The number after the name; old versions print the timeout there instead, so a number
+    // that disagrees with a known name is left for the field loop (which skips bare numbers).
+    let protocol = match named {
+        Some(n) => {
+            if toks.peek().and_then(|t| parse_u8(t)) == Some(n) {
+                toks.next();
+            }
+            n
+        }
+        None => toks
+            .next()
+            .and_then(parse_u8)
+            .ok_or_else(|| err("\"unknown\" protocol without its number"))?,
+    };
+
+    let fields = scan_fields(toks)?;
+    let (orig, reply) = (fields.orig, fields.reply);
+    if orig.src.is_none() || orig.dst.is_none() {
+        return Err(err("missing original tuple (src=/dst=)"));
+    }
+    if reply.src.is_none() || reply.dst.is_none() {
+        return Err(err("missing reply tuple (second src=/dst=)"));
+    }
+    let time = time.unwrap_or(default_time);
+    match build_event(kind, Some(protocol), &orig, &reply, fields.zone, time) {
+        Some(ev) => {
+            out.push(Event::Nat(ev));
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
+struct Fields {
+    orig: Tuple,
+    reply: Tuple,
+    zone: Option<u32>,
+}
+
+/// Walks `key=value` tokens. The first `src=` opens the original tuple, the second the reply
+/// tuple; counters belong to the tuple they follow. Flags (`[ASSURED]`), the timeout, the TCP
+/// state and keys we do not use (`mark=`, `use=`, `id=`, `secctx=` …) are skipped.
+fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseError> {
+    let mut f = Fields {
+        orig: Tuple::default(),
+        reply: Tuple::default(),
+        zone: None,
+    };
+    let mut in_reply = false;
+    let mut in_bracket = false;
+    for tok in toks {
+        // "[start=Thu Nov 23 02:33:00 2025]" (-o ktimestamp) spans several tokens.
+        if in_bracket {
+            in_bracket = !tok.ends_with(']');
+            continue;
+        }
+        if tok.starts_with('[') {
+            in_bracket = !tok.ends_with(']');
+            continue;
+        }
+        // Only keys starting with s/d/p/b/z matter; most tokens are skipped on one byte.
+        if !matches!(
+            tok.as_bytes().first(),
+            Some(b's' | b'd' | b'p' | b'b' | b'z')
+        ) {
+            continue;
+        }
+        let Some((k, v)) = tok.split_once('=') else {
+            continue;
+        };
+        // The second src= opens the reply tuple.
+        if k == "src" && (if in_reply { f.reply.src } else { f.orig.src }).is_some() {
+            if in_reply {
+                return Err(err("more than two tuples"));
+            }
+            in_reply = true;
+        }
+        let t = if in_reply { &mut f.reply } else { &mut f.orig };
+        match k {
+            "src" => t.src = Some(parse_ip(v).ok_or_else(|| err(format!("bad src={v}")))?),
+            "dst" => t.dst = Some(parse_ip(v).ok_or_else(|| err(format!("bad dst={v}")))?),
+            "sport" => t.sport = Some(parse_u16(v).ok_or_else(|| err(format!("bad sport={v}")))?),
+            "dport" => t.dport = Some(parse_u16(v).ok_or_else(|| err(format!("bad dport={v}")))?),
+            "packets" => {
+                t.packets = Some(parse_u64(v).ok_or_else(|| err(format!("bad packets={v}")))?)
+            }
+            "bytes" => t.bytes = Some(parse_u64(v).ok_or_else(|| err(format!("bad bytes={v}")))?),
+            "zone" | "zone-orig" => {
+                f.zone = Some(parse_u32(v).ok_or_else(|| err(format!("bad {k}={v}")))?)
+            }
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+/// `[inside]rest` → (inside, rest).
+fn bracket(s: &str) -> Option<(&str, &str)> {
+    let body = s.strip_prefix('[')?;
+    let close = body.find(']')?;
+    Some((body.get(..close)?, body.get(close + 1..)?))
+}
+
+/// The `-o timestamp` stamp. Current conntrack prints `%ld.%.6ld` (zero-padded µs); some old
+/// builds printed `%-6ld` — µs left-aligned and space-padded, so "[1459848491.18004 ]" means
+/// 18004 µs, not 0.18004 s. Trailing padding inside the bracket marks that form.
+fn parse_event_stamp(inside: &str) -> Option<Micros> {
+    let t = inside.trim_start();
+    let padded = t.ends_with(|c: char| c.is_ascii_whitespace());
+    let t = t.trim_end();
+    let (sec, frac) = t.split_once('.').unwrap_or((t, ""));
+    let sec = i64::try_from(parse_u64(sec)?).ok()?;
+    let us = if frac.is_empty() {
+        0
+    } else if padded {
+        u32::try_from(parse_u64(frac)?)
+            .ok()
+            .filter(|v| *v < 1_000_000)?
+    } else {
+        fraction_micros(frac)?
+    };
+    sec.checked_mul(MICROS_PER_SEC)?.checked_add(i64::from(us))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::util::test_corpus;
+    use super::*;
+
+    const T0: Micros = 1_718_452_800_000_000; // 2024-06-15T12:00:00Z, the caller's default
+
+    fn one(line: &str) -> NatEvent {
+        let mut out = Vec::new();
+        let n = parse(line, T0, &mut out).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert_eq!(n, 1, "{line:?}");
+        match out.pop() {
+            Some(Event::Nat(e)) => e,
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn timestamped_extended_new_with_snat() {
+        let e = one(
+            "[1700000000.123456]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.2 dst=198.51.100.7 sport=40000 dport=443 [UNREPLIED] src=198.51.100.7 dst=203.0.113.5 sport=443 dport=1025 zone=3 id=99",
+        );
+        assert_eq!(e.time, 1_700_000_000_123_456);
+        assert_eq!(e.event, Some(NatEventKind::SessionCreate));
+        assert_eq!(e.protocol, Some(6));
+        assert_eq!((e.src_ip, e.src_port), (ip("100.64.0.2"), Some(40000)));
+        assert_eq!((e.dst_ip, e.dst_port), (ip("198.51.100.7"), Some(443)));
+        assert_eq!((e.x_ip, e.x_port), (ip("203.0.113.5"), Some(1025)));
+        assert_eq!(e.vrf.as_deref(), Some("3"));
+        assert_eq!(e.direction, Some("out"));
+        assert_eq!(e.end_time, None);
+    }
+
+    #[test]
+    fn destroy_with_counters_and_ktimestamps() {
+        let e = one(
+            "[1700000100.000001]\t[DESTROY] udp      17 src=100.64.0.3 dst=198.51.100.53 sport=5353 dport=53 packets=2 bytes=120 src=198.51.100.53 dst=203.0.113.5 sport=53 dport=2000 packets=1 bytes=200 [ASSURED] mark=0 [start=Thu Nov 14 22:13:20 2023] [stop=Thu Nov 14 22:15:00 2023] delta-time=100 use=1",
+        );
+        assert_eq!(e.time, 1_700_000_100_000_001);
+        assert_eq!(e.event, Some(NatEventKind::SessionDelete));
+        assert_eq!(
+            (e.packets_out, e.bytes_out, e.packets_in, e.bytes_in),
+            (Some(2), Some(120), Some(1), Some(200))
+        );
+        assert_eq!((e.x_ip, e.x_port), (ip("203.0.113.5"), Some(2000)));
+    }
+
+    #[test]
+    fn update_is_validated_but_silent() {
+        let mut out = Vec::new();
+        let line = " [UPDATE] tcp      6 60 SYN_RECV src=100.64.0.2 dst=198.51.100.7 sport=40000 dport=443 src=198.51.100.7 dst=203.0.113.5 sport=443 dport=1025";
+        assert_eq!(parse(line, T0, &mut out), Ok(0));
+        assert!(out.is_empty());
+        assert!(
+            parse(
+                " [UPDATE] tcp      6 60 SYN_RECV src=100.64.0.2",
+                T0,
+                &mut out
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn no_nat_uses_own_address() {
+        let e = one(
+            "    [NEW] tcp      6 120 SYN_SENT src=198.51.100.20 dst=198.51.100.7 sport=5000 dport=22 [UNREPLIED] src=198.51.100.7 dst=198.51.100.20 sport=22 dport=5000",
+        );
+        assert_eq!((e.x_ip, e.x_port), (ip("198.51.100.20"), Some(5000)));
+        assert_eq!(e.direction, None);
+        assert_eq!(e.time, T0);
+    }
+
+    #[test]
+    fn ipv6_icmp_and_old_stamp_forms() {
+        let e = one(
+            "[1700000000.5]\t [NEW] ipv6     10 icmpv6   58 30 src=2001:db8::2 dst=2001:db8:1::1 type=128 code=0 id=7 [UNREPLIED] src=2001:db8:1::1 dst=2001:db8:ff::1 type=129 code=0 id=7",
+        );
+        assert_eq!(e.protocol, Some(58));
+        assert_eq!((e.src_port, e.dst_port, e.x_port), (None, None, None));
+        assert_eq!(e.x_ip, ip("2001:db8:ff::1"));
+        assert_eq!(e.time, 1_700_000_000_500_000);
+        // Space-padded microseconds from an old `%-6ld` build: 18004 µs.
+        let e = one(
+            "[1459848491.18004 ]\t [NEW] udp 17 30 src=100.64.0.9 dst=198.51.100.1 sport=1 dport=2 src=198.51.100.1 dst=203.0.113.9 sport=2 dport=3",
+        );
+        assert_eq!(e.time, 1_459_848_491_018_004);
+        // "unknown" protocols print their number.
+        let e = one(
+            "unknown  47 599 src=100.64.0.9 dst=198.51.100.1 src=198.51.100.1 dst=203.0.113.9 mark=0 use=1",
+        );
+        assert_eq!(
+            (e.protocol, e.event),
+            (Some(47), Some(NatEventKind::MappingObserved))
+        );
+        assert_eq!(e.end_time, Some(T0));
+    }
+
+    #[test]
+    fn rejects() {
+        let mut out = Vec::new();
+        for bad in [
+            "",
+            "garbage line",
+            "[NEW] tcp 6 120 SYN_SENT src=100.64.0.1 dst=198.51.100.1 sport=1 dport=2",
+            "[NEW] tcp 6 120 SYN_SENT src=100.64.0.999 dst=198.51.100.1 sport=1 dport=2 src=a dst=b",
+            "[NEW] tcp 6 120 src=100.64.0.1 dst=198.51.100.1 sport=70000 dport=2 src=198.51.100.1 dst=100.64.0.1",
+            "[BOGUS] tcp 6 src=1.1.1.1",
+            "[1700000000.x] [NEW] tcp 6 src=1.1.1.1",
+            "[NEW",
+            "[NEW] ipv4 x tcp",
+            "[NEW] unknown src=1.1.1.1",
+            "[NEW] tcp 6 src=100.64.0.1 dst=198.51.100.1 src=198.51.100.1 dst=100.64.0.1 src=100.64.0.1",
+        ] {
+            assert!(
+                parse(bad, T0, &mut out).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+        assert!(out.is_empty());
+    }
+
+    /// `key=value` pairs of a `# derived` annotation (e.g. "orig.src=10.8.0.99").
+    fn derived_pairs(text: &str) -> Vec<(String, String)> {
+        text.split_whitespace()
+            .filter_map(|t| t.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_end_matches([',', ';']).to_string()))
+            .collect()
+    }
+
+    /// Every text line of conntrack.txt: counts, and the annotated values.
+    #[test]
+    fn corpus_conntrack_text() {
+        let samples = test_corpus::samples("conntrack.txt");
+        let (mut events, mut silent, mut rejected_xml, mut rejected_other) = (0, 0, 0, Vec::new());
+        let mut checked = 0;
+        for smp in &samples {
+            let mut out = Vec::new();
+            match parse(&smp.line, T0, &mut out) {
+                Ok(0) => {
+                    // Only UPDATE lines are silent.
+                    assert!(
+                        smp.line.contains("UPDATE"),
+                        "silent non-UPDATE line {}",
+                        smp.line_no
+                    );
+                    silent += 1;
+                }
+                Ok(_) => {
+                    events += 1;
+                    let Some(Event::Nat(e)) = out.first() else {
+                        panic!("line {}", smp.line_no)
+                    };
+                    assert_eq!(e.time, T0, "corpus lines carry no timestamp prefix");
+                    checked += check_line(&smp.line, e);
+                    if let Some(d) = smp.derived() {
+                        checked += check_derived(smp, d, e);
+                    }
+                }
+                Err(_) if smp.line.trim_start().starts_with('<') => rejected_xml += 1,
+                Err(e) => rejected_other.push((smp.line_no, smp.line.clone(), e)),
+            }
+        }
+        // Events: 3 NEW of the masquerade block, its -L line, 1 NEW of the walkthrough, the
+        // mailing-list NEW, the old-format NEW, 3 Go-test listing lines (tcp, tcp, icmp),
+        // 3 /proc lines, 2 accounting lines. Silent: 7 + 2 + 1 UPDATE lines.
+        eprintln!(
+            "conntrack.txt: {events} event lines, {silent} UPDATE, {rejected_xml} xml rejected, {} other rejected, {checked} checks",
+            rejected_other.len()
+        );
+        assert_eq!(events, 15, "event lines");
+        assert_eq!(silent, 10, "UPDATE lines");
+        // conntrack -o xml (multi-line and single-line <flow>): not a text format.
+        assert_eq!(rejected_xml, 111, "xml lines");
+        // The Go test feeds "garbage line" and expects it skipped.
+        assert_eq!(rejected_other.len(), 1, "{rejected_other:?}");
+        assert_eq!(rejected_other[0].1, "garbage line");
+        assert!(checked >= 40, "field checks {checked}");
+    }
+
+    /// Independent reading of a text line: first/second `src=`, `dst=`, `sport=`, `dport=`.
+    fn check_line(line: &str, e: &NatEvent) -> usize {
+        let kv: Vec<(&str, &str)> = line
+            .split_whitespace()
+            .filter_map(|t| t.split_once('='))
+            .collect();
+        let nth =
+            |key: &str, n: usize| kv.iter().filter(|(k, _)| *k == key).nth(n).map(|(_, v)| *v);
+        assert_eq!(
+            e.src_ip,
+            nth("src", 0).and_then(|v| v.parse().ok()),
+            "{line}"
+        );
+        assert_eq!(
+            e.dst_ip,
+            nth("dst", 0).and_then(|v| v.parse().ok()),
+            "{line}"
+        );
+        assert_eq!(e.x_ip, nth("dst", 1).and_then(|v| v.parse().ok()), "{line}");
+        let mut n = 3;
+        if line.contains("sport=") {
+            assert_eq!(
+                e.src_port,
+                nth("sport", 0).and_then(|v| v.parse().ok()),
+                "{line}"
+            );
+            assert_eq!(
+                e.dst_port,
+                nth("dport", 0).and_then(|v| v.parse().ok()),
+                "{line}"
+            );
+            assert_eq!(
+                e.x_port,
+                nth("dport", 1).and_then(|v| v.parse().ok()),
+                "{line}"
+            );
+            n += 3;
+        } else {
+            assert_eq!((e.src_port, e.x_port), (None, None), "{line}");
+        }
+        if line.contains("packets=") {
+            assert_eq!(
+                e.packets_out,
+                nth("packets", 0).and_then(|v| v.parse().ok()),
+                "{line}"
+            );
+            assert_eq!(
+                e.bytes_out,
+                nth("bytes", 0).and_then(|v| v.parse().ok()),
+                "{line}"
+            );
+            assert_eq!(
+                e.packets_in,
+                nth("packets", 1).and_then(|v| v.parse().ok()),
+                "{line}"
+            );
+            assert_eq!(
+                e.bytes_in,
+                nth("bytes", 1).and_then(|v| v.parse().ok()),
+                "{line}"
+            );
+            n += 4;
+        }
+        let trimmed = line.trim_start();
+        let want = if trimmed.starts_with("[NEW]") || trimmed.starts_with("NEW ") {
+            NatEventKind::SessionCreate
+        } else if trimmed.starts_with("[DESTROY]") {
+            NatEventKind::SessionDelete
+        } else {
+            NatEventKind::MappingObserved
+        };
+        assert_eq!(e.event, Some(want), "{line}");
+        let proto = line.split_whitespace().find_map(|t| match t {
+            "tcp" => Some(6),
+            "udp" => Some(17),
+            "icmp" => Some(1),
+            _ => None,
+        });
+        assert_eq!(e.protocol, proto, "{line}");
+        n + 2
+    }
+
+    /// The block's `# derived` reading, applied to the line it describes.
+    fn check_derived(smp: &test_corpus::Sample, d: &str, e: &NatEvent) -> usize {
+        let pairs = derived_pairs(d);
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let mut n = 0;
+        // "(not from source, NEW tcp line)": only that line of the block is described.
+        let about_new_tcp = smp
+            .block
+            .iter()
+            .any(|c| c.starts_with("# derived") && c.contains("NEW tcp line"));
+        if about_new_tcp && !smp.line.trim_start().starts_with("[NEW] tcp") {
+            return 0;
+        }
+        // "orig.src=… orig.dst=… orig.sport=… orig.dport=… reply.dst=… => nat.src=… nat.sport=…"
+        if let (Some(os), Some(ns)) = (get("orig.src"), get("nat.src")) {
+            assert_eq!(e.src_ip, os.parse().ok(), "line {}", smp.line_no);
+            assert_eq!(e.x_ip, ns.parse().ok(), "line {}", smp.line_no);
+            assert_eq!(
+                e.dst_ip,
+                get("orig.dst").and_then(|v| v.parse().ok()),
+                "line {}",
+                smp.line_no
+            );
+            assert_eq!(
+                e.src_port,
+                get("orig.sport").and_then(|v| v.parse().ok()),
+                "line {}",
+                smp.line_no
+            );
+            assert_eq!(
+                e.dst_port,
+                get("orig.dport").and_then(|v| v.parse().ok()),
+                "line {}",
+                smp.line_no
+            );
+            assert_eq!(
+                e.x_port,
+                get("nat.sport").and_then(|v| v.parse().ok()),
+                "line {}",
+                smp.line_no
+            );
+            assert_eq!(get("proto"), Some("tcp(6)"));
+            assert_eq!(e.protocol, Some(6));
+            assert_eq!(e.direction, Some("out"));
+            n += 8;
+        }
+        // CT_REDIRECT: "orig.dst=8.8.8.8:443 but reply.src=…": a DNAT/REDIRECT, no source NAT.
+        if let Some(od) = get("orig.dst").filter(|v| v.contains(':'))
+            && d.contains("CT_REDIRECT")
+            && smp.line.contains("ESTABLISHED")
+        {
+            let (a, p) = od.rsplit_once(':').unwrap();
+            assert_eq!(
+                (e.dst_ip, e.dst_port),
+                (a.parse().ok(), p.parse().ok()),
+                "line {}",
+                smp.line_no
+            );
+            assert_eq!(
+                (e.x_ip, e.x_port),
+                (e.src_ip, e.src_port),
+                "REDIRECT is not source NAT"
+            );
+            assert_eq!(e.direction, None);
+            n += 3;
+        }
+        // "icmp line has type=/code=/id= instead of ports".
+        if d.contains("icmp line") && smp.line.starts_with("icmp") {
+            assert_eq!((e.protocol, e.src_port, e.dst_port), (Some(1), None, None));
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn detection() {
+        assert!(looks_like(
+            "    [NEW] udp      17 30 src=100.64.0.1 dst=198.51.100.1"
+        ));
+        assert!(looks_like("[1700000000.1]\t[DESTROY] tcp 6 src=100.64.0.1"));
+        assert!(looks_like("NEW tcp     120 SYN_SENT src=100.64.0.1"));
+        assert!(looks_like("ipv4     2 udp      17 53 src=100.64.0.1"));
+        assert!(looks_like("icmp     1 29 src=100.64.0.1"));
+        assert!(!looks_like("garbage line"));
+        assert!(!looks_like("NEW things src=1"));
+        assert!(!looks_like("IN=eth0 OUT= SRC=100.64.0.1"));
+        assert!(!looks_like(r#"{"src=":1}"#));
+    }
+}

@@ -1,0 +1,1081 @@
+//! Small helpers shared by the parsers: number, address and time scanning without allocation.
+//!
+//! Everything here takes untrusted text and returns `Option`: nothing may panic on input.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use base64::Engine as _;
+
+use crate::model::Micros;
+
+pub(crate) const MICROS_PER_SEC: i64 = 1_000_000;
+
+/// Up to `max` chars of `s`, cut on a char boundary: error messages quote what they saw.
+pub(crate) fn snippet(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// Byte offset of `inner` inside `outer` when `inner` is a sub-slice of it. Parsers built on
+/// borrowed slices (nom, serde) hand back pieces of their input; this recovers where they sit.
+pub(crate) fn offset_in(outer: &str, inner: &str) -> Option<usize> {
+    let o = outer.as_ptr() as usize;
+    let i = inner.as_ptr() as usize;
+    let off = i.checked_sub(o)?;
+    (off + inner.len() <= outer.len()).then_some(off)
+}
+
+/// Unsigned decimal, digits only (no sign, no spaces): `str::parse` accepts a leading `+`.
+pub(crate) fn parse_u64(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    Some(v)
+}
+
+pub(crate) fn parse_u16(s: &str) -> Option<u16> {
+    parse_u64(s).and_then(|v| u16::try_from(v).ok())
+}
+
+pub(crate) fn parse_u32(s: &str) -> Option<u32> {
+    parse_u64(s).and_then(|v| u32::try_from(v).ok())
+}
+
+pub(crate) fn parse_u8(s: &str) -> Option<u8> {
+    parse_u64(s).and_then(|v| u8::try_from(v).ok())
+}
+
+/// IANA protocol number from a name or number as logs spell it. Same table as
+/// `model::protocol_number`, without its per-call lowercase allocation (this is on the hot
+/// path of every conntrack and iptables line).
+pub(crate) fn proto_number(name: &str) -> Option<u8> {
+    let n = name.trim();
+    if let Some(v) = parse_u8(n) {
+        return Some(v);
+    }
+    const NAMES: [(&str, u8); 12] = [
+        ("tcp", 6),
+        ("udp", 17),
+        ("icmp", 1),
+        ("icmpv6", 58),
+        ("ipv6-icmp", 58),
+        ("icmp6", 58),
+        ("gre", 47),
+        ("esp", 50),
+        ("ah", 51),
+        ("sctp", 132),
+        ("udplite", 136),
+        ("igmp", 2),
+    ];
+    NAMES
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+        .map(|(_, v)| *v)
+}
+
+/// An address as text; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is folded to IPv4 so one host has
+/// one spelling in the lake.
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+/// An address as an exporter may render a bytes field: dotted / colon text, `0x`-hex, bare hex of
+/// 8 or 32 digits, or base64 of 4 or 16 bytes (protobuf JSON renders `bytes` as base64).
+pub(crate) fn parse_ip_any(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Some(ip) = parse_ip(s) {
+        return Some(ip);
+    }
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"));
+    if let Some(h) = hex {
+        return ip_from_hex(h);
+    }
+    // Bare hex first: 8 or 32 hex digits can also be base64 text, but base64 of that length
+    // decodes to 6 or 24 bytes, never to an address, so hex is the only reading that fits.
+    if (s.len() == 8 || s.len() == 32) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return ip_from_hex(s);
+    }
+    ip_from_base64(s)
+}
+
+fn ip_from_hex(h: &str) -> Option<IpAddr> {
+    let mut buf = [0u8; 16];
+    let n = h.len() / 2;
+    if !h.len().is_multiple_of(2) || !(n == 4 || n == 16) {
+        return None;
+    }
+    for (i, slot) in buf.iter_mut().take(n).enumerate() {
+        let pair = h.get(2 * i..2 * i + 2)?;
+        *slot = u8::from_str_radix(pair, 16).ok()?;
+    }
+    ip_from_bytes(buf.get(..n)?)
+}
+
+fn ip_from_base64(s: &str) -> Option<IpAddr> {
+    // 16 bytes encode to 24 chars: anything longer is not an address; refuse before decoding.
+    if s.len() > 24 {
+        return None;
+    }
+    let engines = [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::STANDARD_NO_PAD,
+        &base64::engine::general_purpose::URL_SAFE,
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let mut buf = [0u8; 18];
+    for e in engines {
+        if let Ok(n) = e.decode_slice(s, &mut buf) {
+            return ip_from_bytes(buf.get(..n)?);
+        }
+    }
+    None
+}
+
+pub(crate) fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+    if let Ok(a) = <[u8; 4]>::try_from(b) {
+        return Some(IpAddr::V4(Ipv4Addr::from(a)));
+    }
+    if let Ok(a) = <[u8; 16]>::try_from(b) {
+        return Some(IpAddr::V6(Ipv6Addr::from(a)).to_canonical());
+    }
+    None
+}
+
+/// UTC micros from civil fields; None for impossible dates. A leap second (`:60`) is folded into
+/// the next second, which is what a Unix clock shows. Plain arithmetic (Hinnant's
+/// days-from-civil) rather than chrono: it runs once or more per syslog line.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn civil_micros(
+    y: i32,
+    mo: u32,
+    d: u32,
+    h: u32,
+    mi: u32,
+    s: u32,
+    us: u32,
+) -> Option<Micros> {
+    if !(1..=12).contains(&mo)
+        || d == 0
+        || d > days_in_month(y, mo)
+        || h > 23
+        || mi > 59
+        || s > 60
+        || us > 999_999
+    {
+        return None;
+    }
+    let days = days_from_civil(i64::from(y), mo, d);
+    let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
+    secs.checked_mul(MICROS_PER_SEC)?.checked_add(i64::from(us))
+}
+
+fn is_leap(y: i32) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i32, m: u32) -> u32 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (month 1..=12, day valid).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil year of a day count since 1970-01-01.
+fn year_from_days(z: i64) -> i64 {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(m <= 2)
+}
+
+/// "1700000000.123456" (seconds, optional fraction of up to 9 digits) → micros.
+pub(crate) fn parse_epoch_decimal(s: &str) -> Option<Micros> {
+    let (sec, frac) = match s.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    };
+    let sec = i64::try_from(parse_u64(sec)?).ok()?;
+    let us = if frac.is_empty() {
+        0
+    } else {
+        fraction_micros(frac)?
+    };
+    sec.checked_mul(MICROS_PER_SEC)?.checked_add(i64::from(us))
+}
+
+/// Decimal fraction digits → micros (".5" is 500000 µs); extra digits beyond 6 are truncated.
+pub(crate) fn fraction_micros(digits: &str) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for b in digits.bytes().chain(std::iter::repeat(b'0')).take(6) {
+        v = v * 10 + u32::from(b - b'0');
+    }
+    Some(v)
+}
+
+/// An epoch number whose unit the sender did not state: seconds, ms, µs or ns by magnitude.
+/// 1e11 s is the year 5138 and 1e11 ms is 1973, so each band is unambiguous for real clocks.
+pub(crate) fn epoch_number_micros(v: f64) -> Option<Micros> {
+    if !v.is_finite() || v <= 0.0 {
+        return None;
+    }
+    let us = if v < 1e11 {
+        v * 1e6
+    } else if v < 1e14 {
+        v * 1e3
+    } else if v < 1e17 {
+        v
+    } else {
+        v / 1e3
+    };
+    // i64 range check before the cast (casts saturate, but a saturated time is still wrong).
+    (us < 9.0e18).then_some(us as i64)
+}
+
+/// Same for an integer, exactly (floats lose precision on ns values).
+pub(crate) fn epoch_int_micros(v: u64) -> Option<Micros> {
+    if v == 0 {
+        return None;
+    }
+    let us = if v < 100_000_000_000 {
+        v.checked_mul(1_000_000)?
+    } else if v < 100_000_000_000_000 {
+        v.checked_mul(1_000)?
+    } else if v < 100_000_000_000_000_000 {
+        v
+    } else {
+        v / 1_000
+    };
+    i64::try_from(us).ok()
+}
+
+/// A calendar timestamp at the start of a string: `YYYY-MM-DD[T ]HH:MM:SS[.f][Z|±HH:MM|±HHMM]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IsoTs {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub micros: u32,
+    /// Explicit UTC offset in seconds, when the text carries one.
+    pub offset: Option<i32>,
+}
+
+impl IsoTs {
+    /// UTC micros; `default_offset` applies when the text had no offset of its own.
+    pub fn to_micros(self, default_offset: i32) -> Option<Micros> {
+        let local = civil_micros(
+            self.year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.micros,
+        )?;
+        let off = i64::from(self.offset.unwrap_or(default_offset));
+        local.checked_sub(off * MICROS_PER_SEC)
+    }
+}
+
+/// Parses an ISO / RFC 3339 timestamp at the start of `s`; returns it and the bytes consumed.
+pub(crate) fn parse_iso_prefix(s: &str) -> Option<(IsoTs, usize)> {
+    let b = s.as_bytes();
+    let year = fixed_digits(b, 0, 4)?;
+    if *b.get(4)? != b'-' || *b.get(7)? != b'-' || *b.get(13)? != b':' || *b.get(16)? != b':' {
+        return None;
+    }
+    let month = fixed_digits(b, 5, 2)?;
+    let day = fixed_digits(b, 8, 2)?;
+    if !matches!(b.get(10)?, b'T' | b't' | b' ') {
+        return None;
+    }
+    let hour = fixed_digits(b, 11, 2)?;
+    let minute = fixed_digits(b, 14, 2)?;
+    let second = fixed_digits(b, 17, 2)?;
+    let mut i = 19;
+    let mut micros = 0;
+    if b.get(i) == Some(&b'.') || b.get(i) == Some(&b',') {
+        let start = i + 1;
+        let mut end = start;
+        while b.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+        // Fractions longer than 9 digits are legal but pointless; keep the first 9.
+        micros = fraction_micros(s.get(start..end.min(start + 9))?)?;
+        i = end;
+    }
+    let mut offset = None;
+    match b.get(i) {
+        Some(b'Z' | b'z') => {
+            offset = Some(0);
+            i += 1;
+        }
+        Some(&sign @ (b'+' | b'-')) => {
+            let oh = fixed_digits(b, i + 1, 2)?;
+            let (om, len) = if b.get(i + 3) == Some(&b':') {
+                (fixed_digits(b, i + 4, 2)?, 6)
+            } else {
+                (fixed_digits(b, i + 3, 2)?, 5)
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let secs = i32::try_from(oh * 3600 + om * 60).ok()?;
+            offset = Some(if sign == b'-' { -secs } else { secs });
+            i += len;
+        }
+        _ => {}
+    }
+    let ts = IsoTs {
+        year: i32::try_from(year).ok()?,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        micros,
+        offset,
+    };
+    // Validate now so callers can trust `to_micros` to fail only on range, not on shape.
+    civil_micros(ts.year, month, day, hour, minute, second, micros)?;
+    Some((ts, i))
+}
+
+/// `n` ASCII digits at `at` as a number.
+fn fixed_digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    let mut v = 0u32;
+    for k in 0..n {
+        let c = *b.get(at + k)?;
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// A BSD (RFC 3164) timestamp: `Mmm dd HH:MM:SS`, optionally with a year after the day
+/// (`Mar  7 2008 19:06:53`, Cisco's form) and a fraction (`12:00:01.123`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BsdTs {
+    pub month: u32,
+    pub day: u32,
+    pub year: Option<i32>,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub micros: u32,
+}
+
+pub(crate) fn month_number(m: &[u8]) -> Option<u32> {
+    let [a, b, c] = <[u8; 3]>::try_from(m).ok()?;
+    let lower = [
+        a.to_ascii_lowercase(),
+        b.to_ascii_lowercase(),
+        c.to_ascii_lowercase(),
+    ];
+    Some(match &lower {
+        b"jan" => 1,
+        b"feb" => 2,
+        b"mar" => 3,
+        b"apr" => 4,
+        b"may" => 5,
+        b"jun" => 6,
+        b"jul" => 7,
+        b"aug" => 8,
+        b"sep" => 9,
+        b"oct" => 10,
+        b"nov" => 11,
+        b"dec" => 12,
+        _ => return None,
+    })
+}
+
+/// Parses a BSD timestamp at the start of `s`; returns it and the bytes consumed.
+pub(crate) fn parse_bsd_prefix(s: &str) -> Option<(BsdTs, usize)> {
+    let b = s.as_bytes();
+    let month = month_number(b.get(..3)?)?;
+    let mut i = skip_spaces(b, 3);
+    if i == 3 {
+        return None;
+    }
+    let (day, n) = var_digits(b, i, 2)?;
+    i = skip_spaces(b, i + n);
+    // Optional year between day and time (Cisco `logging timestamp` with year).
+    let mut year = None;
+    if let Some((y, 4)) = var_digits(b, i, 4)
+        && b.get(i + 4) == Some(&b' ')
+    {
+        year = Some(i32::try_from(y).ok()?);
+        i = skip_spaces(b, i + 4);
+    }
+    let (hour, n) = var_digits(b, i, 2)?;
+    i += n;
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    let (minute, n) = var_digits(b, i + 1, 2)?;
+    i += 1 + n;
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    let (second, n) = var_digits(b, i + 1, 2)?;
+    i += 1 + n;
+    let mut micros = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        let mut end = start;
+        while b.get(end).is_some_and(u8::is_ascii_digit) && end < start + 9 {
+            end += 1;
+        }
+        if end > start {
+            micros = fraction_micros(s.get(start..end)?)?;
+            i = end;
+        }
+    }
+    if day == 0 || day > 31 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // The timestamp must end at a word boundary: "Mar 10 12:00:001" is not one.
+    if b.get(i).is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    Some((
+        BsdTs {
+            month,
+            day,
+            year,
+            hour,
+            minute,
+            second,
+            micros,
+        },
+        i,
+    ))
+}
+
+fn skip_spaces(b: &[u8], mut i: usize) -> usize {
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i
+}
+
+/// 1..=max ASCII digits at `at`: (value, count).
+fn var_digits(b: &[u8], at: usize, max: usize) -> Option<(u32, usize)> {
+    let mut v = 0u32;
+    let mut n = 0;
+    while n < max {
+        match b.get(at + n) {
+            Some(c) if c.is_ascii_digit() => {
+                v = v * 10 + u32::from(c - b'0');
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    // A longer digit run is not this field (e.g. a 5-digit "day").
+    if n == 0 || b.get(at + n).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((v, n))
+}
+
+/// The year that puts a year-less (month, day, time) closest to `recv_time`, in a zone `tz`
+/// seconds east of UTC. Devices log in their local year; around New Year the relay's year can
+/// differ by one, so the nearest of the three candidates wins. Candidates that are not a valid
+/// date (29 February) are skipped; None when none is valid.
+pub(crate) fn closest_year(
+    recv_time: Micros,
+    tz: i32,
+    month: u32,
+    day: u32,
+    h: u32,
+    mi: u32,
+    s: u32,
+) -> Option<i32> {
+    let local_recv = recv_time.saturating_add(i64::from(tz) * MICROS_PER_SEC);
+    let year = i32::try_from(year_from_days(
+        local_recv.div_euclid(MICROS_PER_SEC * 86_400),
+    ))
+    .ok()?;
+    let mut best: Option<(i32, i64)> = None;
+    for y in [year - 1, year, year + 1] {
+        let Some(t) = civil_micros(y, month, day, h, mi, s, 0) else {
+            continue;
+        };
+        let dist = t.saturating_sub(local_recv).saturating_abs();
+        if best.is_none_or(|(_, d)| dist < d) {
+            best = Some((y, dist));
+        }
+    }
+    best.map(|(y, _)| y)
+}
+
+impl BsdTs {
+    /// UTC micros, resolving a missing year against `recv_time`; `tz` is the device's offset.
+    pub fn to_micros(self, recv_time: Micros, tz: i32) -> Option<Micros> {
+        let year = match self.year {
+            Some(y) => y,
+            None => closest_year(
+                recv_time,
+                tz,
+                self.month,
+                self.day,
+                self.hour,
+                self.minute,
+                self.second,
+            )?,
+        };
+        let local = civil_micros(
+            year,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.micros,
+        )?;
+        local.checked_sub(i64::from(tz) * MICROS_PER_SEC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_encodings() {
+        let v4: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(parse_ip_any("198.51.100.7"), Some(v4));
+        assert_eq!(parse_ip_any("0xc6336407"), Some(v4));
+        assert_eq!(parse_ip_any("c6336407"), Some(v4));
+        assert_eq!(parse_ip_any("xjNkBw=="), Some(v4));
+        assert_eq!(parse_ip_any("xjNkBw"), Some(v4));
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(parse_ip_any("20010db8000000000000000000000001"), Some(v6));
+        assert_eq!(parse_ip_any("IAENuAAAAAAAAAAAAAAAAQ=="), Some(v6));
+        assert_eq!(parse_ip_any("::ffff:198.51.100.7"), Some(v4));
+        assert_eq!(parse_ip_any(""), None);
+        assert_eq!(parse_ip_any("hello"), None);
+        assert_eq!(parse_ip_any("0x123"), None);
+    }
+
+    #[test]
+    fn protocol_names_match_the_model() {
+        for name in [
+            "tcp",
+            "TCP",
+            "Udp",
+            "icmp",
+            "ICMPv6",
+            "ipv6-icmp",
+            "icmp6",
+            "gre",
+            "esp",
+            "ah",
+            "sctp",
+            "udplite",
+            "igmp",
+            "17",
+            " 6 ",
+            "255",
+            "256",
+            "foo",
+            "",
+        ] {
+            assert_eq!(
+                proto_number(name),
+                crate::model::protocol_number(name),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn civil_matches_chrono() {
+        use chrono::{Datelike, NaiveDate};
+        let mut d = NaiveDate::from_ymd_opt(1899, 12, 25).unwrap();
+        while d.year() < 2102 {
+            let want = d
+                .and_hms_micro_opt(13, 14, 15, 16)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros();
+            assert_eq!(
+                civil_micros(d.year(), d.month(), d.day(), 13, 14, 15, 16),
+                Some(want),
+                "{d}"
+            );
+            assert_eq!(
+                year_from_days(want.div_euclid(86_400_000_000)),
+                i64::from(d.year()),
+                "{d}"
+            );
+            d = d.succ_opt().unwrap();
+        }
+        assert_eq!(civil_micros(2023, 2, 29, 0, 0, 0, 0), None);
+        assert_eq!(
+            civil_micros(2024, 2, 29, 0, 0, 0, 0),
+            NaiveDate::from_ymd_opt(2024, 2, 29).map(|d| d
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros())
+        );
+        assert_eq!(civil_micros(2024, 13, 1, 0, 0, 0, 0), None);
+        assert_eq!(civil_micros(2024, 4, 31, 0, 0, 0, 0), None);
+        assert_eq!(civil_micros(2024, 1, 1, 24, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn epochs() {
+        assert_eq!(
+            parse_epoch_decimal("1700000000.123456"),
+            Some(1_700_000_000_123_456)
+        );
+        assert_eq!(
+            parse_epoch_decimal("1700000000.5"),
+            Some(1_700_000_000_500_000)
+        );
+        assert_eq!(
+            parse_epoch_decimal("1700000000"),
+            Some(1_700_000_000_000_000)
+        );
+        assert_eq!(
+            parse_epoch_decimal("1700000000.123456789"),
+            Some(1_700_000_000_123_456)
+        );
+        assert_eq!(parse_epoch_decimal("-1"), None);
+        assert_eq!(parse_epoch_decimal("99999999999999999999"), None);
+        assert_eq!(
+            epoch_int_micros(1_767_324_720_787_460_121),
+            Some(1_767_324_720_787_460)
+        );
+        assert_eq!(epoch_int_micros(1_700_000_000), Some(1_700_000_000_000_000));
+        assert_eq!(
+            epoch_int_micros(1_700_000_000_123),
+            Some(1_700_000_000_123_000)
+        );
+        assert_eq!(
+            epoch_number_micros(1_700_000_000.25),
+            Some(1_700_000_000_250_000)
+        );
+        assert_eq!(epoch_int_micros(0), None);
+    }
+
+    #[test]
+    fn iso_prefix() {
+        let (ts, n) = parse_iso_prefix("2019-02-13T21:53:30.605850+00:00 host").unwrap();
+        assert_eq!(n, 32);
+        assert_eq!(ts.to_micros(3600), Some(1_550_094_810_605_850));
+        let (ts, n) = parse_iso_prefix("2020-09-09 10:05:11 FW").unwrap();
+        assert_eq!((n, ts.offset), (19, None));
+        assert_eq!(ts.to_micros(7200), civil_micros(2020, 9, 9, 8, 5, 11, 0));
+        let (ts, _) = parse_iso_prefix("2016-12-31T23:59:60-04:00").unwrap();
+        assert_eq!(ts.to_micros(0), civil_micros(2017, 1, 1, 4, 0, 0, 0));
+        let (ts, _) = parse_iso_prefix("2012-12-19T01:45:54.001234+11:30").unwrap();
+        assert_eq!(ts.offset, Some(11 * 3600 + 1800));
+        assert!(parse_iso_prefix("2019-02-30T00:00:00Z").is_none());
+        assert!(parse_iso_prefix("2019-02-1").is_none());
+        assert!(parse_iso_prefix("2019-02-13T21:53:30+2").is_none());
+    }
+
+    #[test]
+    fn bsd_prefix_and_year() {
+        let (ts, n) = parse_bsd_prefix("Feb  4 23:33:37 host").unwrap();
+        assert_eq!((ts.month, ts.day, ts.year, n), (2, 4, None, 15));
+        let (ts, _) = parse_bsd_prefix("Mar 7 2008 19:06:53: x").unwrap();
+        assert_eq!(ts.year, Some(2008));
+        let (ts, _) = parse_bsd_prefix("May 21 12:00:01.123 gmt").unwrap();
+        assert_eq!(ts.micros, 123_000);
+        assert!(parse_bsd_prefix("Foo 21 12:00:01").is_none());
+        assert!(parse_bsd_prefix("May 21 12:00").is_none());
+        // New Year: a December stamp received on 1 January belongs to the previous year.
+        let recv = civil_micros(2025, 1, 1, 0, 0, 10, 0).unwrap();
+        let (ts, _) = parse_bsd_prefix("Dec 31 23:59:59 h").unwrap();
+        assert_eq!(
+            ts.to_micros(recv, 0),
+            civil_micros(2024, 12, 31, 23, 59, 59, 0)
+        );
+        // And a January stamp received on 31 December belongs to the next.
+        let recv = civil_micros(2024, 12, 31, 23, 59, 0, 0).unwrap();
+        let (ts, _) = parse_bsd_prefix("Jan  1 00:00:30 h").unwrap();
+        assert_eq!(ts.to_micros(recv, 0), civil_micros(2025, 1, 1, 0, 0, 30, 0));
+        // 29 February resolves to the nearest leap year within one year, else fails.
+        let recv = civil_micros(2024, 6, 1, 0, 0, 0, 0).unwrap();
+        let (ts, _) = parse_bsd_prefix("Feb 29 12:00:00 h").unwrap();
+        assert_eq!(
+            ts.to_micros(recv, 0),
+            civil_micros(2024, 2, 29, 12, 0, 0, 0)
+        );
+        let recv = civil_micros(2022, 6, 1, 0, 0, 0, 0).unwrap();
+        assert_eq!(ts.to_micros(recv, 0), None);
+        // The device's zone shifts the instant.
+        let recv = civil_micros(2024, 6, 1, 0, 0, 0, 0).unwrap();
+        let (ts, _) = parse_bsd_prefix("Jun  1 02:00:00 h").unwrap();
+        assert_eq!(ts.to_micros(recv, 7200), Some(recv));
+    }
+
+    #[test]
+    fn snippets_and_offsets() {
+        assert_eq!(snippet("héllo", 2), "hé");
+        assert_eq!(snippet("hi", 60), "hi");
+        let s = "abc def";
+        assert_eq!(offset_in(s, &s[4..]), Some(4));
+        let other = String::from("def");
+        assert_eq!(offset_in(&other, s), None);
+    }
+}
+
+/// Test-time access to the shared third-party corpus. Lines are read from disk at test time and
+/// never copied into the repository. `NATLAKE_CORPUS` overrides the directory.
+#[cfg(test)]
+pub(crate) mod test_corpus {
+    use std::path::PathBuf;
+
+    pub fn dir() -> PathBuf {
+        match std::env::var_os("NATLAKE_CORPUS") {
+            Some(d) => PathBuf::from(d),
+            None => PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/corpus"
+            )),
+        }
+    }
+
+    pub fn read(name: &str) -> String {
+        let path = dir().join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "corpus file {} unreadable ({e}); set NATLAKE_CORPUS",
+                path.display()
+            )
+        })
+    }
+
+    /// One sample line with the comment lines that annotate it.
+    #[derive(Debug, Clone)]
+    pub struct Sample {
+        /// 1-based line number in the file.
+        pub line_no: usize,
+        pub line: String,
+        /// The comment lines directly above this line (empty for the 2nd line of a block).
+        pub comments: Vec<String>,
+        /// All comment lines since the last blank line: the annotations of the block.
+        pub block: Vec<String>,
+    }
+
+    impl Sample {
+        /// Text of the nearest `# expect…:` annotation directly above the line.
+        pub fn expect(&self) -> Option<&str> {
+            annotation(&self.comments, "# expect")
+        }
+
+        /// Text of the block's `# derived…:` annotation.
+        pub fn derived(&self) -> Option<&str> {
+            annotation(&self.block, "# derived")
+        }
+    }
+
+    fn annotation<'a>(comments: &'a [String], tag: &str) -> Option<&'a str> {
+        let c = comments.iter().rev().find(|c| c.starts_with(tag))?;
+        let (_, rest) = c.split_once(':')?;
+        Some(rest.strip_prefix(' ').unwrap_or(rest))
+    }
+
+    /// Non-comment, non-blank lines of a corpus file, with their annotations.
+    pub fn samples(name: &str) -> Vec<Sample> {
+        let text = read(name);
+        let mut out = Vec::new();
+        let mut comments: Vec<String> = Vec::new();
+        let mut block: Vec<String> = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            if raw.trim().is_empty() {
+                comments.clear();
+                block.clear();
+            } else if raw.starts_with('#') {
+                comments.push(raw.to_string());
+                block.push(raw.to_string());
+            } else {
+                out.push(Sample {
+                    line_no: i + 1,
+                    line: raw.to_string(),
+                    comments: std::mem::take(&mut comments),
+                    block: block.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// `key=value` from annotation text (value up to whitespace; quotes honoured; trailing
+    /// punctuation dropped).
+    pub fn annotation_value(text: &str, key: &str) -> Option<String> {
+        let pat = format!("{key}=");
+        let mut from = 0;
+        while let Some(pos) = text.get(from..)?.find(&pat) {
+            let at = from + pos;
+            let before = text.get(..at)?.chars().next_back();
+            if before.is_none_or(|c| c.is_whitespace() || c == '(' || c == ',') {
+                let v = text.get(at + pat.len()..)?;
+                if let Some(q) = v.strip_prefix('"') {
+                    return Some(q.split('"').next()?.to_string());
+                }
+                let end = v.find(char::is_whitespace).unwrap_or(v.len());
+                return Some(v.get(..end)?.trim_end_matches([',', ';', ')']).to_string());
+            }
+            from = at + pat.len();
+        }
+        None
+    }
+
+    /// `key="…"` whose closing quote is followed by the end, a space or punctuation; falls back
+    /// to an unquoted value.
+    pub fn annotation_message(text: &str, key: &str) -> Option<String> {
+        let pat = format!("{key}=\"");
+        if let Some(pos) = text.find(&pat) {
+            let v = text.get(pos + pat.len()..)?;
+            let bytes = v.as_bytes();
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'"'
+                    && bytes
+                        .get(i + 1)
+                        .is_none_or(|n| matches!(n, b' ' | b')' | b';' | b','))
+                {
+                    return Some(v.get(..i)?.to_string());
+                }
+            }
+            return None;
+        }
+        annotation_value(text, key)
+    }
+
+    /// Hostname and timestamp from an rsyslog test's EXPECTED line rendered with a template
+    /// (`PRI,facility,severity,TIMESTAMP,HOSTNAME,…`, the no-date variant without TIMESTAMP,
+    /// or parse3's `"RFC3339", "HOSTNAME", …`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct RsyslogFields {
+        pub timestamp: Option<String>,
+        pub hostname: Option<String>,
+    }
+
+    pub fn rsyslog_fields(expect: &str) -> Option<RsyslogFields> {
+        if let Some(q) = expect.strip_prefix('"') {
+            let mut it = q.split("\", \"");
+            let ts = it.next()?.to_string();
+            let host = it.next()?.to_string();
+            return Some(RsyslogFields {
+                timestamp: Some(ts),
+                hostname: Some(host),
+            });
+        }
+        let f: Vec<&str> = expect.splitn(6, ',').collect();
+        let pri = f.first()?;
+        if pri.is_empty() || !pri.bytes().all(|b| b.is_ascii_digit()) || f.len() < 5 {
+            return None;
+        }
+        let f3 = f.get(3)?;
+        if super::parse_bsd_prefix(f3).is_some() {
+            Some(RsyslogFields {
+                timestamp: Some(f3.to_string()),
+                hostname: Some(f.get(4)?.to_string()),
+            })
+        } else {
+            Some(RsyslogFields {
+                timestamp: None,
+                hostname: Some(f3.to_string()),
+            })
+        }
+    }
+}
+
+/// A JSON scalar as a sender happened to type it: the JSON parsers accept numbers as strings
+/// and names or numbers for protocols, so fields are read into this and interpreted after.
+/// Strings borrow from the input unless they had escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Null,
+    /// An object or array where a scalar was expected: ignored, not an error.
+    Other,
+}
+
+impl<'a> Scalar<'a> {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Non-negative integer from a number or a decimal string.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Scalar::U64(v) => Some(*v),
+            Scalar::F64(f) if *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19 => Some(*f as u64),
+            Scalar::Str(s) => parse_u64(s.trim()),
+            _ => None,
+        }
+    }
+
+    /// A port: a number, a decimal string, `0x`-hex, or 4 hex digits / base64 of 2 bytes (how
+    /// goflow2 renders a `bytes` field mapped without a renderer).
+    pub fn as_port(&self) -> Option<u16> {
+        if let Some(v) = self.as_u64() {
+            return u16::try_from(v).ok();
+        }
+        let s = self.as_str()?.trim();
+        if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            return u16::from_str_radix(h, 16).ok();
+        }
+        if s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return u16::from_str_radix(s, 16).ok();
+        }
+        let mut buf = [0u8; 3];
+        let n = base64::engine::general_purpose::STANDARD
+            .decode_slice(s, &mut buf)
+            .ok()?;
+        let [a, b] = <[u8; 2]>::try_from(buf.get(..n)?).ok()?;
+        Some(u16::from_be_bytes([a, b]))
+    }
+
+    /// An address in any of the encodings `parse_ip_any` knows, or an IPv4 as a u32.
+    pub fn as_ip(&self) -> Option<IpAddr> {
+        match self {
+            Scalar::Str(s) => parse_ip_any(s),
+            Scalar::U64(v) => u32::try_from(*v)
+                .ok()
+                .map(|v| IpAddr::V4(Ipv4Addr::from(v))),
+            _ => None,
+        }
+    }
+
+    /// An epoch time in an unstated unit (number, or "sec.frac" / RFC 3339 string); 0 and ""
+    /// mean "not set". Zone-less date-times are taken as UTC.
+    pub fn as_epoch_micros(&self) -> Option<Micros> {
+        match self {
+            Scalar::U64(v) => epoch_int_micros(*v),
+            Scalar::F64(f) => epoch_number_micros(*f),
+            Scalar::Str(s) => {
+                let s = s.trim();
+                if let Some((ts, _)) = parse_iso_prefix(s) {
+                    return ts.to_micros(0);
+                }
+                if !s.contains('.') {
+                    return epoch_int_micros(parse_u64(s)?);
+                }
+                parse_epoch_decimal(s).filter(|t| *t > 0)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ScalarVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ScalarVisitor<'a> {
+    type Value = Scalar<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(u64::try_from(v).map(Scalar::U64).unwrap_or(Scalar::I64(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::U64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::F64(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(std::borrow::Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(std::borrow::Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+}
+
+/// A present, non-empty, non-zero value: exporters fill absent NAT fields with "", 0,
+/// "0.0.0.0" or "::".
+pub(crate) fn set_ip(v: &Option<Scalar<'_>>) -> Option<IpAddr> {
+    v.as_ref()
+        .and_then(Scalar::as_ip)
+        .filter(|ip| !ip.is_unspecified())
+}
+
+pub(crate) fn set_port(v: &Option<Scalar<'_>>) -> Option<u16> {
+    v.as_ref().and_then(Scalar::as_port).filter(|p| *p != 0)
+}

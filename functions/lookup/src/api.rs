@@ -1,0 +1,106 @@
+//! HTTP routes. User input never causes a 500: bad parameters are 400 with a JSON reason,
+//! unreadable partition objects are listed in the answer's `errors`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use natlake_core::correlate::Candidate;
+use natlake_core::time::format_time;
+use natlake_query::attribution::{self, Answer};
+use natlake_query::{Lake, QueryError, sessions};
+use serde_json::{Value, json};
+
+use crate::params::{self, Params};
+
+#[derive(Clone)]
+pub struct Api {
+    pub lake: Arc<Lake>,
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({"error": msg.into()}))).into_response()
+}
+
+fn query_error(e: QueryError) -> Response {
+    match e {
+        QueryError::BadRequest(m) => error(StatusCode::BAD_REQUEST, m),
+        QueryError::Store(e) => {
+            tracing::warn!(error = %e, "store unavailable");
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}"))
+        }
+        other => {
+            tracing::error!(error = %other, "lookup failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+        }
+    }
+}
+
+fn candidate_json(c: &Candidate) -> Value {
+    json!({
+        "src_ip": c.src_ip.map(|i| i.to_string()),
+        "src_port": c.src_port,
+        "x_ip": c.x_ip.to_string(),
+        "x_port": c.x_port,
+        "x_port_end": c.x_port_end,
+        "protocol": c.protocol,
+        "vrf": c.vrf,
+        "device": c.device,
+        "start": format_time(c.start),
+        "start_known": c.start_known,
+        "end": c.end.map(format_time),
+        "distance_ms": c.distance / 1000,
+        "subscriber": c.subscriber,
+        "destinations": c.destinations.iter().map(|(ip, port)| json!({"dst_ip": ip.map(|i| i.to_string()), "dst_port": port})).collect::<Vec<_>>(),
+        "evidence": c.evidence.iter().map(|e| json!({"key": e.key, "record": e.record})).collect::<Vec<_>>(),
+    })
+}
+
+/// The JSON body of an attribution answer (shared by the HTTP API and `natlake lookup`).
+pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
+    json!({
+        "query": {
+            "ip": q.ip.to_string(), "port": q.port, "at": format_time(q.at), "protocol": q.protocol,
+            "window_ms": q.window / 1000,
+        },
+        "matches": a.attribution.matches.iter().map(candidate_json).collect::<Vec<_>>(),
+        "ambiguous": a.attribution.ambiguous,
+        "objects_read": a.objects,
+        "errors": a.errors,
+    })
+}
+
+async fn attribution_handler(State(api): State<Api>, Query(p): Query<Params>) -> Response {
+    let q = match params::question(&p) {
+        Ok(q) => q,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    match attribution::attribute(&api.lake, &q).await {
+        Ok(a) => Json(answer_json(&q, &a)).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+async fn sessions_handler(State(api): State<Api>, Query(p): Query<Params>) -> Response {
+    let q = match params::sessions(&p) {
+        Ok(q) => q,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    match sessions::sessions(&api.lake, &q).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+/// The lookup API's routes.
+pub fn router(lake: Arc<Lake>) -> Router {
+    Router::new()
+        .route("/v1/attribution", get(attribution_handler))
+        .route("/v1/sessions", get(sessions_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/attribution and /v1/sessions") })
+        .with_state(Api { lake })
+}

@@ -1,0 +1,7 @@
+//! The lookup function: attribution and sessions over HTTP.
+//!
+//! One axum router ([`api::router`]) behind three doors: AWS Lambda via `lambda_http` (function
+//! URL or API Gateway), a long-running local service, and the embedded `natlake up`.
+
+pub mod api;
+pub mod params;

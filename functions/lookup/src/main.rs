@@ -1,0 +1,54 @@
+//! `lookup`: the lookup function on AWS Lambda (`lookup lambda`, function URL / API Gateway) or
+//! as a local service (`lookup serve`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use natlake_query::Lake;
+
+#[derive(Parser)]
+#[command(name = "lookup", version, about = "natlake lookup function: attribution and sessions over HTTP")]
+struct Cli {
+    /// Store URL: file:///abs/dir or s3://bucket[/prefix] (endpoint and credentials from AWS_*).
+    #[arg(long, env = "NATLAKE_STORE", global = true)]
+    store: Option<String>,
+    /// DuckDB home/temp and the object cache (Lambda: /tmp).
+    #[arg(long, env = "NATLAKE_SCRATCH", global = true)]
+    scratch: Option<PathBuf>,
+    #[command(subcommand)]
+    door: Door,
+}
+
+#[derive(Subcommand)]
+enum Door {
+    /// Serve under AWS Lambda (the default on Lambda).
+    Lambda,
+    /// Serve HTTP locally.
+    Serve {
+        #[arg(long, env = "NATLAKE_LISTEN", default_value = "127.0.0.1:9102")]
+        listen: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let cli = if on_lambda && std::env::args().len() == 1 { Cli::parse_from(["lookup", "lambda"]) } else { Cli::parse() };
+    natlake_core::runtime::init_tracing(!on_lambda);
+    let url = cli.store.context("--store or NATLAKE_STORE is required")?;
+    let scratch = cli.scratch.unwrap_or_else(std::env::temp_dir);
+    let lake = Arc::new(Lake::open(&url, &scratch)?);
+    let app = natlake_lookup::api::router(lake);
+    match cli.door {
+        Door::Lambda => lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e)),
+        Door::Serve { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            tracing::info!(%listen, %url, "lookup service listening");
+            axum::serve(listener, app).with_graceful_shutdown(natlake_core::runtime::shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}

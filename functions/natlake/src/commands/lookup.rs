@@ -1,0 +1,44 @@
+//! `natlake lookup`: the attribution answer as JSON, from a data dir or a store.
+
+use std::collections::HashMap;
+
+use super::LakeArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Public IP address.
+    #[arg(long)]
+    ip: String,
+    /// Public port.
+    #[arg(long)]
+    port: String,
+    /// Time: RFC 3339 or Unix epoch seconds.
+    #[arg(long)]
+    at: String,
+    /// Protocol name or number.
+    #[arg(long)]
+    proto: Option<String>,
+    /// Tolerance in seconds (default 2).
+    #[arg(long)]
+    window: Option<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut p: HashMap<String, String> = HashMap::new();
+    p.insert("ip".into(), args.ip);
+    p.insert("port".into(), args.port);
+    p.insert("at".into(), args.at);
+    if let Some(v) = args.proto {
+        p.insert("proto".into(), v);
+    }
+    if let Some(v) = args.window {
+        p.insert("window".into(), v);
+    }
+    let q = natlake_lookup::params::question(&p).map_err(|m| anyhow::anyhow!(m))?;
+    let lake = args.lake.lake()?;
+    let answer = natlake_query::attribution::attribute(&lake, &q).await?;
+    println!("{}", serde_json::to_string_pretty(&natlake_lookup::api::answer_json(&q, &answer))?);
+    Ok(())
+}

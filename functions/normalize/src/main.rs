@@ -1,0 +1,80 @@
+//! `normalize`: the normalize function as a Lambda (`normalize lambda`) or a local service
+//! (`normalize serve`). The embedded all-in-one lives in the `natlake` binary.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use natlake_normalize::events::StoreScope;
+use natlake_normalize::service::{Normalizer, router};
+use natlake_normalize::{NormalizeConfig, lambda};
+
+#[derive(Parser)]
+#[command(name = "normalize", version, about = "natlake normalize function: raw batches into the Parquet lake")]
+struct Cli {
+    /// Store URL: file:///abs/dir, s3://bucket[/prefix] (endpoint and credentials from AWS_* variables).
+    #[arg(long, env = "NATLAKE_STORE", global = true)]
+    store: Option<String>,
+    /// Parser for every record (auto detects per record).
+    #[arg(long, env = "NATLAKE_FORMAT", default_value = "auto", global = true)]
+    format: String,
+    #[command(subcommand)]
+    door: Door,
+}
+
+#[derive(Subcommand)]
+enum Door {
+    /// Run under AWS Lambda, triggered by S3 ObjectCreated notifications (the default on Lambda).
+    Lambda,
+    /// Run as a long-running service: webhook notifications and/or polling.
+    Serve {
+        /// Address for the webhook (POST /v1/notify), /healthz and /metrics.
+        #[arg(long, env = "NATLAKE_LISTEN", default_value = "127.0.0.1:9101")]
+        listen: SocketAddr,
+        /// Poll the store for new raw objects this often (0 disables polling).
+        #[arg(long, env = "NATLAKE_POLL", default_value = "5s", value_parser = humantime_duration)]
+        poll: Duration,
+        #[arg(long, env = "NATLAKE_WORKERS", default_value_t = 2)]
+        workers: usize,
+    },
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    s.parse::<humantime::Duration>().map(Into::into).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Lambda sets AWS_LAMBDA_RUNTIME_API; let the binary be the bootstrap with no arguments.
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let cli = if on_lambda && std::env::args().len() == 1 {
+        Cli::parse_from(["normalize", "lambda"])
+    } else {
+        Cli::parse()
+    };
+    natlake_core::runtime::init_tracing(!on_lambda);
+    let url = cli.store.context("--store or NATLAKE_STORE is required")?;
+    let store = natlake_store::open(&url, &Default::default())?;
+    let scope = StoreScope::from_url(&url);
+    let cfg = NormalizeConfig { format: cli.format, ..NormalizeConfig::default() };
+    cfg.parsed_format()?;
+    match cli.door {
+        Door::Lambda => lambda::run(store, scope, cfg).await.map_err(|e| anyhow::anyhow!(e)),
+        Door::Serve { listen, poll, workers } => {
+            let prom = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+            let n = Normalizer::start(store, scope, cfg, workers);
+            if !poll.is_zero() {
+                tokio::spawn(n.clone().poll_forever(poll));
+            }
+            let app = router(n).route("/metrics", axum::routing::get(move || std::future::ready(prom.render())));
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            tracing::info!(%listen, %url, "normalize service listening");
+            axum::serve(listener, app).with_graceful_shutdown(natlake_core::runtime::shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}

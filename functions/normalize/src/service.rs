@@ -1,0 +1,136 @@
+//! Door 2: the long-running local service (MinIO, on-prem) — also what `natlake up` runs in
+//! process. Work arrives two ways, both idempotent:
+//! - `POST /v1/notify` with an S3-style notification (MinIO's webhook target sends the AWS
+//!   `Records` shape); answered 202 once queued, 503 when the queue is full so MinIO retries;
+//! - a poller that lists the recent `raw/` hours and picks up objects without a done-marker
+//!   (stores without notifications, missed notifications, restarts).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::s3::S3Event;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use object_store::ObjectStore;
+use tokio::sync::mpsc;
+
+use crate::events::{StoreScope, raw_keys};
+use crate::handler::{NormalizeConfig, is_done, normalize_with_retry};
+use crate::scan;
+
+#[derive(Clone)]
+pub struct Normalizer {
+    pub store: Arc<dyn ObjectStore>,
+    pub scope: StoreScope,
+    pub cfg: NormalizeConfig,
+    queue: mpsc::Sender<String>,
+}
+
+/// Queue depth between notifications/poller and the workers.
+const QUEUE: usize = 10_000;
+/// Attempts before a raw object is recorded as a dead letter.
+const ATTEMPTS: u32 = 5;
+
+impl Normalizer {
+    /// Starts `workers` normalize workers; returns the handle used to enqueue keys.
+    pub fn start(store: Arc<dyn ObjectStore>, scope: StoreScope, cfg: NormalizeConfig, workers: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<String>(QUEUE);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..workers.max(1) {
+            let (store, cfg, rx) = (store.clone(), cfg.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(key) = next else { break };
+                    // Failures are retried and dead-lettered inside; the worker keeps going.
+                    let _ = normalize_with_retry(&store, &key, &cfg, ATTEMPTS).await;
+                }
+            });
+        }
+        Self { store, scope, cfg, queue: tx }
+    }
+
+    /// Enqueues a key without waiting; false when the queue is full.
+    pub fn try_enqueue(&self, key: String) -> bool {
+        match self.queue.try_send(key) {
+            Ok(()) => true,
+            Err(_) => {
+                metrics::counter!("natlake_normalize_queue_full_total").increment(1);
+                false
+            }
+        }
+    }
+
+    /// Waits for queue space.
+    pub async fn enqueue(&self, key: String) {
+        let _ = self.queue.send(key).await;
+    }
+
+    /// Polls the store every `interval` for raw objects without a done-marker. The first pass
+    /// looks at every hour; later passes at the last two hours (plus keys queued before).
+    pub async fn poll_forever(self, interval: Duration) {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut first = true;
+        loop {
+            let since = if first { None } else { Some(natlake_raw::key::hour_label(now_secs() - 3600)) };
+            match scan::raw_keys(&self.store, "raw", since.as_deref(), None).await {
+                Ok(keys) => {
+                    for key in keys {
+                        if seen.contains(&key) {
+                            continue;
+                        }
+                        match is_done(&self.store, &key).await {
+                            Ok(true) => {}
+                            Ok(false) => self.enqueue(key.clone()).await,
+                            Err(e) => {
+                                tracing::warn!(key, error = %e, "checking done-marker failed");
+                                continue;
+                            }
+                        }
+                        seen.insert(key);
+                    }
+                    first = false;
+                    // Forget keys older than the window the next pass lists: bounded memory.
+                    let cutoff = format!("hour={}", natlake_raw::key::hour_label(now_secs() - 7200));
+                    seen.retain(|k| k.split('/').nth(2).is_some_and(|h| h >= cutoff.as_str()));
+                }
+                Err(e) => {
+                    metrics::counter!("natlake_normalize_poll_errors_total").increment(1);
+                    tracing::warn!(error = %e, "listing raw objects failed");
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    natlake_core::time::now_micros().div_euclid(1_000_000)
+}
+
+async fn notify(State(n): State<Normalizer>, Json(event): Json<S3Event>) -> impl IntoResponse {
+    let keys = match raw_keys(&event, &n.scope) {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": e.to_string()}))),
+    };
+    let mut queued = 0;
+    for key in keys {
+        if !n.try_enqueue(key) {
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": "queue full, retry later", "queued": queued})));
+        }
+        queued += 1;
+    }
+    (StatusCode::ACCEPTED, Json(serde_json::json!({"queued": queued})))
+}
+
+/// HTTP routes of the normalize service.
+pub fn router(n: Normalizer) -> Router {
+    Router::new()
+        .route("/v1/notify", post(notify))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(n)
+}

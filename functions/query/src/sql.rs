@@ -1,0 +1,133 @@
+//! `natlake sql`: DuckDB with the lake's views defined, for ad-hoc questions and reports.
+
+use std::path::Path;
+
+use arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+use natlake_core::lake::columns::{self, Column};
+use natlake_core::model::Table;
+
+use crate::{QueryError, duck};
+
+/// The views every session starts with (`queries/views.sql`).
+pub const VIEWS_SQL: &str = include_str!("../../../queries/views.sql");
+
+/// How `natlake sql` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+impl OutputFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "table" => Some(Self::Table),
+            "csv" => Some(Self::Csv),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+fn has_parquet(dir: &Path) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn sql_type<R>(c: &Column<R>) -> &'static str {
+    match c.type_name() {
+        "timestamp[us, UTC]" => "TIMESTAMPTZ",
+        "string" => "VARCHAR",
+        "int16" => "SMALLINT",
+        "int32" => "INTEGER",
+        "int64" => "BIGINT",
+        _ => "BLOB",
+    }
+}
+
+fn empty_view<R>(name: &str, cols: &[Column<R>]) -> String {
+    let items: Vec<String> = cols.iter().map(|c| format!("NULL::{} AS {}", sql_type(c), c.name)).collect();
+    format!("CREATE OR REPLACE VIEW {name} AS SELECT {} WHERE false;", items.join(", "))
+}
+
+/// Opens DuckDB with the views over a local lake root (a `file://` store's directory, or a
+/// local mirror of a remote lake).
+pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryError> {
+    let conn = duck::connect(scratch)?;
+    conn.execute_batch(&format!("SET VARIABLE natlake_lake = {};", duck::quote(&root.display().to_string())))?;
+    // Run views.sql statement by statement; a table without objects gets an empty typed view.
+    for stmt in VIEWS_SQL.split(';') {
+        let body: String = stmt.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+        if body.trim().is_empty() {
+            continue;
+        }
+        let table = Table::ALL.into_iter().find(|t| body.contains(&format!("VIEW {} AS", t.as_str())));
+        if let Some(t) = table {
+            if !has_parquet(&root.join("lake").join(t.as_str())) {
+                let sql = match columns::event_columns(t) {
+                    Some(cols) => empty_view(t.as_str(), &cols),
+                    None => empty_view(t.as_str(), &columns::rejects()),
+                };
+                conn.execute_batch(&sql)?;
+                continue;
+            }
+        }
+        conn.execute_batch(&body)?;
+    }
+    Ok(conn)
+}
+
+/// Runs SQL text (one or more statements; the last one's result is returned).
+pub fn run(conn: &Connection, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let stmts: Vec<&str> = sql.split(';').filter(|s| !s.trim().is_empty() && !s.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))).collect();
+    let Some((last, before)) = stmts.split_last() else {
+        return Err(QueryError::BadRequest("no SQL statement given".into()));
+    };
+    for s in before {
+        conn.execute_batch(s)?;
+    }
+    let mut stmt = conn.prepare(last)?;
+    Ok(stmt.query_arrow([])?.collect())
+}
+
+/// Renders batches as a text table, CSV or JSON lines.
+pub fn render(batches: &[RecordBatch], fmt: OutputFormat) -> Result<String, QueryError> {
+    let err = |e: arrow::error::ArrowError| QueryError::Internal(e.to_string());
+    match fmt {
+        OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches).map_err(err)?.to_string()),
+        OutputFormat::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::csv::Writer::new(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(err)?;
+                }
+            }
+            String::from_utf8(buf).map_err(|e| QueryError::Internal(e.to_string()))
+        }
+        OutputFormat::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
+                for b in batches {
+                    w.write(b).map_err(err)?;
+                }
+                w.finish().map_err(err)?;
+            }
+            String::from_utf8(buf).map_err(|e| QueryError::Internal(e.to_string()))
+        }
+    }
+}

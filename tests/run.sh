@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command (README): unit tests of every crate and the end-to-end tests in tests/,
+# which run the real binaries against real sockets and stores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/natlake/target}"
+cargo build --locked --workspace --bins
+cargo test --locked --workspace --no-fail-fast "$@"
