@@ -217,6 +217,24 @@ pub(crate) struct BatcherSettings {
     pub max_bytes: u64,
     pub max_age: Duration,
     pub zstd_level: i32,
+    /// At most one per kind (see [`ContextHook`]).
+    pub context_hooks: Vec<Box<dyn ContextHook>>,
+}
+
+/// Lets an input kind write context records (IPFIX / NetFlow v9 templates) into its batches.
+/// Called on the batcher thread for every record of its kind, in order, just before the record
+/// is added to the open batch; `new_batch` is true when that batch holds no record yet. Records
+/// passed to `emit` go into the same batch with `natlake_raw::FLAG_CONTEXT`.
+pub(crate) trait ContextHook: Send {
+    fn kind(&self) -> InputKind;
+    fn before_record(
+        &mut self,
+        new_batch: bool,
+        recv_ns: i64,
+        peer: Option<SocketAddr>,
+        payload: &[u8],
+        emit: &mut dyn FnMut(i64, Option<SocketAddr>, &[u8]),
+    );
 }
 
 pub(crate) struct Batcher {
@@ -234,7 +252,15 @@ impl Batcher {
         let thread = std::thread::Builder::new()
             .name("relay-batcher".into())
             .spawn(move || {
+                let mut settings = settings;
+                let mut hooks: [Option<Box<dyn ContextHook>>; InputKind::ALL.len()] =
+                    Default::default();
+                for h in settings.context_hooks.drain(..) {
+                    let i = slot(h.kind());
+                    hooks[i] = Some(h);
+                }
                 let mut w = Worker {
+                    hooks,
                     s: settings,
                     open: Default::default(),
                     spool,
@@ -295,6 +321,7 @@ impl CloseReason {
 }
 
 struct Worker {
+    hooks: [Option<Box<dyn ContextHook>>; InputKind::ALL.len()],
     s: BatcherSettings,
     open: [Option<Open>; InputKind::ALL.len()],
     spool: Arc<Spool>,
@@ -379,6 +406,13 @@ impl Worker {
                 }
             }
             let o = self.open[i].as_mut().expect("opened above");
+            if let Some(hook) = self.hooks[i].as_mut() {
+                let w = &mut o.writer;
+                hook.before_record(w.records() == 0, m.recv_ns, m.peer, payload, &mut |t, p, b| {
+                    // Context records are small (< 64 KiB): the format cannot refuse them.
+                    let _ = w.push_parts(t, kind, natlake_raw::FLAG_CONTEXT, p, b);
+                });
+            }
             match o.writer.push_parts(m.recv_ns, kind, 0, m.peer, payload) {
                 Ok(()) => o.payload_bytes += payload.len() as u64,
                 Err(e) => {

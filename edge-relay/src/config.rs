@@ -206,6 +206,18 @@ pub struct RelayConfig {
 pub enum SourceConfig {
     SyslogUdp(UdpSourceConfig),
     SyslogTcp(TcpSourceConfig),
+    /// IPFIX over UDP (NetFlow v9 on the same port is recognised and filed as `netflow`).
+    IpfixUdp(FlowSourceConfig),
+    /// NetFlow v9 over UDP (IPFIX on the same port is recognised and filed as `ipfix`).
+    NetflowUdp(FlowSourceConfig),
+    /// Linux conntrack NEW / DESTROY events from netlink (CAP_NET_ADMIN).
+    Conntrack(ConntrackSourceConfig),
+    /// JSON lines (LF framed) over TCP.
+    JsonTcp(TcpSourceConfig),
+    /// JSON lines tailed from a file that may be rotated.
+    JsonFile(JsonFileSourceConfig),
+    /// JSON lines from standard input.
+    JsonStdin(JsonStdinSourceConfig),
 }
 
 impl SourceConfig {
@@ -213,23 +225,163 @@ impl SourceConfig {
         match self {
             Self::SyslogUdp(_) => InputKind::SyslogUdp,
             Self::SyslogTcp(_) => InputKind::SyslogTcp,
+            Self::IpfixUdp(_) => InputKind::Ipfix,
+            Self::NetflowUdp(_) => InputKind::Netflow,
+            Self::Conntrack(_) => InputKind::ConntrackNetlink,
+            Self::JsonTcp(_) | Self::JsonFile(_) | Self::JsonStdin(_) => InputKind::JsonLines,
         }
     }
 
-    pub fn address(&self) -> SocketAddr {
+    /// The configured socket address, for sources that listen on one.
+    pub fn address(&self) -> Option<SocketAddr> {
         match self {
-            Self::SyslogUdp(c) => c.address,
-            Self::SyslogTcp(c) => c.address,
+            Self::SyslogUdp(c) => Some(c.address),
+            Self::SyslogTcp(c) | Self::JsonTcp(c) => Some(c.address),
+            Self::IpfixUdp(c) | Self::NetflowUdp(c) => Some(c.address),
+            Self::Conntrack(_) | Self::JsonFile(_) | Self::JsonStdin(_) => None,
         }
     }
 
-    /// The name used in metrics and logs: the configured one or `<type>@<address>`.
+    /// Where the source reads from: its address, `netlink`, the file path or `stdin`.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Self::Conntrack(_) => "netlink".into(),
+            Self::JsonFile(f) => f.path.display().to_string(),
+            Self::JsonStdin(_) => "stdin".into(),
+            other => other
+                .address()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The source type as written in the configuration file.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::SyslogUdp(_) => "syslog_udp",
+            Self::SyslogTcp(_) => "syslog_tcp",
+            Self::IpfixUdp(_) => "ipfix_udp",
+            Self::NetflowUdp(_) => "netflow_udp",
+            Self::Conntrack(_) => "conntrack",
+            Self::JsonTcp(_) => "json_tcp",
+            Self::JsonFile(_) => "json_file",
+            Self::JsonStdin(_) => "json_stdin",
+        }
+    }
+
+    /// The name used in metrics and logs: the configured one or `<type>@<endpoint>`.
     pub fn name(&self) -> String {
         let explicit = match self {
             Self::SyslogUdp(c) => c.name.clone(),
-            Self::SyslogTcp(c) => c.name.clone(),
+            Self::SyslogTcp(c) | Self::JsonTcp(c) => c.name.clone(),
+            Self::IpfixUdp(c) | Self::NetflowUdp(c) => c.name.clone(),
+            Self::Conntrack(c) => c.name.clone(),
+            Self::JsonFile(c) => c.name.clone(),
+            Self::JsonStdin(c) => c.name.clone(),
         };
-        explicit.unwrap_or_else(|| format!("{}@{}", self.kind(), self.address()))
+        explicit.unwrap_or_else(|| match self {
+            Self::SyslogUdp(_) | Self::SyslogTcp(_) => {
+                format!("{}@{}", self.kind(), self.endpoint())
+            }
+            _ => format!("{}@{}", self.type_name(), self.endpoint()),
+        })
+    }
+}
+
+/// `ipfix_udp` / `netflow_udp`: flow exports kept raw, templates replayed into every batch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSourceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub address: SocketAddr,
+    /// Kernel receive buffer (SO_RCVBUFFORCE when permitted).
+    #[serde(default = "d_receive_buffer")]
+    pub receive_buffer: ByteSize,
+    /// Template records remembered per kind (all exporters together); the oldest are evicted
+    /// and counted beyond this.
+    #[serde(default = "d_max_templates")]
+    pub max_templates: usize,
+}
+
+impl FlowSourceConfig {
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            name: None,
+            address,
+            receive_buffer: d_receive_buffer(),
+            max_templates: d_max_templates(),
+        }
+    }
+}
+
+/// `conntrack`: NEW and DESTROY events from the kernel's conntrack table over netlink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackSourceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Netlink receive buffer (SO_RCVBUFFORCE when permitted). Too small: ENOBUFS overruns,
+    /// counted as `netlink_overrun`.
+    #[serde(default = "d_netlink_buffer")]
+    pub receive_buffer: ByteSize,
+}
+
+impl Default for ConntrackSourceConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            receive_buffer: d_netlink_buffer(),
+        }
+    }
+}
+
+/// `json_file`: JSON lines tailed from a file; survives rename/create and truncate rotation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonFileSourceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub path: PathBuf,
+    /// Longer lines are skipped and counted as `frame_too_large`.
+    #[serde(default = "d_max_line")]
+    pub max_line: ByteSize,
+    /// How often the file is checked for new data and rotation.
+    #[serde(default = "d_poll_interval", with = "duration")]
+    pub poll_interval: Duration,
+    /// After a rotation, how long the old file is still read (writers reopen on SIGHUP).
+    #[serde(default = "d_rotate_wait", with = "duration")]
+    pub rotate_wait: Duration,
+}
+
+impl JsonFileSourceConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: None,
+            path: path.into(),
+            max_line: d_max_line(),
+            poll_interval: d_poll_interval(),
+            rotate_wait: d_rotate_wait(),
+        }
+    }
+}
+
+/// `json_stdin`: JSON lines from standard input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonStdinSourceConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "d_max_line")]
+    pub max_line: ByteSize,
+}
+
+impl Default for JsonStdinSourceConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            max_line: d_max_line(),
+        }
     }
 }
 
@@ -399,6 +551,21 @@ pub struct MetricsConfig {
     pub address: Option<SocketAddr>,
 }
 
+fn d_max_templates() -> usize {
+    4096
+}
+fn d_netlink_buffer() -> ByteSize {
+    ByteSize::mib(8)
+}
+fn d_max_line() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn d_poll_interval() -> Duration {
+    Duration::from_millis(200)
+}
+fn d_rotate_wait() -> Duration {
+    Duration::from_secs(1)
+}
 fn d_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -527,7 +694,12 @@ impl RelayConfig {
             return bad("no spool directory: set [spool] dir or --spool".into());
         }
         if self.sources.is_empty() {
-            return bad("no sources: add [[sources]] or --syslog-udp / --syslog-tcp".into());
+            return bad("no sources: add [[sources]] or --syslog-udp / --syslog-tcp / --ipfix-udp / --conntrack / --json-*".into());
+        }
+        for t in ["conntrack", "json_stdin"] {
+            if self.sources.iter().filter(|s| s.type_name() == t).count() > 1 {
+                return bad(format!("at most one {t} source"));
+            }
         }
         if let Some(id) = &self.relay_id
             && id.len() > 64
@@ -561,7 +733,33 @@ impl RelayConfig {
                         return bad(format!("source {name}: several workers need a fixed port"));
                     }
                 }
-                SourceConfig::SyslogTcp(t) => {
+                SourceConfig::IpfixUdp(f) | SourceConfig::NetflowUdp(f) => {
+                    if !(1..=1_000_000).contains(&f.max_templates) {
+                        return bad(format!("source {name}: max_templates must be 1..=1000000"));
+                    }
+                }
+                SourceConfig::Conntrack(c) => {
+                    if c.receive_buffer.0 < ByteSize::kib(64).0 {
+                        return bad(format!("source {name}: receive_buffer must be at least 64KiB"));
+                    }
+                }
+                SourceConfig::JsonFile(f) => {
+                    if f.path.as_os_str().is_empty() {
+                        return bad(format!("source {name}: path is empty"));
+                    }
+                    if f.max_line.0 < 64 || f.max_line.0 > MAX_PAYLOAD {
+                        return bad(format!("source {name}: max_line must be 64B..={MAX_PAYLOAD}B"));
+                    }
+                    if f.poll_interval.is_zero() {
+                        return bad(format!("source {name}: poll_interval must be positive"));
+                    }
+                }
+                SourceConfig::JsonStdin(f) => {
+                    if f.max_line.0 < 64 || f.max_line.0 > MAX_PAYLOAD {
+                        return bad(format!("source {name}: max_line must be 64B..={MAX_PAYLOAD}B"));
+                    }
+                }
+                SourceConfig::SyslogTcp(t) | SourceConfig::JsonTcp(t) => {
                     if t.max_frame.0 < 64 || t.max_frame.0 > MAX_PAYLOAD {
                         return bad(format!(
                             "source {name}: max_frame must be 64B..={MAX_PAYLOAD}B"
@@ -670,6 +868,43 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub syslog_tcp: Vec<SocketAddr>,
+    /// IPFIX / NetFlow v9 listener over UDP (repeatable or comma separated); both versions are
+    /// recognised on one port.
+    #[arg(
+        long,
+        env = "EDGE_RELAY_IPFIX_UDP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub ipfix_udp: Vec<SocketAddr>,
+    /// Same as --ipfix-udp, named for NetFlow v9 exporters.
+    #[arg(
+        long,
+        env = "EDGE_RELAY_NETFLOW_UDP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub netflow_udp: Vec<SocketAddr>,
+    /// Read conntrack NEW/DESTROY events from netlink (needs CAP_NET_ADMIN).
+    #[arg(long, env = "EDGE_RELAY_CONNTRACK")]
+    pub conntrack: bool,
+    /// Netlink receive buffer of --conntrack (default 8MiB).
+    #[arg(long, env = "EDGE_RELAY_CONNTRACK_RECEIVE_BUFFER", value_name = "SIZE")]
+    pub conntrack_receive_buffer: Option<ByteSize>,
+    /// JSON lines over TCP, LF framed (repeatable or comma separated).
+    #[arg(
+        long,
+        env = "EDGE_RELAY_JSON_TCP",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub json_tcp: Vec<SocketAddr>,
+    /// JSON lines tailed from this file, across rotations (repeatable).
+    #[arg(long, env = "EDGE_RELAY_JSON_FILE", value_name = "PATH")]
+    pub json_file: Vec<PathBuf>,
+    /// JSON lines from standard input.
+    #[arg(long, env = "EDGE_RELAY_JSON_STDIN")]
+    pub json_stdin: bool,
     /// Receive buffer of the UDP listeners given by flag (default 8MiB).
     #[arg(long, env = "EDGE_RELAY_UDP_RECEIVE_BUFFER", value_name = "SIZE")]
     pub udp_receive_buffer: Option<ByteSize>,
@@ -723,6 +958,39 @@ impl Cli {
         for addr in &self.syslog_tcp {
             cfg.sources
                 .push(SourceConfig::SyslogTcp(TcpSourceConfig::new(*addr)));
+        }
+        for addr in &self.ipfix_udp {
+            let mut f = FlowSourceConfig::new(*addr);
+            if let Some(b) = self.udp_receive_buffer {
+                f.receive_buffer = b;
+            }
+            cfg.sources.push(SourceConfig::IpfixUdp(f));
+        }
+        for addr in &self.netflow_udp {
+            let mut f = FlowSourceConfig::new(*addr);
+            if let Some(b) = self.udp_receive_buffer {
+                f.receive_buffer = b;
+            }
+            cfg.sources.push(SourceConfig::NetflowUdp(f));
+        }
+        if self.conntrack {
+            let mut c = ConntrackSourceConfig::default();
+            if let Some(b) = self.conntrack_receive_buffer {
+                c.receive_buffer = b;
+            }
+            cfg.sources.push(SourceConfig::Conntrack(c));
+        }
+        for addr in &self.json_tcp {
+            cfg.sources
+                .push(SourceConfig::JsonTcp(TcpSourceConfig::new(*addr)));
+        }
+        for path in &self.json_file {
+            cfg.sources
+                .push(SourceConfig::JsonFile(JsonFileSourceConfig::new(path)));
+        }
+        if self.json_stdin {
+            cfg.sources
+                .push(SourceConfig::JsonStdin(JsonStdinSourceConfig::default()));
         }
         if let Some(a) = self.batch_age {
             cfg.batch.max_age = a;

@@ -23,6 +23,7 @@ pub mod config;
 pub mod metrics;
 mod sources;
 mod spool;
+pub mod templates;
 mod upload;
 
 use std::collections::BTreeMap;
@@ -32,8 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use config::{
-    BatchConfig, ByteSize, Cli, ConfigError, MetricsConfig, RelayConfig, SinkConfig, SourceConfig,
-    SpoolConfig, TcpSourceConfig, UdpSourceConfig,
+    BatchConfig, ByteSize, Cli, ConfigError, ConntrackSourceConfig, FlowSourceConfig,
+    JsonFileSourceConfig, JsonStdinSourceConfig, MetricsConfig, RelayConfig, SinkConfig,
+    SourceConfig, SpoolConfig, TcpSourceConfig, UdpSourceConfig,
 };
 pub use natlake_raw::InputKind;
 pub use natlake_store::DynStore;
@@ -52,11 +54,11 @@ pub enum RelayError {
     },
     #[error("spool {0} is in use by another relay")]
     SpoolLocked(String),
-    #[error("binding {kind} source {name:?} on {addr}: {source}")]
+    #[error("starting {kind} source {name:?} on {endpoint}: {source}")]
     Bind {
         kind: InputKind,
         name: String,
-        addr: SocketAddr,
+        endpoint: String,
         source: std::io::Error,
     },
     #[error("metrics listener on {addr}: {source}")]
@@ -87,10 +89,19 @@ pub enum DropReason {
     SpoolError,
     /// The raw format refused the record (larger than its limit) or the batch could not be encoded.
     EncodeError,
+    /// A UDP datagram on a flow port that is neither NetFlow (v1/5/7/9) nor IPFIX.
+    UnknownVersion,
+    /// A flow datagram shorter than its version's header.
+    TruncatedHeader,
+    /// The kernel could not deliver netlink events (ENOBUFS): one count per overrun; how many
+    /// events were lost is unknown.
+    NetlinkOverrun,
+    /// A netlink message that could not be decoded.
+    DecodeError,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 11] = [
         Self::QueueFull,
         Self::Oversized,
         Self::FrameTooLarge,
@@ -98,6 +109,10 @@ impl DropReason {
         Self::SpoolFull,
         Self::SpoolError,
         Self::EncodeError,
+        Self::UnknownVersion,
+        Self::TruncatedHeader,
+        Self::NetlinkOverrun,
+        Self::DecodeError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +124,10 @@ impl DropReason {
             Self::SpoolFull => "spool_full",
             Self::SpoolError => "spool_error",
             Self::EncodeError => "encode_error",
+            Self::UnknownVersion => "unknown_version",
+            Self::TruncatedHeader => "truncated_header",
+            Self::NetlinkOverrun => "netlink_overrun",
+            Self::DecodeError => "decode_error",
         }
     }
 
@@ -132,6 +151,10 @@ pub(crate) struct Counters {
     pub records_uploaded: AtomicU64,
     pub upload_errors: AtomicU64,
     pub kernel_drops: AtomicU64,
+    /// Flow datagrams kept raw despite damage, by [`templates::Issue`].
+    pub flow_issues: [AtomicU64; templates::Issue::ALL.len()],
+    pub templates_cached: AtomicU64,
+    pub template_evictions: AtomicU64,
 }
 
 impl Counters {
@@ -144,6 +167,13 @@ impl Counters {
             .increment(messages);
         ::metrics::counter!("edge_relay_dropped_bytes_total", "reason" => reason.as_str(), "kind" => kind.as_str())
             .increment(bytes);
+    }
+
+    /// Counts a flow datagram kept raw despite `issue`.
+    pub fn count_issue(&self, kind: InputKind, issue: templates::Issue) {
+        self.flow_issues[issue.index()].fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!("edge_relay_flow_decode_issues_total", "reason" => issue.as_str(), "kind" => kind.as_str())
+            .increment(1);
     }
 }
 
@@ -171,6 +201,11 @@ pub struct Stats {
     pub spool_bytes: u64,
     /// Kernel receive-buffer drops of our UDP sockets (from /proc/net/udp, where readable).
     pub kernel_drops: u64,
+    /// Flow datagrams kept raw despite damage, by reason (`templates::Issue::as_str`).
+    pub flow_issues: BTreeMap<&'static str, u64>,
+    /// IPFIX / NetFlow v9 template records currently cached, and evicted so far.
+    pub templates_cached: u64,
+    pub template_evictions: u64,
 }
 
 impl Stats {
@@ -187,12 +222,13 @@ impl Stats {
     }
 }
 
-/// One listening source as bound (useful when the configuration asked for port 0).
+/// One source as started (useful when the configuration asked for port 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundSource {
     pub name: String,
     pub kind: InputKind,
-    pub addr: SocketAddr,
+    /// The bound socket address; `None` for netlink, files and stdin.
+    pub addr: Option<SocketAddr>,
 }
 
 /// Entry point.
@@ -247,6 +283,7 @@ impl Relay {
                 max_bytes: cfg.batch.max_bytes.0,
                 max_age: cfg.batch.max_age,
                 zstd_level: cfg.batch.zstd_level,
+                context_hooks: flow_hooks(&cfg, &counters),
             },
             queue_rx,
             spool.clone(),
@@ -260,7 +297,9 @@ impl Relay {
 
         let stop = sources::Stop::new();
         let (bound, running) =
-            match sources::start_all(&cfg.sources, &queue_tx, &counters, &stop).await {
+            match sources::start_all(&cfg.sources, &cfg.spool.dir, &queue_tx, &counters, &stop)
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => {
                     // Release the spool lock and the threads before reporting.
@@ -289,7 +328,7 @@ impl Relay {
         tracing::info!(
             relay_id = %cfg.relay_id(),
             store = %cfg.sink.store,
-            sources = ?bound.iter().map(|b| format!("{}={}", b.kind, b.addr)).collect::<Vec<_>>(),
+            sources = ?bound.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
             "edge-relay started"
         );
         Ok(RelayHandle {
@@ -331,7 +370,10 @@ impl RelayHandle {
 
     /// The bound address of the first source of `kind`.
     pub fn local_addr(&self, kind: InputKind) -> Option<SocketAddr> {
-        self.bound.iter().find(|b| b.kind == kind).map(|b| b.addr)
+        self.bound
+            .iter()
+            .filter(|b| b.kind == kind)
+            .find_map(|b| b.addr)
     }
 
     /// The bound address of the Prometheus listener, if one was configured.
@@ -406,6 +448,30 @@ impl RelayHandle {
     }
 }
 
+/// One template-replaying batcher hook per flow kind that a source may produce.
+fn flow_hooks(cfg: &RelayConfig, counters: &Arc<Counters>) -> Vec<Box<dyn batch::ContextHook>> {
+    let max: usize = cfg
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            SourceConfig::IpfixUdp(f) | SourceConfig::NetflowUdp(f) => Some(f.max_templates),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    if max == 0 {
+        return Vec::new();
+    }
+    // One UDP listener may receive both versions: both kinds get a hook.
+    [InputKind::Ipfix, InputKind::Netflow]
+        .into_iter()
+        .map(|k| {
+            Box::new(templates::FlowContext::new(k, max, counters.clone()))
+                as Box<dyn batch::ContextHook>
+        })
+        .collect()
+}
+
 fn snapshot(c: &Counters, spool: &spool::Spool) -> Stats {
     let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let by_reason = |arr: &[AtomicU64; DropReason::ALL.len()]| {
@@ -433,6 +499,16 @@ fn snapshot(c: &Counters, spool: &spool::Spool) -> Stats {
         spool_files: spool.files(),
         spool_bytes: spool.bytes(),
         kernel_drops: ld(&c.kernel_drops),
+        flow_issues: templates::Issue::ALL
+            .iter()
+            .zip(c.flow_issues.iter())
+            .filter_map(|(i, a)| {
+                let v = ld(a);
+                (v > 0).then_some((i.as_str(), v))
+            })
+            .collect(),
+        templates_cached: ld(&c.templates_cached),
+        template_evictions: ld(&c.template_evictions),
     }
 }
 

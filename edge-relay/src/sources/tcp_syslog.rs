@@ -55,6 +55,8 @@ enum State {
 pub struct Framer {
     buf: Vec<u8>,
     max_frame: usize,
+    /// LF framing only (JSON lines): a line starting with `digits SP` is not an octet count.
+    lf_only: bool,
     state: State,
     /// How far the current LF frame has been searched for its LF.
     scanned: usize,
@@ -98,8 +100,25 @@ impl Framer {
         Self {
             buf: Vec::new(),
             max_frame,
+            lf_only: false,
             state: State::Start,
             scanned: 0,
+        }
+    }
+
+    /// A framer for LF-terminated lines only (JSON lines).
+    pub fn lf_only(max_frame: usize) -> Self {
+        Self {
+            lf_only: true,
+            ..Self::new(max_frame)
+        }
+    }
+
+    fn header(&self, b: &[u8]) -> Header {
+        if self.lf_only {
+            Header::NotOctets
+        } else {
+            octet_header(b)
         }
     }
 
@@ -140,7 +159,7 @@ impl Framer {
                     if rest.is_empty() {
                         break;
                     }
-                    match octet_header(rest) {
+                    match self.header(rest) {
                         Header::Octets(len, hlen) => {
                             if len > self.max_frame {
                                 on(Event::TooLarge(len));
@@ -202,7 +221,7 @@ impl Framer {
         let state = std::mem::replace(&mut self.state, State::Start);
         match state {
             State::SkipOctets(_) | State::SkipLine => {}
-            State::Start => match octet_header(&rest) {
+            State::Start => match self.header(&rest) {
                 Header::Octets(_, _) => on(Event::Incomplete(rest.len())),
                 Header::NeedMore | Header::NotOctets => {
                     if !is_blank(&rest) {
@@ -223,8 +242,27 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 }
 
 /// Binds the listener and starts accepting.
+/// What a TCP listener carries: syslog (RFC 6587 framing) or JSON lines (LF framing only).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mode {
+    pub kind: InputKind,
+    pub lf_only: bool,
+}
+
+impl Mode {
+    pub const SYSLOG: Mode = Mode {
+        kind: InputKind::SyslogTcp,
+        lf_only: false,
+    };
+    pub const JSON_LINES: Mode = Mode {
+        kind: InputKind::JsonLines,
+        lf_only: true,
+    };
+}
+
 pub(crate) async fn start(
     cfg: &TcpSourceConfig,
+    mode: Mode,
     name: String,
     queue: QueueTx,
     counters: Arc<Counters>,
@@ -234,13 +272,15 @@ pub(crate) async fn start(
     let addr = listener.local_addr()?;
     let ctx = Arc::new(Ctx {
         name: name.clone(),
+        kind: mode.kind,
+        lf_only: mode.lf_only,
         queue,
         counters,
         max_frame: cfg.max_frame.0 as usize,
         idle_timeout: cfg.idle_timeout,
         queue_wait: cfg.queue_wait,
-        received: ::metrics::counter!("edge_relay_received_messages_total", "source" => name.clone(), "kind" => "syslog_tcp"),
-        received_bytes: ::metrics::counter!("edge_relay_received_bytes_total", "source" => name.clone(), "kind" => "syslog_tcp"),
+        received: ::metrics::counter!("edge_relay_received_messages_total", "source" => name.clone(), "kind" => mode.kind.as_str()),
+        received_bytes: ::metrics::counter!("edge_relay_received_bytes_total", "source" => name.clone(), "kind" => mode.kind.as_str()),
         active: ::metrics::gauge!("edge_relay_tcp_connections", "source" => name.clone()),
     });
     let task = tokio::spawn(accept_loop(listener, ctx, cfg.max_connections, stop));
@@ -249,6 +289,8 @@ pub(crate) async fn start(
 
 struct Ctx {
     name: String,
+    kind: InputKind,
+    lf_only: bool,
     queue: QueueTx,
     counters: Arc<Counters>,
     max_frame: usize,
@@ -322,7 +364,11 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = sock.set_nodelay(true);
-    let mut framer = Framer::new(ctx.max_frame);
+    let mut framer = if ctx.lf_only {
+        Framer::lf_only(ctx.max_frame)
+    } else {
+        Framer::new(ctx.max_frame)
+    };
     let mut rbuf = vec![0u8; READ_SIZE];
     let mut stopping = false;
     loop {
@@ -354,13 +400,13 @@ async fn connection(
             }
         };
         let now = now_ns();
-        let mut chunk = Chunk::new(InputKind::SyslogTcp);
+        let mut chunk = Chunk::new(ctx.kind);
         framer.feed(&rbuf[..n], |ev| on_event(ctx, &mut chunk, ev, now, peer));
         if !chunk.is_empty() {
             deliver(ctx, chunk).await;
         }
     }
-    let mut chunk = Chunk::new(InputKind::SyslogTcp);
+    let mut chunk = Chunk::new(ctx.kind);
     let now = now_ns();
     framer.finish(|ev| on_event(ctx, &mut chunk, ev, now, peer));
     if !chunk.is_empty() {
@@ -374,7 +420,7 @@ fn on_event(ctx: &Ctx, chunk: &mut Chunk, ev: Event<'_>, now: i64, peer: SocketA
         Event::TooLarge(len) => {
             ctx.counters.count_drop(
                 DropReason::FrameTooLarge,
-                InputKind::SyslogTcp,
+                ctx.kind,
                 1,
                 len as u64,
             );
@@ -386,7 +432,7 @@ fn on_event(ctx: &Ctx, chunk: &mut Chunk, ev: Event<'_>, now: i64, peer: SocketA
         Event::Incomplete(len) => {
             ctx.counters.count_drop(
                 DropReason::IncompleteFrame,
-                InputKind::SyslogTcp,
+                ctx.kind,
                 1,
                 len as u64,
             );

@@ -291,23 +291,26 @@ pub struct Reject {
     pub provenance: Provenance,
 }
 
-/// IANA protocol number from a name as logs spell it.
+/// IANA protocol number from a name or number as logs spell it (no allocation: this is on the
+/// hot path of every conntrack and iptables line).
 pub fn protocol_number(name: &str) -> Option<u8> {
+    const NAMES: [(&str, u8); 12] = [
+        ("tcp", 6),
+        ("udp", 17),
+        ("icmp", 1),
+        ("icmpv6", 58),
+        ("ipv6-icmp", 58),
+        ("icmp6", 58),
+        ("gre", 47),
+        ("esp", 50),
+        ("ah", 51),
+        ("sctp", 132),
+        ("udplite", 136),
+        ("igmp", 2),
+    ];
     let n = name.trim();
-    if let Ok(v) = n.parse::<u8>() {
-        return Some(v);
+    if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+        return n.parse::<u8>().ok();
     }
-    Some(match n.to_ascii_lowercase().as_str() {
-        "tcp" => 6,
-        "udp" => 17,
-        "icmp" => 1,
-        "icmpv6" | "ipv6-icmp" | "icmp6" => 58,
-        "gre" => 47,
-        "esp" => 50,
-        "ah" => 51,
-        "sctp" => 132,
-        "udplite" => 136,
-        "igmp" => 2,
-        _ => return None,
-    })
+    NAMES.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| *v)
 }

@@ -23,6 +23,9 @@ pub fn parse_time(s: &str) -> Result<Micros, TimeError> {
         dt.timestamp_micros()
     } else if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
         let secs: i64 = int.parse().map_err(|_| err())?;
         let mut frac_us = 0i64;
         for (i, b) in frac.bytes().take(6).enumerate() {

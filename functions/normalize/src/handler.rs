@@ -253,3 +253,68 @@ pub async fn normalize_with_retry(store: &Arc<dyn ObjectStore>, raw_key: &str, c
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use natlake_raw::{BatchHeader, BatchWriter, Record};
+
+    const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
+
+    fn raw_object(payloads: &[&[u8]]) -> Vec<u8> {
+        let header = BatchHeader {
+            format_version: natlake_raw::VERSION,
+            relay_id: "t".into(),
+            batch_id: "b".into(),
+            kind: InputKind::SyslogUdp,
+            created_ns: 1_700_000_000_000_000_000,
+            labels: Default::default(),
+        };
+        let mut w = BatchWriter::new(&header, 3).unwrap();
+        for p in payloads {
+            w.push(&Record { recv_ns: 1_700_000_001_000_000_000, kind: InputKind::SyslogUdp, flags: 0, peer: Some("192.0.2.1:514".parse().unwrap()), payload: p.to_vec() }).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+        let mut k: Vec<String> = store.list(Some(&Path::from(prefix))).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+        k.sort();
+        k
+    }
+
+    #[tokio::test]
+    async fn normalizes_idempotently_and_keeps_rejects() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let key = "raw/syslog_udp/hour=2023-11-14T22/t_b.nlraw.zst";
+        let absurd = CT_NEW.replace("[1700000000.000000]", "[4102444800.000000]");
+        let obj = raw_object(&[CT_NEW.as_bytes(), b"\xff\xfe binary junk", absurd.as_bytes()]);
+        store.put(&Path::from(key), PutPayload::from(obj)).await.unwrap();
+        let cfg = NormalizeConfig::default();
+        let r1 = normalize_object(&store, key, &cfg).await.unwrap();
+        assert_eq!((r1.records, r1.events, r1.rejects), (3, 1, 2));
+        assert_eq!(r1.outputs, vec![
+            "lake/nat_events/hour=2023-11-14T22/x_net=198.51.100.0_24/t_b.parquet".to_string(),
+            "lake/rejects/hour=2023-11-14T22/t_b.parquet".to_string(),
+        ]);
+        assert!(is_done(&store, key).await.unwrap());
+        let before = keys(&store, "lake").await;
+        let r2 = normalize_object(&store, key, &cfg).await.unwrap();
+        assert_eq!(r1, r2, "same input, same report");
+        assert_eq!(keys(&store, "lake").await, before, "a second run writes the same keys");
+    }
+
+    #[test]
+    fn damaged_objects_keep_what_precedes_the_damage() {
+        let obj = raw_object(&[CT_NEW.as_bytes(), CT_NEW.as_bytes()]);
+        let cut = &obj[..obj.len() - 8];
+        let n = normalize_bytes("raw/k.nlraw.zst", cut, Format::Auto, &NormalizeConfig::default());
+        assert!(n.report.damage.is_some(), "{:?}", n.report);
+        assert_eq!(n.rejects.len(), 1, "the damage is one reject");
+        let n = normalize_bytes("raw/k.nlraw.zst", b"definitely not zstd", Format::Auto, &NormalizeConfig::default());
+        assert_eq!((n.rows.len(), n.rejects.len()), (0, 1));
+        assert_eq!(n.rejects[0].payload, b"definitely not zstd");
+        assert!(n.rejects[0].reason.starts_with("unreadable raw object"));
+    }
+}

@@ -25,7 +25,8 @@ use serde::Deserialize;
 
 use super::ParseError;
 use super::conntrack::{CtKind, Tuple, build_event};
-use super::util::{Scalar, proto_number};
+use super::util::Scalar;
+use crate::model::protocol_number as proto_number;
 use crate::model::{Event, Micros};
 
 const FORMAT: &str = "conntrack_json";

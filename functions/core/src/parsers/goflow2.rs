@@ -21,7 +21,8 @@
 use serde::Deserialize;
 
 use super::ParseError;
-use super::util::{Scalar, proto_number, set_ip, set_port};
+use super::util::{Scalar, set_ip, set_port};
+use crate::model::protocol_number as proto_number;
 use crate::model::{Event, FlowRecord, Micros, NatEvent, NatEventKind};
 
 const FORMAT: &str = "goflow2";

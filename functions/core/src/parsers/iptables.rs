@@ -18,7 +18,8 @@
 use crate::model::{Event, FirewallAction, FirewallEvent, Micros};
 
 use super::ParseError;
-use super::util::{parse_ip, parse_u16, parse_u32, proto_number};
+use super::util::{parse_ip, parse_u16, parse_u32};
+use crate::model::protocol_number as proto_number;
 
 const FORMAT: &str = "iptables";
 

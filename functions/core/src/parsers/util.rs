@@ -55,34 +55,6 @@ pub(crate) fn parse_u8(s: &str) -> Option<u8> {
     parse_u64(s).and_then(|v| u8::try_from(v).ok())
 }
 
-/// IANA protocol number from a name or number as logs spell it. Same table as
-/// `model::protocol_number`, without its per-call lowercase allocation (this is on the hot
-/// path of every conntrack and iptables line).
-pub(crate) fn proto_number(name: &str) -> Option<u8> {
-    let n = name.trim();
-    if let Some(v) = parse_u8(n) {
-        return Some(v);
-    }
-    const NAMES: [(&str, u8); 12] = [
-        ("tcp", 6),
-        ("udp", 17),
-        ("icmp", 1),
-        ("icmpv6", 58),
-        ("ipv6-icmp", 58),
-        ("icmp6", 58),
-        ("gre", 47),
-        ("esp", 50),
-        ("ah", 51),
-        ("sctp", 132),
-        ("udplite", 136),
-        ("igmp", 2),
-    ];
-    NAMES
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(n))
-        .map(|(_, v)| *v)
-}
-
 /// An address as text; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is folded to IPv4 so one host has
 /// one spelling in the lake.
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
@@ -594,37 +566,6 @@ mod tests {
         assert_eq!(parse_ip_any(""), None);
         assert_eq!(parse_ip_any("hello"), None);
         assert_eq!(parse_ip_any("0x123"), None);
-    }
-
-    #[test]
-    fn protocol_names_match_the_model() {
-        for name in [
-            "tcp",
-            "TCP",
-            "Udp",
-            "icmp",
-            "ICMPv6",
-            "ipv6-icmp",
-            "icmp6",
-            "gre",
-            "esp",
-            "ah",
-            "sctp",
-            "udplite",
-            "igmp",
-            "17",
-            " 6 ",
-            "255",
-            "256",
-            "foo",
-            "",
-        ] {
-            assert_eq!(
-                proto_number(name),
-                crate::model::protocol_number(name),
-                "{name:?}"
-            );
-        }
     }
 
     #[test]
