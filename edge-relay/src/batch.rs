@@ -221,6 +221,9 @@ pub(crate) struct BatcherSettings {
     pub context_hooks: Vec<Box<dyn ContextHook>>,
 }
 
+/// Receives context records: `(receive time, peer, payload)`.
+pub(crate) type EmitContext<'a> = dyn FnMut(i64, Option<SocketAddr>, &[u8]) + 'a;
+
 /// Lets an input kind write context records (IPFIX / NetFlow v9 templates) into its batches.
 /// Called on the batcher thread for every record of its kind, in order, just before the record
 /// is added to the open batch; `new_batch` is true when that batch holds no record yet. Records
@@ -233,7 +236,7 @@ pub(crate) trait ContextHook: Send {
         recv_ns: i64,
         peer: Option<SocketAddr>,
         payload: &[u8],
-        emit: &mut dyn FnMut(i64, Option<SocketAddr>, &[u8]),
+        emit: &mut EmitContext<'_>,
     );
 }
 
@@ -408,10 +411,16 @@ impl Worker {
             let o = self.open[i].as_mut().expect("opened above");
             if let Some(hook) = self.hooks[i].as_mut() {
                 let w = &mut o.writer;
-                hook.before_record(w.records() == 0, m.recv_ns, m.peer, payload, &mut |t, p, b| {
-                    // Context records are small (< 64 KiB): the format cannot refuse them.
-                    let _ = w.push_parts(t, kind, natlake_raw::FLAG_CONTEXT, p, b);
-                });
+                hook.before_record(
+                    w.records() == 0,
+                    m.recv_ns,
+                    m.peer,
+                    payload,
+                    &mut |t, p, b| {
+                        // Context records are small (< 64 KiB): the format cannot refuse them.
+                        let _ = w.push_parts(t, kind, natlake_raw::FLAG_CONTEXT, p, b);
+                    },
+                );
             }
             match o.writer.push_parts(m.recv_ns, kind, 0, m.peer, payload) {
                 Ok(()) => o.payload_bytes += payload.len() as u64,

@@ -21,6 +21,17 @@
 //! idle_timeout = "5m"
 //! max_connections = 1024
 //!
+//! [[sources]]
+//! type = "ipfix_udp"                # or netflow_udp (one port takes both versions)
+//! address = "0.0.0.0:4739"
+//!
+//! [[sources]]
+//! type = "conntrack"                # netlink NEW/DESTROY events (CAP_NET_ADMIN)
+//!
+//! [[sources]]
+//! type = "json_file"                # also json_tcp (address = ...) and json_stdin
+//! path = "/var/log/goflow2/flows.json"
+//!
 //! [sink]
 //! store = "s3://bucket/prefix"      # or file:///var/lib/natlake
 //! upload_concurrency = 2
@@ -248,10 +259,7 @@ impl SourceConfig {
             Self::Conntrack(_) => "netlink".into(),
             Self::JsonFile(f) => f.path.display().to_string(),
             Self::JsonStdin(_) => "stdin".into(),
-            other => other
-                .address()
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
+            other => other.address().map(|a| a.to_string()).unwrap_or_default(),
         }
     }
 
@@ -298,8 +306,9 @@ pub struct FlowSourceConfig {
     /// Kernel receive buffer (SO_RCVBUFFORCE when permitted).
     #[serde(default = "d_receive_buffer")]
     pub receive_buffer: ByteSize,
-    /// Template records remembered per kind (all exporters together); the oldest are evicted
-    /// and counted beyond this.
+    /// Template records remembered per kind (`ipfix`, `netflow`), all exporters together; the
+    /// oldest are evicted and counted beyond this. With several flow sources the largest
+    /// value applies.
     #[serde(default = "d_max_templates")]
     pub max_templates: usize,
 }
@@ -740,7 +749,9 @@ impl RelayConfig {
                 }
                 SourceConfig::Conntrack(c) => {
                     if c.receive_buffer.0 < ByteSize::kib(64).0 {
-                        return bad(format!("source {name}: receive_buffer must be at least 64KiB"));
+                        return bad(format!(
+                            "source {name}: receive_buffer must be at least 64KiB"
+                        ));
                     }
                 }
                 SourceConfig::JsonFile(f) => {
@@ -748,7 +759,9 @@ impl RelayConfig {
                         return bad(format!("source {name}: path is empty"));
                     }
                     if f.max_line.0 < 64 || f.max_line.0 > MAX_PAYLOAD {
-                        return bad(format!("source {name}: max_line must be 64B..={MAX_PAYLOAD}B"));
+                        return bad(format!(
+                            "source {name}: max_line must be 64B..={MAX_PAYLOAD}B"
+                        ));
                     }
                     if f.poll_interval.is_zero() {
                         return bad(format!("source {name}: poll_interval must be positive"));
@@ -756,7 +769,9 @@ impl RelayConfig {
                 }
                 SourceConfig::JsonStdin(f) => {
                     if f.max_line.0 < 64 || f.max_line.0 > MAX_PAYLOAD {
-                        return bad(format!("source {name}: max_line must be 64B..={MAX_PAYLOAD}B"));
+                        return bad(format!(
+                            "source {name}: max_line must be 64B..={MAX_PAYLOAD}B"
+                        ));
                     }
                 }
                 SourceConfig::SyslogTcp(t) | SourceConfig::JsonTcp(t) => {
@@ -1156,6 +1171,94 @@ mod tests {
                 .to_string()
                 .contains("two sources")
         );
+    }
+
+    #[test]
+    fn flow_conntrack_and_json_sources_parse_from_file_and_flags() {
+        let cfg = RelayConfig::from_toml_str(
+            r#"
+            [[sources]]
+            type = "ipfix_udp"
+            address = "0.0.0.0:4739"
+            max_templates = 100
+            [[sources]]
+            type = "netflow_udp"
+            address = "0.0.0.0:2055"
+            [[sources]]
+            type = "conntrack"
+            receive_buffer = "16MiB"
+            [[sources]]
+            type = "json_tcp"
+            address = "127.0.0.1:6000"
+            [[sources]]
+            type = "json_file"
+            path = "/var/log/goflow2.log"
+            rotate_wait = "2s"
+            [[sources]]
+            type = "json_stdin"
+            [sink]
+            store = "file:///tmp/lake"
+            [spool]
+            dir = "/tmp/spool"
+            "#,
+            "t",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let kinds: Vec<_> = cfg.sources.iter().map(|s| s.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                InputKind::Ipfix,
+                InputKind::Netflow,
+                InputKind::ConntrackNetlink,
+                InputKind::JsonLines,
+                InputKind::JsonLines,
+                InputKind::JsonLines
+            ]
+        );
+        assert_eq!(cfg.sources[2].name(), "conntrack@netlink");
+        assert_eq!(cfg.sources[4].name(), "json_file@/var/log/goflow2.log");
+        assert_eq!(cfg.sources[4].address(), None);
+        match &cfg.sources[4] {
+            SourceConfig::JsonFile(f) => assert_eq!(f.rotate_wait, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+        let mut two = cfg.clone();
+        two.sources
+            .push(SourceConfig::Conntrack(Default::default()));
+        assert!(
+            two.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("conntrack")
+        );
+
+        let cli = Cli::try_parse_from([
+            "edge-relay",
+            "--store",
+            "file:///tmp/lake",
+            "--spool",
+            "/tmp/spool",
+            "--ipfix-udp",
+            "0.0.0.0:4739",
+            "--conntrack",
+            "--conntrack-receive-buffer",
+            "32MiB",
+            "--json-tcp",
+            "127.0.0.1:6000",
+            "--json-file",
+            "/var/log/a.json",
+            "--json-stdin",
+        ])
+        .unwrap();
+        let cfg = cli.to_config().unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.sources.len(), 5);
+        match &cfg.sources[1] {
+            SourceConfig::Conntrack(c) => assert_eq!(c.receive_buffer, ByteSize::mib(32)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub(crate) struct Counters {
     pub flow_issues: [AtomicU64; templates::Issue::ALL.len()],
     pub templates_cached: AtomicU64,
     pub template_evictions: AtomicU64,
+    /// The latest failed put, explained (cleared by nothing: it is history).
+    pub last_upload_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -206,6 +208,8 @@ pub struct Stats {
     /// IPFIX / NetFlow v9 template records currently cached, and evicted so far.
     pub templates_cached: u64,
     pub template_evictions: u64,
+    /// The latest failed upload attempt, explained (e.g. refused credentials), if any.
+    pub last_upload_error: Option<String>,
 }
 
 impl Stats {
@@ -509,6 +513,7 @@ fn snapshot(c: &Counters, spool: &spool::Spool) -> Stats {
             .collect(),
         templates_cached: ld(&c.templates_cached),
         template_evictions: ld(&c.template_evictions),
+        last_upload_error: c.last_upload_error.lock().ok().and_then(|l| l.clone()),
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use natlake_raw::InputKind;
 
-use crate::batch::ContextHook;
+use crate::batch::{ContextHook, EmitContext};
 use crate::{Counters, RateLimit};
 
 pub const IPFIX_VERSION: u16 = 10;
@@ -234,7 +234,11 @@ pub fn template_records<'a>(
     let mut at = 0;
     while at < body.len() {
         let rest = &body[at..];
-        let min = if version == V9_VERSION && options { 6 } else { 4 };
+        let min = if version == V9_VERSION && options {
+            6
+        } else {
+            4
+        };
         if rest.len() < min || rest.iter().all(|&b| b == 0) {
             return true; // padding
         }
@@ -312,6 +316,15 @@ struct Domain {
     peer: Option<SocketAddr>,
     /// Rendered synthetic packets; `None` after a change.
     rendered: Option<Vec<Vec<u8>>>,
+}
+
+/// What [`TemplateCache::context`] gives: synthetic template packets of one domain.
+#[derive(Debug)]
+pub struct Context<'a> {
+    /// Receive time and exporter of the latest template packet of the domain.
+    pub recv_ns: i64,
+    pub peer: Option<SocketAddr>,
+    pub packets: &'a [Vec<u8>],
 }
 
 /// Latest templates per exporter and domain, bounded in template entries.
@@ -456,14 +469,18 @@ impl TemplateCache {
     }
 
     /// The synthetic template packet(s) of a domain, with the receive time and peer of its latest
-    /// template packet. Empty when nothing is known.
-    pub fn context(&mut self, key: &DomainKey) -> Option<(i64, Option<SocketAddr>, &[Vec<u8>])> {
+    /// template packet. `None` when nothing is known.
+    pub fn context(&mut self, key: &DomainKey) -> Option<Context<'_>> {
         let d = self.domains.get_mut(key)?;
         if d.rendered.is_none() {
             d.rendered = Some(render(key.version, &d.header, &d.templates));
         }
-        let rendered = d.rendered.as_deref()?;
-        Some((d.recv_ns, d.peer, rendered))
+        let packets = d.rendered.as_deref()?;
+        Some(Context {
+            recv_ns: d.recv_ns,
+            peer: d.peer,
+            packets,
+        })
     }
 }
 
@@ -484,7 +501,7 @@ fn render(version: u16, h: &Header, templates: &BTreeMap<u16, Template>) -> Vec<
     let close_set = |cur: &mut Vec<u8>, set_start: &mut Option<(usize, bool)>| {
         if let Some((start, _)) = set_start.take() {
             if version == V9_VERSION {
-                while (cur.len() - start) % 4 != 0 {
+                while !(cur.len() - start).is_multiple_of(4) {
                     cur.push(0);
                 }
             }
@@ -591,7 +608,7 @@ impl ContextHook for FlowContext {
         recv_ns: i64,
         peer: Option<SocketAddr>,
         payload: &[u8],
-        emit: &mut dyn FnMut(i64, Option<SocketAddr>, &[u8]),
+        emit: &mut EmitContext<'_>,
     ) {
         if new_batch {
             self.emitted.clear();
@@ -601,10 +618,10 @@ impl ContextHook for FlowContext {
         };
         let key = DomainKey::new(peer, &h);
         if self.emitted.insert(key)
-            && let Some((t, p, packets)) = self.cache.context(&key)
+            && let Some(cx) = self.cache.context(&key)
         {
-            for pkt in packets {
-                emit(t, p, pkt);
+            for pkt in cx.packets {
+                emit(cx.recv_ns, cx.peer, pkt);
             }
         }
         self.cache.learn(peer, recv_ns, payload);
@@ -700,10 +717,10 @@ mod tests {
             version: 10,
             domain: 1,
         };
-        let (t, p, pk) = c.context(&key).unwrap();
-        assert_eq!((t, p), (5, Some(peer)));
-        assert_eq!(pk.len(), 1);
-        assert_eq!(pk[0], ipfix(1, &[(2, t256.clone())]));
+        let cx = c.context(&key).unwrap();
+        assert_eq!((cx.recv_ns, cx.peer), (5, Some(peer)));
+        assert_eq!(cx.packets.len(), 1);
+        assert_eq!(cx.packets[0], ipfix(1, &[(2, t256.clone())]));
         // Redefinition replaces; a second id adds; a third evicts the oldest.
         let t256b = tmpl(256, &[(8, 4)]);
         c.learn(Some(peer), 6, &ipfix(1, &[(2, t256b.clone())]));
@@ -711,8 +728,8 @@ mod tests {
         assert_eq!((c.len(), c.evictions), (2, 0));
         c.learn(Some(peer), 8, &ipfix(2, &[(2, tmpl(300, &[(7, 2)]))]));
         assert_eq!((c.len(), c.evictions), (2, 1));
-        let (_, _, pk) = c.context(&key).unwrap();
-        assert_eq!(pk[0], ipfix(1, &[(2, tmpl(257, &[(7, 2)]))]));
+        let cx = c.context(&key).unwrap();
+        assert_eq!(cx.packets[0], ipfix(1, &[(2, tmpl(257, &[(7, 2)]))]));
         // Withdrawal.
         c.learn(Some(peer), 9, &ipfix(1, &[(2, vec![1, 1, 0, 0])]));
         assert!(c.context(&key).is_none());

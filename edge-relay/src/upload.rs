@@ -150,18 +150,57 @@ async fn upload_one(
                 counters.upload_errors.fetch_add(1, Ordering::Relaxed);
                 ::metrics::counter!("edge_relay_upload_errors_total").increment(1);
                 let delay = backoff.delay(attempt);
+                let message = describe(&err);
+                if let Ok(mut last) = counters.last_upload_error.lock() {
+                    *last = Some(message.clone());
+                }
                 if let Some(suppressed) = ERROR_LOG.allow() {
                     tracing::warn!(
                         key = %e.key,
                         attempt = attempt + 1,
                         retry_in = ?delay,
-                        error = %err,
+                        error = %message,
                         suppressed,
                         "upload failed; the batch stays in the spool and is retried"
                     );
                 }
                 tokio::time::sleep(delay).await;
                 attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// The store's error, with what to do about it when it is a refusal of the credentials.
+fn describe(err: &object_store::Error) -> String {
+    match err {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
+            format!(
+                "the store refused the credentials (check [sink.s3] access_key_id / \
+                 secret_access_key or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and the \
+                 bucket's permissions): {err}"
+            )
+        }
+        other => {
+            let s = other.to_string();
+            // S3 servers that answer 403 with an XML error body end up as generic errors.
+            if [
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "403 Forbidden",
+            ]
+            .iter()
+            .any(|m| s.contains(m))
+            {
+                format!(
+                    "the store refused the credentials (check [sink.s3] access_key_id / \
+                     secret_access_key or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and the \
+                     bucket's permissions): {s}"
+                )
+            } else {
+                s
             }
         }
     }

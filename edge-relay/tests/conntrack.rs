@@ -121,7 +121,8 @@ fn wait_line(child: &mut Child, want: &str) {
             }
         }
     });
-    rx.recv_timeout(DEADLINE).expect("the helper never became ready");
+    rx.recv_timeout(DEADLINE)
+        .expect("the helper never became ready");
 }
 
 fn conntrack_lines(store: &Path) -> Vec<String> {
@@ -170,8 +171,12 @@ fn kernel_conntrack_events_with_snat_are_relayed_as_conntrack_lines() {
     let (sub, cgn, srv) = (lab.ns("sub"), lab.ns("cgn"), lab.ns("srv"));
     ip(&format!("netns add {cgn}"));
     ip(&format!("netns add {srv}"));
-    ip(&format!("-n {sub} link add s0 type veth peer name c0 netns {cgn}"));
-    ip(&format!("-n {cgn} link add c1 type veth peer name v0 netns {srv}"));
+    ip(&format!(
+        "-n {sub} link add s0 type veth peer name c0 netns {cgn}"
+    ));
+    ip(&format!(
+        "-n {cgn} link add c1 type veth peer name v0 netns {srv}"
+    ));
     for (ns, dev, addr) in [
         (&sub, "s0", "10.231.1.2/24"),
         (&cgn, "c0", "10.231.1.1/24"),
@@ -184,23 +189,42 @@ fn kernel_conntrack_events_with_snat_are_relayed_as_conntrack_lines() {
     }
     ip(&format!("-n {sub} route add default via 10.231.1.1"));
     ip(&format!("-n {srv} route add 198.51.100.0/24 via 192.0.2.1"));
-    run(&mut lab.exec("cgn", &[
-        "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "c1", "-p", "tcp", "-j", "SNAT",
-        "--to-source", "198.51.100.1:20000-20100",
-    ]));
+    run(&mut lab.exec(
+        "cgn",
+        &[
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "c1",
+            "-p",
+            "tcp",
+            "-j",
+            "SNAT",
+            "--to-source",
+            "198.51.100.1:20000-20100",
+        ],
+    ));
     // After the NAT rule (which loads conntrack for the namespace): forwarding, kernel
     // timestamps and counters, and short TCP close timeouts so that DESTROY comes soon.
-    run(&mut lab.exec("cgn", &[
-        "sysctl", "-q", "-w",
-        "net.ipv4.ip_forward=1",
-        "net.netfilter.nf_conntrack_timestamp=1",
-        "net.netfilter.nf_conntrack_acct=1",
-        "net.netfilter.nf_conntrack_tcp_timeout_time_wait=1",
-        "net.netfilter.nf_conntrack_tcp_timeout_close=1",
-        "net.netfilter.nf_conntrack_tcp_timeout_fin_wait=1",
-        "net.netfilter.nf_conntrack_tcp_timeout_last_ack=1",
-        "net.netfilter.nf_conntrack_tcp_timeout_close_wait=1",
-    ]));
+    run(&mut lab.exec(
+        "cgn",
+        &[
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.netfilter.nf_conntrack_timestamp=1",
+            "net.netfilter.nf_conntrack_acct=1",
+            "net.netfilter.nf_conntrack_tcp_timeout_time_wait=1",
+            "net.netfilter.nf_conntrack_tcp_timeout_close=1",
+            "net.netfilter.nf_conntrack_tcp_timeout_fin_wait=1",
+            "net.netfilter.nf_conntrack_tcp_timeout_last_ack=1",
+            "net.netfilter.nf_conntrack_tcp_timeout_close_wait=1",
+        ],
+    ));
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -231,7 +255,17 @@ fn kernel_conntrack_events_with_snat_are_relayed_as_conntrack_lines() {
     let mut tool_pid = 0;
     if with_tool {
         let c = lab
-            .exec("cgn", &["conntrack", "-E", "-o", "timestamp,extended", "-e", "NEW,DESTROY"])
+            .exec(
+                "cgn",
+                &[
+                    "conntrack",
+                    "-E",
+                    "-o",
+                    "timestamp,extended",
+                    "-e",
+                    "NEW,DESTROY",
+                ],
+            )
             .stdout(std::fs::File::create(&tool_out).unwrap())
             .stderr(Stdio::null())
             .spawn()
@@ -254,30 +288,40 @@ fn kernel_conntrack_events_with_snat_are_relayed_as_conntrack_lines() {
         });
         std::thread::sleep(Duration::from_millis(300)); // membership follows the socket at once
     } else {
-        eprintln!("note: `conntrack` tool not installed; skipping the comparison with conntrack -E");
+        eprintln!(
+            "note: `conntrack` tool not installed; skipping the comparison with conntrack -E"
+        );
     }
 
     // Server in its namespace; one connection from the subscriber.
     let mut server = lab
-        .exec("srv", &[
-            "python3", "-c",
-            "import socket,sys\n\
+        .exec(
+            "srv",
+            &[
+                "python3",
+                "-c",
+                "import socket,sys\n\
              s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
              s.bind(('192.0.2.2', 8080)); s.listen(4); print('ready', flush=True)\n\
              c,_=s.accept(); c.recv(100); c.sendall(b'pong'); c.recv(100); c.close()\n",
-        ])
+            ],
+        )
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     wait_line(&mut server, "ready");
     lab.children.push(server);
     let out = lab
-        .exec("sub", &[
-            "python3", "-c",
-            "import socket\n\
+        .exec(
+            "sub",
+            &[
+                "python3",
+                "-c",
+                "import socket\n\
              s=socket.create_connection(('192.0.2.2', 8080), timeout=20)\n\
              s.sendall(b'ping'); print(s.recv(100).decode()); s.close()\n",
-        ])
+            ],
+        )
         .output()
         .unwrap();
     assert!(
@@ -305,7 +349,16 @@ fn kernel_conntrack_events_with_snat_are_relayed_as_conntrack_lines() {
             start.elapsed(),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        // The kernel reaps expired entries lazily (its GC may take a minute with an idle
+        // table); a table dump evicts the expired ones at once, which emits their DESTROY.
+        if with_tool && start.elapsed() > Duration::from_secs(2) {
+            let _ = lab
+                .exec("cgn", &["conntrack", "-L"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(300));
     };
     eprintln!("relay NEW:     {new}\nrelay DESTROY: {destroy}");
 
@@ -314,18 +367,31 @@ fn kernel_conntrack_events_with_snat_are_relayed_as_conntrack_lines() {
         assert!((20000..=20100).contains(&port), "SNAT port {port}: {l}");
         // `[seconds.micros]\t` then the event, right-aligned in 9 columns.
         let (ts, rest) = l.split_once('\t').unwrap();
-        assert!(ts.starts_with('[') && ts.ends_with(']') && ts.contains('.'), "{l}");
+        assert!(
+            ts.starts_with('[') && ts.ends_with(']') && ts.contains('.'),
+            "{l}"
+        );
         let secs: i64 = ts[1..ts.find('.').unwrap()].parse().unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
         assert!((now - secs).abs() < 600, "{l}");
-        assert!(rest.starts_with("    [NEW] ipv4     2 tcp      6 ") || rest.starts_with("[DESTROY] ipv4     2 tcp      6 "), "{l}");
+        assert!(
+            rest.starts_with("    [NEW] ipv4     2 tcp      6 ")
+                || rest.starts_with("[DESTROY] ipv4     2 tcp      6 "),
+            "{l}"
+        );
     }
-    assert!(new.contains(" SYN_SENT ") && new.contains("[UNREPLIED]"), "{new}");
+    assert!(
+        new.contains(" SYN_SENT ") && new.contains("[UNREPLIED]"),
+        "{new}"
+    );
     // Counters (nf_conntrack_acct) and kernel timestamps (delta-time) on DESTROY.
-    assert!(destroy.contains(" packets=") && destroy.contains(" bytes="), "{destroy}");
+    assert!(
+        destroy.contains(" packets=") && destroy.contains(" bytes="),
+        "{destroy}"
+    );
     assert!(destroy.contains(" delta-time="), "{destroy}");
 
     // SIGTERM: flush and exit 0.
@@ -350,12 +416,19 @@ fn kernel_conntrack_events_with_snat_are_relayed_as_conntrack_lines() {
 
     if with_tool {
         // Stop the tool (SIGINT flushes its output) and compare.
-        let tool = lab.children.iter_mut().find(|c| c.id() == tool_pid).unwrap();
+        let tool = lab
+            .children
+            .iter_mut()
+            .find(|c| c.id() == tool_pid)
+            .unwrap();
         // SAFETY: as above.
         unsafe { libc::kill(tool.id() as i32, libc::SIGINT) };
         let _ = tool.wait();
         let tool_text = std::fs::read_to_string(&tool_out).unwrap();
-        let tool_lines: Vec<&str> = tool_text.lines().filter(|l| snat_port(l).is_some()).collect();
+        let tool_lines: Vec<&str> = tool_text
+            .lines()
+            .filter(|l| snat_port(l).is_some())
+            .collect();
         eprintln!("conntrack -E:\n{}", tool_lines.join("\n"));
         for ours in [&new, &destroy] {
             assert!(

@@ -16,7 +16,10 @@ use support::*;
 const EXPORTERS: &[(&[&str], &[&str])] = &[
     (
         &["ipfix_test_mikrotik_tpl.dat"],
-        &["ipfix_test_mikrotik_data258.dat", "ipfix_test_mikrotik_data259.dat"],
+        &[
+            "ipfix_test_mikrotik_data258.dat",
+            "ipfix_test_mikrotik_data259.dat",
+        ],
     ),
     (
         &["ipfix_test_nokia_bras_tpl.dat"],
@@ -93,11 +96,7 @@ fn record_len(version: u16, options: bool, rec: &[u8]) -> Option<usize> {
             p += if ie & 0x8000 != 0 { 8 } else { 4 };
         }
     } else {
-        let fields = if options {
-            (be(2) + be(4)) / 4
-        } else {
-            be(2)
-        };
+        let fields = if options { (be(2) + be(4)) / 4 } else { be(2) };
         let start = if options { 6 } else { 4 };
         for i in 0..fields {
             total += be(start + 4 * i + 2);
@@ -129,9 +128,10 @@ fn flow_config(store: &std::path::Path, spool: &std::path::Path) -> RelayConfig 
     cfg.batch.max_age = Duration::from_secs(3600);
     cfg.sink.retry_initial = Duration::from_millis(20);
     cfg.sink.retry_max = Duration::from_millis(200);
-    cfg.sources.push(SourceConfig::IpfixUdp(FlowSourceConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-    )));
+    cfg.sources
+        .push(SourceConfig::IpfixUdp(FlowSourceConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+        )));
     cfg
 }
 
@@ -179,7 +179,10 @@ async fn corpus_exports_are_kept_raw_and_every_batch_carries_its_templates() {
             send(i, &pkt, &mut sent);
             want_data.push((i, pkt));
         }
-        wait_for("the data packets", || relay.stats().received_messages >= sent).await;
+        wait_for("the data packets", || {
+            relay.stats().received_messages >= sent
+        })
+        .await;
     }
     relay.flush_now().await.unwrap();
     relay.wait_uploaded(DEADLINE).await.unwrap();
@@ -211,8 +214,7 @@ async fn corpus_exports_are_kept_raw_and_every_batch_carries_its_templates() {
         );
         // The templates a decoder that reads this object alone has seen so far, per
         // (exporter address, version, domain).
-        let mut known: BTreeMap<(IpAddr, u16, u32), BTreeMap<u16, Option<usize>>> =
-            BTreeMap::new();
+        let mut known: BTreeMap<(IpAddr, u16, u32), BTreeMap<u16, Option<usize>>> = BTreeMap::new();
         for r in recs {
             assert_eq!(r.kind, want_kind);
             let peer = r.peer.expect("flow records keep the exporter address");
@@ -234,7 +236,10 @@ async fn corpus_exports_are_kept_raw_and_every_batch_carries_its_templates() {
             });
             for (set_id, body_len) in data_sets(&r.payload) {
                 let len = tpls.get(&set_id).unwrap_or_else(|| {
-                    panic!("{key}: no context template {set_id} for {peer} (have {:?})", tpls.keys())
+                    panic!(
+                        "{key}: no context template {set_id} for {peer} (have {:?})",
+                        tpls.keys()
+                    )
                 });
                 if let Some(len) = *len {
                     assert!(len > 0);
@@ -320,7 +325,11 @@ async fn damaged_and_foreign_datagrams_are_counted_and_never_crash() {
             "a datagram with a sane header is kept raw"
         );
     }
-    assert!(!recs.iter().any(|r| r.payload == short || r.payload == foreign));
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r.payload == short || r.payload == foreign)
+    );
     let peer: SocketAddr = sock.local_addr().unwrap();
     assert!(recs.iter().all(|r| r.peer == Some(peer)));
     relay.shutdown().await.unwrap();

@@ -10,8 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use edge_relay::{
-    InputKind, JsonFileSourceConfig, Relay, RelayConfig, RelayHandle, SourceConfig,
-    TcpSourceConfig,
+    InputKind, JsonFileSourceConfig, Relay, RelayConfig, RelayHandle, SourceConfig, TcpSourceConfig,
 };
 use natlake_raw::Record;
 use support::*;
@@ -76,7 +75,10 @@ fn json_records(store: &Path) -> Vec<Record> {
 }
 
 async fn wait_received(relay: &RelayHandle, n: u64) {
-    wait_for(&format!("{n} lines"), || relay.stats().received_messages >= n).await;
+    wait_for(&format!("{n} lines"), || {
+        relay.stats().received_messages >= n
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,11 @@
 //! ICMP ids) are read here.
 //!
 //! **Record payload: one text line in the exact format of `conntrack -E -o timestamp,extended`**
-//! (libnetfilter_conntrack's default output), e.g.
+//! (libnetfilter_conntrack's default output), e.g. (`\t` is a tab)
 //!
 //! ```text
-//! [1700000000.123456]	    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.2 dst=192.0.2.2 sport=40000 dport=80 [UNREPLIED] src=192.0.2.2 dst=198.51.100.1 sport=80 dport=20000
-//! [1700000030.654321]	[DESTROY] ipv4     2 tcp      6 src=100.64.0.2 dst=192.0.2.2 sport=40000 dport=80 packets=6 bytes=330 src=192.0.2.2 dst=198.51.100.1 sport=80 dport=20000 packets=4 bytes=222 [ASSURED] delta-time=30
+//! [1700000000.123456]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.2 dst=192.0.2.2 sport=40000 dport=80 [UNREPLIED] src=192.0.2.2 dst=198.51.100.1 sport=80 dport=20000
+//! [1700000030.654321]\t[DESTROY] ipv4     2 tcp      6 src=100.64.0.2 dst=192.0.2.2 sport=40000 dport=80 packets=6 bytes=330 src=192.0.2.2 dst=198.51.100.1 sport=80 dport=20000 packets=4 bytes=222 [ASSURED] delta-time=30
 //! ```
 //!
 //! Why text rather than the netlink bytes: the normalizer already parses this format (it is what
@@ -35,10 +35,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use natlake_raw::InputKind;
-use netlink_packet_core::{DefaultNla, NLM_F_CREATE, Nla, NlasIterator, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{
+    DefaultNla, NLM_F_CREATE, NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
+};
 use netlink_packet_netfilter::conntrack::{
-    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple,
-    Tuple,
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple, Tuple,
 };
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 
@@ -81,7 +82,7 @@ pub(crate) fn start(
     super::set_receive_buffer(fd, cfg.receive_buffer.0 as usize, &name);
     let tv = libc::timeval {
         tv_sec: 0,
-        tv_usec: STOP_POLL.as_micros() as libc::suseconds_t,
+        tv_usec: STOP_POLL.subsec_micros() as _,
     };
     // SAFETY: setsockopt with a valid fd and a timeval of the right size.
     let rc = unsafe {
@@ -166,8 +167,8 @@ impl Worker {
             let data = &buf[..n as usize];
             let mut off = 0usize;
             while off + 16 <= data.len() {
-                let len = u32::from_ne_bytes(data[off..off + 4].try_into().unwrap_or([0; 4]))
-                    as usize;
+                let len =
+                    u32::from_ne_bytes(data[off..off + 4].try_into().unwrap_or([0; 4])) as usize;
                 if len < 16 || off + len > data.len() {
                     self.decode_error(data.len() - off, "bad netlink message length");
                     break;
@@ -191,8 +192,12 @@ impl Worker {
     }
 
     fn overrun(&self) {
-        self.counters
-            .count_drop(DropReason::NetlinkOverrun, InputKind::ConntrackNetlink, 1, 0);
+        self.counters.count_drop(
+            DropReason::NetlinkOverrun,
+            InputKind::ConntrackNetlink,
+            1,
+            0,
+        );
         if let Some(suppressed) = OVERRUN_LOG.allow() {
             tracing::error!(source = %self.name, suppressed,
                 "conntrack events lost: netlink receive buffer overrun (ENOBUFS; counted as netlink_overrun); raise receive_buffer");
@@ -307,8 +312,16 @@ fn read_counters(b: &[u8], d: &mut Dir) {
         match k {
             1 => d.packets = be_u64(&v),
             2 => d.bytes = be_u64(&v),
-            3 => d.packets = v.get(..4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as u64),
-            4 => d.bytes = v.get(..4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as u64),
+            3 => {
+                d.packets = v
+                    .get(..4)
+                    .map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as u64)
+            }
+            4 => {
+                d.bytes = v
+                    .get(..4)
+                    .map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as u64)
+            }
             _ => {}
         }
     }

@@ -41,8 +41,6 @@ use crate::{Counters, DropReason, RateLimit, now_ns};
 
 const READ_SIZE: usize = 256 * 1024;
 
-
-
 static TOO_LONG_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 static IO_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 
@@ -57,10 +55,20 @@ fn received(counters: &Counters, m: &::metrics::Counter, b: &::metrics::Counter,
 }
 
 fn too_long(counters: &Counters, name: &str, len: usize, max: usize) {
-    counters.count_drop(DropReason::FrameTooLarge, InputKind::JsonLines, 1, len as u64);
+    counters.count_drop(
+        DropReason::FrameTooLarge,
+        InputKind::JsonLines,
+        1,
+        len as u64,
+    );
     if let Some(suppressed) = TOO_LONG_LOG.allow() {
-        tracing::warn!(source = name, len, max_line = max, suppressed,
-            "line longer than max_line skipped (counted as frame_too_large)");
+        tracing::warn!(
+            source = name,
+            len,
+            max_line = max,
+            suppressed,
+            "line longer than max_line skipped (counted as frame_too_large)"
+        );
     }
 }
 
@@ -97,7 +105,9 @@ pub(crate) fn start_stdin(
             let mut chunk = Chunk::new(InputKind::JsonLines);
             let mut on = |ev: Event<'_>| match ev {
                 Event::Frame(f) => chunk.push(now, None, f),
-                Event::TooLarge(len) | Event::Incomplete(len) => too_long(&counters, &name, len, max),
+                Event::TooLarge(len) | Event::Incomplete(len) => {
+                    too_long(&counters, &name, len, max)
+                }
             };
             if n == 0 {
                 eof = true;
@@ -108,7 +118,9 @@ pub(crate) fn start_stdin(
             if !chunk.is_empty() {
                 received(&counters, &m, &b, &chunk);
                 // Stdin can wait: the writer is held back by the pipe meanwhile.
-                queue.push_wait(chunk, Duration::from_secs(3600), &name).await;
+                queue
+                    .push_wait(chunk, Duration::from_secs(3600), &name)
+                    .await;
             }
         }
         if eof {
@@ -423,12 +435,7 @@ impl Tailer {
         if chunk.is_empty() {
             return;
         }
-        received(
-            &self.counters,
-            &self.received,
-            &self.received_bytes,
-            &chunk,
-        );
+        received(&self.counters, &self.received, &self.received_bytes, &chunk);
         let mut pause = Duration::from_millis(1);
         let mut stopping_since: Option<Instant> = None;
         loop {

@@ -418,24 +418,16 @@ fn on_event(ctx: &Ctx, chunk: &mut Chunk, ev: Event<'_>, now: i64, peer: SocketA
     match ev {
         Event::Frame(f) => chunk.push(now, Some(peer), f),
         Event::TooLarge(len) => {
-            ctx.counters.count_drop(
-                DropReason::FrameTooLarge,
-                ctx.kind,
-                1,
-                len as u64,
-            );
+            ctx.counters
+                .count_drop(DropReason::FrameTooLarge, ctx.kind, 1, len as u64);
             if let Some(suppressed) = FRAME_LOG.allow() {
                 tracing::warn!(source = %ctx.name, %peer, len, max_frame = ctx.max_frame, suppressed,
                     "frame larger than max_frame skipped (counted as frame_too_large)");
             }
         }
         Event::Incomplete(len) => {
-            ctx.counters.count_drop(
-                DropReason::IncompleteFrame,
-                ctx.kind,
-                1,
-                len as u64,
-            );
+            ctx.counters
+                .count_drop(DropReason::IncompleteFrame, ctx.kind, 1, len as u64);
             if let Some(suppressed) = FRAME_LOG.allow() {
                 tracing::warn!(source = %ctx.name, %peer, len, suppressed,
                     "connection ended inside a frame (counted as incomplete_frame)");

@@ -100,30 +100,13 @@ pub fn assert_exactly_once(records: &[&Record], want: &[Vec<u8>]) {
 pub fn corpus_bin() -> PathBuf {
     let dir = std::env::var_os("NATLAKE_CORPUS_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/bin")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/bin"));
     assert!(
         dir.join("logstash-codec-netflow").is_dir(),
         "the binary corpus is missing at {} (set NATLAKE_CORPUS_BIN)",
         dir.display()
     );
     dir
-}
-
-/// A TCP port that is free now, whose +10000 neighbour (SeaweedFS's gRPC port) is free too.
-pub fn free_port_pair() -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p > 55_000 || p < 1024 {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair")
 }
 
 /// Ports 20000–45000 picked at random-ish, each with a free +10000 neighbour.
@@ -217,6 +200,9 @@ impl Weed {
             .arg("-s3")
             .arg(format!("-s3.port={}", self.s3_port))
             .arg(format!("-s3.config={}", conf.display()))
+            // Their fixed default ports would collide between tests running in parallel.
+            .arg("-s3.port.iceberg=0")
+            .arg("-s3.port.lance=0")
             .arg(format!("-master.port={}", self.ports[0]))
             .arg(format!("-volume.port={}", self.ports[1]))
             .arg(format!("-filer.port={}", self.ports[2]))
@@ -249,17 +235,15 @@ impl Weed {
         }
     }
 
-    /// Creates the bucket through the filer (a bucket is a directory under /buckets) and waits
-    /// until the S3 gateway knows it (an authenticated-looking request no longer says
-    /// NoSuchBucket).
+    /// Creates the bucket through the filer (a bucket is a directory under /buckets).
     fn create_bucket(&self) {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let st = http_status(
                 self.ports[2],
                 "POST",
-                &format!("/buckets/{BUCKET}/.keep"),
-                b"x",
+                &format!("/buckets/{BUCKET}/?op=mkdir"),
+                b"",
             );
             if st.is_some_and(|s| (200..300).contains(&s)) {
                 break;
