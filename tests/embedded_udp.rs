@@ -6,8 +6,10 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
-use natlake_e2e::{Up, bin, files_with_suffix, run, wait_for};
+use natlake_e2e::{Up, files_with_suffix, run, wait_for};
 use serde_json::Value;
+
+const NATLAKE: &str = env!("CARGO_BIN_EXE_natlake");
 
 fn get(url: &str) -> anyhow::Result<(u16, Value)> {
     let resp = reqwest::blocking::get(url)?;
@@ -42,7 +44,7 @@ fn conntrack(t: f64, event: &str, proto: (&str, u8), inside: (&str, u16), public
 #[test]
 fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let up = Up::start(dir.path(), "1s")?;
+    let up = Up::start(std::path::Path::new(NATLAKE), dir.path(), "1s")?;
     let now = natlake_core::time::now_micros() as f64 / 1e6;
     let t0 = now - 120.0;
     let pub_ip = "198.51.100.50";
@@ -175,7 +177,7 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     assert_eq!(p1["next_offset"], 2, "{p1}");
 
     // The junk line is kept in rejects with its reason and bytes, via natlake sql.
-    let out = run(Command::new(bin("natlake")).args(["sql", "--output", "json", "--data-dir"]).arg(dir.path()).arg(
+    let out = run(Command::new(NATLAKE).args(["sql", "--output", "json", "--data-dir"]).arg(dir.path()).arg(
         "SELECT reason, decode(payload) AS payload, raw_key, input_kind FROM rejects",
     ))?;
     let rejects: Vec<Value> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;

@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/natlake/target}"
-cargo build --locked --workspace --bins
+# One cargo invocation: a separate `cargo build` could resolve build-script features differently
+# and compile the bundled DuckDB a second time.
 cargo test --locked --workspace --no-fail-fast "$@"

@@ -7,13 +7,19 @@
 //!
 //! The batcher is one thread (compression is CPU work that must not sit on the async runtime).
 //! It keeps one open [`BatchWriter`] per input kind, closes it when its uncompressed records
-//! reach `max_bytes` or it is `max_age` old, and hands the finished object to the spool.
+//! reach `max_bytes` or it is `max_age` old, and hands the finished object to the spool thread,
+//! which writes it durably (fsync) and wakes the uploader. The fsync is off the batcher thread so
+//! that a slow disk (fsync stalls of a second or more are common on a busy host) does not stop
+//! the compression and overflow the queue: finished batches wait for the spool thread, at most
+//! [`SPOOL_PENDING_BYTES`] of them (compressed; one batch always passes), before the batcher
+//! itself waits. A flush or shutdown is acknowledged only once the spool thread has written
+//! everything closed before it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use natlake_raw::{BatchHeader, BatchWriter, InputKind};
@@ -27,6 +33,9 @@ pub const RECORD_OVERHEAD: u64 = 38;
 
 /// Accounting overhead per queued message (its metadata), so tiny messages are bounded too.
 const META_COST: u64 = 32;
+
+/// Compressed bytes of finished batches that may wait for the spool thread.
+pub const SPOOL_PENDING_BYTES: u64 = 8 * 1024 * 1024;
 
 /// One received message's metadata; its payload is the next `len` bytes of [`Chunk::data`].
 #[derive(Debug, Clone, Copy)]
@@ -252,6 +261,7 @@ impl Batcher {
         uploader: Arc<Notify>,
         counters: Arc<Counters>,
     ) -> std::io::Result<Self> {
+        let spooler = SpoolWriter::start(spool, uploader, counters.clone())?;
         let thread = std::thread::Builder::new()
             .name("relay-batcher".into())
             .spawn(move || {
@@ -266,8 +276,7 @@ impl Batcher {
                     hooks,
                     s: settings,
                     open: Default::default(),
-                    spool,
-                    uploader,
+                    spooler,
                     counters,
                 };
                 w.run(rx);
@@ -327,9 +336,143 @@ struct Worker {
     hooks: [Option<Box<dyn ContextHook>>; InputKind::ALL.len()],
     s: BatcherSettings,
     open: [Option<Open>; InputKind::ALL.len()],
+    spooler: SpoolWriter,
+    counters: Arc<Counters>,
+}
+
+/// A finished batch on its way to the spool.
+struct SpoolJob {
+    key: String,
+    kind: InputKind,
+    records: u64,
+    payload_bytes: u64,
+    bytes: Vec<u8>,
+}
+
+enum SpoolMsg {
+    Write(SpoolJob),
+    /// Answered once every batch sent before it is written (or counted as dropped).
+    Barrier(Sender<()>),
+}
+
+/// The spool thread and the bound on what waits for it.
+struct SpoolWriter {
+    tx: Option<Sender<SpoolMsg>>,
+    /// Compressed bytes sent and not yet written.
+    pending: Arc<(Mutex<u64>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
     spool: Arc<Spool>,
     uploader: Arc<Notify>,
     counters: Arc<Counters>,
+}
+
+impl SpoolWriter {
+    fn start(
+        spool: Arc<Spool>,
+        uploader: Arc<Notify>,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<SpoolMsg>();
+        let pending = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let thread = {
+            let (spool, uploader, counters, pending) = (
+                spool.clone(),
+                uploader.clone(),
+                counters.clone(),
+                pending.clone(),
+            );
+            std::thread::Builder::new()
+                .name("relay-spool".into())
+                .spawn(move || {
+                    for msg in rx {
+                        match msg {
+                            SpoolMsg::Write(job) => {
+                                let len = job.bytes.len() as u64;
+                                write_job(&spool, &uploader, &counters, job);
+                                let (lock, cv) = &*pending;
+                                let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                                *p = p.saturating_sub(len);
+                                cv.notify_all();
+                            }
+                            SpoolMsg::Barrier(ack) => {
+                                let _ = ack.send(());
+                            }
+                        }
+                    }
+                })?
+        };
+        Ok(Self {
+            tx: Some(tx),
+            pending,
+            thread: Some(thread),
+            spool,
+            uploader,
+            counters,
+        })
+    }
+
+    fn alive(&self) -> bool {
+        self.tx.is_some() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Queues a finished batch; waits while more than [`SPOOL_PENDING_BYTES`] are queued.
+    fn write(&self, job: SpoolJob) {
+        let len = job.bytes.len() as u64;
+        let (lock, cv) = &*self.pending;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *p > 0 && *p + len > SPOOL_PENDING_BYTES && self.alive() {
+            p = cv
+                .wait_timeout(p, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *p += len;
+        drop(p);
+        let job = match &self.tx {
+            Some(tx) => match tx.send(SpoolMsg::Write(job)) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(SpoolMsg::Write(job))) => job,
+                Err(_) => unreachable!("we sent a write"),
+            },
+            None => job,
+        };
+        // The spool thread is gone (it cannot be, short of a panic): write here.
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *p = p.saturating_sub(len);
+        drop(p);
+        write_job(&self.spool, &self.uploader, &self.counters, job);
+    }
+
+    /// Returns once everything queued before is written.
+    fn barrier(&self) {
+        let (ack, done) = std::sync::mpsc::channel();
+        if let Some(tx) = &self.tx
+            && tx.send(SpoolMsg::Barrier(ack)).is_ok()
+        {
+            let _ = done.recv();
+        }
+    }
+
+    /// Writes what is queued and stops the thread.
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SpoolWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_job(spool: &Spool, uploader: &Notify, counters: &Counters, job: SpoolJob) {
+    match spool.write(&job.key, job.records, &job.bytes) {
+        Ok(()) => uploader.notify_one(),
+        Err(reason) => counters.count_drop(reason, job.kind, job.records, job.payload_bytes),
+    }
 }
 
 static ENCODE_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
@@ -356,16 +499,19 @@ impl Worker {
                 }
                 Ok(Input::Flush(ack)) => {
                     self.close_all(CloseReason::Flush);
+                    self.spooler.barrier();
                     let _ = ack.send(());
                 }
                 Ok(Input::Shutdown(ack)) => {
                     self.close_all(CloseReason::Flush);
+                    self.spooler.stop();
                     let _ = ack.send(());
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.close_all(CloseReason::Flush);
+                    self.spooler.stop();
                     return;
                 }
             }
@@ -493,12 +639,13 @@ impl Worker {
         ::metrics::counter!("edge_relay_batches_closed_total", "kind" => kind.as_str(), "reason" => why.as_str())
             .increment(1);
         tracing::debug!(%key, records, raw_bytes, compressed = bytes.len(), reason = why.as_str(), "batch closed");
-        match self.spool.write(&key, records, &bytes) {
-            Ok(()) => self.uploader.notify_one(),
-            Err(reason) => self
-                .counters
-                .count_drop(reason, kind, records, o.payload_bytes),
-        }
+        self.spooler.write(SpoolJob {
+            key,
+            kind,
+            records,
+            payload_bytes: o.payload_bytes,
+            bytes,
+        });
     }
 }
 

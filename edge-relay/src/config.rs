@@ -45,7 +45,7 @@
 //! [batch]
 //! max_bytes = "8MiB"                # uncompressed
 //! max_age = "60s"
-//! zstd_level = 3
+//! zstd_level = 1
 //!
 //! [metrics]
 //! address = "127.0.0.1:9598"
@@ -624,7 +624,7 @@ fn d_batch_age() -> Duration {
     Duration::from_secs(60)
 }
 fn d_zstd_level() -> i32 {
-    3
+    1
 }
 fn d_queue_bytes() -> ByteSize {
     ByteSize::mib(16)

@@ -1,5 +1,5 @@
-//! Helpers for natlake's end-to-end tests: find the workspace's binaries, run `natlake up` as a
-//! real process, wait for conditions with a deadline, locate the shared corpus.
+//! Helpers for natlake's end-to-end tests: run `natlake up` as a real process, wait for
+//! conditions with a deadline, locate the shared corpus.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,16 +9,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-
-/// A binary built from this workspace (`tests/run.sh` builds them before the tests run).
-pub fn bin(name: &str) -> PathBuf {
-    // The test executable lives in <target>/<profile>/deps/.
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
-    let p = profile_dir.join(name);
-    assert!(p.exists(), "{} not built; run tests through tests/run.sh (cargo build --workspace --bins first)", p.display());
-    p
-}
 
 /// The third-party corpus shared with this workspace (read at test time, never copied):
 /// `$NATLAKE_CORPUS`, else `../shared/corpus` beside the repository.
@@ -59,8 +49,9 @@ pub struct Up {
 }
 
 impl Up {
-    pub fn start(data_dir: &Path, batch_age: &str) -> anyhow::Result<Up> {
-        let mut child = Command::new(bin("natlake"))
+    /// Starts `natlake` (the path cargo gives tests as `CARGO_BIN_EXE_natlake`).
+    pub fn start(natlake: &Path, data_dir: &Path, batch_age: &str) -> anyhow::Result<Up> {
+        let mut child = Command::new(natlake)
             .args(["up", "--syslog-udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--batch-age", batch_age, "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")

@@ -1,9 +1,13 @@
 //! UDP syslog: one datagram is one message (RFC 3164, RFC 5424 over RFC 5426), kept byte for byte.
 //!
 //! Each worker is a dedicated thread on a blocking socket that receives up to `recv_batch`
-//! datagrams per `recvmmsg(MSG_WAITFORONE)` call, copies them into one [`Chunk`] and hands it to
-//! the batcher without waiting (a full queue drops the chunk, counted as `queue_full`). The
-//! receive time is taken once per `recvmmsg` call: datagrams received together share it.
+//! datagrams per `recvmmsg(MSG_WAITFORONE)` call and copies them into a [`Chunk`]. While calls
+//! come back full (more is waiting), it keeps reading (`MSG_DONTWAIT`) into the same chunk, up
+//! to [`CHUNK_MAX_MSGS`] / [`CHUNK_MAX_BYTES`]; once the socket is drained it hands the chunk to
+//! the batcher without waiting (a full queue drops the chunk, counted as `queue_full`). So under
+//! load one hand-over (and one wake-up of the batcher) carries a whole pause's worth of
+//! datagrams. The receive time is taken once per `recvmmsg` call: datagrams received together
+//! share it.
 //! Datagrams larger than `max_message` arrive truncated (`MSG_TRUNC`) and are dropped as
 //! `oversized`. After a call that did not fill its batch the worker pauses `recv_pause` (default
 //! 0.5 ms) so that, under load, one wake-up serves many datagrams. With `workers > 1` every worker has its own `SO_REUSEPORT` socket and the kernel
@@ -28,6 +32,10 @@ use crate::{Counters, DropReason, RateLimit, now_ns};
 const STOP_POLL: Duration = Duration::from_millis(100);
 /// At most this many `recvmmsg` calls drain the socket at stop.
 const STOP_DRAIN_CALLS: usize = 4096;
+/// A chunk is handed over once it holds this many messages…
+const CHUNK_MAX_MSGS: usize = 1024;
+/// …or this many payload bytes (well under the queue's byte budget).
+const CHUNK_MAX_BYTES: usize = 256 * 1024;
 
 pub(crate) struct Started {
     pub addr: SocketAddr,
@@ -240,39 +248,73 @@ impl Worker {
     fn run(self) {
         let fd = self.sock.as_raw_fd();
         let mut m = Mmsg::new(self.batch, self.slot);
+        let mut chunk = self.new_chunk(0, 0);
+        // After a full call, read on without blocking: the socket likely holds more.
+        let mut more = false;
         while !self.stop.load(Ordering::Relaxed) {
-            match m.recv(fd, libc::MSG_WAITFORONE) {
+            let flags = if more {
+                libc::MSG_DONTWAIT
+            } else {
+                libc::MSG_WAITFORONE
+            };
+            match m.recv(fd, flags) {
                 Ok(n) => {
-                    self.handle(&m, n);
-                    if n < self.batch && !self.pause.is_zero() {
+                    self.collect(&m, n, &mut chunk);
+                    more = n == self.batch;
+                    if more && chunk.len() < CHUNK_MAX_MSGS && chunk.data.len() < CHUNK_MAX_BYTES {
+                        continue;
+                    }
+                    self.hand_over(&mut chunk);
+                    if !more && !self.pause.is_zero() {
                         // Let datagrams accumulate: one wake-up then serves many of them.
                         std::thread::sleep(self.pause);
                     }
                 }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EINTR) => {}
-                    _ => {
-                        if let Some(suppressed) = RECV_ERR_LOG.allow() {
-                            tracing::error!(source = %self.name, error = %e, suppressed, "UDP receive failed");
+                Err(e) => {
+                    more = false;
+                    let drained = !chunk.is_empty();
+                    self.hand_over(&mut chunk);
+                    match e.raw_os_error() {
+                        // The socket ran dry right after a full call: pause as after a partial one.
+                        Some(libc::EAGAIN) if drained && !self.pause.is_zero() => {
+                            std::thread::sleep(self.pause)
                         }
-                        std::thread::sleep(Duration::from_millis(10));
+                        Some(libc::EAGAIN | libc::EINTR) => {}
+                        _ => {
+                            if let Some(suppressed) = RECV_ERR_LOG.allow() {
+                                tracing::error!(source = %self.name, error = %e, suppressed, "UDP receive failed");
+                            }
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                     }
-                },
+                }
             }
         }
         // Stopping: take what the kernel already holds (bounded, in case senders keep sending).
         for _ in 0..STOP_DRAIN_CALLS {
             match m.recv(fd, libc::MSG_DONTWAIT) {
-                Ok(n) if n > 0 => self.handle(&m, n),
+                Ok(n) if n > 0 => {
+                    self.collect(&m, n, &mut chunk);
+                    if chunk.len() >= CHUNK_MAX_MSGS || chunk.data.len() >= CHUNK_MAX_BYTES {
+                        self.hand_over(&mut chunk);
+                    }
+                }
                 _ => break,
             }
         }
+        self.hand_over(&mut chunk);
     }
 
-    fn handle(&self, m: &Mmsg, n: usize) {
+    /// An empty chunk sized like the previous one (so it rarely grows while filling).
+    fn new_chunk(&self, msgs: usize, bytes: usize) -> Chunk {
+        let msgs = msgs.clamp(self.batch, CHUNK_MAX_MSGS + self.batch);
+        let bytes = bytes.max(msgs * 256).min(CHUNK_MAX_BYTES + 64 * 1024);
+        Chunk::with_capacity(InputKind::SyslogUdp, bytes, msgs)
+    }
+
+    /// Appends the `n` datagrams of the last `recvmmsg` call to `chunk`.
+    fn collect(&self, m: &Mmsg, n: usize, chunk: &mut Chunk) {
         let now = now_ns();
-        let total: usize = (0..n).map(|i| m.len(i)).sum();
-        let mut chunk = Chunk::with_capacity(InputKind::SyslogUdp, total, n);
         for i in 0..n {
             if m.truncated(i) {
                 self.oversized(m.len(i), m.peer(i));
@@ -280,9 +322,15 @@ impl Worker {
             }
             chunk.push(now, m.peer(i), m.payload(i));
         }
+    }
+
+    /// Counts the chunk's messages as received and queues it; leaves an empty chunk behind.
+    fn hand_over(&self, chunk: &mut Chunk) {
         if chunk.is_empty() {
             return;
         }
+        let next = self.new_chunk(chunk.len(), chunk.data.len());
+        let chunk = std::mem::replace(chunk, next);
         let (msgs, bytes) = (chunk.len() as u64, chunk.data.len() as u64);
         self.counters
             .received_messages

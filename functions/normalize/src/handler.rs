@@ -142,11 +142,18 @@ pub fn normalize_bytes(key: &str, bytes: &[u8], format: Format, cfg: &NormalizeC
         }
         let recv = rec.recv_ns.div_euclid(1000);
         let peer = rec.peer.map(|p| p.to_string());
-        if matches!(rec.kind, InputKind::Ipfix | InputKind::Netflow | InputKind::ConntrackNetlink) {
-            let reason = format!("{} records are not decoded by this version", rec.kind);
-            out.rejects.push(reject(key, index, recv, reason, rec.kind.as_str(), rec.kind.as_str(), peer, rec.payload));
-            continue;
-        }
+        let format = match rec.kind {
+            // Kept raw by the relay; the IPFIX / NetFlow v9 decoder is not part of this version,
+            // so the records wait in rejects (with their bytes) for a re-run that decodes them.
+            InputKind::Ipfix | InputKind::Netflow => {
+                let reason = format!("{} records are not decoded by this version", rec.kind);
+                out.rejects.push(reject(key, index, recv, reason, rec.kind.as_str(), rec.kind.as_str(), peer, rec.payload));
+                continue;
+            }
+            // The relay renders netlink events as `conntrack -E -o timestamp,extended` lines.
+            InputKind::ConntrackNetlink => Format::Conntrack,
+            _ => format,
+        };
         let ctx = ParseCtx { recv_time: recv, tz_offset_secs: cfg.tz_offset_secs };
         events.clear();
         match parsers::parse_message(&rec.payload, format, &ctx, &mut events) {
