@@ -23,7 +23,14 @@ fn ts(t: f64) -> String {
 }
 
 /// A conntrack event line as `conntrack -E -o timestamp,extended` prints it, in RFC 5424.
-fn conntrack(t: f64, event: &str, proto: (&str, u8), inside: (&str, u16), public: (&str, u16), dst: (&str, u16)) -> String {
+fn conntrack(
+    t: f64,
+    event: &str,
+    proto: (&str, u8),
+    inside: (&str, u16),
+    public: (&str, u16),
+    dst: (&str, u16),
+) -> String {
     let tag = format!("[{event}]");
     format!(
         "<134>1 {} cgn-e2e conntrack - - - [{t:.6}]\t{tag:>9} ipv4     2 {} {:<6} 120 src={} dst={} sport={} dport={} src={} dst={} sport={} dport={}",
@@ -51,10 +58,31 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     let dst = ("203.0.113.10", 443);
     let mut msgs = vec![
         // subscriber A holds 198.51.100.50:61000 from t0 to t0+30
-        conntrack(t0, "NEW", ("tcp", 6), ("100.64.1.1", 40000), (pub_ip, 61000), dst),
-        conntrack(t0 + 30.0, "DESTROY", ("tcp", 6), ("100.64.1.1", 40000), (pub_ip, 61000), dst),
+        conntrack(
+            t0,
+            "NEW",
+            ("tcp", 6),
+            ("100.64.1.1", 40000),
+            (pub_ip, 61000),
+            dst,
+        ),
+        conntrack(
+            t0 + 30.0,
+            "DESTROY",
+            ("tcp", 6),
+            ("100.64.1.1", 40000),
+            (pub_ip, 61000),
+            dst,
+        ),
         // subscriber B gets the same public port 60 s later (no delete yet: still open)
-        conntrack(t0 + 60.0, "NEW", ("tcp", 6), ("100.64.1.2", 41000), (pub_ip, 61000), dst),
+        conntrack(
+            t0 + 60.0,
+            "NEW",
+            ("tcp", 6),
+            ("100.64.1.2", 41000),
+            (pub_ip, 61000),
+            dst,
+        ),
         // subscriber C on another port, bare line without a syslog envelope
         format!(
             "[{:.6}]\t    [NEW] ipv4     2 udp      17 30 src=100.64.1.3 dst=203.0.113.53 sport=5353 dport=53 [UNREPLIED] src=203.0.113.53 dst={pub_ip} sport=53 dport=62000",
@@ -74,6 +102,11 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         r#"<134>1 {} cgn-e2e ct-collector - - - {{"Timestamp":0,"Type":"NEW","Id":1,"Original":{{"Layer3":{{"Protonum":2,"Protoname":"ipv4","Src":"100.64.1.5","Dst":"203.0.113.20"}},"Layer4":{{"Protonum":0,"Protoname":"udp","Sport":7000,"Dport":123}},"Counter":{{"Packets":0,"Bytes":0}}}},"Reply":{{"Layer3":{{"Protonum":2,"Protoname":"ipv4","Src":"203.0.113.20","Dst":"{pub_ip}"}},"Layer4":{{"Protonum":0,"Protoname":"udp","Sport":123,"Dport":64000}},"Counter":{{"Packets":0,"Bytes":0}}}},"UNREPLIED":true,"ASSURED":false}}"#,
         ts(t0 + 50.0)
     ));
+    // An iptables LOG line (Cloud Foundry style deny prefix) for the firewall table.
+    msgs.push(format!(
+        "<4>1 {} fw-e2e kernel - - - [4475569.016000] DENY_c0ffee IN=eth0 OUT= SRC=100.64.1.9 DST=203.0.113.99 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=TCP SPT=5555 DPT=22 WINDOW=1 RES=0x00 SYN URGP=0",
+        ts(t0 + 5.0)
+    ));
     let junk = "<13>1 2024-01-01T00:00:00Z host app - - - this is not a NAT event at all";
     msgs.push(junk.to_string());
     let sock = UdpSocket::bind("127.0.0.1:0")?;
@@ -82,19 +115,28 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     }
     // Batches close after 1 s; the normalizer polls every 0.5 s.
     let lake = dir.path().join("lake");
-    wait_for(Duration::from_secs(60), "nat_events Parquet and a rejects object", || {
-        let nat = files_with_suffix(&lake.join("nat_events"), ".parquet");
-        let rej = files_with_suffix(&lake.join("rejects"), ".parquet");
-        Ok((!nat.is_empty() && !rej.is_empty()).then_some(()))
-    })?;
+    wait_for(
+        Duration::from_secs(60),
+        "nat_events Parquet and a rejects object",
+        || {
+            let nat = files_with_suffix(&lake.join("nat_events"), ".parquet");
+            let rej = files_with_suffix(&lake.join("rejects"), ".parquet");
+            Ok((!nat.is_empty() && !rej.is_empty()).then_some(()))
+        },
+    )?;
     let nat_files = files_with_suffix(&lake.join("nat_events"), ".parquet");
     assert!(
-        nat_files.iter().all(|p| p.to_string_lossy().contains("/x_net=198.51.100.0_24/")),
+        nat_files
+            .iter()
+            .all(|p| p.to_string_lossy().contains("/x_net=198.51.100.0_24/")),
         "partitioned by public /24: {nat_files:?}"
     );
 
     let attribution = |port: u16, at: f64, extra: &str| -> anyhow::Result<(u16, Value)> {
-        get(&up.url(&format!("/v1/attribution?ip={pub_ip}&port={port}&at={}{extra}", ts(at))))
+        get(&up.url(&format!(
+            "/v1/attribution?ip={pub_ip}&port={port}&at={}{extra}",
+            ts(at)
+        )))
     };
 
     // Inside A's interval: A, with evidence pointing at raw records.
@@ -110,7 +152,13 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     assert_eq!(m[0]["end"], ts(t0 + 30.0));
     let ev = m[0]["evidence"].as_array().expect("evidence");
     assert_eq!(ev.len(), 2, "create and delete: {a}");
-    assert!(ev[0]["key"].as_str().unwrap_or("").starts_with("raw/syslog_udp/"), "{a}");
+    assert!(
+        ev[0]["key"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("raw/syslog_udp/"),
+        "{a}"
+    );
 
     // After B took the port: B, still open.
     let (_, b) = attribution(61000, t0 + 90.0, "")?;
@@ -151,7 +199,9 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     let (st, bad) = get(&up.url("/v1/attribution?ip=not-an-ip&port=1&at=1700000000"))?;
     assert_eq!(st, 400);
     assert!(bad["error"].as_str().unwrap_or("").contains("ip"), "{bad}");
-    let (st, _) = get(&up.url(&format!("/v1/attribution?ip={pub_ip}&port=99999&at=1700000000")))?;
+    let (st, _) = get(&up.url(&format!(
+        "/v1/attribution?ip={pub_ip}&port=99999&at=1700000000"
+    )))?;
     assert_eq!(st, 400);
 
     // Sessions in the cgn-ec shape.
@@ -163,24 +213,51 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     assert_eq!(st, 200, "{s}");
     let rows = s["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 3, "{s}");
-    let events: Vec<&str> = rows.iter().map(|r| r["event"].as_str().unwrap_or("")).collect();
+    let events: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(events, ["A", "D", "A"]);
-    for field in ["timestamp", "event", "protocol", "src_ip", "src_port", "x_ip", "x_port", "dst_ip", "dst_port", "vrf_id", "direction"] {
-        assert!(rows[0].get(field).is_some(), "missing {field} in {}", rows[0]);
+    for field in [
+        "timestamp",
+        "event",
+        "protocol",
+        "src_ip",
+        "src_port",
+        "x_ip",
+        "x_port",
+        "dst_ip",
+        "dst_port",
+        "vrf_id",
+        "direction",
+    ] {
+        assert!(
+            rows[0].get(field).is_some(),
+            "missing {field} in {}",
+            rows[0]
+        );
     }
     assert_eq!(rows[0]["timestamp"], ts(t0));
     assert_eq!(rows[0]["dst_ip"], dst.0);
     assert_eq!(s["next_offset"], Value::Null);
     // Pagination never silently caps.
-    let (_, p1) = get(&up.url(&format!("/v1/sessions?x_ip={pub_ip}&timestamp_gt={}&timestamp_lt={}&limit=2", ts(t0 - 1.0), ts(now + 1.0))))?;
+    let (_, p1) = get(&up.url(&format!(
+        "/v1/sessions?x_ip={pub_ip}&timestamp_gt={}&timestamp_lt={}&limit=2",
+        ts(t0 - 1.0),
+        ts(now + 1.0)
+    )))?;
     assert_eq!(p1["rows"].as_array().map(Vec::len), Some(2));
     assert_eq!(p1["next_offset"], 2, "{p1}");
 
     // The junk line is kept in rejects with its reason and bytes, via natlake sql.
-    let out = run(Command::new(NATLAKE).args(["sql", "--output", "json", "--data-dir"]).arg(dir.path()).arg(
-        "SELECT reason, decode(payload) AS payload, raw_key, input_kind FROM rejects",
-    ))?;
-    let rejects: Vec<Value> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let out = run(Command::new(NATLAKE)
+        .args(["sql", "--output", "json", "--data-dir"])
+        .arg(dir.path())
+        .arg("SELECT reason, decode(payload) AS payload, raw_key, input_kind FROM rejects"))?;
+    let rejects: Vec<Value> = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
     assert_eq!(rejects.len(), 1, "{out}");
     assert_eq!(rejects[0]["payload"], junk);
     assert_eq!(rejects[0]["input_kind"], "syslog_udp");
@@ -199,24 +276,44 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     assert_eq!(v["rows"], 6, "3 sessions on :61000 + C + D + E: {v}");
     assert_eq!(v["x_ip"], serde_json::json!([pub_ip]));
     assert_eq!(v["time_type"], "timestamp[us, tz=UTC]");
-    let cols: Vec<&str> = v["cols"].as_array().expect("cols").iter().filter_map(Value::as_str).collect();
-    for c in ["time", "event", "src_ip", "src_port", "x_ip", "x_port", "raw_key", "raw_record", "hour", "x_net"] {
+    let cols: Vec<&str> = v["cols"]
+        .as_array()
+        .expect("cols")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for c in [
+        "time",
+        "event",
+        "src_ip",
+        "src_port",
+        "x_ip",
+        "x_port",
+        "raw_key",
+        "raw_record",
+        "hour",
+        "x_net",
+    ] {
         assert!(cols.contains(&c), "column {c} missing from {cols:?}");
     }
 
     // The stock DuckDB CLI runs queries/views.sql against the same lake.
-    let views = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries/views.sql");
+    let views = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries/views.sql");
     let script = format!(
-        "SET VARIABLE natlake_lake = '{}';\n.read {}\nSELECT count(*) AS n, count(DISTINCT src_ip) AS subs FROM nat_events WHERE x_port = 61000;",
+        "SET VARIABLE natlake_lake = '{}';\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw;",
         dir.path().display(),
         views.display()
     );
     let script_path = dir.path().join("check.sql");
     std::fs::write(&script_path, script)?;
-    let out = run(Command::new("duckdb").arg("-json").arg("-f").arg(&script_path))?;
+    let out = run(Command::new("duckdb")
+        .arg("-json")
+        .arg("-f")
+        .arg(&script_path))?;
     let v: Value = serde_json::from_str(out.trim())?;
     assert_eq!(v[0]["n"], 3, "{out}");
     assert_eq!(v[0]["subs"], 2, "{out}");
+    assert_eq!(v[0]["fw"], "deny", "{out}");
 
     let status = up.stop()?;
     assert!(status.success(), "natlake up exits 0 on SIGTERM: {status}");

@@ -179,7 +179,14 @@ fn encode_peer(peer: Option<SocketAddr>) -> (u8, [u8; 16], u16) {
 
 /// Writes one record into an uncompressed stream (the writer compresses).
 pub fn encode_record<W: Write>(out: &mut W, rec: &Record) -> Result<(), RawError> {
-    encode_parts(out, rec.recv_ns, rec.kind, rec.flags, rec.peer, &rec.payload)
+    encode_parts(
+        out,
+        rec.recv_ns,
+        rec.kind,
+        rec.flags,
+        rec.peer,
+        &rec.payload,
+    )
 }
 
 /// Same as [`encode_record`] without building a `Record` (the relay's hot path).
@@ -234,7 +241,11 @@ impl BatchWriter {
     pub fn new(header: &BatchHeader, level: i32) -> Result<Self, RawError> {
         let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
         encode_header(&mut enc, header)?;
-        Ok(Self { enc, records: 0, raw_bytes: 0 })
+        Ok(Self {
+            enc,
+            records: 0,
+            raw_bytes: 0,
+        })
     }
 
     pub fn push(&mut self, rec: &Record) -> Result<(), RawError> {
@@ -306,7 +317,12 @@ impl<R: Read> BatchReader<R> {
             .map_err(|e| RawError::Header(format!("truncated header: {e}")))?;
         let header: BatchHeader =
             serde_json::from_slice(&json).map_err(|e| RawError::Header(e.to_string()))?;
-        Ok(Self { input, header, index: 0, done: false })
+        Ok(Self {
+            input,
+            header,
+            index: 0,
+            done: false,
+        })
     }
 
     pub fn header(&self) -> &BatchHeader {
@@ -325,42 +341,75 @@ impl<R: Read> BatchReader<R> {
             Ok(0) => return Ok(None),
             Ok(4) => {}
             Ok(n) => {
-                return Err(RawError::Truncated { index, reason: format!("{n} of 4 length bytes") });
+                return Err(RawError::Truncated {
+                    index,
+                    reason: format!("{n} of 4 length bytes"),
+                });
             }
-            Err(e) => return Err(RawError::Truncated { index, reason: e.to_string() }),
+            Err(e) => {
+                return Err(RawError::Truncated {
+                    index,
+                    reason: e.to_string(),
+                });
+            }
         }
         let len = u32::from_le_bytes(len) as usize;
         if !(FIXED..=MAX_RECORD).contains(&len) {
-            return Err(RawError::Record { index, reason: format!("record length {len} out of range") });
+            return Err(RawError::Record {
+                index,
+                reason: format!("record length {len} out of range"),
+            });
         }
         let mut buf = vec![0u8; len];
-        let got = read_exact_or(&mut self.input, &mut buf)
-            .map_err(|e| RawError::Truncated { index, reason: e.to_string() })?;
+        let got = read_exact_or(&mut self.input, &mut buf).map_err(|e| RawError::Truncated {
+            index,
+            reason: e.to_string(),
+        })?;
         if got != len {
-            return Err(RawError::Truncated { index, reason: format!("{got} of {len} bytes") });
+            return Err(RawError::Truncated {
+                index,
+                reason: format!("{got} of {len} bytes"),
+            });
         }
         let crc = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
         if crc32fast::hash(&buf[4..]) != crc {
-            return Err(RawError::Record { index, reason: "checksum mismatch".into() });
+            return Err(RawError::Record {
+                index,
+                reason: "checksum mismatch".into(),
+            });
         }
         let f = &buf[4..FIXED];
         let recv_ns = i64::from_le_bytes(f[..8].try_into().expect("8 bytes"));
-        let kind = InputKind::from_code(f[8])
-            .ok_or_else(|| RawError::Record { index, reason: format!("unknown input kind {}", f[8]) })?;
+        let kind = InputKind::from_code(f[8]).ok_or_else(|| RawError::Record {
+            index,
+            reason: format!("unknown input kind {}", f[8]),
+        })?;
         let flags = f[9];
         let port = u16::from_le_bytes([f[28], f[29]]);
         let addr: [u8; 16] = f[12..28].try_into().expect("16 bytes");
         let peer = match f[10] {
             0 => None,
-            4 => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])), port)),
+            4 => Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
+                port,
+            )),
             6 => Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(addr)), port)),
             other => {
-                return Err(RawError::Record { index, reason: format!("unknown address family {other}") });
+                return Err(RawError::Record {
+                    index,
+                    reason: format!("unknown address family {other}"),
+                });
             }
         };
         let payload = buf[FIXED..].to_vec();
         self.index += 1;
-        Ok(Some(Record { recv_ns, kind, flags, peer, payload }))
+        Ok(Some(Record {
+            recv_ns,
+            kind,
+            flags,
+            peer,
+            payload,
+        }))
     }
 }
 
@@ -415,7 +464,9 @@ pub fn record_to_json(index: u64, rec: &Record) -> serde_json::Value {
     match std::str::from_utf8(&rec.payload) {
         Ok(s) => v["payload"] = s.into(),
         Err(_) => {
-            v["payload_base64"] = base64::engine::general_purpose::STANDARD.encode(&rec.payload).into()
+            v["payload_base64"] = base64::engine::general_purpose::STANDARD
+                .encode(&rec.payload)
+                .into()
         }
     }
     v
@@ -452,7 +503,13 @@ mod tests {
                 peer: Some("[2001:db8::1]:4739".parse().unwrap()),
                 payload: vec![0, 255, 10, 13, 0],
             },
-            Record { recv_ns: 0, kind: InputKind::JsonLines, flags: 0, peer: None, payload: vec![] },
+            Record {
+                recv_ns: 0,
+                kind: InputKind::JsonLines,
+                flags: 0,
+                peer: None,
+                payload: vec![],
+            },
         ]
     }
 
@@ -482,28 +539,46 @@ mod tests {
     fn truncation_yields_the_records_before_it_and_an_error() {
         let bytes = build();
         let mut plain = Vec::new();
-        zstd::stream::read::Decoder::new(&bytes[..]).unwrap().read_to_end(&mut plain).unwrap();
+        zstd::stream::read::Decoder::new(&bytes[..])
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
         let cut = &plain[..plain.len() - 3];
         let items: Vec<_> = BatchReader::new(cut).unwrap().collect();
         assert_eq!(items.len(), 3);
         assert!(items[0].is_ok() && items[1].is_ok());
-        assert!(matches!(items[2], Err(RawError::Truncated { index: 2, .. })), "{:?}", items[2]);
+        assert!(
+            matches!(items[2], Err(RawError::Truncated { index: 2, .. })),
+            "{:?}",
+            items[2]
+        );
     }
 
     #[test]
     fn corruption_is_detected_by_checksum() {
         let bytes = build();
         let mut plain = Vec::new();
-        zstd::stream::read::Decoder::new(&bytes[..]).unwrap().read_to_end(&mut plain).unwrap();
+        zstd::stream::read::Decoder::new(&bytes[..])
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
         let n = plain.len();
         plain[n - 40] ^= 0xff; // inside the second record's payload or fixed part
         let items: Vec<_> = BatchReader::new(&plain[..]).unwrap().collect();
-        assert!(items.iter().any(|r| matches!(r, Err(RawError::Record { .. }))), "{items:?}");
+        assert!(
+            items
+                .iter()
+                .any(|r| matches!(r, Err(RawError::Record { .. }))),
+            "{items:?}"
+        );
     }
 
     #[test]
     fn rejects_foreign_bytes() {
-        assert!(matches!(BatchReader::new(&b"hello world"[..]), Err(RawError::BadMagic)));
+        assert!(matches!(
+            BatchReader::new(&b"hello world"[..]),
+            Err(RawError::BadMagic)
+        ));
         assert!(BatchReader::from_compressed(b"not zstd at all").is_err());
     }
 
@@ -532,7 +607,13 @@ pub mod key {
     pub fn sanitize_relay_id(id: &str) -> String {
         let s: String = id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
         if s.is_empty() { "relay".to_string() } else { s }
     }
@@ -582,8 +663,16 @@ pub mod key {
         #[test]
         fn keys_are_hive_style_and_unique_per_batch() {
             // 2023-11-14T22:13:20Z
-            let k = raw_key(InputKind::SyslogUdp, 1_700_000_000_000_000_000, "edge 1/a", "0190-xyz");
-            assert_eq!(k, "raw/syslog_udp/hour=2023-11-14T22/edge-1-a_0190-xyz.nlraw.zst");
+            let k = raw_key(
+                InputKind::SyslogUdp,
+                1_700_000_000_000_000_000,
+                "edge 1/a",
+                "0190-xyz",
+            );
+            assert_eq!(
+                k,
+                "raw/syslog_udp/hour=2023-11-14T22/edge-1-a_0190-xyz.nlraw.zst"
+            );
             assert_eq!(stem(&k), "edge-1-a_0190-xyz");
             assert_eq!(hour_label(0), "1970-01-01T00");
             assert_eq!(hour_label(-1), "1969-12-31T23");

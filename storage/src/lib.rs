@@ -29,9 +29,15 @@ pub enum StoreError {
     #[error("store URL {url:?}: {reason}")]
     Url { url: String, reason: String },
     #[error("opening store {url:?}: {source}")]
-    Open { url: String, source: object_store::Error },
+    Open {
+        url: String,
+        source: object_store::Error,
+    },
     #[error("creating {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// S3 settings that override the environment. Empty fields fall back to `AWS_*` variables.
@@ -48,31 +54,56 @@ pub struct S3Options {
 
 /// Opens the store a URL names.
 pub fn open(url: &str, s3: &S3Options) -> Result<DynStore, StoreError> {
-    let bad = |reason: &str| StoreError::Url { url: url.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| StoreError::Url {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     match parsed.scheme() {
         "memory" => Ok(Arc::new(InMemory::new())),
         "file" => {
-            let path = parsed.to_file_path().map_err(|_| bad("file URLs need an absolute path"))?;
-            std::fs::create_dir_all(&path)
-                .map_err(|source| StoreError::Dir { path: path.display().to_string(), source })?;
-            let fs = LocalFileSystem::new_with_prefix(&path)
-                .map_err(|source| StoreError::Open { url: url.to_string(), source })?;
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| bad("file URLs need an absolute path"))?;
+            std::fs::create_dir_all(&path).map_err(|source| StoreError::Dir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let fs =
+                LocalFileSystem::new_with_prefix(&path).map_err(|source| StoreError::Open {
+                    url: url.to_string(),
+                    source,
+                })?;
             Ok(Arc::new(fs))
         }
         "s3" | "s3a" => {
-            let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| bad("missing bucket"))?;
+            let bucket = parsed
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| bad("missing bucket"))?;
             let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let endpoint = s3.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok());
+            let endpoint = s3
+                .endpoint
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok());
             if let Some(ep) = &endpoint {
                 b = b.with_endpoint(ep);
             }
-            let env_endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok();
-            let plain_http = endpoint.as_deref().or(env_endpoint.as_deref()).is_some_and(|e| e.starts_with("http://"));
-            b = b.with_allow_http(plain_http).with_virtual_hosted_style_request(s3.virtual_hosted);
+            let env_endpoint = std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                .ok();
+            let plain_http = endpoint
+                .as_deref()
+                .or(env_endpoint.as_deref())
+                .is_some_and(|e| e.starts_with("http://"));
+            b = b
+                .with_allow_http(plain_http)
+                .with_virtual_hosted_style_request(s3.virtual_hosted);
             if let Some(r) = &s3.region {
                 b = b.with_region(r);
-            } else if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            } else if std::env::var("AWS_REGION").is_err()
+                && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
                 // MinIO and SeaweedFS accept any region; AWS needs the real one set.
                 b = b.with_region("us-east-1");
             }
@@ -82,7 +113,10 @@ pub fn open(url: &str, s3: &S3Options) -> Result<DynStore, StoreError> {
             if let Some(s) = &s3.secret_access_key {
                 b = b.with_secret_access_key(s);
             }
-            let s3store = b.build().map_err(|source| StoreError::Open { url: url.to_string(), source })?;
+            let s3store = b.build().map_err(|source| StoreError::Open {
+                url: url.to_string(),
+                source,
+            })?;
             let prefix = parsed.path().trim_matches('/');
             if prefix.is_empty() {
                 Ok(Arc::new(s3store))
@@ -90,17 +124,24 @@ pub fn open(url: &str, s3: &S3Options) -> Result<DynStore, StoreError> {
                 Ok(Arc::new(PrefixStore::new(s3store, Path::from(prefix))))
             }
         }
-        other => Err(bad(&format!("unsupported scheme {other:?}; use file://, s3:// or memory://"))),
+        other => Err(bad(&format!(
+            "unsupported scheme {other:?}; use file://, s3:// or memory://"
+        ))),
     }
 }
 
 /// A `file://` URL for a local directory, made absolute.
 pub fn dir_url(dir: &std::path::Path) -> Result<String, StoreError> {
-    let abs = std::path::absolute(dir)
-        .map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
+    let abs = std::path::absolute(dir).map_err(|source| StoreError::Dir {
+        path: dir.display().to_string(),
+        source,
+    })?;
     url::Url::from_directory_path(&abs)
         .map(|u| u.to_string())
-        .map_err(|_| StoreError::Url { url: abs.display().to_string(), reason: "not an absolute path".into() })
+        .map_err(|_| StoreError::Url {
+            url: abs.display().to_string(),
+            reason: "not an absolute path".into(),
+        })
 }
 
 #[cfg(test)]
@@ -110,8 +151,14 @@ mod tests {
 
     #[test]
     fn rejects_unknown_schemes_and_missing_buckets() {
-        assert!(matches!(open("ftp://x/y", &S3Options::default()), Err(StoreError::Url { .. })));
-        assert!(matches!(open("s3:///nobucket", &S3Options::default()), Err(StoreError::Url { .. })));
+        assert!(matches!(
+            open("ftp://x/y", &S3Options::default()),
+            Err(StoreError::Url { .. })
+        ));
+        assert!(matches!(
+            open("s3:///nobucket", &S3Options::default()),
+            Err(StoreError::Url { .. })
+        ));
         assert!(open("not a url", &S3Options::default()).is_err());
     }
 
@@ -120,7 +167,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = dir_url(dir.path()).unwrap();
         let store = open(&url, &S3Options::default()).unwrap();
-        store.put(&Path::from("a/b.txt"), PutPayload::from_static(b"hi")).await.unwrap();
+        store
+            .put(&Path::from("a/b.txt"), PutPayload::from_static(b"hi"))
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(dir.path().join("a/b.txt")).unwrap(), b"hi");
     }
 }

@@ -20,7 +20,11 @@ pub fn corpus(file: &str) -> PathBuf {
 }
 
 /// Polls `f` until it returns Some or the deadline passes.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> anyhow::Result<Option<T>>) -> anyhow::Result<T> {
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     let mut last_err = None;
     loop {
@@ -31,7 +35,9 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> anyhow:
         }
         if Instant::now() > deadline {
             match last_err {
-                Some(e) => bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}"),
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }
@@ -52,7 +58,16 @@ impl Up {
     /// Starts `natlake` (the path cargo gives tests as `CARGO_BIN_EXE_natlake`).
     pub fn start(natlake: &Path, data_dir: &Path, batch_age: &str) -> anyhow::Result<Up> {
         let mut child = Command::new(natlake)
-            .args(["up", "--syslog-udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--batch-age", batch_age, "--data-dir"])
+            .args([
+                "up",
+                "--syslog-udp",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--batch-age",
+                batch_age,
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -71,7 +86,9 @@ impl Up {
         let (mut udp, mut http) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(60);
         while udp.is_none() || http.is_none() {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).context("natlake up did not report its addresses")?;
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .context("natlake up did not report its addresses")?;
             if let Some(a) = line.trim().strip_prefix("syslog (UDP):") {
                 udp = Some(a.trim().parse()?);
             }
@@ -123,7 +140,9 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -141,7 +160,11 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8(out.stdout)?)
 }

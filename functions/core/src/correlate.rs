@@ -77,10 +77,23 @@ fn mapping_key(r: &NatRow) -> MappingKey {
     // Port-block and address events have no destination; sessions pair per destination because
     // one public port can carry several conntrack entries at once (endpoint-independent mapping).
     let (dst_ip, dst_port) = match r.event {
-        NatEventKind::SessionCreate | NatEventKind::SessionDelete | NatEventKind::MappingObserved => (r.dst_ip, r.dst_port),
+        NatEventKind::SessionCreate
+        | NatEventKind::SessionDelete
+        | NatEventKind::MappingObserved => (r.dst_ip, r.dst_port),
         _ => (None, None),
     };
-    (r.device.clone(), r.vrf.clone(), r.protocol, r.x_ip, r.x_port, r.x_port_end, r.src_ip, r.src_port, dst_ip, dst_port)
+    (
+        r.device.clone(),
+        r.vrf.clone(),
+        r.protocol,
+        r.x_ip,
+        r.x_port,
+        r.x_port_end,
+        r.src_ip,
+        r.src_port,
+        dst_ip,
+        dst_port,
+    )
 }
 
 fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
@@ -99,19 +112,30 @@ fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
         start_known,
         end: None,
         subscriber: r.subscriber.clone(),
-        evidence: vec![Evidence { key: r.raw_key.clone(), record: r.raw_record }],
+        evidence: vec![Evidence {
+            key: r.raw_key.clone(),
+            record: r.raw_record,
+        }],
     }
 }
 
 /// Pairs events into intervals. `range_start` is where the fetched rows begin: an interval whose
 /// opening event was not fetched starts there, marked `start_known = false`.
 pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
-    rows.sort_by(|a, b| a.time.cmp(&b.time).then(a.event.cmp(&b.event)).then(a.raw_record.cmp(&b.raw_record)));
+    rows.sort_by(|a, b| {
+        a.time
+            .cmp(&b.time)
+            .then(a.event.cmp(&b.event))
+            .then(a.raw_record.cmp(&b.raw_record))
+    });
     let mut open: BTreeMap<MappingKey, Interval> = BTreeMap::new();
     let mut done = Vec::new();
     for r in rows {
         let key = mapping_key(&r);
-        let ev = Evidence { key: r.raw_key.clone(), record: r.raw_record };
+        let ev = Evidence {
+            key: r.raw_key.clone(),
+            record: r.raw_record,
+        };
         match r.event {
             k if k.opens() => match open.get_mut(&key) {
                 // A repeated create for a mapping already open (e.g. two collectors) is more
@@ -122,7 +146,9 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 }
             },
             k if k.closes() => {
-                let mut iv = open.remove(&key).unwrap_or_else(|| new_interval(&r, range_start.min(r.time), false));
+                let mut iv = open
+                    .remove(&key)
+                    .unwrap_or_else(|| new_interval(&r, range_start.min(r.time), false));
                 if iv.evidence.last() != Some(&ev) {
                     iv.evidence.push(ev);
                 }
@@ -195,10 +221,27 @@ pub struct Attribution {
 
 /// Applies the attribution rule to the intervals of one public address:port.
 pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution {
-    let mut by_inside: BTreeMap<(Option<IpAddr>, Option<u16>, Option<u8>, Option<String>, Option<String>, Option<u16>), Candidate> = BTreeMap::new();
+    let mut by_inside: BTreeMap<
+        (
+            Option<IpAddr>,
+            Option<u16>,
+            Option<u8>,
+            Option<String>,
+            Option<String>,
+            Option<u16>,
+        ),
+        Candidate,
+    > = BTreeMap::new();
     for iv in ivs.into_iter().filter(|iv| overlaps(iv, at, window)) {
         let d = distance(&iv, at);
-        let key = (iv.src_ip, iv.src_port, iv.protocol, iv.vrf.clone(), iv.device.clone(), iv.x_port);
+        let key = (
+            iv.src_ip,
+            iv.src_port,
+            iv.protocol,
+            iv.vrf.clone(),
+            iv.device.clone(),
+            iv.x_port,
+        );
         let c = by_inside.entry(key).or_insert_with(|| Candidate {
             src_ip: iv.src_ip,
             src_port: iv.src_port,
@@ -243,11 +286,18 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
     matches.sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
     let mut who: Vec<String> = matches
         .iter()
-        .map(|c| c.subscriber.clone().unwrap_or_else(|| c.src_ip.map(|i| i.to_string()).unwrap_or_default()))
+        .map(|c| {
+            c.subscriber
+                .clone()
+                .unwrap_or_else(|| c.src_ip.map(|i| i.to_string()).unwrap_or_default())
+        })
         .collect();
     who.sort();
     who.dedup();
-    Attribution { ambiguous: who.len() > 1, matches }
+    Attribution {
+        ambiguous: who.len() > 1,
+        matches,
+    }
 }
 
 #[cfg(test)]
@@ -309,12 +359,23 @@ mod tests {
         let c = attribute(intervals(rows, 0), 200 * S, 2 * S);
         assert!(c.ambiguous);
         assert_eq!(c.matches.len(), 2);
-        assert_eq!(c.matches[0].src_ip, Some("100.64.0.1".parse().unwrap()), "closest first");
+        assert_eq!(
+            c.matches[0].src_ip,
+            Some("100.64.0.1".parse().unwrap()),
+            "closest first"
+        );
     }
 
     #[test]
     fn a_delete_without_its_create_starts_at_the_range_start() {
-        let rows = vec![row(500 * S, NatEventKind::SessionDelete, "100.64.0.9", 1, 5000, 4)];
+        let rows = vec![row(
+            500 * S,
+            NatEventKind::SessionDelete,
+            "100.64.0.9",
+            1,
+            5000,
+            4,
+        )];
         let ivs = intervals(rows, 100 * S);
         assert_eq!(ivs.len(), 1);
         assert_eq!(ivs[0].start, 100 * S);
@@ -323,7 +384,14 @@ mod tests {
 
     #[test]
     fn port_blocks_cover_their_range_and_observed_flows_count() {
-        let mut alloc = row(100 * S, NatEventKind::PortBlockAlloc, "100.64.1.1", 0, 4096, 0);
+        let mut alloc = row(
+            100 * S,
+            NatEventKind::PortBlockAlloc,
+            "100.64.1.1",
+            0,
+            4096,
+            0,
+        );
         alloc.src_port = None;
         alloc.x_port_end = Some(4159);
         alloc.dst_ip = None;
@@ -332,7 +400,14 @@ mod tests {
         rel.event = NatEventKind::PortBlockRelease;
         rel.time = 900 * S;
         rel.raw_record = 1;
-        let mut obs = row(1000 * S, NatEventKind::MappingObserved, "100.64.2.2", 3333, 7000, 2);
+        let mut obs = row(
+            1000 * S,
+            NatEventKind::MappingObserved,
+            "100.64.2.2",
+            3333,
+            7000,
+            2,
+        );
         obs.end_time = Some(1010 * S);
         let ivs = intervals(vec![alloc, rel, obs], 0);
         assert_eq!(ivs.len(), 2);

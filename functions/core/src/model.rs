@@ -62,12 +62,18 @@ impl NatEventKind {
 
     /// True for the events that open an interval.
     pub fn opens(self) -> bool {
-        matches!(self, Self::SessionCreate | Self::PortBlockAlloc | Self::AddressBind)
+        matches!(
+            self,
+            Self::SessionCreate | Self::PortBlockAlloc | Self::AddressBind
+        )
     }
 
     /// True for the events that close an interval.
     pub fn closes(self) -> bool {
-        matches!(self, Self::SessionDelete | Self::PortBlockRelease | Self::AddressRelease)
+        matches!(
+            self,
+            Self::SessionDelete | Self::PortBlockRelease | Self::AddressRelease
+        )
     }
 
     /// The cgn-ec event letter: "A" for allocations, "D" for deletions, "I" for interim/observed.
@@ -230,7 +236,12 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::NatEvents, Table::Flows, Table::Firewall, Table::Rejects];
+    pub const ALL: [Table; 4] = [
+        Table::NatEvents,
+        Table::Flows,
+        Table::Firewall,
+        Table::Rejects,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -312,5 +323,8 @@ pub fn protocol_number(name: &str) -> Option<u8> {
     if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
         return n.parse::<u8>().ok();
     }
-    NAMES.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| *v)
+    NAMES
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(n))
+        .map(|(_, v)| *v)
 }

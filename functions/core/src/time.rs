@@ -17,7 +17,9 @@ pub const MAX_TIME: Micros = 7_258_118_400_000_000;
 
 /// Parses RFC 3339 or epoch seconds (fractions allowed) into microseconds.
 pub fn parse_time(s: &str) -> Result<Micros, TimeError> {
-    let err = || TimeError { input: s.to_string() };
+    let err = || TimeError {
+        input: s.to_string(),
+    };
     let t = s.trim();
     let micros = if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         dt.timestamp_micros()
@@ -31,7 +33,9 @@ pub fn parse_time(s: &str) -> Result<Micros, TimeError> {
         for (i, b) in frac.bytes().take(6).enumerate() {
             frac_us += i64::from(b - b'0') * 10i64.pow(5 - i as u32);
         }
-        secs.checked_mul(1_000_000).and_then(|v| v.checked_add(frac_us)).ok_or_else(err)?
+        secs.checked_mul(1_000_000)
+            .and_then(|v| v.checked_add(frac_us))
+            .ok_or_else(err)?
     } else {
         return Err(err());
     };
@@ -59,14 +63,31 @@ mod tests {
 
     #[test]
     fn parses_both_forms_and_rejects_nonsense() {
-        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000_000);
-        assert_eq!(parse_time("2023-11-14T23:13:20+01:00").unwrap(), 1_700_000_000_000_000);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000_000
+        );
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20+01:00").unwrap(),
+            1_700_000_000_000_000
+        );
         assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000_000);
         assert_eq!(parse_time("1700000000.25").unwrap(), 1_700_000_000_250_000);
-        for bad in ["", "yesterday", "1.2.3", "99999999999999999999", "0", "-5", "1700000000.x"] {
+        for bad in [
+            "",
+            "yesterday",
+            "1.2.3",
+            "99999999999999999999",
+            "0",
+            "-5",
+            "1700000000.x",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
-        assert_eq!(format_time(1_700_000_000_250_000), "2023-11-14T22:13:20.250Z");
+        assert_eq!(
+            format_time(1_700_000_000_250_000),
+            "2023-11-14T22:13:20.250Z"
+        );
         assert_eq!(format_time(1_700_000_000_000_000), "2023-11-14T22:13:20Z");
     }
 }

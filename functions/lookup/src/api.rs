@@ -30,7 +30,10 @@ fn query_error(e: QueryError) -> Response {
         QueryError::BadRequest(m) => error(StatusCode::BAD_REQUEST, m),
         QueryError::Store(e) => {
             tracing::warn!(error = %e, "store unavailable");
-            error(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}"))
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("store unavailable: {e}"),
+            )
         }
         other => {
             tracing::error!(error = %other, "lookup failed");
@@ -101,6 +104,11 @@ pub fn router(lake: Arc<Lake>) -> Router {
         .route("/v1/attribution", get(attribution_handler))
         .route("/v1/sessions", get(sessions_handler))
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/attribution and /v1/sessions") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see /v1/attribution and /v1/sessions",
+            )
+        })
         .with_state(Api { lake })
 }

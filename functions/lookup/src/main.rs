@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use natlake_query::Lake;
 
 #[derive(Parser)]
-#[command(name = "lookup", version, about = "natlake lookup function: attribution and sessions over HTTP")]
+#[command(
+    name = "lookup",
+    version,
+    about = "natlake lookup function: attribution and sessions over HTTP"
+)]
 struct Cli {
     /// Store URL: file:///abs/dir or s3://bucket[/prefix] (endpoint and credentials from AWS_*).
     #[arg(long, env = "NATLAKE_STORE", global = true)]
@@ -36,7 +40,11 @@ enum Door {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let cli = if on_lambda && std::env::args().len() == 1 { Cli::parse_from(["lookup", "lambda"]) } else { Cli::parse() };
+    let cli = if on_lambda && std::env::args().len() == 1 {
+        Cli::parse_from(["lookup", "lambda"])
+    } else {
+        Cli::parse()
+    };
     natlake_core::runtime::init_tracing(!on_lambda);
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let scratch = cli.scratch.unwrap_or_else(std::env::temp_dir);
@@ -45,9 +53,13 @@ async fn main() -> anyhow::Result<()> {
     match cli.door {
         Door::Lambda => lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e)),
         Door::Serve { listen } => {
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
             tracing::info!(%listen, %url, "lookup service listening");
-            axum::serve(listener, app).with_graceful_shutdown(natlake_core::runtime::shutdown_signal()).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(natlake_core::runtime::shutdown_signal())
+                .await?;
             Ok(())
         }
     }

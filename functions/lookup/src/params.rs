@@ -11,16 +11,23 @@ use natlake_query::sessions::SessionsQuery;
 pub type Params = HashMap<String, String>;
 
 fn req<'a>(p: &'a Params, name: &str) -> Result<&'a str, String> {
-    p.get(name).map(|s| s.as_str()).filter(|s| !s.trim().is_empty()).ok_or_else(|| format!("missing parameter {name}"))
+    p.get(name)
+        .map(|s| s.as_str())
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| format!("missing parameter {name}"))
 }
 
 fn ip(p: &Params, name: &str) -> Result<IpAddr, String> {
     let v = req(p, name)?;
-    v.trim().parse().map_err(|_| format!("{name}: {v:?} is not an IPv4 or IPv6 address"))
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{name}: {v:?} is not an IPv4 or IPv6 address"))
 }
 
 fn port(v: &str, name: &str) -> Result<u16, String> {
-    v.trim().parse::<u16>().map_err(|_| format!("{name}: {v:?} is not a port (0-65535)"))
+    v.trim()
+        .parse::<u16>()
+        .map_err(|_| format!("{name}: {v:?} is not a port (0-65535)"))
 }
 
 fn time(p: &Params, name: &str) -> Result<Option<Micros>, String> {
@@ -35,7 +42,9 @@ fn seconds(p: &Params, name: &str, default: Micros, max_secs: f64) -> Result<Mic
         None => Ok(default),
         Some(v) => match v.trim().parse::<f64>() {
             Ok(s) if s.is_finite() && (0.0..=max_secs).contains(&s) => Ok((s * 1e6) as Micros),
-            _ => Err(format!("{name}: {v:?} must be a number of seconds between 0 and {max_secs}")),
+            _ => Err(format!(
+                "{name}: {v:?} must be a number of seconds between 0 and {max_secs}"
+            )),
         },
     }
 }
@@ -43,7 +52,9 @@ fn seconds(p: &Params, name: &str, default: Micros, max_secs: f64) -> Result<Mic
 fn proto(p: &Params) -> Result<Option<u8>, String> {
     match p.get("proto").filter(|s| !s.trim().is_empty()) {
         None => Ok(None),
-        Some(v) => protocol_number(v).map(Some).ok_or_else(|| format!("proto: {v:?} is not a protocol name or number")),
+        Some(v) => protocol_number(v)
+            .map(Some)
+            .ok_or_else(|| format!("proto: {v:?} is not a protocol name or number")),
     }
 }
 
@@ -67,12 +78,19 @@ pub fn sessions(p: &Params) -> Result<SessionsQuery, String> {
     let num = |name: &str, default: usize| -> Result<usize, String> {
         match p.get(name).filter(|s| !s.trim().is_empty()) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| format!("{name}: {v:?} is not a non-negative integer")),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}: {v:?} is not a non-negative integer")),
         }
     };
     Ok(SessionsQuery {
         x_ip: ip(p, "x_ip")?,
-        x_port: p.get("x_port").filter(|s| !s.trim().is_empty()).map(|v| port(v, "x_port")).transpose()?,
+        x_port: p
+            .get("x_port")
+            .filter(|s| !s.trim().is_empty())
+            .map(|v| port(v, "x_port"))
+            .transpose()?,
         after,
         before,
         limit: num("limit", 1000)?,
@@ -85,19 +103,55 @@ mod tests {
     use super::*;
 
     fn p(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn attribution_parameters_are_checked_with_reasons() {
-        let q = question(&p(&[("ip", "198.51.100.7"), ("port", "5000"), ("at", "1700000000"), ("proto", "tcp")])).unwrap();
-        assert_eq!((q.port, q.at, q.protocol, q.window), (5000, 1_700_000_000_000_000, Some(6), DEFAULT_WINDOW));
+        let q = question(&p(&[
+            ("ip", "198.51.100.7"),
+            ("port", "5000"),
+            ("at", "1700000000"),
+            ("proto", "tcp"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (q.port, q.at, q.protocol, q.window),
+            (5000, 1_700_000_000_000_000, Some(6), DEFAULT_WINDOW)
+        );
         let e = |pairs: &[(&str, &str)]| question(&p(pairs)).unwrap_err();
-        assert_eq!(e(&[("port", "1"), ("at", "1700000000")]), "missing parameter ip");
-        assert!(e(&[("ip", "300.1.1.1"), ("port", "1"), ("at", "1700000000")]).contains("not an IPv4 or IPv6"));
-        assert!(e(&[("ip", "1.1.1.1"), ("port", "70000"), ("at", "1700000000")]).contains("not a port"));
+        assert_eq!(
+            e(&[("port", "1"), ("at", "1700000000")]),
+            "missing parameter ip"
+        );
+        assert!(
+            e(&[("ip", "300.1.1.1"), ("port", "1"), ("at", "1700000000")])
+                .contains("not an IPv4 or IPv6")
+        );
+        assert!(
+            e(&[("ip", "1.1.1.1"), ("port", "70000"), ("at", "1700000000")]).contains("not a port")
+        );
         assert!(e(&[("ip", "1.1.1.1"), ("port", "1"), ("at", "soon")]).starts_with("at:"));
-        assert!(e(&[("ip", "1.1.1.1"), ("port", "1"), ("at", "1700000000"), ("window", "-1")]).starts_with("window:"));
-        assert!(e(&[("ip", "1.1.1.1"), ("port", "1"), ("at", "1700000000"), ("proto", "carrier-pigeon")]).starts_with("proto:"));
+        assert!(
+            e(&[
+                ("ip", "1.1.1.1"),
+                ("port", "1"),
+                ("at", "1700000000"),
+                ("window", "-1")
+            ])
+            .starts_with("window:")
+        );
+        assert!(
+            e(&[
+                ("ip", "1.1.1.1"),
+                ("port", "1"),
+                ("at", "1700000000"),
+                ("proto", "carrier-pigeon")
+            ])
+            .starts_with("proto:")
+        );
     }
 }

@@ -6,7 +6,11 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "natlake", version, about = "NAT, conntrack, flow and firewall logs in a Parquet lake; attribution lookups")]
+#[command(
+    name = "natlake",
+    version,
+    about = "NAT, conntrack, flow and firewall logs in a Parquet lake; attribution lookups"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

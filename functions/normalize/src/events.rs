@@ -7,7 +7,11 @@ pub enum EventError {
     #[error("record {0} has no object key")]
     NoKey(usize),
     #[error("object {key:?} in bucket {bucket:?} is outside this function's store ({expected})")]
-    Foreign { bucket: String, key: String, expected: String },
+    Foreign {
+        bucket: String,
+        key: String,
+        expected: String,
+    },
 }
 
 /// Where this function's store lives, to recognise the keys that belong to it.
@@ -22,12 +26,21 @@ pub struct StoreScope {
 impl StoreScope {
     /// From a store URL such as `s3://bucket/prefix` or `file:///data`.
     pub fn from_url(url: &str) -> Self {
-        match url.strip_prefix("s3://").or_else(|| url.strip_prefix("s3a://")) {
+        match url
+            .strip_prefix("s3://")
+            .or_else(|| url.strip_prefix("s3a://"))
+        {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                Self { bucket: Some(bucket.to_string()), prefix: prefix.trim_matches('/').to_string() }
+                Self {
+                    bucket: Some(bucket.to_string()),
+                    prefix: prefix.trim_matches('/').to_string(),
+                }
             }
-            None => Self { bucket: None, prefix: String::new() },
+            None => Self {
+                bucket: None,
+                prefix: String::new(),
+            },
         }
     }
 }
@@ -35,7 +48,9 @@ impl StoreScope {
 /// S3 notification keys are URL-encoded with `+` for spaces.
 pub fn decode_key(key: &str) -> String {
     let spaced = key.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The store-relative raw keys an event names. Keys outside `raw/` (our own outputs, if a
@@ -48,15 +63,28 @@ pub fn raw_keys(event: &S3Event, scope: &StoreScope) -> Result<Vec<String>, Even
         let bucket = rec.s3.bucket.name.clone().unwrap_or_default();
         if let Some(b) = &scope.bucket {
             if !bucket.is_empty() && &bucket != b {
-                return Err(EventError::Foreign { bucket, key, expected: b.clone() });
+                return Err(EventError::Foreign {
+                    bucket,
+                    key,
+                    expected: b.clone(),
+                });
             }
         }
         let rel = if scope.prefix.is_empty() {
             key.as_str()
         } else {
-            match key.strip_prefix(&scope.prefix).and_then(|k| k.strip_prefix('/')) {
+            match key
+                .strip_prefix(&scope.prefix)
+                .and_then(|k| k.strip_prefix('/'))
+            {
                 Some(k) => k,
-                None => return Err(EventError::Foreign { bucket, key: key.clone(), expected: scope.prefix.clone() }),
+                None => {
+                    return Err(EventError::Foreign {
+                        bucket,
+                        key: key.clone(),
+                        expected: scope.prefix.clone(),
+                    });
+                }
             }
         };
         if rel.starts_with("raw/") && rel.ends_with(natlake_raw::SUFFIX) {
@@ -88,11 +116,23 @@ mod tests {
     fn keys_are_decoded_scoped_and_filtered() {
         let scope = StoreScope::from_url("s3://lake-bucket/site%201");
         assert_eq!(scope.prefix, "site%201");
-        let scope = StoreScope { bucket: Some("lake-bucket".into()), prefix: "site 1".into() };
-        let ev = event("lake-bucket", "site+1/raw/syslog_udp/hour=2024-05-01T12/r1_a%3Ab.nlraw.zst");
-        assert_eq!(raw_keys(&ev, &scope).unwrap(), vec!["raw/syslog_udp/hour=2024-05-01T12/r1_a:b.nlraw.zst"]);
+        let scope = StoreScope {
+            bucket: Some("lake-bucket".into()),
+            prefix: "site 1".into(),
+        };
+        let ev = event(
+            "lake-bucket",
+            "site+1/raw/syslog_udp/hour=2024-05-01T12/r1_a%3Ab.nlraw.zst",
+        );
+        assert_eq!(
+            raw_keys(&ev, &scope).unwrap(),
+            vec!["raw/syslog_udp/hour=2024-05-01T12/r1_a:b.nlraw.zst"]
+        );
         let other = event("other", "site+1/raw/x.nlraw.zst");
-        assert!(matches!(raw_keys(&other, &scope), Err(EventError::Foreign { .. })));
+        assert!(matches!(
+            raw_keys(&other, &scope),
+            Err(EventError::Foreign { .. })
+        ));
         let ours = event("lake-bucket", "site+1/lake/nat_events/x.parquet");
         assert!(raw_keys(&ours, &scope).unwrap().is_empty());
     }

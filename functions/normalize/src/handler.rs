@@ -46,11 +46,16 @@ impl Default for NormalizeConfig {
 
 impl NormalizeConfig {
     pub fn write_options(&self) -> WriteOptions {
-        WriteOptions { zstd_level: self.zstd_level, row_group_rows: self.row_group_rows, ..WriteOptions::default() }
+        WriteOptions {
+            zstd_level: self.zstd_level,
+            row_group_rows: self.row_group_rows,
+            ..WriteOptions::default()
+        }
     }
 
     pub fn parsed_format(&self) -> Result<Format, NormalizeError> {
-        Format::parse(&self.format).ok_or_else(|| NormalizeError::Config(format!("unknown format {:?}", self.format)))
+        Format::parse(&self.format)
+            .ok_or_else(|| NormalizeError::Config(format!("unknown format {:?}", self.format)))
     }
 }
 
@@ -59,7 +64,10 @@ pub enum NormalizeError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("reading {key}: {source}")]
-    Read { key: String, source: object_store::Error },
+    Read {
+        key: String,
+        source: object_store::Error,
+    },
     #[error("writing outputs of {key}: {source}")]
     Write { key: String, source: LakeError },
 }
@@ -92,8 +100,18 @@ pub struct Normalized {
     pub report: Report,
 }
 
-fn reject(key: &str, index: u64, recv: Micros, reason: String, format: &str, kind: &str, peer: Option<String>, payload: Vec<u8>) -> Reject {
-    metrics::counter!("natlake_normalize_rejects_total", "format" => format.to_string()).increment(1);
+fn reject(
+    key: &str,
+    index: u64,
+    recv: Micros,
+    reason: String,
+    format: &str,
+    kind: &str,
+    peer: Option<String>,
+    payload: Vec<u8>,
+) -> Reject {
+    metrics::counter!("natlake_normalize_rejects_total", "format" => format.to_string())
+        .increment(1);
     Reject {
         recv_time: recv,
         reason,
@@ -101,13 +119,28 @@ fn reject(key: &str, index: u64, recv: Micros, reason: String, format: &str, kin
         input_kind: kind.to_string(),
         peer,
         payload,
-        provenance: Provenance { raw_key: key.to_string(), raw_record: index },
+        provenance: Provenance {
+            raw_key: key.to_string(),
+            raw_record: index,
+        },
     }
 }
 
 /// Decodes and parses a raw object's bytes. Never fails: what cannot be read becomes a reject.
-pub fn normalize_bytes(key: &str, bytes: &[u8], format: Format, cfg: &NormalizeConfig) -> Normalized {
-    let mut out = Normalized { rows: Vec::new(), rejects: Vec::new(), report: Report { raw_key: key.to_string(), ..Report::default() } };
+pub fn normalize_bytes(
+    key: &str,
+    bytes: &[u8],
+    format: Format,
+    cfg: &NormalizeConfig,
+) -> Normalized {
+    let mut out = Normalized {
+        rows: Vec::new(),
+        rejects: Vec::new(),
+        report: Report {
+            raw_key: key.to_string(),
+            ..Report::default()
+        },
+    };
     let now = natlake_core::time::now_micros();
     let reader = match BatchReader::from_compressed(bytes) {
         Ok(r) => r,
@@ -115,7 +148,16 @@ pub fn normalize_bytes(key: &str, bytes: &[u8], format: Format, cfg: &NormalizeC
             // The whole object is unreadable: one reject that points at it, with its bytes.
             let reason = format!("unreadable raw object: {e}");
             out.report.damage = Some(reason.clone());
-            out.rejects.push(reject(key, 0, now, reason, "raw", "unknown", None, bytes.to_vec()));
+            out.rejects.push(reject(
+                key,
+                0,
+                now,
+                reason,
+                "raw",
+                "unknown",
+                None,
+                bytes.to_vec(),
+            ));
             out.report.rejects = 1;
             return out;
         }
@@ -126,12 +168,22 @@ pub fn normalize_bytes(key: &str, bytes: &[u8], format: Format, cfg: &NormalizeC
             Ok(x) => x,
             Err(e) => {
                 let index = match &e {
-                    natlake_raw::RawError::Record { index, .. } | natlake_raw::RawError::Truncated { index, .. } => *index,
+                    natlake_raw::RawError::Record { index, .. }
+                    | natlake_raw::RawError::Truncated { index, .. } => *index,
                     _ => out.report.records,
                 };
                 let reason = format!("raw object damaged: {e}");
                 out.report.damage = Some(reason.clone());
-                out.rejects.push(reject(key, index, now, reason, "raw", "unknown", None, Vec::new()));
+                out.rejects.push(reject(
+                    key,
+                    index,
+                    now,
+                    reason,
+                    "raw",
+                    "unknown",
+                    None,
+                    Vec::new(),
+                ));
                 break;
             }
         };
@@ -147,34 +199,82 @@ pub fn normalize_bytes(key: &str, bytes: &[u8], format: Format, cfg: &NormalizeC
             // so the records wait in rejects (with their bytes) for a re-run that decodes them.
             InputKind::Ipfix | InputKind::Netflow => {
                 let reason = format!("{} records are not decoded by this version", rec.kind);
-                out.rejects.push(reject(key, index, recv, reason, rec.kind.as_str(), rec.kind.as_str(), peer, rec.payload));
+                out.rejects.push(reject(
+                    key,
+                    index,
+                    recv,
+                    reason,
+                    rec.kind.as_str(),
+                    rec.kind.as_str(),
+                    peer,
+                    rec.payload,
+                ));
                 continue;
             }
             // The relay renders netlink events as `conntrack -E -o timestamp,extended` lines.
             InputKind::ConntrackNetlink => Format::Conntrack,
             _ => format,
         };
-        let ctx = ParseCtx { recv_time: recv, tz_offset_secs: cfg.tz_offset_secs };
+        let ctx = ParseCtx {
+            recv_time: recv,
+            tz_offset_secs: cfg.tz_offset_secs,
+        };
         events.clear();
         match parsers::parse_message(&rec.payload, format, &ctx, &mut events) {
             Ok(parsed) => {
                 let limit = recv.saturating_add(cfg.max_future_secs.saturating_mul(1_000_000));
-                if let Some(bad) = events.iter().find(|e| !(MIN_TIME..=limit.min(MAX_TIME)).contains(&e.time())) {
-                    let reason = format!("absurd event time {} (received {})", natlake_core::time::format_time(bad.time()), natlake_core::time::format_time(recv));
-                    out.rejects.push(reject(key, index, recv, reason, parsed.format, rec.kind.as_str(), peer, rec.payload));
+                if let Some(bad) = events
+                    .iter()
+                    .find(|e| !(MIN_TIME..=limit.min(MAX_TIME)).contains(&e.time()))
+                {
+                    let reason = format!(
+                        "absurd event time {} (received {})",
+                        natlake_core::time::format_time(bad.time()),
+                        natlake_core::time::format_time(recv)
+                    );
+                    out.rejects.push(reject(
+                        key,
+                        index,
+                        recv,
+                        reason,
+                        parsed.format,
+                        rec.kind.as_str(),
+                        peer,
+                        rec.payload,
+                    ));
                     continue;
                 }
-                let device = parsed.host.clone().or_else(|| rec.peer.map(|p| p.ip().to_string()));
+                let device = parsed
+                    .host
+                    .clone()
+                    .or_else(|| rec.peer.map(|p| p.ip().to_string()));
                 for ev in events.drain(..) {
                     out.rows.push(Row {
                         event: ev,
-                        envelope: Envelope { recv_time: recv, device: device.clone(), format: parsed.format, subscriber: None },
-                        provenance: Provenance { raw_key: key.to_string(), raw_record: index },
+                        envelope: Envelope {
+                            recv_time: recv,
+                            device: device.clone(),
+                            format: parsed.format,
+                            subscriber: None,
+                        },
+                        provenance: Provenance {
+                            raw_key: key.to_string(),
+                            raw_record: index,
+                        },
                     });
                 }
             }
             Err(e) => {
-                out.rejects.push(reject(key, index, recv, e.reason, e.format, rec.kind.as_str(), peer, rec.payload));
+                out.rejects.push(reject(
+                    key,
+                    index,
+                    recv,
+                    e.reason,
+                    e.format,
+                    rec.kind.as_str(),
+                    peer,
+                    rec.payload,
+                ));
             }
         }
     }
@@ -188,7 +288,10 @@ fn marker_key(raw_key: &str) -> Path {
 }
 
 /// Whether a raw object was already normalized (its marker exists).
-pub async fn is_done(store: &Arc<dyn ObjectStore>, raw_key: &str) -> Result<bool, object_store::Error> {
+pub async fn is_done(
+    store: &Arc<dyn ObjectStore>,
+    raw_key: &str,
+) -> Result<bool, object_store::Error> {
     match store.head(&marker_key(raw_key)).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -197,12 +300,19 @@ pub async fn is_done(store: &Arc<dyn ObjectStore>, raw_key: &str) -> Result<bool
 }
 
 /// The handler every door calls: read, normalize, publish, mark done.
-pub async fn normalize_object(store: &Arc<dyn ObjectStore>, raw_key: &str, cfg: &NormalizeConfig) -> Result<Report, NormalizeError> {
+pub async fn normalize_object(
+    store: &Arc<dyn ObjectStore>,
+    raw_key: &str,
+    cfg: &NormalizeConfig,
+) -> Result<Report, NormalizeError> {
     let format = cfg.parsed_format()?;
     let started = std::time::Instant::now();
     let bytes = async { store.get(&Path::from(raw_key)).await?.bytes().await }
         .await
-        .map_err(|source| NormalizeError::Read { key: raw_key.to_string(), source })?;
+        .map_err(|source| NormalizeError::Read {
+            key: raw_key.to_string(),
+            source,
+        })?;
     let key = raw_key.to_string();
     let cfg2 = cfg.clone();
     // Parsing and encoding are CPU-bound: keep them off the async workers.
@@ -214,28 +324,55 @@ pub async fn normalize_object(store: &Arc<dyn ObjectStore>, raw_key: &str, cfg: 
     .await;
     let (mut report, outputs) = match joined {
         Ok(x) => x,
-        Err(e) => return Err(NormalizeError::Config(format!("normalize task failed: {e}"))),
+        Err(e) => {
+            return Err(NormalizeError::Config(format!(
+                "normalize task failed: {e}"
+            )));
+        }
     };
-    let outputs = outputs.map_err(|source| NormalizeError::Write { key: raw_key.to_string(), source })?;
+    let outputs = outputs.map_err(|source| NormalizeError::Write {
+        key: raw_key.to_string(),
+        source,
+    })?;
     let published: Vec<Output> =
-        writer::publish(store, outputs).await.map_err(|source| NormalizeError::Write { key: raw_key.to_string(), source })?;
+        writer::publish(store, outputs)
+            .await
+            .map_err(|source| NormalizeError::Write {
+                key: raw_key.to_string(),
+                source,
+            })?;
     report.outputs = published.iter().map(|o| o.key.clone()).collect();
     let marker = serde_json::to_vec(&report).unwrap_or_default();
     store
         .put(&marker_key(raw_key), PutPayload::from(marker))
         .await
-        .map_err(|source| NormalizeError::Write { key: raw_key.to_string(), source: LakeError::Store(source) })?;
+        .map_err(|source| NormalizeError::Write {
+            key: raw_key.to_string(),
+            source: LakeError::Store(source),
+        })?;
     metrics::counter!("natlake_normalize_objects_total").increment(1);
     metrics::counter!("natlake_normalize_records_total").increment(report.records);
     metrics::counter!("natlake_normalize_events_total").increment(report.events);
     metrics::histogram!("natlake_normalize_seconds").record(started.elapsed().as_secs_f64());
-    tracing::info!(raw_key, records = report.records, events = report.events, rejects = report.rejects, outputs = report.outputs.len(), "normalized");
+    tracing::info!(
+        raw_key,
+        records = report.records,
+        events = report.events,
+        rejects = report.rejects,
+        outputs = report.outputs.len(),
+        "normalized"
+    );
     Ok(report)
 }
 
 /// Retries transient failures with backoff; after the last attempt the failure is recorded under
 /// `_state/dead-letter/` (never dropped silently) and returned.
-pub async fn normalize_with_retry(store: &Arc<dyn ObjectStore>, raw_key: &str, cfg: &NormalizeConfig, attempts: u32) -> Result<Report, NormalizeError> {
+pub async fn normalize_with_retry(
+    store: &Arc<dyn ObjectStore>,
+    raw_key: &str,
+    cfg: &NormalizeConfig,
+    attempts: u32,
+) -> Result<Report, NormalizeError> {
     let mut delay = std::time::Duration::from_millis(200);
     let mut attempt = 1;
     loop {
@@ -251,7 +388,10 @@ pub async fn normalize_with_retry(store: &Arc<dyn ObjectStore>, raw_key: &str, c
                 metrics::counter!("natlake_normalize_dead_letters_total").increment(1);
                 let body = serde_json::json!({"raw_key": raw_key, "error": e.to_string(), "attempts": attempt, "at": natlake_core::time::format_time(natlake_core::time::now_micros())});
                 let dl = Path::from(format!("_state/dead-letter/{raw_key}.json"));
-                if let Err(pe) = store.put(&dl, PutPayload::from(body.to_string().into_bytes())).await {
+                if let Err(pe) = store
+                    .put(&dl, PutPayload::from(body.to_string().into_bytes()))
+                    .await
+                {
                     tracing::error!(raw_key, error = %pe, "could not record dead letter");
                 }
                 tracing::error!(raw_key, error = %e, "normalize gave up; recorded as dead letter");
@@ -280,13 +420,25 @@ mod tests {
         };
         let mut w = BatchWriter::new(&header, 3).unwrap();
         for p in payloads {
-            w.push(&Record { recv_ns: 1_700_000_001_000_000_000, kind: InputKind::SyslogUdp, flags: 0, peer: Some("192.0.2.1:514".parse().unwrap()), payload: p.to_vec() }).unwrap();
+            w.push(&Record {
+                recv_ns: 1_700_000_001_000_000_000,
+                kind: InputKind::SyslogUdp,
+                flags: 0,
+                peer: Some("192.0.2.1:514".parse().unwrap()),
+                payload: p.to_vec(),
+            })
+            .unwrap();
         }
         w.finish().unwrap()
     }
 
     async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
-        let mut k: Vec<String> = store.list(Some(&Path::from(prefix))).map_ok(|m| m.location.to_string()).try_collect().await.unwrap();
+        let mut k: Vec<String> = store
+            .list(Some(&Path::from(prefix)))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
         k.sort();
         k
     }
@@ -296,30 +448,54 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let key = "raw/syslog_udp/hour=2023-11-14T22/t_b.nlraw.zst";
         let absurd = CT_NEW.replace("[1700000000.000000]", "[4102444800.000000]");
-        let obj = raw_object(&[CT_NEW.as_bytes(), b"\xff\xfe binary junk", absurd.as_bytes()]);
-        store.put(&Path::from(key), PutPayload::from(obj)).await.unwrap();
+        let obj = raw_object(&[
+            CT_NEW.as_bytes(),
+            b"\xff\xfe binary junk",
+            absurd.as_bytes(),
+        ]);
+        store
+            .put(&Path::from(key), PutPayload::from(obj))
+            .await
+            .unwrap();
         let cfg = NormalizeConfig::default();
         let r1 = normalize_object(&store, key, &cfg).await.unwrap();
         assert_eq!((r1.records, r1.events, r1.rejects), (3, 1, 2));
-        assert_eq!(r1.outputs, vec![
-            "lake/nat_events/hour=2023-11-14T22/x_net=198.51.100.0_24/t_b.parquet".to_string(),
-            "lake/rejects/hour=2023-11-14T22/t_b.parquet".to_string(),
-        ]);
+        assert_eq!(
+            r1.outputs,
+            vec![
+                "lake/nat_events/hour=2023-11-14T22/x_net=198.51.100.0_24/t_b.parquet".to_string(),
+                "lake/rejects/hour=2023-11-14T22/t_b.parquet".to_string(),
+            ]
+        );
         assert!(is_done(&store, key).await.unwrap());
         let before = keys(&store, "lake").await;
         let r2 = normalize_object(&store, key, &cfg).await.unwrap();
         assert_eq!(r1, r2, "same input, same report");
-        assert_eq!(keys(&store, "lake").await, before, "a second run writes the same keys");
+        assert_eq!(
+            keys(&store, "lake").await,
+            before,
+            "a second run writes the same keys"
+        );
     }
 
     #[test]
     fn damaged_objects_keep_what_precedes_the_damage() {
         let obj = raw_object(&[CT_NEW.as_bytes(), CT_NEW.as_bytes()]);
         let cut = &obj[..obj.len() - 8];
-        let n = normalize_bytes("raw/k.nlraw.zst", cut, Format::Auto, &NormalizeConfig::default());
+        let n = normalize_bytes(
+            "raw/k.nlraw.zst",
+            cut,
+            Format::Auto,
+            &NormalizeConfig::default(),
+        );
         assert!(n.report.damage.is_some(), "{:?}", n.report);
         assert_eq!(n.rejects.len(), 1, "the damage is one reject");
-        let n = normalize_bytes("raw/k.nlraw.zst", b"definitely not zstd", Format::Auto, &NormalizeConfig::default());
+        let n = normalize_bytes(
+            "raw/k.nlraw.zst",
+            b"definitely not zstd",
+            Format::Auto,
+            &NormalizeConfig::default(),
+        );
         assert_eq!((n.rows.len(), n.rejects.len()), (0, 1));
         assert_eq!(n.rejects[0].payload, b"definitely not zstd");
         assert!(n.rejects[0].reason.starts_with("unreadable raw object"));

@@ -12,7 +12,12 @@ use object_store::ObjectStore;
 use crate::events::{StoreScope, raw_keys};
 use crate::handler::{NormalizeConfig, Report, normalize_object};
 
-pub async fn handle(store: &Arc<dyn ObjectStore>, scope: &StoreScope, cfg: &NormalizeConfig, event: S3Event) -> Result<Vec<Report>, Error> {
+pub async fn handle(
+    store: &Arc<dyn ObjectStore>,
+    scope: &StoreScope,
+    cfg: &NormalizeConfig,
+    event: S3Event,
+) -> Result<Vec<Report>, Error> {
     let keys = raw_keys(&event, scope)?;
     let mut reports = Vec::with_capacity(keys.len());
     for key in keys {
@@ -22,8 +27,14 @@ pub async fn handle(store: &Arc<dyn ObjectStore>, scope: &StoreScope, cfg: &Norm
 }
 
 /// Runs the Lambda runtime loop. The store and config are built once per cold start.
-pub async fn run(store: Arc<dyn ObjectStore>, scope: StoreScope, cfg: NormalizeConfig) -> Result<(), Error> {
+pub async fn run(
+    store: Arc<dyn ObjectStore>,
+    scope: StoreScope,
+    cfg: NormalizeConfig,
+) -> Result<(), Error> {
     let (store, scope, cfg) = (&store, &scope, &cfg);
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<S3Event>| async move { handle(store, scope, cfg, ev.payload).await }))
-        .await
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<S3Event>| async move {
+        handle(store, scope, cfg, ev.payload).await
+    }))
+    .await
 }

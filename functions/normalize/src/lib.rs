@@ -12,4 +12,6 @@ pub mod lambda;
 pub mod scan;
 pub mod service;
 
-pub use handler::{NormalizeConfig, NormalizeError, Report, normalize_object, normalize_with_retry};
+pub use handler::{
+    NormalizeConfig, NormalizeError, Report, normalize_object, normalize_with_retry,
+};

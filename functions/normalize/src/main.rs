@@ -11,7 +11,11 @@ use natlake_normalize::service::{Normalizer, router};
 use natlake_normalize::{NormalizeConfig, lambda};
 
 #[derive(Parser)]
-#[command(name = "normalize", version, about = "natlake normalize function: raw batches into the Parquet lake")]
+#[command(
+    name = "normalize",
+    version,
+    about = "natlake normalize function: raw batches into the Parquet lake"
+)]
 struct Cli {
     /// Store URL: file:///abs/dir, s3://bucket[/prefix] (endpoint and credentials from AWS_* variables).
     #[arg(long, env = "NATLAKE_STORE", global = true)]
@@ -44,7 +48,9 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    s.parse::<humantime::Duration>().map(Into::into).map_err(|e| e.to_string())
+    s.parse::<humantime::Duration>()
+        .map(Into::into)
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -60,20 +66,38 @@ async fn main() -> anyhow::Result<()> {
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let store = natlake_store::open(&url, &Default::default())?;
     let scope = StoreScope::from_url(&url);
-    let cfg = NormalizeConfig { format: cli.format, ..NormalizeConfig::default() };
+    let cfg = NormalizeConfig {
+        format: cli.format,
+        ..NormalizeConfig::default()
+    };
     cfg.parsed_format()?;
     match cli.door {
-        Door::Lambda => lambda::run(store, scope, cfg).await.map_err(|e| anyhow::anyhow!(e)),
-        Door::Serve { listen, poll, workers } => {
+        Door::Lambda => lambda::run(store, scope, cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!(e)),
+        Door::Serve {
+            listen,
+            poll,
+            workers,
+        } => {
             let prom = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
             let n = Normalizer::start(store, scope, cfg, workers);
             if !poll.is_zero() {
                 tokio::spawn(n.clone().poll_forever(poll));
             }
-            let app = router(n).route("/metrics", axum::routing::get(move || std::future::ready(prom.render())));
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            let app = router(n)
+                .route("/healthz", axum::routing::get(|| async { "ok" }))
+                .route(
+                    "/metrics",
+                    axum::routing::get(move || std::future::ready(prom.render())),
+                );
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
             tracing::info!(%listen, %url, "normalize service listening");
-            axum::serve(listener, app).with_graceful_shutdown(natlake_core::runtime::shutdown_signal()).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(natlake_core::runtime::shutdown_signal())
+                .await?;
             Ok(())
         }
     }

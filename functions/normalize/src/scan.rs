@@ -19,17 +19,30 @@ pub async fn raw_keys(
     let mut keys = Vec::new();
     // raw/<kind>/hour=H/ : walk kinds and hours with delimiters so a time range lists only its hours.
     let kinds = if prefix == "raw" {
-        store.list_with_delimiter(Some(&Path::from("raw"))).await?.common_prefixes
+        store
+            .list_with_delimiter(Some(&Path::from("raw")))
+            .await?
+            .common_prefixes
     } else {
         vec![Path::from(prefix)]
     };
     for kind in kinds {
-        let hours = store.list_with_delimiter(Some(&kind)).await?.common_prefixes;
+        let hours = store
+            .list_with_delimiter(Some(&kind))
+            .await?
+            .common_prefixes;
         let leaf = hours.is_empty();
         let dirs = if leaf { vec![kind.clone()] } else { hours };
         for dir in dirs {
-            let label = dir.filename().and_then(|f| f.strip_prefix("hour=")).unwrap_or("").to_string();
-            if !label.is_empty() && (since.is_some_and(|s| label.as_str() < s) || until.is_some_and(|u| label.as_str() > u)) {
+            let label = dir
+                .filename()
+                .and_then(|f| f.strip_prefix("hour="))
+                .unwrap_or("")
+                .to_string();
+            if !label.is_empty()
+                && (since.is_some_and(|s| label.as_str() < s)
+                    || until.is_some_and(|u| label.as_str() > u))
+            {
                 continue;
             }
             let mut found: Vec<String> = store

@@ -13,7 +13,7 @@ use aws_lambda_events::s3::S3Event;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use object_store::ObjectStore;
 use tokio::sync::mpsc;
@@ -37,7 +37,12 @@ const ATTEMPTS: u32 = 5;
 
 impl Normalizer {
     /// Starts `workers` normalize workers; returns the handle used to enqueue keys.
-    pub fn start(store: Arc<dyn ObjectStore>, scope: StoreScope, cfg: NormalizeConfig, workers: usize) -> Self {
+    pub fn start(
+        store: Arc<dyn ObjectStore>,
+        scope: StoreScope,
+        cfg: NormalizeConfig,
+        workers: usize,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<String>(QUEUE);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for _ in 0..workers.max(1) {
@@ -51,7 +56,12 @@ impl Normalizer {
                 }
             });
         }
-        Self { store, scope, cfg, queue: tx }
+        Self {
+            store,
+            scope,
+            cfg,
+            queue: tx,
+        }
     }
 
     /// Enqueues a key without waiting; false when the queue is full.
@@ -76,7 +86,11 @@ impl Normalizer {
         let mut seen: HashSet<String> = HashSet::new();
         let mut first = true;
         loop {
-            let since = if first { None } else { Some(natlake_raw::key::hour_label(now_secs() - 3600)) };
+            let since = if first {
+                None
+            } else {
+                Some(natlake_raw::key::hour_label(now_secs() - 3600))
+            };
             match scan::raw_keys(&self.store, "raw", since.as_deref(), None).await {
                 Ok(keys) => {
                     for key in keys {
@@ -95,7 +109,8 @@ impl Normalizer {
                     }
                     first = false;
                     // Forget keys older than the window the next pass lists: bounded memory.
-                    let cutoff = format!("hour={}", natlake_raw::key::hour_label(now_secs() - 7200));
+                    let cutoff =
+                        format!("hour={}", natlake_raw::key::hour_label(now_secs() - 7200));
                     seen.retain(|k| k.split('/').nth(2).is_some_and(|h| h >= cutoff.as_str()));
                 }
                 Err(e) => {
@@ -115,22 +130,33 @@ fn now_secs() -> i64 {
 async fn notify(State(n): State<Normalizer>, Json(event): Json<S3Event>) -> impl IntoResponse {
     let keys = match raw_keys(&event, &n.scope) {
         Ok(k) => k,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": e.to_string()}))),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": e.to_string()})),
+            );
+        }
     };
     let mut queued = 0;
     for key in keys {
         if !n.try_enqueue(key) {
-            return (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": "queue full, retry later", "queued": queued})));
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"error": "queue full, retry later", "queued": queued})),
+            );
         }
         queued += 1;
     }
-    (StatusCode::ACCEPTED, Json(serde_json::json!({"queued": queued})))
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"queued": queued})),
+    )
 }
 
-/// HTTP routes of the normalize service.
+/// HTTP routes of the normalize service (merged with the lookup API's in `natlake up`, which
+/// serves `/healthz` itself).
 pub fn router(n: Normalizer) -> Router {
     Router::new()
         .route("/v1/notify", post(notify))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(n)
 }

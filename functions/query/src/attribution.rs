@@ -18,7 +18,8 @@ pub struct Question {
     pub protocol: Option<u8>,
     /// Tolerance around `at` for clock skew between the logger and whoever reports the abuse.
     pub window: Micros,
-    /// How far before `at` to look for the event that opened the mapping.
+    /// How far before `at` to look for the event that opened the mapping (and after it for the
+    /// one that closed it).
     pub lookback: Micros,
 }
 
@@ -41,7 +42,12 @@ pub(crate) const NAT_COLUMNS: &str = "epoch_us(time), event, protocol, src_ip, s
 
 /// The rows of the given files that concern ip:port (single ports, port blocks containing it,
 /// and address-level bindings), at or before `until`.
-fn fetch_rows(conn: &duckdb::Connection, files: &[PathBuf], q: &Question, until: Micros) -> Result<Vec<NatRow>, QueryError> {
+fn fetch_rows(
+    conn: &duckdb::Connection,
+    files: &[PathBuf],
+    q: &Question,
+    until: Micros,
+) -> Result<Vec<NatRow>, QueryError> {
     let sql = format!(
         "SELECT {NAT_COLUMNS} FROM read_parquet({}, union_by_name = true) \
          WHERE x_ip = ? AND (x_port IS NULL OR (x_port <= ? AND coalesce(x_port_end, x_port) >= ?)) \
@@ -52,7 +58,10 @@ fn fetch_rows(conn: &duckdb::Connection, files: &[PathBuf], q: &Question, until:
     let mut stmt = conn.prepare(&sql)?;
     let proto = q.protocol.map(i16::from);
     let port = i32::from(q.port);
-    let rows = stmt.query_map(duckdb::params![q.ip.to_string(), port, port, proto, proto, until], row_to_nat)?;
+    let rows = stmt.query_map(
+        duckdb::params![q.ip.to_string(), port, port, proto, proto, until],
+        row_to_nat,
+    )?;
     let mut out = Vec::new();
     for r in rows {
         if let Some(r) = r? {
@@ -68,12 +77,18 @@ pub(crate) fn row_to_nat(row: &duckdb::Row<'_>) -> duckdb::Result<Option<NatRow>
     let ip = |s: Option<String>| s.and_then(|s| s.parse::<IpAddr>().ok());
     let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
     let event: Option<String> = row.get(1)?;
-    let Some(event) = event.as_deref().and_then(NatEventKind::parse) else { return Ok(None) };
-    let Some(x_ip) = ip(row.get(5)?) else { return Ok(None) };
+    let Some(event) = event.as_deref().and_then(NatEventKind::parse) else {
+        return Ok(None);
+    };
+    let Some(x_ip) = ip(row.get(5)?) else {
+        return Ok(None);
+    };
     Ok(Some(NatRow {
         time: row.get(0)?,
         event,
-        protocol: row.get::<_, Option<i16>>(2)?.and_then(|p| u8::try_from(p).ok()),
+        protocol: row
+            .get::<_, Option<i16>>(2)?
+            .and_then(|p| u8::try_from(p).ok()),
         src_ip: ip(row.get(3)?),
         src_port: port(row.get(4)?),
         x_ip,
@@ -87,7 +102,10 @@ pub(crate) fn row_to_nat(row: &duckdb::Row<'_>) -> duckdb::Result<Option<NatRow>
         end_time: row.get(13)?,
         subscriber: row.get(14)?,
         raw_key: row.get::<_, Option<String>>(15)?.unwrap_or_default(),
-        raw_record: row.get::<_, Option<i64>>(16)?.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+        raw_record: row
+            .get::<_, Option<i64>>(16)?
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0),
     }))
 }
 
@@ -109,7 +127,10 @@ pub(crate) fn read_resilient<T>(
             for (key, path) in files {
                 match read(std::slice::from_ref(path)) {
                     Ok(mut r) => rows.append(&mut r),
-                    Err(e) => errors.push(ObjectError { key: key.clone(), error: e.to_string() }),
+                    Err(e) => errors.push(ObjectError {
+                        key: key.clone(),
+                        error: e.to_string(),
+                    }),
                 }
             }
             rows
@@ -120,22 +141,35 @@ pub(crate) fn read_resilient<T>(
 /// Answers one question.
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
     if q.window < 0 || q.window > 3_600_000_000 {
-        return Err(QueryError::BadRequest("window must be between 0 and 3600 seconds".into()));
+        return Err(QueryError::BadRequest(
+            "window must be between 0 and 3600 seconds".into(),
+        ));
     }
     let from = q.at - q.lookback - q.window;
-    let until = q.at + q.window;
-    let objects = lake.partition_objects(Table::NatEvents, q.ip, from, until).await?;
+    // Rows after `at` are read too, so an interval that was open at `at` gets its real end
+    // (the delete) rather than looking open; intervals that begin after the window are
+    // discarded by the attribution rule.
+    let until = q.at + q.window + q.lookback;
+    let objects = lake
+        .partition_objects(Table::NatEvents, q.ip, from, until)
+        .await?;
     let (files, mut errors) = lake.local_paths(&objects).await;
     let scratch = lake.scratch.clone();
     let q2 = q.clone();
     let (rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
         let conn = duck::connect(&scratch)?;
-        let rows = read_resilient(&files, &mut errors, |paths| fetch_rows(&conn, paths, &q2, until));
+        let rows = read_resilient(&files, &mut errors, |paths| {
+            fetch_rows(&conn, paths, &q2, until)
+        });
         Ok((rows, errors))
     })
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))??;
     let range_start = natlake_core::lake::layout::hour_start(from) * 1_000_000;
     let ivs = correlate::intervals(rows, range_start);
-    Ok(Answer { attribution: correlate::attribute(ivs, q.at, q.window), objects: objects.len(), errors })
+    Ok(Answer {
+        attribution: correlate::attribute(ivs, q.at, q.window),
+        objects: objects.len(),
+        errors,
+    })
 }

@@ -25,6 +25,9 @@ pub fn quote(s: &str) -> String {
 
 /// `['a', 'b']` for read_parquet.
 pub fn path_list<'a>(paths: impl IntoIterator<Item = &'a Path>) -> String {
-    let items: Vec<String> = paths.into_iter().map(|p| quote(&p.display().to_string())).collect();
+    let items: Vec<String> = paths
+        .into_iter()
+        .map(|p| quote(&p.display().to_string()))
+        .collect();
     format!("[{}]", items.join(", "))
 }

@@ -27,12 +27,20 @@ pub struct Lake {
 impl Lake {
     /// Opens the lake at a store URL. `scratch` holds DuckDB's temp files and the object cache.
     pub fn open(url: &str, scratch: &FsPath) -> Result<Self, QueryError> {
-        let store = natlake_store::open(url, &Default::default()).map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        let local_root = url::Url::parse(url).ok().filter(|u| u.scheme() == "file").and_then(|u| u.to_file_path().ok());
+        let store = natlake_store::open(url, &Default::default())
+            .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let local_root = url::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok());
         Ok(Self::with_store(store, local_root, scratch))
     }
 
-    pub fn with_store(store: Arc<dyn ObjectStore>, local_root: Option<PathBuf>, scratch: &FsPath) -> Self {
+    pub fn with_store(
+        store: Arc<dyn ObjectStore>,
+        local_root: Option<PathBuf>,
+        scratch: &FsPath,
+    ) -> Self {
         Self {
             store,
             local_root,
@@ -48,15 +56,26 @@ impl Lake {
 
     /// The Parquet objects of `table` for the public address `ip` in the hours covering
     /// [from, to]. Lists only those partitions' prefixes.
-    pub async fn partition_objects(&self, table: Table, ip: std::net::IpAddr, from: Micros, to: Micros) -> Result<Vec<ObjectMeta>, QueryError> {
-        let dirs: Vec<String> = layout::hours_between(from, to).map(|h| layout::partition_dir(table, h, Some(ip))).collect();
+    pub async fn partition_objects(
+        &self,
+        table: Table,
+        ip: std::net::IpAddr,
+        from: Micros,
+        to: Micros,
+    ) -> Result<Vec<ObjectMeta>, QueryError> {
+        let dirs: Vec<String> = layout::hours_between(from, to)
+            .map(|h| layout::partition_dir(table, h, Some(ip)))
+            .collect();
         let lists = dirs.iter().map(|d| {
             let p = Path::from(d.as_str());
             async move { self.store.list(Some(&p)).try_collect::<Vec<_>>().await }
         });
         let mut out = Vec::new();
         for r in futures::future::join_all(lists).await {
-            out.extend(r?.into_iter().filter(|m| m.location.as_ref().ends_with(".parquet")));
+            out.extend(
+                r?.into_iter()
+                    .filter(|m| m.location.as_ref().ends_with(".parquet")),
+            );
         }
         out.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(out)
@@ -64,13 +83,28 @@ impl Lake {
 
     /// Local paths for objects: in place on `file://`, fetched into the cache otherwise.
     /// Objects that cannot be fetched are returned as errors alongside the paths that could.
-    pub async fn local_paths(&self, objects: &[ObjectMeta]) -> (Vec<(String, PathBuf)>, Vec<ObjectError>) {
+    pub async fn local_paths(
+        &self,
+        objects: &[ObjectMeta],
+    ) -> (Vec<(String, PathBuf)>, Vec<ObjectError>) {
         if let Some(root) = &self.local_root {
-            return (objects.iter().map(|m| (m.location.to_string(), root.join(m.location.as_ref()))).collect(), Vec::new());
+            return (
+                objects
+                    .iter()
+                    .map(|m| (m.location.to_string(), root.join(m.location.as_ref())))
+                    .collect(),
+                Vec::new(),
+            );
         }
         let fetches = objects.iter().map(|m| async move {
             let key = m.location.to_string();
-            self.fetch(m).await.map(|p| (key.clone(), p)).map_err(|e| ObjectError { key, error: e.to_string() })
+            self.fetch(m)
+                .await
+                .map(|p| (key.clone(), p))
+                .map_err(|e| ObjectError {
+                    key,
+                    error: e.to_string(),
+                })
         });
         let mut ok = Vec::new();
         let mut bad = Vec::new();
@@ -90,7 +124,9 @@ impl Lake {
         // Lake objects are immutable once written except for idempotent rewrites, which keep
         // their size only if identical: size + mtime in the name keeps stale copies out.
         let stamp = format!("{}-{}", meta.size, meta.last_modified.timestamp_micros());
-        let path = self.cache_dir.join(format!("{}.{stamp}", meta.location.as_ref()));
+        let path = self
+            .cache_dir
+            .join(format!("{}.{stamp}", meta.location.as_ref()));
         if tokio::fs::metadata(&path).await.is_ok() {
             return Ok(path);
         }
@@ -112,7 +148,9 @@ impl Lake {
             let mut files = Vec::new();
             let mut stack = vec![dir];
             while let Some(d) = stack.pop() {
-                let Ok(rd) = std::fs::read_dir(&d) else { continue };
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
                 for e in rd.flatten() {
                     let Ok(md) = e.metadata() else { continue };
                     if md.is_dir() {

@@ -80,7 +80,11 @@ pub struct SessionsPage {
     pub errors: Vec<ObjectError>,
 }
 
-fn fetch(conn: &duckdb::Connection, files: &[PathBuf], q: &SessionsQuery) -> Result<Vec<NatRow>, QueryError> {
+fn fetch(
+    conn: &duckdb::Connection,
+    files: &[PathBuf],
+    q: &SessionsQuery,
+) -> Result<Vec<NatRow>, QueryError> {
     let sql = format!(
         "SELECT {NAT_COLUMNS} FROM read_parquet({}, union_by_name = true) \
          WHERE x_ip = ? AND (?::INTEGER IS NULL OR (x_port <= ?::INTEGER AND coalesce(x_port_end, x_port) >= ?::INTEGER)) \
@@ -90,7 +94,18 @@ fn fetch(conn: &duckdb::Connection, files: &[PathBuf], q: &SessionsQuery) -> Res
     );
     let mut stmt = conn.prepare(&sql)?;
     let port = q.x_port.map(i32::from);
-    let rows = stmt.query_map(duckdb::params![q.x_ip.to_string(), port, port, port, q.after, q.before, (q.offset + q.limit + 1) as i64], row_to_nat)?;
+    let rows = stmt.query_map(
+        duckdb::params![
+            q.x_ip.to_string(),
+            port,
+            port,
+            port,
+            q.after,
+            q.before,
+            (q.offset + q.limit + 1) as i64
+        ],
+        row_to_nat,
+    )?;
     let mut out = Vec::new();
     for r in rows {
         if let Some(r) = r? {
@@ -102,15 +117,23 @@ fn fetch(conn: &duckdb::Connection, files: &[PathBuf], q: &SessionsQuery) -> Res
 
 pub async fn sessions(lake: &Lake, q: &SessionsQuery) -> Result<SessionsPage, QueryError> {
     if q.before <= q.after {
-        return Err(QueryError::BadRequest("timestamp_lt must be after timestamp_gt".into()));
+        return Err(QueryError::BadRequest(
+            "timestamp_lt must be after timestamp_gt".into(),
+        ));
     }
     if q.before - q.after > MAX_RANGE {
-        return Err(QueryError::BadRequest("time range longer than 31 days; split the request".into()));
+        return Err(QueryError::BadRequest(
+            "time range longer than 31 days; split the request".into(),
+        ));
     }
     if q.limit == 0 || q.limit > MAX_LIMIT {
-        return Err(QueryError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(QueryError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
     }
-    let objects = lake.partition_objects(Table::NatEvents, q.x_ip, q.after, q.before).await?;
+    let objects = lake
+        .partition_objects(Table::NatEvents, q.x_ip, q.after, q.before)
+        .await?;
     let (files, mut errors) = lake.local_paths(&objects).await;
     let scratch = lake.scratch.clone();
     let q2 = q.clone();
@@ -119,13 +142,27 @@ pub async fn sessions(lake: &Lake, q: &SessionsQuery) -> Result<SessionsPage, Qu
         let mut rows = read_resilient(&files, &mut errors, |paths| fetch(&conn, paths, &q2));
         // Per-file fallback loses the global order; restore it. Each file returned at most
         // offset + limit + 1 rows, so the page and whether more follow are still exact.
-        rows.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.raw_key.cmp(&b.raw_key)).then(a.raw_record.cmp(&b.raw_record)));
+        rows.sort_by(|a, b| {
+            a.time
+                .cmp(&b.time)
+                .then_with(|| a.raw_key.cmp(&b.raw_key))
+                .then(a.raw_record.cmp(&b.raw_record))
+        });
         Ok((rows, errors))
     })
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))??;
     let total = rows.len();
-    let page: Vec<SessionRow> = rows.into_iter().skip(q.offset).take(q.limit).map(SessionRow::from).collect();
+    let page: Vec<SessionRow> = rows
+        .into_iter()
+        .skip(q.offset)
+        .take(q.limit)
+        .map(SessionRow::from)
+        .collect();
     let next_offset = (q.offset + page.len() < total).then_some(q.offset + page.len());
-    Ok(SessionsPage { rows: page, next_offset, errors })
+    Ok(SessionsPage {
+        rows: page,
+        next_offset,
+        errors,
+    })
 }

@@ -34,7 +34,9 @@ impl OutputFormat {
 fn has_parquet(dir: &Path) -> bool {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -59,22 +61,38 @@ fn sql_type<R>(c: &Column<R>) -> &'static str {
 }
 
 fn empty_view<R>(name: &str, cols: &[Column<R>]) -> String {
-    let items: Vec<String> = cols.iter().map(|c| format!("NULL::{} AS {}", sql_type(c), c.name)).collect();
-    format!("CREATE OR REPLACE VIEW {name} AS SELECT {} WHERE false;", items.join(", "))
+    let items: Vec<String> = cols
+        .iter()
+        .map(|c| format!("NULL::{} AS {}", sql_type(c), c.name))
+        .collect();
+    format!(
+        "CREATE OR REPLACE VIEW {name} AS SELECT {} WHERE false;",
+        items.join(", ")
+    )
 }
 
 /// Opens DuckDB with the views over a local lake root (a `file://` store's directory, or a
 /// local mirror of a remote lake).
 pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryError> {
     let conn = duck::connect(scratch)?;
-    conn.execute_batch(&format!("SET VARIABLE natlake_lake = {};", duck::quote(&root.display().to_string())))?;
-    // Run views.sql statement by statement; a table without objects gets an empty typed view.
-    for stmt in VIEWS_SQL.split(';') {
-        let body: String = stmt.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+    conn.execute_batch(&format!(
+        "SET VARIABLE natlake_lake = {};",
+        duck::quote(&root.display().to_string())
+    ))?;
+    // Run views.sql statement by statement (comments first: they contain example statements);
+    // a table without objects gets an empty typed view.
+    let code: String = VIEWS_SQL
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for body in code.split(';') {
         if body.trim().is_empty() {
             continue;
         }
-        let table = Table::ALL.into_iter().find(|t| body.contains(&format!("VIEW {} AS", t.as_str())));
+        let table = Table::ALL
+            .into_iter()
+            .find(|t| body.contains(&format!("VIEW {} AS", t.as_str())));
         if let Some(t) = table {
             if !has_parquet(&root.join("lake").join(t.as_str())) {
                 let sql = match columns::event_columns(t) {
@@ -85,14 +103,22 @@ pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryE
                 continue;
             }
         }
-        conn.execute_batch(&body)?;
+        conn.execute_batch(body)?;
     }
     Ok(conn)
 }
 
 /// Runs SQL text (one or more statements; the last one's result is returned).
 pub fn run(conn: &Connection, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-    let stmts: Vec<&str> = sql.split(';').filter(|s| !s.trim().is_empty() && !s.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))).collect();
+    let stmts: Vec<&str> = sql
+        .split(';')
+        .filter(|s| {
+            !s.trim().is_empty()
+                && !s
+                    .lines()
+                    .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
+        })
+        .collect();
     let Some((last, before)) = stmts.split_last() else {
         return Err(QueryError::BadRequest("no SQL statement given".into()));
     };
@@ -107,7 +133,9 @@ pub fn run(conn: &Connection, sql: &str) -> Result<Vec<RecordBatch>, QueryError>
 pub fn render(batches: &[RecordBatch], fmt: OutputFormat) -> Result<String, QueryError> {
     let err = |e: arrow::error::ArrowError| QueryError::Internal(e.to_string());
     match fmt {
-        OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches).map_err(err)?.to_string()),
+        OutputFormat::Table => Ok(arrow::util::pretty::pretty_format_batches(batches)
+            .map_err(err)?
+            .to_string()),
         OutputFormat::Csv => {
             let mut buf = Vec::new();
             {

@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryBuilder, Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::model::{Event, Micros, Reject, Row, Table};
@@ -54,7 +57,8 @@ impl<R> Column<R> {
     pub fn build(&self, rows: &[&R]) -> ArrayRef {
         match &self.get {
             Get::Time(f) => {
-                let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+                let mut b =
+                    TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
                 rows.iter().for_each(|r| b.append_option(f(r)));
                 Arc::new(b.finish())
             }
@@ -63,7 +67,11 @@ impl<R> Column<R> {
                 let mut buf = String::with_capacity(64);
                 for r in rows {
                     buf.clear();
-                    if f(r, &mut buf) { b.append_value(&buf) } else { b.append_null() }
+                    if f(r, &mut buf) {
+                        b.append_value(&buf)
+                    } else {
+                        b.append_null()
+                    }
                 }
                 Arc::new(b.finish())
             }
@@ -92,7 +100,11 @@ impl<R> Column<R> {
 }
 
 pub fn schema_of<R>(cols: &[Column<R>]) -> SchemaRef {
-    Arc::new(Schema::new(cols.iter().map(|c| Field::new(c.name, c.data_type(), true)).collect::<Vec<_>>()))
+    Arc::new(Schema::new(
+        cols.iter()
+            .map(|c| Field::new(c.name, c.data_type(), true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 fn ip(buf: &mut String, v: Option<IpAddr>) -> bool {
@@ -177,34 +189,126 @@ macro_rules! fw_s {
 /// Columns every event table ends with: envelope and provenance.
 fn common() -> Vec<Column<Row>> {
     vec![
-        Column { name: "recv_time", doc: "When the relay received the record", get: Get::Time(|r: &Row| Some(r.envelope.recv_time)) },
-        Column { name: "device", doc: "Device that logged it: syslog HOSTNAME, else the sender's address", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.device.as_deref())) },
-        Column { name: "format", doc: "Parser that produced the row (conntrack, goflow2, iptables, …)", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(r.envelope.format))) },
-        Column { name: "subscriber", doc: "Subscriber id from enrichment, when known", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.subscriber.as_deref())) },
-        Column { name: "raw_key", doc: "Provenance: key of the raw object the row came from", get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))) },
-        Column { name: "raw_record", doc: "Provenance: index of the record in that raw object (0-based)", get: Get::I64(|r: &Row| Some(r.provenance.raw_record as i64)) },
+        Column {
+            name: "recv_time",
+            doc: "When the relay received the record",
+            get: Get::Time(|r: &Row| Some(r.envelope.recv_time)),
+        },
+        Column {
+            name: "device",
+            doc: "Device that logged it: syslog HOSTNAME, else the sender's address",
+            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.device.as_deref())),
+        },
+        Column {
+            name: "format",
+            doc: "Parser that produced the row (conntrack, goflow2, iptables, …)",
+            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(r.envelope.format))),
+        },
+        Column {
+            name: "subscriber",
+            doc: "Subscriber id from enrichment, when known",
+            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.subscriber.as_deref())),
+        },
+        Column {
+            name: "raw_key",
+            doc: "Provenance: key of the raw object the row came from",
+            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))),
+        },
+        Column {
+            name: "raw_record",
+            doc: "Provenance: index of the record in that raw object (0-based)",
+            get: Get::I64(|r: &Row| Some(r.provenance.raw_record as i64)),
+        },
     ]
 }
 
 pub fn nat_events() -> Vec<Column<Row>> {
     let mut v = vec![
-        Column { name: "time", doc: "Event time (device clock when it logs one, else receive time), UTC", get: Get::Time(|r: &Row| Some(r.event.time())) },
-        Column { name: "event", doc: "session_create, session_delete, port_block_alloc, port_block_release, port_block_interim, address_bind, address_release, mapping_observed", get: Get::Str(nat_s!(r, b, e => opt_str(b, e.event.map(|k| k.as_str())))) },
-        Column { name: "protocol", doc: "IANA protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)", get: Get::I16(nat!(r, e => e.protocol.map(i16::from))) },
-        Column { name: "src_ip", doc: "Inside (private, pre-NAT) address", get: Get::Str(nat_s!(r, b, e => ip(b, e.src_ip))) },
-        Column { name: "src_port", doc: "Inside port", get: Get::I32(nat!(r, e => port(e.src_port))) },
-        Column { name: "x_ip", doc: "Public (translated, post-NAT) address", get: Get::Str(nat_s!(r, b, e => ip(b, e.x_ip))) },
-        Column { name: "x_port", doc: "Public port; first port of a port block", get: Get::I32(nat!(r, e => port(e.x_port))) },
-        Column { name: "x_port_end", doc: "Last port of a port block (inclusive); null for single ports", get: Get::I32(nat!(r, e => port(e.x_port_end))) },
-        Column { name: "dst_ip", doc: "Destination address, when the device logs it", get: Get::Str(nat_s!(r, b, e => ip(b, e.dst_ip))) },
-        Column { name: "dst_port", doc: "Destination port", get: Get::I32(nat!(r, e => port(e.dst_port))) },
-        Column { name: "vrf", doc: "VRF / routing instance / conntrack zone as the device names it", get: Get::Str(nat_s!(r, b, e => opt_str(b, e.vrf.as_deref()))) },
-        Column { name: "direction", doc: "out (inside to outside) or in", get: Get::Str(nat_s!(r, b, e => opt_str(b, e.direction))) },
-        Column { name: "end_time", doc: "End of an observed mapping (flows) or the device's session end", get: Get::Time(nat!(r, e => e.end_time)) },
-        Column { name: "bytes_out", doc: "Bytes inside to outside (conntrack orig counters)", get: Get::I64(nat!(r, e => count(e.bytes_out))) },
-        Column { name: "bytes_in", doc: "Bytes outside to inside (conntrack reply counters)", get: Get::I64(nat!(r, e => count(e.bytes_in))) },
-        Column { name: "packets_out", doc: "Packets inside to outside", get: Get::I64(nat!(r, e => count(e.packets_out))) },
-        Column { name: "packets_in", doc: "Packets outside to inside", get: Get::I64(nat!(r, e => count(e.packets_in))) },
+        Column {
+            name: "time",
+            doc: "Event time (device clock when it logs one, else receive time), UTC",
+            get: Get::Time(|r: &Row| Some(r.event.time())),
+        },
+        Column {
+            name: "event",
+            doc: "session_create, session_delete, port_block_alloc, port_block_release, port_block_interim, address_bind, address_release, mapping_observed",
+            get: Get::Str(nat_s!(r, b, e => opt_str(b, e.event.map(|k| k.as_str())))),
+        },
+        Column {
+            name: "protocol",
+            doc: "IANA protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)",
+            get: Get::I16(nat!(r, e => e.protocol.map(i16::from))),
+        },
+        Column {
+            name: "src_ip",
+            doc: "Inside (private, pre-NAT) address",
+            get: Get::Str(nat_s!(r, b, e => ip(b, e.src_ip))),
+        },
+        Column {
+            name: "src_port",
+            doc: "Inside port",
+            get: Get::I32(nat!(r, e => port(e.src_port))),
+        },
+        Column {
+            name: "x_ip",
+            doc: "Public (translated, post-NAT) address",
+            get: Get::Str(nat_s!(r, b, e => ip(b, e.x_ip))),
+        },
+        Column {
+            name: "x_port",
+            doc: "Public port; first port of a port block",
+            get: Get::I32(nat!(r, e => port(e.x_port))),
+        },
+        Column {
+            name: "x_port_end",
+            doc: "Last port of a port block (inclusive); null for single ports",
+            get: Get::I32(nat!(r, e => port(e.x_port_end))),
+        },
+        Column {
+            name: "dst_ip",
+            doc: "Destination address, when the device logs it",
+            get: Get::Str(nat_s!(r, b, e => ip(b, e.dst_ip))),
+        },
+        Column {
+            name: "dst_port",
+            doc: "Destination port",
+            get: Get::I32(nat!(r, e => port(e.dst_port))),
+        },
+        Column {
+            name: "vrf",
+            doc: "VRF / routing instance / conntrack zone as the device names it",
+            get: Get::Str(nat_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
+        },
+        Column {
+            name: "direction",
+            doc: "out (inside to outside) or in",
+            get: Get::Str(nat_s!(r, b, e => opt_str(b, e.direction))),
+        },
+        Column {
+            name: "end_time",
+            doc: "End of an observed mapping (flows) or the device's session end",
+            get: Get::Time(nat!(r, e => e.end_time)),
+        },
+        Column {
+            name: "bytes_out",
+            doc: "Bytes inside to outside (conntrack orig counters)",
+            get: Get::I64(nat!(r, e => count(e.bytes_out))),
+        },
+        Column {
+            name: "bytes_in",
+            doc: "Bytes outside to inside (conntrack reply counters)",
+            get: Get::I64(nat!(r, e => count(e.bytes_in))),
+        },
+        Column {
+            name: "packets_out",
+            doc: "Packets inside to outside",
+            get: Get::I64(nat!(r, e => count(e.packets_out))),
+        },
+        Column {
+            name: "packets_in",
+            doc: "Packets outside to inside",
+            get: Get::I64(nat!(r, e => count(e.packets_in))),
+        },
     ];
     v.extend(common());
     v
@@ -212,24 +316,96 @@ pub fn nat_events() -> Vec<Column<Row>> {
 
 pub fn flows() -> Vec<Column<Row>> {
     let mut v = vec![
-        Column { name: "time", doc: "Flow start, UTC", get: Get::Time(|r: &Row| Some(r.event.time())) },
-        Column { name: "end_time", doc: "Flow end, UTC", get: Get::Time(flow!(r, e => e.end_time)) },
-        Column { name: "protocol", doc: "IANA protocol number", get: Get::I16(flow!(r, e => e.protocol.map(i16::from))) },
-        Column { name: "src_ip", doc: "Source address (pre-NAT)", get: Get::Str(flow_s!(r, b, e => ip(b, e.src_ip))) },
-        Column { name: "src_port", doc: "Source port", get: Get::I32(flow!(r, e => port(e.src_port))) },
-        Column { name: "dst_ip", doc: "Destination address", get: Get::Str(flow_s!(r, b, e => ip(b, e.dst_ip))) },
-        Column { name: "dst_port", doc: "Destination port", get: Get::I32(flow!(r, e => port(e.dst_port))) },
-        Column { name: "post_nat_src_ip", doc: "Source address after NAT (IPFIX IE 225/281)", get: Get::Str(flow_s!(r, b, e => ip(b, e.post_nat_src_ip))) },
-        Column { name: "post_nat_src_port", doc: "Source port after NAT (IE 227)", get: Get::I32(flow!(r, e => port(e.post_nat_src_port))) },
-        Column { name: "post_nat_dst_ip", doc: "Destination address after NAT (IE 226/282)", get: Get::Str(flow_s!(r, b, e => ip(b, e.post_nat_dst_ip))) },
-        Column { name: "post_nat_dst_port", doc: "Destination port after NAT (IE 228)", get: Get::I32(flow!(r, e => port(e.post_nat_dst_port))) },
-        Column { name: "bytes", doc: "Bytes (as exported; multiply by sampling_rate for an estimate)", get: Get::I64(flow!(r, e => count(e.bytes))) },
-        Column { name: "packets", doc: "Packets", get: Get::I64(flow!(r, e => count(e.packets))) },
-        Column { name: "in_if", doc: "Input interface index", get: Get::I64(flow!(r, e => e.in_if.map(i64::from))) },
-        Column { name: "out_if", doc: "Output interface index", get: Get::I64(flow!(r, e => e.out_if.map(i64::from))) },
-        Column { name: "sampling_rate", doc: "Sampling rate (0 or null: unsampled)", get: Get::I64(flow!(r, e => count(e.sampling_rate))) },
-        Column { name: "exporter", doc: "Exporter address named in the record", get: Get::Str(flow_s!(r, b, e => ip(b, e.exporter))) },
-        Column { name: "vrf", doc: "VRF / routing instance", get: Get::Str(flow_s!(r, b, e => opt_str(b, e.vrf.as_deref()))) },
+        Column {
+            name: "time",
+            doc: "Flow start, UTC",
+            get: Get::Time(|r: &Row| Some(r.event.time())),
+        },
+        Column {
+            name: "end_time",
+            doc: "Flow end, UTC",
+            get: Get::Time(flow!(r, e => e.end_time)),
+        },
+        Column {
+            name: "protocol",
+            doc: "IANA protocol number",
+            get: Get::I16(flow!(r, e => e.protocol.map(i16::from))),
+        },
+        Column {
+            name: "src_ip",
+            doc: "Source address (pre-NAT)",
+            get: Get::Str(flow_s!(r, b, e => ip(b, e.src_ip))),
+        },
+        Column {
+            name: "src_port",
+            doc: "Source port",
+            get: Get::I32(flow!(r, e => port(e.src_port))),
+        },
+        Column {
+            name: "dst_ip",
+            doc: "Destination address",
+            get: Get::Str(flow_s!(r, b, e => ip(b, e.dst_ip))),
+        },
+        Column {
+            name: "dst_port",
+            doc: "Destination port",
+            get: Get::I32(flow!(r, e => port(e.dst_port))),
+        },
+        Column {
+            name: "post_nat_src_ip",
+            doc: "Source address after NAT (IPFIX IE 225/281)",
+            get: Get::Str(flow_s!(r, b, e => ip(b, e.post_nat_src_ip))),
+        },
+        Column {
+            name: "post_nat_src_port",
+            doc: "Source port after NAT (IE 227)",
+            get: Get::I32(flow!(r, e => port(e.post_nat_src_port))),
+        },
+        Column {
+            name: "post_nat_dst_ip",
+            doc: "Destination address after NAT (IE 226/282)",
+            get: Get::Str(flow_s!(r, b, e => ip(b, e.post_nat_dst_ip))),
+        },
+        Column {
+            name: "post_nat_dst_port",
+            doc: "Destination port after NAT (IE 228)",
+            get: Get::I32(flow!(r, e => port(e.post_nat_dst_port))),
+        },
+        Column {
+            name: "bytes",
+            doc: "Bytes (as exported; multiply by sampling_rate for an estimate)",
+            get: Get::I64(flow!(r, e => count(e.bytes))),
+        },
+        Column {
+            name: "packets",
+            doc: "Packets",
+            get: Get::I64(flow!(r, e => count(e.packets))),
+        },
+        Column {
+            name: "in_if",
+            doc: "Input interface index",
+            get: Get::I64(flow!(r, e => e.in_if.map(i64::from))),
+        },
+        Column {
+            name: "out_if",
+            doc: "Output interface index",
+            get: Get::I64(flow!(r, e => e.out_if.map(i64::from))),
+        },
+        Column {
+            name: "sampling_rate",
+            doc: "Sampling rate (0 or null: unsampled)",
+            get: Get::I64(flow!(r, e => count(e.sampling_rate))),
+        },
+        Column {
+            name: "exporter",
+            doc: "Exporter address named in the record",
+            get: Get::Str(flow_s!(r, b, e => ip(b, e.exporter))),
+        },
+        Column {
+            name: "vrf",
+            doc: "VRF / routing instance",
+            get: Get::Str(flow_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
+        },
     ];
     v.extend(common());
     v
@@ -237,18 +413,66 @@ pub fn flows() -> Vec<Column<Row>> {
 
 pub fn firewall() -> Vec<Column<Row>> {
     let mut v = vec![
-        Column { name: "time", doc: "Event time, UTC", get: Get::Time(|r: &Row| Some(r.event.time())) },
-        Column { name: "action", doc: "allow, deny or log", get: Get::Str(fw_s!(r, b, e => opt_str(b, Some(e.action.as_str())))) },
-        Column { name: "rule", doc: "Rule name or log prefix (e.g. Cloud Foundry OK_<container>)", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.rule.as_deref()))) },
-        Column { name: "protocol", doc: "IANA protocol number", get: Get::I16(fw!(r, e => e.protocol.map(i16::from))) },
-        Column { name: "src_ip", doc: "Source address", get: Get::Str(fw_s!(r, b, e => ip(b, e.src_ip))) },
-        Column { name: "src_port", doc: "Source port", get: Get::I32(fw!(r, e => port(e.src_port))) },
-        Column { name: "dst_ip", doc: "Destination address", get: Get::Str(fw_s!(r, b, e => ip(b, e.dst_ip))) },
-        Column { name: "dst_port", doc: "Destination port", get: Get::I32(fw!(r, e => port(e.dst_port))) },
-        Column { name: "in_if", doc: "Input interface name", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.in_if.as_deref()))) },
-        Column { name: "out_if", doc: "Output interface name", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.out_if.as_deref()))) },
-        Column { name: "length", doc: "Packet length", get: Get::I64(fw!(r, e => e.length.map(i64::from))) },
-        Column { name: "vrf", doc: "VRF / routing instance", get: Get::Str(fw_s!(r, b, e => opt_str(b, e.vrf.as_deref()))) },
+        Column {
+            name: "time",
+            doc: "Event time, UTC",
+            get: Get::Time(|r: &Row| Some(r.event.time())),
+        },
+        Column {
+            name: "action",
+            doc: "allow, deny or log",
+            get: Get::Str(fw_s!(r, b, e => opt_str(b, Some(e.action.as_str())))),
+        },
+        Column {
+            name: "rule",
+            doc: "Rule name or log prefix (e.g. Cloud Foundry OK_<container>)",
+            get: Get::Str(fw_s!(r, b, e => opt_str(b, e.rule.as_deref()))),
+        },
+        Column {
+            name: "protocol",
+            doc: "IANA protocol number",
+            get: Get::I16(fw!(r, e => e.protocol.map(i16::from))),
+        },
+        Column {
+            name: "src_ip",
+            doc: "Source address",
+            get: Get::Str(fw_s!(r, b, e => ip(b, e.src_ip))),
+        },
+        Column {
+            name: "src_port",
+            doc: "Source port",
+            get: Get::I32(fw!(r, e => port(e.src_port))),
+        },
+        Column {
+            name: "dst_ip",
+            doc: "Destination address",
+            get: Get::Str(fw_s!(r, b, e => ip(b, e.dst_ip))),
+        },
+        Column {
+            name: "dst_port",
+            doc: "Destination port",
+            get: Get::I32(fw!(r, e => port(e.dst_port))),
+        },
+        Column {
+            name: "in_if",
+            doc: "Input interface name",
+            get: Get::Str(fw_s!(r, b, e => opt_str(b, e.in_if.as_deref()))),
+        },
+        Column {
+            name: "out_if",
+            doc: "Output interface name",
+            get: Get::Str(fw_s!(r, b, e => opt_str(b, e.out_if.as_deref()))),
+        },
+        Column {
+            name: "length",
+            doc: "Packet length",
+            get: Get::I64(fw!(r, e => e.length.map(i64::from))),
+        },
+        Column {
+            name: "vrf",
+            doc: "VRF / routing instance",
+            get: Get::Str(fw_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
+        },
     ];
     v.extend(common());
     v
@@ -256,14 +480,46 @@ pub fn firewall() -> Vec<Column<Row>> {
 
 pub fn rejects() -> Vec<Column<Reject>> {
     vec![
-        Column { name: "recv_time", doc: "When the relay received the record", get: Get::Time(|r: &Reject| Some(r.recv_time)) },
-        Column { name: "reason", doc: "Why it was rejected", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.reason))) },
-        Column { name: "format", doc: "Parser that tried (auto: no format matched)", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.format))) },
-        Column { name: "input_kind", doc: "How the record reached the relay (syslog_udp, …)", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.input_kind))) },
-        Column { name: "peer", doc: "Sender address:port", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, r.peer.as_deref())) },
-        Column { name: "payload", doc: "The record's bytes, exactly as received", get: Get::Bin(|r: &Reject| Some(&r.payload)) },
-        Column { name: "raw_key", doc: "Provenance: raw object key", get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))) },
-        Column { name: "raw_record", doc: "Provenance: record index in the raw object", get: Get::I64(|r: &Reject| Some(r.provenance.raw_record as i64)) },
+        Column {
+            name: "recv_time",
+            doc: "When the relay received the record",
+            get: Get::Time(|r: &Reject| Some(r.recv_time)),
+        },
+        Column {
+            name: "reason",
+            doc: "Why it was rejected",
+            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.reason))),
+        },
+        Column {
+            name: "format",
+            doc: "Parser that tried (auto: no format matched)",
+            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.format))),
+        },
+        Column {
+            name: "input_kind",
+            doc: "How the record reached the relay (syslog_udp, …)",
+            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.input_kind))),
+        },
+        Column {
+            name: "peer",
+            doc: "Sender address:port",
+            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, r.peer.as_deref())),
+        },
+        Column {
+            name: "payload",
+            doc: "The record's bytes, exactly as received",
+            get: Get::Bin(|r: &Reject| Some(&r.payload)),
+        },
+        Column {
+            name: "raw_key",
+            doc: "Provenance: raw object key",
+            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))),
+        },
+        Column {
+            name: "raw_record",
+            doc: "Provenance: record index in the raw object",
+            get: Get::I64(|r: &Reject| Some(r.provenance.raw_record as i64)),
+        },
     ]
 }
 
@@ -280,9 +536,16 @@ pub fn event_columns(table: Table) -> Option<Vec<Column<Row>>> {
 /// The schema as documented in `docs/schema.md` (a test keeps the file in step).
 pub fn schema_markdown() -> String {
     fn table<R>(out: &mut String, name: &str, about: &str, cols: &[Column<R>]) {
-        out.push_str(&format!("\n## `{name}`\n\n{about}\n\n| column | type | meaning |\n|---|---|---|\n"));
+        out.push_str(&format!(
+            "\n## `{name}`\n\n{about}\n\n| column | type | meaning |\n|---|---|---|\n"
+        ));
         for c in cols {
-            out.push_str(&format!("| `{}` | {} | {} |\n", c.name, c.type_name(), c.doc));
+            out.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                c.name,
+                c.type_name(),
+                c.doc
+            ));
         }
     }
     let mut out = String::from(
@@ -294,10 +557,30 @@ pub fn schema_markdown() -> String {
          `hour` (`YYYY-MM-DDTHH`, UTC) and, except `rejects`, `x_net` (the public /24 or /48, see\n\
          `docs/lake-layout.md`).\n",
     );
-    table(&mut out, "nat_events", "NAT mapping events: sessions, port blocks, address bindings, and mappings observed in flow records. `src_*` is the inside (private) side, `x_*` the public (translated) side.", &nat_events());
-    table(&mut out, "flows", "Flow records (NetFlow v9, IPFIX, goflow2 JSON, pmacct JSON), with post-NAT fields when exported. A flow with a post-NAT source also yields a `mapping_observed` row in `nat_events`.", &flows());
-    table(&mut out, "firewall", "Packet-filter log events (iptables / nftables LOG, Cloud Foundry `OK_` / `DENY_` prefixes).", &firewall());
-    table(&mut out, "rejects", "Records that could not be normalized, kept whole with the reason.", &rejects());
+    table(
+        &mut out,
+        "nat_events",
+        "NAT mapping events: sessions, port blocks, address bindings, and mappings observed in flow records. `src_*` is the inside (private) side, `x_*` the public (translated) side.",
+        &nat_events(),
+    );
+    table(
+        &mut out,
+        "flows",
+        "Flow records (NetFlow v9, IPFIX, goflow2 JSON, pmacct JSON), with post-NAT fields when exported. A flow with a post-NAT source also yields a `mapping_observed` row in `nat_events`.",
+        &flows(),
+    );
+    table(
+        &mut out,
+        "firewall",
+        "Packet-filter log events (iptables / nftables LOG, Cloud Foundry `OK_` / `DENY_` prefixes).",
+        &firewall(),
+    );
+    table(
+        &mut out,
+        "rejects",
+        "Records that could not be normalized, kept whole with the reason.",
+        &rejects(),
+    );
     out
 }
 
@@ -311,6 +594,9 @@ mod tests {
             std::fs::write(path, &want).expect("write docs/schema.md");
         }
         let have = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(have == want, "docs/schema.md is stale: run NATLAKE_BLESS=1 cargo test -p natlake-core schema_doc");
+        assert!(
+            have == want,
+            "docs/schema.md is stale: run NATLAKE_BLESS=1 cargo test -p natlake-core schema_doc"
+        );
     }
 }

@@ -68,7 +68,11 @@ pub fn partition_dir(table: Table, hour_secs: i64, ip: Option<IpAddr>) -> String
     let hour = natlake_raw::key::hour_label(hour_secs);
     match table {
         Table::Rejects => format!("{LAKE_PREFIX}/{}/hour={hour}/", table.as_str()),
-        _ => format!("{LAKE_PREFIX}/{}/hour={hour}/{NET_KEY}={}/", table.as_str(), net_value(ip)),
+        _ => format!(
+            "{LAKE_PREFIX}/{}/hour={hour}/{NET_KEY}={}/",
+            table.as_str(),
+            net_value(ip)
+        ),
     }
 }
 
@@ -77,15 +81,23 @@ pub fn lake_key(table: Table, hour_secs: i64, net: &str, raw_key: &str) -> Strin
     let hour = natlake_raw::key::hour_label(hour_secs);
     let stem = natlake_raw::key::stem(raw_key);
     match table {
-        Table::Rejects => format!("{LAKE_PREFIX}/{}/hour={hour}/{stem}.parquet", table.as_str()),
-        _ => format!("{LAKE_PREFIX}/{}/hour={hour}/{NET_KEY}={net}/{stem}.parquet", table.as_str()),
+        Table::Rejects => format!(
+            "{LAKE_PREFIX}/{}/hour={hour}/{stem}.parquet",
+            table.as_str()
+        ),
+        _ => format!(
+            "{LAKE_PREFIX}/{}/hour={hour}/{NET_KEY}={net}/{stem}.parquet",
+            table.as_str()
+        ),
     }
 }
 
 /// Hours (as epoch seconds) from `from` to `to` inclusive, oldest first.
 pub fn hours_between(from: Micros, to: Micros) -> impl Iterator<Item = i64> {
     let (a, b) = (hour_start(from), hour_start(to));
-    (0..).map(move |i| a + i * 3600).take_while(move |h| *h <= b)
+    (0..)
+        .map(move |i| a + i * 3600)
+        .take_while(move |h| *h <= b)
 }
 
 #[cfg(test)]
@@ -96,16 +108,30 @@ mod tests {
     fn net_values_are_computable_and_reversible() {
         let v4: IpAddr = "203.0.113.77".parse().unwrap();
         assert_eq!(net_value(Some(v4)), "203.0.113.0_24");
-        assert_eq!(parse_net_value("203.0.113.0_24"), Some(("203.0.113.0".parse().unwrap(), 24)));
+        assert_eq!(
+            parse_net_value("203.0.113.0_24"),
+            Some(("203.0.113.0".parse().unwrap(), 24))
+        );
         let v6: IpAddr = "2001:db8:1:2::5".parse().unwrap();
         assert_eq!(net_value(Some(v6)), "2001-db8-1--_48");
-        assert_eq!(parse_net_value("2001-db8-1--_48"), Some(("2001:db8:1::".parse().unwrap(), 48)));
+        assert_eq!(
+            parse_net_value("2001-db8-1--_48"),
+            Some(("2001:db8:1::".parse().unwrap(), 48))
+        );
         let v6b: IpAddr = "2001:db8:abcd:ffff::1".parse().unwrap();
         assert_eq!(net_value(Some(v6b)), "2001-db8-abcd--_48");
         assert_eq!(net_value(None), "none");
         // Nothing that needs percent-encoding in Hive paths or S3 keys.
-        for v in [net_value(Some(v4)), net_value(Some(v6)), net_value(Some(v6b))] {
-            assert!(v.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{v}");
+        for v in [
+            net_value(Some(v4)),
+            net_value(Some(v6)),
+            net_value(Some(v6b)),
+        ] {
+            assert!(
+                v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{v}"
+            );
         }
     }
 
@@ -118,7 +144,10 @@ mod tests {
             lake_key(Table::NatEvents, h, "203.0.113.0_24", raw),
             "lake/nat_events/hour=2023-11-14T22/x_net=203.0.113.0_24/edge1_0190abc.parquet"
         );
-        assert_eq!(lake_key(Table::Rejects, h, "none", raw), "lake/rejects/hour=2023-11-14T22/edge1_0190abc.parquet");
+        assert_eq!(
+            lake_key(Table::Rejects, h, "none", raw),
+            "lake/rejects/hour=2023-11-14T22/edge1_0190abc.parquet"
+        );
         assert_eq!(
             partition_dir(Table::NatEvents, h, Some("203.0.113.9".parse().unwrap())),
             "lake/nat_events/hour=2023-11-14T22/x_net=203.0.113.0_24/"

@@ -40,7 +40,11 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { zstd_level: 3, row_group_rows: 64 * 1024, bloom_filters: true }
+        Self {
+            zstd_level: 3,
+            row_group_rows: 64 * 1024,
+            bloom_filters: true,
+        }
     }
 }
 
@@ -64,12 +68,21 @@ fn bloom_columns(table: Table) -> &'static [&'static str] {
 }
 
 /// Encodes rows (already in the order to write) as one Parquet file.
-pub fn encode<R>(table: Table, cols: &[Column<R>], rows: &[&R], opts: &WriteOptions) -> Result<Bytes, LakeError> {
+pub fn encode<R>(
+    table: Table,
+    cols: &[Column<R>],
+    rows: &[&R],
+    opts: &WriteOptions,
+) -> Result<Bytes, LakeError> {
     let schema = schema_of(cols);
     let sorting: Vec<SortingColumn> = sort_columns(table)
         .iter()
         .filter_map(|name| cols.iter().position(|c| c.name == *name))
-        .map(|i| SortingColumn { column_idx: i as i32, descending: false, nulls_first: true })
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: true,
+        })
         .collect();
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
@@ -104,7 +117,11 @@ pub struct Output {
 pub fn partition(rows: &[Row]) -> BTreeMap<(Table, i64, String), Vec<&Row>> {
     let mut parts: BTreeMap<(Table, i64, String), Vec<&Row>> = BTreeMap::new();
     for r in rows {
-        let key = (r.event.table(), layout::hour_start(r.event.time()), layout::net_value(r.event.partition_ip()));
+        let key = (
+            r.event.table(),
+            layout::hour_start(r.event.time()),
+            layout::net_value(r.event.partition_ip()),
+        );
         parts.entry(key).or_default().push(r);
     }
     for rows in parts.values_mut() {
@@ -132,29 +149,55 @@ pub fn encode_outputs(
 ) -> Result<Vec<(Output, Bytes)>, LakeError> {
     let mut out = Vec::new();
     for ((table, hour, net), group) in partition(rows) {
-        let Some(cols) = columns::event_columns(table) else { continue };
+        let Some(cols) = columns::event_columns(table) else {
+            continue;
+        };
         let bytes = encode(table, &cols, &group, opts)?;
         let key = layout::lake_key(table, hour, &net, raw_key);
-        out.push((Output { key, table, rows: group.len(), bytes: bytes.len() }, bytes));
+        out.push((
+            Output {
+                key,
+                table,
+                rows: group.len(),
+                bytes: bytes.len(),
+            },
+            bytes,
+        ));
     }
     let mut by_hour: BTreeMap<i64, Vec<&Reject>> = BTreeMap::new();
     for r in rejects {
-        by_hour.entry(layout::hour_start(r.recv_time)).or_default().push(r);
+        by_hour
+            .entry(layout::hour_start(r.recv_time))
+            .or_default()
+            .push(r);
     }
     let cols = columns::rejects();
     for (hour, group) in by_hour {
         let bytes = encode(Table::Rejects, &cols, &group, opts)?;
         let key = layout::lake_key(Table::Rejects, hour, layout::NONE_NET, raw_key);
-        out.push((Output { key, table: Table::Rejects, rows: group.len(), bytes: bytes.len() }, bytes));
+        out.push((
+            Output {
+                key,
+                table: Table::Rejects,
+                rows: group.len(),
+                bytes: bytes.len(),
+            },
+            bytes,
+        ));
     }
     Ok(out)
 }
 
 /// Publishes encoded outputs. Each put is atomic; re-running overwrites the same keys.
-pub async fn publish(store: &Arc<dyn ObjectStore>, outputs: Vec<(Output, Bytes)>) -> Result<Vec<Output>, LakeError> {
+pub async fn publish(
+    store: &Arc<dyn ObjectStore>,
+    outputs: Vec<(Output, Bytes)>,
+) -> Result<Vec<Output>, LakeError> {
     let mut done = Vec::with_capacity(outputs.len());
     for (o, bytes) in outputs {
-        store.put(&Path::from(o.key.as_str()), PutPayload::from_bytes(bytes)).await?;
+        store
+            .put(&Path::from(o.key.as_str()), PutPayload::from_bytes(bytes))
+            .await?;
         done.push(o);
     }
     Ok(done)

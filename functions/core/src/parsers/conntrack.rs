@@ -28,7 +28,9 @@ use crate::model::{Event, Micros, NatEvent, NatEventKind};
 use std::net::IpAddr;
 
 use super::ParseError;
-use super::util::{MICROS_PER_SEC, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32, parse_u64};
+use super::util::{
+    MICROS_PER_SEC, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32, parse_u64,
+};
 use crate::model::protocol_number as proto_number;
 
 const FORMAT: &str = "conntrack";

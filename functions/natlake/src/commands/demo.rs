@@ -70,13 +70,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for m in &msgs {
         sock.send_to(m.as_bytes(), stack.syslog_udp).await?;
     }
-    eprintln!("demo: sent {} events to {} (data in {})", msgs.len(), stack.syslog_udp, dir.display());
+    eprintln!(
+        "demo: sent {} events to {} (data in {})",
+        msgs.len(),
+        stack.syslog_udp,
+        dir.display()
+    );
     stack.relay.flush_now().await?;
     stack.relay.wait_uploaded(Duration::from_secs(30)).await?;
     wait_normalized(&stack, Duration::from_secs(30)).await?;
 
     let at = natlake_core::time::format_time(((now - 20.0) * 1e6) as i64);
-    let url = format!("http://{}/v1/attribution?ip=198.51.100.20&port=61001&at={at}&proto=tcp", stack.http);
+    let url = format!(
+        "http://{}/v1/attribution?ip=198.51.100.20&port=61001&at={at}&proto=tcp",
+        stack.http
+    );
     eprintln!("demo: GET {url}");
     let body = http_get(&url).await?;
     println!("{body}");
@@ -98,16 +106,22 @@ pub async fn wait_normalized(stack: &Stack, timeout: Duration) -> anyhow::Result
         if !keys.is_empty() && pending == 0 {
             return Ok(());
         }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{pending} raw objects still not normalized after {timeout:?}");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{pending} raw objects still not normalized after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn http_get(url: &str) -> anyhow::Result<String> {
-    let resp = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let resp = reqwest::get(url)
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     let body = resp.text().await?;
     anyhow::ensure!(status.is_success(), "lookup failed: {status}: {body}");
-    let json: serde_json::Value = serde_json::from_str(&body).context("lookup answer is not JSON")?;
+    let json: serde_json::Value =
+        serde_json::from_str(&body).context("lookup answer is not JSON")?;
     Ok(serde_json::to_string_pretty(&json)?)
 }

@@ -39,6 +39,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let q = natlake_lookup::params::question(&p).map_err(|m| anyhow::anyhow!(m))?;
     let lake = args.lake.lake()?;
     let answer = natlake_query::attribution::attribute(&lake, &q).await?;
-    println!("{}", serde_json::to_string_pretty(&natlake_lookup::api::answer_json(&q, &answer))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&natlake_lookup::api::answer_json(&q, &answer))?
+    );
     Ok(())
 }

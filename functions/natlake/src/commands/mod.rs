@@ -33,10 +33,13 @@ impl LakeArgs {
 
     pub fn lake(&self) -> anyhow::Result<natlake_query::Lake> {
         let url = self.url()?;
-        natlake_query::Lake::open(&url, &std::env::temp_dir()).with_context(|| format!("opening {url}"))
+        natlake_query::Lake::open(&url, &std::env::temp_dir())
+            .with_context(|| format!("opening {url}"))
     }
 }
 
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    s.parse::<humantime::Duration>().map(Into::into).map_err(|e| e.to_string())
+    s.parse::<humantime::Duration>()
+        .map(Into::into)
+        .map_err(|e| e.to_string())
 }

@@ -35,16 +35,28 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = natlake_store::open(&args.store, &Default::default())?;
     let label = |s: &Option<String>| -> anyhow::Result<Option<String>> {
-        s.as_deref().map(|v| natlake_core::time::parse_time(v).map(natlake_core::lake::layout::hour_label)).transpose().map_err(Into::into)
+        s.as_deref()
+            .map(|v| natlake_core::time::parse_time(v).map(natlake_core::lake::layout::hour_label))
+            .transpose()
+            .map_err(Into::into)
     };
     let (since, until) = (label(&args.since)?, label(&args.until)?);
-    let keys = natlake_normalize::scan::raw_keys(&store, &args.prefix, since.as_deref(), until.as_deref())
-        .await
-        .with_context(|| format!("listing {}", args.prefix))?;
-    let cfg = NormalizeConfig { format: args.format.clone(), ..NormalizeConfig::default() };
+    let keys =
+        natlake_normalize::scan::raw_keys(&store, &args.prefix, since.as_deref(), until.as_deref())
+            .await
+            .with_context(|| format!("listing {}", args.prefix))?;
+    let cfg = NormalizeConfig {
+        format: args.format.clone(),
+        ..NormalizeConfig::default()
+    };
     cfg.parsed_format()?;
     let total = keys.len();
-    let (done, skipped, failed, events) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let (done, skipped, failed, events) = (
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    );
     let store = Arc::new(store);
     futures::stream::iter(keys)
         .for_each_concurrent(args.workers.max(1), |key| {
@@ -65,12 +77,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     }
                 }
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                eprint!("\rnormalize: {n}/{total} objects ({} skipped, {} failed, {} events)", skipped.load(Ordering::Relaxed), failed.load(Ordering::Relaxed), events.load(Ordering::Relaxed));
+                eprint!(
+                    "\rnormalize: {n}/{total} objects ({} skipped, {} failed, {} events)",
+                    skipped.load(Ordering::Relaxed),
+                    failed.load(Ordering::Relaxed),
+                    events.load(Ordering::Relaxed)
+                );
             }
         })
         .await;
     eprintln!();
     let failed = failed.load(Ordering::Relaxed);
-    anyhow::ensure!(failed == 0, "{failed} objects failed (recorded under _state/dead-letter/)");
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} objects failed (recorded under _state/dead-letter/)"
+    );
     Ok(())
 }

@@ -16,7 +16,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let format = Format::parse(&args.format).ok_or_else(|| anyhow::anyhow!("unknown format {:?}", args.format))?;
+    let format = Format::parse(&args.format)
+        .ok_or_else(|| anyhow::anyhow!("unknown format {:?}", args.format))?;
     let stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
     let mut events = Vec::new();
@@ -26,7 +27,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let ctx = ParseCtx { recv_time: natlake_core::time::now_micros(), tz_offset_secs: args.tz_offset_secs };
+        let ctx = ParseCtx {
+            recv_time: natlake_core::time::now_micros(),
+            tz_offset_secs: args.tz_offset_secs,
+        };
         events.clear();
         match parsers::parse_message(&line, format, &ctx, &mut events) {
             Ok(p) => {
@@ -42,7 +46,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Err(e) => {
                 bad += 1;
-                writeln!(out, "{}", json!({"line": n + 1, "error": e.reason, "format": e.format}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"line": n + 1, "error": e.reason, "format": e.format})
+                )?;
             }
         }
     }

@@ -24,11 +24,17 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
     let bytes = match store {
         Some(url) => {
             let s = natlake_store::open(&url, &Default::default())?;
-            s.get(&Path::from(target.as_str())).await.with_context(|| format!("reading {target}"))?.bytes().await?.to_vec()
+            s.get(&Path::from(target.as_str()))
+                .await
+                .with_context(|| format!("reading {target}"))?
+                .bytes()
+                .await?
+                .to_vec()
         }
         None => std::fs::read(&target).with_context(|| format!("reading {target}"))?,
     };
-    let reader = natlake_raw::BatchReader::from_compressed(&bytes).with_context(|| format!("{target} is not a readable raw object"))?;
+    let reader = natlake_raw::BatchReader::from_compressed(&bytes)
+        .with_context(|| format!("{target} is not a readable raw object"))?;
     let mut out = std::io::stdout().lock();
     let mut header = serde_json::to_value(reader.header())?;
     header["header"] = serde_json::Value::Bool(true);

@@ -20,9 +20,12 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let fmt = OutputFormat::parse(&args.output).ok_or_else(|| anyhow::anyhow!("--output must be table, csv or json"))?;
+    let fmt = OutputFormat::parse(&args.output)
+        .ok_or_else(|| anyhow::anyhow!("--output must be table, csv or json"))?;
     let text = match (&args.file, &args.query) {
-        (Some(f), _) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        (Some(f), _) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
         (None, Some(q)) => q.clone(),
         (None, None) => anyhow::bail!("give SQL text or -f FILE"),
     };

@@ -37,12 +37,16 @@ pub struct Stack {
     pub normalizer: Normalizer,
     pub http: SocketAddr,
     pub syslog_udp: SocketAddr,
-    pub url: String,
     server: tokio::task::JoinHandle<()>,
     shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
-fn relay_config(data_dir: &Path, url: &str, udp: SocketAddr, batch_age: Duration) -> anyhow::Result<edge_relay::config::RelayConfig> {
+fn relay_config(
+    data_dir: &Path,
+    url: &str,
+    udp: SocketAddr,
+    batch_age: Duration,
+) -> anyhow::Result<edge_relay::config::RelayConfig> {
     // Built through the relay's own TOML schema, so `natlake up` accepts exactly what a
     // stand-alone relay would.
     let toml = format!(
@@ -59,28 +63,50 @@ fn relay_config(data_dir: &Path, url: &str, udp: SocketAddr, batch_age: Duration
 
 impl Stack {
     pub async fn start(args: &Args) -> anyhow::Result<Stack> {
-        std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating {}", args.data_dir.display()))?;
         let data_dir = std::path::absolute(&args.data_dir)?;
         let url = natlake_store::dir_url(&data_dir)?;
         let store = natlake_store::open(&url, &Default::default())?;
         // One Prometheus recorder for the whole process, installed before anything counts.
         let prom = edge_relay::metrics::prometheus_handle();
-        let relay = Relay::start_with_store(relay_config(&data_dir, &url, args.syslog_udp, args.batch_age)?, store.clone())
-            .await
-            .context("starting the relay")?;
-        let syslog_udp = relay.local_addr(InputKind::SyslogUdp).context("relay has no UDP listener")?;
+        let relay = Relay::start_with_store(
+            relay_config(&data_dir, &url, args.syslog_udp, args.batch_age)?,
+            store.clone(),
+        )
+        .await
+        .context("starting the relay")?;
+        let syslog_udp = relay
+            .local_addr(InputKind::SyslogUdp)
+            .context("relay has no UDP listener")?;
 
-        let cfg = NormalizeConfig { format: args.format.clone(), ..NormalizeConfig::default() };
+        let cfg = NormalizeConfig {
+            format: args.format.clone(),
+            ..NormalizeConfig::default()
+        };
         cfg.parsed_format()?;
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let normalizer = Normalizer::start(store.clone(), StoreScope::from_url(&url), cfg, workers);
         tokio::spawn(normalizer.clone().poll_forever(Duration::from_millis(500)));
 
-        let lake = Arc::new(natlake_query::Lake::with_store(store, Some(data_dir.clone()), &data_dir.join("tmp")));
+        let lake = Arc::new(natlake_query::Lake::with_store(
+            store,
+            Some(data_dir.clone()),
+            &data_dir.join("tmp"),
+        ));
         let app = natlake_lookup::api::router(lake)
             .merge(natlake_normalize::service::router(normalizer.clone()))
-            .route("/metrics", axum::routing::get(move || std::future::ready(prom.as_ref().map(|h| h.render()).unwrap_or_default())));
-        let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    std::future::ready(prom.as_ref().map(|h| h.render()).unwrap_or_default())
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind(args.http)
+            .await
+            .with_context(|| format!("binding {}", args.http))?;
         let http = listener.local_addr()?;
         let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -90,7 +116,14 @@ impl Stack {
                 })
                 .await;
         });
-        Ok(Stack { relay, normalizer, http, syslog_udp, url, server, shutdown })
+        Ok(Stack {
+            relay,
+            normalizer,
+            http,
+            syslog_udp,
+            server,
+            shutdown,
+        })
     }
 
     /// Flushes the relay (spool and store), then stops serving.
@@ -107,9 +140,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let stack = Stack::start(&args).await?;
     eprintln!("natlake up: data in {}", args.data_dir.display());
     eprintln!("  syslog (UDP): {}", stack.syslog_udp);
-    eprintln!("  lookup API:   http://{}/v1/attribution?ip=&port=&at=", stack.http);
-    eprintln!("  sessions:     http://{}/v1/sessions?x_ip=&timestamp_gt=&timestamp_lt=", stack.http);
-    eprintln!("  batches close every {}; Ctrl-C flushes and stops", humantime::format_duration(args.batch_age));
+    eprintln!(
+        "  lookup API:   http://{}/v1/attribution?ip=&port=&at=",
+        stack.http
+    );
+    eprintln!(
+        "  sessions:     http://{}/v1/sessions?x_ip=&timestamp_gt=&timestamp_lt=",
+        stack.http
+    );
+    eprintln!(
+        "  batches close every {}; Ctrl-C flushes and stops",
+        humantime::format_duration(args.batch_age)
+    );
     natlake_core::runtime::shutdown_signal().await;
     eprintln!("natlake up: flushing…");
     stack.stop().await
