@@ -76,6 +76,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stack.syslog_udp,
         dir.display()
     );
+    // Datagrams can still sit in the socket or the relay's queue: flush once all arrived.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stack.relay.stats().received_messages < msgs.len() as u64
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stack.relay.flush_now().await?;
     stack.relay.wait_uploaded(Duration::from_secs(30)).await?;
     wait_normalized(&stack, Duration::from_secs(30)).await?;
