@@ -160,6 +160,16 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Messages and bytes a source accepted (before any later drop).
+    pub(crate) fn add_received(&self, msgs: u64, bytes: u64) {
+        self.received_messages
+            .fetch_add(msgs, std::sync::atomic::Ordering::Relaxed);
+        self.received_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Counters {
     /// Counts a drop of `messages` messages totalling `bytes` payload bytes.
     pub fn count_drop(&self, reason: DropReason, kind: InputKind, messages: u64, bytes: u64) {
         let i = reason.index();

@@ -218,12 +218,7 @@ impl Worker {
 
     fn deliver(&self, chunk: Chunk) {
         let (msgs, bytes) = (chunk.len() as u64, chunk.data.len() as u64);
-        self.counters
-            .received_messages
-            .fetch_add(msgs, Ordering::Relaxed);
-        self.counters
-            .received_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
+        self.counters.add_received(msgs, bytes);
         self.received.increment(msgs);
         self.received_bytes.increment(bytes);
         self.queue.push_or_drop(chunk, &self.name);

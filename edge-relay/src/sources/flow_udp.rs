@@ -199,12 +199,7 @@ impl Worker {
 
     fn deliver(&self, chunk: Chunk) {
         let (msgs, bytes) = (chunk.len() as u64, chunk.data.len() as u64);
-        self.counters
-            .received_messages
-            .fetch_add(msgs, Ordering::Relaxed);
-        self.counters
-            .received_bytes
-            .fetch_add(bytes, Ordering::Relaxed);
+        self.counters.add_received(msgs, bytes);
         let (m, b) = if chunk.kind == InputKind::Ipfix {
             &self.ipfix
         } else {
