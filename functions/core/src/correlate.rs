@@ -33,7 +33,7 @@ pub struct NatRow {
 }
 
 /// Where a piece of evidence lives: the raw object and the record index in it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Evidence {
     pub key: String,
     pub record: u64,

@@ -233,14 +233,18 @@ pub enum Table {
     Flows,
     Firewall,
     Rejects,
+    /// The `nat_events` rows that opened the mappings still open when an hour began, written by
+    /// the compact function so a lookup reads one hour plus this carry instead of a day.
+    NatCarry,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::NatEvents,
         Table::Flows,
         Table::Firewall,
         Table::Rejects,
+        Table::NatCarry,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,6 +253,7 @@ impl Table {
             Table::Flows => "flows",
             Table::Firewall => "firewall",
             Table::Rejects => "rejects",
+            Table::NatCarry => "nat_carry",
         }
     }
 

@@ -30,6 +30,8 @@ enum Cmd {
     Parse(commands::parse::Args),
     /// Normalize raw objects already in a store (backfill, re-run after an upgrade).
     Normalize(commands::normalize::Args),
+    /// Carry open NAT mappings into the next hour and merge finished hours' small objects.
+    Compact(commands::compact::Args),
     /// Raw batch objects.
     #[command(subcommand)]
     Raw(commands::raw::Cmd),
@@ -46,6 +48,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Sql(a) => commands::sql::run(a).await,
         Cmd::Parse(a) => commands::parse::run(a),
         Cmd::Normalize(a) => commands::normalize::run(a).await,
+        Cmd::Compact(a) => commands::compact::run(a).await,
         Cmd::Raw(c) => commands::raw::run(c).await,
     };
     match result {

@@ -7,6 +7,8 @@ use natlake_core::correlate::{self, Attribution, NatRow};
 use natlake_core::model::{Micros, NatEventKind, Table};
 use serde::Serialize;
 
+use natlake_core::lake::layout;
+
 use crate::{Lake, ObjectError, QueryError, duck};
 
 /// An attribution question.
@@ -31,6 +33,13 @@ pub const DEFAULT_LOOKBACK: Micros = 24 * 3_600_000_000;
 pub struct Answer {
     #[serde(flatten)]
     pub attribution: Attribution,
+    /// The events read span [read_from, read_until]; a mapping open before read_from is known
+    /// through the carry, and one still open at read_until is reported with `end: null`.
+    pub read_from: Micros,
+    pub read_until: Micros,
+    /// The hour whose carry (mappings open when it began) was read, when the compact function
+    /// had computed one; otherwise the whole lookback was read.
+    pub carry_hour: Option<String>,
     /// Partition objects read.
     pub objects: usize,
     /// Partition objects that could not be read: the answer may be incomplete when non-empty.
@@ -138,25 +147,80 @@ pub(crate) fn read_resilient<T>(
     }
 }
 
-/// Answers one question.
+/// The newest hour in [lo, hi] (epoch seconds) whose carry the compact function completed: one
+/// listing of the marker directory from `lo` on, never of the lake.
+async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryError> {
+    use futures::StreamExt;
+    let prefix = object_store::path::Path::from(layout::CARRY_MARKER_DIR);
+    let offset = object_store::path::Path::from(layout::carry_marker_key(lo - 3600).as_str());
+    let last = layout::carry_marker_key(hi);
+    let mut found = None;
+    let mut list = lake.store.list_with_offset(Some(&prefix), &offset);
+    while let Some(meta) = list.next().await {
+        let key = meta?.location.to_string();
+        if key > last {
+            break;
+        }
+        let hour = key
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.strip_prefix("hour="))
+            .and_then(|f| f.strip_suffix(".json"))
+            .and_then(layout::parse_hour_label);
+        if let Some(h) = hour.filter(|h| (lo..=hi).contains(h)) {
+            found = found.max(Some(h));
+        }
+    }
+    Ok(found)
+}
+
+/// Answers one question. Reads the hours of `at ± window` and the hour after (for the ends),
+/// starting from the newest completed carry at or before `at - window` (within the lookback);
+/// without one, from `at - window - lookback`.
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
+    let answer = attribute_once(lake, q).await?;
+    // A compaction that replaced small objects between the listing and the read shows as
+    // missing objects: listing again sees the merged object instead.
+    if answer.errors.is_empty() {
+        return Ok(answer);
+    }
+    attribute_once(lake, q).await
+}
+
+async fn attribute_once(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
     if q.window < 0 || q.window > 3_600_000_000 {
         return Err(QueryError::BadRequest(
             "window must be between 0 and 3600 seconds".into(),
         ));
     }
-    let from = q.at - q.lookback - q.window;
-    // Rows after `at` are read too, so an interval that was open at `at` gets its real end
-    // (the delete) rather than looking open; intervals that begin after the window are
-    // discarded by the attribution rule.
-    let until = q.at + q.window + q.lookback;
-    let objects = lake
+    if q.lookback < 0 {
+        return Err(QueryError::BadRequest(
+            "lookback must not be negative".into(),
+        ));
+    }
+    let h0 = layout::hour_start(q.at - q.window);
+    let h1 = layout::hour_start(q.at + q.window);
+    let carry = carry_hour(lake, layout::hour_start(q.at - q.window - q.lookback), h0).await?;
+    let from = match carry {
+        Some(c) => c * 1_000_000,
+        None => q.at - q.lookback - q.window,
+    };
+    // The hour after the window too, so a mapping that closed soon after `at` gets its end.
+    let until = (h1 + 2 * 3600) * 1_000_000 - 1;
+    let mut objects = lake
         .partition_objects(Table::NatEvents, q.ip, from, until)
         .await?;
+    if let Some(c) = carry {
+        let us = c * 1_000_000;
+        objects.extend(
+            lake.partition_objects(Table::NatCarry, q.ip, us, us)
+                .await?,
+        );
+    }
     let (files, mut errors) = lake.local_paths(&objects).await;
     let scratch = lake.scratch.clone();
     let q2 = q.clone();
-    let (rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
+    let (mut rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
         let conn = duck::connect(&scratch)?;
         let rows = read_resilient(&files, &mut errors, |paths| {
             fetch_rows(&conn, paths, &q2, until)
@@ -165,10 +229,19 @@ pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> 
     })
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))??;
-    let range_start = natlake_core::lake::layout::hour_start(from) * 1_000_000;
+    // The same row twice (a merged object beside the objects it replaced, a raw object
+    // normalized twice) is one event.
+    rows.sort_by(|a, b| (&a.raw_key, a.raw_record).cmp(&(&b.raw_key, b.raw_record)));
+    rows.dedup_by(|a, b| {
+        a.raw_key == b.raw_key && a.raw_record == b.raw_record && !a.raw_key.is_empty()
+    });
+    let range_start = layout::hour_start(from) * 1_000_000;
     let ivs = correlate::intervals(rows, range_start);
     Ok(Answer {
         attribution: correlate::attribute(ivs, q.at, q.window),
+        read_from: from,
+        read_until: until,
+        carry_hour: carry.map(|c| layout::hour_label(c * 1_000_000)),
         objects: objects.len(),
         errors,
     })

@@ -526,7 +526,7 @@ pub fn rejects() -> Vec<Column<Reject>> {
 /// Columns of an event table; None for rejects, whose rows are [`Reject`]s.
 pub fn event_columns(table: Table) -> Option<Vec<Column<Row>>> {
     match table {
-        Table::NatEvents => Some(nat_events()),
+        Table::NatEvents | Table::NatCarry => Some(nat_events()),
         Table::Flows => Some(flows()),
         Table::Firewall => Some(firewall()),
         Table::Rejects => None,
@@ -574,6 +574,10 @@ pub fn schema_markdown() -> String {
         "firewall",
         "Packet-filter log events (iptables / nftables LOG, Cloud Foundry `OK_` / `DENY_` prefixes).",
         &firewall(),
+    );
+    out.push_str(
+        "\n## `nat_carry`\n\nThe same columns as `nat_events`: for each hour, the rows that opened the mappings still \
+         open when the hour began (written by the compact function; see `docs/lake-layout.md`).\n",
     );
     table(
         &mut out,

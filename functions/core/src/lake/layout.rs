@@ -92,6 +92,40 @@ pub fn lake_key(table: Table, hour_secs: i64, net: &str, raw_key: &str) -> Strin
     }
 }
 
+/// The hour (epoch seconds) a `YYYY-MM-DDTHH` label names; None for anything else.
+pub fn parse_hour_label(label: &str) -> Option<i64> {
+    let t = chrono::NaiveDateTime::parse_from_str(&format!("{label}:00:00"), "%Y-%m-%dT%H:%M:%S")
+        .ok()?;
+    let secs = t.and_utc().timestamp();
+    // Only the canonical spelling: `2026-11-23T5` must not name a partition.
+    (natlake_raw::key::hour_label(secs) == label).then_some(secs)
+}
+
+/// Where the compact function records that the carry into an hour is complete.
+pub const CARRY_MARKER_DIR: &str = "_state/carry/";
+
+/// The marker saying the carry into `hour_secs` is complete; lookups trust a carry only then.
+pub fn carry_marker_key(hour_secs: i64) -> String {
+    format!(
+        "{CARRY_MARKER_DIR}hour={}.json",
+        natlake_raw::key::hour_label(hour_secs)
+    )
+}
+
+/// `lake/<table>/` — under it, one `hour=` directory per hour.
+pub fn table_dir(table: Table) -> String {
+    format!("{LAKE_PREFIX}/{}/", table.as_str())
+}
+
+/// `lake/<table>/hour=H/` — every partition of one hour.
+pub fn hour_dir(table: Table, hour_secs: i64) -> String {
+    format!(
+        "{LAKE_PREFIX}/{}/hour={}/",
+        table.as_str(),
+        natlake_raw::key::hour_label(hour_secs)
+    )
+}
+
 /// Hours (as epoch seconds) from `from` to `to` inclusive, oldest first.
 pub fn hours_between(from: Micros, to: Micros) -> impl Iterator<Item = i64> {
     let (a, b) = (hour_start(from), hour_start(to));
@@ -103,6 +137,23 @@ pub fn hours_between(from: Micros, to: Micros) -> impl Iterator<Item = i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hour_labels_round_trip() {
+        let h = 1_700_000_000 / 3600 * 3600;
+        let label = natlake_raw::key::hour_label(h);
+        assert_eq!(parse_hour_label(&label), Some(h));
+        assert_eq!(parse_hour_label("2026-11-23T05"), Some(1_795_410_000));
+        for bad in [
+            "2026-11-23",
+            "2026-11-23T5",
+            "2026-13-01T00",
+            "x",
+            "2026-11-23T05:00",
+        ] {
+            assert_eq!(parse_hour_label(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn net_values_are_computable_and_reversible() {

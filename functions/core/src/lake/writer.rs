@@ -28,6 +28,8 @@ pub enum LakeError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("store: {0}")]
     Store(#[from] object_store::Error),
+    #[error("schema: {0}")]
+    Schema(String),
 }
 
 /// Parquet tuning. Defaults chosen for point lookups on (x_ip, x_port, time).
@@ -51,7 +53,7 @@ impl Default for WriteOptions {
 /// The columns a table's rows are sorted by (and that get bloom filters).
 pub fn sort_columns(table: Table) -> &'static [&'static str] {
     match table {
-        Table::NatEvents => &["x_ip", "x_port", "time"],
+        Table::NatEvents | Table::NatCarry => &["x_ip", "x_port", "time"],
         Table::Flows => &["post_nat_src_ip", "post_nat_src_port", "time"],
         Table::Firewall => &["src_ip", "time"],
         Table::Rejects => &["recv_time"],
@@ -60,24 +62,23 @@ pub fn sort_columns(table: Table) -> &'static [&'static str] {
 
 fn bloom_columns(table: Table) -> &'static [&'static str] {
     match table {
-        Table::NatEvents => &["x_ip", "x_port", "src_ip"],
+        Table::NatEvents | Table::NatCarry => &["x_ip", "x_port", "src_ip"],
         Table::Flows => &["post_nat_src_ip", "src_ip"],
         Table::Firewall => &["src_ip", "dst_ip"],
         Table::Rejects => &[],
     }
 }
 
-/// Encodes rows (already in the order to write) as one Parquet file.
-pub fn encode<R>(
+/// The writer settings of a table: zstd, page statistics, the sort order recorded, bloom filters
+/// on the lookup columns, row groups sized for point lookups.
+fn properties(
     table: Table,
-    cols: &[Column<R>],
-    rows: &[&R],
+    schema: &arrow::datatypes::Schema,
     opts: &WriteOptions,
-) -> Result<Bytes, LakeError> {
-    let schema = schema_of(cols);
+) -> Result<WriterProperties, LakeError> {
     let sorting: Vec<SortingColumn> = sort_columns(table)
         .iter()
-        .filter_map(|name| cols.iter().position(|c| c.name == *name))
+        .filter_map(|name| schema.index_of(name).ok())
         .map(|i| SortingColumn {
             column_idx: i as i32,
             descending: false,
@@ -95,11 +96,33 @@ pub fn encode<R>(
             props = props.set_column_bloom_filter_enabled(ColumnPath::from(*c), true);
         }
     }
+    Ok(props.build())
+}
+
+/// Encodes rows (already in the order to write) as one Parquet file.
+pub fn encode<R>(
+    table: Table,
+    cols: &[Column<R>],
+    rows: &[&R],
+    opts: &WriteOptions,
+) -> Result<Bytes, LakeError> {
+    let schema = schema_of(cols);
     let arrays = cols.iter().map(|c| c.build(rows)).collect::<Vec<_>>();
-    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    let batch = RecordBatch::try_new(schema, arrays)?;
+    encode_batch(table, &batch, opts)
+}
+
+/// Encodes one batch (already in the order to write) as one Parquet file.
+pub fn encode_batch(
+    table: Table,
+    batch: &RecordBatch,
+    opts: &WriteOptions,
+) -> Result<Bytes, LakeError> {
+    let schema = batch.schema();
+    let props = properties(table, &schema, opts)?;
     let mut buf = Vec::with_capacity(4096);
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props.build()))?;
-    w.write(&batch)?;
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    w.write(batch)?;
     w.close()?;
     Ok(Bytes::from(buf))
 }

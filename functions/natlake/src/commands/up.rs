@@ -29,6 +29,9 @@ pub struct Args {
     /// Parser for every record (auto detects per record).
     #[arg(long, default_value = "auto")]
     pub format: String,
+    /// How often the compact function runs (it works only on finished hours).
+    #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
+    pub compact_every: Duration,
 }
 
 /// The embedded stack, running.
@@ -91,6 +94,12 @@ impl Stack {
         let normalizer = Normalizer::start(store.clone(), StoreScope::from_url(&url), cfg, workers);
         tokio::spawn(normalizer.clone().poll_forever(Duration::from_millis(500)));
 
+        let compactor = natlake_compact::service::Compactor::new(
+            store.clone(),
+            natlake_compact::CompactConfig::default(),
+        );
+        tokio::spawn(compactor.clone().every(args.compact_every));
+
         let lake = Arc::new(natlake_query::Lake::with_store(
             store,
             Some(data_dir.clone()),
@@ -98,6 +107,7 @@ impl Stack {
         ));
         let app = natlake_lookup::api::router(lake)
             .merge(natlake_normalize::service::router(normalizer.clone()))
+            .merge(natlake_compact::service::router(compactor))
             .route(
                 "/metrics",
                 axum::routing::get(move || {
