@@ -6,7 +6,7 @@
 //! count the drop as `queue_full`.
 //!
 //! The batcher is one thread (compression is CPU work that must not sit on the async runtime).
-//! It keeps one open [`BatchWriter`] per input kind, closes it when its uncompressed records
+//! It keeps one open raw object writer ([`RawWriter`]) per input kind, closes it when its uncompressed records
 //! reach `max_bytes` or it is `max_age` old, and hands the finished object to the spool thread,
 //! which writes it durably (fsync) and wakes the uploader. The fsync is off the batcher thread so
 //! that a slow disk (fsync stalls of a second or more are common on a busy host) does not stop
@@ -22,9 +22,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendErr
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use natlake_raw::{BatchHeader, BatchWriter, InputKind};
+use natlake_raw::{BatchHeader, InputKind};
 use tokio::sync::{Notify, oneshot};
 
+use crate::raw_writer::RawWriter;
 use crate::spool::Spool;
 use crate::{Counters, DropReason, RateLimit, RelayError, now_ns};
 
@@ -308,7 +309,7 @@ impl Batcher {
 }
 
 struct Open {
-    writer: BatchWriter,
+    writer: RawWriter,
     created_ns: i64,
     batch_id: String,
     deadline: Instant,
@@ -599,7 +600,7 @@ impl Worker {
             created_ns,
             labels: self.s.labels.clone(),
         };
-        let writer = BatchWriter::new(&header, self.s.zstd_level)?;
+        let writer = RawWriter::new(&header, self.s.zstd_level)?;
         Ok(Open {
             writer,
             created_ns,

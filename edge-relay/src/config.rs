@@ -22,6 +22,14 @@
 //! max_connections = 1024
 //!
 //! [[sources]]
+//! type = "syslog_tcp"               # RFC 5425: syslog over TLS, same framing
+//! address = "0.0.0.0:6514"
+//! [sources.tls]
+//! cert = "/etc/edge-relay/tls/relay.crt"
+//! key = "/etc/edge-relay/tls/relay.key"
+//! client_ca = "/etc/edge-relay/tls/senders-ca.crt"   # optional: mutual TLS
+//!
+//! [[sources]]
 //! type = "ipfix_udp"                # or netflow_udp (one port takes both versions)
 //! address = "0.0.0.0:4739"
 //!
@@ -288,6 +296,7 @@ impl SourceConfig {
             Self::JsonStdin(c) => c.name.clone(),
         };
         explicit.unwrap_or_else(|| match self {
+            Self::SyslogTcp(t) if t.tls.is_some() => format!("syslog_tls@{}", self.endpoint()),
             Self::SyslogUdp(_) | Self::SyslogTcp(_) => {
                 format!("{}@{}", self.kind(), self.endpoint())
             }
@@ -457,6 +466,9 @@ pub struct TcpSourceConfig {
     /// How long a connection may wait for room in a full queue before its messages are dropped.
     #[serde(default = "d_queue_wait", with = "duration")]
     pub queue_wait: Duration,
+    /// `[sources.tls]`: accept TLS only (RFC 5425), with the same framing as plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl TcpSourceConfig {
@@ -468,6 +480,36 @@ impl TcpSourceConfig {
             idle_timeout: d_idle_timeout(),
             max_connections: d_max_connections(),
             queue_wait: d_queue_wait(),
+            tls: None,
+        }
+    }
+}
+
+/// TLS of a TCP listener (`[sources.tls]`): the server's certificate and key, and for mutual TLS
+/// the CAs that client certificates must chain to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM CA certificate(s): when set, every client must present a certificate chaining to one
+    /// of them (mutual TLS); connections without one fail the handshake.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// A connection that has not completed its handshake by then is closed (counted `timeout`).
+    #[serde(default = "d_handshake_timeout", with = "duration")]
+    pub handshake_timeout: Duration,
+}
+
+impl TlsConfig {
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: None,
+            handshake_timeout: d_handshake_timeout(),
         }
     }
 }
@@ -601,6 +643,9 @@ fn d_idle_timeout() -> Duration {
 }
 fn d_max_connections() -> usize {
     1024
+}
+fn d_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn d_queue_wait() -> Duration {
     Duration::from_secs(1)
@@ -786,6 +831,17 @@ impl RelayConfig {
                     if t.idle_timeout.is_zero() {
                         return bad(format!("source {name}: idle_timeout must be positive"));
                     }
+                    if let Some(tls) = &t.tls {
+                        if tls.handshake_timeout.is_zero() {
+                            return bad(format!(
+                                "source {name}: tls.handshake_timeout must be positive"
+                            ));
+                        }
+                        // Reads and checks the files: --check-config reports a bad key here.
+                        if let Err(e) = crate::tls::server_config(tls) {
+                            return bad(format!("source {name}: tls: {e}"));
+                        }
+                    }
                 }
             }
         }
@@ -883,6 +939,25 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub syslog_tcp: Vec<SocketAddr>,
+    /// TCP syslog over TLS listener, RFC 5425 (octet counting; LF framing accepted too);
+    /// needs --tls-cert and --tls-key (repeatable or comma separated).
+    #[arg(
+        long,
+        env = "EDGE_RELAY_SYSLOG_TLS",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
+    pub syslog_tls: Vec<SocketAddr>,
+    /// PEM certificate chain (leaf first) of the --syslog-tls listeners.
+    #[arg(long, env = "EDGE_RELAY_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the --syslog-tls listeners.
+    #[arg(long, env = "EDGE_RELAY_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) for mutual TLS: --syslog-tls clients must present a certificate
+    /// signed by one of them.
+    #[arg(long, env = "EDGE_RELAY_TLS_CLIENT_CA", value_name = "PEM")]
+    pub tls_client_ca: Option<PathBuf>,
     /// IPFIX / NetFlow v9 listener over UDP (repeatable or comma separated); both versions are
     /// recognised on one port.
     #[arg(
@@ -973,6 +1048,26 @@ impl Cli {
         for addr in &self.syslog_tcp {
             cfg.sources
                 .push(SourceConfig::SyslogTcp(TcpSourceConfig::new(*addr)));
+        }
+        if self.syslog_tls.is_empty() {
+            if self.tls_cert.is_some() || self.tls_key.is_some() || self.tls_client_ca.is_some() {
+                return Err(ConfigError::Invalid(
+                    "--tls-cert, --tls-key and --tls-client-ca apply to --syslog-tls listeners; none is given".into(),
+                ));
+            }
+        } else {
+            let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+                return Err(ConfigError::Invalid(
+                    "--syslog-tls needs --tls-cert and --tls-key".into(),
+                ));
+            };
+            for addr in &self.syslog_tls {
+                let mut tls = TlsConfig::new(cert, key);
+                tls.client_ca = self.tls_client_ca.clone();
+                let mut t = TcpSourceConfig::new(*addr);
+                t.tls = Some(tls);
+                cfg.sources.push(SourceConfig::SyslogTcp(t));
+            }
         }
         for addr in &self.ipfix_udp {
             let mut f = FlowSourceConfig::new(*addr);

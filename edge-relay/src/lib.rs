@@ -6,7 +6,7 @@
 //! sources (UDP threads with recvmmsg, TCP tasks)
 //!    │  chunks of messages; bounded queue (count and bytes); full → counted drop "queue_full"
 //!    ▼
-//! batcher thread: one open natlake_raw::BatchWriter per input kind; closes by size or age
+//! batcher thread: one open raw object writer per input kind; closes by size or age
 //!    │  finished object bytes + key
 //!    ▼
 //! spool: temp file → fsync → rename → fsync dir; bounded by bytes; full → counted drop "spool_full"
@@ -21,9 +21,11 @@
 mod batch;
 pub mod config;
 pub mod metrics;
+mod raw_writer;
 mod sources;
 mod spool;
 pub mod templates;
+mod tls;
 mod upload;
 
 use std::collections::BTreeMap;
@@ -35,10 +37,11 @@ use std::time::{Duration, Instant};
 pub use config::{
     BatchConfig, ByteSize, Cli, ConfigError, ConntrackSourceConfig, FlowSourceConfig,
     JsonFileSourceConfig, JsonStdinSourceConfig, MetricsConfig, RelayConfig, SinkConfig,
-    SourceConfig, SpoolConfig, TcpSourceConfig, UdpSourceConfig,
+    SourceConfig, SpoolConfig, TcpSourceConfig, TlsConfig, UdpSourceConfig,
 };
 pub use natlake_raw::InputKind;
 pub use natlake_store::DynStore;
+pub use tls::{TlsError, TlsFailure};
 
 /// Errors the library reports to its caller. Everything after start-up is counted, not returned.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,8 @@ pub(crate) struct Counters {
     pub dropped_bytes: [AtomicU64; DropReason::ALL.len()],
     pub tcp_connections_accepted: AtomicU64,
     pub tcp_connections_refused: AtomicU64,
+    /// TLS connections that never carried a message, by [`TlsFailure`].
+    pub tls_handshake_failures: [AtomicU64; TlsFailure::ALL.len()],
     pub batches_spooled: AtomicU64,
     pub batches_uploaded: AtomicU64,
     pub bytes_uploaded: AtomicU64,
@@ -201,6 +206,8 @@ pub struct Stats {
     pub tcp_connections_accepted: u64,
     /// Connections closed at once because `max_connections` were open.
     pub tcp_connections_refused: u64,
+    /// Failed TLS handshakes by reason (`TlsFailure::as_str`); reasons with none are absent.
+    pub tls_handshake_failures: BTreeMap<&'static str, u64>,
     pub batches_spooled: u64,
     pub batches_uploaded: u64,
     /// Compressed bytes confirmed by the store.
@@ -226,6 +233,14 @@ impl Stats {
     /// Total messages dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_messages.values().sum()
+    }
+
+    /// Failed TLS handshakes for `failure`.
+    pub fn tls_failures(&self, failure: TlsFailure) -> u64 {
+        self.tls_handshake_failures
+            .get(failure.as_str())
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {
@@ -505,6 +520,14 @@ fn snapshot(c: &Counters, spool: &spool::Spool) -> Stats {
         dropped_bytes: by_reason(&c.dropped_bytes),
         tcp_connections_accepted: ld(&c.tcp_connections_accepted),
         tcp_connections_refused: ld(&c.tcp_connections_refused),
+        tls_handshake_failures: TlsFailure::ALL
+            .iter()
+            .zip(c.tls_handshake_failures.iter())
+            .filter_map(|(f, a)| {
+                let v = ld(a);
+                (v > 0).then_some((f.as_str(), v))
+            })
+            .collect(),
         batches_spooled: ld(&c.batches_spooled),
         batches_uploaded: ld(&c.batches_uploaded),
         bytes_uploaded: ld(&c.bytes_uploaded),

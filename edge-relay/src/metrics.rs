@@ -4,6 +4,8 @@
 //! - `received_messages_total`, `received_bytes_total` {source, kind}
 //! - `dropped_messages_total`, `dropped_bytes_total` {reason, kind}
 //! - `tcp_connections` {source} (gauge), `tcp_connections_refused_total` {source}
+//! - `tls_handshakes_total` {source}, `tls_handshake_failures_total`
+//!   {source, reason = error | timeout | plaintext}
 //! - `batches_closed_total` {kind, reason = size | age | flush}
 //! - `batches_uploaded_total`, `uploaded_bytes_total`, `upload_errors_total`,
 //!   `upload_duration_seconds` (histogram)

@@ -10,6 +10,10 @@
 //!
 //! A full queue holds the connection (TCP flow control pushes back on the sender) for at most
 //! `queue_wait`, then drops the chunk as `queue_full`.
+//!
+//! With `tls` set the listener speaks TLS only (RFC 5425): each connection's task runs the
+//! handshake (bounded by `handshake_timeout`) before the same framing. Failed handshakes are
+//! counted by [`TlsFailure`] and logged at a bounded rate; they never stop the listener.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,14 +21,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::FutureExt;
 use natlake_raw::InputKind;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::batch::{Chunk, QueueTx};
 use crate::config::TcpSourceConfig;
+use crate::tls::{self, TlsFailure};
 use crate::{Counters, DropReason, RateLimit, now_ns};
 
 /// Longest octet count accepted (10 digits is beyond any max_frame).
@@ -268,9 +274,25 @@ pub(crate) async fn start(
     counters: Arc<Counters>,
     stop: watch::Receiver<bool>,
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    // Built before binding: a configuration that validated can still fail here if its files
+    // changed since.
+    let tls = match &cfg.tls {
+        Some(t) => Some(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(
+                tls::server_config(t).map_err(io::Error::other)?,
+            ),
+            handshake_timeout: t.handshake_timeout,
+            ok: ::metrics::counter!("edge_relay_tls_handshakes_total", "source" => name.clone()),
+            failed: TlsFailure::ALL.map(|f| {
+                ::metrics::counter!("edge_relay_tls_handshake_failures_total", "source" => name.clone(), "reason" => f.as_str())
+            }),
+        }),
+        None => None,
+    };
     let listener = TcpListener::bind(cfg.address).await?;
     let addr = listener.local_addr()?;
     let ctx = Arc::new(Ctx {
+        tls,
         name: name.clone(),
         kind: mode.kind,
         lf_only: mode.lf_only,
@@ -287,7 +309,15 @@ pub(crate) async fn start(
     Ok((addr, task))
 }
 
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    ok: ::metrics::Counter,
+    failed: [::metrics::Counter; TlsFailure::ALL.len()],
+}
+
 struct Ctx {
+    tls: Option<Tls>,
     name: String,
     kind: InputKind,
     lf_only: bool,
@@ -304,6 +334,11 @@ struct Ctx {
 static REFUSED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 static ACCEPT_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 static FRAME_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
+static TLS_LOG: [RateLimit; TlsFailure::ALL.len()] = [
+    RateLimit::new(Duration::from_secs(10)),
+    RateLimit::new(Duration::from_secs(10)),
+    RateLimit::new(Duration::from_secs(10)),
+];
 
 async fn accept_loop(
     listener: TcpListener,
@@ -327,7 +362,17 @@ async fn accept_loop(
                         let stop = conn_stop.clone();
                         conns.spawn(async move {
                             ctx.active.increment(1.0);
-                            connection(sock, peer, &ctx, stop).await;
+                            match &ctx.tls {
+                                None => {
+                                    let _ = sock.set_nodelay(true);
+                                    connection(sock, peer, &ctx, stop).await
+                                }
+                                Some(tls) => {
+                                    if let Some(s) = handshake(tls, sock, peer, &ctx, stop.clone()).await {
+                                        connection(s, peer, &ctx, stop).await;
+                                    }
+                                }
+                            }
                             ctx.active.decrement(1.0);
                             drop(permit);
                         });
@@ -357,13 +402,43 @@ async fn accept_loop(
     while conns.join_next().await.is_some() {}
 }
 
-async fn connection(
-    mut sock: TcpStream,
+/// The TLS handshake of one connection; `None` (counted and logged) when it failed or the relay
+/// is stopping.
+async fn handshake(
+    tls: &Tls,
+    sock: TcpStream,
+    peer: SocketAddr,
+    ctx: &Ctx,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let _ = sock.set_nodelay(true);
+    let result = tokio::select! {
+        _ = super::stopped(&mut stop) => return None,
+        r = tls::accept(&tls.acceptor, sock, tls.handshake_timeout) => r,
+    };
+    match result {
+        Ok(s) => {
+            tls.ok.increment(1);
+            Some(s)
+        }
+        Err((failure, why)) => {
+            ctx.counters.tls_handshake_failures[failure.index()].fetch_add(1, Ordering::Relaxed);
+            tls.failed[failure.index()].increment(1);
+            if let Some(suppressed) = TLS_LOG[failure.index()].allow() {
+                tracing::warn!(source = %ctx.name, %peer, reason = failure.as_str(), error = %why,
+                    suppressed, "TLS handshake failed; connection closed (counted)");
+            }
+            None
+        }
+    }
+}
+
+async fn connection<S: AsyncRead + Unpin>(
+    mut sock: S,
     peer: SocketAddr,
     ctx: &Ctx,
     mut stop: watch::Receiver<bool>,
 ) {
-    let _ = sock.set_nodelay(true);
     let mut framer = if ctx.lf_only {
         Framer::lf_only(ctx.max_frame)
     } else {
@@ -373,10 +448,10 @@ async fn connection(
     let mut stopping = false;
     loop {
         let read = if stopping {
-            // Stopping: take what the kernel already holds, without waiting for more.
-            match sock.try_read(&mut rbuf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                other => Ok(other),
+            // Stopping: take what is already there (kernel, TLS buffers), without waiting.
+            match sock.read(&mut rbuf).now_or_never() {
+                None => break,
+                Some(r) => Ok(r),
             }
         } else {
             tokio::select! {

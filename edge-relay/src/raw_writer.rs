@@ -1,0 +1,220 @@
+//! The batcher's writer of raw objects: the same bytes as `natlake_raw::BatchWriter` (one zstd
+//! frame holding the header and the records), cheaper per record.
+//!
+//! `BatchWriter` hands every record to the zstd stream as four small writes, each a call into
+//! zstd (`ZSTD_compressStream`) that copies a few bytes into its input buffer. Here records are
+//! encoded into a plain staging buffer and zstd gets one write per [`STAGE`] bytes (its block
+//! size), so the per-record cost is the encoding and CRC alone.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use natlake_raw::{BatchHeader, InputKind, RawError};
+
+use crate::batch::RECORD_OVERHEAD;
+
+/// Plaintext staged before a write into zstd: one zstd block.
+const STAGE: usize = 128 * 1024;
+
+pub(crate) struct RawWriter {
+    enc: zstd::stream::write::Encoder<'static, Vec<u8>>,
+    stage: Vec<u8>,
+    records: u64,
+    raw_bytes: u64,
+}
+
+impl RawWriter {
+    pub fn new(header: &BatchHeader, level: i32) -> Result<Self, RawError> {
+        let enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+        let mut stage = Vec::with_capacity(STAGE + 2 * 1024);
+        natlake_raw::encode_header(&mut stage, header)?;
+        Ok(Self {
+            enc,
+            stage,
+            records: 0,
+            raw_bytes: 0,
+        })
+    }
+
+    /// Appends one record; a record the format refuses leaves the writer unchanged.
+    pub fn push_parts(
+        &mut self,
+        recv_ns: i64,
+        kind: InputKind,
+        flags: u8,
+        peer: Option<SocketAddr>,
+        payload: &[u8],
+    ) -> Result<(), RawError> {
+        // Checks the size before writing anything, so an error adds no partial record.
+        natlake_raw::encode_parts(&mut self.stage, recv_ns, kind, flags, peer, payload)?;
+        self.records += 1;
+        self.raw_bytes += RECORD_OVERHEAD + payload.len() as u64;
+        if self.stage.len() >= STAGE {
+            self.enc.write_all(&self.stage)?;
+            self.stage.clear();
+        }
+        Ok(())
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Uncompressed bytes of records so far (what batch-size limits count).
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_bytes
+    }
+
+    pub fn finish(mut self) -> Result<Vec<u8>, RawError> {
+        self.enc.write_all(&self.stage)?;
+        Ok(self.enc.finish()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natlake_raw::{BatchReader, BatchWriter};
+    use std::time::Instant;
+
+    fn header() -> BatchHeader {
+        BatchHeader {
+            format_version: natlake_raw::VERSION,
+            relay_id: "r1".into(),
+            batch_id: "0192f3a0-0000-7000-8000-000000000000".into(),
+            kind: InputKind::SyslogUdp,
+            created_ns: 1_714_564_800_000_000_000,
+            labels: [("site".to_string(), "par1".to_string())].into(),
+        }
+    }
+
+    /// Lines that do not repeat (a counter and a scrambled port in each).
+    fn lines(n: u64) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "<134>1 2024-05-01T12:00:{:02}Z cgnat-1 nat - - - SNAT TCP 100.64.{}.{}:{} -> 203.0.113.9:{} seq={i}",
+                    i % 60,
+                    i / 256 % 256,
+                    i % 256,
+                    1024 + i * 7919 % 50_000,
+                    2048 + i * 104_729 % 50_000
+                )
+                .into_bytes()
+            })
+            .collect()
+    }
+
+    fn plaintext(compressed: &[u8]) -> Vec<u8> {
+        zstd::stream::decode_all(compressed).unwrap()
+    }
+
+    #[test]
+    fn same_plaintext_as_batch_writer_and_readable() {
+        let h = header();
+        let lines = lines(5_000);
+        let peers: [Option<SocketAddr>; 3] = [
+            None,
+            Some("192.0.2.7:514".parse().unwrap()),
+            Some("[2001:db8::1]:6514".parse().unwrap()),
+        ];
+        let mut a = BatchWriter::new(&h, 1).unwrap();
+        let mut b = RawWriter::new(&h, 1).unwrap();
+        for (i, l) in lines.iter().enumerate() {
+            let (t, p, f) = (i as i64 * 1000, peers[i % 3], (i % 2) as u8);
+            a.push_parts(t, InputKind::SyslogUdp, f, p, l).unwrap();
+            b.push_parts(t, InputKind::SyslogUdp, f, p, l).unwrap();
+        }
+        // A refused record changes neither writer.
+        let huge = vec![b'x'; natlake_raw::MAX_RECORD];
+        assert!(
+            a.push_parts(0, InputKind::SyslogUdp, 0, None, &huge)
+                .is_err()
+        );
+        assert!(
+            b.push_parts(0, InputKind::SyslogUdp, 0, None, &huge)
+                .is_err()
+        );
+        assert_eq!(a.records(), b.records());
+        assert_eq!(a.raw_bytes(), b.raw_bytes());
+        let (a, b) = (a.finish().unwrap(), b.finish().unwrap());
+        assert!(plaintext(&b).len() > 600_000, "several stages were written");
+        assert_eq!(plaintext(&a), plaintext(&b));
+        let rd = BatchReader::from_compressed(&b).unwrap();
+        assert_eq!(rd.header(), &h);
+        let recs: Vec<_> = rd.map(|r| r.unwrap().1).collect();
+        assert_eq!(recs.len(), lines.len());
+        assert_eq!(recs[4_999].payload, lines[4_999]);
+        assert_eq!(recs[2].peer, peers[2]);
+    }
+
+    #[test]
+    fn empty_batch_holds_the_header() {
+        let h = header();
+        let out = RawWriter::new(&h, 1).unwrap().finish().unwrap();
+        let rd = BatchReader::from_compressed(&out).unwrap();
+        assert_eq!(rd.header(), &h);
+        assert_eq!(rd.count(), 0);
+    }
+
+    /// CPU per record of both writers (release build):
+    /// `cargo test --release -p edge-relay --lib raw_writer -- --ignored --nocapture`.
+    /// `RELAY_COST_RAW=<object.nlraw.zst>` takes the lines from a raw object (e.g. one written
+    /// by `bench/relay.sh` with `KEEP=1`) instead of the synthetic ones.
+    #[test]
+    #[ignore = "measurement"]
+    fn writer_cost_per_line() {
+        let lines: Vec<Vec<u8>> = match std::env::var("RELAY_COST_RAW") {
+            Ok(p) => {
+                let bytes = std::fs::read(p).unwrap();
+                BatchReader::from_compressed(&bytes)
+                    .unwrap()
+                    .map(|r| r.unwrap().1.payload)
+                    .collect()
+            }
+            Err(_) => lines(50_000),
+        };
+        let h = header();
+        let peer = Some("192.0.2.1:514".parse().unwrap());
+        // Under callgrind: RELAY_COST_ONE=1 runs one round at level 1.
+        let one = std::env::var_os("RELAY_COST_ONE").is_some();
+        let (levels, rounds): (&[i32], _) = if one { (&[1], 1) } else { (&[1, 3], 2) };
+        for &level in levels {
+            for round in 0..rounds {
+                // RELAY_COST_SKIP=batch|raw leaves one writer out (callgrind: one run each).
+                let skip = std::env::var("RELAY_COST_SKIP").unwrap_or_default();
+                let t = Instant::now();
+                let mut a = Vec::new();
+                if skip != "batch" {
+                    let mut w = BatchWriter::new(&h, level).unwrap();
+                    for (i, l) in lines.iter().enumerate() {
+                        w.push_parts(i as i64, InputKind::SyslogUdp, 0, peer, l)
+                            .unwrap();
+                    }
+                    a = w.finish().unwrap();
+                }
+                let ta = t.elapsed();
+                let t = Instant::now();
+                let mut b = Vec::new();
+                if skip != "raw" {
+                    let mut w = RawWriter::new(&h, level).unwrap();
+                    for (i, l) in lines.iter().enumerate() {
+                        w.push_parts(i as i64, InputKind::SyslogUdp, 0, peer, l)
+                            .unwrap();
+                    }
+                    b = w.finish().unwrap();
+                }
+                let tb = t.elapsed();
+                let per = |d: std::time::Duration| d.as_secs_f64() * 1e6 / lines.len() as f64;
+                println!(
+                    "level {level:>2} round {round}: {} lines; BatchWriter {:.3} µs/line {} B; RawWriter {:.3} µs/line {} B",
+                    lines.len(),
+                    per(ta),
+                    a.len(),
+                    per(tb),
+                    b.len()
+                );
+            }
+        }
+    }
+}
