@@ -9,8 +9,15 @@ use crate::model::{Event, Micros};
 
 pub mod conntrack;
 pub mod conntrack_json;
+mod endpoint;
+pub mod fortigate;
 pub mod goflow2;
 pub mod iptables;
+pub mod mikrotik;
+pub mod nfware;
+pub mod paloalto;
+pub mod pfsense;
+pub mod sixwind;
 pub mod syslog;
 mod util;
 
@@ -35,15 +42,33 @@ pub enum Format {
     Goflow2,
     /// iptables / nftables kernel LOG lines.
     Iptables,
+    /// FortiGate (FortiOS) traffic logs, key=value.
+    Fortigate,
+    /// Palo Alto PAN-OS TRAFFIC logs, syslog CSV.
+    Paloalto,
+    /// MikroTik RouterOS firewall log lines (with `NAT (…)` annotations).
+    Mikrotik,
+    /// pfSense / OPNsense `filterlog` CSV.
+    Pfsense,
+    /// nfware vCGNAT session / port / port-block / address mapping messages.
+    Nfware,
+    /// 6WIND fast-path CG-NAT (`fp-cgnat`) CONN and BLOCK events.
+    Sixwind,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 11] = [
         Format::Auto,
         Format::Conntrack,
         Format::ConntrackJson,
         Format::Goflow2,
         Format::Iptables,
+        Format::Fortigate,
+        Format::Paloalto,
+        Format::Mikrotik,
+        Format::Pfsense,
+        Format::Nfware,
+        Format::Sixwind,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +78,12 @@ impl Format {
             Format::ConntrackJson => "conntrack_json",
             Format::Goflow2 => "goflow2",
             Format::Iptables => "iptables",
+            Format::Fortigate => "fortigate",
+            Format::Paloalto => "paloalto",
+            Format::Mikrotik => "mikrotik",
+            Format::Pfsense => "pfsense",
+            Format::Nfware => "nfware",
+            Format::Sixwind => "sixwind",
         }
     }
 
@@ -91,7 +122,9 @@ pub struct Parsed {
 
 /// Guesses the format of a message body (envelope already peeled) from cheap checks: JSON
 /// objects by their keys, conntrack by its leading tokens, kernel LOG lines by `IN= … OUT=` and
-/// `SRC=`. None when nothing fits.
+/// `SRC=`, FortiGate by `logid=` and `type=` keys, PAN-OS by its date and log-type columns,
+/// filterlog by its direction and IP-version columns, MikroTik by `in:` / `out:` / `proto`,
+/// nfware by `A VRF ` / `D VRF `, 6WIND by its CONN / BLOCK phrases. None when nothing fits.
 pub fn detect(body: &str) -> Option<Format> {
     let b = body.trim_start();
     if b.starts_with('{') {
@@ -106,6 +139,18 @@ pub fn detect(body: &str) -> Option<Format> {
         Some(Format::Conntrack)
     } else if iptables::looks_like(b) {
         Some(Format::Iptables)
+    } else if fortigate::looks_like(b) {
+        Some(Format::Fortigate)
+    } else if paloalto::looks_like(b) {
+        Some(Format::Paloalto)
+    } else if pfsense::looks_like(b) {
+        Some(Format::Pfsense)
+    } else if mikrotik::looks_like(b) {
+        Some(Format::Mikrotik)
+    } else if nfware::looks_like(b) {
+        Some(Format::Nfware)
+    } else if sixwind::looks_like(b) {
+        Some(Format::Sixwind)
     } else {
         None
     }
@@ -151,6 +196,12 @@ pub fn parse_message(
         Format::ConntrackJson => conntrack_json::parse(env.body, default_time, out),
         Format::Goflow2 => goflow2::parse(env.body, default_time, out),
         Format::Iptables => iptables::parse(env.body, default_time, out),
+        Format::Fortigate => fortigate::parse(env.body, default_time, ctx.tz_offset_secs, out),
+        Format::Paloalto => paloalto::parse(env.body, ctx.tz_offset_secs, out),
+        Format::Mikrotik => mikrotik::parse(env.body, default_time, out),
+        Format::Pfsense => pfsense::parse(env.body, default_time, out),
+        Format::Nfware => nfware::parse(env.body, default_time, out),
+        Format::Sixwind => sixwind::parse(env.body, default_time, out),
         // `detect` never returns Auto; a caller passing it explicitly was handled above.
         Format::Auto => Err(unrecognised(env.body)),
     };
