@@ -80,7 +80,14 @@ mod tests {
             Some((ip("192.0.2.1"), None))
         );
         assert_eq!(maybe_port("192.0.2.1", true), None);
-        for bad in ["10.0.0.1", "10.0.0.1:", "10.0.0.1:70000", "[::1]443", "x:1", ""] {
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:",
+            "10.0.0.1:70000",
+            "[::1]443",
+            "x:1",
+            "",
+        ] {
             assert_eq!(with_port(bad), None, "{bad}");
         }
         assert!(has_ports(Some(6)) && has_ports(Some(17)) && !has_ports(Some(1)));

@@ -56,9 +56,7 @@ fn err(reason: impl Into<String>) -> ParseError {
 pub fn looks_like(body: &str) -> bool {
     let b = body.trim_start();
     let first = b.split(' ').next().unwrap_or("");
-    first.contains('=')
-        && (has_key(b, "logid") || has_key(b, "log_id"))
-        && has_key(b, "type")
+    first.contains('=') && (has_key(b, "logid") || has_key(b, "log_id")) && has_key(b, "type")
 }
 
 /// `key=` at the start or after a space.
@@ -173,9 +171,7 @@ pub fn parse(
     let ty = kv.get(&["type"]).ok_or_else(|| err("no type= field"))?;
     if ty != "traffic" {
         let sub = kv.get(&["subtype"]).unwrap_or("-");
-        return Err(err(format!(
-            "type={ty} subtype={sub}: not a traffic log"
-        )));
+        return Err(err(format!("type={ty} subtype={sub}: not a traffic log")));
     }
     let end = log_time(&kv, default_time, tz_offset_secs)?;
     let src_ip = kv
@@ -276,8 +272,8 @@ pub fn parse(
     // Destination NAT (port forwards): the translated destination when it differs.
     let tran_dst = kv.ip(&["tranip"])?.filter(|a| !a.is_unspecified());
     let tran_dport = port(&["tranport"])?;
-    let dnat = tran_dst.is_some_and(|d| d != dst_ip)
-        || (tran_dport.is_some() && tran_dport != dst_port);
+    let dnat =
+        tran_dst.is_some_and(|d| d != dst_ip) || (tran_dport.is_some() && tran_dport != dst_port);
     let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
@@ -290,7 +286,11 @@ pub fn parse(
         src_port,
         dst_ip: Some(dst_ip),
         dst_port,
-        post_nat_dst_ip: if dnat { tran_dst.or(Some(dst_ip)) } else { None },
+        post_nat_dst_ip: if dnat {
+            tran_dst.or(Some(dst_ip))
+        } else {
+            None
+        },
         post_nat_dst_port: if dnat { tran_dport.or(dst_port) } else { None },
         bytes: sum(sent, rcvd),
         packets: sum(sent_pkt, rcvd_pkt),
@@ -308,7 +308,9 @@ fn log_time(kv: &Kv<'_>, default_time: Micros, tz: i32) -> Result<Micros, ParseE
             .ok_or_else(|| err(format!("bad eventtime={v:?}")));
     }
     if let Some(date) = kv.get(&["date"]) {
-        let time = kv.get(&["time"]).ok_or_else(|| err("date= without time="))?;
+        let time = kv
+            .get(&["time"])
+            .ok_or_else(|| err("date= without time="))?;
         let offset = match kv.get(&["tz"]) {
             Some(z) => parse_tz(z).ok_or_else(|| err(format!("bad tz={z:?}")))?,
             None => tz,
@@ -371,7 +373,10 @@ mod tests {
         };
         assert_eq!(n.event, Some(NatEventKind::SessionCreate));
         assert_eq!((n.time, n.end_time), (T0, None));
-        assert_eq!((n.src_ip, n.x_ip, n.x_port), (ip("2001:db8::7"), ip("203.0.113.7"), Some(1040)));
+        assert_eq!(
+            (n.src_ip, n.x_ip, n.x_port),
+            (ip("2001:db8::7"), ip("203.0.113.7"), Some(1040))
+        );
         assert_eq!(n.vrf.as_deref(), Some("cgn"));
         // No tz field: the device zone applies; a collector stamp is only the fallback.
         let Event::Firewall(f) = run(
@@ -388,7 +393,9 @@ mod tests {
         // Epoch forms by magnitude.
         for et in ["1718452800", "1718452800000", "1718452800000000000"] {
             let Event::Firewall(f) = run(
-                &format!("logid=13 type=traffic eventtime={et} srcip=198.51.100.9 dstip=203.0.113.1 proto=1 action=deny"),
+                &format!(
+                    "logid=13 type=traffic eventtime={et} srcip=198.51.100.9 dstip=203.0.113.1 proto=1 action=deny"
+                ),
                 0,
             ) else {
                 panic!()
@@ -424,15 +431,39 @@ mod tests {
     fn rejects() {
         let mut out = Vec::new();
         for (bad, why) in [
-            ("logid=1 type=event subtype=system msg=\"x\"", "not a traffic log"),
+            (
+                "logid=1 type=event subtype=system msg=\"x\"",
+                "not a traffic log",
+            ),
             ("logid=1 type=traffic srcip=10.0.0.1", "without dstip"),
-            ("logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.300 action=close", "bad dstip"),
-            ("logid=1 type=traffic date=2016-06-14 time=10: 13:03 srcip=10.0.0.1 dstip=10.0.0.2 action=close", "bad date"),
-            ("logid=1 type=traffic tz=+25:00 date=2016-06-14 time=10:13:03 srcip=10.0.0.1 dstip=10.0.0.2 action=close", "bad tz"),
-            ("logid=1 type=traffic eventtime=x srcip=10.0.0.1 dstip=10.0.0.2 action=close", "bad eventtime"),
-            ("logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.2 proto=6 srcport=70000 action=close", "bad srcport"),
-            ("logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.2 proto=6 action=close msg=\"open", "unterminated"),
-            ("logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.2 proto=6", "without action"),
+            (
+                "logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.300 action=close",
+                "bad dstip",
+            ),
+            (
+                "logid=1 type=traffic date=2016-06-14 time=10: 13:03 srcip=10.0.0.1 dstip=10.0.0.2 action=close",
+                "bad date",
+            ),
+            (
+                "logid=1 type=traffic tz=+25:00 date=2016-06-14 time=10:13:03 srcip=10.0.0.1 dstip=10.0.0.2 action=close",
+                "bad tz",
+            ),
+            (
+                "logid=1 type=traffic eventtime=x srcip=10.0.0.1 dstip=10.0.0.2 action=close",
+                "bad eventtime",
+            ),
+            (
+                "logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.2 proto=6 srcport=70000 action=close",
+                "bad srcport",
+            ),
+            (
+                "logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.2 proto=6 action=close msg=\"open",
+                "unterminated",
+            ),
+            (
+                "logid=1 type=traffic srcip=10.0.0.1 dstip=10.0.0.2 proto=6",
+                "without action",
+            ),
             ("logid=1 srcip=10.0.0.1", "no type"),
         ] {
             let e = parse(bad, T0, 0, &mut out).unwrap_err();
@@ -460,12 +491,19 @@ mod tests {
             match parse(env.body, def, ctx.tz_offset_secs, &mut out) {
                 Ok(_) => {}
                 Err(e) if e.reason.contains("not a traffic log") => {
-                    assert!(!smp.line.contains("type=traffic") && !smp.line.contains("type=\"traffic\""));
+                    assert!(
+                        !smp.line.contains("type=traffic")
+                            && !smp.line.contains("type=\"traffic\"")
+                    );
                     not_traffic += 1;
                     continue;
                 }
                 Err(e) => {
-                    assert!(e.reason.starts_with("bad date="), "line {}: {e}", smp.line_no);
+                    assert!(
+                        e.reason.starts_with("bad date="),
+                        "line {}: {e}",
+                        smp.line_no
+                    );
                     assert!(smp.line.contains("time=") && smp.line.contains(": "));
                     bad_time += 1;
                     continue;
@@ -476,7 +514,11 @@ mod tests {
             };
             nat += 1;
             // The block's expectation (the 2nd line of a block has no comment right above it).
-            let expect = smp.block.iter().find(|c| c.starts_with("# expect")).unwrap();
+            let expect = smp
+                .block
+                .iter()
+                .find(|c| c.starts_with("# expect"))
+                .unwrap();
             let rule = test_corpus::annotation_value(expect, "wazuh_rule");
             assert_eq!(rule.as_deref(), Some("81618"), "line {}", smp.line_no);
             // Independent reading: the unquoted value of each key.
@@ -494,12 +536,21 @@ mod tests {
             assert_eq!(n.x_port.map(u64::from), num("transport"));
             assert_eq!(n.dst_port.map(u64::from), num("dstport"));
             assert_eq!(n.protocol.map(u64::from), num("proto"));
-            assert_eq!((n.bytes_out, n.bytes_in), (num("sentbyte"), num("rcvdbyte")));
-            assert_eq!((n.packets_out, n.packets_in), (num("sentpkt"), num("rcvdpkt")));
+            assert_eq!(
+                (n.bytes_out, n.bytes_in),
+                (num("sentbyte"), num("rcvdbyte"))
+            );
+            assert_eq!(
+                (n.packets_out, n.packets_in),
+                (num("sentpkt"), num("rcvdpkt"))
+            );
             assert_eq!(n.vrf, v("vd"));
             assert_eq!(n.event, Some(NatEventKind::MappingObserved));
             let end = n.end_time.unwrap();
-            assert_eq!(end - n.time, num("duration").unwrap() as i64 * MICROS_PER_SEC);
+            assert_eq!(
+                end - n.time,
+                num("duration").unwrap() as i64 * MICROS_PER_SEC
+            );
             // The end is eventtime when present; date+time (this corpus' devices ran at UTC−7)
             // must agree with it within the two seconds FortiOS takes to write the log.
             let date = v("date").unwrap();
@@ -520,7 +571,11 @@ mod tests {
             match num("eventtime") {
                 Some(et) => {
                     assert_eq!(Some(end), epoch_int_micros(et));
-                    assert!((end - local).abs() <= 2 * MICROS_PER_SEC, "line {}", smp.line_no);
+                    assert!(
+                        (end - local).abs() <= 2 * MICROS_PER_SEC,
+                        "line {}",
+                        smp.line_no
+                    );
                 }
                 None => assert_eq!(end, local),
             }
@@ -531,7 +586,9 @@ mod tests {
 
     #[test]
     fn detection() {
-        assert!(looks_like("date=2019-05-13 time=11:45:04 logid=\"0000000013\" type=\"traffic\""));
+        assert!(looks_like(
+            "date=2019-05-13 time=11:45:04 logid=\"0000000013\" type=\"traffic\""
+        ));
         assert!(looks_like("itime=1 logid=13 type=traffic"));
         assert!(!looks_like("hello logid=1 type=traffic"));
         assert!(!looks_like("date=1 mylogid=1 type=traffic"));

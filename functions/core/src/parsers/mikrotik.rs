@@ -74,9 +74,7 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
     let (out_if, rest) = rest
         .split_once(',')
         .ok_or_else(|| err("nothing after the interfaces"))?;
-    let pos = rest
-        .find("proto ")
-        .ok_or_else(|| err("no `proto` field"))?;
+    let pos = rest.find("proto ").ok_or_else(|| err("no `proto` field"))?;
     let rest = rest.get(pos + 6..).unwrap_or("");
     // "TCP (SYN), a->b, …" / "ICMP (type 8, code 0), a->b, …" / "UDP, a->b, …".
     let name_end = rest.find([' ', ',']).unwrap_or(rest.len());
@@ -88,7 +86,9 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
     );
     let mut rest = rest.get(name_end..).unwrap_or("").trim_start();
     if let Some(r) = rest.strip_prefix('(') {
-        let close = r.find(')').ok_or_else(|| err("protocol details not closed"))?;
+        let close = r
+            .find(')')
+            .ok_or_else(|| err("protocol details not closed"))?;
         rest = r.get(close + 1..).unwrap_or("");
     }
     let rest = rest
@@ -168,10 +168,15 @@ fn strip_topics(s: &str) -> &str {
 
 /// Protocol names RouterOS prints that the shared table lacks.
 fn routeros_proto(name: &str) -> Option<u8> {
-    [("ipsec-esp", 50), ("ipsec-ah", 51), ("ipencap", 4), ("ipv6-encap", 41)]
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
+    [
+        ("ipsec-esp", 50),
+        ("ipsec-ah", 51),
+        ("ipencap", 4),
+        ("ipv6-encap", 41),
+    ]
+    .iter()
+    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+    .map(|(_, v)| *v)
 }
 
 /// `a:p->b:q`.

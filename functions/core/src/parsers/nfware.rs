@@ -46,12 +46,16 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
         return Err(err("no VRF after the action"));
     }
     let vrf = toks.next().ok_or_else(|| err("VRF without an id"))?;
-    let mut tok = toks.next().ok_or_else(|| err("message ends after the VRF"))?;
+    let mut tok = toks
+        .next()
+        .ok_or_else(|| err("message ends after the VRF"))?;
     let protocol = if tok == "INT" {
         None
     } else {
         let p = protocol_number(tok).ok_or_else(|| err(format!("bad protocol {tok:?}")))?;
-        tok = toks.next().ok_or_else(|| err("message ends after the protocol"))?;
+        tok = toks
+            .next()
+            .ok_or_else(|| err("message ends after the protocol"))?;
         if tok != "INT" {
             return Err(err(format!("expected INT, found {tok:?}")));
         }
@@ -65,7 +69,9 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
     let mut dst = None;
     let mut dir = None;
     while let Some(k) = toks.next() {
-        let v = toks.next().ok_or_else(|| err(format!("{k} without a value")))?;
+        let v = toks
+            .next()
+            .ok_or_else(|| err(format!("{k} without a value")))?;
         match k {
             "DST" if dst.is_none() => dst = Some(v),
             "DIR" if dir.is_none() => dir = Some(v),
@@ -83,10 +89,10 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
         Some(_) => {
             // Session or port mapping: one inside port to one public port.
             let ports = endpoint::has_ports(protocol);
-            let (src, sport) = endpoint::maybe_port(int, ports)
-                .ok_or_else(|| err(format!("bad INT {int:?}")))?;
-            let (x, xport) = endpoint::maybe_port(ext, ports)
-                .ok_or_else(|| err(format!("bad EXT {ext:?}")))?;
+            let (src, sport) =
+                endpoint::maybe_port(int, ports).ok_or_else(|| err(format!("bad INT {int:?}")))?;
+            let (x, xport) =
+                endpoint::maybe_port(ext, ports).ok_or_else(|| err(format!("bad EXT {ext:?}")))?;
             (ev.src_ip, ev.src_port, ev.x_ip, ev.x_port) = (Some(src), sport, Some(x), xport);
             if let Some(d) = dst {
                 let (dip, dport) =

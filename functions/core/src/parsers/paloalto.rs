@@ -173,7 +173,8 @@ pub fn parse(line: &str, tz_offset_secs: i32, out: &mut Vec<Event>) -> Result<us
     };
 
     let tz = high_res_offset(&f).unwrap_or(tz_offset_secs);
-    let generated = pan_time(col(6), tz).ok_or_else(|| err(format!("bad generated time {:?}", col(6))))?;
+    let generated =
+        pan_time(col(6), tz).ok_or_else(|| err(format!("bad generated time {:?}", col(6))))?;
     let elapsed = count(36)?;
     let start = match pan_time(col(35), tz) {
         Some(t) if t <= generated => t,
@@ -238,8 +239,8 @@ pub fn parse(line: &str, tz_offset_secs: i32, out: &mut Vec<Event>) -> Result<us
         }));
         return Ok(1);
     }
-    let dnat = nat_dst.is_some_and(|d| d != dst_ip)
-        || (nat_dport.is_some() && nat_dport != dst_port);
+    let dnat =
+        nat_dst.is_some_and(|d| d != dst_ip) || (nat_dport.is_some() && nat_dport != dst_port);
     out.push(Event::Flow(FlowRecord {
         time: start,
         end_time: (subtype != "start").then_some(generated),
@@ -347,26 +348,73 @@ mod tests {
         assert_eq!((n.time, n.end_time), (T0, Some(T0 + 5_000_000)));
         assert_eq!((n.src_ip, n.src_port), (ip("100.64.1.2"), Some(51000)));
         assert_eq!((n.x_ip, n.x_port), (ip("203.0.113.10"), Some(2048)));
-        assert_eq!((n.dst_ip, n.dst_port, n.protocol), (ip("198.51.100.80"), Some(443), Some(6)));
-        assert_eq!((n.bytes_out, n.bytes_in, n.packets_out, n.packets_in), (Some(1000), Some(4000), Some(5), Some(7)));
+        assert_eq!(
+            (n.dst_ip, n.dst_port, n.protocol),
+            (ip("198.51.100.80"), Some(443), Some(6))
+        );
+        assert_eq!(
+            (n.bytes_out, n.bytes_in, n.packets_out, n.packets_in),
+            (Some(1000), Some(4000), Some(5), Some(7))
+        );
         assert_eq!(n.vrf.as_deref(), Some("vsys2"));
         // Start log, device at UTC+2, start column empty: generated time is the start.
-        let Event::Nat(n) = run(&traffic(&[(4, "start"), (35, ""), (36, "0"), (6, "2024/06/15 14:00:00")]), 7200) else {
+        let Event::Nat(n) = run(
+            &traffic(&[
+                (4, "start"),
+                (35, ""),
+                (36, "0"),
+                (6, "2024/06/15 14:00:00"),
+            ]),
+            7200,
+        ) else {
             panic!()
         };
-        assert_eq!((n.event, n.time, n.end_time), (Some(NatEventKind::SessionCreate), T0, None));
+        assert_eq!(
+            (n.event, n.time, n.end_time),
+            (Some(NatEventKind::SessionCreate), T0, None)
+        );
         // A quoted rule with a comma; no source NAT: a flow, with the DNAT'd destination.
-        let Event::Flow(f) = run(&traffic(&[(9, "0.0.0.0"), (26, "0"), (10, "192.168.5.5"), (11, "\"web, in\"")]), 0) else {
+        let Event::Flow(f) = run(
+            &traffic(&[
+                (9, "0.0.0.0"),
+                (26, "0"),
+                (10, "192.168.5.5"),
+                (11, "\"web, in\""),
+            ]),
+            0,
+        ) else {
             panic!()
         };
-        assert_eq!((f.time, f.end_time, f.bytes, f.packets), (T0, Some(T0 + 5_000_000), Some(5000), Some(12)));
-        assert_eq!((f.post_nat_dst_ip, f.post_nat_dst_port), (ip("192.168.5.5"), Some(443)));
+        assert_eq!(
+            (f.time, f.end_time, f.bytes, f.packets),
+            (T0, Some(T0 + 5_000_000), Some(5000), Some(12))
+        );
+        assert_eq!(
+            (f.post_nat_dst_ip, f.post_nat_dst_port),
+            (ip("192.168.5.5"), Some(443))
+        );
         // IPv6, no NAT, denied.
-        let Event::Firewall(e) = run(&traffic(&[(4, "deny"), (7, "2001:db8::1"), (8, "2001:db8:2::1"), (9, ""), (26, "0"), (30, "deny")]), 0) else {
+        let Event::Firewall(e) = run(
+            &traffic(&[
+                (4, "deny"),
+                (7, "2001:db8::1"),
+                (8, "2001:db8:2::1"),
+                (9, ""),
+                (26, "0"),
+                (30, "deny"),
+            ]),
+            0,
+        ) else {
             panic!()
         };
-        assert_eq!((e.action, e.rule.as_deref(), e.src_ip), (FirewallAction::Deny, Some("cgn-out"), ip("2001:db8::1")));
-        assert_eq!((e.in_if.as_deref(), e.out_if.as_deref(), e.time), (Some("ethernet1/2"), Some("ethernet1/1"), T0 + 5_000_000));
+        assert_eq!(
+            (e.action, e.rule.as_deref(), e.src_ip),
+            (FirewallAction::Deny, Some("cgn-out"), ip("2001:db8::1"))
+        );
+        assert_eq!(
+            (e.in_if.as_deref(), e.out_if.as_deref(), e.time),
+            (Some("ethernet1/2"), Some("ethernet1/1"), T0 + 5_000_000)
+        );
     }
 
     #[test]
@@ -374,7 +422,10 @@ mod tests {
         let mut out = Vec::new();
         for (bad, why) in [
             (traffic(&[(3, "THREAT")]), "not a traffic log"),
-            ("1,2024/06/15 12:00:05,0001,TRAFFIC,end".to_string(), "columns"),
+            (
+                "1,2024/06/15 12:00:05,0001,TRAFFIC,end".to_string(),
+                "columns",
+            ),
             (traffic(&[(7, "100.64.1.300")]), "bad source address"),
             (traffic(&[(8, "")]), "no destination"),
             (traffic(&[(6, "2024/06/31 12:00:05")]), "bad generated time"),
@@ -410,15 +461,23 @@ mod tests {
         }
         assert_eq!(parsed.len(), 1);
         assert_eq!(rejected.len(), 15, "{rejected:?}");
-        let not_traffic = rejected.iter().filter(|(_, e)| e.reason.contains("not a traffic log")).count();
+        let not_traffic = rejected
+            .iter()
+            .filter(|(_, e)| e.reason.contains("not a traffic log"))
+            .count();
         assert_eq!(not_traffic, 10);
         for (smp, e) in &rejected {
             if smp.line.contains(",TRAFFIC,") && smp.line.len() > 100 {
-                assert!(e.reason.starts_with("bad source address \"00.00.000.00\""), "{e}");
+                assert!(
+                    e.reason.starts_with("bad source address \"00.00.000.00\""),
+                    "{e}"
+                );
             }
         }
         let (smp, ev) = &parsed[0];
-        let Event::Firewall(e) = ev else { panic!("{ev:?}") };
+        let Event::Firewall(e) = ev else {
+            panic!("{ev:?}")
+        };
         let rule = test_corpus::annotation_value(smp.expect().unwrap(), "wazuh_rule");
         assert_eq!(rule.as_deref(), Some("64505"));
         // Independent reading by a CSV split of the line.
@@ -427,9 +486,15 @@ mod tests {
         assert_eq!(c[30], "deny");
         assert_eq!(e.rule.as_deref(), Some(c[11]));
         assert_eq!((e.src_ip, e.dst_ip), (c[7].parse().ok(), c[8].parse().ok()));
-        assert_eq!((e.src_port, e.dst_port), (c[24].parse().ok(), c[25].parse().ok()));
+        assert_eq!(
+            (e.src_port, e.dst_port),
+            (c[24].parse().ok(), c[25].parse().ok())
+        );
         assert_eq!(e.protocol, protocol_number(c[29]));
-        assert_eq!((e.in_if.as_deref(), e.out_if.as_deref()), (Some(c[18]), None));
+        assert_eq!(
+            (e.in_if.as_deref(), e.out_if.as_deref()),
+            (Some(c[18]), None)
+        );
         assert_eq!(e.vrf.as_deref(), Some(c[15]));
         // Generated time in the zone of the high-resolution stamp, read here with chrono.
         let hires = c

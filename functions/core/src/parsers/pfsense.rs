@@ -157,17 +157,18 @@ mod tests {
             "filterlog[4242]: 77,,,02f4bab031b57d1e30553ce08e0ec131,igb1,match,pass,out,6,0x00,0x00000,64,tcp,6,80,2001:db8::10,2001:db8:1::20,50432,443,0,S,1519102343,,65228,,mss;nop;wscale;sackOK;TS",
         );
         assert_eq!(e.action, FirewallAction::Allow);
+        assert_eq!(e.rule.as_deref(), Some("02f4bab031b57d1e30553ce08e0ec131"));
         assert_eq!(
-            e.rule.as_deref(),
-            Some("02f4bab031b57d1e30553ce08e0ec131")
+            (e.src_ip, e.dst_ip),
+            (ip("2001:db8::10"), ip("2001:db8:1::20"))
         );
-        assert_eq!((e.src_ip, e.dst_ip), (ip("2001:db8::10"), ip("2001:db8:1::20")));
         assert_eq!(
             (e.protocol, e.src_port, e.dst_port, e.length),
             (Some(6), Some(50432), Some(443), Some(80))
         );
         assert_eq!((e.in_if, e.out_if.as_deref()), (None, Some("igb1")));
-        let e = one("9,,,0,em1,match,reject,in,6,0x00,0x00000,255,ipv6-icmp,58,32,fe80::1,ff02::1,");
+        let e =
+            one("9,,,0,em1,match,reject,in,6,0x00,0x00000,255,ipv6-icmp,58,32,fe80::1,ff02::1,");
         assert_eq!(
             (e.action, e.protocol, e.src_port, e.rule.as_deref()),
             (FirewallAction::Deny, Some(58), None, Some("9"))
@@ -211,7 +212,13 @@ mod tests {
             let Some(Event::Firewall(e)) = out.pop() else {
                 panic!()
             };
-            let csv: Vec<&str> = smp.line.split_once("filterlog: ").unwrap().1.split(',').collect();
+            let csv: Vec<&str> = smp
+                .line
+                .split_once("filterlog: ")
+                .unwrap()
+                .1
+                .split(',')
+                .collect();
             let rule = test_corpus::annotation_value(smp.expect().unwrap(), "wazuh_rule").unwrap();
             let want = if rule == "87701" {
                 FirewallAction::Deny

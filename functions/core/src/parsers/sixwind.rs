@@ -266,7 +266,7 @@ mod tests {
             // Independent reading: the addr:port tokens in order, and the block fields.
             let eps: Vec<&str> = smp
                 .line
-                .split(|c: char| c == ' ' || c == ',')
+                .split([' ', ','])
                 .filter(|t| t.contains(':') && t.contains('.'))
                 .collect();
             if smp.line.contains(" CONN: ") {
