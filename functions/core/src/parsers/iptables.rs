@@ -148,8 +148,8 @@ fn find_in(s: &str) -> Option<usize> {
     None
 }
 
-/// The verdict a log prefix states.
-fn action_of(prefix: &str) -> FirewallAction {
+/// The verdict a log prefix states (also used for MikroTik log prefixes).
+pub(crate) fn action_of(prefix: &str) -> FirewallAction {
     // Cloud Foundry: "OK_<container handle>" / "DENY_<handle>" / "DENY_C2C_<guid>"; the handle
     // is arbitrary text, so the leading marker decides before any word search.
     if starts_with_ci(prefix, "OK_") {

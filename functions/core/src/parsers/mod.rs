@@ -9,8 +9,15 @@ use crate::model::{Event, Micros};
 
 pub mod conntrack;
 pub mod conntrack_json;
+mod endpoint;
+pub mod fortigate;
 pub mod goflow2;
 pub mod iptables;
+pub mod mikrotik;
+pub mod nfware;
+pub mod paloalto;
+pub mod pfsense;
+pub mod sixwind;
 pub mod syslog;
 mod util;
 
@@ -35,15 +42,33 @@ pub enum Format {
     Goflow2,
     /// iptables / nftables kernel LOG lines.
     Iptables,
+    /// FortiGate (FortiOS) traffic logs, key=value.
+    Fortigate,
+    /// Palo Alto PAN-OS TRAFFIC logs, syslog CSV.
+    Paloalto,
+    /// MikroTik RouterOS firewall log lines (with `NAT (…)` annotations).
+    Mikrotik,
+    /// pfSense / OPNsense `filterlog` CSV.
+    Pfsense,
+    /// nfware vCGNAT session / port / port-block / address mapping messages.
+    Nfware,
+    /// 6WIND fast-path CG-NAT (`fp-cgnat`) CONN and BLOCK events.
+    Sixwind,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 11] = [
         Format::Auto,
         Format::Conntrack,
         Format::ConntrackJson,
         Format::Goflow2,
         Format::Iptables,
+        Format::Fortigate,
+        Format::Paloalto,
+        Format::Mikrotik,
+        Format::Pfsense,
+        Format::Nfware,
+        Format::Sixwind,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +78,12 @@ impl Format {
             Format::ConntrackJson => "conntrack_json",
             Format::Goflow2 => "goflow2",
             Format::Iptables => "iptables",
+            Format::Fortigate => "fortigate",
+            Format::Paloalto => "paloalto",
+            Format::Mikrotik => "mikrotik",
+            Format::Pfsense => "pfsense",
+            Format::Nfware => "nfware",
+            Format::Sixwind => "sixwind",
         }
     }
 
@@ -91,7 +122,9 @@ pub struct Parsed {
 
 /// Guesses the format of a message body (envelope already peeled) from cheap checks: JSON
 /// objects by their keys, conntrack by its leading tokens, kernel LOG lines by `IN= … OUT=` and
-/// `SRC=`. None when nothing fits.
+/// `SRC=`, FortiGate by `logid=` and `type=` keys, PAN-OS by its date and log-type columns,
+/// filterlog by its direction and IP-version columns, MikroTik by `in:` / `out:` / `proto`,
+/// nfware by `A VRF ` / `D VRF `, 6WIND by its CONN / BLOCK phrases. None when nothing fits.
 pub fn detect(body: &str) -> Option<Format> {
     let b = body.trim_start();
     if b.starts_with('{') {
@@ -106,6 +139,18 @@ pub fn detect(body: &str) -> Option<Format> {
         Some(Format::Conntrack)
     } else if iptables::looks_like(b) {
         Some(Format::Iptables)
+    } else if fortigate::looks_like(b) {
+        Some(Format::Fortigate)
+    } else if paloalto::looks_like(b) {
+        Some(Format::Paloalto)
+    } else if pfsense::looks_like(b) {
+        Some(Format::Pfsense)
+    } else if mikrotik::looks_like(b) {
+        Some(Format::Mikrotik)
+    } else if nfware::looks_like(b) {
+        Some(Format::Nfware)
+    } else if sixwind::looks_like(b) {
+        Some(Format::Sixwind)
     } else {
         None
     }
@@ -151,6 +196,12 @@ pub fn parse_message(
         Format::ConntrackJson => conntrack_json::parse(env.body, default_time, out),
         Format::Goflow2 => goflow2::parse(env.body, default_time, out),
         Format::Iptables => iptables::parse(env.body, default_time, out),
+        Format::Fortigate => fortigate::parse(env.body, default_time, ctx.tz_offset_secs, out),
+        Format::Paloalto => paloalto::parse(env.body, ctx.tz_offset_secs, out),
+        Format::Mikrotik => mikrotik::parse(env.body, default_time, out),
+        Format::Pfsense => pfsense::parse(env.body, default_time, out),
+        Format::Nfware => nfware::parse(env.body, default_time, out),
+        Format::Sixwind => sixwind::parse(env.body, default_time, out),
         // `detect` never returns Auto; a caller passing it explicitly was handled above.
         Format::Auto => Err(unrecognised(env.body)),
     };
@@ -432,5 +483,126 @@ mod tests {
         // syslog_edge.txt: the only payload natlake parses is the RFC 5424 iptables line.
         let (p, _) = count("syslog_edge.txt");
         assert_eq!(p, 1);
+        // fortigate.txt: 5 FortiOS 5/6 traffic logs; 36 non-traffic logs and the 5 FortiOS 3/4
+        // samples with a broken `time=` are rejected.
+        assert_eq!(count("fortigate.txt"), (5, 41));
+        // paloalto.txt: one complete TRAFFIC log; THREAT / SYSTEM / CONFIG logs, a truncated
+        // header and four fully anonymised samples are rejected.
+        assert_eq!(count("paloalto.txt"), (1, 15));
+        // mikrotik.txt: 4 lines; the record broken over two physical lines fails as two.
+        assert_eq!(count("mikrotik.txt"), (4, 2));
+        assert_eq!(count("pfsense.txt"), (2, 0));
+        // other_cgn.txt: 4 nfware + 4 6WIND events; the fp-cgnat daemon notice is rejected.
+        assert_eq!(count("other_cgn.txt"), (8, 1));
+    }
+
+    /// The vendor detectors are unambiguous over the corpus: each claims only lines of its own
+    /// file, and no vendor line is taken by an older detector.
+    #[test]
+    fn vendor_detection_is_unambiguous() {
+        let c = ctx();
+        let mine = [
+            ("fortigate.txt", Format::Fortigate),
+            ("paloalto.txt", Format::Paloalto),
+            ("mikrotik.txt", Format::Mikrotik),
+            ("pfsense.txt", Format::Pfsense),
+        ];
+        let dir = test_corpus::dir();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("corpus dir")
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".txt") || n.ends_with(".jsonl"))
+            .collect();
+        names.sort();
+        let mut claimed = 0;
+        for name in &names {
+            for smp in test_corpus::samples(name) {
+                let env = syslog::peel(&smp.line, &c);
+                let got = detect(env.body);
+                let vendor = [
+                    Format::Fortigate,
+                    Format::Paloalto,
+                    Format::Mikrotik,
+                    Format::Pfsense,
+                    Format::Nfware,
+                    Format::Sixwind,
+                ];
+                let own = mine.iter().find(|(f, _)| f == name).map(|(_, fmt)| *fmt);
+                match got {
+                    Some(f) if vendor.contains(&f) => {
+                        claimed += 1;
+                        let ok = match name.as_str() {
+                            "other_cgn.txt" => matches!(f, Format::Nfware | Format::Sixwind),
+                            _ => own == Some(f),
+                        };
+                        assert!(ok, "{name}:{} detected as {f:?}", smp.line_no);
+                    }
+                    _ => {
+                        // Every line of a vendor file is detected as that vendor, except the
+                        // second half of the MikroTik record broken over two lines.
+                        if let Some(f) = own {
+                            assert!(
+                                name == "mikrotik.txt" && smp.line.starts_with(':'),
+                                "{name}:{} not detected as {f:?} but {got:?}",
+                                smp.line_no
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // 46 + 16 + 5 + 2 + 9.
+        assert_eq!(claimed, 78);
+    }
+
+    /// Envelope, device zone and detection together, through `parse_message`.
+    #[test]
+    fn vendor_messages_end_to_end() {
+        let c = ParseCtx {
+            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
+            tz_offset_secs: 2 * 3600,
+        };
+        let mut out = Vec::new();
+        // nfware sends RFC 5424: the header's time and host, the body's mapping.
+        let m = "<134>1 2024-06-15T11:59:58.250Z cgn1 nfware - SESSION_MAPPING - D VRF 3 17 INT 100.64.0.9:5000 EXT 203.0.113.9:31000 DST 198.51.100.53:53 DIR OUT";
+        let p = parse_message(m.as_bytes(), Format::Auto, &c, &mut out).unwrap();
+        assert_eq!(
+            (p.format, p.host.as_deref(), p.events),
+            ("nfware", Some("cgn1"), 1)
+        );
+        let Some(Event::Nat(n)) = out.pop() else {
+            panic!()
+        };
+        assert_eq!(
+            n.time,
+            civil_micros(2024, 6, 15, 11, 59, 58, 250_000).unwrap()
+        );
+        assert_eq!(
+            (n.event, n.vrf.as_deref()),
+            (Some(NatEventKind::SessionDelete), Some("3"))
+        );
+        // FortiGate date/time without tz: the device zone (UTC+2) applies, not the relay's
+        // stamp in front.
+        let m = "Jun 15 12:00:07 fw1 date=2024-06-15 time=14:00:05 logid=\"0000000013\" type=\"traffic\" vd=\"root\" srcip=192.168.1.5 srcport=40000 dstip=198.51.100.7 dstport=443 proto=6 action=\"close\" duration=5 trandisp=\"snat\" transip=203.0.113.1 transport=40001";
+        let p = parse_message(m.as_bytes(), Format::Auto, &c, &mut out).unwrap();
+        assert_eq!(p.format, "fortigate");
+        let Some(Event::Nat(n)) = out.pop() else {
+            panic!()
+        };
+        assert_eq!(n.end_time, civil_micros(2024, 6, 15, 12, 0, 5, 0));
+        assert_eq!(Some(n.time), civil_micros(2024, 6, 15, 12, 0, 0, 0));
+        // pfSense through a BSD header; a named format that does not fit fails with its name.
+        let m = "<134>Jun 15 14:00:00 pf1 filterlog[123]: 5,,,1000000103,em0,match,block,in,4,0x0,,64,1,0,DF,6,tcp,60,198.51.100.9,203.0.113.1,51000,22,0,S,1,,65535,,mss";
+        let p = parse_message(m.as_bytes(), Format::Auto, &c, &mut out).unwrap();
+        assert_eq!((p.format, p.host.as_deref()), ("pfsense", Some("pf1")));
+        let Some(Event::Firewall(f)) = out.pop() else {
+            panic!()
+        };
+        assert_eq!((f.action, f.time), (FirewallAction::Deny, c.recv_time));
+        let e = parse_message(m.as_bytes(), Format::Paloalto, &c, &mut out).unwrap_err();
+        assert_eq!(e.format, "paloalto");
+        assert!(out.is_empty());
     }
 }
