@@ -7,10 +7,17 @@
 
 use crate::model::{Event, Micros};
 
+pub mod a10;
+pub mod cisco;
 pub mod conntrack;
 pub mod conntrack_json;
+pub mod f5;
+mod fields;
 pub mod goflow2;
+pub mod huawei;
 pub mod iptables;
+pub mod juniper;
+pub mod nokia;
 pub mod syslog;
 mod util;
 
@@ -35,15 +42,33 @@ pub enum Format {
     Goflow2,
     /// iptables / nftables kernel LOG lines.
     Iptables,
+    /// Juniper SRX / MX: RT_FLOW sessions, RT_SRC_NAT_PBA_*, JSERVICES_* (and ScreenOS traffic).
+    Juniper,
+    /// Cisco ASA / PIX / FTD translation, connection and deny messages; IOS-XE NAT translations.
+    Cisco,
+    /// A10 Thunder CGN (CEF and ASCII).
+    A10,
+    /// F5 BIG-IP CGNAT / LSN.
+    F5,
+    /// Nokia (Alcatel-Lucent) 7750 SR NAT port-block events.
+    Nokia,
+    /// Huawei USG / NGFW session and policy logs.
+    Huawei,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 11] = [
         Format::Auto,
         Format::Conntrack,
         Format::ConntrackJson,
         Format::Goflow2,
         Format::Iptables,
+        Format::Juniper,
+        Format::Cisco,
+        Format::A10,
+        Format::F5,
+        Format::Nokia,
+        Format::Huawei,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +78,12 @@ impl Format {
             Format::ConntrackJson => "conntrack_json",
             Format::Goflow2 => "goflow2",
             Format::Iptables => "iptables",
+            Format::Juniper => "juniper",
+            Format::Cisco => "cisco",
+            Format::A10 => "a10",
+            Format::F5 => "f5",
+            Format::Nokia => "nokia",
+            Format::Huawei => "huawei",
         }
     }
 
@@ -91,7 +122,8 @@ pub struct Parsed {
 
 /// Guesses the format of a message body (envelope already peeled) from cheap checks: JSON
 /// objects by their keys, conntrack by its leading tokens, kernel LOG lines by `IN= … OUT=` and
-/// `SRC=`. None when nothing fits.
+/// `SRC=`, vendor syslog by its message tags (`RT_FLOW_SESSION_…`, `%ASA-6-…`, `|A10|`,
+/// `LSN_…`, `tmnxNat…`, `%%01SECLOG/…`). None when nothing fits.
 pub fn detect(body: &str) -> Option<Format> {
     let b = body.trim_start();
     if b.starts_with('{') {
@@ -106,6 +138,18 @@ pub fn detect(body: &str) -> Option<Format> {
         Some(Format::Conntrack)
     } else if iptables::looks_like(b) {
         Some(Format::Iptables)
+    } else if juniper::looks_like(b) {
+        Some(Format::Juniper)
+    } else if huawei::looks_like(b) {
+        Some(Format::Huawei)
+    } else if a10::looks_like(b) {
+        Some(Format::A10)
+    } else if f5::looks_like(b) {
+        Some(Format::F5)
+    } else if nokia::looks_like(b) {
+        Some(Format::Nokia)
+    } else if cisco::looks_like(b) {
+        Some(Format::Cisco)
     } else {
         None
     }
@@ -139,7 +183,16 @@ pub fn parse_message(
     if text.trim().is_empty() {
         return Err(ParseError::new(format.as_str(), "empty message"));
     }
-    let env = syslog::peel(text, ctx);
+    let mut env = syslog::peel(text, ctx);
+    // Junos structured-data messages keep their fields in RFC 5424 STRUCTURED-DATA, which the
+    // envelope parser sets aside: the Juniper parser reads from the MSGID on.
+    if env.kind == syslog::EnvelopeKind::Rfc5424
+        && let Some(tail) = juniper::structured_tail(text)
+    {
+        env.body = tail;
+    } else if let Some(whole) = juniper::tag_taken_as_app(text, env.app, env.body) {
+        env.body = whole;
+    }
     let chosen = match format {
         Format::Auto => detect(env.body).ok_or_else(|| unrecognised(env.body))?,
         f => f,
@@ -151,6 +204,12 @@ pub fn parse_message(
         Format::ConntrackJson => conntrack_json::parse(env.body, default_time, out),
         Format::Goflow2 => goflow2::parse(env.body, default_time, out),
         Format::Iptables => iptables::parse(env.body, default_time, out),
+        Format::Juniper => juniper::parse(env.body, default_time, ctx, out),
+        Format::Cisco => cisco::parse(env.body, default_time, ctx, out),
+        Format::A10 => a10::parse(env.body, default_time, ctx, out),
+        Format::F5 => f5::parse(env.body, default_time, ctx, out),
+        Format::Nokia => nokia::parse(env.body, default_time, ctx, out),
+        Format::Huawei => huawei::parse(env.body, default_time, ctx, out),
         // `detect` never returns Auto; a caller passing it explicitly was handled above.
         Format::Auto => Err(unrecognised(env.body)),
     };
@@ -432,5 +491,36 @@ mod tests {
         // syslog_edge.txt: the only payload natlake parses is the RFC 5424 iptables line.
         let (p, _) = count("syslog_edge.txt");
         assert_eq!(p, 1);
+        // Vendor CGNAT / firewall logs (each module's corpus test says which lines and why).
+        assert_eq!(count("juniper.txt"), (18, 8));
+        assert_eq!(count("a10.txt"), (13, 0));
+        assert_eq!(count("huawei.txt"), (4, 3));
+        let (p, _) = count("cisco_asa.txt");
+        assert_eq!(p, 49);
+        // f5.txt and nokia.txt hold notes and templates only.
+        assert_eq!(count("f5.txt"), (0, 0));
+        assert_eq!(count("nokia.txt"), (0, 0));
+    }
+
+    /// Each vendor's tag leads detection to its parser, and no vendor claims another's line.
+    #[test]
+    fn vendor_detection() {
+        for (body, want) in [
+            ("RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"1.1.1.1\"]", Format::Juniper),
+            ("RT_SRC_NAT_PBA_ALLOC: Subscriber 100.64.0.1 used/maximum [1/8] blocks", Format::Juniper),
+            ("{s}[jservices-nat]: JSERVICES_NAT_PORT_BLOCK_ALLOC: 10.0.0.1 -> 203.0.113.1:1024-1151", Format::Juniper),
+            ("%ASA-6-305011: Built dynamic TCP translation from inside:10.0.0.1/1 to outside:203.0.113.1/2", Format::Cisco),
+            ("6|Nov 28 2014 12:59:03|302021: Teardown ICMP connection for faddr 1.1.1.1/1 gaddr 2.2.2.2/0 laddr 3.3.3.3/0", Format::Cisco),
+            ("CEF:0|A10|CFW|6.0.0|CGN 100|Nat Port Allocated|5|proto=TCP src=1.1.1.1", Format::A10),
+            ("NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2", Format::A10),
+            ("LSN_ADD 100.64.0.1%0:1 6 203.0.113.1%0:2 198.51.100.1 80", Format::F5),
+            ("58 Base NAT-MINOR-tmnxNatPlBlockAllocationLsn-2012 [NAT]: {2} Map 203.0.113.1 [1-2]", Format::Nokia),
+            ("%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp", Format::Huawei),
+        ] {
+            assert_eq!(detect(body), Some(want), "{body}");
+        }
+        for body in ["LSN_ADD done", "%%1x", "Built in a day", "NAT-6-LOG: x", "Deny all"] {
+            assert_eq!(detect(body), None, "{body}");
+        }
     }
 }
