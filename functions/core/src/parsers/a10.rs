@@ -52,12 +52,26 @@ pub fn parse(
     } else if let Some((proto, letter, rest)) = ascii_tag(body) {
         ascii(proto, letter, rest, default_time)?
     } else if let Some(p) = body.find("FIXED-NAT-PORTS ") {
-        fixed_nat(body.get(p + "FIXED-NAT-PORTS ".len()..).unwrap_or(""), default_time)?
+        fixed_nat(
+            body.get(p + "FIXED-NAT-PORTS ".len()..).unwrap_or(""),
+            default_time,
+        )?
     } else {
         return Err(err("no CEF header or NAT-<proto>-<event> tag"));
     };
     out.push(Event::Nat(ev));
     Ok(1)
+}
+
+/// A syslog TAG that is really A10's message tag (`host NAT-TCP-C: …` reads as TAG "NAT-TCP-C").
+pub fn is_ascii_tag(app: &str) -> bool {
+    app.strip_prefix("NAT-")
+        .and_then(|t| t.split_once('-'))
+        .is_some_and(|(p, l)| tag_word(p) && tag_word(l))
+}
+
+fn tag_word(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 5 && t.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 /// `NAT-TCP-C: rest` anywhere in the line → ("TCP", "C", rest).
@@ -66,23 +80,40 @@ fn ascii_tag(s: &str) -> Option<(&str, &str, &str)> {
     let tail = s.get(at + 4..)?;
     let (tag, rest) = tail.split_once(": ").or_else(|| tail.split_once(':'))?;
     let (proto, letter) = tag.split_once('-')?;
-    let ok = |t: &str| !t.is_empty() && t.len() <= 5 && t.bytes().all(|b| b.is_ascii_uppercase());
-    (ok(proto) && ok(letter)).then_some((proto, letter, rest))
+    (tag_word(proto) && tag_word(letter)).then_some((proto, letter, rest))
 }
 
 fn cef(body: &str, vendor_at: usize, default_time: Micros) -> Result<NatEvent, ParseError> {
     // The header starts at "CEF:" or, without it, at the version field before "|A10|".
     let start = body
         .get(..vendor_at)
-        .and_then(|h| h.rfind("CEF:").map(|i| i + 4).or_else(|| h.rfind(' ').map(|i| i + 1)))
+        .and_then(|h| {
+            h.rfind("CEF:")
+                .map(|i| i + 4)
+                .or_else(|| h.rfind(' ').map(|i| i + 1))
+        })
         .unwrap_or(0);
     let header = body.get(start..).unwrap_or("");
     let f: Vec<&str> = header.splitn(8, '|').collect();
-    let [_version, _vendor, _product, _dev_version, _sig, name, _sev, ext] = f.as_slice() else {
+    let [
+        _version,
+        _vendor,
+        _product,
+        _dev_version,
+        _sig,
+        name,
+        _sev,
+        ext,
+    ] = f.as_slice()
+    else {
         return Err(err("CEF header with fewer than 8 fields"));
     };
     let kv = cef_extension(ext);
-    let get = |k: &str| kv.iter().find(|(key, _)| *key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        kv.iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.as_str())
+    };
     let n = name.to_ascii_lowercase();
     let (kind, block) = if n.contains("batch") {
         if n.contains("alloc") {
@@ -163,7 +194,10 @@ fn cef_extension(ext: &str) -> Vec<(&str, String)> {
     while i < b.len() {
         if i == 0 || b.get(i - 1) == Some(&b' ') {
             let mut j = i;
-            while b.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+            while b
+                .get(j)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
                 j += 1;
             }
             if j > i && b.get(j) == Some(&b'=') {
@@ -186,9 +220,8 @@ fn cef_extension(ext: &str) -> Vec<(&str, String)> {
 }
 
 fn ascii(proto: &str, letter: &str, rest: &str, time: Micros) -> Result<NatEvent, ParseError> {
-    let protocol = Some(
-        protocol_number(proto).ok_or_else(|| err(format!("unknown protocol NAT-{proto}")))?,
-    );
+    let protocol =
+        Some(protocol_number(proto).ok_or_else(|| err(format!("unknown protocol NAT-{proto}")))?);
     let kind = match letter {
         "C" => NatEventKind::SessionCreate,
         "F" | "D" => NatEventKind::SessionDelete,
@@ -203,7 +236,9 @@ fn ascii(proto: &str, letter: &str, rest: &str, time: Micros) -> Result<NatEvent
         let (fwd, rev) = compact
             .split_once(',')
             .ok_or_else(|| err("session without its reverse tuple"))?;
-        let (s, d) = fwd.split_once("<->").ok_or_else(|| err("bad forward tuple"))?;
+        let (s, d) = fwd
+            .split_once("<->")
+            .ok_or_else(|| err("bad forward tuple"))?;
         let (x, _) = rev
             .split_once("<-->")
             .ok_or_else(|| err("bad reverse tuple"))?;
@@ -310,7 +345,10 @@ mod tests {
         assert_eq!(e.event, Some(NatEventKind::SessionDelete));
         assert_eq!(e.time, 1_746_187_200_123_000);
         assert_eq!((e.src_ip, e.src_port), (ip("2001:db8::7"), Some(40000)));
-        assert_eq!((e.x_ip, e.x_port, e.dst_port), (ip("203.0.113.3"), Some(2048), Some(443)));
+        assert_eq!(
+            (e.x_ip, e.x_port, e.dst_port),
+            (ip("203.0.113.3"), Some(2048), Some(443))
+        );
     }
 
     #[test]
@@ -319,14 +357,28 @@ mod tests {
             "<134>May  2 11:00:00 thunder1 NAT-TCP-C: 100.64.0.1:1000<->198.51.100.1:80, 203.0.113.1:2000<-->198.51.100.1:80",
         );
         assert_eq!(
-            (e.event, e.protocol, e.src_port, e.x_ip, e.x_port, e.dst_port),
-            (Some(NatEventKind::SessionCreate), Some(6), Some(1000), ip("203.0.113.1"), Some(2000), Some(80))
+            (
+                e.event, e.protocol, e.src_port, e.x_ip, e.x_port, e.dst_port
+            ),
+            (
+                Some(NatEventKind::SessionCreate),
+                Some(6),
+                Some(1000),
+                ip("203.0.113.1"),
+                Some(2000),
+                Some(80)
+            )
         );
         assert_eq!(e.time, civil_micros(2025, 5, 2, 11, 0, 0, 0).unwrap());
         let e = nat("thunder1 NAT-UDP-F: 100.64.0.1:10000 -> 203.0.113.1: 10001");
         assert_eq!(
             (e.event, e.src_port, e.x_port, e.dst_ip),
-            (Some(NatEventKind::SessionDelete), Some(10000), Some(10001), None)
+            (
+                Some(NatEventKind::SessionDelete),
+                Some(10000),
+                Some(10001),
+                None
+            )
         );
         let e = nat("x NAT-UDP-C: 100.64.0.1:53<-->203.0.113.1:4000 to 8.8.8.8:53");
         assert_eq!((e.x_port, e.dst_ip), (Some(4000), ip("8.8.8.8")));
@@ -337,10 +389,19 @@ mod tests {
         );
         let mut out = Vec::new();
         for (bad, want) in [
-            ("x NAT-TCP-U: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2", "not mapped"),
+            (
+                "x NAT-TCP-U: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2",
+                "not mapped",
+            ),
             ("x NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2", "reverse tuple"),
-            ("CEF:0|A10|CFW|6|CGN 106|Nat Port Batch Pool Allocated|5|proto=UDP src=1.1.1.1 sourceTranslatedAddress=2.2.2.2 sourceTranslatedPort=10", "last port"),
-            ("CEF:0|A10|CFW|6|CGN 200|Nat Pool Exhausted|5|src=1.1.1.1", "not mapped"),
+            (
+                "CEF:0|A10|CFW|6|CGN 106|Nat Port Batch Pool Allocated|5|proto=UDP src=1.1.1.1 sourceTranslatedAddress=2.2.2.2 sourceTranslatedPort=10",
+                "last port",
+            ),
+            (
+                "CEF:0|A10|CFW|6|CGN 200|Nat Pool Exhausted|5|src=1.1.1.1",
+                "not mapped",
+            ),
         ] {
             let e = parse_message(bad.as_bytes(), Format::A10, &ctx(), &mut out).unwrap_err();
             assert!(e.reason.contains(want), "{bad}: {e}");
@@ -359,7 +420,7 @@ mod tests {
             parsed += 1;
             let field = |k: &str| {
                 smp.line
-                    .split_whitespace()
+                    .split([' ', '|'])
                     .find_map(|t| t.strip_prefix(&format!("{k}=")))
                     .map(str::to_owned)
             };
@@ -397,7 +458,10 @@ mod tests {
                 assert_eq!(Some(e.time), ts.to_micros(0), "line {}", smp.line_no);
                 checked += 1;
             }
-            if let Some(d) = smp.derived().filter(|_| smp.comments.iter().any(|c| c.starts_with("# derived"))) {
+            if let Some(d) = smp
+                .derived()
+                .filter(|_| smp.comments.iter().any(|c| c.starts_with("# derived")))
+            {
                 let v = |k: &str| test_corpus::annotation_value(d, k);
                 assert_eq!(e.src_ip, v("src").and_then(|a| a.parse().ok()));
                 assert_eq!(e.x_ip, v("nat.ip").and_then(|a| a.parse().ok()));

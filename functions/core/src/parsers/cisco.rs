@@ -79,12 +79,10 @@ pub fn looks_like(body: &str) -> bool {
 
 /// Offset just past the `%` of a `%ASA-` / `%PIX-` / `%FTD-` / `%FWSM-` tag in `head`.
 fn platform_tag_at(head: &str) -> Option<usize> {
-    head.match_indices('%')
-        .map(|(i, _)| i + 1)
-        .find(|&i| {
-            head.get(i..)
-                .is_some_and(|r| PLATFORMS.iter().any(|p| r.starts_with(p)))
-        })
+    head.match_indices('%').map(|(i, _)| i + 1).find(|&i| {
+        head.get(i..)
+            .is_some_and(|r| PLATFORMS.iter().any(|p| r.starts_with(p)))
+    })
 }
 
 /// `302020: text` → text.
@@ -95,7 +93,9 @@ fn split_numeric_tag(s: &str) -> Option<&str> {
 
 /// `6|Nov 28 2014 12:59:03|302021: text` → (stamp, rest).
 fn pipe_form(s: &str) -> Option<(&str, &str)> {
-    let rest = s.strip_prefix(|c: char| c.is_ascii_digit())?.strip_prefix('|')?;
+    let rest = s
+        .strip_prefix(|c: char| c.is_ascii_digit())?
+        .strip_prefix('|')?;
     let (stamp, rest) = rest.split_once('|')?;
     parse_bsd_prefix(stamp)?;
     Some((stamp, rest))
@@ -111,7 +111,9 @@ pub fn parse(
     let body = body.trim();
     if let Some(at) = body.find("%NAT-6-LOG_TRANSLATION:") {
         let time = device_stamp(body.get(..at).unwrap_or(""), ctx).unwrap_or(default_time);
-        let text = body.get(at + "%NAT-6-LOG_TRANSLATION:".len()..).unwrap_or("");
+        let text = body
+            .get(at + "%NAT-6-LOG_TRANSLATION:".len()..)
+            .unwrap_or("");
         out.push(Event::Nat(ios_translation(text, time)?));
         return Ok(1);
     }
@@ -121,7 +123,7 @@ pub fn parse(
     let ev = if text.starts_with("Built ") || text.starts_with("Teardown ") {
         built_or_teardown(text, time)
     } else if text.starts_with("Deny ")
-        || text.starts_with("Inbound ")
+        || (text.starts_with("Inbound ") && text.contains(" connection denied "))
         || text.starts_with("access-list ")
         || text.contains(" connection denied by outbound list ")
     {
@@ -142,7 +144,12 @@ pub fn parse(
 
 fn not_mapped(tag: Option<&str>, text: &str) -> ParseError {
     let what = tag.map_or_else(
-        || format!("{:?}", text.split(' ').take(3).collect::<Vec<_>>().join(" ")),
+        || {
+            format!(
+                "{:?}",
+                text.split(' ').take(3).collect::<Vec<_>>().join(" ")
+            )
+        },
         str::to_owned,
     );
     err(format!("{what} carries no NAT, flow or firewall record"))
@@ -166,8 +173,8 @@ fn split_tag<'a>(s: &'a str, ctx: &ParseCtx) -> (Option<&'a str>, &'a str, Optio
         return (s.get(..6), rest, time);
     }
     let head = s.get(..s.len().min(48)).unwrap_or(s);
-    let tag_start = platform_tag_at(head)
-        .or_else(|| PLATFORMS.iter().any(|p| s.starts_with(p)).then_some(0));
+    let tag_start =
+        platform_tag_at(head).or_else(|| PLATFORMS.iter().any(|p| s.starts_with(p)).then_some(0));
     if let Some(at) = tag_start {
         let rest = s.get(at..).unwrap_or("");
         // "%ASA-6-302013: text", and "%ASA-4-401004 Shunned …" without the colon.
@@ -192,9 +199,7 @@ fn endpoint(tok: &str) -> (Option<IpAddr>, Option<u16>) {
     {
         return (Some(v.0), v.1);
     }
-    let port = t
-        .rsplit_once('/')
-        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let port = t.rsplit_once('/').and_then(|(_, p)| p.parse::<u16>().ok());
     (None, port)
 }
 
@@ -233,7 +238,7 @@ fn translation(toks: &[&str], close: bool, time: Micros) -> Result<Event, ParseE
     let (_, to) = word_after(toks, "to").ok_or_else(|| err("translation without to"))?;
     let protocol = toks
         .get(2)
-        .filter(|w| toks.get(3) == Some(&"translation"))
+        .filter(|_| toks.get(3) == Some(&"translation"))
         .map(|w| protocol_word(w).ok_or_else(|| err(format!("unknown protocol {w:?}"))))
         .transpose()?;
     let (src, sport) = endpoint(from);
@@ -363,7 +368,7 @@ fn firewall(text: &str, time: Micros) -> Result<FirewallEvent, ParseError> {
     if toks.first() == Some(&"access-list") {
         return access_list(&toks, time);
     }
-    let mut action = FirewallAction::Deny;
+    let action = FirewallAction::Deny;
     let mut rule = None;
     let (src_tok, dst_tok, protocol);
     if let Some(i) = text.find(" connection denied by outbound list ") {
@@ -373,10 +378,12 @@ fn firewall(text: &str, time: Micros) -> Result<FirewallEvent, ParseError> {
         let s = word_after(&toks, "src");
         let d = word_after(&toks, "dest");
         let join = |w: Option<(usize, &str)>| {
-            w.map(|(i, a)| match toks.get(i + 1).and_then(|p| p.parse::<u16>().ok()) {
-                Some(p) => format!("{a}/{p}"),
-                None => a.to_owned(),
-            })
+            w.map(
+                |(i, a)| match toks.get(i + 1).and_then(|p| p.parse::<u16>().ok()) {
+                    Some(p) => format!("{a}/{p}"),
+                    None => a.to_owned(),
+                },
+            )
         };
         src_tok = join(s);
         dst_tok = join(d);
@@ -418,9 +425,6 @@ fn firewall(text: &str, time: Micros) -> Result<FirewallEvent, ParseError> {
         if text.starts_with("Deny TCP (no connection)") {
             rule = Some("no connection".to_owned());
         }
-        if toks.first() == Some(&"Inbound") && !text.contains(" denied ") {
-            action = FirewallAction::Log;
-        }
     }
     let src_tok = src_tok.ok_or_else(|| err("deny without a source"))?;
     let (src_ip, src_port) = endpoint(&src_tok);
@@ -445,7 +449,9 @@ fn firewall(text: &str, time: Micros) -> Result<FirewallEvent, ParseError> {
 
 /// `access-list ACL permitted|denied|est-allowed PROTO IF/ip(port) -> IF/ip(port) hit-cnt …`.
 fn access_list(toks: &[&str], time: Micros) -> Result<FirewallEvent, ParseError> {
-    let acl = toks.get(1).ok_or_else(|| err("access-list without a name"))?;
+    let acl = toks
+        .get(1)
+        .ok_or_else(|| err("access-list without a name"))?;
     let action = match toks.get(2).copied() {
         Some("permitted" | "est-allowed") => FirewallAction::Allow,
         Some("denied") => FirewallAction::Deny,
@@ -611,7 +617,10 @@ mod tests {
         ));
         let t = civil_micros(2024, 6, 15, 11, 0, 0, 0).unwrap();
         assert_eq!((e.time, e.end_time), (t, Some(t)));
-        assert_eq!((e.src_ip, e.event), (ip("2001:db8::5"), Some(NatEventKind::SessionDelete)));
+        assert_eq!(
+            (e.src_ip, e.event),
+            (ip("2001:db8::5"), Some(NatEventKind::SessionDelete))
+        );
         let e = nat(one(
             "%ASA-6-305009: Built static translation from inside:10.1.1.1 to outside:203.0.113.50",
             &c,
@@ -635,15 +644,24 @@ mod tests {
             &c,
         ));
         assert_eq!(e.direction, Some("in"));
-        assert_eq!((e.src_ip, e.x_ip, e.dst_ip), (ip("10.9.9.9"), ip("203.0.113.80"), ip("198.51.100.9")));
+        assert_eq!(
+            (e.src_ip, e.x_ip, e.dst_ip),
+            (ip("10.9.9.9"), ip("203.0.113.80"), ip("198.51.100.9"))
+        );
         let Event::Flow(f) = one(
             "%ASA-6-302016: Teardown UDP connection 5 for outside:198.51.100.53/53 to inside:10.0.0.2/5353 duration 0:00:10 bytes 300",
             &c,
         ) else {
             panic!()
         };
-        assert_eq!((f.src_ip, f.dst_ip, f.bytes), (ip("10.0.0.2"), ip("198.51.100.53"), Some(300)));
-        assert_eq!((f.time, f.end_time), (c.recv_time - 10 * MICROS_PER_SEC, Some(c.recv_time)));
+        assert_eq!(
+            (f.src_ip, f.dst_ip, f.bytes),
+            (ip("10.0.0.2"), ip("198.51.100.53"), Some(300))
+        );
+        assert_eq!(
+            (f.time, f.end_time),
+            (c.recv_time - 10 * MICROS_PER_SEC, Some(c.recv_time))
+        );
     }
 
     #[test]
@@ -653,10 +671,19 @@ mod tests {
             "<14>123: gw: Jun 15 10:00:00.250 utc: %IOSXE-6-PLATFORM: F0: cpp_cp: QFP:0.0 Thread:105 TS:00000000000000 %NAT-6-LOG_TRANSLATION: Deleted Translation TCP 10.0.0.1:4000 203.0.113.1:5000 198.51.100.1:80 198.51.100.1:80 0",
             &c,
         ));
-        assert_eq!(e.time, civil_micros(2024, 6, 15, 10, 0, 0, 250_000).unwrap());
+        assert_eq!(
+            e.time,
+            civil_micros(2024, 6, 15, 10, 0, 0, 250_000).unwrap()
+        );
         assert_eq!(
             (e.event, e.src_port, e.x_ip, e.x_port, e.dst_port),
-            (Some(NatEventKind::SessionDelete), Some(4000), ip("203.0.113.1"), Some(5000), Some(80))
+            (
+                Some(NatEventKind::SessionDelete),
+                Some(4000),
+                ip("203.0.113.1"),
+                Some(5000),
+                Some(80)
+            )
         );
     }
 
@@ -665,10 +692,22 @@ mod tests {
         let c = ctx();
         let mut out = Vec::new();
         for (line, want) in [
-            ("%ASA-5-111008: User 'x' executed the 'enable' command.", "ASA-5-111008 carries no"),
-            ("%PIX-2-106006: Deny inbound UDP from ***/20031 to ***/20031 on", "bad source"),
-            ("%ASA-6-305011: Built dynamic TCP translation from inside:x/1 to outside:y/2", "not addresses"),
-            ("%NAT-6-LOG_TRANSLATION: Created Translation TCP 10.0.0.1:1", "bad address"),
+            (
+                "%ASA-5-111008: User 'x' executed the 'enable' command.",
+                "ASA-5-111008 carries no",
+            ),
+            (
+                "%PIX-2-106006: Deny inbound UDP from ***/20031 to ***/20031 on",
+                "bad source",
+            ),
+            (
+                "%ASA-6-305011: Built dynamic TCP translation from inside:x/1 to outside:y/2",
+                "not addresses",
+            ),
+            (
+                "%NAT-6-LOG_TRANSLATION: Created Translation TCP 10.0.0.1:1",
+                "bad address",
+            ),
         ] {
             let e = parse_message(line.as_bytes(), Format::Cisco, &c, &mut out).unwrap_err();
             assert!(e.reason.contains(want), "{line}: {e}");
@@ -701,11 +740,28 @@ mod tests {
             match ev {
                 Event::Nat(n) => {
                     nats += 1;
-                    assert!(n.x_ip.is_some() && n.src_ip.is_some(), "line {}", smp.line_no);
+                    assert!(
+                        n.x_ip.is_some() && n.src_ip.is_some(),
+                        "line {}",
+                        smp.line_no
+                    );
                     // Every translation line names "from IF:inside to IF:mapped" or the
                     // mapped address in parentheses / gaddr: the public side must occur in it.
                     let x_text = n.x_ip.unwrap().to_string();
                     assert!(line.contains(&x_text), "line {}", smp.line_no);
+                    // xlate lines: "from IF:real/port to IF:mapped/port", read by plain splits.
+                    if line.contains(" translation from ") {
+                        let rest = line.split(" translation from ").nth(1).unwrap();
+                        let (from, to) = rest.split_once(" to ").unwrap();
+                        let to = to.split_whitespace().next().unwrap();
+                        let side = |t: &str| {
+                            let (ip, port) = t.split_once(':').unwrap().1.rsplit_once('/').unwrap();
+                            (ip.parse::<IpAddr>().ok(), port.parse::<u16>().ok())
+                        };
+                        assert_eq!((n.src_ip, n.src_port), side(from), "line {}", smp.line_no);
+                        assert_eq!((n.x_ip, n.x_port), side(to), "line {}", smp.line_no);
+                        checked += 2;
+                    }
                     if let Some(sip) = vip("source.ip").or(vip("src_ip")) {
                         assert_eq!(n.src_ip, Some(sip), "line {}", smp.line_no);
                         checked += 1;
@@ -750,6 +806,9 @@ mod tests {
                         FirewallAction::Deny
                     };
                     assert_eq!(fw.action, want, "line {}", smp.line_no);
+                    let s_text = fw.src_ip.unwrap().to_string();
+                    assert!(line.contains(&s_text), "line {}", smp.line_no);
+                    checked += 1;
                     if let Some(s) = vip("src_ip") {
                         assert_eq!(fw.src_ip, Some(s), "line {}", smp.line_no);
                         assert_eq!(fw.src_port, v("src_port").and_then(|p| p.parse().ok()));
@@ -757,7 +816,10 @@ mod tests {
                     }
                     if let Some(d) = vip("destination.ip") {
                         assert_eq!(fw.dst_ip, Some(d));
-                        assert_eq!(fw.dst_port, v("destination.port").and_then(|p| p.parse().ok()));
+                        assert_eq!(
+                            fw.dst_port,
+                            v("destination.port").and_then(|p| p.parse().ok())
+                        );
                         checked += 2;
                     }
                     if let Some(g) = line.split("access-group \"").nth(1) {
@@ -775,11 +837,14 @@ mod tests {
         // 106001 ×3, 106006 ×2, 106010 ×2, 106011 ×2, 106014, 106015 ×3, 106017, 106020 –
         // 106022, 106023 ×7 (incl. the 102030-tagged one), 106002, 106100 ×2.
         assert_eq!(fws, 27, "firewall; rejected: {rejected:#?}");
-        assert_eq!(rejected.len(), test_corpus::samples("cisco_asa.txt").len() - 49);
-        for (_, e) in &rejected {
+        assert_eq!(
+            rejected.len(),
+            test_corpus::samples("cisco_asa.txt").len() - 49
+        );
+        for (n, e) in &rejected {
             assert!(
                 e.contains("carries no NAT") || e.contains("bad source") || e.starts_with("auto:"),
-                "{e}"
+                "line {n}: {e}"
             );
         }
         assert!(checked >= 60, "checked {checked}");

@@ -187,8 +187,26 @@ mod tests {
             .collect();
         assert_eq!(events, ["ADD", "DELETE", "INBOUND_ADD", "INBOUND_DELETE"]);
         let cases = [
-            ("100.64.7.9", "2", "40001", "6", "203.0.113.44", "1034", "198.51.100.5", "443"),
-            ("2001:db8:5::9", "0", "5353", "17", "203.0.113.45", "6000", "198.51.100.53", "53"),
+            (
+                "100.64.7.9",
+                "2",
+                "40001",
+                "6",
+                "203.0.113.44",
+                "1034",
+                "198.51.100.5",
+                "443",
+            ),
+            (
+                "2001:db8:5::9",
+                "0",
+                "5353",
+                "17",
+                "203.0.113.45",
+                "6000",
+                "198.51.100.53",
+                "53",
+            ),
         ];
         let mut n = 0;
         for (src, vrf, sport, proto, x, xport, dst, dport) in cases {
@@ -214,7 +232,14 @@ mod tests {
                     NatEventKind::SessionDelete
                 };
                 assert_eq!(e.event, Some(want), "{line}");
-                assert_eq!(e.direction, Some(if ev.starts_with("INBOUND") { "in" } else { "out" }));
+                assert_eq!(
+                    e.direction,
+                    Some(if ev.starts_with("INBOUND") {
+                        "in"
+                    } else {
+                        "out"
+                    })
+                );
                 assert_eq!(e.src_ip, src.parse().ok());
                 assert_eq!(e.src_port, sport.parse().ok());
                 assert_eq!(e.protocol, proto.parse().ok());
@@ -238,15 +263,24 @@ mod tests {
             (Some(2048), Some(2303), Some("3"), None)
         );
         let e = nat("LSN_PB_RELEASED 100.64.0.5%0 203.0.113.9%0:2048-2303");
-        assert_eq!((e.event, e.vrf), (Some(NatEventKind::PortBlockRelease), None));
+        assert_eq!(
+            (e.event, e.vrf),
+            (Some(NatEventKind::PortBlockRelease), None)
+        );
         let e = nat("LSN_ADD 100.64.0.5%0:1000 6 203.0.113.9%0:2000");
         assert_eq!((e.dst_ip, e.dst_port), (None, None));
         let mut out = Vec::new();
         for (bad, want) in [
-            ("LSN_PB_ZOMBIE 100.64.0.5%0 203.0.113.9%0:1-2", "carries no NAT"),
+            (
+                "LSN_PB_ZOMBIE 100.64.0.5%0 203.0.113.9%0:1-2",
+                "carries no NAT",
+            ),
             ("LSN_ADD 100.64.0.5%x:1 6 203.0.113.9%0:2", "bad endpoint"),
             ("LSN_ADD 100.64.0.5%0:1 tcp 203.0.113.9%0:2", "bad protocol"),
-            ("LSN_PB_ALLOCATED 100.64.0.5%0 203.0.113.9%0:300-200", "bad port range"),
+            (
+                "LSN_PB_ALLOCATED 100.64.0.5%0 203.0.113.9%0:300-200",
+                "bad port range",
+            ),
         ] {
             let e = parse_message(bad.as_bytes(), Format::F5, &ctx(), &mut out).unwrap_err();
             assert!(e.reason.contains(want), "{bad}: {e}");

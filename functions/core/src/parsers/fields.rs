@@ -76,7 +76,10 @@ pub(crate) fn quoted_params(s: &str) -> Vec<(&str, &str)> {
             break;
         }
         let key_start = i;
-        while b.get(i).is_some_and(|c| *c != b'=' && *c != b' ' && *c != b']') {
+        while b
+            .get(i)
+            .is_some_and(|c| *c != b'=' && *c != b' ' && *c != b']')
+        {
             i += 1;
         }
         if b.get(i) != Some(&b'=') {
@@ -275,7 +278,10 @@ mod tests {
     #[test]
     fn params_ranges_durations_epochs() {
         let p = quoted_params(r#"junos@2636.1 a="x y" b="" c=3 d="q\"z"] tail="no""#);
-        assert_eq!(p, vec![("a", "x y"), ("b", ""), ("c", "3"), ("d", r#"q\"z"#)]);
+        assert_eq!(
+            p,
+            vec![("a", "x y"), ("b", ""), ("c", "3"), ("d", r#"q\"z"#)]
+        );
         assert_eq!(param(&p, "a"), Some("x y"));
         assert_eq!(param(&p, "b"), None);
         assert_eq!(port_range("1024-1151"), Some((1024, 1151)));
@@ -291,10 +297,7 @@ mod tests {
         assert_eq!(dec_epoch("1538736476"), Some(1_538_736_476_000_000));
         let t = civil_micros(2018, 10, 5, 9, 52, 19, 0).unwrap();
         assert_eq!(slash_datetime("2018/10/5 09:52:19, x", 0), Some((t, 18)));
-        assert_eq!(
-            slash_datetime("2018/10/05 11:52:19", 7200),
-            Some((t, 19))
-        );
+        assert_eq!(slash_datetime("2018/10/05 11:52:19", 7200), Some((t, 19)));
         assert_eq!(slash_datetime("2018/13/05 11:52:19", 0), None);
         assert_eq!(slash_datetime("10/05 11:52:19", 0), None);
         assert!(translated(

@@ -204,7 +204,9 @@ fn session(
     let vrf = vrf(get(kv, "SourceVpnID"));
     if !translated(Some(src), sport, xip, xport) {
         if !teardown {
-            return Err(err("session record without a translation is not a flow summary"));
+            return Err(err(
+                "session record without a translation is not a flow summary",
+            ));
         }
         out.push(Event::Flow(FlowRecord {
             time: begin.unwrap_or(time),
@@ -333,12 +335,20 @@ mod tests {
         let kv = pairs("A=1,Page=/p?x=20,0,1&y=2,0,Host=h.example.com.");
         assert_eq!(
             kv,
-            vec![("A", "1"), ("Page", "/p?x=20,0,1&y=2,0"), ("Host", "h.example.com")]
+            vec![
+                ("A", "1"),
+                ("Page", "/p?x=20,0,1&y=2,0"),
+                ("Host", "h.example.com")
+            ]
         );
         let kv = pairs("vsys=public, protocol=17, rule-name=Internet Access.");
         assert_eq!(
             kv,
-            vec![("vsys", "public"), ("protocol", "17"), ("rule-name", "Internet Access")]
+            vec![
+                ("vsys", "public"),
+                ("protocol", "17"),
+                ("rule-name", "Internet Access")
+            ]
         );
     }
 
@@ -353,7 +363,13 @@ mod tests {
         };
         assert_eq!(open.event, Some(NatEventKind::SessionCreate));
         assert_eq!(open.time, 1_599_645_876 * MICROS_PER_SEC);
-        assert_eq!((close.time, close.end_time), (1_599_645_911 * MICROS_PER_SEC, Some(1_599_645_911 * MICROS_PER_SEC)));
+        assert_eq!(
+            (close.time, close.end_time),
+            (
+                1_599_645_911 * MICROS_PER_SEC,
+                Some(1_599_645_911 * MICROS_PER_SEC)
+            )
+        );
         assert_eq!((close.bytes_out, close.bytes_in), (Some(300), Some(400)));
         assert_eq!(close.vrf.as_deref(), Some("7"));
         assert_eq!(close.src_ip, "2001:db8::5".parse().ok());
@@ -363,10 +379,22 @@ mod tests {
     fn rejects() {
         let mut out = Vec::new();
         for (l, want) in [
-            ("%%01URL/4/FILTER(l): The URL filtering policy was matched.", "URL/FILTER carries no"),
-            ("<134> 1 2019 January 18 14:09:22 X.X.X.X cnelog - NAT444:SessionbasedA [17 X.X.X.X - X.X.X.X 1052 2000 -]", "flexible-template"),
-            ("%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp,SourceIP=10.0.0.x", "bad SourceIP"),
-            ("%%01SECLOG/6/SESSION_URL(l):IPVer=4,Protocol=tcp,SourceIP=10.0.0.1,SourcePort=1", "not a flow summary"),
+            (
+                "%%01URL/4/FILTER(l): The URL filtering policy was matched.",
+                "URL/FILTER carries no",
+            ),
+            (
+                "<134> 1 2019 January 18 14:09:22 X.X.X.X cnelog - NAT444:SessionbasedA [17 X.X.X.X - X.X.X.X 1052 2000 -]",
+                "flexible-template",
+            ),
+            (
+                "%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp,SourceIP=10.0.0.x",
+                "bad SourceIP",
+            ),
+            (
+                "%%01SECLOG/6/SESSION_URL(l):IPVer=4,Protocol=tcp,SourceIP=10.0.0.1,SourcePort=1",
+                "not a flow summary",
+            ),
         ] {
             let e = parse_message(l.as_bytes(), Format::Huawei, &ctx(), &mut out).unwrap_err();
             assert!(e.reason.contains(want), "{l}: {e}");
@@ -393,9 +421,9 @@ mod tests {
                     continue;
                 }
             }
-            let d = smp.derived().filter(|_| {
-                smp.comments.iter().any(|c| c.starts_with("# derived"))
-            });
+            let d = smp
+                .derived()
+                .filter(|_| smp.comments.iter().any(|c| c.starts_with("# derived")));
             let field = |k: &str| {
                 smp.line
                     .split([',', ':', '(', ' '])
@@ -417,7 +445,11 @@ mod tests {
                                 v("begin").unwrap().parse().unwrap(),
                                 v("end").unwrap().parse().unwrap(),
                             );
-                            let want = if n.event == Some(NatEventKind::SessionCreate) { b } else { e };
+                            let want = if n.event == Some(NatEventKind::SessionCreate) {
+                                b
+                            } else {
+                                e
+                            };
                             assert_eq!(n.time, want * MICROS_PER_SEC);
                             assert_eq!(n.protocol, Some(17));
                             checked += 7;
@@ -425,7 +457,10 @@ mod tests {
                             // SESSION_URL: the mapping seen in use at its one instant.
                             assert_eq!(n.event, Some(NatEventKind::MappingObserved));
                             assert_eq!(n.x_ip, field("SourceNatIP").and_then(|a| a.parse().ok()));
-                            assert_eq!(n.x_port, field("SourceNatPort").and_then(|a| a.parse().ok()));
+                            assert_eq!(
+                                n.x_port,
+                                field("SourceNatPort").and_then(|a| a.parse().ok())
+                            );
                             assert_eq!(n.src_ip, field("SourceIP").and_then(|a| a.parse().ok()));
                             assert_eq!(n.end_time, Some(n.time));
                             checked += 4;
@@ -433,7 +468,10 @@ mod tests {
                     }
                     Event::Flow(f) => {
                         assert_eq!(f.src_ip, field("SourceIP").and_then(|a| a.parse().ok()));
-                        assert_eq!(f.dst_port, field("DestinationPort").and_then(|a| a.parse().ok()));
+                        assert_eq!(
+                            f.dst_port,
+                            field("DestinationPort").and_then(|a| a.parse().ok())
+                        );
                         assert_eq!(f.bytes, Some(2135 + 1534));
                         assert_eq!(f.time, 1_538_736_476 * MICROS_PER_SEC);
                         assert_eq!(f.end_time, Some(1_538_736_733 * MICROS_PER_SEC));

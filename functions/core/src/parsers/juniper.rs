@@ -31,9 +31,7 @@ use super::fields::{
     addr_port, clean_ports, dec_epoch, hex_epoch, param, port_for, port_range, quoted_params,
     translated,
 };
-use super::util::{
-    MICROS_PER_SEC, offset_in, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64,
-};
+use super::util::{MICROS_PER_SEC, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64};
 use super::{ParseCtx, ParseError};
 use crate::model::{
     Event, FirewallAction, FirewallEvent, FlowRecord, Micros, NatEvent, NatEventKind,
@@ -112,16 +110,9 @@ pub fn structured_tail(msg: &str) -> Option<&str> {
     msg.get(best?..)
 }
 
-/// For a BSD message whose TAG is itself a Junos message tag (`host JSERVICES_NAT_PORT_BLOCK_ALLOC:
-/// 10.0.0.1 -> …`): the slice from the tag on, which the envelope parser took away as APP-NAME.
-pub fn tag_taken_as_app<'a>(msg: &'a str, app: Option<&'a str>, body: &'a str) -> Option<&'a str> {
-    let app = app?;
-    if !TAGS.iter().any(|t| app.starts_with(t)) {
-        return None;
-    }
-    let a = offset_in(msg, app)?;
-    let b = offset_in(msg, body)?;
-    if a < b { msg.get(a..) } else { None }
+/// A syslog TAG that is really a Junos message tag (`host JSERVICES_NAT_PORT_BLOCK_ALLOC: …`).
+pub fn is_tag(app: &str) -> bool {
+    TAGS.iter().any(|t| app.starts_with(t))
 }
 
 /// Parses one message into at most one event; returns the number pushed.
@@ -253,10 +244,7 @@ fn find_tag(body: &str) -> Result<(&str, &str), ParseError> {
         }
         rest = after;
     }
-    Err(err(format!(
-        "no Junos message tag in {:?}",
-        head(body, 60)
-    )))
+    Err(err(format!("no Junos message tag in {:?}", head(body, 60))))
 }
 
 /// A session as the logs state it, before the NAT / flow decision.
@@ -714,9 +702,9 @@ fn jsession_from_text(rest: &str, close: bool) -> Result<Session, ParseError> {
 /// ScreenOS traffic log (`system-notification-00257(traffic)`).
 fn screenos(body: &str, ctx: &ParseCtx, out: &mut Vec<Event>) -> Result<usize, ParseError> {
     const TRAFFIC: &str = "-00257(traffic):";
-    let at = body.find(TRAFFIC).ok_or_else(|| {
-        err("ScreenOS message is not a traffic log (system-notification-00257)")
-    })?;
+    let at = body
+        .find(TRAFFIC)
+        .ok_or_else(|| err("ScreenOS message is not a traffic log (system-notification-00257)"))?;
     let kv = body.get(at + TRAFFIC.len()..).unwrap_or("");
     // "src-xlated ip=… port=…" and "dst-xlated ip=… port=…" reuse the keys ip / port.
     let (main, xl) = match kv.find("src-xlated ") {
@@ -821,7 +809,10 @@ mod tests {
         let line = r#"<14>1 2024-06-15T12:00:00.500+02:00 srx1 RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636.1.1.1.2.40 source-address="100.64.1.2" source-port="40000" destination-address="198.51.100.7" destination-port="443" service-name="junos-https" nat-source-address="203.0.113.9" nat-source-port="1025" nat-destination-address="198.51.100.7" nat-destination-port="443" src-nat-rule-name="r1" protocol-id="6" policy-name="p" routing-instance="CUST-A" session-id-32="1"] session created"#;
         let e = nat(one(line, &ctx()));
         assert_eq!(e.event, Some(NatEventKind::SessionCreate));
-        assert_eq!(e.time, civil_micros(2024, 6, 15, 10, 0, 0, 500_000).unwrap());
+        assert_eq!(
+            e.time,
+            civil_micros(2024, 6, 15, 10, 0, 0, 500_000).unwrap()
+        );
         assert_eq!((e.src_ip, e.src_port), (ip("100.64.1.2"), Some(40000)));
         assert_eq!((e.x_ip, e.x_port), (ip("203.0.113.9"), Some(1025)));
         assert_eq!((e.dst_ip, e.dst_port), (ip("198.51.100.7"), Some(443)));
@@ -897,7 +888,12 @@ mod tests {
         ));
         assert_eq!(
             (e.event, e.src_port, e.x_port, e.protocol),
-            (Some(NatEventKind::SessionCreate), Some(5353), Some(4000), Some(17))
+            (
+                Some(NatEventKind::SessionCreate),
+                Some(5353),
+                Some(4000),
+                Some(17)
+            )
         );
         let Event::Flow(f) = one(
             "JSERVICES_SESSION_CLOSE: application:none, xe-0/0/0.0 198.51.100.2:5353 -> 198.51.100.9:53 (UDP)",
@@ -905,7 +901,10 @@ mod tests {
         ) else {
             panic!("untranslated session is a flow")
         };
-        assert_eq!((f.src_ip, f.end_time), (ip("198.51.100.2"), Some(c.recv_time)));
+        assert_eq!(
+            (f.src_ip, f.end_time),
+            (ip("198.51.100.2"), Some(c.recv_time))
+        );
     }
 
     #[test]
@@ -1036,8 +1035,7 @@ mod tests {
                     assert_eq!(n.x_ip, vip(public));
                     // The block's own epoch (hex seconds) wins over the envelope.
                     let hex = v(epoch).unwrap();
-                    let secs =
-                        i64::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap();
+                    let secs = i64::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap();
                     assert_eq!(n.time, secs * MICROS_PER_SEC, "line {}", smp.line_no);
                     assert_eq!(n.src_port, None);
                     checked += 6;
@@ -1059,7 +1057,10 @@ mod tests {
                         let (a, p) = x.rsplit_once(':').unwrap();
                         (a.parse().ok(), p.parse().ok())
                     } else if line.contains("source.nat.ip") || note.contains("source.nat.ip") {
-                        (vip("source.nat.ip"), vn("source.nat.port").map(|p| p as u16))
+                        (
+                            vip("source.nat.ip"),
+                            vn("source.nat.port").map(|p| p as u16),
+                        )
                     } else {
                         let p = quoted_params(line.split_once('[').unwrap().1);
                         (

@@ -131,6 +131,9 @@ pub fn detect(body: &str) -> Option<Format> {
             Some(Format::ConntrackJson)
         } else if goflow2::looks_like(b) {
             Some(Format::Goflow2)
+        } else if juniper::looks_like(b) {
+            // Junos service-set prefixes ("{sset}[jservices-nat]: …") are not JSON.
+            Some(Format::Juniper)
         } else {
             None
         }
@@ -190,7 +193,7 @@ pub fn parse_message(
         && let Some(tail) = juniper::structured_tail(text)
     {
         env.body = tail;
-    } else if let Some(whole) = juniper::tag_taken_as_app(text, env.app, env.body) {
+    } else if let Some(whole) = tag_taken_as_app(text, env.app, env.body) {
         env.body = whole;
     }
     let chosen = match format {
@@ -225,6 +228,19 @@ pub fn parse_message(
             Err(e)
         }
     }
+}
+
+/// For a BSD message whose TAG is itself a vendor message tag (`host JSERVICES_NAT_PORT_BLOCK_ALLOC:
+/// 10.0.0.1 -> …`, `host NAT-TCP-C: …`): the slice from the tag on, which the envelope parser
+/// took away as APP-NAME, so the vendor parser sees its tag.
+fn tag_taken_as_app<'a>(msg: &'a str, app: Option<&'a str>, body: &'a str) -> Option<&'a str> {
+    let app = app?;
+    if !(juniper::is_tag(app) || a10::is_ascii_tag(app)) {
+        return None;
+    }
+    let a = util::offset_in(msg, app)?;
+    let b = util::offset_in(msg, body)?;
+    if a < b { msg.get(a..) } else { None }
 }
 
 fn unrecognised(body: &str) -> ParseError {
@@ -506,20 +522,56 @@ mod tests {
     #[test]
     fn vendor_detection() {
         for (body, want) in [
-            ("RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"1.1.1.1\"]", Format::Juniper),
-            ("RT_SRC_NAT_PBA_ALLOC: Subscriber 100.64.0.1 used/maximum [1/8] blocks", Format::Juniper),
-            ("{s}[jservices-nat]: JSERVICES_NAT_PORT_BLOCK_ALLOC: 10.0.0.1 -> 203.0.113.1:1024-1151", Format::Juniper),
-            ("%ASA-6-305011: Built dynamic TCP translation from inside:10.0.0.1/1 to outside:203.0.113.1/2", Format::Cisco),
-            ("6|Nov 28 2014 12:59:03|302021: Teardown ICMP connection for faddr 1.1.1.1/1 gaddr 2.2.2.2/0 laddr 3.3.3.3/0", Format::Cisco),
-            ("CEF:0|A10|CFW|6.0.0|CGN 100|Nat Port Allocated|5|proto=TCP src=1.1.1.1", Format::A10),
-            ("NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2", Format::A10),
-            ("LSN_ADD 100.64.0.1%0:1 6 203.0.113.1%0:2 198.51.100.1 80", Format::F5),
-            ("58 Base NAT-MINOR-tmnxNatPlBlockAllocationLsn-2012 [NAT]: {2} Map 203.0.113.1 [1-2]", Format::Nokia),
-            ("%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp", Format::Huawei),
+            (
+                "RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"1.1.1.1\"]",
+                Format::Juniper,
+            ),
+            (
+                "RT_SRC_NAT_PBA_ALLOC: Subscriber 100.64.0.1 used/maximum [1/8] blocks",
+                Format::Juniper,
+            ),
+            (
+                "{s}[jservices-nat]: JSERVICES_NAT_PORT_BLOCK_ALLOC: 10.0.0.1 -> 203.0.113.1:1024-1151",
+                Format::Juniper,
+            ),
+            (
+                "%ASA-6-305011: Built dynamic TCP translation from inside:10.0.0.1/1 to outside:203.0.113.1/2",
+                Format::Cisco,
+            ),
+            (
+                "6|Nov 28 2014 12:59:03|302021: Teardown ICMP connection for faddr 1.1.1.1/1 gaddr 2.2.2.2/0 laddr 3.3.3.3/0",
+                Format::Cisco,
+            ),
+            (
+                "CEF:0|A10|CFW|6.0.0|CGN 100|Nat Port Allocated|5|proto=TCP src=1.1.1.1",
+                Format::A10,
+            ),
+            (
+                "NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2",
+                Format::A10,
+            ),
+            (
+                "LSN_ADD 100.64.0.1%0:1 6 203.0.113.1%0:2 198.51.100.1 80",
+                Format::F5,
+            ),
+            (
+                "58 Base NAT-MINOR-tmnxNatPlBlockAllocationLsn-2012 [NAT]: {2} Map 203.0.113.1 [1-2]",
+                Format::Nokia,
+            ),
+            (
+                "%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp",
+                Format::Huawei,
+            ),
         ] {
             assert_eq!(detect(body), Some(want), "{body}");
         }
-        for body in ["LSN_ADD done", "%%1x", "Built in a day", "NAT-6-LOG: x", "Deny all"] {
+        for body in [
+            "LSN_ADD done",
+            "%%1x",
+            "Built in a day",
+            "NAT-6-LOG: x",
+            "Deny all",
+        ] {
             assert_eq!(detect(body), None, "{body}");
         }
     }

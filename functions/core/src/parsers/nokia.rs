@@ -73,9 +73,8 @@ pub fn parse(
     }
     let vrtr = toks.get(sub + 2).ok_or_else(|| err("no inside router"))?;
     let inside = toks.get(sub + 3).ok_or_else(|| err("no inside address"))?;
-    let src_ip = parse_ip(inside).ok_or_else(|| {
-        err(format!("{sub_type}: inside {inside:?} is not an address"))
-    })?;
+    let src_ip = parse_ip(inside)
+        .ok_or_else(|| err(format!("{sub_type}: inside {inside:?} is not an address")))?;
     let time = match toks.iter().skip(sub).position(|t| *t == "at") {
         Some(k) => {
             let from = toks.get(sub + k + 1..).unwrap_or(&[]).join(" ");
@@ -137,7 +136,14 @@ mod tests {
         assert!(test_corpus::samples("nokia.txt").is_empty());
         let c = ctx(3600);
         let e = nat(
-            &line("Map", "203.0.113.1", "2001-2005", "classic-lsn-sub", "vprn1", "100.64.0.101"),
+            &line(
+                "Map",
+                "203.0.113.1",
+                "2001-2005",
+                "classic-lsn-sub",
+                "vprn1",
+                "100.64.0.101",
+            ),
             &c,
         );
         assert_eq!(e.event, Some(NatEventKind::PortBlockAlloc));
@@ -150,7 +156,14 @@ mod tests {
         // 16:04:57 at UTC+1 is 15:04:57 UTC.
         assert_eq!(e.time, civil_micros(2015, 3, 24, 15, 4, 57, 0).unwrap());
         let e = nat(
-            &line("Free", "203.0.113.1", "1024-1279", "dslite-lsn-sub", "Base", "2001:db8::1"),
+            &line(
+                "Free",
+                "203.0.113.1",
+                "1024-1279",
+                "dslite-lsn-sub",
+                "Base",
+                "2001:db8::1",
+            ),
             &ctx(0),
         );
         assert_eq!(
@@ -169,15 +182,36 @@ mod tests {
         let mut out = Vec::new();
         for (l, want) in [
             (
-                line("Map", "203.0.113.1", "2005-2001", "classic-lsn-sub", "vprn1", "100.64.0.1"),
+                line(
+                    "Map",
+                    "203.0.113.1",
+                    "2005-2001",
+                    "classic-lsn-sub",
+                    "vprn1",
+                    "100.64.0.1",
+                ),
                 "bad port range",
             ),
             (
-                line("Map", "203.0.113.1", "1-2", "l2-aware-sub", "vprn1", "subscriber-7"),
+                line(
+                    "Map",
+                    "203.0.113.1",
+                    "1-2",
+                    "l2-aware-sub",
+                    "vprn1",
+                    "subscriber-7",
+                ),
                 "is not an address",
             ),
             (
-                line("Map", "203.0.113.x", "1-2", "classic-lsn-sub", "vprn1", "100.64.0.1"),
+                line(
+                    "Map",
+                    "203.0.113.x",
+                    "1-2",
+                    "classic-lsn-sub",
+                    "vprn1",
+                    "100.64.0.1",
+                ),
                 "bad outside address",
             ),
             (
