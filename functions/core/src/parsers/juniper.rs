@@ -392,8 +392,11 @@ fn session_from_params(p: &[(&str, &str)], close: bool) -> Result<Session, Parse
     })
 }
 
+/// An address and the port printed with it.
+type Endpoint = (IpAddr, Option<u16>);
+
 /// `a/p->b/q` → both ends.
-fn arrow_pair(tok: &str) -> Result<((IpAddr, Option<u16>), (IpAddr, Option<u16>)), ParseError> {
+fn arrow_pair(tok: &str) -> Result<(Endpoint, Endpoint), ParseError> {
     let (a, b) = tok
         .split_once("->")
         .ok_or_else(|| err(format!("no -> in {tok:?}")))?;
