@@ -7,14 +7,21 @@
 
 use crate::model::{Event, Micros};
 
+pub mod a10;
+pub mod cisco;
 pub mod conntrack;
 pub mod conntrack_json;
 mod endpoint;
+pub mod f5;
+mod fields;
 pub mod fortigate;
 pub mod goflow2;
+pub mod huawei;
 pub mod iptables;
+pub mod juniper;
 pub mod mikrotik;
 pub mod nfware;
+pub mod nokia;
 pub mod paloalto;
 pub mod pfsense;
 pub mod sixwind;
@@ -54,10 +61,22 @@ pub enum Format {
     Nfware,
     /// 6WIND fast-path CG-NAT (`fp-cgnat`) CONN and BLOCK events.
     Sixwind,
+    /// Juniper SRX / MX: RT_FLOW sessions, RT_SRC_NAT_PBA_*, JSERVICES_* (and ScreenOS traffic).
+    Juniper,
+    /// Cisco ASA / PIX / FTD translation, connection and deny messages; IOS-XE NAT translations.
+    Cisco,
+    /// A10 Thunder CGN (CEF and ASCII).
+    A10,
+    /// F5 BIG-IP CGNAT / LSN.
+    F5,
+    /// Nokia (Alcatel-Lucent) 7750 SR NAT port-block events.
+    Nokia,
+    /// Huawei USG / NGFW session and policy logs.
+    Huawei,
 }
 
 impl Format {
-    pub const ALL: [Format; 11] = [
+    pub const ALL: [Format; 17] = [
         Format::Auto,
         Format::Conntrack,
         Format::ConntrackJson,
@@ -69,6 +88,12 @@ impl Format {
         Format::Pfsense,
         Format::Nfware,
         Format::Sixwind,
+        Format::Juniper,
+        Format::Cisco,
+        Format::A10,
+        Format::F5,
+        Format::Nokia,
+        Format::Huawei,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +109,12 @@ impl Format {
             Format::Pfsense => "pfsense",
             Format::Nfware => "nfware",
             Format::Sixwind => "sixwind",
+            Format::Juniper => "juniper",
+            Format::Cisco => "cisco",
+            Format::A10 => "a10",
+            Format::F5 => "f5",
+            Format::Nokia => "nokia",
+            Format::Huawei => "huawei",
         }
     }
 
@@ -122,9 +153,11 @@ pub struct Parsed {
 
 /// Guesses the format of a message body (envelope already peeled) from cheap checks: JSON
 /// objects by their keys, conntrack by its leading tokens, kernel LOG lines by `IN= … OUT=` and
-/// `SRC=`, FortiGate by `logid=` and `type=` keys, PAN-OS by its date and log-type columns,
-/// filterlog by its direction and IP-version columns, MikroTik by `in:` / `out:` / `proto`,
-/// nfware by `A VRF ` / `D VRF `, 6WIND by its CONN / BLOCK phrases. None when nothing fits.
+/// `SRC=`, vendor syslog by its message tags (`RT_FLOW_SESSION_…`, `%ASA-6-…`, `|A10|`,
+/// `LSN_…`, `tmnxNat…`, `%%01SECLOG/…`), FortiGate by `logid=` and `type=` keys, PAN-OS by
+/// its date and log-type columns, filterlog by its direction and IP-version columns, MikroTik
+/// by `in:` / `out:` / `proto`, nfware by `A VRF ` / `D VRF `, 6WIND by its CONN / BLOCK
+/// phrases. Vendor tags are checked before the looser shapes. None when nothing fits.
 pub fn detect(body: &str) -> Option<Format> {
     let b = body.trim_start();
     if b.starts_with('{') {
@@ -132,6 +165,9 @@ pub fn detect(body: &str) -> Option<Format> {
             Some(Format::ConntrackJson)
         } else if goflow2::looks_like(b) {
             Some(Format::Goflow2)
+        } else if juniper::looks_like(b) {
+            // Junos service-set prefixes ("{sset}[jservices-nat]: …") are not JSON.
+            Some(Format::Juniper)
         } else {
             None
         }
@@ -139,6 +175,18 @@ pub fn detect(body: &str) -> Option<Format> {
         Some(Format::Conntrack)
     } else if iptables::looks_like(b) {
         Some(Format::Iptables)
+    } else if juniper::looks_like(b) {
+        Some(Format::Juniper)
+    } else if huawei::looks_like(b) {
+        Some(Format::Huawei)
+    } else if a10::looks_like(b) {
+        Some(Format::A10)
+    } else if f5::looks_like(b) {
+        Some(Format::F5)
+    } else if nokia::looks_like(b) {
+        Some(Format::Nokia)
+    } else if cisco::looks_like(b) {
+        Some(Format::Cisco)
     } else if fortigate::looks_like(b) {
         Some(Format::Fortigate)
     } else if paloalto::looks_like(b) {
@@ -184,7 +232,16 @@ pub fn parse_message(
     if text.trim().is_empty() {
         return Err(ParseError::new(format.as_str(), "empty message"));
     }
-    let env = syslog::peel(text, ctx);
+    let mut env = syslog::peel(text, ctx);
+    // Junos structured-data messages keep their fields in RFC 5424 STRUCTURED-DATA, which the
+    // envelope parser sets aside: the Juniper parser reads from the MSGID on.
+    if env.kind == syslog::EnvelopeKind::Rfc5424
+        && let Some(tail) = juniper::structured_tail(text)
+    {
+        env.body = tail;
+    } else if let Some(whole) = tag_taken_as_app(text, env.app, env.body) {
+        env.body = whole;
+    }
     let chosen = match format {
         Format::Auto => detect(env.body).ok_or_else(|| unrecognised(env.body))?,
         f => f,
@@ -202,6 +259,12 @@ pub fn parse_message(
         Format::Pfsense => pfsense::parse(env.body, default_time, out),
         Format::Nfware => nfware::parse(env.body, default_time, out),
         Format::Sixwind => sixwind::parse(env.body, default_time, out),
+        Format::Juniper => juniper::parse(env.body, default_time, ctx, out),
+        Format::Cisco => cisco::parse(env.body, default_time, ctx, out),
+        Format::A10 => a10::parse(env.body, default_time, ctx, out),
+        Format::F5 => f5::parse(env.body, default_time, ctx, out),
+        Format::Nokia => nokia::parse(env.body, default_time, ctx, out),
+        Format::Huawei => huawei::parse(env.body, default_time, ctx, out),
         // `detect` never returns Auto; a caller passing it explicitly was handled above.
         Format::Auto => Err(unrecognised(env.body)),
     };
@@ -217,6 +280,19 @@ pub fn parse_message(
             Err(e)
         }
     }
+}
+
+/// For a BSD message whose TAG is itself a vendor message tag (`host JSERVICES_NAT_PORT_BLOCK_ALLOC:
+/// 10.0.0.1 -> …`, `host NAT-TCP-C: …`): the slice from the tag on, which the envelope parser
+/// took away as APP-NAME, so the vendor parser sees its tag.
+fn tag_taken_as_app<'a>(msg: &'a str, app: Option<&'a str>, body: &'a str) -> Option<&'a str> {
+    let app = app?;
+    if !(juniper::is_tag(app) || a10::is_ascii_tag(app)) {
+        return None;
+    }
+    let a = util::offset_in(msg, app)?;
+    let b = util::offset_in(msg, body)?;
+    if a < b { msg.get(a..) } else { None }
 }
 
 fn unrecognised(body: &str) -> ParseError {
@@ -604,5 +680,72 @@ mod tests {
         let e = parse_message(m.as_bytes(), Format::Paloalto, &c, &mut out).unwrap_err();
         assert_eq!(e.format, "paloalto");
         assert!(out.is_empty());
+        // Vendor CGNAT / firewall logs (each module's corpus test says which lines and why).
+        assert_eq!(count("juniper.txt"), (18, 8));
+        assert_eq!(count("a10.txt"), (13, 0));
+        assert_eq!(count("huawei.txt"), (4, 3));
+        let (p, _) = count("cisco_asa.txt");
+        assert_eq!(p, 49);
+        // f5.txt and nokia.txt hold notes and templates only.
+        assert_eq!(count("f5.txt"), (0, 0));
+        assert_eq!(count("nokia.txt"), (0, 0));
+    }
+
+    /// Each vendor's tag leads detection to its parser, and no vendor claims another's line.
+    #[test]
+    fn vendor_detection() {
+        for (body, want) in [
+            (
+                "RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"1.1.1.1\"]",
+                Format::Juniper,
+            ),
+            (
+                "RT_SRC_NAT_PBA_ALLOC: Subscriber 100.64.0.1 used/maximum [1/8] blocks",
+                Format::Juniper,
+            ),
+            (
+                "{s}[jservices-nat]: JSERVICES_NAT_PORT_BLOCK_ALLOC: 10.0.0.1 -> 203.0.113.1:1024-1151",
+                Format::Juniper,
+            ),
+            (
+                "%ASA-6-305011: Built dynamic TCP translation from inside:10.0.0.1/1 to outside:203.0.113.1/2",
+                Format::Cisco,
+            ),
+            (
+                "6|Nov 28 2014 12:59:03|302021: Teardown ICMP connection for faddr 1.1.1.1/1 gaddr 2.2.2.2/0 laddr 3.3.3.3/0",
+                Format::Cisco,
+            ),
+            (
+                "CEF:0|A10|CFW|6.0.0|CGN 100|Nat Port Allocated|5|proto=TCP src=1.1.1.1",
+                Format::A10,
+            ),
+            (
+                "NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2",
+                Format::A10,
+            ),
+            (
+                "LSN_ADD 100.64.0.1%0:1 6 203.0.113.1%0:2 198.51.100.1 80",
+                Format::F5,
+            ),
+            (
+                "58 Base NAT-MINOR-tmnxNatPlBlockAllocationLsn-2012 [NAT]: {2} Map 203.0.113.1 [1-2]",
+                Format::Nokia,
+            ),
+            (
+                "%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp",
+                Format::Huawei,
+            ),
+        ] {
+            assert_eq!(detect(body), Some(want), "{body}");
+        }
+        for body in [
+            "LSN_ADD done",
+            "%%1x",
+            "Built in a day",
+            "NAT-6-LOG: x",
+            "Deny all",
+        ] {
+            assert_eq!(detect(body), None, "{body}");
+        }
     }
 }

@@ -1,0 +1,328 @@
+//! Token helpers shared by the vendor syslog parsers (Juniper, Cisco, A10, F5, Nokia, Huawei):
+//! `address<sep>port` pairs, port ranges, quoted `key="value"` lists, durations and epoch stamps
+//! as devices print them. Everything takes untrusted text and returns `Option`.
+
+use std::net::IpAddr;
+
+use super::util::{MICROS_PER_SEC, civil_micros, parse_ip, parse_u16, parse_u64};
+use crate::model::{Micros, NatEvent};
+
+/// `addr<sep>port` → address and port. With `:` as separator an IPv6 address is split at its
+/// last colon (devices print `2001:db8::1:5000`); `[v6]:port` is accepted too. A bare address
+/// (no separator, or a valid address as a whole) has no port.
+pub(crate) fn addr_port(s: &str, sep: char) -> Option<(IpAddr, Option<u16>)> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (a, p) = rest.split_once(']')?;
+        let ip = parse_ip(a)?;
+        return match p.strip_prefix(sep) {
+            Some(port) => Some((ip, Some(parse_u16(port.trim())?))),
+            None if p.is_empty() => Some((ip, None)),
+            None => None,
+        };
+    }
+    if sep != ':'
+        && let Some((a, p)) = s.rsplit_once(sep)
+    {
+        return Some((parse_ip(a)?, Some(parse_u16(p.trim())?)));
+    }
+    if let Some(ip) = parse_ip(s) {
+        // "2001:db8::1" is an address, not "2001:db8:" port 1; an IPv4 never contains ':'.
+        if sep != ':' || ip.is_ipv4() || !looks_like_v6_with_port(s) {
+            return Some((ip, None));
+        }
+    }
+    let (a, p) = s.rsplit_once(sep)?;
+    Some((parse_ip(a)?, Some(parse_u16(p.trim())?)))
+}
+
+/// `2001:db8::1:80` parses as an address too; a v6 address with a port has a `::` and a
+/// trailing group that is pure decimal after a group boundary. Devices that print v6 with a
+/// colon port give us nothing better: a whole address wins unless the remainder, without the
+/// last group, is itself a valid address ending in a group that contains a `::` run.
+fn looks_like_v6_with_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((a, p)) => {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.len() <= 5
+                && a.contains("::")
+                && !a.ends_with(':')
+                && parse_ip(a).is_some_and(|ip| ip.is_ipv6())
+        }
+        None => false,
+    }
+}
+
+/// `lo-hi` (spaces allowed around the dash) → (lo, hi) with lo ≤ hi.
+pub(crate) fn port_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let (lo, hi) = (parse_u16(a.trim())?, parse_u16(b.trim())?);
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// Parameters of one structured-data element or a similar `key="value" key="value"` list.
+/// Values keep their backslash escapes except `\"`, which ends nothing. Unquoted values run
+/// to the next space. Stops at an unbalanced `]` (the element's end).
+pub(crate) fn quoted_params(s: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while b.get(i).is_some_and(|c| *c == b' ') {
+            i += 1;
+        }
+        if b.get(i).is_none_or(|c| *c == b']') {
+            break;
+        }
+        let key_start = i;
+        while b
+            .get(i)
+            .is_some_and(|c| *c != b'=' && *c != b' ' && *c != b']')
+        {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'=') {
+            // A bare word (e.g. the SD-ID "junos@2636.1.1.1.2.39"): skip it.
+            continue;
+        }
+        let Some(key) = s.get(key_start..i) else {
+            break;
+        };
+        i += 1;
+        if b.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let mut j = start;
+            let mut escaped = false;
+            while let Some(&c) = b.get(j) {
+                if escaped {
+                    escaped = false;
+                } else if c == b'\\' {
+                    escaped = true;
+                } else if c == b'"' {
+                    break;
+                }
+                j += 1;
+            }
+            // An unterminated quote (a line cut short) keeps what there is.
+            if let Some(v) = s.get(start..j.min(b.len())) {
+                out.push((key, v));
+            }
+            i = j + 1;
+        } else {
+            let start = i;
+            while b.get(i).is_some_and(|c| *c != b' ' && *c != b']') {
+                i += 1;
+            }
+            if let Some(v) = s.get(start..i) {
+                out.push((key, v));
+            }
+        }
+    }
+    out
+}
+
+/// The value of `key` in a parameter list; None for absent, empty, `N/A`, `None` and `-`.
+pub(crate) fn param<'a>(params: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !is_null(v))
+}
+
+/// Placeholders devices print for "no value".
+pub(crate) fn is_null(v: &str) -> bool {
+    v.is_empty()
+        || v == "-"
+        || v.eq_ignore_ascii_case("N/A")
+        || v.eq_ignore_ascii_case("None")
+        || v.eq_ignore_ascii_case("null")
+        || v == "(null)"
+}
+
+/// `h:mm:ss` (hours unbounded; ASA prints `0:02:32`, also `1d2h` in old PIX — refused) → seconds.
+pub(crate) fn duration_hms(s: &str) -> Option<i64> {
+    let s = s.trim_end_matches(['.', ',']);
+    let mut parts = s.split(':');
+    let h = parse_u64(parts.next()?)?;
+    let m = parse_u64(parts.next()?)?;
+    let sec = parse_u64(parts.next()?)?;
+    if parts.next().is_some() || m > 59 || sec > 60 {
+        return None;
+    }
+    i64::try_from(h.checked_mul(3600)?.checked_add(m * 60 + sec)?).ok()
+}
+
+/// Epoch seconds written in hex, with or without `0x` (Junos `epoch 0x6a44007a`,
+/// `epoch-time-64="624b0492"`). Zero means "not set".
+pub(crate) fn hex_epoch(s: &str) -> Option<Micros> {
+    let h = s
+        .trim()
+        .strip_prefix("0x")
+        .or_else(|| s.trim().strip_prefix("0X"))
+        .unwrap_or(s.trim());
+    if h.is_empty() || h.len() > 16 {
+        return None;
+    }
+    let v = i64::try_from(u64::from_str_radix(h, 16).ok()?).ok()?;
+    (v > 0).then(|| v.checked_mul(MICROS_PER_SEC)).flatten()
+}
+
+/// Decimal epoch seconds (Huawei `BeginTime=1538736476`); zero means "not set".
+pub(crate) fn dec_epoch(s: &str) -> Option<Micros> {
+    let v = i64::try_from(parse_u64(s.trim())?).ok()?;
+    (v > 0).then(|| v.checked_mul(MICROS_PER_SEC)).flatten()
+}
+
+/// `YYYY/M/D H:MM:SS` (Huawei `time=2018/10/5 09:52:19`, Nokia `at 2015/03/24 16:04:57`) at
+/// the device's UTC offset `tz`; also `YYYY-MM-DD`. Returns the time and the bytes consumed.
+pub(crate) fn slash_datetime(s: &str, tz: i32) -> Option<(Micros, usize)> {
+    let (date, rest) = s.split_once(' ')?;
+    let mut d = date.split(['/', '-']);
+    let y = i32::try_from(parse_u64(d.next()?)?).ok()?;
+    let mo = u32::try_from(parse_u64(d.next()?)?).ok()?;
+    let day = u32::try_from(parse_u64(d.next()?)?).ok()?;
+    if d.next().is_some() || date.len() < 8 {
+        return None;
+    }
+    let time = rest.split([' ', ',', '.']).next()?;
+    let mut t = time.split(':');
+    let h = u32::try_from(parse_u64(t.next()?)?).ok()?;
+    let mi = u32::try_from(parse_u64(t.next()?)?).ok()?;
+    let sec = u32::try_from(parse_u64(t.next()?)?).ok()?;
+    if t.next().is_some() {
+        return None;
+    }
+    let local = civil_micros(y, mo, day, h, mi, sec, 0)?;
+    let utc = local.checked_sub(i64::from(tz) * MICROS_PER_SEC)?;
+    Some((utc, date.len() + 1 + time.len()))
+}
+
+/// ICMP echo ids and types sit where ports would; the model keeps ports for port protocols
+/// only (as the conntrack parser does). GRE has no ports at all.
+pub(crate) fn port_for(protocol: Option<u8>, port: Option<u16>) -> Option<u16> {
+    if has_ports(protocol) { port } else { None }
+}
+
+fn has_ports(protocol: Option<u8>) -> bool {
+    !matches!(protocol, Some(1 | 47 | 58))
+}
+
+/// A source translation is stated when the translated address or port differs from the
+/// original one. Devices log untranslated sessions with the NAT fields copied (or 0.0.0.0).
+pub(crate) fn translated(
+    src: Option<IpAddr>,
+    sport: Option<u16>,
+    x: Option<IpAddr>,
+    xport: Option<u16>,
+) -> bool {
+    match x {
+        Some(x) if !x.is_unspecified() => {
+            Some(x) != src || (xport.is_some_and(|p| p != 0) && xport != sport)
+        }
+        _ => false,
+    }
+}
+
+/// Clears ICMP "ports" of a NAT event built from port-shaped fields.
+pub(crate) fn clean_ports(e: &mut NatEvent) {
+    if !has_ports(e.protocol) {
+        e.src_port = None;
+        e.x_port = None;
+        e.x_port_end = None;
+        e.dst_port = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn address_and_port_forms() {
+        assert_eq!(
+            addr_port("10.0.0.1/5000", '/'),
+            Some((ip("10.0.0.1"), Some(5000)))
+        );
+        assert_eq!(
+            addr_port("10.0.0.1:5000", ':'),
+            Some((ip("10.0.0.1"), Some(5000)))
+        );
+        assert_eq!(addr_port("10.0.0.1", ':'), Some((ip("10.0.0.1"), None)));
+        assert_eq!(
+            addr_port("[2001:db8::1]:443", ':'),
+            Some((ip("2001:db8::1"), Some(443)))
+        );
+        assert_eq!(
+            addr_port("2001:db8::1:5000", ':'),
+            Some((ip("2001:db8::1"), Some(5000)))
+        );
+        assert_eq!(
+            addr_port("2001:db8::1/5000", '/'),
+            Some((ip("2001:db8::1"), Some(5000)))
+        );
+        assert_eq!(
+            addr_port("2001:db8::1", ':'),
+            Some((ip("2001:db8::1"), None))
+        );
+        assert_eq!(addr_port("10.0.0.1:70000", ':'), None);
+        assert_eq!(addr_port("a.b.c.d/1", '/'), None);
+        assert_eq!(addr_port("", ':'), None);
+    }
+
+    #[test]
+    fn params_ranges_durations_epochs() {
+        let p = quoted_params(r#"junos@2636.1 a="x y" b="" c=3 d="q\"z"] tail="no""#);
+        assert_eq!(
+            p,
+            vec![("a", "x y"), ("b", ""), ("c", "3"), ("d", r#"q\"z"#)]
+        );
+        assert_eq!(param(&p, "a"), Some("x y"));
+        assert_eq!(param(&p, "b"), None);
+        assert_eq!(port_range("1024-1151"), Some((1024, 1151)));
+        assert_eq!(port_range("1 - 512"), Some((1, 512)));
+        assert_eq!(port_range("2000-1000"), None);
+        assert_eq!(duration_hms("0:02:32"), Some(152));
+        assert_eq!(duration_hms("26:00:11."), Some(93611));
+        assert_eq!(duration_hms("0:61:00"), None);
+        assert_eq!(hex_epoch("0x6a44007a"), Some(0x6a44007a * MICROS_PER_SEC));
+        assert_eq!(hex_epoch("624b0492"), Some(0x624b0492 * MICROS_PER_SEC));
+        assert_eq!(hex_epoch("0"), None);
+        assert_eq!(hex_epoch("zz"), None);
+        assert_eq!(dec_epoch("1538736476"), Some(1_538_736_476_000_000));
+        let t = civil_micros(2018, 10, 5, 9, 52, 19, 0).unwrap();
+        assert_eq!(slash_datetime("2018/10/5 09:52:19, x", 0), Some((t, 18)));
+        assert_eq!(slash_datetime("2018/10/05 11:52:19", 7200), Some((t, 19)));
+        assert_eq!(slash_datetime("2018/13/05 11:52:19", 0), None);
+        assert_eq!(slash_datetime("10/05 11:52:19", 0), None);
+        assert!(translated(
+            Some(ip("10.0.0.1")),
+            Some(1),
+            Some(ip("203.0.113.1")),
+            Some(1)
+        ));
+        assert!(translated(
+            Some(ip("10.0.0.1")),
+            Some(1),
+            Some(ip("10.0.0.1")),
+            Some(2)
+        ));
+        assert!(!translated(
+            Some(ip("10.0.0.1")),
+            Some(1),
+            Some(ip("10.0.0.1")),
+            Some(1)
+        ));
+        assert!(!translated(
+            Some(ip("10.0.0.1")),
+            Some(1),
+            Some(ip("0.0.0.0")),
+            Some(0)
+        ));
+    }
+}
