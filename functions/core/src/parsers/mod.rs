@@ -11,6 +11,7 @@ pub mod conntrack;
 pub mod conntrack_json;
 pub mod goflow2;
 pub mod iptables;
+pub mod netflow;
 pub mod syslog;
 mod util;
 
