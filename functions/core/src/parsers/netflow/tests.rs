@@ -407,5 +407,5 @@ fn truncated_and_garbage_messages() {
             let _ = dec.decode(None, &x, 0, &mut out);
         }
     }
-    assert_eq!(dec.domains() > 0, true);
+    assert!(dec.domains() > 0);
 }
