@@ -409,3 +409,81 @@ fn truncated_and_garbage_messages() {
     }
     assert!(dec.domains() > 0);
 }
+
+/// The port-block template of the akvorado capture (267: 8, 225, 234, 4, 230, 323, 361, 363,
+/// 364) has no data records there; a record built from the capture's own template (field
+/// lengths read from the packet) exercises v9's unknown 361/363/364 through the whole path.
+#[test]
+fn v9_port_block_through_the_captured_template() {
+    let (exporter, pkt) = pcap_udp(&bin("akvorado/nat.pcap"));
+    let frame = framing::frame(&pkt).unwrap();
+    // Find template 267 in the template flowset (id 0): id, count, (type, length)*.
+    let mut fields: Vec<(u16, u16)> = Vec::new();
+    for set in frame.sets.iter().filter(|s| s.id == 0) {
+        let body = &pkt[set.bytes.start + 4..set.bytes.end];
+        let mut at = 0;
+        while at + 4 <= body.len() {
+            let id = u16::from_be_bytes([body[at], body[at + 1]]);
+            let count = usize::from(u16::from_be_bytes([body[at + 2], body[at + 3]]));
+            let list: Vec<(u16, u16)> = (0..count)
+                .map(|i| {
+                    let p = at + 4 + 4 * i;
+                    (
+                        u16::from_be_bytes([body[p], body[p + 1]]),
+                        u16::from_be_bytes([body[p + 2], body[p + 3]]),
+                    )
+                })
+                .collect();
+            if id == 267 {
+                fields = list;
+            }
+            at += 4 + 4 * count;
+        }
+    }
+    let ids: Vec<u16> = fields.iter().map(|f| f.0).collect();
+    assert_eq!(ids, [8, 225, 234, 4, 230, 323, 361, 363, 364]);
+    let value = |ie: u16, len: u16| -> Vec<u8> {
+        let v: u64 = match ie {
+            8 => u64::from(u32::from_be_bytes([100, 64, 1, 2])),
+            225 => u64::from(u32::from_be_bytes([198, 51, 100, 20])),
+            4 => 17,
+            230 => 16, // port block allocation
+            323 => 1_749_049_700_000,
+            361 => 2048,
+            363 => 1,
+            364 => 256,
+            _ => 0,
+        };
+        v.to_be_bytes()[8 - usize::from(len)..].to_vec()
+    };
+    let mut record: Vec<u8> = Vec::new();
+    for (ie, len) in &fields {
+        record.extend(value(*ie, *len));
+    }
+    let mut data = pkt[..20].to_vec();
+    data.extend_from_slice(&267u16.to_be_bytes());
+    data.extend_from_slice(&((record.len() + 4) as u16).to_be_bytes());
+    data.extend(record);
+
+    let mut dec = Decoder::new();
+    let mut out = Vec::new();
+    dec.decode(Some(exporter), &pkt, 0, &mut out).unwrap();
+    out.clear();
+    let d = dec.decode(Some(exporter), &data, 0, &mut out).unwrap();
+    assert_eq!((d.data_records, d.problems.len()), (1, 0), "{d:?}");
+    let [
+        DecodedEvent {
+            event: Event::Nat(n),
+            ..
+        },
+    ] = out.as_slice()
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(n.event, Some(NatEventKind::PortBlockAlloc));
+    assert_eq!(n.src_ip, Some(ip("100.64.1.2")));
+    assert_eq!(n.x_ip, Some(ip("198.51.100.20")));
+    assert_eq!((n.x_port, n.x_port_end), (Some(2048), Some(2303)));
+    assert_eq!(n.protocol, Some(17));
+    assert_eq!(n.time, 1_749_049_700_000_000);
+}
