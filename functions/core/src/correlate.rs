@@ -219,19 +219,19 @@ pub struct Attribution {
     pub ambiguous: bool,
 }
 
+/// (inside address, inside port, protocol, …): the candidates of one attribution.
+type InsideKey = (
+    Option<IpAddr>,
+    Option<u16>,
+    Option<u8>,
+    Option<String>,
+    Option<String>,
+    Option<u16>,
+);
+
 /// Applies the attribution rule to the intervals of one public address:port.
 pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution {
-    let mut by_inside: BTreeMap<
-        (
-            Option<IpAddr>,
-            Option<u16>,
-            Option<u8>,
-            Option<String>,
-            Option<String>,
-            Option<u16>,
-        ),
-        Candidate,
-    > = BTreeMap::new();
+    let mut by_inside: BTreeMap<InsideKey, Candidate> = BTreeMap::new();
     for iv in ivs.into_iter().filter(|iv| overlaps(iv, at, window)) {
         let d = distance(&iv, at);
         let key = (

@@ -61,14 +61,15 @@ pub fn raw_keys(event: &S3Event, scope: &StoreScope) -> Result<Vec<String>, Even
         let raw = rec.s3.object.key.as_deref().ok_or(EventError::NoKey(i))?;
         let key = decode_key(raw);
         let bucket = rec.s3.bucket.name.clone().unwrap_or_default();
-        if let Some(b) = &scope.bucket {
-            if !bucket.is_empty() && &bucket != b {
-                return Err(EventError::Foreign {
-                    bucket,
-                    key,
-                    expected: b.clone(),
-                });
-            }
+        if let Some(b) = &scope.bucket
+            && !bucket.is_empty()
+            && &bucket != b
+        {
+            return Err(EventError::Foreign {
+                bucket,
+                key,
+                expected: b.clone(),
+            });
         }
         let rel = if scope.prefix.is_empty() {
             key.as_str()

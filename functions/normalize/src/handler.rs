@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use natlake_core::lake::writer::{self, LakeError, Output, WriteOptions};
 use natlake_core::model::{Envelope, Event, Micros, Provenance, Reject, Row};
-use natlake_core::parsers::{self, Format, ParseCtx};
+use natlake_core::parsers::{self, Format, ParseCtx, netflow};
 use natlake_core::time::{MAX_TIME, MIN_TIME};
-use natlake_raw::{BatchReader, InputKind};
+use natlake_raw::{BatchReader, InputKind, Record};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,16 @@ pub struct Report {
     pub context: u64,
     pub events: u64,
     pub rejects: u64,
+    /// IPFIX / NetFlow v9 data records decoded (one datagram holds many).
+    #[serde(default)]
+    pub flow_records: u64,
+    /// IPFIX / NetFlow v9 data sets whose template was unknown (each one a reject).
+    #[serde(default)]
+    pub template_missing: u64,
+    /// Decoded flow data records that hold nothing the lake keeps (NAT alarms, records without
+    /// addresses); options data records are not counted here.
+    #[serde(default)]
+    pub flow_skipped: u64,
     /// Set when the object could only be read in part (truncated, corrupt): what was wrong.
     pub damage: Option<String>,
     pub outputs: Vec<String>,
@@ -100,6 +110,8 @@ pub struct Normalized {
     pub report: Report,
 }
 
+// Every reject is built here; the arguments are its fields.
+#[allow(clippy::too_many_arguments)]
 fn reject(
     key: &str,
     index: u64,
@@ -163,6 +175,10 @@ pub fn normalize_bytes(
         }
     };
     let mut events: Vec<Event> = Vec::with_capacity(4);
+    // One template cache per object: it learns only from this object's records (context first),
+    // so the object decodes the same alone, in any order, or on a re-run.
+    let mut flows = netflow::Decoder::new();
+    let mut flow_events: Vec<netflow::DecodedEvent> = Vec::new();
     for item in reader {
         let (index, rec) = match item {
             Ok(x) => x,
@@ -188,27 +204,38 @@ pub fn normalize_bytes(
             }
         };
         out.report.records += 1;
+        let is_flow = matches!(rec.kind, InputKind::Ipfix | InputKind::Netflow);
         if rec.is_context() {
             out.report.context += 1;
+            if is_flow {
+                // Replayed templates: learned, never turned into rows.
+                flow_events.clear();
+                decode_flow(
+                    &mut out,
+                    &mut flows,
+                    &mut flow_events,
+                    key,
+                    index,
+                    &rec,
+                    cfg,
+                );
+            }
             continue;
         }
         let recv = rec.recv_ns.div_euclid(1000);
         let peer = rec.peer.map(|p| p.to_string());
         let format = match rec.kind {
-            // Kept raw by the relay; the IPFIX / NetFlow v9 decoder is not part of this version,
-            // so the records wait in rejects (with their bytes) for a re-run that decodes them.
             InputKind::Ipfix | InputKind::Netflow => {
-                let reason = format!("{} records are not decoded by this version", rec.kind);
-                out.rejects.push(reject(
+                flow_events.clear();
+                decode_flow(
+                    &mut out,
+                    &mut flows,
+                    &mut flow_events,
                     key,
                     index,
-                    recv,
-                    reason,
-                    rec.kind.as_str(),
-                    rec.kind.as_str(),
-                    peer,
-                    rec.payload,
-                ));
+                    &rec,
+                    cfg,
+                );
                 continue;
             }
             // The relay renders netlink events as `conntrack -E -o timestamp,extended` lines.
@@ -283,6 +310,114 @@ pub fn normalize_bytes(
     out
 }
 
+/// Decodes one IPFIX / NetFlow v9 datagram into rows; what cannot become rows (unknown
+/// templates, damage, unrepresentable records, absurd times) goes to rejects with its bytes.
+/// Context records (replayed templates) only teach the decoder.
+fn decode_flow(
+    out: &mut Normalized,
+    flows: &mut netflow::Decoder,
+    events: &mut Vec<netflow::DecodedEvent>,
+    key: &str,
+    index: u64,
+    rec: &Record,
+    cfg: &NormalizeConfig,
+) {
+    let recv = rec.recv_ns.div_euclid(1000);
+    let peer = rec.peer.map(|p| p.to_string());
+    let kind = rec.kind.as_str();
+    let context = rec.is_context();
+    let decoded = match flows.decode(rec.peer.map(|p| p.ip()), &rec.payload, recv, events) {
+        Ok(d) => d,
+        Err(e) => {
+            let reason = if context {
+                format!("context record: {e}")
+            } else {
+                e.to_string()
+            };
+            out.rejects.push(reject(
+                key,
+                index,
+                recv,
+                reason,
+                kind,
+                kind,
+                peer,
+                rec.payload.clone(),
+            ));
+            return;
+        }
+    };
+    for p in decoded.problems {
+        if p.kind == netflow::ProblemKind::MissingTemplate {
+            out.report.template_missing += 1;
+        }
+        let reason = if context {
+            format!("context record: {}", p.reason)
+        } else {
+            p.reason
+        };
+        out.rejects.push(reject(
+            key,
+            index,
+            recv,
+            reason,
+            decoded.format,
+            kind,
+            peer.clone(),
+            p.payload,
+        ));
+    }
+    if context {
+        return;
+    }
+    out.report.flow_records += decoded.data_records;
+    out.report.flow_skipped += decoded.skipped;
+    let limit = recv
+        .saturating_add(cfg.max_future_secs.saturating_mul(1_000_000))
+        .min(MAX_TIME);
+    let device = rec.peer.map(|p| p.ip().to_string());
+    let mut absurd: Option<(usize, Micros)> = None;
+    for ev in events.drain(..) {
+        let t = ev.event.time();
+        if !(MIN_TIME..=limit).contains(&t) {
+            absurd.get_or_insert((0, t)).0 += 1;
+            continue;
+        }
+        out.rows.push(Row {
+            event: ev.event,
+            envelope: Envelope {
+                recv_time: recv,
+                device: device.clone(),
+                format: decoded.format,
+                // Nokia natSubString: the subscriber as the device names it.
+                subscriber: ev.subscriber,
+            },
+            provenance: Provenance {
+                raw_key: key.to_string(),
+                raw_record: index,
+            },
+        });
+    }
+    if let Some((n, first)) = absurd {
+        // One reject per datagram, with the datagram: its other events are in the lake.
+        let reason = format!(
+            "{n} events with absurd times, first {} (received {})",
+            natlake_core::time::format_time(first),
+            natlake_core::time::format_time(recv)
+        );
+        out.rejects.push(reject(
+            key,
+            index,
+            recv,
+            reason,
+            decoded.format,
+            kind,
+            peer,
+            rec.payload.clone(),
+        ));
+    }
+}
+
 fn marker_key(raw_key: &str) -> Path {
     Path::from(format!("{STATE_PREFIX}/{raw_key}.json"))
 }
@@ -353,12 +488,17 @@ pub async fn normalize_object(
     metrics::counter!("natlake_normalize_objects_total").increment(1);
     metrics::counter!("natlake_normalize_records_total").increment(report.records);
     metrics::counter!("natlake_normalize_events_total").increment(report.events);
+    metrics::counter!("natlake_normalize_flow_records_total").increment(report.flow_records);
+    metrics::counter!("natlake_normalize_template_missing_total")
+        .increment(report.template_missing);
     metrics::histogram!("natlake_normalize_seconds").record(started.elapsed().as_secs_f64());
     tracing::info!(
         raw_key,
         records = report.records,
         events = report.events,
         rejects = report.rejects,
+        flow_records = report.flow_records,
+        template_missing = report.template_missing,
         outputs = report.outputs.len(),
         "normalized"
     );
@@ -405,7 +545,7 @@ pub async fn normalize_with_retry(
 mod tests {
     use super::*;
     use futures::TryStreamExt;
-    use natlake_raw::{BatchHeader, BatchWriter, Record};
+    use natlake_raw::{BatchHeader, BatchWriter};
 
     const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
 
@@ -476,6 +616,233 @@ mod tests {
             before,
             "a second run writes the same keys"
         );
+    }
+
+    /// A real export packet from the shared corpus (read at test time, never copied here).
+    fn corpus_bin(name: &str) -> Vec<u8> {
+        let dir = std::env::var_os("NATLAKE_CORPUS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../../shared/corpus"
+                ))
+            });
+        let path = dir.join("bin/logstash-codec-netflow").join(name);
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; set NATLAKE_CORPUS", path.display()))
+    }
+
+    /// Export time of a v9 / IPFIX message, in ns: what the relay's receive time would be near.
+    fn export_ns(pkt: &[u8]) -> i64 {
+        let at = if pkt.get(1) == Some(&9) { 8 } else { 4 };
+        pkt.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b| i64::from(u32::from_be_bytes(b)) * 1_000_000_000)
+    }
+
+    /// A raw object as the relay writes it: `(context?, payload)` records from one exporter.
+    fn flow_object(kind: InputKind, records: &[(bool, &[u8])]) -> Vec<u8> {
+        let recv_ns = records.iter().map(|(_, p)| export_ns(p)).max().unwrap_or(0) + 1_000_000_000;
+        let header = BatchHeader {
+            format_version: natlake_raw::VERSION,
+            relay_id: "r1".into(),
+            batch_id: "b".into(),
+            kind,
+            created_ns: recv_ns,
+            labels: Default::default(),
+        };
+        let mut w = BatchWriter::new(&header, 3).unwrap();
+        for (context, p) in records {
+            w.push(&Record {
+                recv_ns,
+                kind,
+                flags: if *context {
+                    natlake_raw::FLAG_CONTEXT
+                } else {
+                    0
+                },
+                peer: Some("192.0.2.9:2055".parse().unwrap()),
+                payload: p.to_vec(),
+            })
+            .unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn nat_rows(n: &Normalized) -> Vec<&natlake_core::model::NatEvent> {
+        n.rows
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::Nat(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flow_objects_decode_on_their_own_from_their_context() {
+        let tpl = corpus_bin("netflow9_test_cisco_asa_1_tpl.dat");
+        let data = corpus_bin("netflow9_test_cisco_asa_1_data.dat");
+        let cfg = NormalizeConfig::default();
+        // The batch that received the template packet: templates only, nothing to store.
+        let first = flow_object(InputKind::Netflow, &[(false, &tpl)]);
+        let n = normalize_bytes("raw/netflow/a.nlraw.zst", &first, Format::Auto, &cfg);
+        assert_eq!((n.rows.len(), n.rejects.len()), (0, 0), "{:?}", n.report);
+        // The next batch: the relay replays the templates as context, then the data.
+        let second = flow_object(InputKind::Netflow, &[(true, &tpl), (false, &data)]);
+        let n = normalize_bytes("raw/netflow/b.nlraw.zst", &second, Format::Auto, &cfg);
+        assert_eq!(n.report.records, 2);
+        assert_eq!(n.report.context, 1);
+        assert_eq!(n.report.flow_records, 14, "logstash decode.size");
+        assert_eq!(n.report.template_missing, 0);
+        assert_eq!(n.rejects.len(), 0, "{:?}", n.rejects);
+        assert_eq!(n.report.events, 14);
+        assert!(n.rows.iter().all(|r| r.provenance.raw_record == 1
+            && r.envelope.format == "netflow_v9"
+            && r.envelope.device.as_deref() == Some("192.0.2.9")));
+        let e = nat_rows(&n)
+            .into_iter()
+            .find(|e| e.x_port == Some(17549))
+            .expect("record[1] of the spec");
+        assert_eq!(e.x_ip, Some("192.168.23.22".parse().unwrap()));
+        assert_eq!(
+            e.event,
+            Some(natlake_core::model::NatEventKind::SessionDelete)
+        );
+
+        // Without the context the same data is kept in rejects, one per data set, with the
+        // reason and the set's bytes.
+        let alone = flow_object(InputKind::Netflow, &[(false, &data)]);
+        let n = normalize_bytes("raw/netflow/c.nlraw.zst", &alone, Format::Auto, &cfg);
+        assert_eq!(n.rows.len(), 0);
+        assert!(n.report.template_missing > 0);
+        assert_eq!(n.rejects.len() as u64, n.report.template_missing);
+        for r in &n.rejects {
+            assert!(
+                r.reason.starts_with("no template ")
+                    && r.reason.contains("for exporter 192.0.2.9 domain "),
+                "{}",
+                r.reason
+            );
+            assert_eq!(r.provenance.raw_record, 0);
+            assert_eq!(r.input_kind, "netflow");
+            // The message header and the set: a message of its own, no bigger than the datagram.
+            assert_eq!(r.payload[..20], data[..20]);
+            assert!(r.payload.len() > 20 && r.payload.len() <= data.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn ipfix_objects_reach_the_lake_with_the_subscriber() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let key = "raw/ipfix/hour=2017-01-01T00/r1_nokia.nlraw.zst";
+        let obj = flow_object(
+            InputKind::Ipfix,
+            &[
+                (true, &corpus_bin("ipfix_test_nokia_bras_tpl.dat")),
+                (false, &corpus_bin("ipfix_test_nokia_bras_data256.dat")),
+            ],
+        );
+        let n = normalize_bytes(key, &obj, Format::Auto, &NormalizeConfig::default());
+        assert_eq!((n.rows.len(), n.rejects.len()), (1, 0), "{:?}", n.rejects);
+        let row = &n.rows[0];
+        assert_eq!(
+            row.envelope.subscriber.as_deref(),
+            Some("USER1@10.10.0.123")
+        );
+        assert_eq!(row.envelope.format, "ipfix");
+        let Event::Flow(f) = &row.event else {
+            panic!("{row:?}")
+        };
+        assert_eq!(f.src_ip, Some("10.0.1.228".parse().unwrap()));
+        assert_eq!(f.dst_port, Some(80));
+
+        // MikroTik through the whole handler: flows plus their observed mappings, partitioned.
+        let obj = flow_object(
+            InputKind::Ipfix,
+            &[
+                (true, &corpus_bin("ipfix_test_mikrotik_tpl.dat")),
+                (false, &corpus_bin("ipfix_test_mikrotik_data258.dat")),
+                (false, &corpus_bin("ipfix_test_mikrotik_data259.dat")),
+            ],
+        );
+        store
+            .put(&Path::from(key), PutPayload::from(obj))
+            .await
+            .unwrap();
+        let r = normalize_object(&store, key, &NormalizeConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(r.flow_records, 46, "logstash decode.size");
+        assert_eq!(r.rejects, 0);
+        assert!(r.events >= 46, "{r:?}");
+        assert!(
+            r.outputs.iter().any(
+                |k| k.starts_with("lake/nat_events/") && k.contains("/x_net=192.168.230.0_24/")
+            ),
+            "{:?}",
+            r.outputs
+        );
+        assert!(r.outputs.iter().any(|k| k.starts_with("lake/flows/")));
+        let marker: Report = serde_json::from_slice(
+            &store
+                .get(&marker_key(key))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(marker, r);
+    }
+
+    #[test]
+    fn bad_flow_records_are_rejected_with_reasons() {
+        let tpl = corpus_bin("netflow9_test_cisco_asa_2_tpl_26x.dat");
+        let data = corpus_bin("netflow9_test_cisco_asa_2_data.dat");
+        let cut = &data[..data.len() / 2];
+        let obj = flow_object(
+            InputKind::Netflow,
+            &[
+                (true, &tpl),
+                (true, &corpus_bin("netflow9_test_cisco_asa_2_tpl_27x.dat")),
+                (false, cut),
+                (false, b"\x00\x0a\x00"),
+                (false, b"certainly not a flow export"),
+            ],
+        );
+        let n = normalize_bytes(
+            "raw/netflow/d.nlraw.zst",
+            &obj,
+            Format::Auto,
+            &NormalizeConfig::default(),
+        );
+        let reasons: Vec<(u64, &str)> = n
+            .rejects
+            .iter()
+            .map(|r| (r.provenance.raw_record, r.reason.as_str()))
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|(i, r)| *i == 2 && r.starts_with("truncated")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|(i, r)| *i == 3 && r.contains("header")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons
+                .iter()
+                .any(|(i, r)| *i == 4 && r.starts_with("not a flow export")),
+            "{reasons:?}"
+        );
+        // The complete sets before the cut still gave their rows, each tied to record 2.
+        assert!(n.rows.iter().all(|r| r.provenance.raw_record == 2));
+        assert_eq!(n.report.events, n.rows.len() as u64);
     }
 
     #[test]

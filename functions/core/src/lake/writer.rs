@@ -148,7 +148,7 @@ pub fn partition(rows: &[Row]) -> BTreeMap<(Table, i64, String), Vec<&Row>> {
         parts.entry(key).or_default().push(r);
     }
     for rows in parts.values_mut() {
-        rows.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        rows.sort_by_key(|r| sort_key(r));
     }
     parts
 }

@@ -20,6 +20,7 @@ pub mod huawei;
 pub mod iptables;
 pub mod juniper;
 pub mod mikrotik;
+pub mod netflow;
 pub mod nfware;
 pub mod nokia;
 pub mod paloalto;
