@@ -57,7 +57,26 @@ pub struct Up {
 impl Up {
     /// Starts `natlake` (the path cargo gives tests as `CARGO_BIN_EXE_natlake`).
     pub fn start(natlake: &Path, data_dir: &Path, batch_age: &str) -> anyhow::Result<Up> {
-        let mut child = Command::new(natlake)
+        Self::start_in(&[], natlake, data_dir, batch_age, &[])
+    }
+
+    /// Starts `natlake up` behind a command prefix (e.g. `ip netns exec NS`), with extra flags.
+    pub fn start_in(
+        prefix: &[&str],
+        natlake: &Path,
+        data_dir: &Path,
+        batch_age: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Up> {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(natlake);
+                c
+            }
+            None => Command::new(natlake),
+        };
+        let mut child = cmd
             .args([
                 "up",
                 "--syslog-udp",
@@ -69,6 +88,7 @@ impl Up {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

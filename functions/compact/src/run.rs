@@ -370,6 +370,21 @@ pub async fn run(
     let Some(start) = start else {
         return Ok(Report::default());
     };
+    if start == first && !done.contains(&first) {
+        // Nothing lies before the lake's first hour: its carry is empty and complete. Marking
+        // it lets lookups in that hour read one hour instead of the whole lookback.
+        let marker = serde_json::json!({
+            "hour": layout::hour_label(first * 1_000_000),
+            "first_hour": true,
+            "computed_at": natlake_core::time::format_time(natlake_core::time::now_micros()),
+        });
+        store
+            .put(
+                &Path::from(layout::carry_marker_key(first).as_str()),
+                PutPayload::from(serde_json::to_vec_pretty(&marker)?),
+            )
+            .await?;
+    }
     let todo: Vec<i64> = (start..=last_finished).step_by(3600).collect();
     let mut report = Report::default();
     for &h in todo.iter().take(cfg.max_hours.max(1)) {

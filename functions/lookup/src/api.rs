@@ -71,6 +71,9 @@ pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
         },
         "matches": a.attribution.matches.iter().map(candidate_json).collect::<Vec<_>>(),
         "ambiguous": a.attribution.ambiguous,
+        "read_from": format_time(a.read_from),
+        "read_until": format_time(a.read_until),
+        "carry_hour": a.carry_hour,
         "objects_read": a.objects,
         "errors": a.errors,
     })

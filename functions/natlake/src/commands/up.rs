@@ -29,6 +29,10 @@ pub struct Args {
     /// Parser for every record (auto detects per record).
     #[arg(long, default_value = "auto")]
     pub format: String,
+    /// Also read this host's conntrack NEW / DESTROY events from netlink (needs CAP_NET_ADMIN;
+    /// run natlake in the NAT box's network namespace).
+    #[arg(long)]
+    pub conntrack: bool,
     /// How often the compact function runs (it works only on finished hours).
     #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
     pub compact_every: Duration,
@@ -49,17 +53,24 @@ fn relay_config(
     url: &str,
     udp: SocketAddr,
     batch_age: Duration,
+    conntrack: bool,
 ) -> anyhow::Result<edge_relay::config::RelayConfig> {
     // Built through the relay's own TOML schema, so `natlake up` accepts exactly what a
     // stand-alone relay would.
     let toml = format!(
         "relay_id = \"natlake-up\"\n\
          [[sources]]\ntype = \"syslog_udp\"\naddress = \"{udp}\"\n\
+         {ct}\
          [sink]\nstore = \"{url}\"\n\
          [spool]\ndir = {spool:?}\n\
          [batch]\nmax_age = \"{age}\"\n",
         spool = data_dir.join("spool").display().to_string(),
         age = humantime::format_duration(batch_age),
+        ct = if conntrack {
+            "[[sources]]\ntype = \"conntrack\"\n"
+        } else {
+            ""
+        },
     );
     toml::from_str(&toml).context("building the relay configuration")
 }
@@ -74,7 +85,13 @@ impl Stack {
         // One Prometheus recorder for the whole process, installed before anything counts.
         let prom = edge_relay::metrics::prometheus_handle();
         let relay = Relay::start_with_store(
-            relay_config(&data_dir, &url, args.syslog_udp, args.batch_age)?,
+            relay_config(
+                &data_dir,
+                &url,
+                args.syslog_udp,
+                args.batch_age,
+                args.conntrack,
+            )?,
             store.clone(),
         )
         .await
