@@ -283,10 +283,11 @@ fn statements(doc: &Block) -> Vec<&Body> {
     for b in doc.body.blocks() {
         if b.identifier() == "statement" {
             out.push(&b.body);
-        } else if b.identifier() == "dynamic" && label(b, 0) == "statement" {
-            if let Some(c) = b.body.blocks().find(|c| c.identifier() == "content") {
-                out.push(&c.body);
-            }
+        } else if b.identifier() == "dynamic"
+            && label(b, 0) == "statement"
+            && let Some(c) = b.body.blocks().find(|c| c.identifier() == "content")
+        {
+            out.push(&c.body);
         }
     }
     out
@@ -328,18 +329,18 @@ fn iam_statements_name_their_resources_and_prefixes() {
         for (path, body) in &files {
             for b in body.blocks() {
                 // Policies come from checked documents only, never inline JSON.
-                if b.identifier() == "resource" && label(b, 0).contains("polic") {
-                    if let Some(p) = attr(&b.body, "policy") {
-                        let t = text(p);
-                        if t.contains("jsonencode")
-                            || t.contains('{') && !t.contains("policy_document")
-                        {
-                            problems.push(format!(
-                                "{path}: {} {} has an inline policy",
-                                label(b, 0),
-                                label(b, 1)
-                            ));
-                        }
+                if b.identifier() == "resource"
+                    && label(b, 0).contains("polic")
+                    && let Some(p) = attr(&b.body, "policy")
+                {
+                    let t = text(p);
+                    if t.contains("jsonencode") || t.contains('{') && !t.contains("policy_document")
+                    {
+                        problems.push(format!(
+                            "{path}: {} {} has an inline policy",
+                            label(b, 0),
+                            label(b, 1)
+                        ));
                     }
                 }
                 let is_doc = b.identifier() == "data"
