@@ -1,0 +1,212 @@
+# One role per function, each allowed only the prefixes its code touches:
+#   normalize  reads raw/, writes lake/ and its done markers (Lambda retries; failures go to SQS)
+#   compact    reads, rewrites and deletes lake/ objects, keeps its progress in _state/compact/
+#   lookup     lists and reads lake/, writes audit/
+#   relay      writes raw/ and nothing else
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "fn" {
+  for_each           = local.functions
+  name               = "${var.name}-${each.key}"
+  description        = "natlake ${each.key} function"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "normalize" {
+  statement {
+    sid       = "ReadRaw"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["raw"]]
+  }
+  statement {
+    sid     = "WriteLakeAndMarkers"
+    actions = ["s3:PutObject"]
+    resources = [
+      local.objects["lake"],
+      local.objects["_state/normalized"],
+      local.objects["_state/dead-letter"],
+    ]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.fn["normalize"].arn}:*"]
+  }
+  statement {
+    sid       = "FailureDestination"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.failures.arn]
+  }
+  dynamic "statement" {
+    for_each = local.sse_kms ? [1] : []
+    content {
+      sid       = "Kms"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.kms_key_arn]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "compact" {
+  statement {
+    sid       = "ListLakeAndState"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.root}lake/*", "${local.root}_state/compact/*"]
+    }
+  }
+  statement {
+    sid       = "RewriteLake"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.objects["lake"]]
+  }
+  statement {
+    sid       = "CompactState"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = [local.objects["_state/compact"]]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.fn["compact"].arn}:*"]
+  }
+  statement {
+    sid       = "FailureDestination"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.failures.arn]
+  }
+  dynamic "statement" {
+    for_each = local.sse_kms ? [1] : []
+    content {
+      sid       = "Kms"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.kms_key_arn]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "lookup" {
+  statement {
+    sid       = "ListLake"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.root}lake/*"]
+    }
+  }
+  statement {
+    sid       = "ReadLake"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["lake"]]
+  }
+  statement {
+    sid       = "WriteAudit"
+    actions   = ["s3:PutObject"]
+    resources = [local.objects["audit"]]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.fn["lookup"].arn}:*"]
+  }
+  dynamic "statement" {
+    for_each = local.sse_kms ? [1] : []
+    content {
+      sid       = "Kms"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.kms_key_arn]
+    }
+  }
+}
+
+locals {
+  function_policies = {
+    normalize = data.aws_iam_policy_document.normalize.json
+    compact   = data.aws_iam_policy_document.compact.json
+    lookup    = data.aws_iam_policy_document.lookup.json
+  }
+}
+
+resource "aws_iam_role_policy" "fn" {
+  for_each = local.functions
+  name     = "${var.name}-${each.key}"
+  role     = aws_iam_role.fn[each.key].id
+  policy   = local.function_policies[each.key]
+}
+
+# The edge relay: PutObject under raw/ only. A role for relays that can assume one; a user with
+# an access key only when asked for (relays outside AWS without Roles Anywhere).
+data "aws_iam_policy_document" "relay" {
+  statement {
+    sid       = "WriteRaw"
+    actions   = ["s3:PutObject"]
+    resources = [local.objects["raw"]]
+  }
+  dynamic "statement" {
+    for_each = local.sse_kms ? [1] : []
+    content {
+      sid = "Kms"
+      # Decrypt as well: multipart uploads of large batches read back the data key.
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [var.kms_key_arn]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "relay_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = length(var.relay_trusted_principal_arns) > 0 ? var.relay_trusted_principal_arns : ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
+resource "aws_iam_role" "relay" {
+  count              = length(var.relay_trusted_principal_arns) > 0 ? 1 : 0
+  name               = "${var.name}-relay"
+  description        = "natlake edge relay: PutObject under raw/ only"
+  assume_role_policy = data.aws_iam_policy_document.relay_assume.json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy" "relay" {
+  count  = length(aws_iam_role.relay)
+  name   = "${var.name}-relay"
+  role   = aws_iam_role.relay[0].id
+  policy = data.aws_iam_policy_document.relay.json
+}
+
+resource "aws_iam_user" "relay" {
+  count = var.create_relay_user ? 1 : 0
+  name  = "${var.name}-relay"
+  tags  = local.tags
+}
+
+resource "aws_iam_user_policy" "relay" {
+  count  = length(aws_iam_user.relay)
+  name   = "${var.name}-relay"
+  user   = aws_iam_user.relay[0].name
+  policy = data.aws_iam_policy_document.relay.json
+}
+
+resource "aws_iam_access_key" "relay" {
+  count = length(aws_iam_user.relay)
+  user  = aws_iam_user.relay[0].name
+}

@@ -1,0 +1,139 @@
+# A MinIO user per role (the access key is the user name), each with a policy scoped to the
+# prefixes its code touches:
+#   relay      PutObject raw/
+#   normalize  list/read raw/, check and write done markers, write lake/ and dead letters
+#   compact    list/read/rewrite/delete lake/, keep its progress in _state/compact/
+#   lookup     list/read lake/, write audit/
+#   analysts   list/read lake/
+
+data "minio_iam_policy_document" "relay" {
+  statement {
+    sid       = "WriteRaw"
+    actions   = ["s3:PutObject"]
+    resources = [local.objects["raw"]]
+  }
+}
+
+data "minio_iam_policy_document" "normalize" {
+  statement {
+    sid       = "ListRawAndMarkers"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.root}raw/*", "${local.root}_state/normalized/*"]
+    }
+  }
+  statement {
+    sid       = "ReadRawAndMarkers"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["raw"], local.objects["_state/normalized"]]
+  }
+  statement {
+    sid     = "WriteLakeAndState"
+    actions = ["s3:PutObject"]
+    resources = [
+      local.objects["lake"],
+      local.objects["_state/normalized"],
+      local.objects["_state/dead-letter"],
+    ]
+  }
+}
+
+data "minio_iam_policy_document" "compact" {
+  statement {
+    sid       = "ListLakeAndState"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.root}lake/*", "${local.root}_state/compact/*"]
+    }
+  }
+  statement {
+    sid       = "RewriteLake"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.objects["lake"]]
+  }
+  statement {
+    sid       = "CompactState"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = [local.objects["_state/compact"]]
+  }
+}
+
+data "minio_iam_policy_document" "lookup" {
+  statement {
+    sid       = "ListLake"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.root}lake/*"]
+    }
+  }
+  statement {
+    sid       = "ReadLake"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["lake"]]
+  }
+  statement {
+    sid       = "WriteAudit"
+    actions   = ["s3:PutObject"]
+    resources = [local.objects["audit"]]
+  }
+}
+
+data "minio_iam_policy_document" "analyst" {
+  statement {
+    sid       = "ListLake"
+    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${local.root}lake/*"]
+    }
+  }
+  statement {
+    sid       = "ReadLake"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["lake"]]
+  }
+}
+
+locals {
+  role_policies = {
+    relay     = data.minio_iam_policy_document.relay.json
+    normalize = data.minio_iam_policy_document.normalize.json
+    compact   = data.minio_iam_policy_document.compact.json
+    lookup    = data.minio_iam_policy_document.lookup.json
+    analyst   = data.minio_iam_policy_document.analyst.json
+  }
+  # One user per service role; analysts share the analyst policy.
+  users = merge(
+    { for r in ["relay", "normalize", "compact", "lookup"] : "${var.name}-${r}" => r },
+    { for a in var.analysts : a => "analyst" },
+  )
+}
+
+resource "minio_iam_policy" "role" {
+  for_each = local.role_policies
+  name     = "${var.name}-${each.key}"
+  policy   = each.value
+}
+
+resource "minio_iam_user" "user" {
+  for_each      = local.users
+  name          = each.key
+  force_destroy = true
+}
+
+resource "minio_iam_user_policy_attachment" "user" {
+  for_each    = local.users
+  user_name   = minio_iam_user.user[each.key].name
+  policy_name = minio_iam_policy.role[each.value].name
+}
