@@ -21,10 +21,10 @@ struct Cli {
     #[arg(long, env = "NATLAKE_STORE", global = true)]
     store: Option<String>,
     /// How long after an hour ends before it is compacted (late batches from relays).
-    #[arg(long, env = "NATLAKE_COMPACT_GRACE", default_value = "10m", value_parser = duration, global = true)]
+    #[arg(long, env = "NATLAKE_COMPACT_GRACE", default_value = "10m", value_parser = natlake_core::runtime::parse_duration, global = true)]
     grace: Duration,
     /// Open mappings idle longer than this are not carried (a lost delete must not hold a port for ever).
-    #[arg(long, env = "NATLAKE_CARRY_MAX_IDLE", default_value = "7days", value_parser = duration, global = true)]
+    #[arg(long, env = "NATLAKE_CARRY_MAX_IDLE", default_value = "7days", value_parser = natlake_core::runtime::parse_duration, global = true)]
     max_idle: Duration,
     /// Hours worked on per run at most (the next run resumes).
     #[arg(
@@ -47,7 +47,7 @@ enum Door {
         /// Address for POST /v1/compact, /healthz and /metrics.
         #[arg(long, env = "NATLAKE_LISTEN", default_value = "127.0.0.1:9103")]
         listen: SocketAddr,
-        #[arg(long, env = "NATLAKE_COMPACT_EVERY", default_value = "5m", value_parser = duration)]
+        #[arg(long, env = "NATLAKE_COMPACT_EVERY", default_value = "5m", value_parser = natlake_core::runtime::parse_duration)]
         every: Duration,
     },
     /// One run, then exit; prints the report as JSON.
@@ -58,24 +58,14 @@ enum Door {
     },
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
-    s.parse::<humantime::Duration>()
-        .map(Into::into)
-        .map_err(|e| e.to_string())
-}
-
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let cli = if on_lambda && std::env::args().len() == 1 {
-        Cli::parse_from(["compact", "lambda"])
-    } else {
-        Cli::parse()
-    };
+    let (on_lambda, args) = natlake_core::runtime::args_or_lambda("compact");
+    let cli = Cli::parse_from(args);
     natlake_core::runtime::init_tracing(!on_lambda);
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let store = natlake_store::open(&url, &Default::default())?;

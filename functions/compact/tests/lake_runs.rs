@@ -8,9 +8,8 @@ use natlake_compact::{CompactConfig, run};
 use natlake_core::lake::layout;
 use natlake_core::lake::read::{nat_rows, parquet_batches};
 use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish};
-use natlake_core::model::{
-    Envelope, Event, Micros, NatEvent, NatEventKind, Provenance, Row, Table,
-};
+use natlake_core::model::{Micros, NatEventKind, Row, Table};
+use natlake_core::testing::nat_row;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -18,33 +17,6 @@ const S: Micros = 1_000_000;
 const H: Micros = 3600 * S;
 /// 2026-11-23T00:00Z
 const H0: Micros = 1_795_392_000 * S;
-
-fn nat(t: Micros, kind: NatEventKind, inside: &str, x_port: u16, rec: u64, key: &str) -> Row {
-    Row {
-        event: Event::Nat(NatEvent {
-            time: t,
-            event: Some(kind),
-            protocol: Some(6),
-            src_ip: inside.parse().ok(),
-            src_port: Some(40000),
-            x_ip: "198.51.100.7".parse().ok(),
-            x_port: Some(x_port),
-            dst_ip: "203.0.113.80".parse().ok(),
-            dst_port: Some(443),
-            ..Default::default()
-        }),
-        envelope: Envelope {
-            recv_time: t,
-            device: Some("cgn1".into()),
-            format: "conntrack",
-            subscriber: None,
-        },
-        provenance: Provenance {
-            raw_key: key.into(),
-            raw_record: rec,
-        },
-    }
-}
 
 /// Writes rows the way normalize does for one raw object.
 async fn normalize_like(store: &Arc<dyn ObjectStore>, raw_key: &str, rows: &[Row]) {
@@ -104,21 +76,21 @@ async fn carry_chains_hours_compacts_and_recomputes_after_late_data() {
         &store,
         &raw(1),
         &[
-            nat(H0 + 10 * S, SessionCreate, "100.64.0.1", 1000, 0, &raw(1)),
-            nat(H0 + 20 * S, SessionCreate, "100.64.0.2", 2000, 1, &raw(1)),
+            nat_row(H0 + 10 * S, SessionCreate, "100.64.0.1", 1000, &raw(1), 0),
+            nat_row(H0 + 20 * S, SessionCreate, "100.64.0.2", 2000, &raw(1), 1),
         ],
     )
     .await;
     normalize_like(
         &store,
         &raw(2),
-        &[nat(
+        &[nat_row(
             H0 + 30 * S,
             SessionDelete,
             "100.64.0.2",
             2000,
-            0,
             &raw(2),
+            0,
         )],
     )
     .await;
@@ -126,13 +98,13 @@ async fn carry_chains_hours_compacts_and_recomputes_after_late_data() {
     normalize_like(
         &store,
         &raw(3),
-        &[nat(
+        &[nat_row(
             H0 + 2 * H + 5 * S,
             SessionCreate,
             "100.64.0.3",
             3000,
-            0,
             &raw(3),
+            0,
         )],
     )
     .await;
@@ -185,13 +157,13 @@ async fn carry_chains_hours_compacts_and_recomputes_after_late_data() {
     normalize_like(
         &store,
         &raw(4),
-        &[nat(
+        &[nat_row(
             H0 + 50 * S,
             SessionDelete,
             "100.64.0.1",
             1000,
-            0,
             &raw(4),
+            0,
         )],
     )
     .await;
@@ -229,13 +201,13 @@ async fn unreadable_object_is_quarantined_with_its_reason() {
     normalize_like(
         &store,
         &raw(1),
-        &[nat(
+        &[nat_row(
             H0 + 10 * S,
             SessionCreate,
             "100.64.0.1",
             1000,
-            0,
             &raw(1),
+            0,
         )],
     )
     .await;

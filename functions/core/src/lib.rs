@@ -6,4 +6,6 @@ pub mod lake;
 pub mod model;
 pub mod parsers;
 pub mod runtime;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;

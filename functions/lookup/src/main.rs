@@ -39,12 +39,8 @@ enum Door {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let cli = if on_lambda && std::env::args().len() == 1 {
-        Cli::parse_from(["lookup", "lambda"])
-    } else {
-        Cli::parse()
-    };
+    let (on_lambda, args) = natlake_core::runtime::args_or_lambda("lookup");
+    let cli = Cli::parse_from(args);
     natlake_core::runtime::init_tracing(!on_lambda);
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let scratch = cli.scratch.unwrap_or_else(std::env::temp_dir);

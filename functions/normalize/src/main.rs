@@ -37,31 +37,18 @@ enum Door {
         #[arg(long, env = "NATLAKE_LISTEN", default_value = "127.0.0.1:9101")]
         listen: SocketAddr,
         /// Poll the store for new raw objects this often (0 disables polling).
-        #[arg(long, env = "NATLAKE_POLL", default_value = "5s", value_parser = humantime_duration)]
+        #[arg(long, env = "NATLAKE_POLL", default_value = "5s", value_parser = natlake_core::runtime::parse_duration)]
         poll: Duration,
         #[arg(long, env = "NATLAKE_WORKERS", default_value_t = 2)]
         workers: usize,
     },
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    s.parse::<humantime::Duration>()
-        .map(Into::into)
-        .map_err(|e| e.to_string())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Lambda sets AWS_LAMBDA_RUNTIME_API; let the binary be the bootstrap with no arguments.
-    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let cli = if on_lambda && std::env::args().len() == 1 {
-        Cli::parse_from(["normalize", "lambda"])
-    } else {
-        Cli::parse()
-    };
+    let (on_lambda, args) = natlake_core::runtime::args_or_lambda("normalize");
+    let cli = Cli::parse_from(args);
     natlake_core::runtime::init_tracing(!on_lambda);
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let store = natlake_store::open(&url, &Default::default())?;

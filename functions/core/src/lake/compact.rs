@@ -148,37 +148,11 @@ mod tests {
     use super::*;
     use crate::lake::read::parquet_batches;
     use crate::lake::writer::{WriteOptions, encode};
-    use crate::model::{Envelope, Event, NatEvent, NatEventKind, Provenance, Row};
+    use crate::model::{NatEventKind, Row};
+    use crate::testing::nat_row as nat;
 
     const S: Micros = 1_000_000;
     const H: Micros = 3600 * S;
-
-    fn nat(t: Micros, kind: NatEventKind, inside: &str, x_port: u16, key: &str, rec: u64) -> Row {
-        Row {
-            event: Event::Nat(NatEvent {
-                time: t,
-                event: Some(kind),
-                protocol: Some(6),
-                src_ip: inside.parse().ok(),
-                src_port: Some(40000),
-                x_ip: "198.51.100.7".parse().ok(),
-                x_port: Some(x_port),
-                dst_ip: "203.0.113.80".parse().ok(),
-                dst_port: Some(443),
-                ..Default::default()
-            }),
-            envelope: Envelope {
-                recv_time: t,
-                device: Some("cgn1".into()),
-                format: "test",
-                subscriber: None,
-            },
-            provenance: Provenance {
-                raw_key: key.into(),
-                raw_record: rec,
-            },
-        }
-    }
 
     /// Rows through the real writer and reader, as the lake holds them.
     fn object(rows: &[Row]) -> RecordBatch {

@@ -39,8 +39,4 @@ impl LakeArgs {
     }
 }
 
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    s.parse::<humantime::Duration>()
-        .map(Into::into)
-        .map_err(|e| e.to_string())
-}
+pub use natlake_core::runtime::parse_duration;
