@@ -297,30 +297,17 @@ fn fixed_nat(rest: &str, time: Micros) -> Result<NatEvent, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{self, ip, one_auto, utc_ctx};
     use super::super::util::{civil_micros, parse_iso_prefix, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2025, 5, 2, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        utc_ctx(civil_micros(2025, 5, 2, 12, 0, 0, 0).unwrap())
     }
 
     fn nat(line: &str) -> NatEvent {
-        let mut out = Vec::new();
-        let p = parse_message(line.as_bytes(), Format::Auto, &ctx(), &mut out)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!((p.format, p.events), ("a10", 1), "{line}");
-        match out.pop() {
-            Some(Event::Nat(n)) => n,
-            other => panic!("{other:?}"),
-        }
+        test_support::nat(one_auto(line, &ctx(), "a10"))
     }
 
     #[test]

@@ -557,34 +557,17 @@ fn device_stamp(prefix: &str, ctx: &ParseCtx) -> Option<Micros> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{ip, nat, one_auto, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        utc_ctx(civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap())
     }
 
     fn one(line: &str, c: &ParseCtx) -> Event {
-        let mut out = Vec::new();
-        let p = parse_message(line.as_bytes(), Format::Auto, c, &mut out)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!((p.format, p.events), ("cisco", 1), "{line}");
-        out.pop().unwrap()
-    }
-
-    fn nat(e: Event) -> NatEvent {
-        match e {
-            Event::Nat(n) => n,
-            other => panic!("{other:?}"),
-        }
+        one_auto(line, c, "cisco")
     }
 
     #[test]

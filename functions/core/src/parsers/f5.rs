@@ -142,26 +142,17 @@ fn rd_endpoint(tok: &str) -> Result<(IpAddr, Option<u32>, Option<u16>), ParseErr
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{self, T0, one_auto, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
+        utc_ctx(T0)
     }
 
     fn nat(line: &str) -> NatEvent {
-        let mut out = Vec::new();
-        let p = parse_message(line.as_bytes(), Format::Auto, &ctx(), &mut out)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!((p.format, p.events), ("f5", 1), "{line}");
-        match out.pop() {
-            Some(Event::Nat(n)) => n,
-            other => panic!("{other:?}"),
-        }
+        test_support::nat(one_auto(line, &ctx(), "f5"))
     }
 
     /// Lines built at test time from f5.txt's `# template:` (f5.txt holds no captured line):

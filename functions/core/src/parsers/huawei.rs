@@ -319,15 +319,13 @@ fn policy(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::utc_ctx;
     use super::super::util::{MICROS_PER_SEC, civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2020, 9, 9, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
+        utc_ctx(civil_micros(2020, 9, 9, 12, 0, 0, 0).unwrap())
     }
 
     #[test]

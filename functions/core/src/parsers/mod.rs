@@ -27,6 +27,8 @@ pub mod paloalto;
 pub mod pfsense;
 pub mod sixwind;
 pub mod syslog;
+#[cfg(test)]
+mod test_support;
 mod util;
 
 /// What a parser needs to know besides the bytes.
@@ -311,15 +313,13 @@ fn unrecognised(body: &str) -> ParseError {
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::{T0, utc_ctx};
     use super::util::{civil_micros, test_corpus};
     use super::*;
     use crate::model::{FirewallAction, NatEventKind};
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
+        utc_ctx(T0)
     }
 
     #[test]

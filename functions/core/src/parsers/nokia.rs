@@ -100,6 +100,7 @@ pub fn parse(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{self, one_auto};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
@@ -120,14 +121,7 @@ mod tests {
     }
 
     fn nat(l: &str, c: &ParseCtx) -> NatEvent {
-        let mut out = Vec::new();
-        let p = parse_message(l.as_bytes(), Format::Auto, c, &mut out)
-            .unwrap_or_else(|e| panic!("{l}: {e}"));
-        assert_eq!((p.format, p.events), ("nokia", 1), "{l}");
-        match out.pop() {
-            Some(Event::Nat(n)) => n,
-            other => panic!("{other:?}"),
-        }
+        test_support::nat(one_auto(l, c, "nokia"))
     }
 
     #[test]
