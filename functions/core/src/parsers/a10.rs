@@ -297,9 +297,9 @@ fn fixed_nat(rest: &str, time: Micros) -> Result<NatEvent, ParseError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{self, ip, one_auto, utc_ctx};
+    use super::super::Format;
+    use super::super::test_support::{self, assert_rejects, ip, one_auto, utc_ctx};
     use super::super::util::{civil_micros, parse_iso_prefix, test_corpus};
-    use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
@@ -374,26 +374,25 @@ mod tests {
             (e.event, e.x_port, e.x_port_end),
             (Some(NatEventKind::PortBlockAlloc), Some(3000), Some(4000))
         );
-        let mut out = Vec::new();
-        for (bad, want) in [
-            (
-                "x NAT-TCP-U: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2",
-                "not mapped",
-            ),
-            ("x NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2", "reverse tuple"),
-            (
-                "CEF:0|A10|CFW|6|CGN 106|Nat Port Batch Pool Allocated|5|proto=UDP src=1.1.1.1 sourceTranslatedAddress=2.2.2.2 sourceTranslatedPort=10",
-                "last port",
-            ),
-            (
-                "CEF:0|A10|CFW|6|CGN 200|Nat Pool Exhausted|5|src=1.1.1.1",
-                "not mapped",
-            ),
-        ] {
-            let e = parse_message(bad.as_bytes(), Format::A10, &ctx(), &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{bad}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::A10,
+            &ctx(),
+            [
+                (
+                    "x NAT-TCP-U: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2",
+                    "not mapped",
+                ),
+                ("x NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2", "reverse tuple"),
+                (
+                    "CEF:0|A10|CFW|6|CGN 106|Nat Port Batch Pool Allocated|5|proto=UDP src=1.1.1.1 sourceTranslatedAddress=2.2.2.2 sourceTranslatedPort=10",
+                    "last port",
+                ),
+                (
+                    "CEF:0|A10|CFW|6|CGN 200|Nat Pool Exhausted|5|src=1.1.1.1",
+                    "not mapped",
+                ),
+            ],
+        );
     }
 
     /// Every line of a10.txt (all CEF; the ASCII templates are comments): values checked against

@@ -557,7 +557,7 @@ fn device_stamp(prefix: &str, ctx: &ParseCtx) -> Option<Micros> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{ip, nat, one_auto, utc_ctx};
+    use super::super::test_support::{assert_rejects, ip, nat, one_auto, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
@@ -673,29 +673,28 @@ mod tests {
     #[test]
     fn rejects_with_reasons() {
         let c = ctx();
-        let mut out = Vec::new();
-        for (line, want) in [
-            (
-                "%ASA-5-111008: User 'x' executed the 'enable' command.",
-                "ASA-5-111008 carries no",
-            ),
-            (
-                "%PIX-2-106006: Deny inbound UDP from ***/20031 to ***/20031 on",
-                "bad source",
-            ),
-            (
-                "%ASA-6-305011: Built dynamic TCP translation from inside:x/1 to outside:y/2",
-                "not addresses",
-            ),
-            (
-                "%NAT-6-LOG_TRANSLATION: Created Translation TCP 10.0.0.1:1",
-                "bad address",
-            ),
-        ] {
-            let e = parse_message(line.as_bytes(), Format::Cisco, &c, &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{line}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::Cisco,
+            &c,
+            [
+                (
+                    "%ASA-5-111008: User 'x' executed the 'enable' command.",
+                    "ASA-5-111008 carries no",
+                ),
+                (
+                    "%PIX-2-106006: Deny inbound UDP from ***/20031 to ***/20031 on",
+                    "bad source",
+                ),
+                (
+                    "%ASA-6-305011: Built dynamic TCP translation from inside:x/1 to outside:y/2",
+                    "not addresses",
+                ),
+                (
+                    "%NAT-6-LOG_TRANSLATION: Created Translation TCP 10.0.0.1:1",
+                    "bad address",
+                ),
+            ],
+        );
     }
 
     /// Every line of cisco_asa.txt through auto-detection; the sources' expectations where they

@@ -319,7 +319,7 @@ fn policy(
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::utc_ctx;
+    use super::super::test_support::{assert_rejects, utc_ctx};
     use super::super::util::{MICROS_PER_SEC, civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
@@ -375,29 +375,28 @@ mod tests {
 
     #[test]
     fn rejects() {
-        let mut out = Vec::new();
-        for (l, want) in [
-            (
-                "%%01URL/4/FILTER(l): The URL filtering policy was matched.",
-                "URL/FILTER carries no",
-            ),
-            (
-                "<134> 1 2019 January 18 14:09:22 X.X.X.X cnelog - NAT444:SessionbasedA [17 X.X.X.X - X.X.X.X 1052 2000 -]",
-                "flexible-template",
-            ),
-            (
-                "%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp,SourceIP=10.0.0.x",
-                "bad SourceIP",
-            ),
-            (
-                "%%01SECLOG/6/SESSION_URL(l):IPVer=4,Protocol=tcp,SourceIP=10.0.0.1,SourcePort=1",
-                "not a flow summary",
-            ),
-        ] {
-            let e = parse_message(l.as_bytes(), Format::Huawei, &ctx(), &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{l}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::Huawei,
+            &ctx(),
+            [
+                (
+                    "%%01URL/4/FILTER(l): The URL filtering policy was matched.",
+                    "URL/FILTER carries no",
+                ),
+                (
+                    "<134> 1 2019 January 18 14:09:22 X.X.X.X cnelog - NAT444:SessionbasedA [17 X.X.X.X - X.X.X.X 1052 2000 -]",
+                    "flexible-template",
+                ),
+                (
+                    "%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp,SourceIP=10.0.0.x",
+                    "bad SourceIP",
+                ),
+                (
+                    "%%01SECLOG/6/SESSION_URL(l):IPVer=4,Protocol=tcp,SourceIP=10.0.0.1,SourcePort=1",
+                    "not a flow summary",
+                ),
+            ],
+        );
     }
 
     /// Every line of huawei.txt through auto-detection, values checked against the sources'

@@ -777,7 +777,7 @@ fn screenos(body: &str, ctx: &ParseCtx, out: &mut Vec<Event>) -> Result<usize, P
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{ip, nat, one_auto, utc_ctx};
+    use super::super::test_support::{assert_rejects, ip, nat, one_auto, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
@@ -896,33 +896,32 @@ mod tests {
     #[test]
     fn rejects_with_reasons() {
         let c = ctx();
-        let mut out = Vec::new();
-        for (line, want) in [
-            (
-                "RT_FLOW - FLOW_MCAST_RPF_FAIL [junos@2636 source-address=\"1.1.1.1\"]",
-                "no Junos message tag",
-            ),
-            (
-                "{s}[jservices-nat]: JSERVICES_NAT_RULE_MATCH: proto 17 (UDP)",
-                "JSERVICES_NAT_RULE_MATCH carries no NAT",
-            ),
-            (
-                "RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"10.0.0.x\"]",
-                "bad source-address",
-            ),
-            (
-                "RT_NAT - RT_SRC_NAT_PBA_ALLOC [internal-ip=\"10.0.0.1\" block-port-low=\"2\" block-port-high=\"1\" reflexive-ip=\"203.0.113.1\"]",
-                "block-port-low 2 > block-port-high 1",
-            ),
-            (
-                "NetScreen device_id=x [Root]system-information-00767: System configuration saved",
-                "not a traffic log",
-            ),
-        ] {
-            let e = parse_message(line.as_bytes(), Format::Juniper, &c, &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{line}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::Juniper,
+            &c,
+            [
+                (
+                    "RT_FLOW - FLOW_MCAST_RPF_FAIL [junos@2636 source-address=\"1.1.1.1\"]",
+                    "no Junos message tag",
+                ),
+                (
+                    "{s}[jservices-nat]: JSERVICES_NAT_RULE_MATCH: proto 17 (UDP)",
+                    "JSERVICES_NAT_RULE_MATCH carries no NAT",
+                ),
+                (
+                    "RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"10.0.0.x\"]",
+                    "bad source-address",
+                ),
+                (
+                    "RT_NAT - RT_SRC_NAT_PBA_ALLOC [internal-ip=\"10.0.0.1\" block-port-low=\"2\" block-port-high=\"1\" reflexive-ip=\"203.0.113.1\"]",
+                    "block-port-low 2 > block-port-high 1",
+                ),
+                (
+                    "NetScreen device_id=x [Root]system-information-00767: System configuration saved",
+                    "not a traffic log",
+                ),
+            ],
+        );
     }
 
     /// Every line of juniper.txt through auto-detection, with the sources' expectations.

@@ -54,3 +54,19 @@ pub fn firewall(e: Event) -> FirewallEvent {
         other => panic!("{other:?}"),
     }
 }
+
+/// Each line, read as `format`, fails with a reason that contains its paired text, and none
+/// of them pushes an event.
+pub fn assert_rejects<'a, L: AsRef<str>>(
+    format: Format,
+    c: &ParseCtx,
+    cases: impl IntoIterator<Item = (L, &'a str)>,
+) {
+    let mut out = Vec::new();
+    for (line, want) in cases {
+        let line = line.as_ref();
+        let e = parse_message(line.as_bytes(), format, c, &mut out).unwrap_err();
+        assert!(e.reason.contains(want), "{line}: {e}");
+    }
+    assert!(out.is_empty());
+}
