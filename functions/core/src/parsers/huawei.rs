@@ -23,7 +23,7 @@
 
 use std::net::IpAddr;
 
-use super::fields::{clean_ports, dec_epoch, port_for, slash_datetime, translated};
+use super::fields::{clean_ports, dec_epoch, port_for, slash_datetime, sum, translated};
 use super::util::{parse_bsd_prefix, parse_ip, parse_iso_prefix, parse_u16, parse_u64};
 use super::{ParseCtx, ParseError};
 use crate::model::{
@@ -278,13 +278,6 @@ fn session(
     }
     out.push(Event::Nat(close));
     Ok(n + 1)
-}
-
-fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.saturating_add(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 fn policy(

@@ -28,7 +28,7 @@
 use std::net::IpAddr;
 
 use super::fields::{
-    addr_port, clean_ports, dec_epoch, hex_epoch, param, port_for, port_range, quoted_params,
+    addr_port, clean_ports, dec_epoch, hex_epoch, param, port_for, port_range, quoted_params, sum,
     translated,
 };
 use super::util::{MICROS_PER_SEC, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64};
@@ -318,13 +318,6 @@ impl Session {
                 ..FlowRecord::default()
             })
         }
-    }
-}
-
-fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.saturating_add(b)),
-        (a, b) => a.or(b),
     }
 }
 
