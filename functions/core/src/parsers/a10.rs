@@ -297,30 +297,17 @@ fn fixed_nat(rest: &str, time: Micros) -> Result<NatEvent, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Format;
+    use super::super::test_support::{self, assert_rejects, ip, one_auto, utc_ctx};
     use super::super::util::{civil_micros, parse_iso_prefix, test_corpus};
-    use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2025, 5, 2, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        utc_ctx(civil_micros(2025, 5, 2, 12, 0, 0, 0).unwrap())
     }
 
     fn nat(line: &str) -> NatEvent {
-        let mut out = Vec::new();
-        let p = parse_message(line.as_bytes(), Format::Auto, &ctx(), &mut out)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!((p.format, p.events), ("a10", 1), "{line}");
-        match out.pop() {
-            Some(Event::Nat(n)) => n,
-            other => panic!("{other:?}"),
-        }
+        test_support::nat(one_auto(line, &ctx(), "a10"))
     }
 
     #[test]
@@ -387,26 +374,25 @@ mod tests {
             (e.event, e.x_port, e.x_port_end),
             (Some(NatEventKind::PortBlockAlloc), Some(3000), Some(4000))
         );
-        let mut out = Vec::new();
-        for (bad, want) in [
-            (
-                "x NAT-TCP-U: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2",
-                "not mapped",
-            ),
-            ("x NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2", "reverse tuple"),
-            (
-                "CEF:0|A10|CFW|6|CGN 106|Nat Port Batch Pool Allocated|5|proto=UDP src=1.1.1.1 sourceTranslatedAddress=2.2.2.2 sourceTranslatedPort=10",
-                "last port",
-            ),
-            (
-                "CEF:0|A10|CFW|6|CGN 200|Nat Pool Exhausted|5|src=1.1.1.1",
-                "not mapped",
-            ),
-        ] {
-            let e = parse_message(bad.as_bytes(), Format::A10, &ctx(), &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{bad}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::A10,
+            &ctx(),
+            [
+                (
+                    "x NAT-TCP-U: 1.1.1.1:1<->2.2.2.2:2, 3.3.3.3:3<-->2.2.2.2:2",
+                    "not mapped",
+                ),
+                ("x NAT-TCP-C: 1.1.1.1:1<->2.2.2.2:2", "reverse tuple"),
+                (
+                    "CEF:0|A10|CFW|6|CGN 106|Nat Port Batch Pool Allocated|5|proto=UDP src=1.1.1.1 sourceTranslatedAddress=2.2.2.2 sourceTranslatedPort=10",
+                    "last port",
+                ),
+                (
+                    "CEF:0|A10|CFW|6|CGN 200|Nat Pool Exhausted|5|src=1.1.1.1",
+                    "not mapped",
+                ),
+            ],
+        );
     }
 
     /// Every line of a10.txt (all CEF; the ASCII templates are comments): values checked against

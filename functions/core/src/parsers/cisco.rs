@@ -557,34 +557,17 @@ fn device_stamp(prefix: &str, ctx: &ParseCtx) -> Option<Micros> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{assert_rejects, ip, nat, one_auto, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        utc_ctx(civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap())
     }
 
     fn one(line: &str, c: &ParseCtx) -> Event {
-        let mut out = Vec::new();
-        let p = parse_message(line.as_bytes(), Format::Auto, c, &mut out)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!((p.format, p.events), ("cisco", 1), "{line}");
-        out.pop().unwrap()
-    }
-
-    fn nat(e: Event) -> NatEvent {
-        match e {
-            Event::Nat(n) => n,
-            other => panic!("{other:?}"),
-        }
+        one_auto(line, c, "cisco")
     }
 
     #[test]
@@ -690,29 +673,28 @@ mod tests {
     #[test]
     fn rejects_with_reasons() {
         let c = ctx();
-        let mut out = Vec::new();
-        for (line, want) in [
-            (
-                "%ASA-5-111008: User 'x' executed the 'enable' command.",
-                "ASA-5-111008 carries no",
-            ),
-            (
-                "%PIX-2-106006: Deny inbound UDP from ***/20031 to ***/20031 on",
-                "bad source",
-            ),
-            (
-                "%ASA-6-305011: Built dynamic TCP translation from inside:x/1 to outside:y/2",
-                "not addresses",
-            ),
-            (
-                "%NAT-6-LOG_TRANSLATION: Created Translation TCP 10.0.0.1:1",
-                "bad address",
-            ),
-        ] {
-            let e = parse_message(line.as_bytes(), Format::Cisco, &c, &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{line}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::Cisco,
+            &c,
+            [
+                (
+                    "%ASA-5-111008: User 'x' executed the 'enable' command.",
+                    "ASA-5-111008 carries no",
+                ),
+                (
+                    "%PIX-2-106006: Deny inbound UDP from ***/20031 to ***/20031 on",
+                    "bad source",
+                ),
+                (
+                    "%ASA-6-305011: Built dynamic TCP translation from inside:x/1 to outside:y/2",
+                    "not addresses",
+                ),
+                (
+                    "%NAT-6-LOG_TRANSLATION: Created Translation TCP 10.0.0.1:1",
+                    "bad address",
+                ),
+            ],
+        );
     }
 
     /// Every line of cisco_asa.txt through auto-detection; the sources' expectations where they

@@ -324,23 +324,13 @@ fn parse_event_stamp(inside: &str) -> Option<Micros> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, ip, nat, one_pushed};
     use super::super::util::test_corpus;
     use super::*;
 
-    const T0: Micros = 1_718_452_800_000_000; // 2024-06-15T12:00:00Z, the caller's default
-
+    /// T0 stands for the caller's default time.
     fn one(line: &str) -> NatEvent {
-        let mut out = Vec::new();
-        let n = parse(line, T0, &mut out).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        assert_eq!(n, 1, "{line:?}");
-        match out.pop() {
-            Some(Event::Nat(e)) => e,
-            other => panic!("{line:?}: {other:?}"),
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        nat(one_pushed(line, |l, out| parse(l, T0, out)))
     }
 
     #[test]

@@ -271,24 +271,13 @@ fn protocol_of(m: &Meta<'_>) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, ip, nat, one_pushed};
     use super::super::util::test_corpus;
     use super::*;
     use crate::model::{NatEvent, NatEventKind};
-    use std::net::IpAddr;
-
-    const T0: Micros = 1_718_452_800_000_000;
 
     fn one(line: &str) -> NatEvent {
-        let mut out = Vec::new();
-        assert_eq!(parse(line, T0, &mut out), Ok(1), "{line}");
-        match out.pop() {
-            Some(Event::Nat(e)) => e,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        nat(one_pushed(line, |l, out| parse(l, T0, out)))
     }
 
     /// The collector's own shape (its README example, with documentation addresses).

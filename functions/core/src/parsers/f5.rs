@@ -142,26 +142,17 @@ fn rd_endpoint(tok: &str) -> Result<(IpAddr, Option<u32>, Option<u16>), ParseErr
 
 #[cfg(test)]
 mod tests {
+    use super::super::Format;
+    use super::super::test_support::{self, T0, assert_rejects, one_auto, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
-    use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
+        utc_ctx(T0)
     }
 
     fn nat(line: &str) -> NatEvent {
-        let mut out = Vec::new();
-        let p = parse_message(line.as_bytes(), Format::Auto, &ctx(), &mut out)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!((p.format, p.events), ("f5", 1), "{line}");
-        match out.pop() {
-            Some(Event::Nat(n)) => n,
-            other => panic!("{other:?}"),
-        }
+        test_support::nat(one_auto(line, &ctx(), "f5"))
     }
 
     /// Lines built at test time from f5.txt's `# template:` (f5.txt holds no captured line):
@@ -269,22 +260,21 @@ mod tests {
         );
         let e = nat("LSN_ADD 100.64.0.5%0:1000 6 203.0.113.9%0:2000");
         assert_eq!((e.dst_ip, e.dst_port), (None, None));
-        let mut out = Vec::new();
-        for (bad, want) in [
-            (
-                "LSN_PB_ZOMBIE 100.64.0.5%0 203.0.113.9%0:1-2",
-                "carries no NAT",
-            ),
-            ("LSN_ADD 100.64.0.5%x:1 6 203.0.113.9%0:2", "bad endpoint"),
-            ("LSN_ADD 100.64.0.5%0:1 tcp 203.0.113.9%0:2", "bad protocol"),
-            (
-                "LSN_PB_ALLOCATED 100.64.0.5%0 203.0.113.9%0:300-200",
-                "bad port range",
-            ),
-        ] {
-            let e = parse_message(bad.as_bytes(), Format::F5, &ctx(), &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{bad}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::F5,
+            &ctx(),
+            [
+                (
+                    "LSN_PB_ZOMBIE 100.64.0.5%0 203.0.113.9%0:1-2",
+                    "carries no NAT",
+                ),
+                ("LSN_ADD 100.64.0.5%x:1 6 203.0.113.9%0:2", "bad endpoint"),
+                ("LSN_ADD 100.64.0.5%0:1 tcp 203.0.113.9%0:2", "bad protocol"),
+                (
+                    "LSN_PB_ALLOCATED 100.64.0.5%0 203.0.113.9%0:300-200",
+                    "bad port range",
+                ),
+            ],
+        );
     }
 }

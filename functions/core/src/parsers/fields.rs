@@ -209,6 +209,14 @@ fn has_ports(protocol: Option<u8>) -> bool {
     !matches!(protocol, Some(1 | 47 | 58))
 }
 
+/// Both directions' counters together; one direction alone when the other is not logged.
+pub(crate) fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A source translation is stated when the translated address or port differs from the
 /// original one. Devices log untranslated sessions with the NAT fields copied (or 0.0.0.0).
 pub(crate) fn translated(

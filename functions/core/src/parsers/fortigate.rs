@@ -347,20 +347,13 @@ fn parse_tz(z: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, ip, one_pushed};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{ParseCtx, syslog};
     use super::*;
 
-    const T0: Micros = 1_718_452_800_000_000;
-
     fn run(line: &str, tz: i32) -> Event {
-        let mut out = Vec::new();
-        assert_eq!(parse(line, T0, tz, &mut out), Ok(1), "{line}");
-        out.pop().unwrap()
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        one_pushed(line, |l, out| parse(l, T0, tz, out))
     }
 
     #[test]

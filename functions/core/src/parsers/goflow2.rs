@@ -292,11 +292,9 @@ fn first_port(fields: &[&Option<Scalar<'_>>]) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, ip};
     use super::super::util::test_corpus;
     use super::*;
-    use std::net::IpAddr;
-
-    const T0: Micros = 1_718_452_800_000_000;
 
     fn run(line: &str) -> (FlowRecord, Option<NatEvent>) {
         let mut out = Vec::new();
@@ -312,10 +310,6 @@ mod tests {
             Some(other) => panic!("{other:?}"),
         };
         (f, nat)
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
     }
 
     #[test]

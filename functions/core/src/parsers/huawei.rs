@@ -23,7 +23,7 @@
 
 use std::net::IpAddr;
 
-use super::fields::{clean_ports, dec_epoch, port_for, slash_datetime, translated};
+use super::fields::{clean_ports, dec_epoch, port_for, slash_datetime, sum, translated};
 use super::util::{parse_bsd_prefix, parse_ip, parse_iso_prefix, parse_u16, parse_u64};
 use super::{ParseCtx, ParseError};
 use crate::model::{
@@ -280,13 +280,6 @@ fn session(
     Ok(n + 1)
 }
 
-fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.saturating_add(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 fn policy(
     kv: &[(&str, &str)],
     action: FirewallAction,
@@ -319,15 +312,13 @@ fn policy(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{assert_rejects, utc_ctx};
     use super::super::util::{MICROS_PER_SEC, civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2020, 9, 9, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
+        utc_ctx(civil_micros(2020, 9, 9, 12, 0, 0, 0).unwrap())
     }
 
     #[test]
@@ -377,29 +368,28 @@ mod tests {
 
     #[test]
     fn rejects() {
-        let mut out = Vec::new();
-        for (l, want) in [
-            (
-                "%%01URL/4/FILTER(l): The URL filtering policy was matched.",
-                "URL/FILTER carries no",
-            ),
-            (
-                "<134> 1 2019 January 18 14:09:22 X.X.X.X cnelog - NAT444:SessionbasedA [17 X.X.X.X - X.X.X.X 1052 2000 -]",
-                "flexible-template",
-            ),
-            (
-                "%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp,SourceIP=10.0.0.x",
-                "bad SourceIP",
-            ),
-            (
-                "%%01SECLOG/6/SESSION_URL(l):IPVer=4,Protocol=tcp,SourceIP=10.0.0.1,SourcePort=1",
-                "not a flow summary",
-            ),
-        ] {
-            let e = parse_message(l.as_bytes(), Format::Huawei, &ctx(), &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{l}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::Huawei,
+            &ctx(),
+            [
+                (
+                    "%%01URL/4/FILTER(l): The URL filtering policy was matched.",
+                    "URL/FILTER carries no",
+                ),
+                (
+                    "<134> 1 2019 January 18 14:09:22 X.X.X.X cnelog - NAT444:SessionbasedA [17 X.X.X.X - X.X.X.X 1052 2000 -]",
+                    "flexible-template",
+                ),
+                (
+                    "%%01SECLOG/6/SESSION_TEARDOWN(l):IPVer=4,Protocol=udp,SourceIP=10.0.0.x",
+                    "bad SourceIP",
+                ),
+                (
+                    "%%01SECLOG/6/SESSION_URL(l):IPVer=4,Protocol=tcp,SourceIP=10.0.0.1,SourcePort=1",
+                    "not a flow summary",
+                ),
+            ],
+        );
     }
 
     /// Every line of huawei.txt through auto-detection, values checked against the sources'

@@ -206,24 +206,13 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, firewall, ip, one_pushed};
     use super::super::util::test_corpus;
     use super::super::{ParseCtx, syslog};
     use super::*;
-    use std::net::IpAddr;
-
-    const T0: Micros = 1_718_452_800_000_000;
 
     fn one(line: &str) -> FirewallEvent {
-        let mut out = Vec::new();
-        assert_eq!(parse(line, T0, &mut out), Ok(1), "{line}");
-        match out.pop() {
-            Some(Event::Firewall(e)) => e,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        firewall(one_pushed(line, |l, out| parse(l, T0, out)))
     }
 
     #[test]

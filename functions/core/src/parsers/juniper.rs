@@ -28,7 +28,7 @@
 use std::net::IpAddr;
 
 use super::fields::{
-    addr_port, clean_ports, dec_epoch, hex_epoch, param, port_for, port_range, quoted_params,
+    addr_port, clean_ports, dec_epoch, hex_epoch, param, port_for, port_range, quoted_params, sum,
     translated,
 };
 use super::util::{MICROS_PER_SEC, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64};
@@ -318,13 +318,6 @@ impl Session {
                 ..FlowRecord::default()
             })
         }
-    }
-}
-
-fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.saturating_add(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -777,34 +770,17 @@ fn screenos(body: &str, ctx: &ParseCtx, out: &mut Vec<Event>) -> Result<usize, P
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{assert_rejects, ip, nat, one_auto, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2026, 7, 1, 0, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        utc_ctx(civil_micros(2026, 7, 1, 0, 0, 0, 0).unwrap())
     }
 
     fn one(line: &str, c: &ParseCtx) -> Event {
-        let mut out = Vec::new();
-        let p = parse_message(line.as_bytes(), Format::Auto, c, &mut out)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
-        assert_eq!((p.format, p.events), ("juniper", 1), "{line}");
-        out.pop().unwrap()
-    }
-
-    fn nat(e: Event) -> NatEvent {
-        match e {
-            Event::Nat(n) => n,
-            other => panic!("{other:?}"),
-        }
+        one_auto(line, c, "juniper")
     }
 
     #[test]
@@ -913,33 +889,32 @@ mod tests {
     #[test]
     fn rejects_with_reasons() {
         let c = ctx();
-        let mut out = Vec::new();
-        for (line, want) in [
-            (
-                "RT_FLOW - FLOW_MCAST_RPF_FAIL [junos@2636 source-address=\"1.1.1.1\"]",
-                "no Junos message tag",
-            ),
-            (
-                "{s}[jservices-nat]: JSERVICES_NAT_RULE_MATCH: proto 17 (UDP)",
-                "JSERVICES_NAT_RULE_MATCH carries no NAT",
-            ),
-            (
-                "RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"10.0.0.x\"]",
-                "bad source-address",
-            ),
-            (
-                "RT_NAT - RT_SRC_NAT_PBA_ALLOC [internal-ip=\"10.0.0.1\" block-port-low=\"2\" block-port-high=\"1\" reflexive-ip=\"203.0.113.1\"]",
-                "block-port-low 2 > block-port-high 1",
-            ),
-            (
-                "NetScreen device_id=x [Root]system-information-00767: System configuration saved",
-                "not a traffic log",
-            ),
-        ] {
-            let e = parse_message(line.as_bytes(), Format::Juniper, &c, &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{line}: {e}");
-        }
-        assert!(out.is_empty());
+        assert_rejects(
+            Format::Juniper,
+            &c,
+            [
+                (
+                    "RT_FLOW - FLOW_MCAST_RPF_FAIL [junos@2636 source-address=\"1.1.1.1\"]",
+                    "no Junos message tag",
+                ),
+                (
+                    "{s}[jservices-nat]: JSERVICES_NAT_RULE_MATCH: proto 17 (UDP)",
+                    "JSERVICES_NAT_RULE_MATCH carries no NAT",
+                ),
+                (
+                    "RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636 source-address=\"10.0.0.x\"]",
+                    "bad source-address",
+                ),
+                (
+                    "RT_NAT - RT_SRC_NAT_PBA_ALLOC [internal-ip=\"10.0.0.1\" block-port-low=\"2\" block-port-high=\"1\" reflexive-ip=\"203.0.113.1\"]",
+                    "block-port-low 2 > block-port-high 1",
+                ),
+                (
+                    "NetScreen device_id=x [Root]system-information-00767: System configuration saved",
+                    "not a traffic log",
+                ),
+            ],
+        );
     }
 
     /// Every line of juniper.txt through auto-detection, with the sources' expectations.

@@ -215,21 +215,14 @@ fn source_translation(n: &str, ports: bool) -> Result<Option<(Endpoint, Endpoint
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, ip, one_pushed};
     use super::super::util::test_corpus;
     use super::super::{ParseCtx, syslog};
     use super::*;
     use crate::model::FirewallAction;
 
-    const T0: Micros = 1_718_452_800_000_000;
-
     fn run(line: &str) -> Event {
-        let mut out = Vec::new();
-        assert_eq!(parse(line, T0, &mut out), Ok(1), "{line}");
-        out.pop().unwrap()
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        one_pushed(line, |l, out| parse(l, T0, out))
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub mod paloalto;
 pub mod pfsense;
 pub mod sixwind;
 pub mod syslog;
+#[cfg(test)]
+mod test_support;
 mod util;
 
 /// What a parser needs to know besides the bytes.
@@ -311,15 +313,13 @@ fn unrecognised(body: &str) -> ParseError {
 
 #[cfg(test)]
 mod tests {
+    use super::test_support::{T0, utc_ctx};
     use super::util::{civil_micros, test_corpus};
     use super::*;
     use crate::model::{FirewallAction, NatEventKind};
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
+        utc_ctx(T0)
     }
 
     #[test]
@@ -571,6 +571,15 @@ mod tests {
         assert_eq!(count("pfsense.txt"), (2, 0));
         // other_cgn.txt: 4 nfware + 4 6WIND events; the fp-cgnat daemon notice is rejected.
         assert_eq!(count("other_cgn.txt"), (8, 1));
+        // Vendor CGNAT / firewall logs (each module's corpus test says which lines and why).
+        assert_eq!(count("juniper.txt"), (18, 8));
+        assert_eq!(count("a10.txt"), (13, 0));
+        assert_eq!(count("huawei.txt"), (4, 3));
+        let (p, _) = count("cisco_asa.txt");
+        assert_eq!(p, 49);
+        // f5.txt and nokia.txt hold notes and templates only.
+        assert_eq!(count("f5.txt"), (0, 0));
+        assert_eq!(count("nokia.txt"), (0, 0));
     }
 
     /// The vendor detectors are unambiguous over the corpus: each claims only lines of its own
@@ -681,15 +690,6 @@ mod tests {
         let e = parse_message(m.as_bytes(), Format::Paloalto, &c, &mut out).unwrap_err();
         assert_eq!(e.format, "paloalto");
         assert!(out.is_empty());
-        // Vendor CGNAT / firewall logs (each module's corpus test says which lines and why).
-        assert_eq!(count("juniper.txt"), (18, 8));
-        assert_eq!(count("a10.txt"), (13, 0));
-        assert_eq!(count("huawei.txt"), (4, 3));
-        let (p, _) = count("cisco_asa.txt");
-        assert_eq!(p, 49);
-        // f5.txt and nokia.txt hold notes and templates only.
-        assert_eq!(count("f5.txt"), (0, 0));
-        assert_eq!(count("nokia.txt"), (0, 0));
     }
 
     /// Each vendor's tag leads detection to its parser, and no vendor claims another's line.

@@ -100,8 +100,9 @@ pub fn parse(
 
 #[cfg(test)]
 mod tests {
+    use super::super::Format;
+    use super::super::test_support::{self, assert_rejects, one_auto};
     use super::super::util::{civil_micros, test_corpus};
-    use super::super::{Format, parse_message};
     use super::*;
     use std::net::IpAddr;
 
@@ -120,14 +121,7 @@ mod tests {
     }
 
     fn nat(l: &str, c: &ParseCtx) -> NatEvent {
-        let mut out = Vec::new();
-        let p = parse_message(l.as_bytes(), Format::Auto, c, &mut out)
-            .unwrap_or_else(|e| panic!("{l}: {e}"));
-        assert_eq!((p.format, p.events), ("nokia", 1), "{l}");
-        match out.pop() {
-            Some(Event::Nat(n)) => n,
-            other => panic!("{other:?}"),
-        }
+        test_support::nat(one_auto(l, c, "nokia"))
     }
 
     #[test]
@@ -179,49 +173,49 @@ mod tests {
     #[test]
     fn rejects() {
         let c = ctx(0);
-        let mut out = Vec::new();
-        for (l, want) in [
-            (
-                line(
-                    "Map",
-                    "203.0.113.1",
-                    "2005-2001",
-                    "classic-lsn-sub",
-                    "vprn1",
-                    "100.64.0.1",
+        assert_rejects(
+            Format::Nokia,
+            &c,
+            [
+                (
+                    line(
+                        "Map",
+                        "203.0.113.1",
+                        "2005-2001",
+                        "classic-lsn-sub",
+                        "vprn1",
+                        "100.64.0.1",
+                    ),
+                    "bad port range",
                 ),
-                "bad port range",
-            ),
-            (
-                line(
-                    "Map",
-                    "203.0.113.1",
-                    "1-2",
-                    "l2-aware-sub",
-                    "vprn1",
-                    "subscriber-7",
+                (
+                    line(
+                        "Map",
+                        "203.0.113.1",
+                        "1-2",
+                        "l2-aware-sub",
+                        "vprn1",
+                        "subscriber-7",
+                    ),
+                    "is not an address",
                 ),
-                "is not an address",
-            ),
-            (
-                line(
-                    "Map",
-                    "203.0.113.x",
-                    "1-2",
-                    "classic-lsn-sub",
-                    "vprn1",
-                    "100.64.0.1",
+                (
+                    line(
+                        "Map",
+                        "203.0.113.x",
+                        "1-2",
+                        "classic-lsn-sub",
+                        "vprn1",
+                        "100.64.0.1",
+                    ),
+                    "bad outside address",
                 ),
-                "bad outside address",
-            ),
-            (
-                "TMNX: 59 Base NAT-MINOR-tmnxNatPlAddrFree-2005 [NAT]: addresses freed".to_string(),
-                "other than a port-block",
-            ),
-        ] {
-            let e = parse_message(l.as_bytes(), Format::Nokia, &c, &mut out).unwrap_err();
-            assert!(e.reason.contains(want), "{l}: {e}");
-        }
-        assert!(out.is_empty());
+                (
+                    "TMNX: 59 Base NAT-MINOR-tmnxNatPlAddrFree-2005 [NAT]: addresses freed"
+                        .to_string(),
+                    "other than a port-block",
+                ),
+            ],
+        );
     }
 }

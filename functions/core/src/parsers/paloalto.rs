@@ -281,11 +281,10 @@ fn high_res_offset(f: &[&str]) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, ip, one_pushed};
     use super::super::util::test_corpus;
     use super::super::{ParseCtx, syslog};
     use super::*;
-
-    const T0: Micros = 1_718_452_800_000_000;
 
     /// A TRAFFIC line in the documented column order, built from the given overrides.
     fn traffic(set: &[(usize, &str)]) -> String {
@@ -330,13 +329,7 @@ mod tests {
     }
 
     fn run(line: &str, tz: i32) -> Event {
-        let mut out = Vec::new();
-        assert_eq!(parse(line, tz, &mut out), Ok(1), "{line}");
-        out.pop().unwrap()
-    }
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
+        one_pushed(line, |l, out| parse(l, tz, out))
     }
 
     #[test]

@@ -190,16 +190,10 @@ fn split_outside_quotes(s: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, ip};
     use super::super::util::test_corpus;
     use super::super::{ParseCtx, syslog};
     use super::*;
-    use std::net::IpAddr;
-
-    const T0: Micros = 1_718_452_800_000_000;
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
-    }
 
     #[test]
     fn ipv6_and_rejects() {

@@ -477,15 +477,13 @@ fn is_real_tag(input: &str, app: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{T0, utc_ctx};
     use super::super::util::{civil_micros, test_corpus};
     use super::*;
 
     fn ctx() -> ParseCtx {
-        // 2024-06-15T12:00:00Z: mid-year, so year-less stamps resolve to 2024 or late 2023.
-        ParseCtx {
-            recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 0,
-        }
+        // T0 is mid-year, so year-less stamps resolve to 2024 or late 2023.
+        utc_ctx(T0)
     }
 
     #[test]

@@ -341,16 +341,13 @@ fn flow(f: &Fields, h: &HeaderTimes, exporter: Option<IpAddr>, default_time: Mic
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::test_support::ip;
     use super::*;
 
     const H: HeaderTimes = HeaderTimes {
         export_secs: 1_700_000_000,
         uptime_ms: Some(100_000),
     };
-
-    fn ip(s: &str) -> Option<IpAddr> {
-        Some(s.parse().unwrap())
-    }
 
     fn nat(m: Mapped) -> NatEvent {
         match m {
