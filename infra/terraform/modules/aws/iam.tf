@@ -1,7 +1,7 @@
 # One role per function, each allowed only the prefixes its code touches:
 #   normalize  reads raw/, writes lake/ and its done markers (Lambda retries; failures go to SQS)
-#   compact    reads, rewrites and deletes lake/ objects, keeps its progress in _state/compact/
-#   lookup     lists and reads lake/, writes audit/
+#   compact    reads, rewrites and deletes lake/ objects, keeps its carry markers in _state/carry/ and sets unreadable objects aside in _state/quarantine/
+#   lookup     lists and reads lake/, lists the carry markers in _state/carry/, writes audit/
 #   relay      writes raw/ and nothing else
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -65,7 +65,7 @@ data "aws_iam_policy_document" "compact" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/compact/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
     }
   }
   statement {
@@ -76,7 +76,7 @@ data "aws_iam_policy_document" "compact" {
   statement {
     sid       = "CompactState"
     actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = [local.objects["_state/compact"]]
+    resources = [local.objects["_state/carry"], local.objects["_state/quarantine"]]
   }
   statement {
     sid       = "Logs"
@@ -106,7 +106,7 @@ data "aws_iam_policy_document" "lookup" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
     }
   }
   statement {

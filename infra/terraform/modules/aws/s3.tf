@@ -105,7 +105,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "store" {
     id     = "compact-state"
     status = "Enabled"
     filter {
-      prefix = "${local.root}_state/compact/"
+      prefix = "${local.root}_state/carry/"
     }
     expiration {
       days = var.lake_retention_days

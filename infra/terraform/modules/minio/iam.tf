@@ -2,7 +2,7 @@
 # prefixes its code touches:
 #   relay      PutObject raw/
 #   normalize  list/read raw/, check and write done markers, write lake/ and dead letters
-#   compact    list/read/rewrite/delete lake/, keep its progress in _state/compact/
+#   compact    list/read/rewrite/delete lake/, keep its carry markers in _state/carry/, set unreadable objects aside in _state/quarantine/
 #   lookup     list/read lake/, write audit/
 #   analysts   list/read lake/
 
@@ -49,7 +49,7 @@ data "minio_iam_policy_document" "compact" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/compact/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
     }
   }
   statement {
@@ -60,7 +60,7 @@ data "minio_iam_policy_document" "compact" {
   statement {
     sid       = "CompactState"
     actions   = ["s3:GetObject", "s3:PutObject"]
-    resources = [local.objects["_state/compact"]]
+    resources = [local.objects["_state/carry"], local.objects["_state/quarantine"]]
   }
 }
 
@@ -72,7 +72,7 @@ data "minio_iam_policy_document" "lookup" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
     }
   }
   statement {

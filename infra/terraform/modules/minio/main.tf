@@ -8,7 +8,7 @@ locals {
 
   bucket_arn = "arn:aws:s3:::${minio_s3_bucket.store.bucket}"
   objects = {
-    for p in ["raw", "lake", "audit", "_state/normalized", "_state/dead-letter", "_state/compact"] :
+    for p in ["raw", "lake", "audit", "_state/normalized", "_state/dead-letter", "_state/carry", "_state/quarantine"] :
     p => "${local.bucket_arn}/${local.root}${p}/*"
   }
 
@@ -74,7 +74,7 @@ resource "minio_ilm_policy" "store" {
   }
   rule {
     id         = "compact-state"
-    filter     = "${local.root}_state/compact/"
+    filter     = "${local.root}_state/carry/"
     expiration = "${var.lake_retention_days}d"
   }
   rule {
