@@ -38,7 +38,7 @@ impl Lab {
     }
 
     fn sh(&self, role: &str, script: &str) {
-        run(self.exec(role, &["sh", "-ec", script])).unwrap();
+        run(&mut self.exec(role, &["sh", "-ec", script])).unwrap();
     }
 }
 
@@ -180,13 +180,16 @@ fn seen_lines(out: &str) -> Vec<Seen> {
     out.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() == 5).then(|| Seen {
+            if f.len() != 5 {
+                return None;
+            }
+            Some(Seen {
                 inside_ip: f[0].into(),
                 inside_port: f[1].parse().ok()?,
                 public_ip: f[2].into(),
                 public_port: f[3].parse().ok()?,
                 at: f[4].into(),
-            })?
+            })
         })
         .collect()
 }
@@ -240,7 +243,7 @@ fn lookups_name_the_true_subscriber_behind_real_snat() {
         .spawn()
         .unwrap();
     lab.children.push(server);
-    wait_for("the server", Duration::from_secs(20), || {
+    wait_for(Duration::from_secs(20), "the server", || {
         Ok(std::fs::read_to_string(&server_out)?
             .contains("ready")
             .then_some(()))
@@ -280,8 +283,8 @@ fn lookups_name_the_true_subscriber_behind_real_snat() {
     .unwrap();
 
     let seen = wait_for(
-        "the server to see every connection",
         Duration::from_secs(20),
+        "the server to see every connection",
         || {
             let s = seen_lines(&std::fs::read_to_string(&server_out)?);
             Ok((s.len() == 26).then_some(s))
@@ -306,8 +309,8 @@ fn lookups_name_the_true_subscriber_behind_real_snat() {
     // has the events (relay batches close every second; normalize polls).
     let first = &tcp[0];
     wait_for(
-        "the first connection in the lake",
         Duration::from_secs(60),
+        "the first connection in the lake",
         || {
             let v = lookup(&data, &first.public_ip, first.public_port, &first.at, &[]);
             Ok((!matched(&v).is_empty()).then_some(()))
@@ -316,8 +319,8 @@ fn lookups_name_the_true_subscriber_behind_real_snat() {
     .unwrap();
     let last = tcp.iter().max_by(|a, b| a.at.cmp(&b.at)).unwrap().clone();
     wait_for(
-        "the last connection in the lake",
         Duration::from_secs(60),
+        "the last connection in the lake",
         || {
             let v = lookup(&data, &last.public_ip, last.public_port, &last.at, &[]);
             Ok((!matched(&v).is_empty()).then_some(()))
@@ -378,8 +381,8 @@ fn lookups_name_the_true_subscriber_behind_real_snat() {
         );
     };
     wait_for(
-        "the reuse events in the lake",
         Duration::from_secs(60),
+        "the reuse events in the lake",
         || {
             let v = lookup(
                 &data,
