@@ -223,7 +223,7 @@ async fn unreadable_object_is_quarantined_with_its_reason() {
     let r = run(&store, &CompactConfig::default(), H0 + H + 11 * 60 * S)
         .await
         .unwrap();
-    assert_eq!(r.hours[0].quarantined, [bad.clone()]);
+    assert_eq!(r.hours[0].quarantined, std::slice::from_ref(&bad));
     assert_eq!(
         carry_into(&store, H0 + H).await,
         [(1000, "session_create".to_owned())]

@@ -93,15 +93,15 @@ pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryE
         let table = Table::ALL
             .into_iter()
             .find(|t| body.contains(&format!("VIEW {} AS", t.as_str())));
-        if let Some(t) = table {
-            if !has_parquet(&root.join("lake").join(t.as_str())) {
-                let sql = match columns::event_columns(t) {
-                    Some(cols) => empty_view(t.as_str(), &cols),
-                    None => empty_view(t.as_str(), &columns::rejects()),
-                };
-                conn.execute_batch(&sql)?;
-                continue;
-            }
+        if let Some(t) = table
+            && !has_parquet(&root.join("lake").join(t.as_str()))
+        {
+            let sql = match columns::event_columns(t) {
+                Some(cols) => empty_view(t.as_str(), &cols),
+                None => empty_view(t.as_str(), &columns::rejects()),
+            };
+            conn.execute_batch(&sql)?;
+            continue;
         }
         conn.execute_batch(body)?;
     }

@@ -132,8 +132,11 @@ pub fn nat_rows(batch: &RecordBatch) -> Result<Vec<NatRow>, LakeError> {
     Ok(out)
 }
 
+/// A row's (raw_key, raw_record) as stored.
+pub type RowProvenance<'a> = (Option<&'a str>, Option<i64>);
+
 /// The (raw_key, raw_record) of every row: the provenance that identifies a row across copies.
-pub fn provenance(batch: &RecordBatch) -> Result<Vec<(Option<&str>, Option<i64>)>, LakeError> {
+pub fn provenance(batch: &RecordBatch) -> Result<Vec<RowProvenance<'_>>, LakeError> {
     let key = col::<StringArray>(batch, "raw_key")?;
     let rec = col::<Int64Array>(batch, "raw_record")?;
     Ok((0..batch.num_rows())
