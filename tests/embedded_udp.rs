@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use natlake_e2e::{Up, files_with_suffix, run, wait_for};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const NATLAKE: &str = env!("CARGO_BIN_EXE_natlake");
 
@@ -203,6 +203,35 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         "/v1/attribution?ip={pub_ip}&port=99999&at=1700000000"
     )))?;
     assert_eq!(st, 400);
+
+    // A batch, as abuse desks send them: each item answered or refused on its own.
+    let client = reqwest::blocking::Client::new();
+    let resp = client
+        .post(up.url("/v1/attribution/batch"))
+        .body(
+            json!({"queries": [
+                {"ip": pub_ip, "port": 61000, "at": ts(t0 + 15.0), "proto": "tcp"},
+                {"ip": pub_ip, "port": "99999", "at": ts(t0 + 15.0)},
+            ]})
+            .to_string(),
+        )
+        .send()?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let b: Value = resp.json()?;
+    assert_eq!(b["answers"][0]["matches"][0]["src_ip"], "100.64.1.1", "{b}");
+    assert_eq!(b["answers"][0]["matches"][0]["src_port"], 40000, "{b}");
+    assert!(
+        b["answers"][1]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("port"),
+        "{b}"
+    );
+    let resp = client
+        .post(up.url("/v1/attribution/batch"))
+        .body("{\"queries\": 7}")
+        .send()?;
+    assert_eq!(resp.status().as_u16(), 400);
 
     // Sessions in the cgn-ec shape.
     let (st, s) = get(&up.url(&format!(

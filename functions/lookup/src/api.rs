@@ -6,8 +6,9 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use natlake_core::correlate::Candidate;
 use natlake_core::time::format_time;
 use natlake_query::attribution::{self, Answer};
@@ -90,6 +91,35 @@ async fn attribution_handler(State(api): State<Api>, Query(p): Query<Params>) ->
     }
 }
 
+/// Answers of a batch run this many at a time.
+const BATCH_CONCURRENCY: usize = 8;
+
+async fn batch_handler(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+    let items = match params::batch(&body) {
+        Ok(items) => items,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let lake = &api.lake;
+    let answers: Vec<Value> = futures::stream::iter(items)
+        .map(|item| async move {
+            match item {
+                Err(m) => json!({ "error": m }),
+                Ok(q) => match attribution::attribute(lake, &q).await {
+                    Ok(a) => answer_json(&q, &a),
+                    Err(QueryError::BadRequest(m)) => json!({ "error": m }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "batch lookup failed");
+                        json!({ "error": e.to_string(), "failed": true })
+                    }
+                },
+            }
+        })
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    Json(json!({ "answers": answers })).into_response()
+}
+
 async fn sessions_handler(State(api): State<Api>, Query(p): Query<Params>) -> Response {
     let q = match params::sessions(&p) {
         Ok(q) => q,
@@ -105,12 +135,13 @@ async fn sessions_handler(State(api): State<Api>, Query(p): Query<Params>) -> Re
 pub fn router(lake: Arc<Lake>) -> Router {
     Router::new()
         .route("/v1/attribution", get(attribution_handler))
+        .route("/v1/attribution/batch", post(batch_handler))
         .route("/v1/sessions", get(sessions_handler))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such endpoint; see /v1/attribution and /v1/sessions",
+                "no such endpoint; see /v1/attribution, /v1/attribution/batch and /v1/sessions",
             )
         })
         .with_state(Api { lake })

@@ -98,6 +98,47 @@ pub fn sessions(p: &Params) -> Result<SessionsQuery, String> {
     })
 }
 
+/// Questions one batch may hold: bigger batches are split by the caller (a 400 says so).
+pub const MAX_BATCH: usize = 1000;
+
+/// `POST /v1/attribution/batch` with `{"queries": [{"ip": …, "port": …, "at": …, "proto": …,
+/// "window": …}, …]}`: each item checked on its own, so one bad line of an abuse report does not
+/// sink the rest. The whole request fails only when it is not such a list or is too long.
+pub fn batch(body: &[u8]) -> Result<Vec<Result<Question, String>>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let items = v
+        .get("queries")
+        .and_then(|q| q.as_array())
+        .ok_or("body must be an object with a \"queries\" array")?;
+    if items.is_empty() {
+        return Err("queries is empty".into());
+    }
+    if items.len() > MAX_BATCH {
+        return Err(format!(
+            "{} queries in one batch; at most {MAX_BATCH}: split the list",
+            items.len()
+        ));
+    }
+    Ok(items
+        .iter()
+        .map(|item| {
+            let obj = item.as_object().ok_or("each query must be an object")?;
+            let mut p = Params::new();
+            for (k, v) in obj {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::Null => continue,
+                    other => return Err(format!("{k}: {other} is not a string or number")),
+                };
+                p.insert(k.clone(), text);
+            }
+            question(&p)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +194,35 @@ mod tests {
             ])
             .starts_with("proto:")
         );
+    }
+
+    #[test]
+    fn batches_are_checked_item_by_item() {
+        let body = br#"{"queries": [
+            {"ip": "198.51.100.7", "port": 5000, "at": "1700000000", "proto": "udp"},
+            {"ip": "198.51.100.7", "port": "x", "at": 1700000000},
+            7
+        ]}"#;
+        let got = batch(body).unwrap();
+        assert_eq!(got.len(), 3);
+        let q = got[0].as_ref().unwrap();
+        assert_eq!((q.port, q.protocol), (5000, Some(17)));
+        assert!(
+            got[1].as_ref().unwrap_err().contains("not a port"),
+            "{got:?}"
+        );
+        assert_eq!(got[2].as_ref().unwrap_err(), "each query must be an object");
+        assert!(batch(b"[]").unwrap_err().contains("queries"));
+        assert!(batch(b"{\"queries\": []}").unwrap_err().contains("empty"));
+        assert!(
+            batch(b"not json")
+                .unwrap_err()
+                .starts_with("body is not JSON")
+        );
+        let many = format!(
+            "{{\"queries\": [{}]}}",
+            vec![r#"{"ip":"1.1.1.1","port":1,"at":1}"#; MAX_BATCH + 1].join(",")
+        );
+        assert!(batch(many.as_bytes()).unwrap_err().contains("at most 1000"));
     }
 }
