@@ -328,10 +328,12 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
 
     // The stock DuckDB CLI runs queries/views.sql against the same lake.
     let views = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries/views.sql");
+    let audit_sql = views.with_file_name("audit.sql");
     let script = format!(
-        "SET VARIABLE natlake_lake = '{}';\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw;",
+        "SET VARIABLE natlake_lake = '{}';\n.read {}\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw, (SELECT count(*) FROM audit WHERE endpoint = 'attribution' AND who = 'anonymous') AS audited;",
         dir.path().display(),
-        views.display()
+        views.display(),
+        audit_sql.display()
     );
     let script_path = dir.path().join("check.sql");
     std::fs::write(&script_path, script)?;
@@ -343,6 +345,19 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     assert_eq!(v[0]["n"], 3, "{out}");
     assert_eq!(v[0]["subs"], 2, "{out}");
     assert_eq!(v[0]["fw"], "deny", "{out}");
+    // Every attribution answered over HTTP above left an audit record (at least the eight asked).
+    assert!(v[0]["audited"].as_u64().unwrap_or(0) >= 8, "{out}");
+    let audit = files_with_suffix(&dir.path().join("audit"), ".json");
+    let batch = audit
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+        .find(|r| r["endpoint"] == "attribution_batch")
+        .expect("the batch request is audited");
+    assert_eq!(
+        batch["answered"][0]["matches"][0]["src_ip"], "100.64.1.1",
+        "{batch}"
+    );
 
     let status = up.stop()?;
     assert!(status.success(), "natlake up exits 0 on SIGTERM: {status}");

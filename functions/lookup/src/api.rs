@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::header;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,11 +17,77 @@ use natlake_query::attribution::{self, Answer};
 use natlake_query::{Lake, QueryError, sessions};
 use serde_json::{Value, json};
 
+use crate::access::{ApiKeys, Audit, Caller};
 use crate::params::{self, Params};
 
 #[derive(Clone)]
 pub struct Api {
     pub lake: Arc<Lake>,
+    keys: Arc<ApiKeys>,
+    audit: Audit,
+}
+
+/// API keys, when configured: 401 without one, 403 with one that is not ours. The caller's name
+/// goes with the request to the audit record.
+async fn authenticate(State(api): State<Api>, mut req: Request, next: Next) -> Response {
+    let caller = if api.keys.is_empty() || req.uri().path() == "/healthz" {
+        Caller("anonymous".into())
+    } else {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented.map(|k| api.keys.who(k.trim())) {
+            None => {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "an API key is required: Authorization: Bearer <key>",
+                );
+            }
+            Some(None) => {
+                metrics::counter!("natlake_lookup_rejected_keys_total").increment(1);
+                return error(StatusCode::FORBIDDEN, "this API key is not accepted");
+            }
+            Some(Some(name)) => Caller(name.to_owned()),
+        }
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// Records the request, then returns the answer; an answer that cannot be recorded is not given.
+async fn audited(
+    api: &Api,
+    caller: &Caller,
+    endpoint: &str,
+    asked: Value,
+    answered: Value,
+    answer: Value,
+) -> Response {
+    match api.audit.record(caller, endpoint, asked, answered).await {
+        Ok(_) => Json(answer).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "audit record could not be written; answer withheld");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("audit log unavailable, answer withheld: {e}"),
+            )
+        }
+    }
+}
+
+/// What the audit keeps of an attribution answer: who was named, and how sure.
+fn answer_summary(a: &Value) -> Value {
+    json!({
+        "matches": a["matches"].as_array().map(|m| m.iter().map(|c| json!({
+            "src_ip": c["src_ip"], "src_port": c["src_port"], "subscriber": c["subscriber"],
+            "start": c["start"], "end": c["end"],
+        })).collect::<Vec<_>>()),
+        "ambiguous": a["ambiguous"],
+        "errors": a["errors"].as_array().map(Vec::len),
+        "error": a.get("error"),
+    })
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -80,13 +148,21 @@ pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
     })
 }
 
-async fn attribution_handler(State(api): State<Api>, Query(p): Query<Params>) -> Response {
+async fn attribution_handler(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<Params>,
+) -> Response {
     let q = match params::question(&p) {
         Ok(q) => q,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match attribution::attribute(&api.lake, &q).await {
-        Ok(a) => Json(answer_json(&q, &a)).into_response(),
+        Ok(a) => {
+            let answer = answer_json(&q, &a);
+            let summary = answer_summary(&answer);
+            audited(&api, &caller, "attribution", json!(p), summary, answer).await
+        }
         Err(e) => query_error(e),
     }
 }
@@ -94,7 +170,11 @@ async fn attribution_handler(State(api): State<Api>, Query(p): Query<Params>) ->
 /// Answers of a batch run this many at a time.
 const BATCH_CONCURRENCY: usize = 8;
 
-async fn batch_handler(State(api): State<Api>, body: axum::body::Bytes) -> Response {
+async fn batch_handler(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
     let items = match params::batch(&body) {
         Ok(items) => items,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
@@ -117,22 +197,54 @@ async fn batch_handler(State(api): State<Api>, body: axum::body::Bytes) -> Respo
         .buffered(BATCH_CONCURRENCY)
         .collect()
         .await;
-    Json(json!({ "answers": answers })).into_response()
+    let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let summary = json!(answers.iter().map(answer_summary).collect::<Vec<_>>());
+    audited(
+        &api,
+        &caller,
+        "attribution_batch",
+        asked,
+        summary,
+        json!({ "answers": answers }),
+    )
+    .await
 }
 
-async fn sessions_handler(State(api): State<Api>, Query(p): Query<Params>) -> Response {
+async fn sessions_handler(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<Params>,
+) -> Response {
     let q = match params::sessions(&p) {
         Ok(q) => q,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match sessions::sessions(&api.lake, &q).await {
-        Ok(page) => Json(page).into_response(),
+        Ok(page) => {
+            let page = json!(page);
+            let summary = json!({
+                "rows": page["rows"].as_array().map(Vec::len),
+                "next_offset": page["next_offset"],
+            });
+            audited(&api, &caller, "sessions", json!(p), summary, page).await
+        }
         Err(e) => query_error(e),
     }
 }
 
-/// The lookup API's routes.
+/// The lookup API's routes, open to anyone who can reach them (loopback, `natlake up`, behind
+/// IAM on Lambda); every answer is audited.
 pub fn router(lake: Arc<Lake>) -> Router {
+    router_with_keys(lake, ApiKeys::default())
+}
+
+/// The lookup API's routes behind API keys (none configured: open).
+pub fn router_with_keys(lake: Arc<Lake>, keys: ApiKeys) -> Router {
+    let api = Api {
+        audit: Audit::new(lake.store.clone()),
+        lake,
+        keys: Arc::new(keys),
+    };
     Router::new()
         .route("/v1/attribution", get(attribution_handler))
         .route("/v1/attribution/batch", post(batch_handler))
@@ -144,5 +256,9 @@ pub fn router(lake: Arc<Lake>) -> Router {
                 "no such endpoint; see /v1/attribution, /v1/attribution/batch and /v1/sessions",
             )
         })
-        .with_state(Api { lake })
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            authenticate,
+        ))
+        .with_state(api)
 }

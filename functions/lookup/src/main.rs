@@ -22,6 +22,10 @@ struct Cli {
     /// DuckDB home/temp and the object cache (Lambda: /tmp).
     #[arg(long, env = "NATLAKE_SCRATCH", global = true)]
     scratch: Option<PathBuf>,
+    /// API keys as name:sha256-hex pairs, comma-separated (the digest of a key:
+    /// `printf %s KEY | sha256sum`); none: open.
+    #[arg(long, env = "NATLAKE_API_KEYS", global = true, hide_env_values = true)]
+    api_keys: Option<String>,
     #[command(subcommand)]
     door: Door,
 }
@@ -45,7 +49,14 @@ async fn main() -> anyhow::Result<()> {
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let scratch = cli.scratch.unwrap_or_else(std::env::temp_dir);
     let lake = Arc::new(Lake::open(&url, &scratch)?);
-    let app = natlake_lookup::api::router(lake);
+    let keys = natlake_lookup::access::ApiKeys::parse(&cli.api_keys.unwrap_or_default())
+        .map_err(|e| anyhow::anyhow!("--api-keys: {e}"))?;
+    if keys.is_empty() && matches!(cli.door, Door::Serve { .. }) {
+        tracing::warn!(
+            "no API keys configured: the lookup service answers anyone who can reach it"
+        );
+    }
+    let app = natlake_lookup::api::router_with_keys(lake, keys);
     match cli.door {
         Door::Lambda => lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e)),
         Door::Serve { listen } => {
