@@ -262,3 +262,63 @@ pub fn router_with_keys(lake: Arc<Lake>, keys: ApiKeys) -> Router {
         ))
         .with_state(api)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::access::key_digest;
+
+    #[tokio::test]
+    async fn api_keys_guard_the_routes_and_answers_are_audited() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let scratch = tempfile::tempdir().unwrap();
+        let lake = Arc::new(Lake::with_store(store.clone(), None, scratch.path()));
+        let keys = ApiKeys::parse(&format!("desk:{}", key_digest("s3cret"))).unwrap();
+        let app = router_with_keys(lake, keys);
+        let ask = |auth: Option<&str>| {
+            let mut r = Request::get("/v1/attribution?ip=198.51.100.7&port=5000&at=1700000000");
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            app.clone().oneshot(r.body(Body::empty()).unwrap())
+        };
+        assert_eq!(ask(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            ask(Some("Bearer wrong")).await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+        let ok = ask(Some("Bearer s3cret")).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        // /healthz stays open for load balancers.
+        let h = app
+            .clone()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(h.status(), StatusCode::OK);
+        // Exactly the one answered request was recorded, under the key's name.
+        let metas: Vec<_> = store
+            .list(Some(&object_store::path::Path::from("audit")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(metas.len(), 1);
+        let rec = store
+            .get(&metas[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let rec: Value = serde_json::from_slice(&rec).unwrap();
+        assert_eq!(rec["who"], "desk");
+        assert_eq!(rec["asked"]["port"], "5000");
+        assert_eq!(rec["answered"]["ambiguous"], false);
+    }
+}
