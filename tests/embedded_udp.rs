@@ -102,6 +102,11 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         r#"<134>1 {} cgn-e2e ct-collector - - - {{"Timestamp":0,"Type":"NEW","Id":1,"Original":{{"Layer3":{{"Protonum":2,"Protoname":"ipv4","Src":"100.64.1.5","Dst":"203.0.113.20"}},"Layer4":{{"Protonum":0,"Protoname":"udp","Sport":7000,"Dport":123}},"Counter":{{"Packets":0,"Bytes":0}}}},"Reply":{{"Layer3":{{"Protonum":2,"Protoname":"ipv4","Src":"203.0.113.20","Dst":"{pub_ip}"}},"Layer4":{{"Protonum":0,"Protoname":"udp","Sport":123,"Dport":64000}},"Counter":{{"Packets":0,"Bytes":0}}}},"UNREPLIED":true,"ASSURED":false}}"#,
         ts(t0 + 50.0)
     ));
+    // An nfware port-block allocation (RFC 5424): subscriber F holds ports 1024-1535.
+    msgs.push(format!(
+        "<134>1 {} cgn-e2e nfware - - - A VRF 0 INT 100.64.1.6 EXT {pub_ip}:1024-1535",
+        ts(t0 + 5.0)
+    ));
     // An iptables LOG line (Cloud Foundry style deny prefix) for the firewall table.
     msgs.push(format!(
         "<4>1 {} fw-e2e kernel - - - [4475569.016000] DENY_c0ffee IN=eth0 OUT= SRC=100.64.1.9 DST=203.0.113.99 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=TCP SPT=5555 DPT=22 WINDOW=1 RES=0x00 SYN URGP=0",
@@ -194,6 +199,27 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     // Unknown port: no match.
     let (_, none) = attribution(1234, t0 + 15.0, "")?;
     assert_eq!(none["matches"].as_array().map(Vec::len), Some(0), "{none}");
+
+    // A port inside F's block answers F, with the block.
+    let (_, f) = attribution(1100, t0 + 20.0, "&proto=tcp")?;
+    assert_eq!(f["matches"][0]["src_ip"], "100.64.1.6", "{f}");
+    assert_eq!(f["matches"][0]["x_port"], 1024, "{f}");
+    assert_eq!(f["matches"][0]["x_port_end"], 1535, "{f}");
+    assert_eq!(f["ambiguous"], false, "{f}");
+    let range = format!(
+        "x_ip={pub_ip}&timestamp_gt={}&timestamp_lt={}",
+        ts(t0 - 1.0),
+        ts(now + 1.0)
+    );
+    let (st, pb) = get(&up.url(&format!("/v1/port_blocks?{range}")))?;
+    assert_eq!(st, 200, "{pb}");
+    let rows = pb["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "{pb}");
+    assert_eq!(rows[0]["event_type"], "port_block_alloc", "{pb}");
+    assert_eq!(rows[0]["x_port_end"], 1535, "{pb}");
+    let (st, am) = get(&up.url(&format!("/v1/address_mappings?{range}")))?;
+    assert_eq!(st, 200, "{am}");
+    assert_eq!(am["rows"].as_array().map(Vec::len), Some(0), "{am}");
 
     // Bad parameters: 400 with a reason.
     let (st, bad) = get(&up.url("/v1/attribution?ip=not-an-ip&port=1&at=1700000000"))?;
@@ -302,7 +328,10 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     );
     let out = run(Command::new("python3").args(["-c", &py]))?;
     let v: Value = serde_json::from_str(out.trim())?;
-    assert_eq!(v["rows"], 6, "3 sessions on :61000 + C + D + E: {v}");
+    assert_eq!(
+        v["rows"], 7,
+        "3 sessions on :61000 + C + D + E + F's block: {v}"
+    );
     assert_eq!(v["x_ip"], serde_json::json!([pub_ip]));
     assert_eq!(v["time_type"], "timestamp[us, tz=UTC]");
     let cols: Vec<&str> = v["cols"]

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use natlake_core::correlate::Candidate;
 use natlake_core::time::format_time;
 use natlake_query::attribution::{self, Answer};
+use natlake_query::sessions::{EventFilter, SessionsQuery};
 use natlake_query::{Lake, QueryError, sessions};
 use serde_json::{Value, json};
 
@@ -210,13 +211,16 @@ async fn batch_handler(
     .await
 }
 
-async fn sessions_handler(
-    State(api): State<Api>,
-    Extension(caller): Extension<Caller>,
-    Query(p): Query<Params>,
+/// `/v1/sessions`, `/v1/port_blocks`, `/v1/address_mappings`: the same listing, filtered.
+async fn listing(
+    api: Api,
+    caller: Caller,
+    p: Params,
+    events: EventFilter,
+    endpoint: &str,
 ) -> Response {
     let q = match params::sessions(&p) {
-        Ok(q) => q,
+        Ok(q) => SessionsQuery { events, ..q },
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     match sessions::sessions(&api.lake, &q).await {
@@ -226,10 +230,41 @@ async fn sessions_handler(
                 "rows": page["rows"].as_array().map(Vec::len),
                 "next_offset": page["next_offset"],
             });
-            audited(&api, &caller, "sessions", json!(p), summary, page).await
+            audited(&api, &caller, endpoint, json!(p), summary, page).await
         }
         Err(e) => query_error(e),
     }
+}
+
+async fn sessions_handler(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<Params>,
+) -> Response {
+    listing(api, caller, p, EventFilter::All, "sessions").await
+}
+
+async fn port_blocks_handler(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<Params>,
+) -> Response {
+    listing(api, caller, p, EventFilter::PortBlocks, "port_blocks").await
+}
+
+async fn address_mappings_handler(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<Params>,
+) -> Response {
+    listing(
+        api,
+        caller,
+        p,
+        EventFilter::AddressMappings,
+        "address_mappings",
+    )
+    .await
 }
 
 /// The lookup API's routes, open to anyone who can reach them (loopback, `natlake up`, behind
@@ -249,11 +284,13 @@ pub fn router_with_keys(lake: Arc<Lake>, keys: ApiKeys) -> Router {
         .route("/v1/attribution", get(attribution_handler))
         .route("/v1/attribution/batch", post(batch_handler))
         .route("/v1/sessions", get(sessions_handler))
+        .route("/v1/port_blocks", get(port_blocks_handler))
+        .route("/v1/address_mappings", get(address_mappings_handler))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such endpoint; see /v1/attribution, /v1/attribution/batch and /v1/sessions",
+                "no such endpoint; see /v1/attribution, /v1/attribution/batch, /v1/sessions, /v1/port_blocks and /v1/address_mappings",
             )
         })
         .layer(axum::middleware::from_fn_with_state(

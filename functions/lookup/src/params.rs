@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use natlake_core::model::{Micros, protocol_number};
 use natlake_core::time::{now_micros, parse_time};
 use natlake_query::attribution::{DEFAULT_LOOKBACK, DEFAULT_WINDOW, Question};
-use natlake_query::sessions::SessionsQuery;
+use natlake_query::sessions::{EventFilter, SessionsQuery};
 
 pub type Params = HashMap<String, String>;
 
@@ -85,6 +85,7 @@ pub fn sessions(p: &Params) -> Result<SessionsQuery, String> {
         }
     };
     Ok(SessionsQuery {
+        events: EventFilter::All,
         x_ip: ip(p, "x_ip")?,
         x_port: p
             .get("x_port")

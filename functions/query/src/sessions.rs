@@ -11,8 +11,34 @@ use serde::Serialize;
 use crate::attribution::{NAT_COLUMNS, read_resilient, row_to_nat};
 use crate::{Lake, ObjectError, QueryError, duck};
 
+/// Which NAT events a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventFilter {
+    /// Every NAT event (`/v1/sessions`, the cgn-ec contract).
+    #[default]
+    All,
+    /// Port-block allocations, interim records and releases (`/v1/port_blocks`).
+    PortBlocks,
+    /// Address bindings and releases (`/v1/address_mappings`).
+    AddressMappings,
+}
+
+impl EventFilter {
+    /// A constant SQL condition: never built from user input.
+    fn sql(self) -> &'static str {
+        match self {
+            EventFilter::All => "true",
+            EventFilter::PortBlocks => {
+                "event IN ('port_block_alloc', 'port_block_interim', 'port_block_release')"
+            }
+            EventFilter::AddressMappings => "event IN ('address_bind', 'address_release')",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionsQuery {
+    pub events: EventFilter,
     pub x_ip: IpAddr,
     pub x_port: Option<u16>,
     /// Exclusive bounds.
@@ -88,9 +114,10 @@ fn fetch(
     let sql = format!(
         "SELECT {NAT_COLUMNS} FROM read_parquet({}, union_by_name = true) \
          WHERE x_ip = ? AND (?::INTEGER IS NULL OR (x_port <= ?::INTEGER AND coalesce(x_port_end, x_port) >= ?::INTEGER)) \
-           AND epoch_us(time) > ? AND epoch_us(time) < ? \
+           AND epoch_us(time) > ? AND epoch_us(time) < ? AND {} \
          ORDER BY time, raw_key, raw_record LIMIT ?",
-        duck::path_list(files.iter().map(|p| p.as_path()))
+        duck::path_list(files.iter().map(|p| p.as_path())),
+        q.events.sql()
     );
     let mut stmt = conn.prepare(&sql)?;
     let port = q.x_port.map(i32::from);
@@ -147,6 +174,11 @@ pub async fn sessions(lake: &Lake, q: &SessionsQuery) -> Result<SessionsPage, Qu
                 .cmp(&b.time)
                 .then_with(|| a.raw_key.cmp(&b.raw_key))
                 .then(a.raw_record.cmp(&b.raw_record))
+        });
+        // A merged object next to the objects it replaced (compaction in progress) holds the
+        // same rows twice: one row per provenance.
+        rows.dedup_by(|a, b| {
+            !a.raw_key.is_empty() && a.raw_key == b.raw_key && a.raw_record == b.raw_record
         });
         Ok((rows, errors))
     })
