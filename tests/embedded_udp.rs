@@ -102,9 +102,9 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         r#"<134>1 {} cgn-e2e ct-collector - - - {{"Timestamp":0,"Type":"NEW","Id":1,"Original":{{"Layer3":{{"Protonum":2,"Protoname":"ipv4","Src":"100.64.1.5","Dst":"203.0.113.20"}},"Layer4":{{"Protonum":0,"Protoname":"udp","Sport":7000,"Dport":123}},"Counter":{{"Packets":0,"Bytes":0}}}},"Reply":{{"Layer3":{{"Protonum":2,"Protoname":"ipv4","Src":"203.0.113.20","Dst":"{pub_ip}"}},"Layer4":{{"Protonum":0,"Protoname":"udp","Sport":123,"Dport":64000}},"Counter":{{"Packets":0,"Bytes":0}}}},"UNREPLIED":true,"ASSURED":false}}"#,
         ts(t0 + 50.0)
     ));
-    // An nfware port-block allocation (RFC 5424): subscriber F holds ports 1024-1535.
+    // An nfware port-block allocation (RFC 5424): subscriber F holds ports 5120-5631.
     msgs.push(format!(
-        "<134>1 {} cgn-e2e nfware - - - A VRF 0 INT 100.64.1.6 EXT {pub_ip}:1024-1535",
+        "<134>1 {} cgn-e2e nfware - - - A VRF 0 INT 100.64.1.6 EXT {pub_ip}:5120-5631",
         ts(t0 + 5.0)
     ));
     // An iptables LOG line (Cloud Foundry style deny prefix) for the firewall table.
@@ -201,10 +201,10 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     assert_eq!(none["matches"].as_array().map(Vec::len), Some(0), "{none}");
 
     // A port inside F's block answers F, with the block.
-    let (_, f) = attribution(1100, t0 + 20.0, "&proto=tcp")?;
+    let (_, f) = attribution(5200, t0 + 20.0, "&proto=tcp")?;
     assert_eq!(f["matches"][0]["src_ip"], "100.64.1.6", "{f}");
-    assert_eq!(f["matches"][0]["x_port"], 1024, "{f}");
-    assert_eq!(f["matches"][0]["x_port_end"], 1535, "{f}");
+    assert_eq!(f["matches"][0]["x_port"], 5120, "{f}");
+    assert_eq!(f["matches"][0]["x_port_end"], 5631, "{f}");
     assert_eq!(f["ambiguous"], false, "{f}");
     let range = format!(
         "x_ip={pub_ip}&timestamp_gt={}&timestamp_lt={}",
@@ -216,7 +216,7 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     let rows = pb["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 1, "{pb}");
     assert_eq!(rows[0]["event_type"], "port_block_alloc", "{pb}");
-    assert_eq!(rows[0]["x_port_end"], 1535, "{pb}");
+    assert_eq!(rows[0]["x_port_end"], 5631, "{pb}");
     let (st, am) = get(&up.url(&format!("/v1/address_mappings?{range}")))?;
     assert_eq!(st, 200, "{am}");
     assert_eq!(am["rows"].as_array().map(Vec::len), Some(0), "{am}");
