@@ -178,16 +178,36 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
 /// starting from the newest completed carry at or before `at - window` (within the lookback);
 /// without one, from `at - window - lookback`.
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
-    let answer = attribute_once(lake, q).await?;
-    // A compaction that replaced small objects between the listing and the read shows as
-    // missing objects: listing again sees the merged object instead.
+    let first = plan(lake, q).await?;
+    let answer = read(lake, q, &first).await?;
     if answer.errors.is_empty() {
         return Ok(answer);
     }
-    attribute_once(lake, q).await
+    // A compaction that replaced small objects between the listing and the read shows as
+    // missing objects: read again only when a new listing differs (a corrupt object stays
+    // reported, and is not read twice per lookup).
+    let second = plan(lake, q).await?;
+    let keys = |p: &Plan| {
+        p.objects
+            .iter()
+            .map(|m| m.location.clone())
+            .collect::<Vec<_>>()
+    };
+    if keys(&second) == keys(&first) {
+        return Ok(answer);
+    }
+    read(lake, q, &second).await
 }
 
-async fn attribute_once(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
+/// What one answer reads: the carry hour, the time span of events, the objects.
+struct Plan {
+    carry: Option<i64>,
+    from: Micros,
+    until: Micros,
+    objects: Vec<object_store::ObjectMeta>,
+}
+
+async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     if q.window < 0 || q.window > 3_600_000_000 {
         return Err(QueryError::BadRequest(
             "window must be between 0 and 3600 seconds".into(),
@@ -217,7 +237,22 @@ async fn attribute_once(lake: &Lake, q: &Question) -> Result<Answer, QueryError>
                 .await?,
         );
     }
-    let (files, mut errors) = lake.local_paths(&objects).await;
+    Ok(Plan {
+        carry,
+        from,
+        until,
+        objects,
+    })
+}
+
+async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryError> {
+    let Plan {
+        carry,
+        from,
+        until,
+        ref objects,
+    } = *plan;
+    let (files, mut errors) = lake.local_paths(objects).await;
     let scratch = lake.scratch.clone();
     let q2 = q.clone();
     let (mut rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
