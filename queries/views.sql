@@ -37,3 +37,28 @@ SELECT time AS "timestamp",
        protocol, src_ip, src_port, x_ip, x_port, dst_ip, dst_port, vrf AS vrf_id, direction,
        device, raw_key, raw_record
 FROM nat_events;
+
+-- The inside network of an address: the enrichment's prefix when given, else the /24 (IPv4) or
+-- the /64 (IPv6; from the address as written, RFC 5952 form).
+CREATE OR REPLACE MACRO inside_net(ip, known) AS
+    CASE WHEN known IS NOT NULL THEN known
+         WHEN ip IS NULL THEN NULL
+         WHEN NOT contains(ip, ':') THEN regexp_extract(ip, '^(\d+\.\d+\.\d+)\.', 1) || '.0/24'
+         WHEN regexp_matches(ip, '^([0-9a-fA-F]{1,4}:){4}') THEN regexp_extract(ip, '^((?:[0-9a-fA-F]{1,4}:){4})', 1) || ':/64'
+         ELSE split_part(ip, '::', 1) || '::/64' END;
+
+-- Finished traffic, one row per flow record or closed NAT session with counters, inside side
+-- first: what the traffic reports (queries/reports/) read.
+CREATE OR REPLACE VIEW traffic AS
+SELECT time, 'flow' AS source, src_ip AS inside_ip, src_port AS inside_port,
+       coalesce(post_nat_src_ip, src_ip) AS public_ip, dst_ip, dst_port, protocol,
+       bytes, packets, device, inside_net(src_ip, NULL) AS inside_network
+FROM flows
+UNION ALL BY NAME
+SELECT time, 'nat_session' AS source, src_ip AS inside_ip, src_port AS inside_port,
+       x_ip AS public_ip, dst_ip, dst_port, protocol,
+       coalesce(bytes_out, 0) + coalesce(bytes_in, 0) AS bytes,
+       coalesce(packets_out, 0) + coalesce(packets_in, 0) AS packets,
+       device, inside_net(src_ip, NULL) AS inside_network
+FROM nat_events
+WHERE event = 'session_delete' AND (bytes_out IS NOT NULL OR bytes_in IS NOT NULL);

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::access::{ApiKeys, Audit, Caller};
 use crate::params::{self, Params};
+use crate::tail;
 
 #[derive(Clone)]
 pub struct Api {
@@ -28,10 +29,31 @@ pub struct Api {
     audit: Audit,
 }
 
+/// On AWS Lambda behind a function URL or API Gateway with IAM auth, AWS has verified the
+/// caller's signature before the request reaches us: the principal it names is the audit's "who".
+fn iam_caller(req: &Request) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    let arn = match req.extensions().get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(ctx) => {
+            let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
+            iam.user_arn.clone().or_else(|| iam.caller_id.clone())
+        }
+        RequestContext::ApiGatewayV1(ctx) => ctx
+            .identity
+            .user_arn
+            .clone()
+            .or_else(|| ctx.identity.caller.clone()),
+        _ => None,
+    }?;
+    Some(format!("iam:{arn}"))
+}
+
 /// API keys, when configured: 401 without one, 403 with one that is not ours. The caller's name
 /// goes with the request to the audit record.
 async fn authenticate(State(api): State<Api>, mut req: Request, next: Next) -> Response {
-    let caller = if api.keys.is_empty() || req.uri().path() == "/healthz" {
+    let caller = if let Some(who) = iam_caller(&req) {
+        Caller(who)
+    } else if api.keys.is_empty() || req.uri().path() == "/healthz" {
         Caller("anonymous".into())
     } else {
         let presented = req
@@ -168,6 +190,30 @@ async fn attribution_handler(
     }
 }
 
+/// A live tail is audited when it starts (what was asked); what it streamed is not recorded.
+async fn tail_handler(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Query(p): Query<tail::TailParams>,
+) -> Response {
+    let t = match p.validate() {
+        Ok(t) => t,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let asked = json!({"table": p.table, "ip": p.ip, "poll_ms": p.poll_ms, "max_secs": p.max_secs});
+    match api
+        .audit
+        .record(&caller, "tail", asked, json!({"stream": true}))
+        .await
+    {
+        Ok(_) => tail::sse(api.lake.clone(), t).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("audit log unavailable, tail refused: {e}"),
+        ),
+    }
+}
+
 /// Answers of a batch run this many at a time.
 const BATCH_CONCURRENCY: usize = 8;
 
@@ -286,6 +332,7 @@ pub fn router_with_keys(lake: Arc<Lake>, keys: ApiKeys) -> Router {
         .route("/v1/sessions", get(sessions_handler))
         .route("/v1/port_blocks", get(port_blocks_handler))
         .route("/v1/address_mappings", get(address_mappings_handler))
+        .route("/v1/tail", get(tail_handler))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async {
             error(
@@ -357,5 +404,46 @@ mod tests {
         assert_eq!(rec["who"], "desk");
         assert_eq!(rec["asked"]["port"], "5000");
         assert_eq!(rec["answered"]["ambiguous"], false);
+    }
+
+    #[tokio::test]
+    async fn on_lambda_the_iam_principal_is_the_audited_caller() {
+        use lambda_http::aws_lambda_events::apigw::{
+            ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription,
+            ApiGatewayV2httpRequestContext,
+        };
+        use lambda_http::request::RequestContext;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let scratch = tempfile::tempdir().unwrap();
+        let lake = Arc::new(Lake::with_store(store.clone(), None, scratch.path()));
+        let arn = "arn:aws:iam::123456789012:user/abuse-desk";
+        let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+        iam.user_arn = Some(arn.into());
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.iam = Some(iam);
+        let mut ctx = ApiGatewayV2httpRequestContext::default();
+        ctx.authorizer = Some(authorizer);
+        let mut req = Request::get("/v1/attribution?ip=198.51.100.7&port=5000&at=1700000000")
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(RequestContext::ApiGatewayV2(ctx));
+        let resp = router(lake).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let metas: Vec<_> = store
+            .list(Some(&object_store::path::Path::from("audit")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(metas.len(), 1);
+        let rec = store
+            .get(&metas[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let rec: Value = serde_json::from_slice(&rec).unwrap();
+        assert_eq!(rec["who"], format!("iam:{arn}"));
     }
 }

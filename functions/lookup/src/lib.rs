@@ -6,3 +6,4 @@
 pub mod access;
 pub mod api;
 pub mod params;
+pub mod tail;

@@ -253,10 +253,10 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         ref objects,
     } = *plan;
     let (files, mut errors) = lake.local_paths(objects).await;
-    let scratch = lake.scratch.clone();
+    let lake2 = lake.clone();
     let q2 = q.clone();
     let (mut rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
-        let conn = duck::connect(&scratch)?;
+        let conn = lake2.connection()?;
         let rows = read_resilient(&files, &mut errors, |paths| {
             fetch_rows(&conn, paths, &q2, until)
         });

@@ -22,6 +22,9 @@ pub struct Lake {
     cache_bytes: u64,
     /// DuckDB's home and temp directory (`/tmp` on Lambda).
     pub scratch: PathBuf,
+    /// One DuckDB database per lake, opened on first use; each query gets its own connection
+    /// to it, so Parquet footers stay cached between lookups instead of being parsed per answer.
+    duck: Arc<std::sync::Mutex<Option<duckdb::Connection>>>,
 }
 
 impl Lake {
@@ -47,6 +50,22 @@ impl Lake {
             cache_dir: scratch.join("natlake-cache"),
             cache_bytes: 1 << 30,
             scratch: scratch.to_path_buf(),
+            duck: Arc::default(),
+        }
+    }
+
+    /// A connection to the lake's DuckDB database (blocking: call from `spawn_blocking`).
+    pub fn connection(&self) -> Result<duckdb::Connection, QueryError> {
+        let mut base = self
+            .duck
+            .lock()
+            .map_err(|_| QueryError::Internal("DuckDB handle poisoned".into()))?;
+        if base.is_none() {
+            *base = Some(crate::duck::connect(&self.scratch)?);
+        }
+        match base.as_ref() {
+            Some(c) => Ok(c.try_clone()?),
+            None => Err(QueryError::Internal("DuckDB handle missing".into())),
         }
     }
 

@@ -162,10 +162,10 @@ pub async fn sessions(lake: &Lake, q: &SessionsQuery) -> Result<SessionsPage, Qu
         .partition_objects(Table::NatEvents, q.x_ip, q.after, q.before)
         .await?;
     let (files, mut errors) = lake.local_paths(&objects).await;
-    let scratch = lake.scratch.clone();
+    let lake2 = lake.clone();
     let q2 = q.clone();
     let (rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
-        let conn = duck::connect(&scratch)?;
+        let conn = lake2.connection()?;
         let mut rows = read_resilient(&files, &mut errors, |paths| fetch(&conn, paths, &q2));
         // Per-file fallback loses the global order; restore it. Each file returned at most
         // offset + limit + 1 rows, so the page and whether more follow are still exact.
