@@ -3,7 +3,7 @@
 -- (session_create … delete). 64,512 = ports 1024–65535, the usual CGN pool per address and
 -- protocol (port blocks often hold every protocol: their protocol is null). Mappings open before the first event read are not seen: read whole days, or add the
 -- carry (queries/carry.sql).
--- Optional: report_from, report_until (TIMESTAMPTZ).
+-- Optional: report_from, report_until (TIMESTAMPTZ). Buckets and hours are UTC.
 WITH ev AS (
     SELECT x_ip, protocol, time, raw_key, raw_record,
            CASE WHEN event IN ('port_block_alloc', 'session_create') THEN 1 ELSE -1 END
@@ -21,7 +21,7 @@ held AS (
                                ROWS UNBOUNDED PRECEDING) AS ports_held
     FROM ev
 )
-SELECT x_ip AS public_ip, protocol, date_trunc('hour', time) AS hour,
+SELECT x_ip AS public_ip, protocol, date_trunc('hour', time::TIMESTAMP) AS hour,
        CASE WHEN is_block THEN 'port_block' ELSE 'session' END AS kind,
        count(*) FILTER (WHERE delta > 0) AS allocations,
        count(DISTINCT src_ip) AS inside_ips,

@@ -11,6 +11,9 @@ pub mod files;
 pub mod sessions;
 pub mod sql;
 
+#[cfg(test)]
+mod reports_test;
+
 pub use files::Lake;
 
 #[derive(Debug, thiserror::Error)]
