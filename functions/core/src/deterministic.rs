@@ -37,6 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::correlate::{Attribution, Candidate};
 use crate::model::{Micros, protocol_number};
 use crate::time::{format_time, parse_time};
 
@@ -624,6 +625,88 @@ impl Entry {
     }
 }
 
+/// The configuration entry a computed candidate came from: its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleEvidence {
+    /// Where the configuration was read (`store:config/deterministic_nat.toml`, a file path).
+    pub config: String,
+    pub entry: String,
+    pub valid_from: Micros,
+    pub valid_until: Option<Micros>,
+    pub order: Order,
+    /// The subscriber's inside prefix length (32 / 128 for one address).
+    pub inside_prefix_len: u8,
+}
+
+/// Adds the configuration's answers (`hits`, for the question's span around `at`) to a
+/// log-based attribution. Both are kept: when the logs name someone the computation does not
+/// (or the computation names two subscribers across a configuration change), the answer is
+/// ambiguous — a deterministic device that logs something else is misconfigured or the
+/// configuration history is wrong, and neither is silently preferred.
+pub fn merge(
+    mut att: Attribution,
+    hits: Vec<Reverse>,
+    protocol: Option<u8>,
+    at: Micros,
+    config: &str,
+) -> Attribution {
+    if hits.is_empty() {
+        return att;
+    }
+    let mut people: Vec<(IpAddr, u8)> = hits
+        .iter()
+        .map(|h| (h.inside_ip, h.inside_prefix_len))
+        .collect();
+    people.sort();
+    people.dedup();
+    let logs_disagree = att.matches.iter().any(|c| {
+        !hits
+            .iter()
+            .all(|h| c.src_ip.is_some_and(|ip| h.covers_inside(ip)))
+    });
+    att.ambiguous = att.ambiguous || people.len() > 1 || logs_disagree;
+    for h in hits {
+        let start = h.valid_from;
+        let distance = if at < start {
+            start - at
+        } else {
+            match h.valid_until {
+                // The period is half-open: its last instant is valid_until - 1.
+                Some(u) if at >= u => at - u + 1,
+                _ => 0,
+            }
+        };
+        att.matches.push(Candidate {
+            src_ip: Some(h.inside_ip),
+            src_port: None,
+            x_ip: IpAddr::V4(h.public_ip),
+            x_port: Some(h.port_first),
+            x_port_end: Some(h.port_last),
+            protocol,
+            vrf: h.vrf.clone(),
+            device: Some(h.device.clone()),
+            start,
+            start_known: true,
+            end: h.valid_until,
+            distance,
+            subscriber: None,
+            destinations: Vec::new(),
+            evidence: Vec::new(),
+            rule: Some(RuleEvidence {
+                config: config.to_string(),
+                entry: h.entry,
+                valid_from: h.valid_from,
+                valid_until: h.valid_until,
+                order: h.order,
+                inside_prefix_len: h.inside_prefix_len,
+            }),
+        });
+    }
+    att.matches
+        .sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
+    att
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1107,6 +1190,83 @@ valid_from = "2026-03-01T00:00:00Z"
         assert!(
             cfg.forward(Some("cgn1"), None, ip("10.1.0.1"), T0)
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn merged_answers_keep_both_sources_and_flag_disagreement() {
+        use crate::correlate::{NatRow, attribute, intervals};
+        use crate::model::NatEventKind;
+        let cfg = one(entry(
+            "m",
+            "100.64.0.0/26",
+            "198.51.100.0/30",
+            4000,
+            1024,
+            Order::Sequential,
+        ));
+        let at = T0 + 3_600_000_000;
+        let hits = cfg.reverse(
+            ip("198.51.100.1"),
+            9000,
+            Some(6),
+            at - 2_000_000,
+            at + 2_000_000,
+        );
+        // No logs: the computation alone answers, unambiguously, with the entry as evidence.
+        let a = merge(
+            attribute(vec![], at, 2_000_000),
+            hits.clone(),
+            Some(6),
+            at,
+            "test.toml",
+        );
+        assert!(!a.ambiguous);
+        assert_eq!(a.matches.len(), 1);
+        let c = &a.matches[0];
+        assert_eq!(
+            (c.src_ip, c.x_port, c.x_port_end, c.distance),
+            (Some(ip("100.64.0.17")), Some(5024), Some(9023), 0)
+        );
+        assert_eq!(c.rule.as_ref().unwrap().entry, "m");
+        assert!(c.evidence.is_empty());
+        let log = |inside: &str| NatRow {
+            time: at - 60_000_000,
+            event: NatEventKind::SessionCreate,
+            protocol: Some(6),
+            src_ip: Some(ip(inside)),
+            src_port: Some(40000),
+            x_ip: ip("198.51.100.1"),
+            x_port: Some(9000),
+            x_port_end: None,
+            dst_ip: Some(ip("203.0.113.80")),
+            dst_port: Some(443),
+            vrf: None,
+            direction: None,
+            device: Some("cgn1".into()),
+            end_time: None,
+            subscriber: None,
+            raw_key: "raw/k".into(),
+            raw_record: 0,
+        };
+        // A log that agrees: two candidates (one per source), not ambiguous.
+        let agree = attribute(intervals(vec![log("100.64.0.17")], 0), at, 2_000_000);
+        let a = merge(agree, hits.clone(), Some(6), at, "test.toml");
+        assert!(!a.ambiguous);
+        assert_eq!(a.matches.len(), 2);
+        // A log that names someone else: both reported, ambiguous.
+        let other = attribute(intervals(vec![log("100.64.0.18")], 0), at, 2_000_000);
+        let a = merge(other, hits, Some(6), at, "test.toml");
+        assert!(a.ambiguous);
+        let mut named: Vec<_> = a
+            .matches
+            .iter()
+            .map(|c| (c.src_ip.unwrap(), c.rule.is_some()))
+            .collect();
+        named.sort();
+        assert_eq!(
+            named,
+            vec![(ip("100.64.0.17"), true), (ip("100.64.0.18"), false)]
         );
     }
 }

@@ -22,6 +22,8 @@ pub struct Lake {
     cache_bytes: u64,
     /// DuckDB's home and temp directory (`/tmp` on Lambda).
     pub scratch: PathBuf,
+    /// The deterministic NAT configuration (default: the store's `config/deterministic_nat.toml`).
+    pub deterministic: Arc<crate::deterministic::DetSource>,
 }
 
 impl Lake {
@@ -42,12 +44,19 @@ impl Lake {
         scratch: &FsPath,
     ) -> Self {
         Self {
+            deterministic: Arc::new(crate::deterministic::DetSource::store(store.clone())),
             store,
             local_root,
             cache_dir: scratch.join("natlake-cache"),
             cache_bytes: 1 << 30,
             scratch: scratch.to_path_buf(),
         }
+    }
+
+    /// Answers from this deterministic NAT configuration instead of the store's.
+    pub fn with_deterministic(mut self, source: crate::deterministic::DetSource) -> Self {
+        self.deterministic = Arc::new(source);
+        self
     }
 
     pub fn local_root(&self) -> Option<&FsPath> {
