@@ -84,12 +84,24 @@ async fn read_store(store: &dyn ObjectStore) -> Result<Option<DetConfig>, String
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    #[error("{path}: {error}")]
+    File { path: String, error: String },
     #[error("the stored configuration cannot be read: {0}")]
     Stored(String),
     #[error("{0}")]
     Config(#[from] natlake_core::deterministic::ConfigError),
     #[error("store: {0}")]
     Store(#[from] object_store::Error),
+}
+
+/// Reads and validates a configuration file (TOML, or JSON when it starts with `{`).
+pub fn read_file(path: &std::path::Path) -> Result<DetConfig, PublishError> {
+    let file_err = |error: String| PublishError::File {
+        path: path.display().to_string(),
+        error,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    DetConfig::parse(&text).map_err(|e| file_err(e.to_string()))
 }
 
 /// Publishes `cfg` as the store's configuration after checking that it only extends the stored
