@@ -309,7 +309,9 @@ impl Entry {
                 raw.ports_per_subscriber, raw.first_port
             )));
         }
-        let subscribers = ((inside.last >> host_bits) - (inside.first >> host_bits)) + 1;
+        // Saturating: a whole IPv6 space of /128 subscribers is 2^128 (refused below, not a panic).
+        let subscribers =
+            ((inside.last >> host_bits) - (inside.first >> host_bits)).saturating_add(1);
         let capacity = public.len() * per_addr;
         if subscribers > capacity {
             return Err(err(format!(
@@ -372,7 +374,7 @@ impl Entry {
 
     fn subscribers(&self) -> u128 {
         let hb = self.host_bits();
-        ((self.inside.last >> hb) - (self.inside.first >> hb)) + 1
+        ((self.inside.last >> hb) - (self.inside.first >> hb)).saturating_add(1)
     }
 
     /// Whether the entry was in force at some instant of [from, to].
@@ -996,6 +998,7 @@ mod tests {
         assert!(refuse(&|r| r.ports_per_subscriber = 2001).contains("do not fit"));
         assert!(refuse(&|r| r.inside = "100.64.0.0/19".into()).contains("do not fit"));
         assert!(refuse(&|r| r.public = "2001:db8::/120".into()).contains("must be IPv4"));
+        assert!(refuse(&|r| r.inside = "::/0".into()).contains("do not fit"));
         assert!(refuse(&|r| r.inside = "100.64.0.0/33".into()).contains("inside:"));
         assert!(refuse(&|r| r.public = "203.0.113.9-203.0.113.1".into()).contains("ends before"));
         assert!(refuse(&|r| r.first_port = 0).contains("first_port"));
