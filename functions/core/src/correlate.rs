@@ -209,6 +209,10 @@ pub struct Candidate {
     pub subscriber: Option<String>,
     pub destinations: Vec<(Option<IpAddr>, Option<u16>)>,
     pub evidence: Vec<Evidence>,
+    /// Set when the candidate was computed from a deterministic NAT configuration rather than
+    /// read from logs (then `evidence` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<crate::deterministic::RuleEvidence>,
 }
 
 /// The answer to "who held x_ip:x_port at `at`?".
@@ -258,6 +262,7 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
             subscriber: iv.subscriber.clone(),
             destinations: Vec::new(),
             evidence: Vec::new(),
+            rule: None,
         });
         if iv.start < c.start {
             c.start = iv.start;

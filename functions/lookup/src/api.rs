@@ -105,7 +105,7 @@ fn answer_summary(a: &Value) -> Value {
     json!({
         "matches": a["matches"].as_array().map(|m| m.iter().map(|c| json!({
             "src_ip": c["src_ip"], "src_port": c["src_port"], "subscriber": c["subscriber"],
-            "start": c["start"], "end": c["end"],
+            "start": c["start"], "end": c["end"], "source": c["source"],
         })).collect::<Vec<_>>()),
         "ambiguous": a["ambiguous"],
         "errors": a["errors"].as_array().map(Vec::len),
@@ -134,8 +134,30 @@ fn query_error(e: QueryError) -> Response {
     }
 }
 
+/// Log candidates cite raw records; computed ones cite the deterministic NAT mapping (its id and
+/// period) they came from.
+fn evidence_json(c: &Candidate) -> Vec<Value> {
+    match &c.rule {
+        Some(r) => vec![json!({
+            "source": "deterministic",
+            "config": r.config,
+            "entry": r.entry,
+            "valid_from": format_time(r.valid_from),
+            "valid_until": r.valid_until.map(format_time),
+            "order": r.order,
+            "inside_prefix_len": r.inside_prefix_len,
+        })],
+        None => c
+            .evidence
+            .iter()
+            .map(|e| json!({"key": e.key, "record": e.record}))
+            .collect(),
+    }
+}
+
 fn candidate_json(c: &Candidate) -> Value {
     json!({
+        "source": if c.rule.is_some() { "deterministic" } else { "logs" },
         "src_ip": c.src_ip.map(|i| i.to_string()),
         "src_port": c.src_port,
         "x_ip": c.x_ip.to_string(),
@@ -150,7 +172,7 @@ fn candidate_json(c: &Candidate) -> Value {
         "distance_ms": c.distance / 1000,
         "subscriber": c.subscriber,
         "destinations": c.destinations.iter().map(|(ip, port)| json!({"dst_ip": ip.map(|i| i.to_string()), "dst_port": port})).collect::<Vec<_>>(),
-        "evidence": c.evidence.iter().map(|e| json!({"key": e.key, "record": e.record})).collect::<Vec<_>>(),
+        "evidence": evidence_json(c),
     })
 }
 
@@ -168,6 +190,7 @@ pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
         "carry_hour": a.carry_hour,
         "objects_read": a.objects,
         "errors": a.errors,
+        "deterministic": a.deterministic,
     })
 }
 
@@ -445,5 +468,49 @@ mod tests {
             .unwrap();
         let rec: Value = serde_json::from_slice(&rec).unwrap();
         assert_eq!(rec["who"], format!("iam:{arn}"));
+    }
+
+    #[tokio::test]
+    async fn the_answer_names_the_deterministic_mapping_it_was_computed_from() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let scratch = tempfile::tempdir().unwrap();
+        let cfg = natlake_core::deterministic::DetConfig::parse(
+            "[[mapping]]\nid = 'cgn1-a'\ndevice = 'cgn1'\ninside = '100.64.0.0/26'\n\
+             public = '198.51.100.4/30'\nports_per_subscriber = 4000\n\
+             valid_from = '2023-11-01T00:00:00Z'\n",
+        )
+        .unwrap();
+        natlake_query::deterministic::publish(&store, &cfg)
+            .await
+            .unwrap();
+        let app = router(Arc::new(Lake::with_store(store, None, scratch.path())));
+        let res = app
+            .oneshot(
+                Request::get("/v1/attribution?ip=198.51.100.7&port=9000&at=1700000000&proto=tcp")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["ambiguous"], false);
+        assert_eq!(
+            v["deterministic"]["config"],
+            "store:config/deterministic_nat.toml"
+        );
+        let m = &v["matches"][0];
+        assert_eq!(m["source"], "deterministic");
+        assert_eq!(m["src_ip"], "100.64.0.49");
+        assert_eq!(
+            (m["x_port"].as_u64(), m["x_port_end"].as_u64()),
+            (Some(5024), Some(9023))
+        );
+        assert_eq!(m["evidence"][0]["entry"], "cgn1-a");
+        assert_eq!(m["evidence"][0]["valid_from"], "2023-11-01T00:00:00Z");
+        assert_eq!(m["evidence"][0]["valid_until"], Value::Null);
     }
 }

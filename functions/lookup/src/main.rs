@@ -26,6 +26,11 @@ struct Cli {
     /// `printf %s KEY | sha256sum`); none: open.
     #[arg(long, env = "NATLAKE_API_KEYS", global = true, hide_env_values = true)]
     api_keys: Option<String>,
+    /// Deterministic NAT configuration (TOML or JSON): checked against the history in the
+    /// store (past periods must be unchanged) and published to config/deterministic_nat.toml,
+    /// which every lookup reads. Without it the stored configuration, if any, is used.
+    #[arg(long, env = "NATLAKE_DETERMINISTIC", global = true)]
+    deterministic: Option<PathBuf>,
     #[command(subcommand)]
     door: Door,
 }
@@ -49,6 +54,17 @@ async fn main() -> anyhow::Result<()> {
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let scratch = cli.scratch.unwrap_or_else(std::env::temp_dir);
     let lake = Arc::new(Lake::open(&url, &scratch)?);
+    if let Some(path) = &cli.deterministic {
+        let cfg = natlake_query::deterministic::read_file(path)?;
+        let changed = natlake_query::deterministic::publish(&lake.store, &cfg)
+            .await
+            .context("publishing the deterministic NAT configuration")?;
+        tracing::info!(
+            mappings = cfg.entries.len(),
+            changed,
+            "deterministic NAT configuration published"
+        );
+    }
     let keys = natlake_lookup::access::ApiKeys::parse(&cli.api_keys.unwrap_or_default())
         .map_err(|e| anyhow::anyhow!("--api-keys: {e}"))?;
     if keys.is_empty() && matches!(cli.door, Door::Serve { .. }) {

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use natlake_core::correlate::{self, Attribution, NatRow};
+use natlake_core::deterministic;
 use natlake_core::model::{Micros, NatEventKind, Table};
 use serde::Serialize;
 
@@ -44,6 +45,16 @@ pub struct Answer {
     pub objects: usize,
     /// Partition objects that could not be read: the answer may be incomplete when non-empty.
     pub errors: Vec<ObjectError>,
+    /// The deterministic NAT configuration consulted, when there is one.
+    pub deterministic: Option<DeterministicUse>,
+}
+
+/// Which deterministic NAT configuration an answer consulted.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeterministicUse {
+    pub config: String,
+    /// Mappings in the configuration (all periods).
+    pub mappings: usize,
 }
 
 /// The NAT event columns as [`row_to_nat`] expects them.
@@ -178,6 +189,12 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
 /// starting from the newest completed carry at or before `at - window` (within the lookback);
 /// without one, from `at - window - lookback`.
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
+    let answer = attribute_logs(lake, q).await?;
+    Ok(add_deterministic(lake, q, answer).await)
+}
+
+/// The answer from the NAT events in the lake alone.
+async fn attribute_logs(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
     let first = plan(lake, q).await?;
     let answer = read(lake, q, &first).await?;
     if answer.errors.is_empty() {
@@ -197,6 +214,29 @@ pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> 
         return Ok(answer);
     }
     read(lake, q, &second).await
+}
+
+/// Adds what the deterministic NAT configuration says about the question; a configuration that
+/// cannot be read is reported in `errors` (the answer may then be incomplete).
+async fn add_deterministic(lake: &Lake, q: &Question, mut answer: Answer) -> Answer {
+    let source = &lake.deterministic;
+    match source.current().await {
+        Ok(None) => {}
+        Err(e) => answer.errors.push(ObjectError {
+            key: source.label().to_string(),
+            error: format!("deterministic NAT configuration: {e}"),
+        }),
+        Ok(Some(cfg)) => {
+            let hits = cfg.reverse(q.ip, q.port, q.protocol, q.at - q.window, q.at + q.window);
+            answer.attribution =
+                deterministic::merge(answer.attribution, hits, q.protocol, q.at, source.label());
+            answer.deterministic = Some(DeterministicUse {
+                config: source.label().to_string(),
+                mappings: cfg.entries.len(),
+            });
+        }
+    }
+    answer
 }
 
 /// What one answer reads: the carry hour, the time span of events, the objects.
@@ -279,5 +319,6 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         carry_hour: carry.map(|c| layout::hour_label(c * 1_000_000)),
         objects: objects.len(),
         errors,
+        deterministic: None,
     })
 }

@@ -25,6 +25,8 @@ pub struct Lake {
     /// One DuckDB database per lake, opened on first use; each query gets its own connection
     /// to it, so Parquet footers stay cached between lookups instead of being parsed per answer.
     duck: Arc<std::sync::Mutex<Option<duckdb::Connection>>>,
+    /// The deterministic NAT configuration (default: the store's `config/deterministic_nat.toml`).
+    pub deterministic: Arc<crate::deterministic::DetSource>,
 }
 
 impl Lake {
@@ -45,6 +47,7 @@ impl Lake {
         scratch: &FsPath,
     ) -> Self {
         Self {
+            deterministic: Arc::new(crate::deterministic::DetSource::store(store.clone())),
             store,
             local_root,
             cache_dir: scratch.join("natlake-cache"),
@@ -67,6 +70,12 @@ impl Lake {
             Some(c) => Ok(c.try_clone()?),
             None => Err(QueryError::Internal("DuckDB handle missing".into())),
         }
+    }
+
+    /// Answers from this deterministic NAT configuration instead of the store's.
+    pub fn with_deterministic(mut self, source: crate::deterministic::DetSource) -> Self {
+        self.deterministic = Arc::new(source);
+        self
     }
 
     pub fn local_root(&self) -> Option<&FsPath> {

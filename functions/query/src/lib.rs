@@ -6,6 +6,7 @@
 //! from the hour and the public address ([`natlake_core::lake::layout`]), never by listing the lake.
 
 pub mod attribution;
+pub mod deterministic;
 pub mod duck;
 pub mod files;
 pub mod sessions;

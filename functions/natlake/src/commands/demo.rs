@@ -63,6 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         batch_age: Duration::from_secs(1),
         format: "auto".into(),
         compact_every: Duration::from_secs(300),
+        deterministic: None,
         conntrack: false,
     };
     let stack = Stack::start(&up).await?;

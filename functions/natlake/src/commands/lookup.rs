@@ -23,6 +23,10 @@ pub struct Args {
     /// Tolerance in seconds (default 2).
     #[arg(long)]
     window: Option<String>,
+    /// Deterministic NAT configuration file to answer from (instead of the store's
+    /// config/deterministic_nat.toml); read only, nothing is published.
+    #[arg(long, env = "NATLAKE_DETERMINISTIC")]
+    deterministic: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -37,7 +41,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         p.insert("window".into(), v);
     }
     let q = natlake_lookup::params::question(&p).map_err(|m| anyhow::anyhow!(m))?;
-    let lake = args.lake.lake()?;
+    let mut lake = args.lake.lake()?;
+    if let Some(path) = &args.deterministic {
+        let cfg = natlake_query::deterministic::read_file(path)?;
+        lake = lake.with_deterministic(natlake_query::deterministic::DetSource::fixed(
+            cfg,
+            format!("file:{}", path.display()),
+        ));
+    }
     let answer = natlake_query::attribution::attribute(&lake, &q).await?;
     println!(
         "{}",

@@ -36,6 +36,10 @@ pub struct Args {
     /// How often the compact function runs (it works only on finished hours).
     #[arg(long, default_value = "5m", value_parser = super::parse_duration)]
     pub compact_every: Duration,
+    /// Deterministic NAT configuration (TOML or JSON), published to the data dir's
+    /// config/deterministic_nat.toml after checking that past periods are unchanged.
+    #[arg(long, env = "NATLAKE_DETERMINISTIC")]
+    pub deterministic: Option<PathBuf>,
 }
 
 /// The embedded stack, running.
@@ -82,6 +86,12 @@ impl Stack {
         let data_dir = std::path::absolute(&args.data_dir)?;
         let url = natlake_store::dir_url(&data_dir)?;
         let store = natlake_store::open(&url, &Default::default())?;
+        if let Some(path) = &args.deterministic {
+            let cfg = natlake_query::deterministic::read_file(path)?;
+            natlake_query::deterministic::publish(&store, &cfg)
+                .await
+                .context("publishing the deterministic NAT configuration")?;
+        }
         // One Prometheus recorder for the whole process, installed before anything counts.
         let prom = edge_relay::metrics::prometheus_handle();
         let relay = Relay::start_with_store(
