@@ -2,6 +2,7 @@
 //! natlake functions. No I/O happens here except through an `ObjectStore` handed in.
 
 pub mod correlate;
+pub mod enrich;
 pub mod lake;
 pub mod model;
 pub mod parsers;

@@ -282,7 +282,7 @@ pub fn normalize_bytes(
                             recv_time: recv,
                             device: device.clone(),
                             format: parsed.format,
-                            subscriber: None,
+                            ..Envelope::default()
                         },
                         provenance: Provenance {
                             raw_key: key.to_string(),
@@ -391,6 +391,7 @@ fn decode_flow(
                 format: decoded.format,
                 // Nokia natSubString: the subscriber as the device names it.
                 subscriber: ev.subscriber,
+                ..Envelope::default()
             },
             provenance: Provenance {
                 raw_key: key.to_string(),
