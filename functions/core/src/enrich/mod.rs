@@ -175,6 +175,6 @@ pub(crate) fn header_index<const N: usize>(
 }
 
 /// A non-empty CSV field.
-pub(crate) fn field<'a>(rec: &'a csv::StringRecord, i: Option<usize>) -> Option<&'a str> {
+pub(crate) fn field(rec: &csv::StringRecord, i: Option<usize>) -> Option<&str> {
     i.and_then(|i| rec.get(i)).filter(|s| !s.is_empty())
 }
