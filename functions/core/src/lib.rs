@@ -3,6 +3,7 @@
 
 pub mod correlate;
 pub mod deterministic;
+pub mod enrich;
 pub mod lake;
 pub mod model;
 pub mod parsers;

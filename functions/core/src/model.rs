@@ -281,6 +281,41 @@ pub struct Envelope {
     pub format: &'static str,
     /// Subscriber id from enrichment, when known.
     pub subscriber: Option<String>,
+    /// What the enrichment sources (IPAM, GeoIP/ASN, Cloud Foundry) added; empty without them.
+    #[serde(flatten)]
+    pub enrichment: Enrichment,
+}
+
+/// Context added by the normalizer's enrichment sources (`crate::enrich`), all optional.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Enrichment {
+    /// Site of the longest prefix holding the inside address.
+    pub site: Option<String>,
+    /// That prefix itself.
+    pub prefix: Option<ipnet::IpNet>,
+    /// Its role (IPAM role: customer, infrastructure, …).
+    pub role: Option<String>,
+    /// Destination's autonomous system number (MMDB ASN database).
+    pub dst_asn: Option<u32>,
+    pub dst_as_org: Option<String>,
+    /// Destination's country, ISO 3166-1 alpha-2 (MMDB country/city database).
+    pub dst_country: Option<String>,
+    /// Cloud Foundry container traffic (firewall rows with `OK_` / `DENY_` prefixes).
+    pub cf: Option<CfTraffic>,
+}
+
+/// The Cloud Foundry forwarder's (silk-release iptables-logger) view of a firewall event.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct CfTraffic {
+    /// `ingress-allowed`, `ingress-denied`, `egress-allowed` or `egress-denied`.
+    pub event: &'static str,
+    /// The app's container: the destination for ingress, the source for egress. None when no
+    /// container metadata matched the address.
+    pub container_id: Option<String>,
+    pub app_guid: Option<String>,
+    pub app_name: Option<String>,
+    pub space_guid: Option<String>,
+    pub organization_guid: Option<String>,
 }
 
 /// A parsed, enveloped event ready for the lake.

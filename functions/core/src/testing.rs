@@ -30,7 +30,7 @@ pub fn nat_row(
             recv_time: t,
             device: Some("cgn1".into()),
             format: "test",
-            subscriber: None,
+            ..Default::default()
         },
         provenance: Provenance {
             raw_key: raw_key.into(),

@@ -15,6 +15,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::enrich::{EnrichConfig, EnrichHandle};
+
 pub const STATE_PREFIX: &str = "_state/normalized";
 
 /// Settings of the normalize function.
@@ -29,6 +31,11 @@ pub struct NormalizeConfig {
     pub max_future_secs: i64,
     pub zstd_level: i32,
     pub row_group_rows: usize,
+    /// Enrichment sources (`--enrich-config FILE`); see `crate::enrich`.
+    pub enrich: EnrichConfig,
+    /// The sources loaded from `enrich` ([`NormalizeConfig::load_enrichment`]); none by default.
+    #[serde(skip)]
+    pub enricher: EnrichHandle,
 }
 
 impl Default for NormalizeConfig {
@@ -40,6 +47,8 @@ impl Default for NormalizeConfig {
             max_future_secs: 86_400,
             zstd_level: w.zstd_level,
             row_group_rows: w.row_group_rows,
+            enrich: EnrichConfig::default(),
+            enricher: EnrichHandle::default(),
         }
     }
 }
@@ -51,6 +60,18 @@ impl NormalizeConfig {
             row_group_rows: self.row_group_rows,
             ..WriteOptions::default()
         }
+    }
+
+    /// Loads the enrichment sources `enrich` names. Fatal on failure: rows written without
+    /// the configured context would look complete and not be.
+    pub async fn load_enrichment(
+        mut self,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<Self, NormalizeError> {
+        self.enricher = EnrichHandle::load(store, &self.enrich)
+            .await
+            .map_err(|e| NormalizeError::Config(e.to_string()))?;
+        Ok(self)
     }
 
     pub fn parsed_format(&self) -> Result<Format, NormalizeError> {
@@ -282,7 +303,7 @@ pub fn normalize_bytes(
                             recv_time: recv,
                             device: device.clone(),
                             format: parsed.format,
-                            subscriber: None,
+                            ..Envelope::default()
                         },
                         provenance: Provenance {
                             raw_key: key.to_string(),
@@ -304,6 +325,9 @@ pub fn normalize_bytes(
                 ));
             }
         }
+    }
+    if let Some(enricher) = cfg.enricher.snapshot() {
+        out.rows.iter_mut().for_each(|r| enricher.apply(r));
     }
     out.report.events = out.rows.len() as u64;
     out.report.rejects = out.rejects.len() as u64;
@@ -391,6 +415,7 @@ fn decode_flow(
                 format: decoded.format,
                 // Nokia natSubString: the subscriber as the device names it.
                 subscriber: ev.subscriber,
+                ..Envelope::default()
             },
             provenance: Provenance {
                 raw_key: key.to_string(),
@@ -442,6 +467,7 @@ pub async fn normalize_object(
 ) -> Result<Report, NormalizeError> {
     let format = cfg.parsed_format()?;
     let started = std::time::Instant::now();
+    cfg.enricher.refresh(store).await;
     let bytes = async { store.get(&Path::from(raw_key)).await?.bytes().await }
         .await
         .map_err(|source| NormalizeError::Read {
@@ -866,5 +892,337 @@ mod tests {
         assert_eq!((n.rows.len(), n.rejects.len()), (0, 1));
         assert_eq!(n.rejects[0].payload, b"definitely not zstd");
         assert!(n.rejects[0].reason.starts_with("unreadable raw object"));
+    }
+
+    /// Column `name` of a batch as text per row (nulls as None), whatever its type.
+    fn text_column(b: &arrow::array::RecordBatch, name: &str) -> Vec<Option<String>> {
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        let f =
+            arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()).unwrap();
+        (0..b.num_rows())
+            .map(|i| c.is_valid(i).then(|| f.value(i).to_string()))
+            .collect()
+    }
+
+    async fn put(store: &Arc<dyn ObjectStore>, key: &str, bytes: Vec<u8>) {
+        store
+            .put(&Path::from(key), PutPayload::from(bytes))
+            .await
+            .unwrap();
+    }
+
+    async fn batch(store: &Arc<dyn ObjectStore>, key: &str) -> arrow::array::RecordBatch {
+        let bytes = store
+            .get(&Path::from(key))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut b = natlake_core::lake::read::parquet_batches(bytes).unwrap();
+        assert_eq!(b.len(), 1);
+        b.remove(0)
+    }
+
+    const ENRICH_TOML: &str = r#"
+reload_secs = 1
+[prefixes]
+path = "enrich/prefixes.csv"
+format = "csv"
+[[identity]]
+path = "enrich/radius.json"
+format = "radius_json"
+[geo]
+asn = "enrich/asn.mmdb"
+country = "enrich/country.mmdb"
+[cloudfoundry]
+path = "enrich/containers.json"
+"#;
+
+    const RADIUS_ALICE_BOB: &str = r#"[
+      {"Acct-Status-Type": "Start", "User-Name": "alice", "Framed-IP-Address": "100.64.0.1", "Event-Timestamp": 1699999200, "Acct-Session-Id": "a"},
+      {"Acct-Status-Type": "Stop", "User-Name": "alice", "Framed-IP-Address": "100.64.0.1", "Event-Timestamp": 1700000100, "Acct-Session-Id": "a"},
+      {"Acct-Status-Type": "Start", "User-Name": "bob", "Framed-IP-Address": "100.64.0.1", "Event-Timestamp": 1700000400, "Acct-Session-Id": "b"}
+    ]"#;
+
+    async fn enrich_store() -> Arc<dyn ObjectStore> {
+        use natlake_core::enrich::testing::mmdb;
+        use serde_json::json;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        put(
+            &store,
+            "enrich/prefixes.csv",
+            b"prefix,subscriber,site,role\n100.64.0.0/24,,FRA1,residential\n100.64.0.2/32,CUST-2,FRA1,business\n10.0.1.0/24,PREFIX-SUB,LAB,lab\n".to_vec(),
+        )
+        .await;
+        put(
+            &store,
+            "enrich/radius.json",
+            RADIUS_ALICE_BOB.as_bytes().to_vec(),
+        )
+        .await;
+        put(
+            &store,
+            "enrich/asn.mmdb",
+            mmdb(
+                "GeoLite2-ASN",
+                &[(
+                    "203.0.113.0/24",
+                    json!({"autonomous_system_number": 64496, "autonomous_system_organization": "Example Dst"}),
+                )],
+            ),
+        )
+        .await;
+        put(
+            &store,
+            "enrich/country.mmdb",
+            mmdb(
+                "GeoLite2-Country",
+                &[("203.0.113.0/24", json!({"country": {"iso_code": "NL"}}))],
+            ),
+        )
+        .await;
+        put(
+            &store,
+            "enrich/containers.json",
+            br#"{"bfce786c-ab07-40ad-79f9-8f21": {"handle": "bfce786c-ab07-40ad-79f9-8f21", "ip": "10.255.73.3",
+                 "metadata": {"app_id": "bc6f229d-5e4a-4c41-a63f-e8795496c283", "space_id": "b9f86312-a7d7-4bcf-b70f-a440436c210b",
+                              "org_id": "604bd59e-4139-4734-a3be-4e97836eb790"}}}"#
+                .to_vec(),
+        )
+        .await;
+        store
+    }
+
+    async fn enrich_cfg(store: &Arc<dyn ObjectStore>) -> NormalizeConfig {
+        NormalizeConfig {
+            enrich: EnrichConfig::from_toml(ENRICH_TOML).unwrap(),
+            ..NormalizeConfig::default()
+        }
+        .load_enrichment(store)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn enrichment_reaches_the_lake() {
+        let store = enrich_store().await;
+        let cfg = enrich_cfg(&store).await;
+        // 100.64.0.1 at 22:13:20 (alice's session) and at 22:23:20 (bob's); 100.64.0.2 has
+        // no session but a prefix of its own; a Cloud Foundry egress line from a container.
+        let later = CT_NEW
+            .replace("[1700000000.000000]", "[1700000600.000000]")
+            .replace("sport=40000", "sport=40002")
+            .replace("dport=61000", "dport=61002");
+        let other = CT_NEW
+            .replace("src=100.64.0.1", "src=100.64.0.2")
+            .replace("dport=61000", "dport=61001");
+        let cf = "<4>1 2023-11-14T22:13:30Z cell1 kernel - - - [88008.920287] OK_bfce786c-ab07-40ad-79f9-8 IN=s-010255073003 OUT=eth0 MAC=aa:aa:0a:ff:49:03:ee:ee:0a:ff:49:03:08:00 SRC=10.255.73.3 DST=203.0.113.9 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=45400 DF PROTO=TCP SPT=35236 DPT=80 WINDOW=29200 RES=0x00 SYN URGP=0 MARK=0x2";
+        let key = "raw/syslog_udp/hour=2023-11-14T22/t_e.nlraw.zst";
+        let obj = raw_object(&[
+            CT_NEW.as_bytes(),
+            later.as_bytes(),
+            other.as_bytes(),
+            cf.as_bytes(),
+        ]);
+        put(&store, key, obj.clone()).await;
+        let r = normalize_object(&store, key, &cfg).await.unwrap();
+        assert_eq!((r.events, r.rejects), (4, 0), "{r:?}");
+
+        let nat = batch(
+            &store,
+            "lake/nat_events/hour=2023-11-14T22/x_net=198.51.100.0_24/t_e.parquet",
+        )
+        .await;
+        let rows = natlake_core::lake::read::nat_rows(&nat).unwrap();
+        let sub_at = |port: u16| {
+            rows.iter()
+                .find(|r| r.x_port == Some(port))
+                .map(|r| r.subscriber.clone())
+                .unwrap()
+        };
+        // The same inside address, two subscribers: who held it at each event's time.
+        assert_eq!(sub_at(61000).as_deref(), Some("alice"));
+        assert_eq!(sub_at(61002).as_deref(), Some("bob"));
+        // No session: the prefix's own subscriber.
+        assert_eq!(sub_at(61001).as_deref(), Some("CUST-2"));
+        let x_port = text_column(&nat, "x_port");
+        let i = x_port
+            .iter()
+            .position(|p| p.as_deref() == Some("61001"))
+            .unwrap();
+        let j = x_port
+            .iter()
+            .position(|p| p.as_deref() == Some("61000"))
+            .unwrap();
+        for (col, want_i, want_j) in [
+            ("site", "FRA1", "FRA1"),
+            ("prefix", "100.64.0.2/32", "100.64.0.0/24"),
+            ("role", "business", "residential"),
+            ("dst_asn", "64496", "64496"),
+            ("dst_as_org", "Example Dst", "Example Dst"),
+            ("dst_country", "NL", "NL"),
+        ] {
+            let c = text_column(&nat, col);
+            assert_eq!(
+                (c[i].as_deref(), c[j].as_deref()),
+                (Some(want_i), Some(want_j)),
+                "{col}"
+            );
+        }
+
+        let fw = batch(
+            &store,
+            "lake/firewall/hour=2023-11-14T22/x_net=10.255.73.0_24/t_e.parquet",
+        )
+        .await;
+        for (col, want) in [
+            ("cf_event", Some("egress-allowed")),
+            ("cf_container", Some("bfce786c-ab07-40ad-79f9-8f21")),
+            ("cf_app", Some("bc6f229d-5e4a-4c41-a63f-e8795496c283")),
+            ("cf_space", Some("b9f86312-a7d7-4bcf-b70f-a440436c210b")),
+            ("cf_org", Some("604bd59e-4139-4734-a3be-4e97836eb790")),
+            ("cf_app_name", None),
+            ("dst_asn", Some("64496")),
+            ("subscriber", None),
+        ] {
+            assert_eq!(text_column(&fw, col)[0].as_deref(), want, "{col}");
+        }
+        // The same row as the forwarder would have sent it.
+        let n = normalize_bytes(key, &obj, Format::Auto, &cfg);
+        let row = n
+            .rows
+            .iter()
+            .find(|r| matches!(r.event, Event::Firewall(_)))
+            .unwrap();
+        let j = natlake_core::enrich::cloudfoundry::forwarder_json(row).unwrap();
+        assert_eq!(j["message"], "cfnetworking.iptables.egress-allowed");
+        assert_eq!(
+            j["data"]["source"]["app_guid"],
+            "bc6f229d-5e4a-4c41-a63f-e8795496c283"
+        );
+        assert_eq!(j["data"]["packet"]["dst_port"], 80);
+    }
+
+    #[tokio::test]
+    async fn device_subscriber_is_kept_over_enrichment() {
+        // Nokia logs the subscriber itself (natSubString); the prefix 10.0.1.0/24 names another.
+        let store = enrich_store().await;
+        let cfg = enrich_cfg(&store).await;
+        let obj = flow_object(
+            InputKind::Ipfix,
+            &[
+                (true, &corpus_bin("ipfix_test_nokia_bras_tpl.dat")),
+                (false, &corpus_bin("ipfix_test_nokia_bras_data256.dat")),
+            ],
+        );
+        let n = normalize_bytes("raw/ipfix/k.nlraw.zst", &obj, Format::Auto, &cfg);
+        assert_eq!(n.rows.len(), 1);
+        let env = &n.rows[0].envelope;
+        assert_eq!(env.subscriber.as_deref(), Some("USER1@10.10.0.123"));
+        assert_eq!(
+            env.enrichment.site.as_deref(),
+            Some("LAB"),
+            "the rest is still added"
+        );
+    }
+
+    #[tokio::test]
+    async fn enrichment_reloads_what_changed_and_keeps_the_old_on_failure() {
+        let store = enrich_store().await;
+        let cfg = enrich_cfg(&store).await;
+        let who = |cfg: &NormalizeConfig| {
+            let e = cfg.enricher.snapshot().unwrap();
+            e.identity_at("100.64.0.1".parse().unwrap(), 1_700_000_000_000_000)
+                .map(str::to_owned)
+        };
+        assert_eq!(who(&cfg).as_deref(), Some("alice"));
+        put(
+            &store,
+            "enrich/radius.json",
+            br#"{"Acct-Status-Type": "Start", "User-Name": "carol", "Framed-IP-Address": "100.64.0.1", "Event-Timestamp": 1699999000}"#.to_vec(),
+        )
+        .await;
+        cfg.enricher.refresh(&store).await;
+        assert_eq!(
+            who(&cfg).as_deref(),
+            Some("alice"),
+            "checked at most every reload_secs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        cfg.enricher.refresh(&store).await;
+        assert_eq!(who(&cfg).as_deref(), Some("carol"));
+        // A broken upload: the previous data stays, the error is counted.
+        put(
+            &store,
+            "enrich/radius.json",
+            b"{\"Acct-Status-Type\": ".to_vec(),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        cfg.enricher.refresh(&store).await;
+        assert_eq!(who(&cfg).as_deref(), Some("carol"));
+        assert_eq!(cfg.enricher.reload_errors(), 1);
+        // The other sources were not touched.
+        assert!(cfg.enricher.snapshot().unwrap().asn.is_some());
+    }
+
+    #[tokio::test]
+    async fn enrichment_that_cannot_load_is_fatal_and_named() {
+        let store = enrich_store().await;
+        store.delete(&Path::from("enrich/asn.mmdb")).await.unwrap();
+        let err = NormalizeConfig {
+            enrich: EnrichConfig::from_toml(ENRICH_TOML).unwrap(),
+            ..NormalizeConfig::default()
+        }
+        .load_enrichment(&store)
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("geo.asn") && err.contains("enrich/asn.mmdb"),
+            "{err}"
+        );
+        put(&store, "enrich/asn.mmdb", b"garbage".to_vec()).await;
+        let err = enrich_err(&store).await;
+        assert!(err.contains("not a MaxMind DB file"), "{err}");
+        // Local files too, and unknown keys in the configuration are refused.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.csv");
+        std::fs::write(&f, "prefix,site\n192.0.2.0/24,X\n").unwrap();
+        let toml = format!(
+            "[prefixes]\npath = \"file:{}\"\nformat = \"csv\"\n",
+            f.display()
+        );
+        let cfg = NormalizeConfig {
+            enrich: EnrichConfig::from_toml(&toml).unwrap(),
+            ..NormalizeConfig::default()
+        }
+        .load_enrichment(&store)
+        .await
+        .unwrap();
+        let e = cfg.enricher.snapshot().unwrap();
+        let p = e
+            .prefixes
+            .as_ref()
+            .unwrap()
+            .lookup("192.0.2.1".parse().unwrap())
+            .unwrap();
+        assert_eq!(p.1.site.as_deref(), Some("X"));
+        assert!(EnrichConfig::from_toml("reload_sec = 5").is_err());
+        assert!(EnrichConfig::from_toml("[prefixes]\npath = \"x\"\nformat = \"xml\"").is_err());
+    }
+
+    async fn enrich_err(store: &Arc<dyn ObjectStore>) -> String {
+        NormalizeConfig {
+            enrich: EnrichConfig::from_toml(ENRICH_TOML).unwrap(),
+            ..NormalizeConfig::default()
+        }
+        .load_enrichment(store)
+        .await
+        .unwrap_err()
+        .to_string()
     }
 }

@@ -6,6 +6,7 @@
 //!   and/or polls the store ([`service`]);
 //! - the embedded `natlake` binary, which calls [`scan`] and the handler in process.
 
+pub mod enrich;
 pub mod events;
 pub mod handler;
 pub mod lambda;

@@ -23,6 +23,9 @@ struct Cli {
     /// Parser for every record (auto detects per record).
     #[arg(long, env = "NATLAKE_FORMAT", default_value = "auto", global = true)]
     format: String,
+    /// Enrichment sources (TOML; README "Enrichment"): loaded at start, reloaded on change.
+    #[arg(long, env = "NATLAKE_ENRICH_CONFIG", global = true)]
+    enrich_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     door: Door,
 }
@@ -55,9 +58,11 @@ async fn main() -> anyhow::Result<()> {
     let scope = StoreScope::from_url(&url);
     let cfg = NormalizeConfig {
         format: cli.format,
+        enrich: natlake_normalize::enrich::EnrichConfig::from_file(cli.enrich_config.as_deref())?,
         ..NormalizeConfig::default()
     };
     cfg.parsed_format()?;
+    let cfg = cfg.load_enrichment(&store).await?;
     match cli.door {
         Door::Lambda => lambda::run(store, scope, cfg)
             .await

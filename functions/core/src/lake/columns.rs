@@ -210,6 +210,49 @@ fn common() -> Vec<Column<Row>> {
             get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.subscriber.as_deref())),
         },
         Column {
+            name: "site",
+            doc: "Enrichment: site of the longest IPAM prefix holding the inside address (src_ip)",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, r.envelope.enrichment.site.as_deref())
+            }),
+        },
+        Column {
+            name: "prefix",
+            doc: "Enrichment: that prefix (CIDR)",
+            get: Get::Str(
+                |r: &Row, b: &mut String| match r.envelope.enrichment.prefix {
+                    Some(p) => write!(b, "{p}").is_ok(),
+                    None => false,
+                },
+            ),
+        },
+        Column {
+            name: "role",
+            doc: "Enrichment: that prefix's role",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, r.envelope.enrichment.role.as_deref())
+            }),
+        },
+        Column {
+            name: "dst_asn",
+            doc: "Enrichment: autonomous system number of dst_ip (MMDB ASN database)",
+            get: Get::I64(|r: &Row| r.envelope.enrichment.dst_asn.map(i64::from)),
+        },
+        Column {
+            name: "dst_as_org",
+            doc: "Enrichment: organisation of that autonomous system",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, r.envelope.enrichment.dst_as_org.as_deref())
+            }),
+        },
+        Column {
+            name: "dst_country",
+            doc: "Enrichment: country of dst_ip, ISO 3166-1 alpha-2 (MMDB country / city database)",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, r.envelope.enrichment.dst_country.as_deref())
+            }),
+        },
+        Column {
             name: "raw_key",
             doc: "Provenance: key of the raw object the row came from",
             get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))),
@@ -473,9 +516,53 @@ pub fn firewall() -> Vec<Column<Row>> {
             doc: "VRF / routing instance",
             get: Get::Str(fw_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
         },
+        Column {
+            name: "cf_event",
+            doc: "Cloud Foundry (OK_ / DENY_ prefixes): ingress-allowed, ingress-denied, egress-allowed or egress-denied, as silk's iptables-logger names it",
+            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, cf(r).map(|c| c.event))),
+        },
+        Column {
+            name: "cf_container",
+            doc: "Cloud Foundry: container id (handle) of the app's side: destination for ingress, source for egress",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, cf(r).and_then(|c| c.container_id.as_deref()))
+            }),
+        },
+        Column {
+            name: "cf_app",
+            doc: "Cloud Foundry: that container's app GUID",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, cf(r).and_then(|c| c.app_guid.as_deref()))
+            }),
+        },
+        Column {
+            name: "cf_app_name",
+            doc: "Cloud Foundry: the app's name, when the metadata has it",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, cf(r).and_then(|c| c.app_name.as_deref()))
+            }),
+        },
+        Column {
+            name: "cf_space",
+            doc: "Cloud Foundry: the app's space GUID",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, cf(r).and_then(|c| c.space_guid.as_deref()))
+            }),
+        },
+        Column {
+            name: "cf_org",
+            doc: "Cloud Foundry: the app's organization GUID",
+            get: Get::Str(|r: &Row, b: &mut String| {
+                opt_str(b, cf(r).and_then(|c| c.organization_guid.as_deref()))
+            }),
+        },
     ];
     v.extend(common());
     v
+}
+
+fn cf(r: &Row) -> Option<&crate::model::CfTraffic> {
+    r.envelope.enrichment.cf.as_ref()
 }
 
 pub fn rejects() -> Vec<Column<Reject>> {

@@ -65,6 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         compact_every: Duration::from_secs(300),
         deterministic: None,
         conntrack: false,
+        enrich_config: None,
     };
     let stack = Stack::start(&up).await?;
     let now = natlake_core::time::now_micros() as f64 / 1e6;

@@ -30,6 +30,9 @@ pub struct Args {
     force: bool,
     #[arg(long, default_value = "auto")]
     format: String,
+    /// Enrichment sources (TOML; README "Enrichment").
+    #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
+    enrich_config: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -47,9 +50,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("listing {}", args.prefix))?;
     let cfg = NormalizeConfig {
         format: args.format.clone(),
+        enrich: natlake_normalize::enrich::EnrichConfig::from_file(args.enrich_config.as_deref())?,
         ..NormalizeConfig::default()
     };
     cfg.parsed_format()?;
+    let cfg = cfg.load_enrichment(&store).await?;
     let total = keys.len();
     let (done, skipped, failed, events) = (
         AtomicU64::new(0),

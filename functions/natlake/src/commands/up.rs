@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use edge_relay::{Relay, RelayHandle};
+use natlake_normalize::enrich::EnrichConfig;
 use natlake_normalize::events::StoreScope;
 use natlake_normalize::handler::NormalizeConfig;
 use natlake_normalize::service::Normalizer;
@@ -40,6 +41,9 @@ pub struct Args {
     /// config/deterministic_nat.toml after checking that past periods are unchanged.
     #[arg(long, env = "NATLAKE_DETERMINISTIC")]
     pub deterministic: Option<PathBuf>,
+    /// Enrichment sources (TOML; README "Enrichment"): loaded at start, reloaded on change.
+    #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
+    pub enrich_config: Option<PathBuf>,
 }
 
 /// The embedded stack, running.
@@ -112,9 +116,11 @@ impl Stack {
 
         let cfg = NormalizeConfig {
             format: args.format.clone(),
+            enrich: EnrichConfig::from_file(args.enrich_config.as_deref())?,
             ..NormalizeConfig::default()
         };
         cfg.parsed_format()?;
+        let cfg = cfg.load_enrichment(&store).await?;
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);

@@ -1,0 +1,915 @@
+//! Identity over time: who held an inside address when. A dynamic address resolves to the
+//! subscriber who had it at the event's time, not to whoever has it now.
+//!
+//! Sources (each becomes intervals `[start, end]` per address):
+//! - RADIUS accounting (`radius_json`: a JSON list or JSON lines of records; `radius_csv`: a
+//!   header of attribute names). Attributes: `Acct-Status-Type` (Start, Interim-Update / Alive,
+//!   Stop, or 1 / 3 / 2), `Framed-IP-Address` or `Framed-IPv6-Address`, `User-Name` (the
+//!   subscriber), `Event-Timestamp` (epoch seconds, RFC 3339 or FreeRADIUS's
+//!   `Nov 23 2026 10:00:00 UTC`), optional `Acct-Session-Id` and `Acct-Session-Time`. Values may
+//!   be plain or FreeRADIUS `rlm_json` objects (`{"type": …, "value": [v]}`).
+//!   A Start opens; a Stop closes (a Stop without its Start covers `Acct-Session-Time` before
+//!   it); an Interim-Update opens a session whose Start was missed.
+//! - Kea memfile lease CSV (`kea_csv`, v4 or v6 header): `[expire - valid_lifetime, expire]`
+//!   per row; the subscriber is the column `id_field` names (default `hwaddr`, else `duid` /
+//!   `client_id`); declined leases (state 1) are skipped; a row with `valid_lifetime` 0 is a
+//!   release and ends the address's lease at `expire`.
+//! - ISC dhcpd `dhcpd.leases` (`dhcpd_leases`): `lease ADDR { starts …; ends …; hardware
+//!   ethernet …; }` blocks (times UTC; `ends never` is open); abandoned leases are skipped.
+//! - Plain intervals (`csv`): header `ip,subscriber,start,end` (RFC 3339 or epoch; empty end
+//!   = still held).
+//!
+//! An address has one holder at a time: a lease that overlaps the next holder's is cut at the
+//! next one's start (a missed Stop, an early release). Where two holders still both fit a time
+//! (the instant of the handover) the answer is [`Holder::Ambiguous`], never a guess.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use chrono::NaiveDateTime;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{EnrichError, LoadStats, Loaded, csv_reader, field, header_index, json_text};
+use crate::model::Micros;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityFormat {
+    RadiusJson,
+    RadiusCsv,
+    KeaCsv,
+    DhcpdLeases,
+    Csv,
+}
+
+/// An address held by one subscriber from `start` to `end` (inclusive; None: still held).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interval {
+    pub start: Micros,
+    pub end: Option<Micros>,
+    pub subscriber: String,
+}
+
+impl Interval {
+    fn contains(&self, t: Micros) -> bool {
+        self.start <= t && self.end.is_none_or(|e| t <= e)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Holder<'a> {
+    Nobody,
+    One(&'a str),
+    /// More than one subscriber fits the time.
+    Ambiguous,
+}
+
+#[derive(Debug, Default)]
+pub struct IdentityTable {
+    /// Per address, sorted by start.
+    by_ip: HashMap<IpAddr, Vec<Interval>>,
+}
+
+impl IdentityTable {
+    pub fn lookup(&self, ip: IpAddr, t: Micros) -> Holder<'_> {
+        let Some(v) = self.by_ip.get(&ip) else {
+            return Holder::Nobody;
+        };
+        // Intervals are sorted by start and cut so that they do not overlap except at a
+        // handover instant: only the last two starting at or before t can hold it.
+        let upto = v.partition_point(|iv| iv.start <= t);
+        let mut found: Option<&str> = None;
+        for iv in v[..upto].iter().rev().take(2) {
+            if iv.contains(t) {
+                match found {
+                    Some(f) if f != iv.subscriber => return Holder::Ambiguous,
+                    _ => found = Some(&iv.subscriber),
+                }
+            }
+        }
+        found.map_or(Holder::Nobody, Holder::One)
+    }
+
+    /// Every interval of `ip`, in order.
+    pub fn intervals(&self, ip: IpAddr) -> &[Interval] {
+        self.by_ip.get(&ip).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn addresses(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    /// Sorts and cuts overlaps between different holders; joins overlapping or touching
+    /// intervals of the same holder (lease renewals).
+    fn from_intervals(raw: HashMap<IpAddr, Vec<Interval>>) -> Self {
+        let mut by_ip = HashMap::with_capacity(raw.len());
+        for (ip, mut v) in raw {
+            v.sort_by(|a, b| a.start.cmp(&b.start).then(a.end.cmp(&b.end)));
+            let mut out: Vec<Interval> = Vec::with_capacity(v.len());
+            for iv in v {
+                if let Some(last) = out.last_mut() {
+                    let overlaps = last.end.is_none_or(|e| e >= iv.start);
+                    if overlaps && last.subscriber == iv.subscriber {
+                        last.end = match (last.end, iv.end) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            _ => None,
+                        };
+                        continue;
+                    }
+                    if overlaps {
+                        last.end = Some(iv.start);
+                    }
+                }
+                out.push(iv);
+            }
+            by_ip.insert(ip, out);
+        }
+        Self { by_ip }
+    }
+}
+
+/// Options of an identity source.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityOptions {
+    /// Kea: the column that names the subscriber (default `hwaddr`, then `duid`, `client_id`).
+    pub id_field: Option<String>,
+}
+
+pub fn load(
+    bytes: &[u8],
+    format: IdentityFormat,
+    opts: &IdentityOptions,
+) -> Result<Loaded<IdentityTable>, EnrichError> {
+    let mut stats = LoadStats::default();
+    let mut raw: HashMap<IpAddr, Vec<Interval>> = HashMap::new();
+    match format {
+        IdentityFormat::RadiusJson => radius(radius_json(bytes)?, &mut stats, &mut raw),
+        IdentityFormat::RadiusCsv => radius(radius_csv(bytes)?, &mut stats, &mut raw),
+        IdentityFormat::KeaCsv => kea(bytes, opts, &mut stats, &mut raw)?,
+        IdentityFormat::DhcpdLeases => dhcpd(bytes, &mut stats, &mut raw)?,
+        IdentityFormat::Csv => plain_csv(bytes, &mut stats, &mut raw)?,
+    }
+    Ok(Loaded {
+        data: IdentityTable::from_intervals(raw),
+        stats,
+    })
+}
+
+/// Epoch seconds (fractions allowed), RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or FreeRADIUS's
+/// `%b %e %Y %H:%M:%S UTC`.
+fn parse_when(s: &str) -> Option<Micros> {
+    let s = s.trim();
+    if let Ok(t) = crate::time::parse_time(s) {
+        return Some(t);
+    }
+    let utc = s
+        .strip_suffix(" UTC")
+        .or_else(|| s.strip_suffix(" GMT"))
+        .unwrap_or(s);
+    let squeezed = utc.split_whitespace().collect::<Vec<_>>().join(" ");
+    [
+        "%b %d %Y %H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y/%m/%d %H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(&squeezed, f).ok())
+    .map(|dt| dt.and_utc().timestamp_micros())
+    .filter(|t| (crate::time::MIN_TIME..=crate::time::MAX_TIME).contains(t))
+}
+
+// ---- RADIUS accounting ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Start,
+    Interim,
+    Stop,
+}
+
+/// One accounting record's attributes by lower-cased name, or why it is unusable.
+type Attrs = HashMap<String, String>;
+
+fn radius_json(bytes: &[u8]) -> Result<Vec<Result<Attrs, String>>, EnrichError> {
+    let mut out = Vec::new();
+    for doc in serde_json::Deserializer::from_slice(bytes).into_iter::<Value>() {
+        let doc = doc.map_err(|e| EnrichError::Format(format!("RADIUS JSON: {e}")))?;
+        let records = match doc {
+            Value::Array(v) => v,
+            other => vec![other],
+        };
+        for r in records {
+            out.push(match r {
+                Value::Object(m) => Ok(m
+                    .iter()
+                    .filter_map(|(k, v)| attr_value(v).map(|v| (k.to_ascii_lowercase(), v)))
+                    .collect()),
+                _ => Err("not a JSON object".to_string()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A plain value, `[v]`, or FreeRADIUS rlm_json's `{"type": "…", "value": [v]}`.
+fn attr_value(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(a) => a.first().and_then(attr_value),
+        Value::Object(o) => o.get("value").and_then(attr_value),
+        other => json_text(Some(other)),
+    }
+}
+
+fn radius_csv(bytes: &[u8]) -> Result<Vec<Result<Attrs, String>>, EnrichError> {
+    let mut rdr = csv_reader(bytes);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| EnrichError::Format(format!("RADIUS CSV header: {e}")))?
+        .iter()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if !headers.iter().any(|h| h == "acct-status-type") {
+        return Err(EnrichError::Format(
+            "RADIUS CSV: no Acct-Status-Type column in the header".into(),
+        ));
+    }
+    Ok(rdr
+        .records()
+        .map(|r| {
+            r.map_err(|e| e.to_string()).map(|rec| {
+                headers
+                    .iter()
+                    .zip(rec.iter())
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.trim_matches('"').to_owned()))
+                    .collect()
+            })
+        })
+        .collect())
+}
+
+struct Acct {
+    time: Micros,
+    status: Status,
+    ip: IpAddr,
+    user: String,
+    session: Option<String>,
+    session_time: Option<i64>,
+}
+
+fn acct(a: &Attrs) -> Result<Option<Acct>, String> {
+    let get = |k: &str| a.get(k).map(String::as_str);
+    let status = match get("acct-status-type")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("start" | "1") => Status::Start,
+        Some("stop" | "2") => Status::Stop,
+        Some("interim-update" | "alive" | "3") => Status::Interim,
+        // Accounting-On / -Off and the rest name no session.
+        Some(_) => return Ok(None),
+        None => return Err("no Acct-Status-Type".into()),
+    };
+    let ip_text = get("framed-ip-address")
+        .or_else(|| get("framed-ipv6-address"))
+        .ok_or("no Framed-IP-Address")?;
+    let ip: IpAddr = ip_text
+        .parse()
+        .map_err(|_| format!("bad Framed-IP-Address {ip_text:?}"))?;
+    let user = get("user-name").ok_or("no User-Name")?.to_owned();
+    let ts = get("event-timestamp")
+        .or_else(|| get("timestamp"))
+        .ok_or("no Event-Timestamp")?;
+    let time = parse_when(ts).ok_or_else(|| format!("bad Event-Timestamp {ts:?}"))?;
+    Ok(Some(Acct {
+        time,
+        status,
+        ip,
+        user,
+        session: get("acct-session-id").map(str::to_owned),
+        session_time: get("acct-session-time").and_then(|s| s.parse().ok()),
+    }))
+}
+
+fn radius(
+    records: Vec<Result<Attrs, String>>,
+    stats: &mut LoadStats,
+    raw: &mut HashMap<IpAddr, Vec<Interval>>,
+) {
+    let mut accts: Vec<Acct> = Vec::with_capacity(records.len());
+    for (i, r) in records.into_iter().enumerate() {
+        stats.records += 1;
+        match r.and_then(|a| acct(&a)) {
+            Ok(Some(a)) => accts.push(a),
+            Ok(None) => stats.skipped += 1,
+            Err(e) => stats.bad(format!("record {i}: {e}")),
+        }
+    }
+    accts.sort_by_key(|a| a.time);
+    // The open session per address: (user, session id, start).
+    let mut open: HashMap<IpAddr, (String, Option<String>, Micros)> = HashMap::new();
+    for a in accts {
+        stats.loaded += 1;
+        let same = |o: &(String, Option<String>, Micros)| match (&o.1, &a.session) {
+            (Some(x), Some(y)) => x == y,
+            _ => o.0 == a.user,
+        };
+        let began = a.session_time.map_or(a.time, |s| {
+            a.time.saturating_sub(s.saturating_mul(1_000_000))
+        });
+        let out = raw.entry(a.ip).or_default();
+        match a.status {
+            Status::Start | Status::Interim => {
+                if let Some(o) = open.get(&a.ip) {
+                    if same(o) {
+                        continue;
+                    }
+                    // Another session holds the address now: the previous one's Stop was lost.
+                    if let Some((user, _, start)) = open.remove(&a.ip) {
+                        out.push(Interval {
+                            start,
+                            end: Some(a.time),
+                            subscriber: user,
+                        });
+                    }
+                }
+                let start = if a.status == Status::Start {
+                    a.time
+                } else {
+                    began
+                };
+                open.insert(a.ip, (a.user, a.session, start));
+            }
+            Status::Stop => {
+                let start = match open.get(&a.ip) {
+                    Some(o) if same(o) => open.remove(&a.ip).map_or(began, |o| o.2),
+                    _ => began,
+                };
+                out.push(Interval {
+                    start,
+                    end: Some(a.time),
+                    subscriber: a.user,
+                });
+            }
+        }
+    }
+    for (ip, (user, _, start)) in open {
+        raw.entry(ip).or_default().push(Interval {
+            start,
+            end: None,
+            subscriber: user,
+        });
+    }
+}
+
+// ---- DHCP ----
+
+fn kea(
+    bytes: &[u8],
+    opts: &IdentityOptions,
+    stats: &mut LoadStats,
+    raw: &mut HashMap<IpAddr, Vec<Interval>>,
+) -> Result<(), EnrichError> {
+    let mut rdr = csv_reader(bytes);
+    let headers = rdr
+        .headers()
+        .map_err(|e| EnrichError::Format(format!("Kea lease CSV header: {e}")))?
+        .clone();
+    let id_names: Vec<&str> = match &opts.id_field {
+        Some(f) => vec![f.as_str()],
+        None => vec!["hwaddr", "duid", "client_id"],
+    };
+    let [address, valid, expire, state] = header_index(
+        &headers,
+        [&["address"], &["valid_lifetime"], &["expire"], &["state"]],
+    );
+    let ids: Vec<usize> = id_names
+        .iter()
+        .filter_map(|n| headers.iter().position(|h| h.eq_ignore_ascii_case(n)))
+        .collect();
+    let (Some(address), Some(valid), Some(expire)) = (address, valid, expire) else {
+        return Err(EnrichError::Format(
+            "Kea lease CSV: the header needs address, valid_lifetime and expire".into(),
+        ));
+    };
+    if ids.is_empty() {
+        return Err(EnrichError::Format(format!(
+            "Kea lease CSV: no subscriber column ({})",
+            id_names.join(", ")
+        )));
+    }
+    let mut releases: Vec<(IpAddr, Micros)> = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        stats.records += 1;
+        let line = i + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                stats.bad(format!("line {line}: {e}"));
+                continue;
+            }
+        };
+        let text = rec.get(address).unwrap_or("");
+        let Ok(ip) = text.parse::<IpAddr>() else {
+            stats.bad(format!("line {line}: bad address {text:?}"));
+            continue;
+        };
+        let num = |i: usize| rec.get(i).and_then(|s| s.parse::<i64>().ok());
+        let (Some(valid), Some(expire)) = (num(valid), num(expire)) else {
+            stats.bad(format!("line {line}: bad valid_lifetime or expire"));
+            continue;
+        };
+        let Some(end) = expire
+            .checked_mul(1_000_000)
+            .filter(|t| (crate::time::MIN_TIME..=crate::time::MAX_TIME).contains(t))
+        else {
+            stats.bad(format!("line {line}: expire {expire} out of range"));
+            continue;
+        };
+        if field(&rec, state) == Some("1") {
+            stats.skipped += 1; // declined: nobody holds it
+            continue;
+        }
+        if valid == 0 {
+            releases.push((ip, end));
+            stats.loaded += 1;
+            continue;
+        }
+        // Kea writes hwaddr / duid with ':' separators; anything non-empty is an id.
+        let Some(id) = ids.iter().find_map(|&i| field(&rec, Some(i))) else {
+            stats.bad(format!(
+                "line {line}: no subscriber id ({})",
+                id_names.join(", ")
+            ));
+            continue;
+        };
+        raw.entry(ip).or_default().push(Interval {
+            start: end.saturating_sub(valid.saturating_mul(1_000_000)),
+            end: Some(end),
+            subscriber: id.to_owned(),
+        });
+        stats.loaded += 1;
+    }
+    for (ip, at) in releases {
+        for iv in raw.entry(ip).or_default().iter_mut() {
+            if iv.contains(at) {
+                iv.end = Some(at);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dhcpd(
+    bytes: &[u8],
+    stats: &mut LoadStats,
+    raw: &mut HashMap<IpAddr, Vec<Interval>>,
+) -> Result<(), EnrichError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| EnrichError::Format(format!("dhcpd.leases is not text: {e}")))?;
+    let mut rest = text;
+    let mut blocks = 0;
+    while let Some(at) = rest.find("lease ") {
+        // Only at the start of a line: "lease" also appears inside comments and statements.
+        let line_start = at == 0 || rest[..at].ends_with('\n');
+        let after = &rest[at + 6..];
+        if !line_start {
+            rest = after;
+            continue;
+        }
+        let Some(open) = after.find('{') else { break };
+        let Some(close) = after[open..].find('}') else {
+            stats.records += 1;
+            stats.bad("unterminated lease block at the end of the file");
+            break;
+        };
+        rest = &after[open + close + 1..];
+        blocks += 1;
+        stats.records += 1;
+        let addr = after[..open].trim();
+        let body = &after[open + 1..open + close];
+        match dhcpd_block(addr, body) {
+            Ok(Some((ip, iv))) => {
+                raw.entry(ip).or_default().push(iv);
+                stats.loaded += 1;
+            }
+            Ok(None) => stats.skipped += 1,
+            Err(e) => stats.bad(format!("lease {addr}: {e}")),
+        }
+    }
+    // A fresh server's file holds only comments and statements: valid, and empty.
+    let junk = text
+        .lines()
+        .map(str::trim)
+        .any(|l| !(l.is_empty() || l.starts_with('#') || l.ends_with(';') || l.ends_with('}')));
+    if blocks == 0 && junk {
+        return Err(EnrichError::Format("dhcpd.leases: no lease blocks".into()));
+    }
+    Ok(())
+}
+
+fn dhcpd_block(addr: &str, body: &str) -> Result<Option<(IpAddr, Interval)>, String> {
+    let ip: IpAddr = addr.parse().map_err(|_| "bad address".to_string())?;
+    let (mut starts, mut ends, mut hw, mut state) = (None, None, None, None);
+    // Comments run to the end of the line (`starts epoch N; # Mon Nov 23 …`).
+    let body: String = body
+        .lines()
+        .map(|l| l.split_once('#').map_or(l, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for stmt in body.split(';').map(str::trim) {
+        let mut w = stmt.split_whitespace();
+        match (w.next(), w.next()) {
+            // "starts 4 2026/11/23 10:00:00" (weekday, date, time, UTC) or "starts epoch N".
+            (Some("starts"), Some(_)) => starts = Some(dhcpd_time(stmt)?),
+            (Some("ends"), Some("never")) => ends = Some(None),
+            (Some("ends"), Some(_)) => ends = Some(Some(dhcpd_time(stmt)?)),
+            (Some("hardware"), Some(_)) => hw = w.next().map(str::to_owned),
+            (Some("binding"), Some("state")) => state = w.next().map(str::to_owned),
+            _ => {}
+        }
+    }
+    if matches!(state.as_deref(), Some("abandoned" | "backup")) {
+        return Ok(None);
+    }
+    let start = starts.ok_or("no starts")?;
+    let end = ends.ok_or("no ends")?;
+    let subscriber = hw.ok_or("no hardware address")?;
+    Ok(Some((
+        ip,
+        Interval {
+            start,
+            end,
+            subscriber,
+        },
+    )))
+}
+
+fn dhcpd_time(stmt: &str) -> Result<Micros, String> {
+    let w: Vec<&str> = stmt.split_whitespace().collect();
+    let t = match w.as_slice() {
+        [_, "epoch", n, ..] => parse_when(n),
+        [_, _weekday, date, time, ..] => parse_when(&format!("{date} {time}")),
+        _ => None,
+    };
+    t.ok_or_else(|| format!("bad time in {stmt:?}"))
+}
+
+fn plain_csv(
+    bytes: &[u8],
+    stats: &mut LoadStats,
+    raw: &mut HashMap<IpAddr, Vec<Interval>>,
+) -> Result<(), EnrichError> {
+    let mut rdr = csv_reader(bytes);
+    let headers = rdr
+        .headers()
+        .map_err(|e| EnrichError::Format(format!("identity CSV header: {e}")))?
+        .clone();
+    let [ip_col, sub_col, start_col, end_col] = header_index(
+        &headers,
+        [
+            &["ip", "address"],
+            &["subscriber"],
+            &["start"],
+            &["end", "stop"],
+        ],
+    );
+    let (Some(ip_col), Some(sub_col), Some(start_col)) = (ip_col, sub_col, start_col) else {
+        return Err(EnrichError::Format(
+            "identity CSV: the header needs ip, subscriber, start (and end)".into(),
+        ));
+    };
+    for (i, rec) in rdr.records().enumerate() {
+        stats.records += 1;
+        let line = i + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                stats.bad(format!("line {line}: {e}"));
+                continue;
+            }
+        };
+        let parsed = (|| {
+            let ip: IpAddr = field(&rec, Some(ip_col))
+                .and_then(|s| s.parse().ok())
+                .ok_or("bad ip")?;
+            let sub = field(&rec, Some(sub_col)).ok_or("no subscriber")?;
+            let start = field(&rec, Some(start_col))
+                .and_then(parse_when)
+                .ok_or("bad start")?;
+            let end = match field(&rec, end_col) {
+                None => None,
+                Some(s) => Some(parse_when(s).ok_or("bad end")?),
+            };
+            if end.is_some_and(|e| e < start) {
+                return Err("end before start");
+            }
+            Ok((
+                ip,
+                Interval {
+                    start,
+                    end,
+                    subscriber: sub.to_owned(),
+                },
+            ))
+        })();
+        match parsed {
+            Ok((ip, iv)) => {
+                raw.entry(ip).or_default().push(iv);
+                stats.loaded += 1;
+            }
+            Err(e) => stats.bad(format!("line {line}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    fn t(s: &str) -> Micros {
+        crate::time::parse_time(s).unwrap()
+    }
+
+    /// FreeRADIUS-style accounting as JSON lines: the address 100.64.7.9 goes from alice to bob
+    /// and back; an IPv6 session without a Stop; a NAS reboot (Accounting-On); broken records.
+    const RADIUS: &str = r#"
+{"Acct-Status-Type": "Start", "User-Name": "alice@isp.example", "Framed-IP-Address": "100.64.7.9", "Event-Timestamp": "Nov 23 2026 09:00:00 UTC", "Acct-Session-Id": "A1", "NAS-IP-Address": "192.0.2.1"}
+{"Acct-Status-Type": "Interim-Update", "User-Name": "alice@isp.example", "Framed-IP-Address": "100.64.7.9", "Event-Timestamp": 1795426200, "Acct-Session-Id": "A1", "Acct-Session-Time": 1800}
+{"Acct-Status-Type": "Stop", "User-Name": "alice@isp.example", "Framed-IP-Address": "100.64.7.9", "Event-Timestamp": "2026-11-23T10:30:00Z", "Acct-Session-Id": "A1", "Acct-Session-Time": 5400, "Acct-Terminate-Cause": "User-Request"}
+{"Acct-Status-Type": {"type": "integer", "value": ["Start"]}, "User-Name": {"type": "string", "value": ["bob@isp.example"]}, "Framed-IP-Address": {"type": "ipaddr", "value": ["100.64.7.9"]}, "Event-Timestamp": {"type": "date", "value": ["Nov 23 2026 10:31:00 UTC"]}, "Acct-Session-Id": {"type": "string", "value": ["B1"]}}
+{"Acct-Status-Type": "Start", "User-Name": "carol", "Framed-IPv6-Address": "2001:db8:7::9", "Event-Timestamp": "1795428000"}
+{"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "192.0.2.1", "Event-Timestamp": "1795428000"}
+{"Acct-Status-Type": "Stop", "User-Name": "dave", "Framed-IP-Address": "100.64.7.10", "Event-Timestamp": "1795428000", "Acct-Session-Time": 600}
+{"Acct-Status-Type": "Start", "User-Name": "eve", "Framed-IP-Address": "100.64.999.1", "Event-Timestamp": "1795428000"}
+{"Acct-Status-Type": "Start", "User-Name": "frank", "Framed-IP-Address": "100.64.7.11"}
+[1, 2]
+"#;
+
+    #[test]
+    fn radius_sessions_over_time() {
+        let l = load(
+            RADIUS.as_bytes(),
+            IdentityFormat::RadiusJson,
+            &IdentityOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                l.stats.records,
+                l.stats.loaded,
+                l.stats.skipped,
+                l.stats.bad
+            ),
+            (11, 6, 1, 4),
+            "{:?}",
+            l.stats
+        );
+        assert!(l.stats.reasons.iter().any(|r| r.contains("100.64.999.1")));
+        assert!(
+            l.stats
+                .reasons
+                .iter()
+                .any(|r| r.contains("no Event-Timestamp"))
+        );
+        let id = l.data;
+        let a = ip("100.64.7.9");
+        assert_eq!(id.lookup(a, t("2026-11-23T08:59:59Z")), Holder::Nobody);
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T09:00:00Z")),
+            Holder::One("alice@isp.example")
+        );
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T10:30:00Z")),
+            Holder::One("alice@isp.example")
+        );
+        assert_eq!(id.lookup(a, t("2026-11-23T10:30:30Z")), Holder::Nobody);
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T10:31:00Z")),
+            Holder::One("bob@isp.example")
+        );
+        // Bob's session has no Stop yet: he still holds it.
+        assert_eq!(
+            id.lookup(a, t("2026-12-01T00:00:00Z")),
+            Holder::One("bob@isp.example")
+        );
+        assert_eq!(
+            id.lookup(ip("2001:db8:7::9"), t("2026-11-23T11:00:00Z")),
+            Holder::One("carol")
+        );
+        // A Stop without its Start covers Acct-Session-Time before it.
+        let d = ip("100.64.7.10");
+        assert_eq!(id.lookup(d, t("2026-11-23T09:50:00Z")), Holder::One("dave"));
+        assert_eq!(id.lookup(d, t("2026-11-23T09:49:59Z")), Holder::Nobody);
+    }
+
+    #[test]
+    fn radius_missed_stop_and_handover() {
+        let csv = "Acct-Status-Type,User-Name,Framed-IP-Address,Event-Timestamp,Acct-Session-Id\n\
+                   Start,alice,100.64.0.5,2026-11-23T09:00:00Z,s1\n\
+                   Start,bob,100.64.0.5,2026-11-23T12:00:00Z,s2\n\
+                   Stop,bob,100.64.0.5,2026-11-23T13:00:00Z,s2\n\
+                   Interim-Update,carol,100.64.0.5,2026-11-23T14:00:00Z,s3\n";
+        let id = load(
+            csv.as_bytes(),
+            IdentityFormat::RadiusCsv,
+            &IdentityOptions::default(),
+        )
+        .unwrap()
+        .data;
+        let a = ip("100.64.0.5");
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T11:59:59Z")),
+            Holder::One("alice")
+        );
+        // Alice's Stop was lost: Bob's Start ends her session. At that very second both fit.
+        assert_eq!(id.lookup(a, t("2026-11-23T12:00:00Z")), Holder::Ambiguous);
+        assert_eq!(id.lookup(a, t("2026-11-23T12:00:01Z")), Holder::One("bob"));
+        assert_eq!(id.lookup(a, t("2026-11-23T13:30:00Z")), Holder::Nobody);
+        // An Interim-Update without its Start (no session time): held from the update on.
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T14:00:00Z")),
+            Holder::One("carol")
+        );
+        assert_eq!(id.intervals(a).len(), 3);
+        assert!(
+            load(
+                b"User-Name,Framed-IP-Address\n",
+                IdentityFormat::RadiusCsv,
+                &IdentityOptions::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn kea_lease_file() {
+        // Kea memfile lease4 CSV (v2.x header); hwaddr names the subscriber. The address
+        // 192.0.2.50 is leased to one client and renewed, released, then given to another;
+        // a declined lease and a broken row.
+        let csv = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id\n\
+                   192.0.2.50,00:00:5e:00:53:01,01:00:00:5e:00:53:01,3600,1795424400,1,0,0,host-a,0,,0\n\
+                   192.0.2.50,00:00:5e:00:53:01,01:00:00:5e:00:53:01,3600,1795426200,1,0,0,host-a,0,,0\n\
+                   192.0.2.50,00:00:5e:00:53:01,01:00:00:5e:00:53:01,0,1795425000,1,0,0,host-a,0,,0\n\
+                   192.0.2.50,00:00:5e:00:53:02,,3600,1795430000,1,0,0,host-b,0,,0\n\
+                   192.0.2.51,00:00:5e:00:53:03,,3600,1795430000,1,0,0,,1,,0\n\
+                   192.0.2.52,00:00:5e:00:53:04,,abc,1795430000,1,0,0,,0,,0\n";
+        let l = load(
+            csv.as_bytes(),
+            IdentityFormat::KeaCsv,
+            &IdentityOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                l.stats.records,
+                l.stats.loaded,
+                l.stats.skipped,
+                l.stats.bad
+            ),
+            (6, 4, 1, 1)
+        );
+        let id = l.data;
+        let a = ip("192.0.2.50");
+        // Expires 1795424400 = 09:00:00Z after 3600 s: leased from 08:00.
+        assert_eq!(id.lookup(a, t("2026-11-23T07:59:59Z")), Holder::Nobody);
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T08:20:00Z")),
+            Holder::One("00:00:5e:00:53:01")
+        );
+        // The renewal (to 09:30) joins it; the release (valid_lifetime 0) ends it at 09:10.
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T09:09:59Z")),
+            Holder::One("00:00:5e:00:53:01")
+        );
+        assert_eq!(id.lookup(a, t("2026-11-23T09:10:01Z")), Holder::Nobody);
+        // The next client: 09:33:20 to 10:33:20.
+        assert_eq!(
+            id.lookup(a, t("2026-11-23T10:00:00Z")),
+            Holder::One("00:00:5e:00:53:02")
+        );
+        assert_eq!(
+            id.lookup(ip("192.0.2.51"), t("2026-11-23T10:00:00Z")),
+            Holder::Nobody
+        );
+
+        // Kea lease6 with the DUID as the id.
+        let csv6 = "address,duid,valid_lifetime,expire,subnet_id,pref_lifetime,lease_type,iaid,prefix_len,fqdn_fwd,fqdn_rev,hostname,hwaddr,state,user_context,hwtype,hwaddr_source,pool_id\n\
+                    2001:db8:1::100,00:03:00:01:00:00:5e:00:53:09,7200,1795430000,1,3600,0,1,128,0,0,,,0,,,,0\n";
+        let opts = IdentityOptions {
+            id_field: Some("duid".into()),
+        };
+        let id = load(csv6.as_bytes(), IdentityFormat::KeaCsv, &opts)
+            .unwrap()
+            .data;
+        assert_eq!(
+            id.lookup(ip("2001:db8:1::100"), t("2026-11-23T10:00:00Z")),
+            Holder::One("00:03:00:01:00:00:5e:00:53:09")
+        );
+    }
+
+    #[test]
+    fn dhcpd_leases_file() {
+        let leases = "# The format of this file is documented in the dhcpd.leases(5) manual page.\n\
+# This lease file was written by isc-dhcp-4.4.3\n\
+\n\
+# authoring-byte-order entry is generated, DO NOT DELETE\n\
+authoring-byte-order little-endian;\n\
+\n\
+lease 192.0.2.20 {\n\
+  starts 1 2026/11/23 08:00:00;\n\
+  ends 1 2026/11/23 20:00:00;\n\
+  cltt 1 2026/11/23 08:00:00;\n\
+  binding state active;\n\
+  next binding state free;\n\
+  rewind binding state free;\n\
+  hardware ethernet 00:00:5e:00:53:20;\n\
+  uid \"\\001\\000\\000^\\000S \";\n\
+  client-hostname \"laptop\";\n\
+}\n\
+lease 192.0.2.21 {\n\
+  starts epoch 1795420800; # Mon Nov 23 08:00:00 2026\n\
+  ends never;\n\
+  binding state active;\n\
+  hardware ethernet 00:00:5e:00:53:21;\n\
+}\n\
+lease 192.0.2.22 {\n\
+  starts 1 2026/11/23 08:00:00;\n\
+  ends 1 2026/11/23 09:00:00;\n\
+  binding state abandoned;\n\
+}\n\
+lease 192.0.2.23 {\n\
+  starts 1 2026/11/23 08:00:00;\n\
+  binding state active;\n\
+  hardware ethernet 00:00:5e:00:53:23;\n\
+}\n\
+server-duid \"\\000\\001\\000\\001\";\n";
+        let l = load(
+            leases.as_bytes(),
+            IdentityFormat::DhcpdLeases,
+            &IdentityOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                l.stats.records,
+                l.stats.loaded,
+                l.stats.skipped,
+                l.stats.bad
+            ),
+            (4, 2, 1, 1),
+            "{:?}",
+            l.stats
+        );
+        let id = l.data;
+        assert_eq!(
+            id.lookup(ip("192.0.2.20"), t("2026-11-23T19:59:00Z")),
+            Holder::One("00:00:5e:00:53:20")
+        );
+        assert_eq!(
+            id.lookup(ip("192.0.2.20"), t("2026-11-23T20:00:01Z")),
+            Holder::Nobody
+        );
+        assert_eq!(
+            id.lookup(ip("192.0.2.21"), t("2027-01-01T00:00:00Z")),
+            Holder::One("00:00:5e:00:53:21")
+        );
+        assert!(
+            load(
+                b"hello",
+                IdentityFormat::DhcpdLeases,
+                &IdentityOptions::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn plain_intervals() {
+        let csv = "ip,subscriber,start,end\n\
+                   100.64.3.3,sub-1,2026-11-23T00:00:00Z,2026-11-23T06:00:00Z\n\
+                   100.64.3.3,sub-2,1795413600,\n\
+                   100.64.3.4,sub-3,2026-11-23T06:00:00Z,2026-11-23T05:00:00Z\n";
+        let l = load(
+            csv.as_bytes(),
+            IdentityFormat::Csv,
+            &IdentityOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((l.stats.loaded, l.stats.bad), (2, 1));
+        let a = ip("100.64.3.3");
+        assert_eq!(
+            l.data.lookup(a, t("2026-11-23T05:00:00Z")),
+            Holder::One("sub-1")
+        );
+        assert_eq!(
+            l.data.lookup(a, t("2026-11-23T07:00:00Z")),
+            Holder::One("sub-2")
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! Enrichment: context the devices do not log, added to every row by the normalizer.
+//!
+//! - [`prefixes`]: subscriber, site, prefix and role by longest-prefix match on the inside
+//!   address (a NetBox `/api/ipam/prefixes/` export or a CSV);
+//! - [`identity`]: who held a dynamic inside address *at the event's time* (RADIUS accounting,
+//!   Kea / ISC dhcpd leases, or plain intervals);
+//! - [`geo`]: destination ASN, AS organisation and country from MaxMind-format databases;
+//! - [`cloudfoundry`]: the Cloud Foundry forwarder's view of container traffic (app, space,
+//!   organization by container address).
+//!
+//! Loaders are pure functions from bytes (the normalizer fetches the bytes from a file or the
+//! store and reloads them); lookups do no I/O. A bad record in a source is counted and its reason
+//! kept, never a panic and never a reason to drop the rest of the file.
+
+pub mod cloudfoundry;
+pub mod geo;
+pub mod identity;
+pub mod prefixes;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::model::{Event, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    /// The source as a whole cannot be read (not JSON, no CSV header, not an MMDB file).
+    #[error("{0}")]
+    Format(String),
+}
+
+/// How many reasons of bad records a load keeps (the count is always complete).
+pub const MAX_REASONS: usize = 5;
+
+/// What loading one source saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadStats {
+    /// Records read.
+    pub records: usize,
+    /// Records that became lookup entries.
+    pub loaded: usize,
+    /// Records ignored on purpose (deprecated prefixes, accounting-on/off, declined leases).
+    pub skipped: usize,
+    /// Records that could not be used; the first [`MAX_REASONS`] reasons are in `reasons`.
+    pub bad: usize,
+    pub reasons: Vec<String>,
+}
+
+impl LoadStats {
+    pub(crate) fn bad(&mut self, reason: impl Into<String>) {
+        self.bad += 1;
+        if self.reasons.len() < MAX_REASONS {
+            self.reasons.push(reason.into());
+        }
+    }
+}
+
+/// A loaded source and what loading it saw.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    pub data: T,
+    pub stats: LoadStats,
+}
+
+/// Every configured source, applied together to rows. Sources are shared (`Arc`) so a reload of
+/// one builds a new `Enricher` without copying the others.
+#[derive(Debug, Clone, Default)]
+pub struct Enricher {
+    pub prefixes: Option<Arc<prefixes::PrefixTable>>,
+    /// Identity sources (RADIUS, DHCP, …): they must agree, or the subscriber stays unknown.
+    pub identity: Vec<Arc<identity::IdentityTable>>,
+    pub asn: Option<Arc<geo::GeoDb>>,
+    pub country: Option<Arc<geo::GeoDb>>,
+    pub cloudfoundry: Option<Arc<cloudfoundry::Containers>>,
+}
+
+impl Enricher {
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_none()
+            && self.identity.is_empty()
+            && self.asn.is_none()
+            && self.country.is_none()
+            && self.cloudfoundry.is_none()
+    }
+
+    /// The subscriber of `inside` at `time` by the identity sources: None when none knows, or
+    /// when they name different subscribers (never a guess).
+    pub fn identity_at(&self, inside: IpAddr, time: crate::model::Micros) -> Option<&str> {
+        let mut found: Option<&str> = None;
+        for t in &self.identity {
+            match t.lookup(inside, time) {
+                identity::Holder::Nobody => {}
+                identity::Holder::Ambiguous => return None,
+                identity::Holder::One(s) => match found {
+                    Some(f) if f != s => return None,
+                    _ => found = Some(s),
+                },
+            }
+        }
+        found
+    }
+
+    /// Adds what the sources know to `row`. The subscriber a device logged itself is kept; else
+    /// identity-over-time wins over the prefix's subscriber (a pool prefix names no one person).
+    pub fn apply(&self, row: &mut Row) {
+        if self.is_empty() {
+            return;
+        }
+        let (inside, dst) = match &row.event {
+            Event::Nat(e) => (e.src_ip, e.dst_ip),
+            Event::Flow(e) => (e.src_ip, e.dst_ip),
+            Event::Firewall(e) => (e.src_ip, e.dst_ip),
+        };
+        let time = row.event.time();
+        let env = &mut row.envelope;
+        if let Some(ip) = inside {
+            let matched = self.prefixes.as_ref().and_then(|p| p.lookup(ip));
+            if let Some((net, info)) = matched {
+                env.enrichment.prefix = Some(net);
+                env.enrichment.site = info.site.clone();
+                env.enrichment.role = info.role.clone();
+            }
+            if env.subscriber.is_none() {
+                env.subscriber = self
+                    .identity_at(ip, time)
+                    .map(str::to_owned)
+                    .or_else(|| matched.and_then(|(_, i)| i.subscriber.clone()));
+            }
+        }
+        if let Some(ip) = dst {
+            if let Some(asn) = self.asn.as_ref().and_then(|g| g.asn(ip)) {
+                env.enrichment.dst_asn = asn.number;
+                env.enrichment.dst_as_org = asn.organization;
+            }
+            env.enrichment.dst_country = self.country.as_ref().and_then(|g| g.country(ip));
+        }
+        if let Event::Firewall(fw) = &row.event {
+            env.enrichment.cf = cloudfoundry::traffic(fw, self.cloudfoundry.as_deref());
+        }
+    }
+}
+
+/// Text of a JSON value that holds a name or id: strings as they are, numbers printed; empty
+/// strings and everything else are None.
+pub(crate) fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A CSV reader over `bytes` with a header row, flexible row lengths and trimmed fields.
+pub(crate) fn csv_reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(bytes)
+}
+
+/// Index of each wanted header (case-insensitive), None where the file lacks it.
+pub(crate) fn header_index<const N: usize>(
+    headers: &csv::StringRecord,
+    wanted: [&[&str]; N],
+) -> [Option<usize>; N] {
+    wanted.map(|names| {
+        headers
+            .iter()
+            .position(|h| names.iter().any(|n| h.eq_ignore_ascii_case(n)))
+    })
+}
+
+/// A non-empty CSV field.
+pub(crate) fn field(rec: &csv::StringRecord, i: Option<usize>) -> Option<&str> {
+    i.and_then(|i| rec.get(i)).filter(|s| !s.is_empty())
+}

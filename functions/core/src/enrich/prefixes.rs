@@ -1,0 +1,386 @@
+//! Subscriber, site and role by longest-prefix match on the inside address.
+//!
+//! Sources:
+//! - NetBox: what `GET /api/ipam/prefixes/` returns — one page (`{"count", "next", "results":
+//!   […]}`), a bare list of prefix objects, or several pages concatenated as JSON lines. Per
+//!   prefix: `site.name` (NetBox < 4.2) or `scope.name` when `scope_type` is `dcim.site`
+//!   (4.2+), `role.name`, and the subscriber from the custom field the configuration names
+//!   (default `subscriber`), else `tenant.name`. Deprecated prefixes are skipped.
+//! - CSV with a header: `prefix` (required), `subscriber` (or `tenant`), `site`, `role`.
+//!
+//! The same prefix listed twice with different data (one per VRF, typically) keeps only the
+//! fields the entries agree on: the lake has no VRF-to-IPAM mapping to choose between them.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use prefix_trie::joint::map::JointPrefixMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{EnrichError, LoadStats, Loaded, csv_reader, field, header_index, json_text};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixFormat {
+    Netbox,
+    Csv,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PrefixInfo {
+    pub subscriber: Option<String>,
+    pub site: Option<String>,
+    pub role: Option<String>,
+}
+
+impl PrefixInfo {
+    /// Field by field: what both say, else nothing.
+    fn agree(&mut self, other: &PrefixInfo) {
+        for (a, b) in [
+            (&mut self.subscriber, &other.subscriber),
+            (&mut self.site, &other.site),
+            (&mut self.role, &other.role),
+        ] {
+            if a != b {
+                *a = None;
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PrefixTable {
+    map: JointPrefixMap<IpNet, PrefixInfo>,
+}
+
+impl PrefixTable {
+    /// The longest prefix holding `ip`, with what is known of it.
+    pub fn lookup(&self, ip: IpAddr) -> Option<(IpNet, &PrefixInfo)> {
+        self.map.get_lpm(&IpNet::from(ip))
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+}
+
+/// Options of the prefix source.
+#[derive(Debug, Clone)]
+pub struct PrefixOptions {
+    /// NetBox custom field holding the subscriber id (before the tenant).
+    pub subscriber_field: String,
+}
+
+impl Default for PrefixOptions {
+    fn default() -> Self {
+        Self {
+            subscriber_field: "subscriber".into(),
+        }
+    }
+}
+
+pub fn load(
+    bytes: &[u8],
+    format: PrefixFormat,
+    opts: &PrefixOptions,
+) -> Result<Loaded<PrefixTable>, EnrichError> {
+    let mut stats = LoadStats::default();
+    let mut entries: Vec<(IpNet, PrefixInfo)> = Vec::new();
+    match format {
+        PrefixFormat::Netbox => netbox(bytes, opts, &mut stats, &mut entries)?,
+        PrefixFormat::Csv => csv(bytes, &mut stats, &mut entries)?,
+    }
+    let mut map: JointPrefixMap<IpNet, PrefixInfo> = JointPrefixMap::new();
+    for (net, info) in entries {
+        // trunc(): "10.0.0.1/24" as typed by a person means its network.
+        let net = net.trunc();
+        match map.get_mut(&net) {
+            Some(have) => have.agree(&info),
+            None => {
+                map.insert(net, info);
+            }
+        }
+        stats.loaded += 1;
+    }
+    Ok(Loaded {
+        data: PrefixTable { map },
+        stats,
+    })
+}
+
+fn netbox(
+    bytes: &[u8],
+    opts: &PrefixOptions,
+    stats: &mut LoadStats,
+    out: &mut Vec<(IpNet, PrefixInfo)>,
+) -> Result<(), EnrichError> {
+    let mut objects: Vec<Value> = Vec::new();
+    for doc in serde_json::Deserializer::from_slice(bytes).into_iter::<Value>() {
+        let doc = doc.map_err(|e| EnrichError::Format(format!("NetBox export: {e}")))?;
+        match doc {
+            Value::Object(mut page) if page.contains_key("results") => match page.remove("results")
+            {
+                Some(Value::Array(r)) => objects.extend(r),
+                _ => {
+                    return Err(EnrichError::Format(
+                        "NetBox page: results is not a list".into(),
+                    ));
+                }
+            },
+            Value::Array(list) => objects.extend(list),
+            Value::Object(_) => objects.push(doc),
+            _ => {
+                return Err(EnrichError::Format(
+                    "NetBox export: expected a page, a list or prefix objects".into(),
+                ));
+            }
+        }
+    }
+    for (i, p) in objects.iter().enumerate() {
+        stats.records += 1;
+        let Some(text) = p.get("prefix").and_then(Value::as_str) else {
+            stats.bad(format!("result {i}: no prefix"));
+            continue;
+        };
+        let Ok(net) = text.trim().parse::<IpNet>() else {
+            stats.bad(format!("result {i}: bad prefix {text:?}"));
+            continue;
+        };
+        if status(p).is_some_and(|s| s.eq_ignore_ascii_case("deprecated")) {
+            stats.skipped += 1;
+            continue;
+        }
+        let name = |v: Option<&Value>| json_text(v.and_then(|o| o.get("name")));
+        let site = name(p.get("site")).or_else(|| {
+            (p.get("scope_type").and_then(Value::as_str) == Some("dcim.site"))
+                .then(|| name(p.get("scope")))
+                .flatten()
+        });
+        let subscriber = json_text(
+            p.get("custom_fields")
+                .and_then(|c| c.get(&opts.subscriber_field)),
+        )
+        .or_else(|| name(p.get("tenant")));
+        out.push((
+            net,
+            PrefixInfo {
+                subscriber,
+                site,
+                role: name(p.get("role")),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// `status.value` ({"value": "active", "label": "Active"}) or a plain string.
+fn status(p: &Value) -> Option<&str> {
+    let s = p.get("status")?;
+    s.get("value")
+        .and_then(Value::as_str)
+        .or_else(|| s.as_str())
+}
+
+fn csv(
+    bytes: &[u8],
+    stats: &mut LoadStats,
+    out: &mut Vec<(IpNet, PrefixInfo)>,
+) -> Result<(), EnrichError> {
+    let mut rdr = csv_reader(bytes);
+    let headers = rdr
+        .headers()
+        .map_err(|e| EnrichError::Format(format!("prefix CSV header: {e}")))?
+        .clone();
+    let [prefix, subscriber, site, role] = header_index(
+        &headers,
+        [
+            &["prefix", "cidr", "network"],
+            &["subscriber", "tenant"],
+            &["site"],
+            &["role"],
+        ],
+    );
+    let Some(prefix) = prefix else {
+        return Err(EnrichError::Format(
+            "prefix CSV: no `prefix` column in the header".into(),
+        ));
+    };
+    for (i, rec) in rdr.records().enumerate() {
+        stats.records += 1;
+        let line = i + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                stats.bad(format!("line {line}: {e}"));
+                continue;
+            }
+        };
+        let text = rec.get(prefix).unwrap_or("");
+        let Ok(net) = text.parse::<IpNet>() else {
+            stats.bad(format!("line {line}: bad prefix {text:?}"));
+            continue;
+        };
+        let s = |i| field(&rec, i).map(str::to_owned);
+        out.push((
+            net,
+            PrefixInfo {
+                subscriber: s(subscriber),
+                site: s(site),
+                role: s(role),
+            },
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One page of `GET /api/ipam/prefixes/` as NetBox 4.x returns it (fields trimmed to the
+    /// ones that matter plus a few that must be ignored), with documentation addresses.
+    const NETBOX_PAGE: &str = r#"{
+      "count": 5, "next": null, "previous": null,
+      "results": [
+        {"id": 11, "url": "https://netbox.example/api/ipam/prefixes/11/", "display": "100.64.0.0/10",
+         "family": {"value": 4, "label": "IPv4"}, "prefix": "100.64.0.0/10",
+         "site": {"id": 1, "url": "https://netbox.example/api/dcim/sites/1/", "display": "FRA1", "name": "FRA1", "slug": "fra1"},
+         "vrf": null, "tenant": null, "vlan": null,
+         "status": {"value": "container", "label": "Container"},
+         "role": {"id": 3, "url": "https://netbox.example/api/ipam/roles/3/", "display": "CGNAT pool", "name": "CGNAT pool", "slug": "cgnat-pool"},
+         "is_pool": true, "mark_utilized": false, "description": "", "comments": "", "tags": [],
+         "custom_fields": {"subscriber": null}, "created": "2026-01-10T09:00:00Z", "last_updated": "2026-01-10T09:00:00Z",
+         "children": 2, "_depth": 0},
+        {"id": 12, "prefix": "100.64.1.0/24", "family": {"value": 4, "label": "IPv4"},
+         "scope_type": "dcim.site", "scope_id": 2,
+         "scope": {"id": 2, "url": "https://netbox.example/api/dcim/sites/2/", "display": "BER2", "name": "BER2", "slug": "ber2"},
+         "tenant": {"id": 7, "url": "https://netbox.example/api/tenancy/tenants/7/", "display": "Acme GmbH", "name": "Acme GmbH", "slug": "acme"},
+         "status": {"value": "active", "label": "Active"},
+         "role": {"id": 1, "name": "Business", "slug": "business"},
+         "custom_fields": {"subscriber": "CUST-0042"}, "_depth": 1},
+        {"id": 13, "prefix": "100.64.1.16/28", "status": {"value": "active", "label": "Active"},
+         "tenant": {"id": 8, "name": "Beta KG", "slug": "beta"}, "role": null, "custom_fields": {}, "_depth": 2},
+        {"id": 14, "prefix": "2001:db8:100::/48", "family": {"value": 6, "label": "IPv6"},
+         "site": {"id": 1, "name": "FRA1", "slug": "fra1"}, "status": {"value": "active", "label": "Active"},
+         "role": {"id": 2, "name": "Residential", "slug": "residential"},
+         "custom_fields": {"subscriber": 90017}},
+        {"id": 15, "prefix": "100.64.2.0/24", "status": {"value": "deprecated", "label": "Deprecated"},
+         "tenant": {"id": 9, "name": "Gone Ltd", "slug": "gone"}},
+        {"id": 16, "prefix": "not-a-prefix"},
+        {"id": 17, "display": "no prefix field"}
+      ]
+    }"#;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn netbox_page_longest_prefix_wins() {
+        let l = load(
+            NETBOX_PAGE.as_bytes(),
+            PrefixFormat::Netbox,
+            &PrefixOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                l.stats.records,
+                l.stats.loaded,
+                l.stats.skipped,
+                l.stats.bad
+            ),
+            (7, 4, 1, 2)
+        );
+        assert!(l.stats.reasons[0].contains("not-a-prefix"), "{:?}", l.stats);
+        let t = l.data;
+        // The /28 inside the /24 inside the /10: the most specific answers.
+        let (net, i) = t.lookup(ip("100.64.1.20")).unwrap();
+        assert_eq!(net.to_string(), "100.64.1.16/28");
+        assert_eq!(i.subscriber.as_deref(), Some("Beta KG"), "tenant name");
+        assert_eq!((i.site.as_deref(), i.role.as_deref()), (None, None));
+        // The /24: custom field before tenant, NetBox 4.2 scope as the site.
+        let (net, i) = t.lookup(ip("100.64.1.1")).unwrap();
+        assert_eq!(net.to_string(), "100.64.1.0/24");
+        assert_eq!(
+            (
+                i.subscriber.as_deref(),
+                i.site.as_deref(),
+                i.role.as_deref()
+            ),
+            (Some("CUST-0042"), Some("BER2"), Some("Business"))
+        );
+        // The deprecated /24 is gone: its addresses fall back to the pool container.
+        let (net, i) = t.lookup(ip("100.64.2.9")).unwrap();
+        assert_eq!(net.to_string(), "100.64.0.0/10");
+        assert_eq!(
+            (
+                i.subscriber.as_deref(),
+                i.site.as_deref(),
+                i.role.as_deref()
+            ),
+            (None, Some("FRA1"), Some("CGNAT pool"))
+        );
+        // IPv6, a numeric custom field.
+        let (net, i) = t.lookup(ip("2001:db8:100:7::1")).unwrap();
+        assert_eq!(net.to_string(), "2001:db8:100::/48");
+        assert_eq!(i.subscriber.as_deref(), Some("90017"));
+        assert!(t.lookup(ip("198.51.100.1")).is_none());
+        assert!(t.lookup(ip("2001:db8:200::1")).is_none());
+    }
+
+    #[test]
+    fn netbox_list_and_custom_field_name() {
+        let list = r#"[{"prefix": "192.0.2.0/24", "tenant": {"name": "T"}, "custom_fields": {"sub_id": "S-1"}}]"#;
+        let opts = PrefixOptions {
+            subscriber_field: "sub_id".into(),
+        };
+        let t = load(list.as_bytes(), PrefixFormat::Netbox, &opts)
+            .unwrap()
+            .data;
+        assert_eq!(
+            t.lookup(ip("192.0.2.5")).unwrap().1.subscriber.as_deref(),
+            Some("S-1")
+        );
+        assert!(load(b"{\"results\": 3}", PrefixFormat::Netbox, &opts).is_err());
+        assert!(load(b"<html>", PrefixFormat::Netbox, &opts).is_err());
+    }
+
+    #[test]
+    fn csv_with_duplicates_keeps_what_agrees() {
+        let csv = "Prefix,Subscriber,Site,Role\n\
+                   100.64.8.0/22,,MUC1,residential\n\
+                   100.64.9.0/24,sub-9,MUC1,residential\n\
+                   # the same /24 in a second VRF, another subscriber\n\
+                   100.64.9.0/24,sub-99,MUC1,residential\n\
+                   100.64.10.7/24,sub-10,MUC1,business\n\
+                   2001:db8:9::/56,sub-v6,MUC1,residential\n\
+                   100.64.300.0/24,x,y,z\n";
+        let l = load(csv.as_bytes(), PrefixFormat::Csv, &PrefixOptions::default()).unwrap();
+        assert_eq!((l.stats.records, l.stats.loaded, l.stats.bad), (6, 5, 1));
+        let t = l.data;
+        let (_, i) = t.lookup(ip("100.64.9.1")).unwrap();
+        assert_eq!(i.subscriber, None, "two VRFs disagree: no subscriber");
+        assert_eq!(i.site.as_deref(), Some("MUC1"));
+        // A host address with a mask means its network.
+        let (net, i) = t.lookup(ip("100.64.10.200")).unwrap();
+        assert_eq!(
+            (net.to_string(), i.subscriber.as_deref()),
+            ("100.64.10.0/24".to_string(), Some("sub-10"))
+        );
+        assert_eq!(
+            t.lookup(ip("2001:db8:9:ff::1"))
+                .unwrap()
+                .1
+                .subscriber
+                .as_deref(),
+            Some("sub-v6")
+        );
+        assert!(load(b"net,site\n", PrefixFormat::Csv, &PrefixOptions::default()).is_err());
+    }
+}
