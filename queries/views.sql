@@ -37,3 +37,17 @@ SELECT time AS "timestamp",
        protocol, src_ip, src_port, x_ip, x_port, dst_ip, dst_port, vrf AS vrf_id, direction,
        device, raw_key, raw_record
 FROM nat_events;
+
+-- Log-aggregation tables (nginx / Apache access logs, Postfix, sshd), partitioned like the
+-- NAT tables by the remote party's address (see docs/schema.md).
+CREATE OR REPLACE VIEW http_access AS
+SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/http_access/*/*/*.parquet',
+                           hive_partitioning = true, union_by_name = true);
+
+CREATE OR REPLACE VIEW mail AS
+SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/mail/*/*/*.parquet',
+                           hive_partitioning = true, union_by_name = true);
+
+CREATE OR REPLACE VIEW auth AS
+SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/auth/*/*/*.parquet',
+                           hive_partitioning = true, union_by_name = true);
