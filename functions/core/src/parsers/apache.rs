@@ -169,7 +169,11 @@ pub(crate) fn parse_clf<'a>(
             "no [dd/Mon/yyyy:HH:MM:SS +zone] time followed by a request",
         )
     })?;
-    let head: Vec<&str> = s.get(..open).unwrap_or("").split_ascii_whitespace().collect();
+    let head: Vec<&str> = s
+        .get(..open)
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .collect();
     let (vhost_field, who) = match head.len() {
         3 => (None, &head[..]),
         4 => (Some(head[0]), &head[1..]),
@@ -196,15 +200,18 @@ pub(crate) fn parse_clf<'a>(
             Some((h, p)) if !h.contains(']') || h.ends_with(']') => (
                 Some(h.to_owned()),
                 Some(parse_u16(p).ok_or_else(|| {
-                    err(format, format!("invalid server port in {:?}", snippet(v, QUOTE)))
+                    err(
+                        format,
+                        format!("invalid server port in {:?}", snippet(v, QUOTE)),
+                    )
                 })?),
             ),
             _ => (Some(v.to_owned()), None),
         },
     };
     let time_text = s.get(open + 1..close).unwrap_or("");
-    let time = parse_clf_time(time_text)
-        .ok_or_else(|| err(format, format!("bad time [{time_text}]")))?;
+    let time =
+        parse_clf_time(time_text).ok_or_else(|| err(format, format!("bad time [{time_text}]")))?;
 
     let after_time = s.get(close + 2..).unwrap_or("");
     let (request, rest) = if after_time.starts_with('"') {
@@ -260,13 +267,15 @@ pub(crate) fn parse_clf<'a>(
         referer = dash(r).map(str::to_owned);
         tail = after.trim_start();
         if tail.starts_with('"') {
-            let (u, after) = quoted(tail).ok_or_else(|| {
-                err(format, "user agent has no closing quote (truncated line?)")
-            })?;
+            let (u, after) = quoted(tail)
+                .ok_or_else(|| err(format, "user agent has no closing quote (truncated line?)"))?;
             user_agent = dash(u).map(str::to_owned);
             tail = after.trim_start();
         } else {
-            return Err(err(format, "referer without a user agent (truncated line?)"));
+            return Err(err(
+                format,
+                "referer without a user agent (truncated line?)",
+            ));
         }
     }
 
@@ -444,7 +453,8 @@ mod tests {
     #[test]
     fn broken_lines_say_what_is_wrong() {
         let c = utc_ctx(T0);
-        let ok = r#"203.0.113.9 - - [24/Feb/2015:23:13:42 +0000] "GET /a HTTP/1.1" 200 10 "-" "ua""#;
+        let ok =
+            r#"203.0.113.9 - - [24/Feb/2015:23:13:42 +0000] "GET /a HTTP/1.1" 200 10 "-" "ua""#;
         assert!(parse_message(ok.as_bytes(), Format::Apache, &c, &mut Vec::new()).is_ok());
         assert_rejects(
             Format::Apache,

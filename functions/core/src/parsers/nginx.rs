@@ -201,7 +201,10 @@ mod tests {
         let e = one(
             r#"198.51.100.23 - - [12/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 502 150 "-" "ua" "-" 0.051 0.050 : 0.001"#,
         );
-        assert_eq!((e.request_time_ms, e.upstream_time_ms), (Some(51), Some(50)));
+        assert_eq!(
+            (e.request_time_ms, e.upstream_time_ms),
+            (Some(51), Some(50))
+        );
         // No upstream asked: "-".
         let e = one(
             r#"198.51.100.23 - - [12/Mar/2024:10:00:00 +0000] "GET / HTTP/1.1" 304 0 "-" "ua" "-" 0.000 -"#,
@@ -227,11 +230,16 @@ mod tests {
         // The body's own time wins over the syslog stamp.
         assert_eq!(e.time, civil_micros(2024, 6, 15, 11, 59, 58, 0).unwrap());
         // Bare `main` lines go to nginx, bare combined to apache; neither names the server.
-        let bare = r#"172.17.0.1 - - [29/May/2017:19:02:48 +0000] "GET /s HTTP/1.1" 404 612 "-" "ua" "-""#;
+        let bare =
+            r#"172.17.0.1 - - [29/May/2017:19:02:48 +0000] "GET /s HTTP/1.1" 404 612 "-" "ua" "-""#;
         let p = parse_message(bare.as_bytes(), Format::Auto, &c, &mut out).unwrap();
         assert_eq!(p.format, "nginx");
-        assert!(matches!(out.pop(), Some(Event::Http(HttpAccess { server: None, .. }))));
-        let bare = r#"172.17.0.1 - - [29/May/2017:19:02:48 +0000] "GET /s HTTP/1.1" 404 612 "-" "ua""#;
+        assert!(matches!(
+            out.pop(),
+            Some(Event::Http(HttpAccess { server: None, .. }))
+        ));
+        let bare =
+            r#"172.17.0.1 - - [29/May/2017:19:02:48 +0000] "GET /s HTTP/1.1" 404 612 "-" "ua""#;
         let p = parse_message(bare.as_bytes(), Format::Auto, &c, &mut out).unwrap();
         assert_eq!(p.format, "apache");
         assert_rejects(

@@ -188,7 +188,10 @@ fn reject(rest: &str, ev: &mut MailEvent) -> Result<(), ParseError> {
         .or_else(|| text.rfind("; proto="))
         .or_else(|| text.rfind("; to="));
     let (reply, tail) = match cut {
-        Some(i) => (text.get(..i).unwrap_or(text), text.get(i + 2..).unwrap_or("")),
+        Some(i) => (
+            text.get(..i).unwrap_or(text),
+            text.get(i + 2..).unwrap_or(""),
+        ),
         None => (text, ""),
     };
     ev.response = Some(reply.trim_end_matches(';').to_owned()).filter(|r| !r.is_empty());
@@ -225,12 +228,18 @@ fn pairs(s: &str) -> Vec<(&str, &str)> {
         let after = rest.get(eq + 1..).unwrap_or("");
         let (val, next) = if after.starts_with('<') {
             match after.find('>') {
-                Some(i) => (after.get(..=i).unwrap_or(after), after.get(i + 1..).unwrap_or("")),
+                Some(i) => (
+                    after.get(..=i).unwrap_or(after),
+                    after.get(i + 1..).unwrap_or(""),
+                ),
                 None => (after, ""),
             }
         } else {
             let end = after.find([',', ' ']).unwrap_or(after.len());
-            (after.get(..end).unwrap_or(after), after.get(end..).unwrap_or(""))
+            (
+                after.get(..end).unwrap_or(after),
+                after.get(end..).unwrap_or(""),
+            )
         };
         out.push((key, val));
         rest = next.trim_start_matches(',').trim_start();
@@ -258,12 +267,7 @@ fn is_dsn(d: &str) -> bool {
 }
 
 fn apply(k: &str, v: &str, ev: &mut MailEvent) -> Result<(), ParseError> {
-    let num = |what: &str| {
-        err(format!(
-            "{what} {:?} is not a number",
-            snippet(v, QUOTE)
-        ))
-    };
+    let num = |what: &str| err(format!("{what} {:?} is not a number", snippet(v, QUOTE)));
     match k {
         "client" => client_at(v, ev)?,
         "from" => ev.from = Some(angle(v)),
@@ -294,9 +298,8 @@ fn relay(v: &str, ev: &mut MailEvent) -> Result<(), ParseError> {
         ev.relay_host = Some(v.to_owned());
         return Ok(());
     };
-    let (host, ip, port) = host_addr(v, open).ok_or_else(|| {
-        err(format!("invalid relay address {:?}", snippet(v, QUOTE)))
-    })?;
+    let (host, ip, port) = host_addr(v, open)
+        .ok_or_else(|| err(format!("invalid relay address {:?}", snippet(v, QUOTE))))?;
     ev.relay_host = Some(host.to_owned());
     ev.relay_ip = ip;
     ev.relay_port = port;
@@ -336,12 +339,8 @@ fn client_at(s: &str, ev: &mut MailEvent) -> Result<(), ParseError> {
             snippet(s, QUOTE)
         ))
     })?;
-    let (host, ip, port) = host_addr(word, open).ok_or_else(|| {
-        err(format!(
-            "invalid client address {:?}",
-            snippet(word, QUOTE)
-        ))
-    })?;
+    let (host, ip, port) = host_addr(word, open)
+        .ok_or_else(|| err(format!("invalid client address {:?}", snippet(word, QUOTE))))?;
     ev.client_host = Some(host.to_owned());
     ev.client_ip = ip;
     ev.client_port = port;
@@ -413,13 +412,21 @@ mod tests {
             e.response.as_deref(),
             Some("250 2.0.0 Ok: queued as 153053D")
         );
-        assert_eq!((e.client_ip, e.process.as_deref()), (None, Some("postfix/smtp")));
+        assert_eq!(
+            (e.client_ip, e.process.as_deref()),
+            (None, Some("postfix/smtp"))
+        );
         let e = msg(
             "postfix/smtp",
             "0D9633D: to=<jos@example.com>, orig_to=<bestuur@example.com>, relay=mail1.example.net[10.74.103.11]:25, delay=11, delays=5.4/0.06/5.1/0.03, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as F12DF84004)",
         );
         assert_eq!(
-            (e.orig_to.as_deref(), e.relay_host.as_deref(), e.relay_ip, e.delay_ms),
+            (
+                e.orig_to.as_deref(),
+                e.relay_host.as_deref(),
+                e.relay_ip,
+                e.delay_ms
+            ),
             (
                 Some("bestuur@example.com"),
                 Some("mail1.example.net"),
@@ -427,7 +434,10 @@ mod tests {
                 Some(11_000)
             )
         );
-        let e = msg("postfix/smtpd", "connect from 061238241086.static.ctinets.com[61.238.241.86]");
+        let e = msg(
+            "postfix/smtpd",
+            "connect from 061238241086.static.ctinets.com[61.238.241.86]",
+        );
         assert_eq!(
             (e.event, e.client_host.as_deref(), e.client_ip),
             (
@@ -436,7 +446,10 @@ mod tests {
                 ip("61.238.241.86")
             )
         );
-        let e = msg("postfix/smtpd", "4104E3D: client=061238241086.static.ctinets.com[61.238.241.86]");
+        let e = msg(
+            "postfix/smtpd",
+            "4104E3D: client=061238241086.static.ctinets.com[61.238.241.86]",
+        );
         assert_eq!(
             (e.event, e.queue_id.as_deref(), e.client_ip),
             ("client", Some("4104E3D"), ip("61.238.241.86"))
@@ -450,7 +463,12 @@ mod tests {
             ("reject", Some("NOQUEUE"), Some("reject"))
         );
         assert_eq!(
-            (e.client_ip, e.dsn.as_deref(), e.from.as_deref(), e.to.as_deref()),
+            (
+                e.client_ip,
+                e.dsn.as_deref(),
+                e.from.as_deref(),
+                e.to.as_deref()
+            ),
             (
                 ip("61.238.241.86"),
                 Some("5.1.1"),
@@ -461,26 +479,45 @@ mod tests {
         assert_eq!(e.helo.as_deref(), Some("ecsolved.com"));
         assert_eq!(
             e.response.as_deref(),
-            Some("550 5.1.1 <toernooicommissie@example.com>: Recipient address rejected: User unknown in virtual mailbox table")
+            Some(
+                "550 5.1.1 <toernooicommissie@example.com>: Recipient address rejected: User unknown in virtual mailbox table"
+            )
         );
-        let e = msg("postfix/smtpd", "lost connection after STARTTLS from unknown[72.13.58.7]");
+        let e = msg(
+            "postfix/smtpd",
+            "lost connection after STARTTLS from unknown[72.13.58.7]",
+        );
         assert_eq!(
             (e.event, e.client_host.as_deref(), e.client_ip),
             ("lost_connection", Some("unknown"), ip("72.13.58.7"))
         );
-        let e = msg("postfix/qmgr", "0F5383D: from=<owner-postfix-users@postfix.org>, size=5360, nrcpt=1 (queue active)");
+        let e = msg(
+            "postfix/qmgr",
+            "0F5383D: from=<owner-postfix-users@postfix.org>, size=5360, nrcpt=1 (queue active)",
+        );
         assert_eq!(
             (e.event, e.from.as_deref(), e.size, e.nrcpt),
-            ("queued", Some("owner-postfix-users@postfix.org"), Some(5360), Some(1))
+            (
+                "queued",
+                Some("owner-postfix-users@postfix.org"),
+                Some(5360),
+                Some(1)
+            )
         );
         assert_eq!(msg("postfix/qmgr", "0F5383D: removed").event, "removed");
-        let e = msg("postfix/cleanup", "0F5383D: message-id=<544D2523.30609@rhsoft.net>");
+        let e = msg(
+            "postfix/cleanup",
+            "0F5383D: message-id=<544D2523.30609@rhsoft.net>",
+        );
         assert_eq!(
             (e.event, e.message_id.as_deref()),
             ("message_id", Some("544D2523.30609@rhsoft.net"))
         );
         // A warning naming no client stays `other`-like, with its text.
-        let e = msg("postfix/smtpd", "warning: hostname exemple.com does not resolve to address 185.14.29.32");
+        let e = msg(
+            "postfix/smtpd",
+            "warning: hostname exemple.com does not resolve to address 185.14.29.32",
+        );
         assert_eq!((e.event, e.client_ip), ("warning", None));
         assert!(e.message.starts_with("warning: hostname exemple.com"));
     }
@@ -511,7 +548,10 @@ mod tests {
             (e.delay_ms, e.relay_ip, e.relay_port),
             (Some(570), ip("204.127.217.16"), Some(25))
         );
-        assert_eq!(e.response.as_deref(), Some("250 ok ; id=20120227140036M0700qer4ne"));
+        assert_eq!(
+            e.response.as_deref(),
+            Some("250 ok ; id=20120227140036M0700qer4ne")
+        );
         // IPv6 clients and relays (documentation addresses, Postfix's own shapes).
         let e = auto(
             "Jun 15 11:00:00 mx1 postfix/smtpd[77]: 4N1ZCt0sBLz9rx4: client=mail.example.org[2001:db8:5::25]:41234, sasl_method=PLAIN, sasl_username=alice@example.org",
@@ -528,8 +568,15 @@ mod tests {
             (e.relay_ip, e.status.as_deref(), e.dsn.as_deref()),
             (ip("2001:db8:6::25"), Some("deferred"), Some("4.7.0"))
         );
-        assert!(e.response.as_deref().unwrap().ends_with("end of DATA command)"));
-        let e = auto("Jun 15 11:00:01 mx1 postfix/smtpd[77]: warning: unknown[2001:db8:7::1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6");
+        assert!(
+            e.response
+                .as_deref()
+                .unwrap()
+                .ends_with("end of DATA command)")
+        );
+        let e = auto(
+            "Jun 15 11:00:01 mx1 postfix/smtpd[77]: warning: unknown[2001:db8:7::1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+        );
         assert_eq!((e.event, e.client_ip), ("warning", ip("2001:db8:7::1")));
         let e = auto("Jun 15 11:00:02 mx1 postfix/smtpd[77]: disconnect from unknown[unknown]");
         assert_eq!(

@@ -100,21 +100,11 @@ fn read(msg: &str, ev: &mut AuthEvent) -> Result<(), ParseError> {
             ev.event = event;
             ev.result = result;
             ev.method = Some(method.to_owned());
-            let (user, addr) = who.rsplit_once(" from ").ok_or_else(|| {
-                err(format!(
-                    "{} message without `from <address>` (truncated?): {:?}",
-                    event,
-                    snippet(msg, QUOTE)
-                ))
-            })?;
+            let (user, addr, key) = verdict_source(who)
+                .map_err(|why| err(format!("{event} message {why}: {:?}", snippet(msg, QUOTE))))?;
             user_of(user, ev);
-            // "<ip> port <n> ssh2[: <key>]"
-            let (addr, key) = match addr.split_once(": ") {
-                Some((a, k)) => (a, Some(k)),
-                None => (addr, None),
-            };
             ev.key = key.map(str::to_owned);
-            endpoint(addr.trim_end_matches(" ssh2").trim_end_matches(" ssh1"), ev, true)?;
+            endpoint(addr, ev, true)?;
             return Ok(());
         }
     }
@@ -173,7 +163,9 @@ fn read(msg: &str, ev: &mut AuthEvent) -> Result<(), ParseError> {
                 Some((status, after)) => {
                     ev.user_status = status;
                     // The user name ends at the last space before the address.
-                    let (user, addr) = match after.find(" port ") {
+                    // The name is the client's: the address is the last word before the last
+                    // " port ".
+                    let (user, addr) = match after.rfind(" port ") {
                         Some(i) => {
                             let head = after.get(..i).unwrap_or("");
                             let sp = head.rfind(' ').unwrap_or(0);
@@ -193,6 +185,58 @@ fn read(msg: &str, ev: &mut AuthEvent) -> Result<(), ParseError> {
         }
     }
     Ok(())
+}
+
+/// Splits "<user> from <ip> port <n> ssh2[: <info>]" into user, "<ip> port <n>" and info.
+/// The user name and some infos (hostbased client user, ruser) are the client's to choose and
+/// can spell " from <ip> port <n> ssh2" themselves. The source is the one ` from ` followed by
+/// an address, a port and the protocol word; with none, the last ` from ` (so the error says
+/// what is wrong with it); with several, there is no telling which is sshd's: error.
+fn verdict_source(who: &str) -> Result<(&str, &str, Option<&str>), &'static str> {
+    const TRUNCATED: &str = "without `from <address>` (truncated?)";
+    let mut found: Option<(usize, usize, Option<usize>)> = None;
+    let mut count = 0;
+    let mut last = None;
+    for (i, _) in who.match_indices(" from ") {
+        last = Some(i);
+        let rest = who.get(i + 6..).ok_or(TRUNCATED)?;
+        let mut it = rest.splitn(4, ' ');
+        let (Some(a), Some("port"), Some(p), Some(tail)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            continue;
+        };
+        let proto_ok = tail == "ssh2"
+            || tail == "ssh1"
+            || tail.starts_with("ssh2: ")
+            || tail.starts_with("ssh1: ");
+        if parse_ip(a).is_some() && parse_u16(p).is_some() && proto_ok {
+            count += 1;
+            let addr_end = i + 6 + a.len() + 6 + p.len();
+            let info = tail.find(": ").map(|k| addr_end + 1 + k + 2);
+            found = Some((i, addr_end, info));
+        }
+    }
+    match (count, found, last) {
+        (1, Some((i, end, info)), _) => Ok((
+            who.get(..i).ok_or(TRUNCATED)?,
+            who.get(i + 6..end).ok_or(TRUNCATED)?,
+            info.and_then(|k| who.get(k..)),
+        )),
+        (0, _, Some(i)) => {
+            let rest = who.get(i + 6..).ok_or(TRUNCATED)?;
+            let addr = rest.split(": ").next().unwrap_or(rest);
+            Ok((
+                who.get(..i).ok_or(TRUNCATED)?,
+                addr.trim_end_matches(" ssh2").trim_end_matches(" ssh1"),
+                None,
+            ))
+        }
+        (0, _, None) => Err(TRUNCATED),
+        _ => Err(
+            "names more than one `from <address> port <n>` (a user name or info spelling a source)",
+        ),
+    }
 }
 
 /// "invalid user X" / "authenticating user X" / "user X" in front of an address.
@@ -280,9 +324,16 @@ mod tests {
     fn loghub_openssh_lines() {
         // logpai/loghub @ 374038faa4ca122dd7ca0730372c0b78f76f8597, OpenSSH/OpenSSH_2k.log,
         // lines 2, 6, 7, 14, 29, 30 (their structured CSV names the same users and addresses).
-        let e = auto("Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186");
+        let e =
+            auto("Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186");
         assert_eq!(
-            (e.event, e.user.as_deref(), e.user_status, e.src_ip, e.src_port),
+            (
+                e.event,
+                e.user.as_deref(),
+                e.user_status,
+                e.src_ip,
+                e.src_port
+            ),
             (
                 "invalid_user",
                 Some("webmaster"),
@@ -310,7 +361,9 @@ mod tests {
                 Some(38926)
             )
         );
-        let e = auto("Dec 10 06:55:48 LabSZ sshd[24200]: Connection closed by 173.234.31.186 [preauth]");
+        let e = auto(
+            "Dec 10 06:55:48 LabSZ sshd[24200]: Connection closed by 173.234.31.186 [preauth]",
+        );
         assert_eq!(
             (e.event, e.src_ip, e.src_port),
             ("connection_closed", ip("173.234.31.186"), None)
@@ -322,7 +375,9 @@ mod tests {
             (e.event, e.src_ip),
             ("received_disconnect", ip("52.80.34.196"))
         );
-        let e = auto("Dec 10 07:13:43 LabSZ sshd[24227]: Failed password for root from 5.36.59.76 port 42393 ssh2");
+        let e = auto(
+            "Dec 10 07:13:43 LabSZ sshd[24227]: Failed password for root from 5.36.59.76 port 42393 ssh2",
+        );
         assert_eq!(
             (e.user.as_deref(), e.user_status, e.src_port),
             (Some("root"), None, Some(42393))
@@ -340,7 +395,9 @@ mod tests {
         );
         assert_eq!((e.event, e.src_ip), ("other", None));
         assert!(e.message.starts_with("pam_unix(sshd:auth)"));
-        let e = auto("Dec 10 07:34:33 LabSZ sshd[24301]: Did not receive identification string from 123.235.32.19");
+        let e = auto(
+            "Dec 10 07:34:33 LabSZ sshd[24301]: Did not receive identification string from 123.235.32.19",
+        );
         assert_eq!(
             (e.event, e.src_ip),
             ("no_identification", ip("123.235.32.19"))
@@ -356,7 +413,12 @@ mod tests {
         );
         assert_eq!(
             (e.event, e.result, e.method.as_deref(), e.user.as_deref()),
-            ("accepted", Some("success"), Some("publickey"), Some("drewr"))
+            (
+                "accepted",
+                Some("success"),
+                Some("publickey"),
+                Some("drewr")
+            )
         );
         assert_eq!((e.src_ip, e.src_port), (ip("69.245.39.97"), Some(34202)));
         assert_eq!(
@@ -404,16 +466,17 @@ mod tests {
             (e.user.as_deref(), e.user_status, e.src_port),
             (Some("admin admin"), Some("invalid"), Some(60001))
         );
-        let e = auto("Jun 15 11:00:03 bastion sshd[904]: Invalid user oracle from 198.51.100.8 port 60002");
+        let e = auto(
+            "Jun 15 11:00:03 bastion sshd[904]: Invalid user oracle from 198.51.100.8 port 60002",
+        );
         assert_eq!(e.src_port, Some(60002));
         let e = auto(
             "Jun 15 11:00:04 bastion sshd[905]: Received disconnect from 198.51.100.8 port 60003:11: disconnected by user",
         );
-        assert_eq!(
-            (e.src_ip, e.src_port),
-            (ip("198.51.100.8"), Some(60003))
+        assert_eq!((e.src_ip, e.src_port), (ip("198.51.100.8"), Some(60003)));
+        let e = auto(
+            "Jun 15 11:00:05 bastion sshd[906]: Connection from 198.51.100.8 port 60004 on 192.0.2.1 port 22 rdomain \"\"",
         );
-        let e = auto("Jun 15 11:00:05 bastion sshd[906]: Connection from 198.51.100.8 port 60004 on 192.0.2.1 port 22 rdomain \"\"");
         assert_eq!((e.event, e.src_port), ("connection", Some(60004)));
         // A user name chosen to look like an address: the real one is the last `from`.
         let e = auto(
@@ -426,6 +489,38 @@ mod tests {
                 ip("198.51.100.9"),
                 Some(60005)
             )
+        );
+        // fail2ban/fail2ban @ 5d6cead99694efae8710ab12cd68a924a83d7396,
+        // fail2ban/tests/files/logs/sshd: injections through the user name and the ruser info;
+        // failJSON says the host is 127.0.0.1 in both.
+        let e = auto(
+            "Nov 11 08:04:51 redbamboo sshd[2737]: Failed password for invalid user from 10.10.1.1 from 127.0.0.1 port 58946 ssh2",
+        );
+        assert_eq!(
+            (e.user.as_deref(), e.src_ip, e.src_port),
+            (Some("from 10.10.1.1"), ip("127.0.0.1"), Some(58946))
+        );
+        let e = auto(
+            "Sep 29 17:15:02 spaceman sshd[12946]: Failed password for user from 127.0.0.1 port 20000 ssh1: ruser from 1.2.3.4",
+        );
+        assert_eq!(
+            (e.user.as_deref(), e.src_ip, e.key.as_deref()),
+            (Some("user"), ip("127.0.0.1"), Some("ruser from 1.2.3.4"))
+        );
+        let e = auto(
+            "Sep 29 17:15:02 spaceman sshd[12946]: Failed hostbased for dan from 127.0.0.1 port 45785 ssh2: RSA 8c:e3:aa:0f:64:51:02:f7:14:79:89:3f:65:84:7c:30, client user \"dan\", client host \"localhost.localdomain\"",
+        );
+        assert_eq!(
+            (e.method.as_deref(), e.src_port),
+            (Some("hostbased"), Some(45785))
+        );
+        // Same file: the address follows `error: ` and the reason comes from the client.
+        let e = auto(
+            "Nov 23 21:50:37 myhost sshd[21810]: error: maximum authentication attempts exceeded for root from 61.0.0.1 port 49940 ssh2 [preauth]",
+        );
+        assert_eq!(
+            (e.event, e.user.as_deref(), e.src_ip, e.src_port),
+            ("max_auth_tries", Some("root"), ip("61.0.0.1"), Some(49940))
         );
         // Bare lines with the tag and without.
         let mut out = Vec::new();
@@ -464,6 +559,11 @@ mod tests {
                 (
                     "Dec 10 06:55:48 LabSZ sshd[24200]: Accepted password for root from 173.234.31.186",
                     "accepted message without `port <n>` (truncated?)",
+                ),
+                (
+                    // A name and an info that both spell a source: no telling which is real.
+                    "Dec 10 06:55:48 LabSZ sshd[24200]: Failed password for a from 192.0.2.1 port 1 ssh2: x from 192.0.2.2 port 2 ssh2",
+                    "failed message names more than one `from <address> port <n>`",
                 ),
                 (
                     "Dec 10 06:55:48 LabSZ sshd[24200]: Connection closed by ns.example.net [preauth]",
