@@ -38,6 +38,20 @@ SELECT time AS "timestamp",
        device, raw_key, raw_record
 FROM nat_events;
 
+-- Log-aggregation tables (nginx / Apache access logs, Postfix, sshd), partitioned like the
+-- NAT tables by the remote party's address (see docs/schema.md).
+CREATE OR REPLACE VIEW http_access AS
+SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/http_access/*/*/*.parquet',
+                           hive_partitioning = true, union_by_name = true);
+
+CREATE OR REPLACE VIEW mail AS
+SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/mail/*/*/*.parquet',
+                           hive_partitioning = true, union_by_name = true);
+
+CREATE OR REPLACE VIEW auth AS
+SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/auth/*/*/*.parquet',
+                           hive_partitioning = true, union_by_name = true);
+
 -- The inside network of an address: the enrichment's prefix when given, else the /24 (IPv4) or
 -- the /64 (IPv6; from the address as written, RFC 5952 form).
 CREATE OR REPLACE MACRO inside_net(ip, known) AS

@@ -39,11 +39,14 @@ pub const QUARANTINE_DIR: &str = "_state/quarantine/";
 const HOUR: Micros = 3_600_000_000;
 
 /// Tables whose hours are compacted.
-const COMPACTED_TABLES: [Table; 4] = [
+const COMPACTED_TABLES: [Table; 7] = [
     Table::NatEvents,
     Table::Flows,
     Table::Firewall,
     Table::Rejects,
+    Table::HttpAccess,
+    Table::Mail,
+    Table::Auth,
 ];
 
 #[derive(Debug, Clone)]

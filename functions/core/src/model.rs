@@ -178,6 +178,108 @@ pub struct FirewallEvent {
     pub vrf: Option<String>,
 }
 
+/// One HTTP request as a web server's access log records it (nginx, Apache httpd). Text fields
+/// are kept as logged (with the server's own escapes), so a row matches the log byte for byte.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HttpAccess {
+    pub time: Micros,
+    /// "nginx" or "apache" when known (the format was named, or the syslog tag said so).
+    pub server: Option<&'static str>,
+    /// Apache `%v` (vhost_combined): the virtual host that served the request.
+    pub vhost: Option<String>,
+    /// Apache `%p` (vhost_combined): the server port.
+    pub server_port: Option<u16>,
+    pub client_ip: Option<IpAddr>,
+    /// Only when the log writes the client as `address:port`.
+    pub client_port: Option<u16>,
+    /// Authenticated user (`%u` / `$remote_user`).
+    pub user: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    /// `HTTP/1.1`, …; None for HTTP/0.9 request lines.
+    pub protocol: Option<String>,
+    /// The request line as logged, when it could not be split into method, path and protocol
+    /// (what a scanner or a TLS client on a plain port sends; the server answered 4xx).
+    pub request: Option<String>,
+    pub status: Option<u16>,
+    /// Response bytes (`%b` / `%O` / `$body_bytes_sent`).
+    pub bytes: Option<u64>,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    /// nginx `main`: `$http_x_forwarded_for`.
+    pub forwarded_for: Option<String>,
+    /// nginx `$request_time`, in milliseconds.
+    pub request_time_ms: Option<u64>,
+    /// nginx `$upstream_response_time` (the first upstream's), in milliseconds.
+    pub upstream_time_ms: Option<u64>,
+}
+
+/// One Postfix log message (smtpd, cleanup, qmgr, smtp, …). Every message of a Postfix program
+/// becomes a row; `event` says which kind it was and the fields it names are filled.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct MailEvent {
+    pub time: Micros,
+    /// The syslog tag: `postfix/smtpd`, `postfix-incoming/smtpd`, ….
+    pub process: Option<String>,
+    pub pid: Option<u32>,
+    /// Queue id, or `NOQUEUE` for a message rejected before it got one.
+    pub queue_id: Option<String>,
+    /// connect, disconnect, client, reject, lost_connection, warning, message_id, queued,
+    /// removed, pickup, delivery, other.
+    pub event: &'static str,
+    pub client_host: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub client_port: Option<u16>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub orig_to: Option<String>,
+    pub relay_host: Option<String>,
+    pub relay_ip: Option<IpAddr>,
+    pub relay_port: Option<u16>,
+    /// sent, deferred, bounced, expired, … (delivery); reject for rejections.
+    pub status: Option<String>,
+    /// Enhanced status code (RFC 3463), e.g. `2.0.0`.
+    pub dsn: Option<String>,
+    pub delay_ms: Option<u64>,
+    pub size: Option<u64>,
+    pub nrcpt: Option<u32>,
+    pub message_id: Option<String>,
+    pub sasl_username: Option<String>,
+    pub helo: Option<String>,
+    /// The remote server's reply (delivery) or the rejection text.
+    pub response: Option<String>,
+    /// The message text after the queue id, as logged.
+    pub message: String,
+}
+
+/// One sshd log message. Every sshd message becomes a row; `event` says which kind it was.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AuthEvent {
+    pub time: Micros,
+    /// The syslog tag: `sshd`, `sshd-session`.
+    pub process: Option<String>,
+    pub pid: Option<u32>,
+    /// accepted, failed, postponed, partial, invalid_user, max_auth_tries, connection,
+    /// disconnected, connection_closed, connection_reset, received_disconnect,
+    /// no_identification, other.
+    pub event: &'static str,
+    /// success (Accepted …) or failure (Failed …); None for other messages.
+    pub result: Option<&'static str>,
+    /// password, publickey, keyboard-interactive/pam, none, hostbased, gssapi-with-mic.
+    pub method: Option<String>,
+    pub user: Option<String>,
+    /// invalid (no such account) or authenticating (not yet authenticated), as sshd says.
+    pub user_status: Option<&'static str>,
+    pub src_ip: Option<IpAddr>,
+    pub src_port: Option<u16>,
+    /// The key after `ssh2:` (`RSA SHA256:…`) of publickey messages.
+    pub key: Option<String>,
+    /// N of syslog's "message repeated N times: [ … ]"; None for a single message.
+    pub repeats: Option<u32>,
+    /// The message text, as logged.
+    pub message: String,
+}
+
 /// One normalized event, before provenance and envelope fields are attached.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "table", rename_all = "snake_case")]
@@ -188,6 +290,12 @@ pub enum Event {
     Flow(FlowRecord),
     #[serde(rename = "firewall")]
     Firewall(FirewallEvent),
+    #[serde(rename = "http_access")]
+    Http(HttpAccess),
+    #[serde(rename = "mail")]
+    Mail(MailEvent),
+    #[serde(rename = "auth")]
+    Auth(AuthEvent),
 }
 
 impl Event {
@@ -196,6 +304,9 @@ impl Event {
             Event::Nat(e) => e.time,
             Event::Flow(e) => e.time,
             Event::Firewall(e) => e.time,
+            Event::Http(e) => e.time,
+            Event::Mail(e) => e.time,
+            Event::Auth(e) => e.time,
         }
     }
 
@@ -204,6 +315,9 @@ impl Event {
             Event::Nat(e) => e.time = t,
             Event::Flow(e) => e.time = t,
             Event::Firewall(e) => e.time = t,
+            Event::Http(e) => e.time = t,
+            Event::Mail(e) => e.time = t,
+            Event::Auth(e) => e.time = t,
         }
     }
 
@@ -212,6 +326,9 @@ impl Event {
             Event::Nat(_) => Table::NatEvents,
             Event::Flow(_) => Table::Flows,
             Event::Firewall(_) => Table::Firewall,
+            Event::Http(_) => Table::HttpAccess,
+            Event::Mail(_) => Table::Mail,
+            Event::Auth(_) => Table::Auth,
         }
     }
 
@@ -221,6 +338,15 @@ impl Event {
             Event::Nat(e) => e.x_ip,
             Event::Flow(e) => e.post_nat_src_ip.or(e.src_ip),
             Event::Firewall(e) => e.src_ip,
+            // Log-aggregation tables go by the remote party's address: the client of a web
+            // request or an SMTP session, the source of an SSH login. That is the address an
+            // abuse report names, and behind a CGNAT it is the public address `nat_events`
+            // partitions by, so the request and the mapping that explains it share an `x_net`
+            // and one narrow listing finds both. Postfix messages without a client (qmgr,
+            // cleanup, deliveries) go to `x_net=none`.
+            Event::Http(e) => e.client_ip,
+            Event::Mail(e) => e.client_ip,
+            Event::Auth(e) => e.src_ip,
         }
     }
 }
@@ -236,15 +362,24 @@ pub enum Table {
     /// The `nat_events` rows that opened the mappings still open when an hour began, written by
     /// the compact function so a lookup reads one hour plus this carry instead of a day.
     NatCarry,
+    /// Web server access logs (nginx, Apache httpd).
+    HttpAccess,
+    /// Postfix mail logs.
+    Mail,
+    /// sshd authentication logs.
+    Auth,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 8] = [
         Table::NatEvents,
         Table::Flows,
         Table::Firewall,
         Table::Rejects,
         Table::NatCarry,
+        Table::HttpAccess,
+        Table::Mail,
+        Table::Auth,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -254,6 +389,9 @@ impl Table {
             Table::Firewall => "firewall",
             Table::Rejects => "rejects",
             Table::NatCarry => "nat_carry",
+            Table::HttpAccess => "http_access",
+            Table::Mail => "mail",
+            Table::Auth => "auth",
         }
     }
 

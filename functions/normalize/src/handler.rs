@@ -871,6 +871,136 @@ mod tests {
         assert_eq!(n.report.events, n.rows.len() as u64);
     }
 
+    /// One column of a lake object as text (nulls as None), for assertions.
+    fn column_text(batches: &[arrow::array::RecordBatch], name: &str) -> Vec<Option<String>> {
+        use arrow::util::display::{ArrayFormatter, FormatOptions};
+        let mut out = Vec::new();
+        for b in batches {
+            let col = b
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("no column {name}"));
+            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).unwrap();
+            for i in 0..b.num_rows() {
+                out.push((!col.is_null(i)).then(|| f.value(i).to_string()));
+            }
+        }
+        out
+    }
+
+    /// Web, mail and sshd lines in one raw object: each reaches its own table, partitioned by
+    /// the remote party's address, and the broken ones reach rejects with what is wrong.
+    #[tokio::test]
+    async fn log_aggregation_lines_reach_their_tables() {
+        use arrow::array::Array as _;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let key = "raw/syslog_udp/hour=2023-11-14T22/t_logs.nlraw.zst";
+        // Sources: nginx shape with a documentation address; logstash-patterns-core httpd_spec
+        // (@10d9a93); fail2ban logs/sshd (@5d6cead) and logs/postfix (@04e932b);
+        // whyscream/postfix-grok-patterns POSTFIX_QMGR.log (@74a5248).
+        let lines: [&[u8]; 8] = [
+            br#"<190>Nov 14 22:10:00 web1 nginx: 2001:db8:1::5 - - [14/Nov/2023:22:09:59 +0000] "GET /a HTTP/1.1" 200 5 "-" "ua" "-""#,
+            br#"83.149.9.216 - - [24/Feb/2015:23:13:42 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0""#,
+            b"Sep 29 16:28:02 spaceman sshd[16699]: Failed password for dan from 127.0.0.1 port 45416 ssh1",
+            b"Jul 12 07:47:48 saturn postfix/smtpd[8738]: NOQUEUE: reject: RCPT from 1-2-3-4-example.com[1.2.3.4]: 554 5.7.1 <smtp@example.com>: Relay access denied; from=<john@example.com> to=<smtp@example.org> proto=SMTP helo=<198.51.100.17>",
+            b"Jul 12 07:47:49 saturn postfix/qmgr[90]: 0F5383D: from=<owner-postfix-users@postfix.org>, size=5360, nrcpt=1 (queue active)",
+            br#"83.149.9.216 - - [24/Feb/2015:23:13:42 +0000] "GET /a HTTP/1.1" 9999 1"#,
+            b"Sep 29 16:28:03 spaceman sshd[16700]: Failed password for dan from 69.245.39.297 port 34203 ssh2",
+            br#"<190>Nov 14 22:10:00 web1 nginx: 203.0.113.7 - - [14/Nov/2023:22:09:59 +0000] "GET /index.html HTTP/1"#,
+        ];
+        store
+            .put(&Path::from(key), PutPayload::from(raw_object(&lines)))
+            .await
+            .unwrap();
+        let r = normalize_object(&store, key, &NormalizeConfig::default())
+            .await
+            .unwrap();
+        assert_eq!((r.records, r.events, r.rejects), (8, 5, 3), "{r:?}");
+        let want = [
+            "lake/auth/hour=2023-09-29T16/x_net=127.0.0.0_24/t_logs.parquet",
+            "lake/http_access/hour=2015-02-24T23/x_net=83.149.9.0_24/t_logs.parquet",
+            "lake/http_access/hour=2023-11-14T22/x_net=2001-db8-1--_48/t_logs.parquet",
+            "lake/mail/hour=2023-07-12T07/x_net=1.2.3.0_24/t_logs.parquet",
+            "lake/mail/hour=2023-07-12T07/x_net=none/t_logs.parquet",
+            "lake/rejects/hour=2023-11-14T22/t_logs.parquet",
+        ];
+        let mut got = r.outputs.clone();
+        got.sort();
+        assert_eq!(got, want);
+        let get = |k: &str| {
+            let store = store.clone();
+            let k = k.to_string();
+            async move {
+                let b = store
+                    .get(&Path::from(k))
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                natlake_core::lake::read::parquet_batches(b).unwrap()
+            }
+        };
+        let web = get(want[2]).await;
+        assert_eq!(
+            column_text(&web, "client_ip"),
+            [Some("2001:db8:1::5".into())]
+        );
+        assert_eq!(column_text(&web, "server"), [Some("nginx".into())]);
+        assert_eq!(column_text(&web, "device"), [Some("web1".into())]);
+        assert_eq!(column_text(&web, "status"), [Some("200".into())]);
+        let web = get(want[1]).await;
+        assert_eq!(column_text(&web, "bytes"), [Some("203023".into())]);
+        assert_eq!(column_text(&web, "format"), [Some("apache".into())]);
+        assert_eq!(column_text(&web, "server"), [None]);
+        let ssh = get(want[0]).await;
+        assert_eq!(column_text(&ssh, "user"), [Some("dan".into())]);
+        assert_eq!(column_text(&ssh, "src_port"), [Some("45416".into())]);
+        assert_eq!(column_text(&ssh, "result"), [Some("failure".into())]);
+        assert_eq!(column_text(&ssh, "pid"), [Some("16699".into())]);
+        assert_eq!(column_text(&ssh, "raw_record"), [Some("2".into())]);
+        let mail = get(want[3]).await;
+        assert_eq!(column_text(&mail, "client_ip"), [Some("1.2.3.4".into())]);
+        assert_eq!(column_text(&mail, "dsn"), [Some("5.7.1".into())]);
+        assert_eq!(column_text(&mail, "queue_id"), [Some("NOQUEUE".into())]);
+        let mail = get(want[4]).await;
+        assert_eq!(column_text(&mail, "size"), [Some("5360".into())]);
+        assert_eq!(column_text(&mail, "event"), [Some("queued".into())]);
+        let rejects = get(want[5]).await;
+        let reasons = column_text(&rejects, "reason");
+        let records = column_text(&rejects, "raw_record");
+        let formats = column_text(&rejects, "format");
+        let mut seen: Vec<(String, String, String)> = reasons
+            .into_iter()
+            .zip(records)
+            .zip(formats)
+            .map(|((a, b), c)| (b.unwrap(), c.unwrap(), a.unwrap()))
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "5".into(),
+                    "apache".into(),
+                    "status 9999 out of range".into()
+                ),
+                (
+                    "6".into(),
+                    "sshd".into(),
+                    "invalid source address \"69.245.39.297\" in failed message".into()
+                ),
+                (
+                    "7".into(),
+                    "nginx".into(),
+                    "request line has no closing quote (truncated line?)".into()
+                ),
+            ]
+        );
+        // The rejects keep the bytes as received.
+        let col = rejects[0].column_by_name("payload").unwrap();
+        assert_eq!((col.len(), col.null_count()), (3, 0));
+    }
+
     #[test]
     fn damaged_objects_keep_what_precedes_the_damage() {
         let obj = raw_object(&[CT_NEW.as_bytes(), CT_NEW.as_bytes()]);

@@ -565,6 +565,325 @@ fn cf(r: &Row) -> Option<&crate::model::CfTraffic> {
     r.envelope.enrichment.cf.as_ref()
 }
 
+/// Reads one field of one event variant: `ev!(Http, r, e => …)`.
+macro_rules! ev {
+    ($v:ident, $r:ident, $e:ident => $body:expr) => {
+        |$r: &Row| match &$r.event {
+            Event::$v($e) => $body,
+            _ => None,
+        }
+    };
+}
+
+macro_rules! ev_s {
+    ($v:ident, $r:ident, $b:ident, $e:ident => $body:expr) => {
+        |$r: &Row, $b: &mut String| match &$r.event {
+            Event::$v($e) => $body,
+            _ => false,
+        }
+    };
+}
+
+fn millis(v: Option<u64>) -> Option<i64> {
+    count(v)
+}
+
+pub fn http_access() -> Vec<Column<Row>> {
+    let mut v = vec![
+        Column {
+            name: "time",
+            doc: "Request time (the log's own stamp), UTC",
+            get: Get::Time(|r: &Row| Some(r.event.time())),
+        },
+        Column {
+            name: "server",
+            doc: "nginx or apache when known (format named, or the syslog tag); null when auto-detected from the line alone",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.server))),
+        },
+        Column {
+            name: "vhost",
+            doc: "Virtual host (Apache vhost_combined %v)",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.vhost.as_deref()))),
+        },
+        Column {
+            name: "server_port",
+            doc: "Server port (Apache vhost_combined %p)",
+            get: Get::I32(ev!(Http, r, e => port(e.server_port))),
+        },
+        Column {
+            name: "client_ip",
+            doc: "Client address (%h / $remote_addr): behind a CGNAT, the public address",
+            get: Get::Str(ev_s!(Http, r, b, e => ip(b, e.client_ip))),
+        },
+        Column {
+            name: "client_port",
+            doc: "Client port, when the log writes the client as address:port",
+            get: Get::I32(ev!(Http, r, e => port(e.client_port))),
+        },
+        Column {
+            name: "user",
+            doc: "Authenticated user (%u / $remote_user)",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.user.as_deref()))),
+        },
+        Column {
+            name: "method",
+            doc: "Request method",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.method.as_deref()))),
+        },
+        Column {
+            name: "path",
+            doc: "Request target as logged (path and query)",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.path.as_deref()))),
+        },
+        Column {
+            name: "protocol",
+            doc: "HTTP/1.0, HTTP/1.1, HTTP/2.0, …; null for HTTP/0.9 request lines",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.protocol.as_deref()))),
+        },
+        Column {
+            name: "request",
+            doc: "The request line as logged, only when it could not be split into method, path and protocol (answered 4xx)",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.request.as_deref()))),
+        },
+        Column {
+            name: "status",
+            doc: "Response status (100-599)",
+            get: Get::I16(ev!(Http, r, e => e.status.and_then(|s| i16::try_from(s).ok()))),
+        },
+        Column {
+            name: "bytes",
+            doc: "Response bytes (%b / %O / $body_bytes_sent)",
+            get: Get::I64(ev!(Http, r, e => count(e.bytes))),
+        },
+        Column {
+            name: "referer",
+            doc: "Referer header as logged",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.referer.as_deref()))),
+        },
+        Column {
+            name: "user_agent",
+            doc: "User-Agent header as logged",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.user_agent.as_deref()))),
+        },
+        Column {
+            name: "forwarded_for",
+            doc: "X-Forwarded-For as logged (nginx main format)",
+            get: Get::Str(ev_s!(Http, r, b, e => opt_str(b, e.forwarded_for.as_deref()))),
+        },
+        Column {
+            name: "request_time_ms",
+            doc: "Request processing time in ms (nginx $request_time)",
+            get: Get::I64(ev!(Http, r, e => millis(e.request_time_ms))),
+        },
+        Column {
+            name: "upstream_time_ms",
+            doc: "First upstream's response time in ms (nginx $upstream_response_time)",
+            get: Get::I64(ev!(Http, r, e => millis(e.upstream_time_ms))),
+        },
+    ];
+    v.extend(common());
+    v
+}
+
+pub fn mail() -> Vec<Column<Row>> {
+    let mut v = vec![
+        Column {
+            name: "time",
+            doc: "Event time (syslog stamp), UTC",
+            get: Get::Time(|r: &Row| Some(r.event.time())),
+        },
+        Column {
+            name: "process",
+            doc: "Syslog tag (postfix/smtpd, postfix/qmgr, …)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.process.as_deref()))),
+        },
+        Column {
+            name: "pid",
+            doc: "Process id from the syslog tag",
+            get: Get::I64(ev!(Mail, r, e => e.pid.map(i64::from))),
+        },
+        Column {
+            name: "queue_id",
+            doc: "Postfix queue id (NOQUEUE for rejections before one was assigned)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.queue_id.as_deref()))),
+        },
+        Column {
+            name: "event",
+            doc: "connect, disconnect, client, reject, lost_connection, warning, message_id, queued, removed, pickup, delivery, other",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, Some(e.event)))),
+        },
+        Column {
+            name: "client_host",
+            doc: "SMTP client host name as Postfix resolved it (unknown when it did not)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.client_host.as_deref()))),
+        },
+        Column {
+            name: "client_ip",
+            doc: "SMTP client address",
+            get: Get::Str(ev_s!(Mail, r, b, e => ip(b, e.client_ip))),
+        },
+        Column {
+            name: "client_port",
+            doc: "SMTP client port (smtpd_client_port_logging)",
+            get: Get::I32(ev!(Mail, r, e => port(e.client_port))),
+        },
+        Column {
+            name: "from",
+            doc: "Envelope sender (empty for bounces)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.from.as_deref()))),
+        },
+        Column {
+            name: "to",
+            doc: "Envelope recipient",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.to.as_deref()))),
+        },
+        Column {
+            name: "orig_to",
+            doc: "Original recipient before aliasing",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.orig_to.as_deref()))),
+        },
+        Column {
+            name: "relay_host",
+            doc: "Next hop the message went to (host name, none, local, a transport)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.relay_host.as_deref()))),
+        },
+        Column {
+            name: "relay_ip",
+            doc: "Next hop address",
+            get: Get::Str(ev_s!(Mail, r, b, e => ip(b, e.relay_ip))),
+        },
+        Column {
+            name: "relay_port",
+            doc: "Next hop port",
+            get: Get::I32(ev!(Mail, r, e => port(e.relay_port))),
+        },
+        Column {
+            name: "status",
+            doc: "sent, deferred, bounced, expired, … (deliveries); reject (rejections)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.status.as_deref()))),
+        },
+        Column {
+            name: "dsn",
+            doc: "Enhanced status code (RFC 3463), e.g. 2.0.0",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.dsn.as_deref()))),
+        },
+        Column {
+            name: "delay_ms",
+            doc: "Total delay from arrival to this delivery attempt, in ms",
+            get: Get::I64(ev!(Mail, r, e => millis(e.delay_ms))),
+        },
+        Column {
+            name: "size",
+            doc: "Message size in bytes (qmgr)",
+            get: Get::I64(ev!(Mail, r, e => count(e.size))),
+        },
+        Column {
+            name: "nrcpt",
+            doc: "Number of recipients (qmgr)",
+            get: Get::I64(ev!(Mail, r, e => e.nrcpt.map(i64::from))),
+        },
+        Column {
+            name: "message_id",
+            doc: "Message-ID header (cleanup)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.message_id.as_deref()))),
+        },
+        Column {
+            name: "sasl_username",
+            doc: "SMTP AUTH user name (smtpd)",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.sasl_username.as_deref()))),
+        },
+        Column {
+            name: "helo",
+            doc: "HELO / EHLO name the client gave",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.helo.as_deref()))),
+        },
+        Column {
+            name: "response",
+            doc: "Remote server's reply (deliveries) or the rejection text",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, e.response.as_deref()))),
+        },
+        Column {
+            name: "message",
+            doc: "Message text after the queue id, as logged",
+            get: Get::Str(ev_s!(Mail, r, b, e => opt_str(b, Some(&e.message)))),
+        },
+    ];
+    v.extend(common());
+    v
+}
+
+pub fn auth() -> Vec<Column<Row>> {
+    let mut v = vec![
+        Column {
+            name: "time",
+            doc: "Event time (syslog stamp), UTC",
+            get: Get::Time(|r: &Row| Some(r.event.time())),
+        },
+        Column {
+            name: "process",
+            doc: "Syslog tag (sshd, sshd-session)",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, e.process.as_deref()))),
+        },
+        Column {
+            name: "pid",
+            doc: "Process id from the syslog tag: ties one connection's messages together",
+            get: Get::I64(ev!(Auth, r, e => e.pid.map(i64::from))),
+        },
+        Column {
+            name: "event",
+            doc: "accepted, failed, postponed, partial, invalid_user, max_auth_tries, connection, disconnected, connection_closed, connection_reset, received_disconnect, no_identification, other",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, Some(e.event)))),
+        },
+        Column {
+            name: "result",
+            doc: "success (Accepted) or failure (Failed); null for other messages",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, e.result))),
+        },
+        Column {
+            name: "method",
+            doc: "Authentication method (password, publickey, keyboard-interactive/pam, none, …)",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, e.method.as_deref()))),
+        },
+        Column {
+            name: "user",
+            doc: "User name as sshd logged it (attacker-chosen for invalid users)",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, e.user.as_deref()))),
+        },
+        Column {
+            name: "user_status",
+            doc: "invalid (no such account) or authenticating (not yet authenticated), as sshd says",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, e.user_status))),
+        },
+        Column {
+            name: "src_ip",
+            doc: "Client address: behind a CGNAT, the public address",
+            get: Get::Str(ev_s!(Auth, r, b, e => ip(b, e.src_ip))),
+        },
+        Column {
+            name: "src_port",
+            doc: "Client port",
+            get: Get::I32(ev!(Auth, r, e => port(e.src_port))),
+        },
+        Column {
+            name: "key",
+            doc: "Public key type and fingerprint (publickey messages)",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, e.key.as_deref()))),
+        },
+        Column {
+            name: "repeats",
+            doc: "N of syslog's \"message repeated N times\"; null for a single message",
+            get: Get::I64(ev!(Auth, r, e => e.repeats.map(i64::from))),
+        },
+        Column {
+            name: "message",
+            doc: "Message text, as logged",
+            get: Get::Str(ev_s!(Auth, r, b, e => opt_str(b, Some(&e.message)))),
+        },
+    ];
+    v.extend(common());
+    v
+}
+
 pub fn rejects() -> Vec<Column<Reject>> {
     vec![
         Column {
@@ -616,6 +935,9 @@ pub fn event_columns(table: Table) -> Option<Vec<Column<Row>>> {
         Table::NatEvents | Table::NatCarry => Some(nat_events()),
         Table::Flows => Some(flows()),
         Table::Firewall => Some(firewall()),
+        Table::HttpAccess => Some(http_access()),
+        Table::Mail => Some(mail()),
+        Table::Auth => Some(auth()),
         Table::Rejects => None,
     }
 }
@@ -661,6 +983,24 @@ pub fn schema_markdown() -> String {
         "firewall",
         "Packet-filter log events (iptables / nftables LOG, Cloud Foundry `OK_` / `DENY_` prefixes).",
         &firewall(),
+    );
+    table(
+        &mut out,
+        "http_access",
+        "Web server access logs: nginx (combined, main, with $request_time / upstream times) and Apache httpd (common, combined, vhost_combined). Partitioned by `client_ip`.",
+        &http_access(),
+    );
+    table(
+        &mut out,
+        "mail",
+        "Postfix log messages (smtpd, cleanup, qmgr, smtp, …), one row each. Partitioned by `client_ip` (`x_net=none` without one).",
+        &mail(),
+    );
+    table(
+        &mut out,
+        "auth",
+        "sshd log messages (auth.log / secure), one row each. Partitioned by `src_ip`.",
+        &auth(),
     );
     out.push_str(
         "\n## `nat_carry`\n\nThe same columns as `nat_events`: for each hour, the rows that opened the mappings still \

@@ -56,6 +56,8 @@ pub fn sort_columns(table: Table) -> &'static [&'static str] {
         Table::NatEvents | Table::NatCarry => &["x_ip", "x_port", "time"],
         Table::Flows => &["post_nat_src_ip", "post_nat_src_port", "time"],
         Table::Firewall => &["src_ip", "time"],
+        Table::HttpAccess | Table::Mail => &["client_ip", "time"],
+        Table::Auth => &["src_ip", "time"],
         Table::Rejects => &["recv_time"],
     }
 }
@@ -65,6 +67,9 @@ fn bloom_columns(table: Table) -> &'static [&'static str] {
         Table::NatEvents | Table::NatCarry => &["x_ip", "x_port", "src_ip"],
         Table::Flows => &["post_nat_src_ip", "src_ip"],
         Table::Firewall => &["src_ip", "dst_ip"],
+        Table::HttpAccess => &["client_ip"],
+        Table::Mail => &["client_ip", "queue_id"],
+        Table::Auth => &["src_ip"],
         Table::Rejects => &[],
     }
 }
@@ -160,6 +165,9 @@ fn sort_key(r: &Row) -> (Option<std::net::IpAddr>, Option<u16>, i64) {
         Event::Nat(e) => (e.x_ip, e.x_port, e.time),
         Event::Flow(e) => (e.post_nat_src_ip, e.post_nat_src_port, e.time),
         Event::Firewall(e) => (e.src_ip, None, e.time),
+        Event::Http(e) => (e.client_ip, e.client_port, e.time),
+        Event::Mail(e) => (e.client_ip, e.client_port, e.time),
+        Event::Auth(e) => (e.src_ip, e.src_port, e.time),
     }
 }
 

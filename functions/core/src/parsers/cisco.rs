@@ -809,6 +809,7 @@ mod tests {
                         checked += 1;
                     }
                 }
+                other => panic!("not a Cisco event: {other:?}"),
             }
         }
         // Translations: 305011 ×4, 305012 ×6, 302013 with a mapped address, 302015 ×2,

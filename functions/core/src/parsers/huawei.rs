@@ -476,6 +476,7 @@ mod tests {
                         assert_eq!(fw.time, civil_micros(2018, 10, 5, 9, 52, 19, 0).unwrap());
                         checked += 5;
                     }
+                    other => panic!("not a Huawei event: {other:?}"),
                 }
             }
         }

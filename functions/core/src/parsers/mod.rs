@@ -8,6 +8,7 @@
 use crate::model::{Event, Micros};
 
 pub mod a10;
+pub mod apache;
 pub mod cisco;
 pub mod conntrack;
 pub mod conntrack_json;
@@ -22,10 +23,13 @@ pub mod juniper;
 pub mod mikrotik;
 pub mod netflow;
 pub mod nfware;
+pub mod nginx;
 pub mod nokia;
 pub mod paloalto;
 pub mod pfsense;
+pub mod postfix;
 pub mod sixwind;
+pub mod sshd;
 pub mod syslog;
 #[cfg(test)]
 mod test_support;
@@ -76,10 +80,18 @@ pub enum Format {
     Nokia,
     /// Huawei USG / NGFW session and policy logs.
     Huawei,
+    /// nginx access logs (combined, main, with request / upstream times).
+    Nginx,
+    /// Apache httpd access logs (common, combined, vhost_combined).
+    Apache,
+    /// Postfix mail logs (smtpd, cleanup, qmgr, smtp, …).
+    Postfix,
+    /// OpenSSH sshd authentication logs.
+    Sshd,
 }
 
 impl Format {
-    pub const ALL: [Format; 17] = [
+    pub const ALL: [Format; 21] = [
         Format::Auto,
         Format::Conntrack,
         Format::ConntrackJson,
@@ -97,6 +109,10 @@ impl Format {
         Format::F5,
         Format::Nokia,
         Format::Huawei,
+        Format::Nginx,
+        Format::Apache,
+        Format::Postfix,
+        Format::Sshd,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +134,10 @@ impl Format {
             Format::F5 => "f5",
             Format::Nokia => "nokia",
             Format::Huawei => "huawei",
+            Format::Nginx => "nginx",
+            Format::Apache => "apache",
+            Format::Postfix => "postfix",
+            Format::Sshd => "sshd",
         }
     }
 
@@ -203,8 +223,70 @@ pub fn detect(body: &str) -> Option<Format> {
     } else if sixwind::looks_like(b) {
         Some(Format::Sixwind)
     } else {
+        // Log-aggregation formats last: NAT lines never pay for these checks.
+        log_format(b)
+    }
+}
+
+/// Access logs by their CLF time and request (`[…/2000:13:55:36 -0700] "`), sshd and Postfix
+/// by a bare `sshd[pid]:` / `postfix/smtpd[pid]:` tag (lines that came without a syslog
+/// header). Access lines are reported as Apache; `parse_message` reads a detected one as nginx
+/// when it has nginx's fields after the user agent.
+fn log_format(b: &str) -> Option<Format> {
+    if apache::looks_like(b) {
+        Some(Format::Apache)
+    } else if sshd::looks_like(b) {
+        Some(Format::Sshd)
+    } else if postfix::looks_like(b) {
+        Some(Format::Postfix)
+    } else {
         None
     }
+}
+
+/// The format a trusted syslog tag names (`sshd`, `postfix/smtpd`, `nginx`, `apache2`,
+/// `httpd`). Checked before body detection: user names, HELO names and request paths are the
+/// remote party's to choose, and must not be able to make a NAT parser claim the line.
+fn format_by_tag(app: Option<&str>, body: &str) -> Option<Format> {
+    let app = app?;
+    if sshd::is_tag(app) {
+        Some(Format::Sshd)
+    } else if postfix::is_tag(app) {
+        Some(Format::Postfix)
+    } else if app == "nginx" && apache::looks_like(body) {
+        Some(Format::Nginx)
+    } else if matches!(app, "apache2" | "httpd" | "apache") && apache::looks_like(body) {
+        Some(Format::Apache)
+    } else {
+        None
+    }
+}
+
+/// A bare `program[pid]: rest` or `program: rest` at the start of a body (a line that came
+/// without a syslog header): (program, pid, rest).
+pub(crate) fn bare_tag(body: &str) -> Option<(&str, Option<u32>, &str)> {
+    let colon = body.find(": ")?;
+    let tag = body.get(..colon)?;
+    let rest = body.get(colon + 2..)?;
+    let (prog, pid) = match tag.split_once('[') {
+        Some((p, id)) => (p, Some(util::parse_u32(id.strip_suffix(']')?)?)),
+        None => (tag, None),
+    };
+    if prog.is_empty()
+        || !prog
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'-' | b'_' | b'.'))
+    {
+        return None;
+    }
+    Some((prog, pid, rest))
+}
+
+/// The PID of `app[pid]` in the message text, right after the syslog tag.
+fn pid_after(msg: &str, app: &str) -> Option<u32> {
+    let at = util::offset_in(msg, app)? + app.len();
+    let rest = msg.get(at..)?.strip_prefix('[')?;
+    util::parse_u32(rest.get(..rest.find(']')?)?)
 }
 
 /// How much of an unrecognised body an error message quotes.
@@ -245,10 +327,18 @@ pub fn parse_message(
     } else if let Some(whole) = tag_taken_as_app(text, env.app, env.body) {
         env.body = whole;
     }
-    let chosen = match format {
-        Format::Auto => detect(env.body).ok_or_else(|| unrecognised(env.body))?,
-        f => f,
+    // Named: by the caller or by a trusted syslog tag; else detected from the body alone.
+    let (mut chosen, named) = match format {
+        Format::Auto => match format_by_tag(env.app, env.body) {
+            Some(f) => (f, true),
+            None => (
+                detect(env.body).ok_or_else(|| unrecognised(env.body))?,
+                false,
+            ),
+        },
+        f => (f, true),
     };
+    let pid = env.app.and_then(|a| pid_after(text, a));
     let default_time = env.time.unwrap_or(ctx.recv_time);
     let before = out.len();
     let result = match chosen {
@@ -268,6 +358,16 @@ pub fn parse_message(
         Format::F5 => f5::parse(env.body, default_time, ctx, out),
         Format::Nokia => nokia::parse(env.body, default_time, ctx, out),
         Format::Huawei => huawei::parse(env.body, default_time, ctx, out),
+        Format::Nginx => nginx::parse(env.body, named.then_some("nginx"), out),
+        Format::Apache if named => apache::parse(env.body, Some("apache"), out),
+        Format::Apache => nginx::parse_detected(env.body, out).map(|is_nginx| {
+            if is_nginx {
+                chosen = Format::Nginx;
+            }
+            1
+        }),
+        Format::Postfix => postfix::parse(env.body, default_time, env.app, pid, out),
+        Format::Sshd => sshd::parse(env.body, default_time, env.app, pid, out),
         // `detect` never returns Auto; a caller passing it explicitly was handled above.
         Format::Auto => Err(unrecognised(env.body)),
     };
