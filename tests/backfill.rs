@@ -86,13 +86,13 @@ async fn run() -> anyhow::Result<()> {
     let url = format!("s3://{BUCKET}/backfill");
     let store = fixtures::open_s3(&weed, &url)?;
 
-    // Four raw objects of real conntrack lines: one at 09h, two at 10h, one at 11h.
+    // Four raw objects of the real conntrack lines (each all of them, so each has events):
+    // one at 09h, two at 10h, one at 11h.
     let lines = fixtures::corpus_samples("conntrack.txt")?;
-    let chunks: Vec<&[String]> = lines.chunks(lines.len().div_ceil(4)).collect();
-    ensure!(chunks.len() == 4, "{} chunks", chunks.len());
     let created = [T09 + 60, T09 + HOUR_NS + 60, T09 + HOUR_NS + 1800, T09 + 2 * HOUR_NS];
     let mut raws = Vec::new();
-    for (i, (chunk, at)) in chunks.iter().zip(created).enumerate() {
+    for (i, at) in created.into_iter().enumerate() {
+        let chunk = &lines;
         let batch = format!("019ab0c0-2b40-7000-8000-00000000000{i}");
         let key = natlake_raw::key::raw_key(InputKind::ConntrackNetlink, at, "cgn-1", &batch);
         let bytes = fixtures::raw_object(InputKind::ConntrackNetlink, at, "cgn-1", &batch, chunk)?;
