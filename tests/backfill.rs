@@ -35,16 +35,19 @@ fn backfill(weed: &Weed, url: &str, extra: &[&str]) -> anyhow::Result<Run> {
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        bail!("natlake normalize {extra:?} failed ({}): {stderr}", out.status);
+        bail!(
+            "natlake normalize {extra:?} failed ({}): {stderr}",
+            out.status
+        );
     }
-    let summary = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!("stdout {:?}", String::from_utf8_lossy(&out.stdout))
-    })?;
+    let summary = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("stdout {:?}", String::from_utf8_lossy(&out.stdout)))?;
     Ok(Run { summary, stderr })
 }
 
 fn counts(r: &Run) -> [u64; 4] {
-    ["objects", "normalized", "skipped", "failed"].map(|k| r.summary[k].as_u64().unwrap_or(u64::MAX))
+    ["objects", "normalized", "skipped", "failed"]
+        .map(|k| r.summary[k].as_u64().unwrap_or(u64::MAX))
 }
 
 struct Raw {
@@ -89,7 +92,12 @@ async fn run() -> anyhow::Result<()> {
     // Four raw objects of the real conntrack lines (each all of them, so each has events):
     // one at 09h, two at 10h, one at 11h.
     let lines = fixtures::corpus_samples("conntrack.txt")?;
-    let created = [T09 + 60, T09 + HOUR_NS + 60, T09 + HOUR_NS + 1800, T09 + 2 * HOUR_NS];
+    let created = [
+        T09 + 60,
+        T09 + HOUR_NS + 60,
+        T09 + HOUR_NS + 1800,
+        T09 + 2 * HOUR_NS,
+    ];
     let mut raws = Vec::new();
     for (i, at) in created.into_iter().enumerate() {
         let chunk = &lines;
@@ -97,9 +105,15 @@ async fn run() -> anyhow::Result<()> {
         let key = natlake_raw::key::raw_key(InputKind::ConntrackNetlink, at, "cgn-1", &batch);
         let bytes = fixtures::raw_object(InputKind::ConntrackNetlink, at, "cgn-1", &batch, chunk)?;
         fixtures::put(&store, &key, bytes.clone()).await?;
-        raws.push(Raw { key, bytes, records: chunk.len() });
+        raws.push(Raw {
+            key,
+            bytes,
+            records: chunk.len(),
+        });
     }
-    ensure!(raws[1].key.contains("hour=2026-11-23T10/") && raws[3].key.contains("hour=2026-11-23T11/"));
+    ensure!(
+        raws[1].key.contains("hour=2026-11-23T10/") && raws[3].key.contains("hour=2026-11-23T11/")
+    );
 
     // Bad ranges are refused before anything runs.
     for bad in [
@@ -112,7 +126,10 @@ async fn run() -> anyhow::Result<()> {
             .envs(weed.env())
             .output()?;
         let err = String::from_utf8_lossy(&out.stderr);
-        ensure!(!out.status.success() && err.contains("--since"), "{bad:?}: {err}");
+        ensure!(
+            !out.status.success() && err.contains("--since"),
+            "{bad:?}: {err}"
+        );
     }
     ensure!(done(&store, &raws).await? == [false; 4]);
 
@@ -120,17 +137,30 @@ async fn run() -> anyhow::Result<()> {
     let r = backfill(
         &weed,
         &url,
-        &["--since", "2026-11-23T10", "--until", "2026-11-23T10:59:59Z", "--progress-every", "50ms"],
+        &[
+            "--since",
+            "2026-11-23T10",
+            "--until",
+            "2026-11-23T10:59:59Z",
+            "--progress-every",
+            "50ms",
+        ],
     )?;
     ensure!(counts(&r) == [2, 2, 0, 0], "{}", r.summary);
     ensure!(done(&store, &raws).await? == [false, true, true, false]);
     check(&store, &raws[1]).await?;
     check(&store, &raws[2]).await?;
     // Not a terminal: plain lines, no bar drawing; the summary line closes the output.
-    ensure!(!r.stderr.contains('\r') && !r.stderr.contains('\u{1b}'), "{:?}", r.stderr);
+    ensure!(
+        !r.stderr.contains('\r') && !r.stderr.contains('\u{1b}'),
+        "{:?}",
+        r.stderr
+    );
     let last = r.stderr.lines().last().unwrap_or_default();
     ensure!(
-        last.starts_with("normalize: 2/2 objects: 2 normalized, 0 skipped (done before), 0 failed;"),
+        last.starts_with(
+            "normalize: 2/2 objects: 2 normalized, 0 skipped (done before), 0 failed;"
+        ),
         "{:?}",
         r.stderr
     );
@@ -156,7 +186,11 @@ async fn run() -> anyhow::Result<()> {
     let r = backfill(
         &weed,
         &url,
-        &["--force", "--prefix", "raw/conntrack_netlink/hour=2026-11-23T11/"],
+        &[
+            "--force",
+            "--prefix",
+            "raw/conntrack_netlink/hour=2026-11-23T11/",
+        ],
     )?;
     ensure!(counts(&r) == [1, 1, 0, 0], "{}", r.summary);
     ensure!(fixtures::list_keys(&store, "lake").await? == lake);
@@ -174,8 +208,14 @@ async fn run() -> anyhow::Result<()> {
         .context("running script (util-linux) for a pseudo-terminal")?;
     let tty = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "{tty}");
-    ensure!(tty.contains("objects, eta") && tty.contains('\r'), "no bar drawn: {tty:?}");
+    ensure!(
+        tty.contains("objects, eta") && tty.contains('\r'),
+        "no bar drawn: {tty:?}"
+    );
     ensure!(tty.contains("1/1 objects: 1 normalized"), "{tty:?}");
-    eprintln!("backfill: {events} events from the 10h objects; {} lake objects", lake.len());
+    eprintln!(
+        "backfill: {events} events from the 10h objects; {} lake objects",
+        lake.len()
+    );
     Ok(())
 }

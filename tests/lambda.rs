@@ -103,7 +103,14 @@ fn start_lambda(weed: &Weed, store_url: &str, logs: &Path) -> anyhow::Result<(Gr
     let mut watch = Group::spawn(
         Command::new("cargo")
             .current_dir(&workspace)
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P"])
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
             .arg(port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -126,7 +133,10 @@ fn start_lambda(weed: &Weed, store_url: &str, logs: &Path) -> anyhow::Result<(Gr
     let mut cmd = Command::new(NORMALIZE);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
         .env("AWS_LAMBDA_FUNCTION_NAME", "_")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
@@ -142,7 +152,12 @@ fn start_lambda(weed: &Weed, store_url: &str, logs: &Path) -> anyhow::Result<(Gr
 
 /// `cargo lambda invoke --data-file`: the function's response, or its error. Fails (instead of
 /// waiting for ever) when the function has died or does not answer in time.
-fn invoke(port: u16, event: &Path, function: &mut Group, logs: &Path) -> anyhow::Result<serde_json::Value> {
+fn invoke(
+    port: u16,
+    event: &Path,
+    function: &mut Group,
+    logs: &Path,
+) -> anyhow::Result<serde_json::Value> {
     let (out_path, err_path) = (logs.join("invoke.out"), logs.join("invoke.err"));
     let mut child = Command::new("cargo")
         .args(["lambda", "invoke", "-A", "127.0.0.1", "-P"])
@@ -199,7 +214,11 @@ async fn run() -> anyhow::Result<()> {
 
     // A raw batch of real conntrack lines, under the key the relay would give it.
     let lines = fixtures::corpus_samples("conntrack.txt")?;
-    ensure!(lines.len() >= 20, "too few conntrack samples: {}", lines.len());
+    ensure!(
+        lines.len() >= 20,
+        "too few conntrack samples: {}",
+        lines.len()
+    );
     let raw_key = natlake_raw::key::raw_key(
         InputKind::ConntrackNetlink,
         CREATED_NS,
@@ -226,8 +245,8 @@ async fn run() -> anyhow::Result<()> {
         &fixtures::aws_put_event(BUCKET, &escaped, raw.len()).to_string(),
     )?;
     let response = invoke(port, &event, &mut function, logs)?;
-    let reports: Vec<Report> = serde_json::from_value(response.clone())
-        .with_context(|| format!("response {response}"))?;
+    let reports: Vec<Report> =
+        serde_json::from_value(response.clone()).with_context(|| format!("response {response}"))?;
     ensure!(reports.len() == 1, "one report per record: {response}");
     let report = &reports[0];
 
@@ -271,8 +290,17 @@ async fn run() -> anyhow::Result<()> {
     // received (the line has no time of its own) and the public address's /24 partition.
     let nat = fixtures::nat_rows(&store, &lake).await?;
     let translations = fixtures::corpus_translations("conntrack.txt")?;
-    ensure!(!translations.is_empty(), "no annotated translation in the corpus");
-    for Translation { src, sport, x, xport } in &translations {
+    ensure!(
+        !translations.is_empty(),
+        "no annotated translation in the corpus"
+    );
+    for Translation {
+        src,
+        sport,
+        x,
+        xport,
+    } in &translations
+    {
         let found = nat.iter().find(|r| {
             r.src_ip == Some(*src)
                 && r.src_port == Some(*sport)
@@ -287,9 +315,9 @@ async fn run() -> anyhow::Result<()> {
         ensure!(hour == "2026-11-23T10", "row time {}", row.time);
         let part = natlake_core::lake::layout::net_value(Some(*x));
         ensure!(
-            lake.keys().any(|k| k.starts_with(&format!(
-                "lake/nat_events/hour=2026-11-23T10/x_net={part}/"
-            ))),
+            lake.keys().any(
+                |k| k.starts_with(&format!("lake/nat_events/hour=2026-11-23T10/x_net={part}/"))
+            ),
             "no nat_events object in x_net={part}"
         );
     }
@@ -302,8 +330,12 @@ async fn run() -> anyhow::Result<()> {
     let own = fixtures::write_temp(
         dir.path(),
         "own.json",
-        &fixtures::aws_put_event(BUCKET, &fixtures::aws_key_escape(&format!("natlake/{}", outputs[0])), 1)
-            .to_string(),
+        &fixtures::aws_put_event(
+            BUCKET,
+            &fixtures::aws_key_escape(&format!("natlake/{}", outputs[0])),
+            1,
+        )
+        .to_string(),
     )?;
     ensure!(invoke(port, &own, &mut function, logs)? == serde_json::json!([]));
 
@@ -314,12 +346,16 @@ async fn run() -> anyhow::Result<()> {
         "missing.json",
         &fixtures::aws_put_event(
             BUCKET,
-            &fixtures::aws_key_escape("natlake/raw/conntrack_netlink/hour=2026-11-23T10/gone_1.nlraw.zst"),
+            &fixtures::aws_key_escape(
+                "natlake/raw/conntrack_netlink/hour=2026-11-23T10/gone_1.nlraw.zst",
+            ),
             1,
         )
         .to_string(),
     )?;
-    let err = invoke(port, &missing, &mut function, logs).err().context("a missing object must fail")?;
+    let err = invoke(port, &missing, &mut function, logs)
+        .err()
+        .context("a missing object must fail")?;
     ensure!(format!("{err:#}").contains("gone_1"), "{err:#}");
     eprintln!(
         "lambda: {} records -> {} events, {} rejects in {} objects",

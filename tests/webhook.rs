@@ -121,15 +121,26 @@ async fn serve_process() -> anyhow::Result<()> {
     let store = fixtures::open_s3(&weed, &url)?;
     let lines = fixtures::corpus_samples("conntrack.txt")?;
     // An object name that needs decoding: MinIO sends `+` for the space, %3A, %2B.
-    let key = "raw/conntrack_netlink/hour=2026-11-23T10/imported_cgn 1 2026-11-23T10:00+00:00.nlraw.zst";
+    let key =
+        "raw/conntrack_netlink/hour=2026-11-23T10/imported_cgn 1 2026-11-23T10:00+00:00.nlraw.zst";
     let raw = put_raw(&store, key, &lines).await?;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let listen = format!("127.0.0.1:{port}");
     let log = dir.path().join("serve.log");
     let mut serve = Serve(
         Command::new(NORMALIZE)
-            .args(["serve", "--listen", &listen, "--poll", "0", "--workers", "1"])
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--poll",
+                "0",
+                "--workers",
+                "1",
+            ])
             .arg("--store")
             .arg(&url)
             .envs(weed.env())
@@ -152,7 +163,10 @@ async fn serve_process() -> anyhow::Result<()> {
         {
             break;
         }
-        ensure!(std::time::Instant::now() < deadline, "normalize serve did not answer");
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "normalize serve did not answer"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let notify = format!("{base}/v1/notify");
@@ -162,15 +176,20 @@ async fn serve_process() -> anyhow::Result<()> {
     ensure!(st == 400 && body["error"].as_str().is_some(), "{st} {body}");
     let (st, body) = post(&http, &notify, r#"{"Records":[{"s3":{}}]}"#).await?;
     ensure!(st == 400, "a record without eventTime/object: {st} {body}");
-    let foreign = fixtures::minio_webhook_body("other-bucket", &format!("{PREFIX}/{key}"), raw.len());
+    let foreign =
+        fixtures::minio_webhook_body("other-bucket", &format!("{PREFIX}/{key}"), raw.len());
     let (st, body) = post(&http, &notify, foreign.to_string()).await?;
     ensure!(st == 400, "an object of another bucket: {st} {body}");
 
     // MinIO's body for the PUT: queued, normalized, the lake matches the handler's output.
     let event = fixtures::minio_webhook_body(BUCKET, &format!("{PREFIX}/{key}"), raw.len());
-    let escaped = event["Records"][0]["s3"]["object"]["key"].as_str().unwrap_or_default();
+    let escaped = event["Records"][0]["s3"]["object"]["key"]
+        .as_str()
+        .unwrap_or_default();
     ensure!(
-        escaped.contains("%2Fraw%2F") && escaped.contains("cgn+1+") && escaped.contains("10%3A00%2B00%3A00"),
+        escaped.contains("%2Fraw%2F")
+            && escaped.contains("cgn+1+")
+            && escaped.contains("10%3A00%2B00%3A00"),
         "{escaped}"
     );
     let (st, body) = post(&http, &notify, event.to_string()).await?;
@@ -178,7 +197,11 @@ async fn serve_process() -> anyhow::Result<()> {
     wait_done(&store, key).await.with_context(|| read(&log))?;
     let lake = check(&store, key, &raw, lines.len()).await?;
     let stem = natlake_raw::key::stem(key);
-    ensure!(lake.keys().all(|k| k.ends_with(&format!("/{stem}.parquet"))), "{lake:?}");
+    ensure!(
+        lake.keys()
+            .all(|k| k.ends_with(&format!("/{stem}.parquet"))),
+        "{lake:?}"
+    );
 
     // The same object announced as deleted (a notification configured too broadly): skipped.
     let mut removed = event.clone();

@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
 use futures::TryStreamExt;
-use natlake_core::lake::writer::{self, WriteOptions};
 use natlake_core::lake::read;
+use natlake_core::lake::writer::{self, WriteOptions};
 use natlake_core::model::{Reject, Row};
 use natlake_raw::{BatchHeader, BatchWriter, InputKind, Record};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 /// The sample lines of a corpus file, verbatim (leading blanks are part of conntrack's output):
 /// every line that is neither empty nor a `#` comment.
@@ -77,7 +77,10 @@ pub fn query_escape(s: &str) -> String {
 /// How AWS writes keys in S3 event notifications: form-encoded like `query_escape`, but `/`
 /// stays as is (`hour=…` arrives as `hour%3D…`).
 pub fn aws_key_escape(key: &str) -> String {
-    key.split('/').map(query_escape).collect::<Vec<_>>().join("/")
+    key.split('/')
+        .map(query_escape)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// An S3 `ObjectCreated:Put` event in the shape AWS documents (and Lambda receives).
@@ -213,7 +216,11 @@ pub async fn stored_lake(store: &Arc<dyn ObjectStore>, raw_key: &str) -> anyhow:
         if !key.ends_with(&format!("/{stem}.parquet")) {
             continue;
         }
-        let bytes = store.get(&StorePath::from(key.as_str())).await?.bytes().await?;
+        let bytes = store
+            .get(&StorePath::from(key.as_str()))
+            .await?
+            .bytes()
+            .await?;
         out.insert(key, provenance_of(bytes)?);
     }
     Ok(out)
@@ -241,7 +248,10 @@ pub async fn check_lake(
     }
     for rows in got.values() {
         for (k, r) in rows {
-            ensure!(k == raw_key, "a row names raw object {k:?}, not {raw_key:?}");
+            ensure!(
+                k == raw_key,
+                "a row names raw object {k:?}, not {raw_key:?}"
+            );
             if usize::try_from(*r).ok().is_none_or(|i| i >= records) {
                 bail!("a row names record {r} of a {records}-record object");
             }
@@ -258,7 +268,11 @@ pub async fn nat_rows(
 ) -> anyhow::Result<Vec<natlake_core::correlate::NatRow>> {
     let mut out = Vec::new();
     for key in lake.keys().filter(|k| k.starts_with("lake/nat_events/")) {
-        let bytes = store.get(&StorePath::from(key.as_str())).await?.bytes().await?;
+        let bytes = store
+            .get(&StorePath::from(key.as_str()))
+            .await?
+            .bytes()
+            .await?;
         for batch in read::parquet_batches(bytes)? {
             out.extend(read::nat_rows(&batch)?);
         }
@@ -281,7 +295,10 @@ pub fn corpus_translations(file: &str) -> anyhow::Result<Vec<Translation>> {
     let path = crate::corpus(file);
     let text = std::fs::read_to_string(&path)?;
     let mut out = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with('#') && l.contains("=> nat.src=")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with('#') && l.contains("=> nat.src="))
+    {
         let field = |name: &str| -> anyhow::Result<&str> {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))

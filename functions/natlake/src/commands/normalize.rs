@@ -155,8 +155,16 @@ impl Progress {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = natlake_store::open(&args.store, &Default::default())?;
-    let since = args.since.as_deref().map(|v| hour_of("since", v)).transpose()?;
-    let until = args.until.as_deref().map(|v| hour_of("until", v)).transpose()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|v| hour_of("since", v))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|v| hour_of("until", v))
+        .transpose()?;
     if let (Some(s), Some(u)) = (&since, &until) {
         anyhow::ensure!(s <= u, "--since {s} is after --until {u}");
     }
@@ -218,10 +226,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await;
     progress.finish();
     eprintln!("normalize: {}", counters.line(total));
-    println!(
-        "{}",
-        counters.json(total, started.elapsed().as_secs_f64())
-    );
+    println!("{}", counters.json(total, started.elapsed().as_secs_f64()));
     let failed = counters.failed.load(Ordering::Relaxed);
     anyhow::ensure!(
         failed == 0,
