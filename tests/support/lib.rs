@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod fixtures;
+pub mod weed;
+
 /// The third-party corpus shared with this workspace (read at test time, never copied):
 /// `$NATLAKE_CORPUS`, else `../shared/corpus` beside the repository.
 pub fn corpus(file: &str) -> PathBuf {

@@ -44,6 +44,10 @@ enum Door {
         poll: Duration,
         #[arg(long, env = "NATLAKE_WORKERS", default_value_t = 2)]
         workers: usize,
+        /// Raw objects waiting for a worker, at most; beyond it notifications get 503 (MinIO
+        /// retries them) and the poller waits.
+        #[arg(long, env = "NATLAKE_QUEUE", default_value_t = natlake_normalize::service::QUEUE)]
+        queue: usize,
     },
 }
 
@@ -71,9 +75,11 @@ async fn main() -> anyhow::Result<()> {
             listen,
             poll,
             workers,
+            queue,
         } => {
             let prom = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-            let n = Normalizer::start(store, scope, cfg, workers);
+            let (n, w) = Normalizer::new(store, scope, cfg, queue);
+            w.spawn(workers);
             if !poll.is_zero() {
                 tokio::spawn(n.clone().poll_forever(poll));
             }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::s3::S3Event;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -30,8 +31,15 @@ pub struct Normalizer {
     queue: mpsc::Sender<String>,
 }
 
-/// Queue depth between notifications/poller and the workers.
-const QUEUE: usize = 10_000;
+/// The workers of a [`Normalizer`], not yet started: they take keys off its queue.
+pub struct Workers {
+    store: Arc<dyn ObjectStore>,
+    cfg: NormalizeConfig,
+    rx: mpsc::Receiver<String>,
+}
+
+/// Default queue depth between notifications/poller and the workers.
+pub const QUEUE: usize = 10_000;
 /// Attempts before a raw object is recorded as a dead letter.
 const ATTEMPTS: u32 = 5;
 
@@ -43,25 +51,32 @@ impl Normalizer {
         cfg: NormalizeConfig,
         workers: usize,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<String>(QUEUE);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..workers.max(1) {
-            let (store, cfg, rx) = (store.clone(), cfg.clone(), rx.clone());
-            tokio::spawn(async move {
-                loop {
-                    let next = rx.lock().await.recv().await;
-                    let Some(key) = next else { break };
-                    // Failures are retried and dead-lettered inside; the worker keeps going.
-                    let _ = normalize_with_retry(&store, &key, &cfg, ATTEMPTS).await;
-                }
-            });
-        }
-        Self {
+        let (n, w) = Self::new(store, scope, cfg, QUEUE);
+        w.spawn(workers);
+        n
+    }
+
+    /// A normalizer whose queue holds `capacity` keys, and its workers, to be started with
+    /// [`Workers::spawn`]. Until then keys only queue up.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        scope: StoreScope,
+        cfg: NormalizeConfig,
+        capacity: usize,
+    ) -> (Self, Workers) {
+        let (tx, rx) = mpsc::channel::<String>(capacity.max(1));
+        let workers = Workers {
+            store: store.clone(),
+            cfg: cfg.clone(),
+            rx,
+        };
+        let n = Self {
             store,
             scope,
             cfg,
             queue: tx,
-        }
+        };
+        (n, workers)
     }
 
     /// Enqueues a key without waiting; false when the queue is full.
@@ -123,34 +138,68 @@ impl Normalizer {
     }
 }
 
+impl Workers {
+    /// Starts `n` (at least one) workers on the tokio runtime.
+    pub fn spawn(self, n: usize) {
+        let rx = Arc::new(tokio::sync::Mutex::new(self.rx));
+        for _ in 0..n.max(1) {
+            let (store, cfg, rx) = (self.store.clone(), self.cfg.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(key) = next else { break };
+                    // Failures are retried and dead-lettered inside; the worker keeps going.
+                    let _ = normalize_with_retry(&store, &key, &cfg, ATTEMPTS).await;
+                }
+            });
+        }
+    }
+}
+
 fn now_secs() -> i64 {
     natlake_core::time::now_micros().div_euclid(1_000_000)
 }
 
-async fn notify(State(n): State<Normalizer>, Json(event): Json<S3Event>) -> impl IntoResponse {
+fn answer(status: StatusCode, body: serde_json::Value) -> (StatusCode, Json<serde_json::Value>) {
+    (status, Json(body))
+}
+
+/// The body is parsed here rather than by axum's `Json` extractor: every unreadable body gets
+/// 400 with the reason (the extractor answers 415 or 422 for some), whatever the Content-Type.
+async fn notify(State(n): State<Normalizer>, body: Bytes) -> impl IntoResponse {
+    let event: S3Event = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            metrics::counter!("natlake_normalize_bad_notifications_total").increment(1);
+            return answer(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!("not an S3 event notification: {e}")}),
+            );
+        }
+    };
     let keys = match raw_keys(&event, &n.scope) {
         Ok(k) => k,
         Err(e) => {
-            return (
+            metrics::counter!("natlake_normalize_bad_notifications_total").increment(1);
+            return answer(
                 StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": e.to_string()})),
+                serde_json::json!({"error": e.to_string()}),
             );
         }
     };
     let mut queued = 0;
     for key in keys {
         if !n.try_enqueue(key) {
-            return (
+            // MinIO retries the whole event later; the keys queued now are normalized twice,
+            // which overwrites the same outputs.
+            return answer(
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"error": "queue full, retry later", "queued": queued})),
+                serde_json::json!({"error": "queue full, retry later", "queued": queued}),
             );
         }
         queued += 1;
     }
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"queued": queued})),
-    )
+    answer(StatusCode::ACCEPTED, serde_json::json!({"queued": queued}))
 }
 
 /// HTTP routes of the normalize service (merged with the lookup API's in `natlake up`, which
