@@ -112,6 +112,8 @@ impl Enricher {
             Event::Nat(e) => (e.src_ip, e.dst_ip),
             Event::Flow(e) => (e.src_ip, e.dst_ip),
             Event::Firewall(e) => (e.src_ip, e.dst_ip),
+            // The log-aggregation tables (http_access, mail, auth) carry no enrichment columns.
+            Event::Http(_) | Event::Mail(_) | Event::Auth(_) => return,
         };
         let time = row.event.time();
         let env = &mut row.envelope;
