@@ -112,6 +112,23 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         "<4>1 {} fw-e2e kernel - - - [4475569.016000] DENY_c0ffee IN=eth0 OUT= SRC=100.64.1.9 DST=203.0.113.99 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=1 DF PROTO=TCP SPT=5555 DPT=22 WINDOW=1 RES=0x00 SYN URGP=0",
         ts(t0 + 5.0)
     ));
+    // One line each for the log-aggregation tables (http_access, mail, auth), so every view of
+    // queries/views.sql has objects to bind to in the stock DuckDB CLI below.
+    let clf = chrono::DateTime::from_timestamp(t0 as i64 + 5, 0)
+        .map(|d| d.format("%d/%b/%Y:%H:%M:%S +0000").to_string())
+        .unwrap_or_default();
+    msgs.push(format!(
+        "<190>1 {} web-e2e nginx - - - 203.0.113.79 - - [{clf}] \"GET /index.html HTTP/1.1\" 200 612 \"-\" \"curl/8.5.0\"",
+        ts(t0 + 5.0)
+    ));
+    msgs.push(format!(
+        "<38>1 {} host-e2e sshd 4242 - - Accepted publickey for alice from 203.0.113.77 port 50022 ssh2",
+        ts(t0 + 5.0)
+    ));
+    msgs.push(format!(
+        "<22>1 {} mx-e2e postfix/smtpd 77 - - connect from mail.example.net[203.0.113.78]",
+        ts(t0 + 5.0)
+    ));
     let junk = "<13>1 2024-01-01T00:00:00Z host app - - - this is not a NAT event at all";
     msgs.push(junk.to_string());
     let sock = UdpSocket::bind("127.0.0.1:0")?;
@@ -359,7 +376,7 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     let views = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries/views.sql");
     let audit_sql = views.with_file_name("audit.sql");
     let script = format!(
-        "SET VARIABLE natlake_lake = '{}';\n.read {}\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw, (SELECT count(*) FROM audit WHERE endpoint = 'attribution' AND who = 'anonymous') AS audited;",
+        "SET VARIABLE natlake_lake = '{}';\n.read {}\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw, (SELECT count(*) FROM audit WHERE endpoint = 'attribution' AND who = 'anonymous') AS audited, (SELECT any_value(status) FROM http_access) AS http_status, (SELECT any_value(\"user\") FROM auth) AS ssh_user, (SELECT count(*) FROM mail) AS mail_rows;",
         dir.path().display(),
         views.display(),
         audit_sql.display()
@@ -373,6 +390,9 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     let v: Value = serde_json::from_str(out.trim())?;
     assert_eq!(v[0]["n"], 3, "{out}");
     assert_eq!(v[0]["subs"], 2, "{out}");
+    assert_eq!(v[0]["http_status"], 200, "{out}");
+    assert_eq!(v[0]["ssh_user"], "alice", "{out}");
+    assert_eq!(v[0]["mail_rows"], 1, "{out}");
     assert_eq!(v[0]["fw"], "deny", "{out}");
     // Every attribution answered over HTTP above left an audit record (at least the eight asked).
     assert!(v[0]["audited"].as_u64().unwrap_or(0) >= 8, "{out}");

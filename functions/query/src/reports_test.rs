@@ -18,8 +18,22 @@ const MIN: i64 = 60_000_000;
 fn write_lake(root: &Path) {
     let mut rows = Vec::new();
     let mut session = |t: i64, end: i64, inside: &str, x_port: u16, bytes: u64, i: u64| {
-        rows.push(nat_row(t, NatEventKind::SessionCreate, inside, x_port, "raw/k.nlraw.zst", i));
-        let mut d = nat_row(end, NatEventKind::SessionDelete, inside, x_port, "raw/k.nlraw.zst", i + 1);
+        rows.push(nat_row(
+            t,
+            NatEventKind::SessionCreate,
+            inside,
+            x_port,
+            "raw/k.nlraw.zst",
+            i,
+        ));
+        let mut d = nat_row(
+            end,
+            NatEventKind::SessionDelete,
+            inside,
+            x_port,
+            "raw/k.nlraw.zst",
+            i + 1,
+        );
         if let Event::Nat(e) = &mut d.event {
             e.bytes_out = Some(bytes);
             e.bytes_in = Some(bytes * 9);
@@ -31,10 +45,31 @@ fn write_lake(root: &Path) {
     // 100.64.0.1: two sessions at once (ports 2000, 2001) in minute 0; 100.64.1.5: one in minute 3.
     session(T0 + 10_000_000, T0 + 50_000_000, "100.64.0.1", 2000, 100, 0);
     session(T0 + 20_000_000, T0 + 55_000_000, "100.64.0.1", 2001, 200, 2);
-    session(T0 + 3 * MIN, T0 + 3 * MIN + 5_000_000, "100.64.1.5", 2002, 1000, 4);
+    session(
+        T0 + 3 * MIN,
+        T0 + 3 * MIN + 5_000_000,
+        "100.64.1.5",
+        2002,
+        1000,
+        4,
+    );
     // A port block of 512 ports held by 100.64.0.7 from minute 1 to minute 7.
-    let mut alloc = nat_row(T0 + MIN, NatEventKind::PortBlockAlloc, "100.64.0.7", 4096, "raw/k.nlraw.zst", 6);
-    let mut release = nat_row(T0 + 7 * MIN, NatEventKind::PortBlockRelease, "100.64.0.7", 4096, "raw/k.nlraw.zst", 7);
+    let mut alloc = nat_row(
+        T0 + MIN,
+        NatEventKind::PortBlockAlloc,
+        "100.64.0.7",
+        4096,
+        "raw/k.nlraw.zst",
+        6,
+    );
+    let mut release = nat_row(
+        T0 + 7 * MIN,
+        NatEventKind::PortBlockRelease,
+        "100.64.0.7",
+        4096,
+        "raw/k.nlraw.zst",
+        7,
+    );
     for r in [&mut alloc, &mut release] {
         if let Event::Nat(e) = &mut r.event {
             e.x_port_end = Some(4607);
@@ -44,7 +79,8 @@ fn write_lake(root: &Path) {
     }
     rows.push(alloc);
     rows.push(release);
-    let outputs = writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
+    let outputs =
+        writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
     for (o, bytes) in outputs {
         let path = root.join(&o.key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -53,7 +89,9 @@ fn write_lake(root: &Path) {
 }
 
 fn report(root: &Path, scratch: &Path, name: &str, setup: &str) -> RecordBatch {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries/reports").join(name);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../queries/reports")
+        .join(name);
     let text = std::fs::read_to_string(&file).unwrap();
     let conn = sql::open_with_views(root, scratch).unwrap();
     let batches = sql::run(&conn, &format!("{setup}\n{text}")).unwrap();
@@ -61,9 +99,21 @@ fn report(root: &Path, scratch: &Path, name: &str, setup: &str) -> RecordBatch {
 }
 
 fn col_str(b: &RecordBatch, name: &str) -> Vec<String> {
-    let c = arrow::compute::cast(b.column_by_name(name).unwrap(), &arrow::datatypes::DataType::Utf8).unwrap();
+    let c = arrow::compute::cast(
+        b.column_by_name(name).unwrap(),
+        &arrow::datatypes::DataType::Utf8,
+    )
+    .unwrap();
     let s = c.as_string::<i32>();
-    (0..s.len()).map(|i| if s.is_null(i) { "null".into() } else { s.value(i).to_string() }).collect()
+    (0..s.len())
+        .map(|i| {
+            if s.is_null(i) {
+                "null".into()
+            } else {
+                s.value(i).to_string()
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -76,16 +126,43 @@ fn top_inside_ranks_networks_and_addresses_by_bytes() {
     let bytes = col_str(&b, "bytes");
     let flows = col_str(&b, "flows");
     let got: Vec<(String, String, String, String)> = (0..b.num_rows())
-        .map(|i| (level[i].clone(), inside[i].clone(), bytes[i].clone(), flows[i].clone()))
+        .map(|i| {
+            (
+                level[i].clone(),
+                inside[i].clone(),
+                bytes[i].clone(),
+                flows[i].clone(),
+            )
+        })
         .collect();
     // bytes = out + in = 10 × out.
     assert_eq!(
         got,
         vec![
-            ("network".into(), "100.64.1.0/24".into(), "10000".into(), "1".into()),
-            ("network".into(), "100.64.0.0/24".into(), "3000".into(), "2".into()),
-            ("address".into(), "100.64.1.5".into(), "10000".into(), "1".into()),
-            ("address".into(), "100.64.0.1".into(), "3000".into(), "2".into()),
+            (
+                "network".into(),
+                "100.64.1.0/24".into(),
+                "10000".into(),
+                "1".into()
+            ),
+            (
+                "network".into(),
+                "100.64.0.0/24".into(),
+                "3000".into(),
+                "2".into()
+            ),
+            (
+                "address".into(),
+                "100.64.1.5".into(),
+                "10000".into(),
+                "1".into()
+            ),
+            (
+                "address".into(),
+                "100.64.0.1".into(),
+                "3000".into(),
+                "2".into()
+            ),
         ]
     );
 }
@@ -118,10 +195,18 @@ fn port_utilisation_is_the_peak_of_ports_held() {
     let b = report(dir.path(), dir.path(), "port_block_utilisation.sql", "");
     let kind = col_str(&b, "kind");
     let peak = col_str(&b, "peak_ports_held");
-    let pct = b.column_by_name("peak_utilisation_pct").unwrap().as_primitive::<Float64Type>().clone();
+    let pct = b
+        .column_by_name("peak_utilisation_pct")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .clone();
     let block = kind.iter().position(|k| k == "port_block").unwrap();
     assert_eq!(peak[block], "512");
-    assert!((pct.value(block) - 0.79).abs() < 1e-9, "{}", pct.value(block));
+    assert!(
+        (pct.value(block) - 0.79).abs() < 1e-9,
+        "{}",
+        pct.value(block)
+    );
     let sessions = kind.iter().position(|k| k == "session").unwrap();
     assert_eq!(peak[sessions], "2", "two sessions overlapped at most");
 }
