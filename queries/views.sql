@@ -66,13 +66,15 @@ CREATE OR REPLACE MACRO inside_net(ip, known) AS
 CREATE OR REPLACE VIEW traffic AS
 SELECT time, 'flow' AS source, src_ip AS inside_ip, src_port AS inside_port,
        coalesce(post_nat_src_ip, src_ip) AS public_ip, dst_ip, dst_port, protocol,
-       bytes, packets, device, inside_net(src_ip, NULL) AS inside_network
+       bytes, packets, device, inside_net(src_ip, prefix) AS inside_network,
+       subscriber, dst_asn, dst_as_org, dst_country
 FROM flows
 UNION ALL BY NAME
 SELECT time, 'nat_session' AS source, src_ip AS inside_ip, src_port AS inside_port,
        x_ip AS public_ip, dst_ip, dst_port, protocol,
        coalesce(bytes_out, 0) + coalesce(bytes_in, 0) AS bytes,
        coalesce(packets_out, 0) + coalesce(packets_in, 0) AS packets,
-       device, inside_net(src_ip, NULL) AS inside_network
+       device, inside_net(src_ip, prefix) AS inside_network,
+       subscriber, dst_asn, dst_as_org, dst_country
 FROM nat_events
 WHERE event = 'session_delete' AND (bytes_out IS NOT NULL OR bytes_in IS NOT NULL);

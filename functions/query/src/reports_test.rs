@@ -7,7 +7,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::Float64Type;
 use arrow::record_batch::RecordBatch;
 use natlake_core::lake::writer::{self, WriteOptions};
-use natlake_core::model::{Event, NatEventKind};
+use natlake_core::model::{CfTraffic, Event, FirewallAction, FirewallEvent, NatEventKind};
 use natlake_core::testing::nat_row;
 
 use crate::sql;
@@ -40,6 +40,9 @@ fn write_lake(root: &Path) {
             e.packets_out = Some(1);
             e.packets_in = Some(2);
         }
+        // Destination ASN by session: 64500 for the first two, 64501 for the third.
+        d.envelope.enrichment.dst_asn = Some(if i < 4 { 64500 } else { 64501 });
+        d.envelope.enrichment.dst_as_org = Some(format!("AS-{i}"));
         rows.push(d);
     };
     // 100.64.0.1: two sessions at once (ports 2000, 2001) in minute 0; 100.64.1.5: one in minute 3.
@@ -79,6 +82,38 @@ fn write_lake(root: &Path) {
     }
     rows.push(alloc);
     rows.push(release);
+    // Cloud Foundry: app-a denied twice on ingress (from two peers), app-b once on egress, and
+    // one allowed packet that the report must not count.
+    let fw = |t: i64, src: &str, dst: &str, event: &'static str, app: &str, i: u64| {
+        let mut r = nat_row(t, NatEventKind::SessionCreate, "10.255.0.1", 1, "raw/k.nlraw.zst", i);
+        r.event = Event::Firewall(FirewallEvent {
+            time: t,
+            action: if event.ends_with("allowed") { FirewallAction::Allow } else { FirewallAction::Deny },
+            rule: None,
+            protocol: Some(6),
+            src_ip: src.parse().ok(),
+            src_port: Some(5555),
+            dst_ip: dst.parse().ok(),
+            dst_port: Some(8080),
+            in_if: None,
+            out_if: None,
+            length: None,
+            vrf: None,
+        });
+        r.envelope.enrichment.cf = Some(CfTraffic {
+            event,
+            container_id: Some(format!("c-{app}")),
+            app_guid: Some(format!("guid-{app}")),
+            app_name: Some(app.into()),
+            space_guid: Some("space-1".into()),
+            organization_guid: Some("org-1".into()),
+        });
+        r
+    };
+    rows.push(fw(T0 + MIN, "10.0.0.9", "10.255.0.1", "ingress-denied", "app-a", 10));
+    rows.push(fw(T0 + 2 * MIN, "10.0.0.8", "10.255.0.1", "ingress-denied", "app-a", 11));
+    rows.push(fw(T0 + 2 * MIN, "10.255.0.2", "192.0.2.1", "egress-denied", "app-b", 12));
+    rows.push(fw(T0 + 3 * MIN, "10.255.0.2", "192.0.2.1", "egress-allowed", "app-b", 13));
     let outputs =
         writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
     for (o, bytes) in outputs {
@@ -209,4 +244,28 @@ fn port_utilisation_is_the_peak_of_ports_held() {
     );
     let sessions = kind.iter().position(|k| k == "session").unwrap();
     assert_eq!(peak[sessions], "2", "two sessions overlapped at most");
+}
+
+#[test]
+fn destination_asns_per_inside_network_and_address() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lake(dir.path());
+    let b = report(dir.path(), dir.path(), "destination_asns.sql", "");
+    assert_eq!(col_str(&b, "inside"), ["100.64.0.0/24", "100.64.1.0/24"]);
+    assert_eq!(col_str(&b, "dst_asn"), ["64500", "64501"]);
+    assert_eq!(col_str(&b, "bytes"), ["3000", "10000"]);
+    assert_eq!(col_str(&b, "flows"), ["2", "1"]);
+    let a = report(dir.path(), dir.path(), "destination_asns.sql", "SET VARIABLE report_level = 'address';");
+    assert_eq!(col_str(&a, "inside"), ["100.64.0.1", "100.64.1.5"]);
+}
+
+#[test]
+fn cf_denied_traffic_is_counted_per_app() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lake(dir.path());
+    let b = report(dir.path(), dir.path(), "cf_denied_per_app.sql", "");
+    assert_eq!(col_str(&b, "cf_app_name"), ["app-a", "app-b"]);
+    assert_eq!(col_str(&b, "cf_event"), ["ingress-denied", "egress-denied"]);
+    assert_eq!(col_str(&b, "packets_denied"), ["2", "1"]);
+    assert_eq!(col_str(&b, "peers"), ["2", "1"]);
 }
