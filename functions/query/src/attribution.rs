@@ -169,8 +169,9 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
     let mut list = lake.store.list_with_offset(Some(&prefix), &offset);
     while let Some(meta) = list.next().await {
         let key = meta?.location.to_string();
+        // Not a `break`: a local filesystem lists in directory order, not sorted.
         if key > last {
-            break;
+            continue;
         }
         let hour = key
             .rsplit('/')

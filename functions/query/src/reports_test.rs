@@ -85,10 +85,21 @@ fn write_lake(root: &Path) {
     // Cloud Foundry: app-a denied twice on ingress (from two peers), app-b once on egress, and
     // one allowed packet that the report must not count.
     let fw = |t: i64, src: &str, dst: &str, event: &'static str, app: &str, i: u64| {
-        let mut r = nat_row(t, NatEventKind::SessionCreate, "10.255.0.1", 1, "raw/k.nlraw.zst", i);
+        let mut r = nat_row(
+            t,
+            NatEventKind::SessionCreate,
+            "10.255.0.1",
+            1,
+            "raw/k.nlraw.zst",
+            i,
+        );
         r.event = Event::Firewall(FirewallEvent {
             time: t,
-            action: if event.ends_with("allowed") { FirewallAction::Allow } else { FirewallAction::Deny },
+            action: if event.ends_with("allowed") {
+                FirewallAction::Allow
+            } else {
+                FirewallAction::Deny
+            },
             rule: None,
             protocol: Some(6),
             src_ip: src.parse().ok(),
@@ -110,10 +121,38 @@ fn write_lake(root: &Path) {
         });
         r
     };
-    rows.push(fw(T0 + MIN, "10.0.0.9", "10.255.0.1", "ingress-denied", "app-a", 10));
-    rows.push(fw(T0 + 2 * MIN, "10.0.0.8", "10.255.0.1", "ingress-denied", "app-a", 11));
-    rows.push(fw(T0 + 2 * MIN, "10.255.0.2", "192.0.2.1", "egress-denied", "app-b", 12));
-    rows.push(fw(T0 + 3 * MIN, "10.255.0.2", "192.0.2.1", "egress-allowed", "app-b", 13));
+    rows.push(fw(
+        T0 + MIN,
+        "10.0.0.9",
+        "10.255.0.1",
+        "ingress-denied",
+        "app-a",
+        10,
+    ));
+    rows.push(fw(
+        T0 + 2 * MIN,
+        "10.0.0.8",
+        "10.255.0.1",
+        "ingress-denied",
+        "app-a",
+        11,
+    ));
+    rows.push(fw(
+        T0 + 2 * MIN,
+        "10.255.0.2",
+        "192.0.2.1",
+        "egress-denied",
+        "app-b",
+        12,
+    ));
+    rows.push(fw(
+        T0 + 3 * MIN,
+        "10.255.0.2",
+        "192.0.2.1",
+        "egress-allowed",
+        "app-b",
+        13,
+    ));
     let outputs =
         writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
     for (o, bytes) in outputs {
@@ -255,7 +294,12 @@ fn destination_asns_per_inside_network_and_address() {
     assert_eq!(col_str(&b, "dst_asn"), ["64500", "64501"]);
     assert_eq!(col_str(&b, "bytes"), ["3000", "10000"]);
     assert_eq!(col_str(&b, "flows"), ["2", "1"]);
-    let a = report(dir.path(), dir.path(), "destination_asns.sql", "SET VARIABLE report_level = 'address';");
+    let a = report(
+        dir.path(),
+        dir.path(),
+        "destination_asns.sql",
+        "SET VARIABLE report_level = 'address';",
+    );
     assert_eq!(col_str(&a, "inside"), ["100.64.0.1", "100.64.1.5"]);
 }
 
