@@ -1,7 +1,7 @@
 -- Destination ASNs by bytes and flows, per inside network and per inside address (the
 -- `traffic` view: ASN and AS organisation from the MMDB enrichment, null where none matched —
 -- kept as its own row so unenriched traffic is visible, not dropped).
--- `report_level` picks 'network' (default) or 'address', `report_limit` ASNs per inside
+-- `report_level` picks 'network' (default) or 'address'; `report_limit` ASNs per inside
 -- network/address (default 10). Optional: report_from, report_until (TIMESTAMPTZ).
 WITH t AS (
     SELECT CASE WHEN coalesce(getvariable('report_level'), 'network') = 'address'

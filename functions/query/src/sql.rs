@@ -81,11 +81,7 @@ pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryE
     ))?;
     // Run views.sql statement by statement (comments first: they contain example statements);
     // a table without objects gets an empty typed view.
-    let code: String = VIEWS_SQL
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code = strip_comments(VIEWS_SQL);
     for body in code.split(';') {
         if body.trim().is_empty() {
             continue;
@@ -108,17 +104,34 @@ pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryE
     Ok(conn)
 }
 
+/// SQL text without its `--` comments (outside string literals), so that a `;` in a comment
+/// does not split a statement.
+fn strip_comments(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        let mut in_str = false;
+        let mut cut = line.len();
+        let b = line.as_bytes();
+        for i in 0..b.len() {
+            match b[i] {
+                b'\'' => in_str = !in_str,
+                b'-' if !in_str && b.get(i + 1) == Some(&b'-') => {
+                    cut = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&line[..cut]);
+        out.push('\n');
+    }
+    out
+}
+
 /// Runs SQL text (one or more statements; the last one's result is returned).
 pub fn run(conn: &Connection, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-    let stmts: Vec<&str> = sql
-        .split(';')
-        .filter(|s| {
-            !s.trim().is_empty()
-                && !s
-                    .lines()
-                    .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
-        })
-        .collect();
+    let code = strip_comments(sql);
+    let stmts: Vec<&str> = code.split(';').filter(|s| !s.trim().is_empty()).collect();
     let Some((last, before)) = stmts.split_last() else {
         return Err(QueryError::BadRequest("no SQL statement given".into()));
     };
@@ -157,5 +170,20 @@ pub fn render(batches: &[RecordBatch], fmt: OutputFormat) -> Result<String, Quer
             }
             String::from_utf8(buf).map_err(|e| QueryError::Internal(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn comments_go_but_strings_stay() {
+        let got =
+            super::strip_comments("-- a; b\nSELECT '--kept' AS x; -- trailing; note\nSELECT 2;");
+        let stmts: Vec<&str> = got
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(stmts, ["SELECT '--kept' AS x", "SELECT 2"]);
     }
 }
