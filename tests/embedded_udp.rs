@@ -407,6 +407,20 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         batch["answered"][0]["matches"][0]["src_ip"], "100.64.1.1",
         "{batch}"
     );
+    // natlake sql has the same audit table, built without DuckDB's JSON reader: the same count
+    // as the stock CLI, and the batch's named inside address.
+    let out = run(Command::new(NATLAKE)
+        .args(["sql", "--output", "json", "--data-dir"])
+        .arg(dir.path())
+        .arg(
+            "SELECT (SELECT count(*) FROM audit WHERE endpoint = 'attribution' AND who = 'anonymous') AS audited, \
+             (SELECT count(*) FROM audit WHERE endpoint = 'attribution_batch' AND list_contains(named_inside, '100.64.1.1')) AS batch_named, \
+             (SELECT count(*) FROM audit WHERE asked_ip IS NOT NULL AND asked_port IS NOT NULL) AS single",
+        ))?;
+    let mine: Value = serde_json::from_str(out.trim())?;
+    assert_eq!(mine["audited"], v[0]["audited"], "{out}");
+    assert!(mine["batch_named"].as_u64().unwrap_or(0) >= 1, "{out}");
+    assert!(mine["single"].as_u64().unwrap_or(0) >= 8, "{out}");
 
     let status = up.stop()?;
     assert!(status.success(), "natlake up exits 0 on SIGTERM: {status}");

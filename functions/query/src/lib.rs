@@ -6,9 +6,11 @@
 //! from the hour and the public address ([`natlake_core::lake::layout`]), never by listing the lake.
 
 pub mod attribution;
+pub mod audit;
 pub mod deterministic;
 pub mod duck;
 pub mod files;
+pub mod mirror;
 pub mod sessions;
 pub mod sql;
 

@@ -101,6 +101,10 @@ pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryE
         }
         conn.execute_batch(body)?;
     }
+    let audit = crate::audit::load(&conn, root)?;
+    for (key, reason) in &audit.unreadable {
+        tracing::warn!(%key, %reason, "audit object is not a record; left out of the audit table");
+    }
     Ok(conn)
 }
 

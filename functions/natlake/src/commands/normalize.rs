@@ -46,7 +46,7 @@ pub struct Args {
 }
 
 /// An hour label (`YYYY-MM-DDTHH`) from a flag: an hour label itself, RFC 3339 or epoch seconds.
-fn hour_of(flag: &str, v: &str) -> anyhow::Result<String> {
+pub(crate) fn hour_of(flag: &str, v: &str) -> anyhow::Result<String> {
     if natlake_core::lake::layout::parse_hour_label(v.trim()).is_some() {
         return Ok(v.trim().to_string());
     }
