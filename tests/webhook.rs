@@ -90,17 +90,28 @@ async fn check(
     fixtures::check_lake(store, key, &want, records).await
 }
 
+/// The webhook token MinIO is configured with (`auth_token`); serve gets only its digest.
+const TOKEN: &str = "minio-webhook-token-1";
+
 async fn post(
     http: &reqwest::Client,
     url: &str,
     body: impl Into<reqwest::Body>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    let resp = http
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await?;
+    post_as(http, url, Some(&format!("Bearer {TOKEN}")), body).await
+}
+
+async fn post_as(
+    http: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let mut req = http.post(url).header("content-type", "application/json");
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp = req.body(body).send().await?;
     let status = resp.status().as_u16();
     let text = resp.text().await?;
     let json = serde_json::from_str(&text).with_context(|| format!("{status}: {text:?}"))?;
@@ -143,6 +154,8 @@ async fn serve_process() -> anyhow::Result<()> {
             ])
             .arg("--store")
             .arg(&url)
+            .arg("--webhook-token-sha256")
+            .arg(natlake_core::secret::digest_hex(TOKEN))
             .envs(weed.env())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -170,6 +183,18 @@ async fn serve_process() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let notify = format!("{base}/v1/notify");
+
+    // The webhook token: none → 401, a wrong one → 403 (before the body is even read); MinIO
+    // sends a one-word token as `Bearer <token>`, and the bare token is accepted too.
+    let (st, body) = post_as(&http, &notify, None, "{}").await?;
+    ensure!(st == 401 && body["error"].as_str().is_some(), "{st} {body}");
+    let (st, body) = post_as(&http, &notify, Some("Bearer not-the-token"), "{}").await?;
+    ensure!(st == 403, "{st} {body}");
+    let (st, body) = post_as(&http, &notify, Some(TOKEN), "{}").await?;
+    ensure!(
+        st == 400,
+        "the bare token passes, then the body is checked: {st} {body}"
+    );
 
     // Unreadable bodies: 400 with the reason, nothing queued.
     let (st, body) = post(&http, &notify, "{\"Records\": [").await?;

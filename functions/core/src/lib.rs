@@ -8,6 +8,7 @@ pub mod lake;
 pub mod model;
 pub mod parsers;
 pub mod runtime;
+pub mod secret;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;

@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
+use natlake_core::secret;
 use natlake_core::time::{format_time, now_micros};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// The name a request is recorded under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl ApiKeys {
             let (name, hex) = item
                 .split_once(':')
                 .ok_or_else(|| format!("API key {item:?}: expected name:sha256-hex"))?;
-            let digest = decode_hex32(hex.trim())
+            let digest = secret::parse_digest(hex)
                 .ok_or_else(|| format!("API key {name:?}: the digest must be 64 hex digits"))?;
             keys.push((name.trim().to_owned(), digest));
         }
@@ -46,15 +46,10 @@ impl ApiKeys {
 
     /// The name of the key presented, if it is one of ours.
     pub fn who(&self, presented: &str) -> Option<&str> {
-        let d: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Every key compared in full: the time taken says nothing about which one matched.
         let mut found = None;
         for (name, want) in &self.0 {
-            let diff = want
-                .iter()
-                .zip(d.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 {
+            if secret::matches(want, presented) {
                 found = Some(name.as_str());
             }
         }
@@ -64,21 +59,7 @@ impl ApiKeys {
 
 /// The SHA-256 hex digest to configure for a key.
 pub fn key_digest(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    secret::digest_hex(key)
 }
 
 /// Appends audit records to the store.

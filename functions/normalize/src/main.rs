@@ -48,6 +48,10 @@ enum Door {
         /// retries them) and the poller waits.
         #[arg(long, env = "NATLAKE_QUEUE", default_value_t = natlake_normalize::service::QUEUE)]
         queue: usize,
+        /// Require MinIO's webhook `auth_token` on POST /v1/notify, given as its SHA-256 hex
+        /// digest (`printf %s TOKEN | sha256sum`); without it notifications are not checked.
+        #[arg(long, env = "NATLAKE_WEBHOOK_TOKEN_SHA256")]
+        webhook_token_sha256: Option<String>,
     },
 }
 
@@ -76,9 +80,15 @@ async fn main() -> anyhow::Result<()> {
             poll,
             workers,
             queue,
+            webhook_token_sha256,
         } => {
             let prom = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-            let (n, w) = Normalizer::new(store, scope, cfg, queue);
+            let (mut n, w) = Normalizer::new(store, scope, cfg, queue);
+            if let Some(hex) = webhook_token_sha256 {
+                n = n
+                    .with_webhook_token_sha256(&hex)
+                    .map_err(|e| anyhow::anyhow!("--webhook-token-sha256: {e}"))?;
+            }
             w.spawn(workers);
             if !poll.is_zero() {
                 tokio::spawn(n.clone().poll_forever(poll));

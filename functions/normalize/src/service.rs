@@ -2,6 +2,8 @@
 //! process. Work arrives two ways, both idempotent:
 //! - `POST /v1/notify` with an S3-style notification (MinIO's webhook target sends the AWS
 //!   `Records` shape); answered 202 once queued, 503 when the queue is full so MinIO retries;
+//!   with a webhook token configured, 401 without MinIO's `Authorization` header and 403 with
+//!   a wrong one;
 //! - a poller that lists the recent `raw/` hours and picks up objects without a done-marker
 //!   (stores without notifications, missed notifications, restarts).
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 use aws_lambda_events::s3::S3Event;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -22,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::events::{StoreScope, raw_keys};
 use crate::handler::{NormalizeConfig, is_done, normalize_with_retry};
 use crate::scan;
+use natlake_core::secret;
 
 #[derive(Clone)]
 pub struct Normalizer {
@@ -29,6 +32,8 @@ pub struct Normalizer {
     pub scope: StoreScope,
     pub cfg: NormalizeConfig,
     queue: mpsc::Sender<String>,
+    /// SHA-256 of the token MinIO's webhook target sends (`auth_token`); None: not checked.
+    webhook_token: Option<[u8; 32]>,
 }
 
 /// The workers of a [`Normalizer`], not yet started: they take keys off its queue.
@@ -75,8 +80,19 @@ impl Normalizer {
             scope,
             cfg,
             queue: tx,
+            webhook_token: None,
         };
         (n, workers)
+    }
+
+    /// Requires this token on `POST /v1/notify`, given as the SHA-256 hex digest of what MinIO's
+    /// webhook target is configured with (`auth_token`), so the token is never stored in clear.
+    pub fn with_webhook_token_sha256(mut self, hex: &str) -> Result<Self, String> {
+        self.webhook_token = Some(
+            secret::parse_digest(hex)
+                .ok_or("the webhook token digest must be 64 hex digits (sha256sum of the token)")?,
+        );
+        Ok(self)
     }
 
     /// Enqueues a key without waiting; false when the queue is full.
@@ -166,7 +182,26 @@ fn answer(status: StatusCode, body: serde_json::Value) -> (StatusCode, Json<serd
 
 /// The body is parsed here rather than by axum's `Json` extractor: every unreadable body gets
 /// 400 with the reason (the extractor answers 415 or 422 for some), whatever the Content-Type.
-async fn notify(State(n): State<Normalizer>, body: Bytes) -> impl IntoResponse {
+async fn notify(State(n): State<Normalizer>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    if let Some(want) = &n.webhook_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let Some(presented) = presented else {
+            metrics::counter!("natlake_normalize_unauthorized_notifications_total").increment(1);
+            return answer(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "a webhook token is required (Authorization header)"}),
+            );
+        };
+        if !token_matches(want, presented) {
+            metrics::counter!("natlake_normalize_unauthorized_notifications_total").increment(1);
+            return answer(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"error": "this webhook token is not accepted"}),
+            );
+        }
+    }
     let event: S3Event = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => {
@@ -200,6 +235,18 @@ async fn notify(State(n): State<Normalizer>, body: Bytes) -> impl IntoResponse {
         queued += 1;
     }
     answer(StatusCode::ACCEPTED, serde_json::json!({"queued": queued}))
+}
+
+/// MinIO sends `auth_token` as `Authorization: Bearer <token>` when the token is one word and
+/// verbatim when it already has a scheme (`Token abc`); both forms are accepted.
+fn token_matches(want: &[u8; 32], presented: &str) -> bool {
+    let presented = presented.trim();
+    let bare = presented
+        .strip_prefix("Bearer ")
+        .unwrap_or(presented)
+        .trim();
+    // Both compared, always: no early exit.
+    secret::matches(want, bare) | secret::matches(want, presented)
 }
 
 /// HTTP routes of the normalize service (merged with the lookup API's in `natlake up`, which

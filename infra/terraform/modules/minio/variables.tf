@@ -82,7 +82,7 @@ variable "normalize_webhook_url" {
 }
 
 variable "webhook_auth_token" {
-  description = "Token MinIO sends with each notification (Authorization header); null for none. normalize serve does not check it yet: keep its port on loopback or a private network either way."
+  description = "Token MinIO sends with each notification (Authorization: Bearer <token>); null for none. Give normalize serve its digest: --webhook-token-sha256 $(printf %s TOKEN | sha256sum), and it refuses notifications without it (401) or with another (403)."
   type        = string
   default     = null
   sensitive   = true
