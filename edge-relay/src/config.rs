@@ -426,8 +426,8 @@ pub struct UdpSourceConfig {
     /// Datagrams per recvmmsg call.
     #[serde(default = "d_recv_batch")]
     pub recv_batch: usize,
-    /// After a recvmmsg call that did not fill its batch, pause this long so that datagrams
-    /// accumulate: far fewer wake-ups per line under load, at the price of this much latency
+    /// After a receive that did not fill its batch (recvmmsg) or took what was queued
+    /// (io_uring), pause this long so that datagrams accumulate: far fewer wake-ups per line under load, at the price of this much latency
     /// (nothing next to a batch age). The receive buffer must hold this long of traffic.
     /// 0 disables.
     #[serde(default = "d_recv_pause", with = "duration")]
@@ -899,8 +899,9 @@ impl RelayConfig {
         if b.max_age.is_zero() {
             return bad("batch.max_age must be positive".into());
         }
-        if !(1..=19).contains(&b.zstd_level) {
-            return bad("batch.zstd_level must be 1..=19".into());
+        // Negative levels are zstd's fast levels (same format); 0 would mean zstd's default (3).
+        if !(-7..=19).contains(&b.zstd_level) || b.zstd_level == 0 {
+            return bad("batch.zstd_level must be -7..=-1 (zstd's fast levels) or 1..=19".into());
         }
         if b.queue_chunks == 0 || b.queue_bytes.0 < ByteSize::kib(64).0 {
             return bad(
@@ -1309,6 +1310,38 @@ mod tests {
                 .contains("unsupported scheme")
         );
         cfg.sink.store = "file:///tmp/x".into();
+        cfg.batch.zstd_level = -3;
+        cfg.validate().unwrap();
+        cfg.batch.zstd_level = 0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("zstd_level")
+        );
+        cfg.batch.zstd_level = 1;
+        let toml = "[[sources]]\ntype = \"syslog_udp\"\naddress = \"0.0.0.0:514\"\nreceive = \"io_uring\"\nuring_buffers = 64\n";
+        let c = RelayConfig::from_toml_str(toml, "t").unwrap();
+        match &c.sources[0] {
+            SourceConfig::SyslogUdp(u) => {
+                assert_eq!((u.receive, u.uring_buffers), (ReceiveMode::IoUring, 64))
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad_mode = toml.replace("io_uring", "epoll");
+        assert!(RelayConfig::from_toml_str(&bad_mode, "t").is_err());
+        cfg.sources.push(SourceConfig::SyslogUdp(UdpSourceConfig {
+            name: Some("odd".into()),
+            uring_buffers: 100,
+            ..UdpSourceConfig::new("127.0.0.1:0".parse().unwrap())
+        }));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("uring_buffers")
+        );
+        cfg.sources.pop();
         cfg.batch.max_age = Duration::ZERO;
         assert!(cfg.validate().unwrap_err().to_string().contains("max_age"));
         cfg.batch.max_age = Duration::from_secs(1);

@@ -349,6 +349,12 @@ impl Worker {
                 }
             }
             datagrams += n as u64;
+            if rx.take_failed() {
+                // A failing socket must not turn re-arming into a busy loop.
+                self.hand_over(&mut chunk);
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             if rx.starved() {
                 // The buffers ran out: the socket holds more; go on at once.
                 continue;

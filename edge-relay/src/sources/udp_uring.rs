@@ -103,6 +103,8 @@ pub(crate) struct UringRx {
     armed: bool,
     /// The last request ended because every buffer was in use: more is waiting in the socket.
     starved: bool,
+    /// The last drain saw a receive error (the caller backs off instead of re-arming at once).
+    failed: bool,
     /// Buffers to give back after a drain (kept to avoid an allocation per drain).
     done: Vec<u16>,
 }
@@ -147,6 +149,7 @@ impl UringRx {
             tail: 0,
             armed: false,
             starved: false,
+            failed: false,
             done: Vec::with_capacity(usize::from(count)),
         };
         for bid in 0..count {
@@ -223,6 +226,11 @@ impl UringRx {
         Ok(())
     }
 
+    /// True once after a drain that saw a receive error.
+    pub fn take_failed(&mut self) -> bool {
+        std::mem::take(&mut self.failed)
+    }
+
     /// True when the socket likely holds more than was just collected (the buffers ran out).
     pub fn starved(&self) -> bool {
         self.starved
@@ -279,7 +287,10 @@ impl UringRx {
                 match -res {
                     libc::ENOBUFS => self.starved = true,
                     libc::ECANCELED => {}
-                    e => f(Event::Error(io::Error::from_raw_os_error(e))),
+                    e => {
+                        self.failed = true;
+                        f(Event::Error(io::Error::from_raw_os_error(e)))
+                    }
                 }
                 continue;
             }
