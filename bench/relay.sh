@@ -15,6 +15,7 @@
 #   DRAIN                   seconds to wait after the load before stopping a receiver (default 3)
 #   SKIP_RSYSLOG=1          edge-relay only;  SKIP_RELAY=1  rsyslog only
 #   SKIP_BUILD=1            use the binaries already in $CARGO_TARGET_DIR/release
+#   RELAY_BIN               another edge-relay binary to measure (e.g. an older build)
 #   KEEP=1                  keep the temp dir (stores, logs, configs)
 #
 # Per receiver it reports: lines sent, lines received (decoded from what it wrote: the relay's raw
@@ -38,7 +39,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/natlake/target-relay}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$CARGO_TARGET_DIR/release
 LOADGEN=$BIN/natlake-bench-loadgen
-RELAY=$BIN/edge-relay
+RELAY=${RELAY_BIN:-$BIN/edge-relay}
 TICK=$(getconf CLK_TCK)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/natlake-relay-bench.XXXXXX")

@@ -13,6 +13,7 @@
 //! receive_buffer = "8MiB"           # SO_RCVBUF (SO_RCVBUFFORCE when permitted)
 //! workers = 2                       # >1: that many SO_REUSEPORT sockets, one thread each
 //! max_message = "16KiB"             # larger datagrams are dropped as "oversized" (default 65535)
+//! receive = "auto"                  # io_uring multishot receive, else recvmmsg ("io_uring", "recvmmsg")
 //!
 //! [[sources]]
 //! type = "syslog_tcp"
@@ -425,12 +426,46 @@ pub struct UdpSourceConfig {
     /// Datagrams per recvmmsg call.
     #[serde(default = "d_recv_batch")]
     pub recv_batch: usize,
-    /// After a recvmmsg call that did not fill its batch, pause this long so that datagrams
-    /// accumulate: far fewer wake-ups per line under load, at the price of this much latency
+    /// After a receive that did not fill its batch (recvmmsg) or took what was queued
+    /// (io_uring), pause this long so that datagrams accumulate: far fewer wake-ups per line under load, at the price of this much latency
     /// (nothing next to a batch age). The receive buffer must hold this long of traffic.
     /// 0 disables.
     #[serde(default = "d_recv_pause", with = "duration")]
     pub recv_pause: Duration,
+    /// How datagrams are received: io_uring multishot `recvmsg` into a ring of provided buffers
+    /// (no system call per datagram), `recvmmsg`, or `auto` (io_uring when the kernel and any
+    /// seccomp policy allow it, else recvmmsg: logged once and counted).
+    #[serde(default)]
+    pub receive: ReceiveMode,
+    /// io_uring: receive buffers in the provided-buffer ring (a power of two). Each holds one
+    /// datagram of up to `max_message` bytes; when all are in use the kernel keeps further
+    /// datagrams in the socket buffer until buffers are returned.
+    #[serde(default = "d_uring_buffers")]
+    pub uring_buffers: usize,
+}
+
+/// The UDP receive path (`receive = "auto" | "io_uring" | "recvmmsg"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiveMode {
+    /// io_uring where available, else recvmmsg.
+    #[default]
+    Auto,
+    /// io_uring only: the source fails to start without it.
+    #[value(name = "io_uring")]
+    IoUring,
+    /// recvmmsg only.
+    Recvmmsg,
+}
+
+impl ReceiveMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::IoUring => "io_uring",
+            Self::Recvmmsg => "recvmmsg",
+        }
+    }
 }
 
 impl UdpSourceConfig {
@@ -444,6 +479,8 @@ impl UdpSourceConfig {
             max_message: d_max_datagram(),
             recv_batch: d_recv_batch(),
             recv_pause: d_recv_pause(),
+            receive: ReceiveMode::Auto,
+            uring_buffers: d_uring_buffers(),
         }
     }
 }
@@ -638,6 +675,9 @@ fn d_recv_batch() -> usize {
 fn d_recv_pause() -> Duration {
     Duration::from_micros(500)
 }
+fn d_uring_buffers() -> usize {
+    256
+}
 fn d_idle_timeout() -> Duration {
     Duration::from_secs(300)
 }
@@ -783,6 +823,13 @@ impl RelayConfig {
                     if u.recv_pause > Duration::from_millis(100) {
                         return bad(format!("source {name}: recv_pause must be at most 100ms"));
                     }
+                    if !(1..=32_768).contains(&u.uring_buffers)
+                        || !u.uring_buffers.is_power_of_two()
+                    {
+                        return bad(format!(
+                            "source {name}: uring_buffers must be a power of two in 1..=32768"
+                        ));
+                    }
                     if u.workers > 1 && u.address.port() == 0 {
                         return bad(format!("source {name}: several workers need a fixed port"));
                     }
@@ -852,8 +899,9 @@ impl RelayConfig {
         if b.max_age.is_zero() {
             return bad("batch.max_age must be positive".into());
         }
-        if !(1..=19).contains(&b.zstd_level) {
-            return bad("batch.zstd_level must be 1..=19".into());
+        // Negative levels are zstd's fast levels (same format); 0 would mean zstd's default (3).
+        if !(-7..=19).contains(&b.zstd_level) || b.zstd_level == 0 {
+            return bad("batch.zstd_level must be -7..=-1 (zstd's fast levels) or 1..=19".into());
         }
         if b.queue_chunks == 0 || b.queue_bytes.0 < ByteSize::kib(64).0 {
             return bad(
@@ -998,6 +1046,9 @@ pub struct Cli {
     /// Receive buffer of the UDP listeners given by flag (default 8MiB).
     #[arg(long, env = "EDGE_RELAY_UDP_RECEIVE_BUFFER", value_name = "SIZE")]
     pub udp_receive_buffer: Option<ByteSize>,
+    /// Receive path of the UDP syslog listeners given by flag: auto (default), io_uring, recvmmsg.
+    #[arg(long, env = "EDGE_RELAY_UDP_RECEIVE", value_name = "MODE")]
+    pub udp_receive: Option<ReceiveMode>,
     /// SO_REUSEPORT receive threads per UDP listener given by flag.
     #[arg(long, env = "EDGE_RELAY_UDP_WORKERS", value_name = "N")]
     pub udp_workers: Option<usize>,
@@ -1042,6 +1093,9 @@ impl Cli {
             }
             if let Some(w) = self.udp_workers {
                 u.workers = w;
+            }
+            if let Some(m) = self.udp_receive {
+                u.receive = m;
             }
             cfg.sources.push(SourceConfig::SyslogUdp(u));
         }
@@ -1256,6 +1310,38 @@ mod tests {
                 .contains("unsupported scheme")
         );
         cfg.sink.store = "file:///tmp/x".into();
+        cfg.batch.zstd_level = -3;
+        cfg.validate().unwrap();
+        cfg.batch.zstd_level = 0;
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("zstd_level")
+        );
+        cfg.batch.zstd_level = 1;
+        let toml = "[[sources]]\ntype = \"syslog_udp\"\naddress = \"0.0.0.0:514\"\nreceive = \"io_uring\"\nuring_buffers = 64\n";
+        let c = RelayConfig::from_toml_str(toml, "t").unwrap();
+        match &c.sources[0] {
+            SourceConfig::SyslogUdp(u) => {
+                assert_eq!((u.receive, u.uring_buffers), (ReceiveMode::IoUring, 64))
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad_mode = toml.replace("io_uring", "epoll");
+        assert!(RelayConfig::from_toml_str(&bad_mode, "t").is_err());
+        cfg.sources.push(SourceConfig::SyslogUdp(UdpSourceConfig {
+            name: Some("odd".into()),
+            uring_buffers: 100,
+            ..UdpSourceConfig::new("127.0.0.1:0".parse().unwrap())
+        }));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("uring_buffers")
+        );
+        cfg.sources.pop();
         cfg.batch.max_age = Duration::ZERO;
         assert!(cfg.validate().unwrap_err().to_string().contains("max_age"));
         cfg.batch.max_age = Duration::from_secs(1);

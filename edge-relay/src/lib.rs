@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 pub use config::{
     BatchConfig, ByteSize, Cli, ConfigError, ConntrackSourceConfig, FlowSourceConfig,
-    JsonFileSourceConfig, JsonStdinSourceConfig, MetricsConfig, RelayConfig, SinkConfig,
-    SourceConfig, SpoolConfig, TcpSourceConfig, TlsConfig, UdpSourceConfig,
+    JsonFileSourceConfig, JsonStdinSourceConfig, MetricsConfig, ReceiveMode, RelayConfig,
+    SinkConfig, SourceConfig, SpoolConfig, TcpSourceConfig, TlsConfig, UdpSourceConfig,
 };
 pub use natlake_raw::InputKind;
 pub use natlake_store::DynStore;
@@ -160,6 +160,10 @@ pub(crate) struct Counters {
     pub flow_issues: [AtomicU64; templates::Issue::ALL.len()],
     pub templates_cached: AtomicU64,
     pub template_evictions: AtomicU64,
+    /// UDP receive threads running on io_uring, and those that fell back to recvmmsg because
+    /// io_uring was unavailable (`receive = "auto"`).
+    pub udp_io_uring_workers: AtomicU64,
+    pub udp_receive_fallbacks: AtomicU64,
     /// The latest failed put, explained (cleared by nothing: it is history).
     pub last_upload_error: std::sync::Mutex<Option<String>>,
 }
@@ -225,6 +229,11 @@ pub struct Stats {
     /// IPFIX / NetFlow v9 template records currently cached, and evicted so far.
     pub templates_cached: u64,
     pub template_evictions: u64,
+    /// UDP syslog receive threads on io_uring.
+    pub udp_io_uring_workers: u64,
+    /// UDP syslog receive threads that wanted io_uring (`receive = "auto"`), could not have it
+    /// (old kernel, seccomp, `kernel.io_uring_disabled`) and run on recvmmsg instead.
+    pub udp_receive_fallbacks: u64,
     /// The latest failed upload attempt, explained (e.g. refused credentials), if any.
     pub last_upload_error: Option<String>,
 }
@@ -546,6 +555,8 @@ fn snapshot(c: &Counters, spool: &spool::Spool) -> Stats {
             .collect(),
         templates_cached: ld(&c.templates_cached),
         template_evictions: ld(&c.template_evictions),
+        udp_io_uring_workers: ld(&c.udp_io_uring_workers),
+        udp_receive_fallbacks: ld(&c.udp_receive_fallbacks),
         last_upload_error: c.last_upload_error.lock().ok().and_then(|l| l.clone()),
     }
 }

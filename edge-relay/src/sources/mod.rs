@@ -5,6 +5,7 @@ pub mod flow_udp;
 pub mod json_lines;
 pub mod tcp_syslog;
 pub mod udp_syslog;
+pub(crate) mod udp_uring;
 
 use std::mem::{size_of, zeroed};
 use std::os::fd::RawFd;

@@ -12,6 +12,13 @@
 //! `oversized`. After a call that did not fill its batch the worker pauses `recv_pause` (default
 //! 0.5 ms) so that, under load, one wake-up serves many datagrams. With `workers > 1` every worker has its own `SO_REUSEPORT` socket and the kernel
 //! spreads senders over them.
+//!
+//! That is the `recvmmsg` path. By default (`receive = "auto"`) a worker first tries io_uring
+//! ([`super::udp_uring`]): the same loop — wait, collect, hand over, pause — but one
+//! `io_uring_enter` receives everything queued, without per-datagram system call work. Where
+//! io_uring is unavailable the worker falls back to `recvmmsg`, logs it once and counts it
+//! (`edge_relay_udp_receive_fallbacks_total`, `Stats::udp_receive_fallbacks`). The receive time
+//! is taken once per collection on both paths: datagrams collected together share it.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -24,8 +31,9 @@ use std::time::Duration;
 use natlake_raw::InputKind;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::udp_uring::{Event, UringRx};
 use crate::batch::{Chunk, QueueTx};
-use crate::config::UdpSourceConfig;
+use crate::config::{ReceiveMode, UdpSourceConfig};
 use crate::{Counters, DropReason, RateLimit, now_ns};
 
 /// How often a blocked worker wakes up to look at the stop flag.
@@ -64,6 +72,7 @@ pub(crate) fn start(
     }
     let mut threads = Vec::new();
     let mut inodes = Vec::new();
+    let mut ready = Vec::new();
     for (i, sock) in sockets.into_iter().enumerate() {
         inodes.push(socket_inode(sock.as_raw_fd()).unwrap_or(0));
         let w = Worker {
@@ -77,10 +86,14 @@ pub(crate) fn start(
             pause: cfg.recv_pause,
             received: ::metrics::counter!("edge_relay_received_messages_total", "source" => name.clone(), "kind" => "syslog_udp"),
             received_bytes: ::metrics::counter!("edge_relay_received_bytes_total", "source" => name.clone(), "kind" => "syslog_udp"),
+            mode: cfg.receive,
+            uring_buffers: cfg.uring_buffers,
         };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        ready.push(rx);
         let spawned = std::thread::Builder::new()
             .name(format!("relay-udp-{i}"))
-            .spawn(move || w.run());
+            .spawn(move || w.run(tx));
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -91,6 +104,22 @@ pub(crate) fn start(
                 return Err(e);
             }
         }
+    }
+    // Each worker says which receive path it took (or why it could not start).
+    let mut failed = None;
+    for rx in ready {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(_) => failed = failed.or(Some(io::Error::other("UDP worker did not start"))),
+        }
+    }
+    if let Some(e) = failed {
+        stop.store(true, Ordering::SeqCst);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
     }
     Ok(Started {
         addr,
@@ -157,8 +186,12 @@ struct Worker {
     pause: Duration,
     received: ::metrics::Counter,
     received_bytes: ::metrics::Counter,
+    mode: ReceiveMode,
+    uring_buffers: usize,
 }
 
+/// The fallback is logged once per process (every fallback is counted).
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 static OVERSIZED_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 static RECV_ERR_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 
@@ -245,7 +278,128 @@ impl Mmsg {
 }
 
 impl Worker {
-    fn run(self) {
+    /// Picks the receive path, reports it on `ready`, then receives until stopped.
+    fn run(self, ready: std::sync::mpsc::SyncSender<io::Result<()>>) {
+        let fd = self.sock.as_raw_fd();
+        let uring = match self.mode {
+            ReceiveMode::Recvmmsg => None,
+            ReceiveMode::IoUring | ReceiveMode::Auto => {
+                match UringRx::new(fd, self.slot, self.uring_buffers) {
+                    Ok(rx) => Some(rx),
+                    Err(e) if self.mode == ReceiveMode::IoUring => {
+                        let _ = ready.send(Err(io::Error::new(
+                            e.kind(),
+                            format!("io_uring receive unavailable (receive = \"io_uring\"): {e}"),
+                        )));
+                        return;
+                    }
+                    Err(e) => {
+                        self.counters
+                            .udp_receive_fallbacks
+                            .fetch_add(1, Ordering::Relaxed);
+                        ::metrics::counter!("edge_relay_udp_receive_fallbacks_total", "source" => self.name.clone())
+                            .increment(1);
+                        if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(source = %self.name, error = %e, "io_uring receive unavailable; using recvmmsg (counted in edge_relay_udp_receive_fallbacks_total)");
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        match uring {
+            Some(rx) => {
+                self.counters
+                    .udp_io_uring_workers
+                    .fetch_add(1, Ordering::Relaxed);
+                ::metrics::gauge!("edge_relay_udp_io_uring_workers", "source" => self.name.clone())
+                    .increment(1.0);
+                tracing::debug!(source = %self.name, buffers = self.uring_buffers, "UDP receive on io_uring");
+                let _ = ready.send(Ok(()));
+                self.run_uring(rx);
+            }
+            None => {
+                let _ = ready.send(Ok(()));
+                self.run_recvmmsg();
+            }
+        }
+    }
+
+    fn run_uring(&self, mut rx: UringRx) {
+        let mut chunk = self.new_chunk(0, 0);
+        let all = rx.capacity();
+        let (mut passes, mut datagrams) = (0u64, 0u64);
+        while !self.stop.load(Ordering::Relaxed) {
+            // Take everything queued (after a pause, a pause's worth); if there was nothing,
+            // sleep in the kernel until the next datagram (or the stop poll).
+            let mut n = 0;
+            for (want, wait) in [(all, Duration::ZERO), (1, STOP_POLL)] {
+                if let Err(e) = rx.wait(want, wait) {
+                    if let Some(suppressed) = RECV_ERR_LOG.allow() {
+                        tracing::error!(source = %self.name, error = %e, suppressed, "UDP receive (io_uring) failed");
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                    break;
+                }
+                let now = now_ns();
+                n = rx.drain(&mut |ev| self.on_event(now, ev, &mut chunk));
+                passes += 1;
+                if n > 0 || rx.starved() {
+                    break;
+                }
+            }
+            datagrams += n as u64;
+            if rx.take_failed() {
+                // A failing socket must not turn re-arming into a busy loop.
+                self.hand_over(&mut chunk);
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            if rx.starved() {
+                // The buffers ran out: the socket holds more; go on at once.
+                continue;
+            }
+            self.hand_over(&mut chunk);
+            if n > 0 && !self.pause.is_zero() {
+                // Let datagrams accumulate: the next enter receives them all at once.
+                std::thread::sleep(self.pause);
+            }
+        }
+        // Stopping: take what the kernel already holds (bounded, in case senders keep sending).
+        for _ in 0..STOP_DRAIN_CALLS {
+            if rx.wait(all, Duration::ZERO).is_err() {
+                break;
+            }
+            let now = now_ns();
+            let n = rx.drain(&mut |ev| self.on_event(now, ev, &mut chunk));
+            if n == 0 && !rx.starved() {
+                break;
+            }
+        }
+        let now = now_ns();
+        rx.finish(&mut |ev| self.on_event(now, ev, &mut chunk));
+        self.hand_over(&mut chunk);
+        tracing::debug!(source = %self.name, passes, datagrams, "io_uring receive stopped");
+    }
+
+    fn on_event(&self, now: i64, ev: Event<'_>, chunk: &mut Chunk) {
+        match ev {
+            Event::Datagram { peer, payload } => {
+                chunk.push(now, peer, payload);
+                if chunk.len() >= CHUNK_MAX_MSGS || chunk.data.len() >= CHUNK_MAX_BYTES {
+                    self.hand_over(chunk);
+                }
+            }
+            Event::Oversized { peer, kept } => self.oversized(kept, peer),
+            Event::Error(e) => {
+                if let Some(suppressed) = RECV_ERR_LOG.allow() {
+                    tracing::error!(source = %self.name, error = %e, suppressed, "UDP receive (io_uring) failed");
+                }
+            }
+        }
+    }
+
+    fn run_recvmmsg(&self) {
         let fd = self.sock.as_raw_fd();
         let mut m = Mmsg::new(self.batch, self.slot);
         let mut chunk = self.new_chunk(0, 0);
@@ -353,7 +507,10 @@ impl Worker {
     }
 }
 
-fn sockaddr_to_std(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(crate) fn sockaddr_to_std(
+    ss: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     let len = len as usize;
     match ss.ss_family as libc::c_int {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
