@@ -105,6 +105,7 @@ fn answer_summary(a: &Value) -> Value {
     json!({
         "matches": a["matches"].as_array().map(|m| m.iter().map(|c| json!({
             "src_ip": c["src_ip"], "src_port": c["src_port"], "subscriber": c["subscriber"],
+            "site": c["site"],
             "start": c["start"], "end": c["end"], "source": c["source"],
         })).collect::<Vec<_>>()),
         "ambiguous": a["ambiguous"],
@@ -155,7 +156,8 @@ fn evidence_json(c: &Candidate) -> Vec<Value> {
     }
 }
 
-fn candidate_json(c: &Candidate) -> Value {
+fn candidate_json(a: &Answer, c: &Candidate) -> Value {
+    let e = a.enrichment_of(c);
     json!({
         "source": if c.rule.is_some() { "deterministic" } else { "logs" },
         "src_ip": c.src_ip.map(|i| i.to_string()),
@@ -171,6 +173,9 @@ fn candidate_json(c: &Candidate) -> Value {
         "end": c.end.map(format_time),
         "distance_ms": c.distance / 1000,
         "subscriber": c.subscriber,
+        "site": e.and_then(|e| e.site.as_deref()),
+        "prefix": e.and_then(|e| e.prefix.as_deref()),
+        "role": e.and_then(|e| e.role.as_deref()),
         "destinations": c.destinations.iter().map(|(ip, port)| json!({"dst_ip": ip.map(|i| i.to_string()), "dst_port": port})).collect::<Vec<_>>(),
         "evidence": evidence_json(c),
     })
@@ -183,7 +188,7 @@ pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
             "ip": q.ip.to_string(), "port": q.port, "at": format_time(q.at), "protocol": q.protocol,
             "window_ms": q.window / 1000,
         },
-        "matches": a.attribution.matches.iter().map(candidate_json).collect::<Vec<_>>(),
+        "matches": a.attribution.matches.iter().map(|c| candidate_json(a, c)).collect::<Vec<_>>(),
         "ambiguous": a.attribution.ambiguous,
         "read_from": format_time(a.read_from),
         "read_until": format_time(a.read_until),

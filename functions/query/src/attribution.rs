@@ -47,6 +47,19 @@ pub struct Answer {
     pub errors: Vec<ObjectError>,
     /// The deterministic NAT configuration consulted, when there is one.
     pub deterministic: Option<DeterministicUse>,
+    /// The inside enrichment of the events read, by evidence; see [`Answer::enrichment_of`].
+    #[serde(skip)]
+    pub enrichment: EnrichmentByEvidence,
+}
+
+impl Answer {
+    /// The enrichment recorded with a candidate's events (the first of its evidence that has
+    /// any), None when the events carry none (or the candidate was computed).
+    pub fn enrichment_of(&self, c: &correlate::Candidate) -> Option<&InsideEnrichment> {
+        c.evidence
+            .iter()
+            .find_map(|e| self.enrichment.get(&(e.key.clone(), e.record)))
+    }
 }
 
 /// Which deterministic NAT configuration an answer consulted.
@@ -57,19 +70,62 @@ pub struct DeterministicUse {
     pub mappings: usize,
 }
 
+/// What normalize's enrichment recorded about a row's inside address (IPAM site, prefix, role),
+/// as it was when the event was normalized.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct InsideEnrichment {
+    pub site: Option<String>,
+    pub prefix: Option<String>,
+    pub role: Option<String>,
+}
+
+impl InsideEnrichment {
+    fn is_empty(&self) -> bool {
+        self.site.is_none() && self.prefix.is_none() && self.role.is_none()
+    }
+}
+
+/// Enrichment by evidence (raw object key, record index).
+pub type EnrichmentByEvidence = std::collections::HashMap<(String, u64), InsideEnrichment>;
+
+/// The enrichment columns, read after [`NAT_COLUMNS`] (a lake written before enrichment
+/// existed lacks them: then rows are read without).
+const ENRICHMENT_COLUMNS: &str = "site, prefix, role";
+
 /// The NAT event columns as [`row_to_nat`] expects them.
 pub(crate) const NAT_COLUMNS: &str = "epoch_us(time), event, protocol, src_ip, src_port, x_ip, x_port, x_port_end, dst_ip, dst_port, vrf, direction, device, epoch_us(end_time), subscriber, raw_key, raw_record";
 
 /// The rows of the given files that concern ip:port (single ports, port blocks containing it,
-/// and address-level bindings), at or before `until`.
+/// and address-level bindings), at or before `until`, with their inside enrichment.
 fn fetch_rows(
     conn: &duckdb::Connection,
     files: &[PathBuf],
     q: &Question,
     until: Micros,
-) -> Result<Vec<NatRow>, QueryError> {
+) -> Result<Vec<(NatRow, InsideEnrichment)>, QueryError> {
+    match fetch_rows_with(conn, files, q, until, true) {
+        // Objects from before the enrichment columns: the same rows, unenriched.
+        Err(QueryError::Duck(e)) if e.to_string().contains("\"site\"") => {
+            fetch_rows_with(conn, files, q, until, false)
+        }
+        other => other,
+    }
+}
+
+fn fetch_rows_with(
+    conn: &duckdb::Connection,
+    files: &[PathBuf],
+    q: &Question,
+    until: Micros,
+    enriched: bool,
+) -> Result<Vec<(NatRow, InsideEnrichment)>, QueryError> {
+    let extra = if enriched {
+        format!(", {ENRICHMENT_COLUMNS}")
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "SELECT {NAT_COLUMNS} FROM read_parquet({}, union_by_name = true) \
+        "SELECT {NAT_COLUMNS}{extra} FROM read_parquet({}, union_by_name = true) \
          WHERE x_ip = ? AND (x_port IS NULL OR (x_port <= ? AND coalesce(x_port_end, x_port) >= ?)) \
            AND (?::SMALLINT IS NULL OR protocol IS NULL OR protocol = ?::SMALLINT) \
            AND epoch_us(time) <= ?",
@@ -80,7 +136,19 @@ fn fetch_rows(
     let port = i32::from(q.port);
     let rows = stmt.query_map(
         duckdb::params![q.ip.to_string(), port, port, proto, proto, until],
-        row_to_nat,
+        |row| {
+            let nat = row_to_nat(row)?;
+            let enrichment = if enriched {
+                InsideEnrichment {
+                    site: row.get(17)?,
+                    prefix: row.get(18)?,
+                    role: row.get(19)?,
+                }
+            } else {
+                InsideEnrichment::default()
+            };
+            Ok(nat.map(|n| (n, enrichment)))
+        },
     )?;
     let mut out = Vec::new();
     for r in rows {
@@ -307,10 +375,20 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     .map_err(|e| QueryError::Internal(e.to_string()))??;
     // The same row twice (a merged object beside the objects it replaced, a raw object
     // normalized twice) is one event.
-    rows.sort_by(|a, b| (&a.raw_key, a.raw_record).cmp(&(&b.raw_key, b.raw_record)));
-    rows.dedup_by(|a, b| {
+    rows.sort_by(|(a, _), (b, _)| (&a.raw_key, a.raw_record).cmp(&(&b.raw_key, b.raw_record)));
+    rows.dedup_by(|(a, _), (b, _)| {
         a.raw_key == b.raw_key && a.raw_record == b.raw_record && !a.raw_key.is_empty()
     });
+    let mut enrichment = EnrichmentByEvidence::new();
+    let rows: Vec<NatRow> = rows
+        .into_iter()
+        .map(|(row, e)| {
+            if !e.is_empty() {
+                enrichment.insert((row.raw_key.clone(), row.raw_record), e);
+            }
+            row
+        })
+        .collect();
     let range_start = layout::hour_start(from) * 1_000_000;
     let ivs = correlate::intervals(rows, range_start);
     Ok(Answer {
@@ -321,5 +399,129 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         objects: objects.len(),
         errors,
         deterministic: None,
+        enrichment,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use natlake_core::lake::writer::{self, WriteOptions};
+    use natlake_core::testing::nat_row;
+
+    use super::*;
+
+    const T0: i64 = 1_793_491_200_000_000; // 2026-11-01T00:00:00Z
+
+    /// The enrichment normalize stored with a subscriber's events is in the answer that names
+    /// the subscriber; a subscriber whose events carry none gets none.
+    #[tokio::test]
+    async fn answers_carry_the_enrichment_of_their_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = Vec::new();
+        let mut open = nat_row(
+            T0 + 10_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.1",
+            2000,
+            "raw/k.nlraw.zst",
+            0,
+        );
+        open.envelope.subscriber = Some("sub-1".into());
+        open.envelope.enrichment.site = Some("ams-1".into());
+        open.envelope.enrichment.prefix = Some("100.64.0.0/24".parse().unwrap());
+        open.envelope.enrichment.role = Some("residential".into());
+        rows.push(open);
+        rows.push(nat_row(
+            T0 + 50_000_000,
+            NatEventKind::SessionDelete,
+            "100.64.0.1",
+            2000,
+            "raw/k.nlraw.zst",
+            1,
+        ));
+        rows.push(nat_row(
+            T0 + 60_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.9.9",
+            2001,
+            "raw/k.nlraw.zst",
+            2,
+        ));
+        for (o, bytes) in
+            writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap()
+        {
+            let path = dir.path().join(&o.key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let url = format!("file://{}", dir.path().display());
+        let lake = Lake::open(&url, &dir.path().join("scratch")).unwrap();
+        let ask = |port: u16, at: Micros| Question {
+            ip: "198.51.100.7".parse().unwrap(),
+            port,
+            at,
+            protocol: None,
+            window: DEFAULT_WINDOW,
+            lookback: DEFAULT_LOOKBACK,
+        };
+        let a = attribute(&lake, &ask(2000, T0 + 30_000_000)).await.unwrap();
+        assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
+        let c = &a.attribution.matches[0];
+        assert_eq!(c.subscriber.as_deref(), Some("sub-1"));
+        let e = a.enrichment_of(c).expect("enrichment of the opening event");
+        assert_eq!(e.site.as_deref(), Some("ams-1"));
+        assert_eq!(e.prefix.as_deref(), Some("100.64.0.0/24"));
+        assert_eq!(e.role.as_deref(), Some("residential"));
+
+        let b = attribute(&lake, &ask(2001, T0 + 61_000_000)).await.unwrap();
+        assert_eq!(b.attribution.matches.len(), 1, "{b:?}");
+        assert_eq!(b.enrichment_of(&b.attribution.matches[0]), None);
+    }
+
+    /// Objects written before the enrichment columns existed are still read (unenriched).
+    #[tokio::test]
+    async fn objects_without_enrichment_columns_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let part = dir.path().join(layout::partition_dir(
+            Table::NatEvents,
+            T0 / 1_000_000,
+            Some(ip),
+        ));
+        std::fs::create_dir_all(&part).unwrap();
+        let file = part.join("old.parquet");
+        let conn = duck::connect(dir.path()).unwrap();
+        conn.execute_batch(&format!(
+            "COPY (SELECT make_timestamp({t}::BIGINT)::TIMESTAMPTZ AS time, 'session_create' AS event, \
+               6::SMALLINT AS protocol, '100.64.0.5' AS src_ip, 40000 AS src_port, '198.51.100.7' AS x_ip, \
+               3000 AS x_port, NULL::INTEGER AS x_port_end, NULL::VARCHAR AS dst_ip, NULL::INTEGER AS dst_port, \
+               NULL::VARCHAR AS vrf, NULL::VARCHAR AS direction, 'cgn1' AS device, \
+               NULL::TIMESTAMPTZ AS end_time, 'sub-old' AS subscriber, 'raw/old.nlraw.zst' AS raw_key, \
+               7::BIGINT AS raw_record) TO {} (FORMAT parquet)",
+            duck::quote(&file.display().to_string()),
+            t = T0 + 5_000_000,
+        ))
+        .unwrap();
+        let lake = Lake::open(
+            &format!("file://{}", dir.path().display()),
+            &dir.path().join("scratch"),
+        )
+        .unwrap();
+        let q = Question {
+            ip,
+            port: 3000,
+            at: T0 + 6_000_000,
+            protocol: None,
+            window: DEFAULT_WINDOW,
+            lookback: DEFAULT_LOOKBACK,
+        };
+        let a = attribute(&lake, &q).await.unwrap();
+        assert!(a.errors.is_empty(), "{:?}", a.errors);
+        assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
+        assert_eq!(
+            a.attribution.matches[0].subscriber.as_deref(),
+            Some("sub-old")
+        );
+        assert_eq!(a.enrichment_of(&a.attribution.matches[0]), None);
+    }
 }
