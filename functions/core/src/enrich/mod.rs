@@ -108,17 +108,17 @@ impl Enricher {
         if self.is_empty() {
             return;
         }
-        let (inside, dst) = match &row.event {
-            Event::Nat(e) => (e.src_ip, e.dst_ip),
-            Event::Flow(e) => (e.src_ip, e.dst_ip),
-            Event::Firewall(e) => (e.src_ip, e.dst_ip),
+        let (inside, dst, vrf) = match &row.event {
+            Event::Nat(e) => (e.src_ip, e.dst_ip, e.vrf.as_deref()),
+            Event::Flow(e) => (e.src_ip, e.dst_ip, e.vrf.as_deref()),
+            Event::Firewall(e) => (e.src_ip, e.dst_ip, e.vrf.as_deref()),
             // The log-aggregation tables (http_access, mail, auth) carry no enrichment columns.
             Event::Http(_) | Event::Mail(_) | Event::Auth(_) => return,
         };
         let time = row.event.time();
         let env = &mut row.envelope;
         if let Some(ip) = inside {
-            let matched = self.prefixes.as_ref().and_then(|p| p.lookup(ip));
+            let matched = self.prefixes.as_ref().and_then(|p| p.lookup_in(ip, vrf));
             if let Some((net, info)) = matched {
                 env.enrichment.prefix = Some(net);
                 env.enrichment.site = info.site.clone();

@@ -6,11 +6,17 @@
 //!   prefix: `site.name` (NetBox < 4.2) or `scope.name` when `scope_type` is `dcim.site`
 //!   (4.2+), `role.name`, and the subscriber from the custom field the configuration names
 //!   (default `subscriber`), else `tenant.name`. Deprecated prefixes are skipped.
-//! - CSV with a header: `prefix` (required), `subscriber` (or `tenant`), `site`, `role`.
+//! - CSV with a header: `prefix` (required), `subscriber` (or `tenant`), `site`, `role`, `vrf`.
 //!
-//! The same prefix listed twice with different data (one per VRF, typically) keeps only the
-//! fields the entries agree on: the lake has no VRF-to-IPAM mapping to choose between them.
+//! VRFs: NetBox's `vrf` (matched by its `name` or its `rd`) or the CSV's `vrf` column put a
+//! prefix in that VRF's table; without one it is in the global table. A row that names its VRF
+//! (routing instance, conntrack zone, IPFIX VRF id) is matched in that VRF's table, then in the
+//! global one. A row without a VRF is matched in the global table; failing that, in the VRF
+//! tables only when exactly one of them holds the address (overlapping private space in two
+//! VRFs names no one). The same prefix listed twice in one table with different data keeps only
+//! the fields the entries agree on.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -49,23 +55,67 @@ impl PrefixInfo {
     }
 }
 
-#[derive(Debug)]
+type Table = JointPrefixMap<IpNet, PrefixInfo>;
+
+#[derive(Debug, Default)]
 pub struct PrefixTable {
-    map: JointPrefixMap<IpNet, PrefixInfo>,
+    global: Table,
+    /// VRF tables by every name a VRF is known by (NetBox name and RD point to one table).
+    vrfs: Vec<Table>,
+    vrf_names: HashMap<String, usize>,
 }
 
 impl PrefixTable {
-    /// The longest prefix holding `ip`, with what is known of it.
+    /// The longest prefix holding `ip` in the global table, with what is known of it.
     pub fn lookup(&self, ip: IpAddr) -> Option<(IpNet, &PrefixInfo)> {
-        self.map.get_lpm(&IpNet::from(ip))
+        self.lookup_in(ip, None)
     }
 
+    /// The longest prefix holding `ip` for a row in `vrf` (see the module's rules).
+    pub fn lookup_in(&self, ip: IpAddr, vrf: Option<&str>) -> Option<(IpNet, &PrefixInfo)> {
+        let net = IpNet::from(ip);
+        if let Some(t) = vrf.and_then(|v| self.vrf_names.get(v.trim())) {
+            if let Some(hit) = self.vrfs[*t].get_lpm(&net) {
+                return Some(hit);
+            }
+        }
+        if let Some(hit) = self.global.get_lpm(&net) {
+            return Some(hit);
+        }
+        if vrf.is_some() {
+            return None;
+        }
+        let mut hits = self.vrfs.iter().filter_map(|t| t.get_lpm(&net));
+        match (hits.next(), hits.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+
+    /// Prefixes loaded, over every table.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.global.len() + self.vrfs.iter().map(Table::len).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.len() == 0
+        self.len() == 0
+    }
+
+    fn table(&mut self, vrf: &[String]) -> &mut Table {
+        if vrf.is_empty() {
+            return &mut self.global;
+        }
+        let i = match vrf.iter().find_map(|n| self.vrf_names.get(n)) {
+            Some(i) => *i,
+            None => {
+                self.vrfs.push(Table::new());
+                self.vrfs.len() - 1
+            }
+        };
+        for n in vrf {
+            self.vrf_names.entry(n.clone()).or_insert(i);
+        }
+        &mut self.vrfs[i]
     }
 }
 
@@ -90,15 +140,16 @@ pub fn load(
     opts: &PrefixOptions,
 ) -> Result<Loaded<PrefixTable>, EnrichError> {
     let mut stats = LoadStats::default();
-    let mut entries: Vec<(IpNet, PrefixInfo)> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
     match format {
         PrefixFormat::Netbox => netbox(bytes, opts, &mut stats, &mut entries)?,
         PrefixFormat::Csv => csv(bytes, &mut stats, &mut entries)?,
     }
-    let mut map: JointPrefixMap<IpNet, PrefixInfo> = JointPrefixMap::new();
-    for (net, info) in entries {
+    let mut table = PrefixTable::default();
+    for Entry { net, info, vrf } in entries {
         // trunc(): "10.0.0.1/24" as typed by a person means its network.
         let net = net.trunc();
+        let map = table.table(&vrf);
         match map.get_mut(&net) {
             Some(have) => have.agree(&info),
             None => {
@@ -107,17 +158,21 @@ pub fn load(
         }
         stats.loaded += 1;
     }
-    Ok(Loaded {
-        data: PrefixTable { map },
-        stats,
-    })
+    Ok(Loaded { data: table, stats })
+}
+
+/// One prefix as a source lists it; `vrf` holds the names its VRF goes by (none: global).
+struct Entry {
+    net: IpNet,
+    info: PrefixInfo,
+    vrf: Vec<String>,
 }
 
 fn netbox(
     bytes: &[u8],
     opts: &PrefixOptions,
     stats: &mut LoadStats,
-    out: &mut Vec<(IpNet, PrefixInfo)>,
+    out: &mut Vec<Entry>,
 ) -> Result<(), EnrichError> {
     let mut objects: Vec<Value> = Vec::new();
     for doc in serde_json::Deserializer::from_slice(bytes).into_iter::<Value>() {
@@ -166,14 +221,19 @@ fn netbox(
                 .and_then(|c| c.get(&opts.subscriber_field)),
         )
         .or_else(|| name(p.get("tenant")));
-        out.push((
+        let vrf = p.get("vrf");
+        out.push(Entry {
             net,
-            PrefixInfo {
+            info: PrefixInfo {
                 subscriber,
                 site,
                 role: name(p.get("role")),
             },
-        ));
+            vrf: [name(vrf), json_text(vrf.and_then(|v| v.get("rd")))]
+                .into_iter()
+                .flatten()
+                .collect(),
+        });
     }
     Ok(())
 }
@@ -186,23 +246,20 @@ fn status(p: &Value) -> Option<&str> {
         .or_else(|| s.as_str())
 }
 
-fn csv(
-    bytes: &[u8],
-    stats: &mut LoadStats,
-    out: &mut Vec<(IpNet, PrefixInfo)>,
-) -> Result<(), EnrichError> {
+fn csv(bytes: &[u8], stats: &mut LoadStats, out: &mut Vec<Entry>) -> Result<(), EnrichError> {
     let mut rdr = csv_reader(bytes);
     let headers = rdr
         .headers()
         .map_err(|e| EnrichError::Format(format!("prefix CSV header: {e}")))?
         .clone();
-    let [prefix, subscriber, site, role] = header_index(
+    let [prefix, subscriber, site, role, vrf] = header_index(
         &headers,
         [
             &["prefix", "cidr", "network"],
             &["subscriber", "tenant"],
             &["site"],
             &["role"],
+            &["vrf", "routing_instance"],
         ],
     );
     let Some(prefix) = prefix else {
@@ -226,14 +283,15 @@ fn csv(
             continue;
         };
         let s = |i| field(&rec, i).map(str::to_owned);
-        out.push((
+        out.push(Entry {
             net,
-            PrefixInfo {
+            info: PrefixInfo {
                 subscriber: s(subscriber),
                 site: s(site),
                 role: s(role),
             },
-        ));
+            vrf: s(vrf).into_iter().collect(),
+        });
     }
     Ok(())
 }
@@ -382,5 +440,61 @@ mod tests {
             Some("sub-v6")
         );
         assert!(load(b"net,site\n", PrefixFormat::Csv, &PrefixOptions::default()).is_err());
+    }
+
+    #[test]
+    fn vrfs_keep_overlapping_space_apart() {
+        // The same 10.0.0.0/24 in two customers' VRFs (NetBox: by name or RD), a global pool.
+        let page = r#"[
+          {"prefix": "10.0.0.0/24", "vrf": {"id": 1, "name": "cust-a", "rd": "65000:1"}, "custom_fields": {"subscriber": "A"}},
+          {"prefix": "10.0.0.0/24", "vrf": {"id": 2, "name": "cust-b", "rd": "65000:2"}, "custom_fields": {"subscriber": "B"}},
+          {"prefix": "10.0.5.0/24", "vrf": {"id": 2, "name": "cust-b", "rd": "65000:2"}, "custom_fields": {"subscriber": "B5"}},
+          {"prefix": "100.64.0.0/10", "vrf": null, "role": {"name": "CGNAT pool"}}
+        ]"#;
+        let t = load(
+            page.as_bytes(),
+            PrefixFormat::Netbox,
+            &PrefixOptions::default(),
+        )
+        .unwrap()
+        .data;
+        assert_eq!(t.len(), 4);
+        let sub = |ip_s: &str, vrf: Option<&str>| {
+            t.lookup_in(ip(ip_s), vrf)
+                .and_then(|(_, i)| i.subscriber.clone())
+        };
+        assert_eq!(sub("10.0.0.9", Some("cust-a")).as_deref(), Some("A"));
+        assert_eq!(sub("10.0.0.9", Some("cust-b")).as_deref(), Some("B"));
+        assert_eq!(
+            sub("10.0.0.9", Some("65000:2")).as_deref(),
+            Some("B"),
+            "by RD"
+        );
+        // No VRF on the row: two VRFs hold the address, so nobody is named; one VRF does: it.
+        assert_eq!(t.lookup_in(ip("10.0.0.9"), None), None);
+        assert_eq!(sub("10.0.5.1", None).as_deref(), Some("B5"));
+        // A VRF the IPAM does not know, or a miss in the row's VRF: the global table.
+        let (net, i) = t.lookup_in(ip("100.64.3.3"), Some("cust-a")).unwrap();
+        assert_eq!(
+            (net.to_string(), i.role.as_deref()),
+            ("100.64.0.0/10".into(), Some("CGNAT pool"))
+        );
+        assert!(t.lookup_in(ip("100.64.3.3"), Some("nonesuch")).is_some());
+        // The row's VRF misses and the global table misses: not another VRF's answer.
+        assert_eq!(t.lookup_in(ip("10.0.5.1"), Some("cust-a")), None);
+
+        let csv = "prefix,subscriber,vrf\n10.0.0.0/24,A,cust-a\n10.0.0.0/24,B,cust-b\n";
+        let t = load(csv.as_bytes(), PrefixFormat::Csv, &PrefixOptions::default())
+            .unwrap()
+            .data;
+        assert_eq!(
+            t.lookup_in(ip("10.0.0.1"), Some("cust-b"))
+                .unwrap()
+                .1
+                .subscriber
+                .as_deref(),
+            Some("B")
+        );
+        assert_eq!(t.lookup_in(ip("10.0.0.1"), None), None);
     }
 }
