@@ -74,10 +74,10 @@ impl PrefixTable {
     /// The longest prefix holding `ip` for a row in `vrf` (see the module's rules).
     pub fn lookup_in(&self, ip: IpAddr, vrf: Option<&str>) -> Option<(IpNet, &PrefixInfo)> {
         let net = IpNet::from(ip);
-        if let Some(t) = vrf.and_then(|v| self.vrf_names.get(v.trim())) {
-            if let Some(hit) = self.vrfs[*t].get_lpm(&net) {
-                return Some(hit);
-            }
+        if let Some(t) = vrf.and_then(|v| self.vrf_names.get(v.trim()))
+            && let Some(hit) = self.vrfs[*t].get_lpm(&net)
+        {
+            return Some(hit);
         }
         if let Some(hit) = self.global.get_lpm(&net) {
             return Some(hit);
