@@ -40,11 +40,21 @@ pub struct WriteOptions {
     pub bloom_filters: bool,
 }
 
+/// Row-group size unless `NATLAKE_ROW_GROUP_ROWS` says otherwise (bench/normalize.sh).
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 64 * 1024;
+
 impl Default for WriteOptions {
+    /// The defaults, with `NATLAKE_ROW_GROUP_ROWS` and `NATLAKE_ZSTD_LEVEL` as overrides so the
+    /// benchmark can try settings on every binary that writes (normalize, compact, natlake).
     fn default() -> Self {
+        fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+            std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+        }
         Self {
-            zstd_level: 3,
-            row_group_rows: 64 * 1024,
+            zstd_level: env("NATLAKE_ZSTD_LEVEL").unwrap_or(3),
+            row_group_rows: env("NATLAKE_ROW_GROUP_ROWS")
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or(DEFAULT_ROW_GROUP_ROWS),
             bloom_filters: true,
         }
     }
@@ -76,11 +86,18 @@ fn bloom_columns(table: Table) -> &'static [&'static str] {
 
 /// The writer settings of a table: zstd, page statistics, the sort order recorded, bloom filters
 /// on the lookup columns, row groups sized for point lookups.
+///
+/// Sized to the batch: a normalize output holds one raw object's rows of one partition (often a
+/// few hundred), so fixed per-column costs dominate. Bloom filters are sized for the rows they
+/// will hold (parquet otherwise allocates one for a full row group and folds it down), and
+/// columns with no value at all (enrichment not configured, fields a vendor never logs) skip the
+/// dictionary and zstd: their pages are a few bytes of definition levels.
 fn properties(
     table: Table,
-    schema: &arrow::datatypes::Schema,
+    batch: &RecordBatch,
     opts: &WriteOptions,
 ) -> Result<WriterProperties, LakeError> {
+    let schema = batch.schema();
     let sorting: Vec<SortingColumn> = sort_columns(table)
         .iter()
         .filter_map(|name| schema.index_of(name).ok())
@@ -90,15 +107,28 @@ fn properties(
             nulls_first: true,
         })
         .collect();
+    let row_group_rows = opts.row_group_rows.max(1);
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
         .set_created_by(format!("natlake {}", env!("CARGO_PKG_VERSION")));
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        if array.null_count() == array.len() {
+            let col = ColumnPath::from(field.name().as_str());
+            props = props
+                .set_column_compression(col.clone(), Compression::UNCOMPRESSED)
+                .set_column_dictionary_enabled(col, false);
+        }
+    }
     if opts.bloom_filters {
+        let ndv = batch.num_rows().clamp(1, row_group_rows) as u64;
         for c in bloom_columns(table) {
-            props = props.set_column_bloom_filter_enabled(ColumnPath::from(*c), true);
+            let col = ColumnPath::from(*c);
+            props = props
+                .set_column_bloom_filter_enabled(col.clone(), true)
+                .set_column_bloom_filter_max_ndv(col, ndv);
         }
     }
     Ok(props.build())
@@ -124,7 +154,7 @@ pub fn encode_batch(
     opts: &WriteOptions,
 ) -> Result<Bytes, LakeError> {
     let schema = batch.schema();
-    let props = properties(table, &schema, opts)?;
+    let props = properties(table, batch, opts)?;
     let mut buf = Vec::with_capacity(4096);
     let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
     w.write(batch)?;
@@ -141,34 +171,75 @@ pub struct Output {
     pub bytes: usize,
 }
 
-/// Groups rows by (table, hour, x_net) and sorts each group for lookups.
-pub fn partition(rows: &[Row]) -> BTreeMap<(Table, i64, String), Vec<&Row>> {
-    let mut parts: BTreeMap<(Table, i64, String), Vec<&Row>> = BTreeMap::new();
-    for r in rows {
-        let key = (
-            r.event.table(),
-            layout::hour_start(r.event.time()),
-            layout::net_value(r.event.partition_ip()),
-        );
-        parts.entry(key).or_default().push(r);
+/// Groups rows by (table, hour, x_net), each group sorted for lookups, groups in key order.
+///
+/// One sort of compact keys does both: a row's partition (table, hour, network as bytes) and its
+/// order inside it ((public ip, public port, time) as integers, then its position, so ties keep
+/// their input order). No per-row allocation: the `x_net` text is made once per group.
+pub fn partition(rows: &[Row]) -> Vec<((Table, i64, String), Vec<&Row>)> {
+    let mut keyed: Vec<(PartKey, SortKey, u32)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (part_key(r), sort_key(r), i as u32))
+        .collect();
+    keyed.sort_unstable();
+    let mut parts: Vec<((Table, i64, String), Vec<&Row>)> = Vec::new();
+    let mut current: Option<PartKey> = None;
+    for (pk, _, i) in keyed {
+        let row = &rows[i as usize];
+        if current != Some(pk) {
+            current = Some(pk);
+            let net = layout::net_value(row.event.partition_ip());
+            parts.push(((pk.0, pk.1, net), Vec::new()));
+        }
+        if let Some((_, group)) = parts.last_mut() {
+            group.push(row);
+        }
     }
-    for rows in parts.values_mut() {
-        rows.sort_by_key(|r| sort_key(r));
-    }
+    // The text order of x_net (e.g. "198.18.10.0_24" < "198.18.2.0_24") names the outputs' order.
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
     parts
+}
+
+/// (table, hour start, partition network: family and the /24 or /48 prefix bits).
+type PartKey = (Table, i64, (u8, u128));
+/// (public ip: family and bits, public port + 1 or 0 for none, time).
+type SortKey = ((u8, u128), u32, i64);
+
+fn ip_key(ip: Option<std::net::IpAddr>) -> (u8, u128) {
+    match ip {
+        None => (0, 0),
+        Some(std::net::IpAddr::V4(a)) => (1, u128::from(u32::from(a))),
+        Some(std::net::IpAddr::V6(a)) => (2, u128::from(a)),
+    }
+}
+
+fn part_key(r: &Row) -> PartKey {
+    let (fam, bits) = ip_key(r.event.partition_ip());
+    let net = match fam {
+        1 => bits >> (32 - u32::from(layout::V4_PREFIX_LEN)),
+        2 => bits >> (128 - u32::from(layout::V6_PREFIX_LEN)),
+        _ => 0,
+    };
+    (
+        r.event.table(),
+        layout::hour_start(r.event.time()),
+        (fam, net),
+    )
 }
 
 /// (public ip, public port, time): keeps each address's rows together so a lookup's predicate on
 /// x_ip prunes pages and row groups by their min/max statistics.
-fn sort_key(r: &Row) -> (Option<std::net::IpAddr>, Option<u16>, i64) {
-    match &r.event {
+fn sort_key(r: &Row) -> SortKey {
+    let (ip, port, time) = match &r.event {
         Event::Nat(e) => (e.x_ip, e.x_port, e.time),
         Event::Flow(e) => (e.post_nat_src_ip, e.post_nat_src_port, e.time),
         Event::Firewall(e) => (e.src_ip, None, e.time),
         Event::Http(e) => (e.client_ip, e.client_port, e.time),
         Event::Mail(e) => (e.client_ip, e.client_port, e.time),
         Event::Auth(e) => (e.src_ip, e.src_port, e.time),
-    }
+    };
+    (ip_key(ip), port.map_or(0, |p| u32::from(p) + 1), time)
 }
 
 /// Encodes every partition of one raw object's rows and rejects; returns (key, bytes) pairs.
