@@ -84,7 +84,10 @@ impl Device {
     ];
 
     fn index(self) -> u32 {
-        Self::SHARES.iter().position(|(d, _)| *d == self).unwrap_or(0) as u32
+        Self::SHARES
+            .iter()
+            .position(|(d, _)| *d == self)
+            .unwrap_or(0) as u32
     }
 
     fn kind(self) -> InputKind {
@@ -527,7 +530,12 @@ struct Expected<'a> {
     event: Option<&'static str>,
     s: &'a Session,
     /// (src, src port, x, x port, dst, dst port)
-    addrs: (Ipv4Addr, u16, Option<(Ipv4Addr, u16)>, Option<(Ipv4Addr, u16)>),
+    addrs: (
+        Ipv4Addr,
+        u16,
+        Option<(Ipv4Addr, u16)>,
+        Option<(Ipv4Addr, u16)>,
+    ),
     end_time: Option<i64>,
     /// (bytes out, bytes in, packets out, packets in)
     counters: Option<(u64, Option<u64>, u64, Option<u64>)>,
@@ -546,12 +554,11 @@ struct Outputs {
 impl Outputs {
     fn row(&mut self, e: &Expected) -> anyhow::Result<()> {
         *self.rows.entry(e.table).or_default() += 1;
-        let device = e
-            .s
-            .device
-            .host()
-            .map(str::to_string)
-            .or_else(|| e.s.device.peer().map(|p| p.ip().to_string()));
+        let device =
+            e.s.device
+                .host()
+                .map(str::to_string)
+                .or_else(|| e.s.device.peer().map(|p| p.ip().to_string()));
         let (src, sport, x, dst) = e.addrs;
         let pair = |v: Option<(Ipv4Addr, u16)>| match v {
             Some((i, p)) => (i.to_string(), p.to_string()),

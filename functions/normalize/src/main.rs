@@ -120,8 +120,7 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listing {prefix}"))?;
             eprintln!("normalize: {} raw objects under {prefix}", keys.len());
-            let summary =
-                backfill::run(&store, &cfg, keys, workers, force, progress_every).await;
+            let summary = backfill::run(&store, &cfg, keys, workers, force, progress_every).await;
             println!("{}", serde_json::to_string(&summary)?);
             anyhow::ensure!(
                 summary.failed == 0,

@@ -1040,7 +1040,13 @@ pub fn schema_markdown() -> String {
 mod tests {
     #[test]
     fn ipv4_text_is_canonical() {
-        for a in ["0.0.0.0", "9.10.99.100", "255.255.255.255", "100.64.0.1", "198.18.3.250"] {
+        for a in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "100.64.0.1",
+            "198.18.3.250",
+        ] {
             let mut b = String::new();
             assert!(super::ip(&mut b, a.parse().ok()));
             assert_eq!(b, a);

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
-use arrow::datatypes::DataType;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -318,4 +318,124 @@ pub async fn publish(
         done.push(o);
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NatEventKind::{SessionCreate, SessionDelete};
+    use crate::testing::nat_row;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    const H: i64 = 1_793_491_200_000_000; // 2026-11-01T00
+
+    fn with_x(mut r: Row, x: &str) -> Row {
+        if let Event::Nat(e) = &mut r.event {
+            e.x_ip = x.parse().ok();
+        }
+        r
+    }
+
+    #[test]
+    fn partitions_sorted_by_key_then_lookup_order() {
+        let rows = vec![
+            with_x(
+                nat_row(H + 5, SessionCreate, "100.64.0.1", 2000, "k", 0),
+                "198.18.2.9",
+            ),
+            with_x(
+                nat_row(H + 9, SessionCreate, "100.64.0.2", 1500, "k", 1),
+                "198.18.10.1",
+            ),
+            with_x(
+                nat_row(H + 1, SessionCreate, "100.64.0.3", 1500, "k", 2),
+                "198.18.2.9",
+            ),
+            with_x(
+                nat_row(H + 3, SessionDelete, "100.64.0.3", 1500, "k", 3),
+                "198.18.2.9",
+            ),
+            // Same key as record 3: ties keep their input order.
+            with_x(
+                nat_row(H + 3, SessionDelete, "100.64.0.4", 1500, "k", 4),
+                "198.18.2.9",
+            ),
+            with_x(
+                nat_row(H + 3_600_000_000, SessionCreate, "100.64.0.5", 7, "k", 5),
+                "198.18.2.1",
+            ),
+        ];
+        let parts = partition(&rows);
+        let shape: Vec<(String, i64, Vec<u64>)> = parts
+            .iter()
+            .map(|((_, hour, net), g)| {
+                (
+                    net.clone(),
+                    *hour,
+                    g.iter().map(|r| r.provenance.raw_record).collect(),
+                )
+            })
+            .collect();
+        let h = H / 1_000_000;
+        assert_eq!(
+            shape,
+            vec![
+                ("198.18.10.0_24".to_string(), h, vec![1]),
+                ("198.18.2.0_24".to_string(), h, vec![2, 3, 4, 0]),
+                ("198.18.2.0_24".to_string(), h + 3600, vec![5]),
+            ]
+        );
+    }
+
+    #[test]
+    fn encodings_per_column() {
+        let rows: Vec<Row> = (0..300u16)
+            .map(|i| {
+                nat_row(
+                    H + i64::from(i) * 7_919,
+                    SessionCreate,
+                    "100.64.0.9",
+                    1024 + i * 3,
+                    "k",
+                    u64::from(i),
+                )
+            })
+            .collect();
+        let out =
+            encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
+        assert_eq!(out.len(), 1);
+        let file = SerializedFileReader::new(out[0].1.clone()).unwrap();
+        let rg = file.metadata().row_group(0);
+        let enc = |name: &str| {
+            let c = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap();
+            (c.encodings().collect::<Vec<_>>(), c.compression())
+        };
+        let (time, _) = enc("time");
+        assert!(time.contains(&Encoding::DELTA_BINARY_PACKED), "{time:?}");
+        assert!(!time.contains(&Encoding::RLE_DICTIONARY), "{time:?}");
+        let (port, _) = enc("x_port");
+        assert!(port.contains(&Encoding::DELTA_BINARY_PACKED), "{port:?}");
+        let (src, _) = enc("src_ip");
+        assert!(src.contains(&Encoding::RLE_DICTIONARY), "{src:?}");
+        // No enrichment configured: nothing to compress.
+        let (_, comp) = enc("subscriber");
+        assert_eq!(comp, Compression::UNCOMPRESSED);
+        let (_, comp) = enc("dst_ip");
+        assert!(matches!(comp, Compression::ZSTD(_)));
+        // Bloom filters on the lookup columns, sized to the rows.
+        let x_ip = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "x_ip")
+            .unwrap();
+        let len = x_ip.bloom_filter_length().unwrap_or(0);
+        assert!(
+            len > 0 && len < 4096,
+            "bloom filter of {len} bytes for 300 rows"
+        );
+    }
 }
