@@ -523,19 +523,21 @@ impl Sinks {
 
 const COLUMNS: &str = "tbl,time,event,protocol,src_ip,src_port,x_ip,x_port,dst_ip,dst_port,end_time,bytes_out,bytes_in,packets_out,packets_in,recv_time,device,format,raw_key,raw_record";
 
+/// (src, src port, public address:port, destination address:port)
+type Addrs = (
+    Ipv4Addr,
+    u16,
+    Option<(Ipv4Addr, u16)>,
+    Option<(Ipv4Addr, u16)>,
+);
+
 /// One expected lake row, for the JSON and CSV files.
 struct Expected<'a> {
     table: &'static str,
     time: i64,
     event: Option<&'static str>,
     s: &'a Session,
-    /// (src, src port, x, x port, dst, dst port)
-    addrs: (
-        Ipv4Addr,
-        u16,
-        Option<(Ipv4Addr, u16)>,
-        Option<(Ipv4Addr, u16)>,
-    ),
+    addrs: Addrs,
     end_time: Option<i64>,
     /// (bytes out, bytes in, packets out, packets in)
     counters: Option<(u64, Option<u64>, u64, Option<u64>)>,

@@ -186,19 +186,22 @@ pub struct Output {
     pub bytes: usize,
 }
 
+/// One partition's rows: (table, hour start, x_net) and the rows in lookup order.
+pub type Partition<'a> = ((Table, i64, String), Vec<&'a Row>);
+
 /// Groups rows by (table, hour, x_net), each group sorted for lookups, groups in key order.
 ///
 /// One sort of compact keys does both: a row's partition (table, hour, network as bytes) and its
 /// order inside it ((public ip, public port, time) as integers, then its position, so ties keep
 /// their input order). No per-row allocation: the `x_net` text is made once per group.
-pub fn partition(rows: &[Row]) -> Vec<((Table, i64, String), Vec<&Row>)> {
+pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     let mut keyed: Vec<(PartKey, SortKey, u32)> = rows
         .iter()
         .enumerate()
         .map(|(i, r)| (part_key(r), sort_key(r), i as u32))
         .collect();
     keyed.sort_unstable();
-    let mut parts: Vec<((Table, i64, String), Vec<&Row>)> = Vec::new();
+    let mut parts: Vec<Partition<'_>> = Vec::new();
     let mut current: Option<PartKey> = None;
     for (pk, _, i) in keyed {
         let row = &rows[i as usize];
