@@ -5,7 +5,10 @@
 //! - `ask`: random attribution questions against a lookup service, checked against the truth,
 //!   with latency percentiles;
 //! - `psql-stats`: the same percentiles from psql's `\timing` output;
-//! - `copy`: a store's objects into another store (the lake onto SeaweedFS).
+//! - `copy`: a store's objects into another store (the lake onto SeaweedFS);
+//! - `mix`: a mixed-vendor day for the conversion benchmark (bench/normalize.sh; see mix.rs).
+
+mod mix;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -35,6 +38,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     Gen(GenArgs),
+    /// A mixed-vendor day for the conversion benchmark (bench/normalize.sh).
+    Mix(mix::MixArgs),
     Ask(AskArgs),
     PsqlStats {
         /// psql output with `\timing on`.
@@ -104,6 +109,7 @@ struct AskArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Gen(a) => generate(a).await,
+        Cmd::Mix(a) => mix::mix(a).await,
         Cmd::Ask(a) => ask(a).await,
         Cmd::PsqlStats { file } => psql_stats(file),
         Cmd::Copy { from, to, prefix } => copy(&from, &to, &prefix).await,

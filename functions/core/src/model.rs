@@ -403,8 +403,14 @@ impl Table {
 /// Where a row came from: the raw object and the record's index in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Provenance {
-    pub raw_key: String,
+    /// Shared by every row of one raw object (a copy per row was a visible share of normalize).
+    #[serde(serialize_with = "serialize_str")]
+    pub raw_key: std::sync::Arc<str>,
     pub raw_record: u64,
+}
+
+fn serialize_str<S: serde::Serializer>(v: &std::sync::Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v)
 }
 
 /// Fields every row carries besides the event itself, filled by the normalizer from the raw

@@ -153,7 +153,7 @@ fn reject(
         peer,
         payload,
         provenance: Provenance {
-            raw_key: key.to_string(),
+            raw_key: key.into(),
             raw_record: index,
         },
     }
@@ -175,6 +175,7 @@ pub fn normalize_bytes(
         },
     };
     let now = natlake_core::time::now_micros();
+    let shared_key: std::sync::Arc<str> = key.into();
     let reader = match BatchReader::from_compressed(bytes) {
         Ok(r) => r,
         Err(e) => {
@@ -235,7 +236,7 @@ pub fn normalize_bytes(
                     &mut out,
                     &mut flows,
                     &mut flow_events,
-                    key,
+                    &shared_key,
                     index,
                     &rec,
                     cfg,
@@ -244,7 +245,9 @@ pub fn normalize_bytes(
             continue;
         }
         let recv = rec.recv_ns.div_euclid(1000);
-        let peer = rec.peer.map(|p| p.to_string());
+        // Text of the sender only for rejects: rendering it for every record cost more than
+        // parsing some of them.
+        let peer = || rec.peer.map(|p| p.to_string());
         let format = match rec.kind {
             InputKind::Ipfix | InputKind::Netflow => {
                 flow_events.clear();
@@ -252,7 +255,7 @@ pub fn normalize_bytes(
                     &mut out,
                     &mut flows,
                     &mut flow_events,
-                    key,
+                    &shared_key,
                     index,
                     &rec,
                     cfg,
@@ -269,7 +272,7 @@ pub fn normalize_bytes(
         };
         events.clear();
         match parsers::parse_message(&rec.payload, format, &ctx, &mut events) {
-            Ok(parsed) => {
+            Ok(mut parsed) => {
                 let limit = recv.saturating_add(cfg.max_future_secs.saturating_mul(1_000_000));
                 if let Some(bad) = events
                     .iter()
@@ -287,14 +290,14 @@ pub fn normalize_bytes(
                         reason,
                         parsed.format,
                         rec.kind.as_str(),
-                        peer,
+                        peer(),
                         rec.payload,
                     ));
                     continue;
                 }
                 let device = parsed
                     .host
-                    .clone()
+                    .take()
                     .or_else(|| rec.peer.map(|p| p.ip().to_string()));
                 for ev in events.drain(..) {
                     out.rows.push(Row {
@@ -306,7 +309,7 @@ pub fn normalize_bytes(
                             ..Envelope::default()
                         },
                         provenance: Provenance {
-                            raw_key: key.to_string(),
+                            raw_key: shared_key.clone(),
                             raw_record: index,
                         },
                     });
@@ -320,7 +323,7 @@ pub fn normalize_bytes(
                     e.reason,
                     e.format,
                     rec.kind.as_str(),
-                    peer,
+                    peer(),
                     rec.payload,
                 ));
             }
@@ -341,7 +344,7 @@ fn decode_flow(
     out: &mut Normalized,
     flows: &mut netflow::Decoder,
     events: &mut Vec<netflow::DecodedEvent>,
-    key: &str,
+    key: &std::sync::Arc<str>,
     index: u64,
     rec: &Record,
     cfg: &NormalizeConfig,
@@ -418,7 +421,7 @@ fn decode_flow(
                 ..Envelope::default()
             },
             provenance: Provenance {
-                raw_key: key.to_string(),
+                raw_key: key.clone(),
                 raw_record: index,
             },
         });

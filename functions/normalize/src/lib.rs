@@ -4,8 +4,10 @@
 //! - AWS Lambda, triggered by S3 ObjectCreated notifications ([`lambda`]);
 //! - a long-running local service that takes S3-style (MinIO webhook) notifications over HTTP
 //!   and/or polls the store ([`service`]);
-//! - the embedded `natlake` binary, which calls [`scan`] and the handler in process.
+//! - the embedded `natlake` binary, which calls [`scan`] and the handler in process;
+//! - `normalize run`, a one-shot pass over a store ([`backfill`]).
 
+pub mod backfill;
 pub mod enrich;
 pub mod events;
 pub mod handler;

@@ -1,5 +1,6 @@
-//! `normalize`: the normalize function as a Lambda (`normalize lambda`) or a local service
-//! (`normalize serve`). The embedded all-in-one lives in the `natlake` binary.
+//! `normalize`: the normalize function as a Lambda (`normalize lambda`), a local service
+//! (`normalize serve`) or a one-shot run over a store's raw objects (`normalize run`).
+//! The embedded all-in-one lives in the `natlake` binary.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use natlake_normalize::events::StoreScope;
 use natlake_normalize::service::{Normalizer, router};
-use natlake_normalize::{NormalizeConfig, lambda};
+use natlake_normalize::{NormalizeConfig, backfill, lambda};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +54,28 @@ enum Door {
         #[arg(long, env = "NATLAKE_WEBHOOK_TOKEN_SHA256")]
         webhook_token_sha256: Option<String>,
     },
+    /// Normalize the raw objects already in the store once, then exit (backfill without DuckDB;
+    /// what bench/normalize.sh times). Prints a JSON summary on stdout.
+    Run {
+        /// Key prefix: raw/, raw/<kind>/ or raw/<kind>/hour=…/
+        #[arg(long, default_value = "raw/")]
+        prefix: String,
+        /// First hour of raw objects (`2026-11-23T10`, RFC 3339 or epoch seconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Last hour (same forms; the whole hour is included).
+        #[arg(long)]
+        until: Option<String>,
+        /// Objects normalized at once.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Re-normalize objects already done (outputs are overwritten, never duplicated).
+        #[arg(long)]
+        force: bool,
+        /// Progress line on stderr this often (0: none).
+        #[arg(long, default_value = "10s", value_parser = natlake_core::runtime::parse_duration)]
+        progress_every: Duration,
+    },
 }
 
 #[tokio::main]
@@ -72,6 +95,44 @@ async fn main() -> anyhow::Result<()> {
     cfg.parsed_format()?;
     let cfg = cfg.load_enrichment(&store).await?;
     match cli.door {
+        Door::Run {
+            prefix,
+            since,
+            until,
+            workers,
+            force,
+            progress_every,
+        } => {
+            let hour = |flag: &str, v: Option<String>| -> anyhow::Result<Option<String>> {
+                v.map(|v| {
+                    backfill::hour_of(&v).with_context(|| {
+                        format!("--{flag} {v:?}: expected an hour (2026-11-23T10), RFC 3339 or epoch seconds")
+                    })
+                })
+                .transpose()
+            };
+            let (since, until) = (hour("since", since)?, hour("until", until)?);
+            if let (Some(s), Some(u)) = (&since, &until) {
+                anyhow::ensure!(s <= u, "--since {s} is after --until {u}");
+            }
+            let keys = natlake_normalize::scan::raw_keys(
+                &store,
+                &prefix,
+                since.as_deref(),
+                until.as_deref(),
+            )
+            .await
+            .with_context(|| format!("listing {prefix}"))?;
+            eprintln!("normalize: {} raw objects under {prefix}", keys.len());
+            let summary = backfill::run(&store, &cfg, keys, workers, force, progress_every).await;
+            println!("{}", serde_json::to_string(&summary)?);
+            anyhow::ensure!(
+                summary.failed == 0,
+                "{} objects failed (recorded under _state/dead-letter/); run again to retry them",
+                summary.failed
+            );
+            Ok(())
+        }
         Door::Lambda => lambda::run(store, scope, cfg)
             .await
             .map_err(|e| anyhow::anyhow!(e)),

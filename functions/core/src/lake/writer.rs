@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -40,11 +41,24 @@ pub struct WriteOptions {
     pub bloom_filters: bool,
 }
 
+/// Row-group size unless `NATLAKE_ROW_GROUP_ROWS` says otherwise. Chosen by bench/normalize.sh
+/// (README): on a compacted hour of one public /24 (~72,000 rows), 16,384 rows make a point
+/// lookup decode 22,007 rows instead of 53,516 at 65,536, for 4 % more bytes (23.0 against
+/// 22.1 per row); 8,192 decode 13,937 but cost 9 % more.
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 16 * 1024;
+
 impl Default for WriteOptions {
+    /// The defaults, with `NATLAKE_ROW_GROUP_ROWS` and `NATLAKE_ZSTD_LEVEL` as overrides so the
+    /// benchmark can try settings on every binary that writes (normalize, compact, natlake).
     fn default() -> Self {
+        fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+            std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+        }
         Self {
-            zstd_level: 3,
-            row_group_rows: 64 * 1024,
+            zstd_level: env("NATLAKE_ZSTD_LEVEL").unwrap_or(3),
+            row_group_rows: env("NATLAKE_ROW_GROUP_ROWS")
+                .filter(|&n: &usize| n > 0)
+                .unwrap_or(DEFAULT_ROW_GROUP_ROWS),
             bloom_filters: true,
         }
     }
@@ -76,11 +90,18 @@ fn bloom_columns(table: Table) -> &'static [&'static str] {
 
 /// The writer settings of a table: zstd, page statistics, the sort order recorded, bloom filters
 /// on the lookup columns, row groups sized for point lookups.
+///
+/// Sized to the batch: a normalize output holds one raw object's rows of one partition (often a
+/// few hundred), so fixed per-column costs dominate. Bloom filters are sized for the rows they
+/// will hold (parquet otherwise allocates one for a full row group and folds it down), and
+/// columns with no value at all (enrichment not configured, fields a vendor never logs) skip the
+/// dictionary and zstd: their pages are a few bytes of definition levels.
 fn properties(
     table: Table,
-    schema: &arrow::datatypes::Schema,
+    batch: &RecordBatch,
     opts: &WriteOptions,
 ) -> Result<WriterProperties, LakeError> {
+    let schema = batch.schema();
     let sorting: Vec<SortingColumn> = sort_columns(table)
         .iter()
         .filter_map(|name| schema.index_of(name).ok())
@@ -90,15 +111,43 @@ fn properties(
             nulls_first: true,
         })
         .collect();
+    let row_group_rows = opts.row_group_rows.max(1);
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
         .set_created_by(format!("natlake {}", env!("CARGO_PKG_VERSION")));
+    let second_sort = sort_columns(table).get(1).copied();
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        let col = ColumnPath::from(field.name().as_str());
+        if array.null_count() == array.len() {
+            props = props
+                .set_column_compression(col.clone(), Compression::UNCOMPRESSED)
+                .set_column_dictionary_enabled(col, false);
+        } else if matches!(field.data_type(), DataType::Timestamp(..))
+            || Some(field.name().as_str()) == second_sort
+        {
+            // Times are nearly all distinct (a dictionary only adds a page to throw away) and
+            // the public port ascends within each address: deltas take a few bits where
+            // dictionary indices took 16 (bench/normalize.sh, compacted nat_events: x_port
+            // 2.97 -> 0.62 bytes per row, time 5.4 -> 4.1, recv_time 6.5 -> 4.2).
+            props = props
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+        } else if field.name() == "src_port" {
+            // Inside ports are random: a dictionary of up to 64k values costs more than it
+            // saves; plain values under zstd are near their 16 bits.
+            props = props.set_column_dictionary_enabled(col, false);
+        }
+    }
     if opts.bloom_filters {
+        let ndv = batch.num_rows().clamp(1, row_group_rows) as u64;
         for c in bloom_columns(table) {
-            props = props.set_column_bloom_filter_enabled(ColumnPath::from(*c), true);
+            let col = ColumnPath::from(*c);
+            props = props
+                .set_column_bloom_filter_enabled(col.clone(), true)
+                .set_column_bloom_filter_max_ndv(col, ndv);
         }
     }
     Ok(props.build())
@@ -124,7 +173,7 @@ pub fn encode_batch(
     opts: &WriteOptions,
 ) -> Result<Bytes, LakeError> {
     let schema = batch.schema();
-    let props = properties(table, &schema, opts)?;
+    let props = properties(table, batch, opts)?;
     let mut buf = Vec::with_capacity(4096);
     let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
     w.write(batch)?;
@@ -141,34 +190,78 @@ pub struct Output {
     pub bytes: usize,
 }
 
-/// Groups rows by (table, hour, x_net) and sorts each group for lookups.
-pub fn partition(rows: &[Row]) -> BTreeMap<(Table, i64, String), Vec<&Row>> {
-    let mut parts: BTreeMap<(Table, i64, String), Vec<&Row>> = BTreeMap::new();
-    for r in rows {
-        let key = (
-            r.event.table(),
-            layout::hour_start(r.event.time()),
-            layout::net_value(r.event.partition_ip()),
-        );
-        parts.entry(key).or_default().push(r);
+/// One partition's rows: (table, hour start, x_net) and the rows in lookup order.
+pub type Partition<'a> = ((Table, i64, String), Vec<&'a Row>);
+
+/// Groups rows by (table, hour, x_net), each group sorted for lookups, groups in key order.
+///
+/// One sort of compact keys does both: a row's partition (table, hour, network as bytes) and its
+/// order inside it ((public ip, public port, time) as integers, then its position, so ties keep
+/// their input order). No per-row allocation: the `x_net` text is made once per group.
+pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
+    let mut keyed: Vec<(PartKey, SortKey, u32)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (part_key(r), sort_key(r), i as u32))
+        .collect();
+    keyed.sort_unstable();
+    let mut parts: Vec<Partition<'_>> = Vec::new();
+    let mut current: Option<PartKey> = None;
+    for (pk, _, i) in keyed {
+        let row = &rows[i as usize];
+        if current != Some(pk) {
+            current = Some(pk);
+            let net = layout::net_value(row.event.partition_ip());
+            parts.push(((pk.0, pk.1, net), Vec::new()));
+        }
+        if let Some((_, group)) = parts.last_mut() {
+            group.push(row);
+        }
     }
-    for rows in parts.values_mut() {
-        rows.sort_by_key(|r| sort_key(r));
-    }
+    // The text order of x_net (e.g. "198.18.10.0_24" < "198.18.2.0_24") names the outputs' order.
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
     parts
+}
+
+/// (table, hour start, partition network: family and the /24 or /48 prefix bits).
+type PartKey = (Table, i64, (u8, u128));
+/// (public ip: family and bits, public port + 1 or 0 for none, time).
+type SortKey = ((u8, u128), u32, i64);
+
+fn ip_key(ip: Option<std::net::IpAddr>) -> (u8, u128) {
+    match ip {
+        None => (0, 0),
+        Some(std::net::IpAddr::V4(a)) => (1, u128::from(u32::from(a))),
+        Some(std::net::IpAddr::V6(a)) => (2, u128::from(a)),
+    }
+}
+
+fn part_key(r: &Row) -> PartKey {
+    let (fam, bits) = ip_key(r.event.partition_ip());
+    let net = match fam {
+        1 => bits >> (32 - u32::from(layout::V4_PREFIX_LEN)),
+        2 => bits >> (128 - u32::from(layout::V6_PREFIX_LEN)),
+        _ => 0,
+    };
+    (
+        r.event.table(),
+        layout::hour_start(r.event.time()),
+        (fam, net),
+    )
 }
 
 /// (public ip, public port, time): keeps each address's rows together so a lookup's predicate on
 /// x_ip prunes pages and row groups by their min/max statistics.
-fn sort_key(r: &Row) -> (Option<std::net::IpAddr>, Option<u16>, i64) {
-    match &r.event {
+fn sort_key(r: &Row) -> SortKey {
+    let (ip, port, time) = match &r.event {
         Event::Nat(e) => (e.x_ip, e.x_port, e.time),
         Event::Flow(e) => (e.post_nat_src_ip, e.post_nat_src_port, e.time),
         Event::Firewall(e) => (e.src_ip, None, e.time),
         Event::Http(e) => (e.client_ip, e.client_port, e.time),
         Event::Mail(e) => (e.client_ip, e.client_port, e.time),
         Event::Auth(e) => (e.src_ip, e.src_port, e.time),
-    }
+    };
+    (ip_key(ip), port.map_or(0, |p| u32::from(p) + 1), time)
 }
 
 /// Encodes every partition of one raw object's rows and rejects; returns (key, bytes) pairs.
@@ -232,4 +325,124 @@ pub async fn publish(
         done.push(o);
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NatEventKind::{SessionCreate, SessionDelete};
+    use crate::testing::nat_row;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    const H: i64 = 1_793_491_200_000_000; // 2026-11-01T00
+
+    fn with_x(mut r: Row, x: &str) -> Row {
+        if let Event::Nat(e) = &mut r.event {
+            e.x_ip = x.parse().ok();
+        }
+        r
+    }
+
+    #[test]
+    fn partitions_sorted_by_key_then_lookup_order() {
+        let rows = vec![
+            with_x(
+                nat_row(H + 5, SessionCreate, "100.64.0.1", 2000, "k", 0),
+                "198.18.2.9",
+            ),
+            with_x(
+                nat_row(H + 9, SessionCreate, "100.64.0.2", 1500, "k", 1),
+                "198.18.10.1",
+            ),
+            with_x(
+                nat_row(H + 1, SessionCreate, "100.64.0.3", 1500, "k", 2),
+                "198.18.2.9",
+            ),
+            with_x(
+                nat_row(H + 3, SessionDelete, "100.64.0.3", 1500, "k", 3),
+                "198.18.2.9",
+            ),
+            // Same key as record 3: ties keep their input order.
+            with_x(
+                nat_row(H + 3, SessionDelete, "100.64.0.4", 1500, "k", 4),
+                "198.18.2.9",
+            ),
+            with_x(
+                nat_row(H + 3_600_000_000, SessionCreate, "100.64.0.5", 7, "k", 5),
+                "198.18.2.1",
+            ),
+        ];
+        let parts = partition(&rows);
+        let shape: Vec<(String, i64, Vec<u64>)> = parts
+            .iter()
+            .map(|((_, hour, net), g)| {
+                (
+                    net.clone(),
+                    *hour,
+                    g.iter().map(|r| r.provenance.raw_record).collect(),
+                )
+            })
+            .collect();
+        let h = H / 1_000_000;
+        assert_eq!(
+            shape,
+            vec![
+                ("198.18.10.0_24".to_string(), h, vec![1]),
+                ("198.18.2.0_24".to_string(), h, vec![2, 3, 4, 0]),
+                ("198.18.2.0_24".to_string(), h + 3600, vec![5]),
+            ]
+        );
+    }
+
+    #[test]
+    fn encodings_per_column() {
+        let rows: Vec<Row> = (0..300u16)
+            .map(|i| {
+                nat_row(
+                    H + i64::from(i) * 7_919,
+                    SessionCreate,
+                    "100.64.0.9",
+                    1024 + i * 3,
+                    "k",
+                    u64::from(i),
+                )
+            })
+            .collect();
+        let out =
+            encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
+        assert_eq!(out.len(), 1);
+        let file = SerializedFileReader::new(out[0].1.clone()).unwrap();
+        let rg = file.metadata().row_group(0);
+        let enc = |name: &str| {
+            let c = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap();
+            (c.encodings().collect::<Vec<_>>(), c.compression())
+        };
+        let (time, _) = enc("time");
+        assert!(time.contains(&Encoding::DELTA_BINARY_PACKED), "{time:?}");
+        assert!(!time.contains(&Encoding::RLE_DICTIONARY), "{time:?}");
+        let (port, _) = enc("x_port");
+        assert!(port.contains(&Encoding::DELTA_BINARY_PACKED), "{port:?}");
+        let (src, _) = enc("src_ip");
+        assert!(src.contains(&Encoding::RLE_DICTIONARY), "{src:?}");
+        // No enrichment configured: nothing to compress.
+        let (_, comp) = enc("subscriber");
+        assert_eq!(comp, Compression::UNCOMPRESSED);
+        let (_, comp) = enc("dst_ip");
+        assert!(matches!(comp, Compression::ZSTD(_)));
+        // Bloom filters on the lookup columns, sized to the rows.
+        let x_ip = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "x_ip")
+            .unwrap();
+        let len = x_ip.bloom_filter_length().unwrap_or(0);
+        assert!(
+            len > 0 && len < 4096,
+            "bloom filter of {len} bytes for 300 rows"
+        );
+    }
 }
