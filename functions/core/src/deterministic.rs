@@ -79,6 +79,47 @@ pub enum Order {
     Sequential,
     /// Block-major: block 0 on every public address, then block 1 (MikroTik netmap).
     Interleaved,
+    /// Junos deterministic NAPT: the documented linear port offset `Pr_Offset × Block_Size` over
+    /// 64,512 ports (1024-65535) per pool address. Identical to `Sequential` when the block size
+    /// divides 64,512; otherwise the text read does not settle where a block that crosses the
+    /// end of an address goes, and both readings ([`Reading`]) are answered.
+    Juniper,
+}
+
+/// Which reading of an algorithm an answer follows, when the vendor's text leaves two open
+/// (Junos with a block size that does not divide 64,512).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reading {
+    /// `Pr_Port_Offset = Pr_Offset × Block_Size` taken literally: address
+    /// `offset / 64512`, port `1024 + offset % 64512`; a block that runs past 65535 continues
+    /// at 1024 on the next address.
+    Linear,
+    /// `floor(64512 / Block_Size)` whole blocks per address, the tail unused (as `sequential`).
+    PerAddress,
+}
+
+/// Junos's port range for deterministic NAPT: `Pu_Port_Range_Start` = 1024, 64,512 ports.
+const JUNOS_FIRST_PORT: u16 = 1024;
+const JUNOS_PORTS: u128 = 64_512;
+
+/// Junos `block-size 0`: `Block_Size = int(64512 / ceil(Nr_Addr_PR_Prefix / Nr_Addr_PU_Prefix))`.
+fn junos_auto_block_size(subscribers: u128, public: u128) -> Option<u16> {
+    let per_address = subscribers.div_ceil(public);
+    if per_address == 0 {
+        return None;
+    }
+    u16::try_from(JUNOS_PORTS / per_address)
+        .ok()
+        .filter(|&b| b > 0)
+}
+
+/// How subscribers are laid over addresses and ports (an [`Order`] has one, or two readings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    PerAddress,
+    Interleaved,
+    Linear,
 }
 
 /// One mapping as written in the file.
@@ -96,6 +137,7 @@ pub struct RawEntry {
     pub subscriber_prefix_len: Option<u8>,
     /// IPv4 prefix or range.
     pub public: String,
+    /// The block size; 0 is Junos's `block-size 0` (automatic, order `juniper` only).
     pub ports_per_subscriber: u16,
     #[serde(default = "default_first_port")]
     pub first_port: u16,
@@ -103,6 +145,10 @@ pub struct RawEntry {
     pub last_port: Option<u16>,
     #[serde(default)]
     pub order: Order,
+    /// Junos `include-boundary-addresses` (order `juniper` only): absent or false, the network
+    /// and broadcast addresses of an IPv4 `inside` prefix are not translated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_boundary_addresses: Option<bool>,
     /// Protocol names or numbers; absent: every protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocols: Option<Vec<String>>,
@@ -226,6 +272,9 @@ pub struct Forward {
     pub public_ip: Ipv4Addr,
     pub port_first: u16,
     pub port_last: u16,
+    /// Set when the entry's order has two readings (this is one of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reading: Option<Reading>,
 }
 
 /// Who the configuration says held a public address:port.
@@ -243,6 +292,11 @@ pub struct Reverse {
     pub order: Order,
     pub valid_from: Micros,
     pub valid_until: Option<Micros>,
+    /// Set when the entry's order has two readings (this is one of them).
+    pub reading: Option<Reading>,
+    /// The other reading names someone else, or nobody, for this address:port: the answer
+    /// must not be taken as settled.
+    pub contested: bool,
 }
 
 impl Reverse {
@@ -271,12 +325,49 @@ impl Entry {
                 reason: "id must not be empty".into(),
             });
         }
-        let inside = Span::parse(&raw.inside).map_err(|e| err(format!("inside: {e}")))?;
+        let mut inside = Span::parse(&raw.inside).map_err(|e| err(format!("inside: {e}")))?;
         let public = Span::parse(&raw.public).map_err(|e| err(format!("public: {e}")))?;
         if public.v6 {
             return Err(err(
                 "public: must be IPv4 (deterministic NAT translates to IPv4)".into(),
             ));
+        }
+        let juniper = raw.order == Order::Juniper;
+        if raw.include_boundary_addresses.is_some() && !juniper {
+            return Err(err(
+                "include_boundary_addresses is a Junos option: it needs order = \"juniper\"".into(),
+            ));
+        }
+        // Junos: without include-boundary-addresses, "the network and broadcast addresses in
+        // the source address range are not translated" when the from-clause prefix is not /32;
+        // its Base_PR_Prefix ("first usable pre-NAT address") is then network + 1.
+        let mut boundaries_dropped = false;
+        if juniper
+            && !inside.v6
+            && raw.inside.contains('/')
+            && inside.len() > 1
+            && raw.include_boundary_addresses != Some(true)
+        {
+            if inside.len() <= 2 {
+                return Err(err(
+                    "inside: a /31 without its network and broadcast addresses holds nobody (include_boundary_addresses = true translates them)".into(),
+                ));
+            }
+            inside.first += 1;
+            inside.last -= 1;
+            boundaries_dropped = true;
+        }
+        if juniper {
+            if raw.public.contains('/') && public.len() > 1 {
+                return Err(err(
+                    "public: with order = \"juniper\" write the pool as the range of addresses the device translates to (a-b): the Junos text read does not say whether a pool prefix's network and broadcast addresses are used".into(),
+                ));
+            }
+            if raw.first_port != JUNOS_FIRST_PORT || raw.last_port.is_some_and(|p| p != 65535) {
+                return Err(err(
+                    "order = \"juniper\" follows Junos's documented port range 1024-65535 (Pu_Port_Range_Start = 1024, 64,512 ports per address): leave first_port and last_port out".into(),
+                ));
+            }
         }
         let width: u8 = if inside.v6 { 128 } else { 32 };
         let spl = raw.subscriber_prefix_len.unwrap_or(width);
@@ -298,27 +389,63 @@ impl Entry {
                 raw.first_port
             )));
         }
-        if raw.ports_per_subscriber == 0 {
-            return Err(err("ports_per_subscriber must be at least 1".into()));
-        }
-        let range = u128::from(last_port - raw.first_port) + 1;
-        let per_addr = range / u128::from(raw.ports_per_subscriber);
-        if per_addr == 0 {
-            return Err(err(format!(
-                "a block of {} ports does not fit in {}-{last_port}",
-                raw.ports_per_subscriber, raw.first_port
-            )));
-        }
         // Saturating: a whole IPv6 space of /128 subscribers is 2^128 (refused below, not a panic).
         let subscribers =
             ((inside.last >> host_bits) - (inside.first >> host_bits)).saturating_add(1);
-        let capacity = public.len() * per_addr;
-        if subscribers > capacity {
+        let block = match raw.ports_per_subscriber {
+            0 if !juniper => {
+                return Err(err(
+                    "ports_per_subscriber must be at least 1 (0, automatic, is Junos's block-size 0 and needs order = \"juniper\")".into(),
+                ));
+            }
+            0 => {
+                let auto = |s: u128| junos_auto_block_size(s, public.len());
+                let b = auto(subscribers).ok_or_else(|| {
+                    err(format!(
+                        "ports_per_subscriber = 0 (automatic): {subscribers} subscribers on {} public addresses leave less than one port each",
+                        public.len()
+                    ))
+                })?;
+                let alt = auto(subscribers + 2);
+                if boundaries_dropped && alt != Some(b) {
+                    return Err(err(format!(
+                        "ports_per_subscriber = 0 (automatic): Junos's int(64512 / ceil(Nr_Addr_PR_Prefix / Nr_Addr_PU_Prefix)) is {b} counting the {subscribers} addresses translated but {} counting all {} addresses of the prefix, and the text read does not say which Junos counts: write the block size the device reports",
+                        alt.map_or("none".to_string(), |a| a.to_string()),
+                        subscribers + 2
+                    )));
+                }
+                b
+            }
+            b => b,
+        };
+        let range = u128::from(last_port - raw.first_port) + 1;
+        let per_addr = range / u128::from(block);
+        if per_addr == 0 {
             return Err(err(format!(
-                "{subscribers} inside subscribers do not fit: {} public addresses x {per_addr} blocks of {} ports = {capacity}",
-                public.len(),
-                raw.ports_per_subscriber
+                "a block of {block} ports does not fit in {}-{last_port}",
+                raw.first_port
             )));
+        }
+        if juniper {
+            // The linear reading needs subscribers x block ports in all; the per-address reading
+            // then has no block for the subscribers past its whole blocks (it answers nothing
+            // for them, and the answers say the readings differ).
+            let need = subscribers.checked_mul(u128::from(block));
+            let have = public.len() * range;
+            if need.is_none_or(|n| n > have) {
+                return Err(err(format!(
+                    "{subscribers} inside subscribers x {block} ports do not fit in {} public addresses x {range} ports = {have}",
+                    public.len()
+                )));
+            }
+        } else {
+            let capacity = public.len() * per_addr;
+            if subscribers > capacity {
+                return Err(err(format!(
+                    "{subscribers} inside subscribers do not fit: {} public addresses x {per_addr} blocks of {block} ports = {capacity}",
+                    public.len(),
+                )));
+            }
         }
         let protocols = match &raw.protocols {
             None => None,
@@ -352,7 +479,7 @@ impl Entry {
             inside,
             subscriber_prefix_len: spl,
             public,
-            ports_per_subscriber: raw.ports_per_subscriber,
+            ports_per_subscriber: block,
             first_port: raw.first_port,
             last_port,
             order: raw.order,
@@ -368,8 +495,17 @@ impl Entry {
         width - u32::from(self.subscriber_prefix_len)
     }
 
+    /// Ports per public address usable for blocks (`R`).
+    fn range(&self) -> u128 {
+        u128::from(self.last_port - self.first_port) + 1
+    }
+
+    fn block(&self) -> u128 {
+        u128::from(self.ports_per_subscriber)
+    }
+
     fn blocks_per_address(&self) -> u128 {
-        (u128::from(self.last_port - self.first_port) + 1) / u128::from(self.ports_per_subscriber)
+        self.range() / self.block()
     }
 
     fn subscribers(&self) -> u128 {
@@ -389,70 +525,154 @@ impl Entry {
         }
     }
 
-    /// Inside subscriber → (public address, block), when `inside` is in this entry's range.
-    pub fn forward(&self, inside: IpAddr) -> Option<Forward> {
-        if !self.inside.contains(inside) {
-            return None;
+    /// The layouts this entry is answered with: one, or both readings of a Junos order whose
+    /// block size does not divide its port range.
+    fn layouts(&self) -> Vec<(Layout, Option<Reading>)> {
+        match self.order {
+            Order::Sequential => vec![(Layout::PerAddress, None)],
+            Order::Interleaved => vec![(Layout::Interleaved, None)],
+            // Whole blocks tile every address: the linear offset is the per-address one.
+            Order::Juniper if self.range() % self.block() == 0 => {
+                vec![(Layout::PerAddress, None)]
+            }
+            Order::Juniper => vec![
+                (Layout::Linear, Some(Reading::Linear)),
+                (Layout::PerAddress, Some(Reading::PerAddress)),
+            ],
         }
-        let i = (to_int(inside) - self.inside.first) >> self.host_bits();
-        let (addr, block) = match self.order {
-            Order::Sequential => (i / self.blocks_per_address(), i % self.blocks_per_address()),
-            Order::Interleaved => (i % self.public.len(), i / self.public.len()),
-        };
-        // Validation guarantees addr < public.len() and block < blocks_per_address.
-        let port_first =
-            u128::from(self.first_port) + block * u128::from(self.ports_per_subscriber);
-        let IpAddr::V4(public_ip) = self.public.addr(self.public.first + addr) else {
-            return None;
-        };
-        Some(Forward {
-            entry: self.id.clone(),
-            public_ip,
-            port_first: u16::try_from(port_first).ok()?,
-            port_last: u16::try_from(port_first + u128::from(self.ports_per_subscriber) - 1)
-                .ok()?,
-        })
     }
 
-    /// Public address:port → the inside subscriber whose block holds it, if any (ports outside
-    /// every block and blocks beyond the last subscriber belong to nobody).
-    pub fn reverse(&self, public: IpAddr, port: u16) -> Option<Reverse> {
-        if !self.public.contains(public) || port < self.first_port || port > self.last_port {
-            return None;
+    /// Subscriber `i`'s ports under `layout` as runs of (address offset, port offset, length);
+    /// empty when the layout has no room for it.
+    fn place(&self, i: u128, layout: Layout) -> Vec<(u128, u128, u128)> {
+        let (b, k, n, r) = (
+            self.block(),
+            self.blocks_per_address(),
+            self.public.len(),
+            self.range(),
+        );
+        match layout {
+            Layout::PerAddress => {
+                let a = i / k;
+                if a >= n { vec![] } else { vec![(a, (i % k) * b, b)] }
+            }
+            Layout::Interleaved => {
+                let blk = i / n;
+                if blk >= k { vec![] } else { vec![(i % n, blk * b, b)] }
+            }
+            Layout::Linear => {
+                let (mut off, mut left, mut runs) = (i * b, b, Vec::new());
+                while left > 0 {
+                    let (a, p) = (off / r, off % r);
+                    if a >= n {
+                        // Validation keeps every block inside the pool.
+                        return vec![];
+                    }
+                    let len = left.min(r - p);
+                    runs.push((a, p, len));
+                    off += len;
+                    left -= len;
+                }
+                runs
+            }
         }
-        let addr = to_int(public) - self.public.first;
-        let block = u128::from(port - self.first_port) / u128::from(self.ports_per_subscriber);
-        if block >= self.blocks_per_address() {
-            return None;
-        }
-        let i = match self.order {
-            Order::Sequential => addr * self.blocks_per_address() + block,
-            Order::Interleaved => block * self.public.len() + addr,
+    }
+
+    /// The subscriber holding (address offset, port offset) under `layout`, if any: ports past
+    /// the last whole block and blocks past the last subscriber belong to nobody.
+    fn owner(&self, a: u128, p: u128, layout: Layout) -> Option<u128> {
+        let (b, k, n) = (self.block(), self.blocks_per_address(), self.public.len());
+        let i = match layout {
+            Layout::PerAddress | Layout::Interleaved if p / b >= k => return None,
+            Layout::PerAddress => a * k + p / b,
+            Layout::Interleaved => (p / b) * n + a,
+            Layout::Linear => (a * self.range() + p) / b,
         };
-        if i >= self.subscribers() {
-            return None;
+        (i < self.subscribers()).then_some(i)
+    }
+
+    /// Inside subscriber → its port block(s), when `inside` is in this entry's range: one, or
+    /// for a Junos order with two readings each reading's (a linear block crossing the end of
+    /// an address is two runs).
+    pub fn forward(&self, inside: IpAddr) -> Vec<Forward> {
+        if !self.inside.contains(inside) {
+            return Vec::new();
         }
-        let port_first =
-            u128::from(self.first_port) + block * u128::from(self.ports_per_subscriber);
+        let i = (to_int(inside) - self.inside.first) >> self.host_bits();
+        let mut out = Vec::new();
+        for (layout, reading) in self.layouts() {
+            for (a, p, len) in self.place(i, layout) {
+                let IpAddr::V4(public_ip) = self.public.addr(self.public.first + a) else {
+                    continue;
+                };
+                let first = u128::from(self.first_port) + p;
+                let (Ok(port_first), Ok(port_last)) =
+                    (u16::try_from(first), u16::try_from(first + len - 1))
+                else {
+                    continue;
+                };
+                out.push(Forward {
+                    entry: self.id.clone(),
+                    public_ip,
+                    port_first,
+                    port_last,
+                    reading,
+                });
+            }
+        }
+        out
+    }
+
+    /// Public address:port → the inside subscriber whose block holds it (one per reading),
+    /// with the run of its block on that address.
+    pub fn reverse(&self, public: IpAddr, port: u16) -> Vec<Reverse> {
         let IpAddr::V4(public_ip) = public else {
-            return None;
+            return Vec::new();
         };
-        Some(Reverse {
-            entry: self.id.clone(),
-            device: self.device.clone(),
-            vrf: self.vrf.clone(),
-            inside_ip: self
-                .inside
-                .addr(self.inside.first + (i << self.host_bits())),
-            inside_prefix_len: self.subscriber_prefix_len,
-            public_ip,
-            port_first: u16::try_from(port_first).ok()?,
-            port_last: u16::try_from(port_first + u128::from(self.ports_per_subscriber) - 1)
-                .ok()?,
-            order: self.order,
-            valid_from: self.valid_from,
-            valid_until: self.valid_until,
-        })
+        if !self.public.contains(public) || port < self.first_port || port > self.last_port {
+            return Vec::new();
+        }
+        let a = to_int(public) - self.public.first;
+        let p = u128::from(port - self.first_port);
+        let layouts = self.layouts();
+        let owners: Vec<Option<u128>> = layouts.iter().map(|(l, _)| self.owner(a, p, *l)).collect();
+        // Two readings that name different subscribers (or one names nobody) settle nothing.
+        let contested = owners.windows(2).any(|w| w[0] != w[1]);
+        let mut out = Vec::new();
+        for ((layout, reading), i) in layouts.into_iter().zip(owners) {
+            let Some(i) = i else { continue };
+            let Some((_, rp, len)) = self
+                .place(i, layout)
+                .into_iter()
+                .find(|&(ra, rp, len)| ra == a && rp <= p && p < rp + len)
+            else {
+                continue;
+            };
+            let first = u128::from(self.first_port) + rp;
+            let (Ok(port_first), Ok(port_last)) =
+                (u16::try_from(first), u16::try_from(first + len - 1))
+            else {
+                continue;
+            };
+            out.push(Reverse {
+                entry: self.id.clone(),
+                device: self.device.clone(),
+                vrf: self.vrf.clone(),
+                inside_ip: self
+                    .inside
+                    .addr(self.inside.first + (i << self.host_bits())),
+                inside_prefix_len: self.subscriber_prefix_len,
+                public_ip,
+                port_first,
+                port_last,
+                order: self.order,
+                valid_from: self.valid_from,
+                valid_until: self.valid_until,
+                reading,
+                contested,
+            });
+        }
+        out
     }
 
     /// The entry as written (for storing the history back).
@@ -546,7 +766,7 @@ impl DetConfig {
         self.entries
             .iter()
             .filter(|e| e.in_force_during(from, to) && e.protocol_matches(protocol))
-            .filter_map(|e| e.reverse(public, port))
+            .flat_map(|e| e.reverse(public, port))
             .collect()
     }
 
@@ -563,7 +783,7 @@ impl DetConfig {
             .filter(|e| e.in_force_during(at, at))
             .filter(|e| device.is_none_or(|d| d == e.device))
             .filter(|e| vrf.is_none_or(|v| e.vrf.as_deref() == Some(v)))
-            .filter_map(|e| e.forward(inside))
+            .flat_map(|e| e.forward(inside))
             .collect()
     }
 
@@ -638,6 +858,12 @@ pub struct RuleEvidence {
     pub order: Order,
     /// The subscriber's inside prefix length (32 / 128 for one address).
     pub inside_prefix_len: u8,
+    /// Which reading of the order this candidate follows, when it has two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reading: Option<Reading>,
+    /// The other reading names someone else or nobody: the answer is ambiguous.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub contested: bool,
 }
 
 /// Adds the configuration's answers (`hits`, for the question's span around `at`) to a
@@ -666,7 +892,8 @@ pub fn merge(
             .iter()
             .all(|h| c.src_ip.is_some_and(|ip| h.covers_inside(ip)))
     });
-    att.ambiguous = att.ambiguous || people.len() > 1 || logs_disagree;
+    let contested = hits.iter().any(|h| h.contested);
+    att.ambiguous = att.ambiguous || people.len() > 1 || logs_disagree || contested;
     for h in hits {
         let start = h.valid_from;
         let distance = if at < start {
@@ -701,6 +928,8 @@ pub fn merge(
                 valid_until: h.valid_until,
                 order: h.order,
                 inside_prefix_len: h.inside_prefix_len,
+                reading: h.reading,
+                contested: h.contested,
             }),
         });
     }
@@ -738,10 +967,17 @@ mod tests {
             first_port: first,
             last_port: None,
             order,
+            include_boundary_addresses: None,
             protocols: None,
             valid_from: "2026-01-01T00:00:00Z".into(),
             valid_until: None,
         }
+    }
+
+    /// The single answer of a one-reading order.
+    fn only<T: std::fmt::Debug>(mut v: Vec<T>) -> T {
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
     }
 
     fn one(raw: RawEntry) -> DetConfig {
@@ -915,7 +1151,7 @@ mod tests {
             let mut n = 0u32;
             for i in e.inside.first..=e.inside.last {
                 let inside = e.inside.addr(i);
-                let f = e.forward(inside).unwrap();
+                let f = only(e.forward(inside));
                 assert_eq!(f.port_last - f.port_first + 1, raw.ports_per_subscriber);
                 assert!(f.port_first >= raw.first_port);
                 assert!(
@@ -924,7 +1160,7 @@ mod tests {
                     inside
                 );
                 for port in [f.port_first, f.port_first + 1, f.port_last] {
-                    let r = e.reverse(IpAddr::V4(f.public_ip), port).unwrap();
+                    let r = only(e.reverse(IpAddr::V4(f.public_ip), port));
                     assert_eq!(
                         (r.inside_ip, r.port_first, r.port_last),
                         (inside, f.port_first, f.port_last)
@@ -953,22 +1189,21 @@ mod tests {
         assert_eq!(e.subscribers(), 256);
         // Subscriber 17 = 2001:db8:100:11::/64: 16 blocks per address → 192.0.2.1, block 1.
         let host = ip("2001:db8:100:11::1234");
-        let f = e.forward(host).unwrap();
+        let f = only(e.forward(host));
         assert_eq!(
             (f.public_ip.to_string(), f.port_first, f.port_last),
             ("192.0.2.1".into(), 5024, 9023)
         );
-        let r = e.reverse(ip("192.0.2.1"), 9000).unwrap();
+        let r = only(e.reverse(ip("192.0.2.1"), 9000));
         assert_eq!(r.inside_ip, ip("2001:db8:100:11::"));
         assert_eq!(r.inside_prefix_len, 64);
         assert!(r.covers_inside(host));
         assert!(!r.covers_inside(ip("2001:db8:100:12::1")));
         for s in 0..256u128 {
             let base = e.inside.addr(e.inside.first + (s << 64));
-            let f = e.forward(base).unwrap();
+            let f = only(e.forward(base));
             assert_eq!(
-                e.reverse(IpAddr::V4(f.public_ip), f.port_last)
-                    .unwrap()
+                only(e.reverse(IpAddr::V4(f.public_ip), f.port_last))
                     .inside_ip,
                 base
             );
