@@ -1507,4 +1507,329 @@ valid_from = "2026-03-01T00:00:00Z"
             vec![(ip("100.64.0.17"), true), (ip("100.64.0.18"), false)]
         );
     }
+
+    /// Junos's documented variables (Understanding Deterministic NAPT Algorithms,
+    /// https://www.juniper.net/documentation/us/en/software/junos/interfaces-next-gen-services/topics/concept/usf-deterministic-napt.html):
+    /// Pu_Port_Range_Start = 1024, 64,512 ports per address, PR_Port_Offset = Pr_Offset ×
+    /// Block_Size. With a block size that divides 64,512 (VPP's 252 = 64512 / 256) the order is
+    /// `sequential` over the translated addresses, address by address.
+    #[test]
+    fn juniper_with_a_dividing_block_size_is_sequential() {
+        // 10.0.0.0/24 without include-boundary-addresses: 10.0.0.1 is Pr_Offset 0, 254 subscribers.
+        let jun = one(entry(
+            "j",
+            "10.0.0.0/24",
+            "192.0.2.10/32",
+            252,
+            1024,
+            Order::Juniper,
+        ));
+        let seq = one(entry(
+            "s",
+            "10.0.0.1-10.0.0.254",
+            "192.0.2.10/32",
+            252,
+            1024,
+            Order::Sequential,
+        ));
+        let (j, q) = (&jun.entries[0], &seq.entries[0]);
+        assert_eq!(j.subscribers(), 254);
+        assert!(j.forward(ip("10.0.0.0")).is_empty(), "network address");
+        assert!(j.forward(ip("10.0.0.255")).is_empty(), "broadcast address");
+        assert_eq!(
+            fwd(&jun, "10.0.0.1"),
+            ("192.0.2.10".parse().unwrap(), 1024, 1275)
+        );
+        for n in 1..=254u32 {
+            let inside = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+            let f = only(j.forward(inside));
+            assert_eq!(f.reading, None);
+            let g = only(q.forward(inside));
+            assert_eq!(
+                (f.public_ip, f.port_first, f.port_last),
+                (g.public_ip, g.port_first, g.port_last)
+            );
+        }
+        for port in (1024..=65535u16).step_by(97) {
+            let a = j.reverse(ip("192.0.2.10"), port);
+            let b = q.reverse(ip("192.0.2.10"), port);
+            assert_eq!(
+                a.iter()
+                    .map(|r| (r.inside_ip, r.port_first, r.contested))
+                    .collect::<Vec<_>>(),
+                b.iter()
+                    .map(|r| (r.inside_ip, r.port_first, r.contested))
+                    .collect::<Vec<_>>(),
+                "{port}"
+            );
+        }
+        // 254 blocks of 252 end at 65031: the last two blocks' ports are nobody's.
+        assert_eq!(rev(&jun, "192.0.2.10", 65031).unwrap().0, ip("10.0.0.254"));
+        assert_eq!(rev(&jun, "192.0.2.10", 65032), None);
+        // include-boundary-addresses: 10.0.0.0 is Pr_Offset 0 and all 256 are translated.
+        let mut raw = entry(
+            "j",
+            "10.0.0.0/24",
+            "192.0.2.10/32",
+            252,
+            1024,
+            Order::Juniper,
+        );
+        raw.include_boundary_addresses = Some(true);
+        let all = one(raw);
+        assert_eq!(all.entries[0].subscribers(), 256);
+        assert_eq!(fwd(&all, "10.0.0.0").1, 1024);
+        assert_eq!(rev(&all, "192.0.2.10", 65535).unwrap().0, ip("10.0.0.255"));
+    }
+
+    /// Block size 1954 on a /21 behind 62 pool addresses, as an MX operator configured it
+    /// (`deterministic-port-block-allocation block-size 1954`, 100.64.32.0/21 on a /26):
+    /// 33 × 1954 = 64,482, so the block size does not divide 64,512. The linear reading of
+    /// PR_Port_Offset and the whole-blocks-per-address reading part ways from subscriber 33 on;
+    /// natlake answers both and marks the answer ambiguous wherever they name different people.
+    #[test]
+    fn juniper_with_a_block_size_that_does_not_divide_answers_both_readings() {
+        let cfg = one(entry(
+            "mx",
+            "100.64.32.0/21",
+            "143.208.75.193-143.208.75.254",
+            1954,
+            1024,
+            Order::Juniper,
+        ));
+        let e = &cfg.entries[0];
+        assert_eq!(e.subscribers(), 2046);
+        let hits = |public: &str, port: u16| {
+            let mut v: Vec<_> = cfg
+                .reverse(ip(public), port, Some(6), T0, T0)
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.reading.unwrap(),
+                        r.inside_ip.to_string(),
+                        r.port_first,
+                        r.port_last,
+                        r.contested,
+                    )
+                })
+                .collect();
+            v.sort_by_key(|h| h.0 == Reading::PerAddress);
+            v
+        };
+        use Reading::{Linear, PerAddress};
+        // Subscriber 32 (100.64.32.33): the 33rd block of the first address in both readings.
+        assert_eq!(
+            hits("143.208.75.193", 64000),
+            vec![
+                (Linear, "100.64.32.33".into(), 63552, 65505, false),
+                (PerAddress, "100.64.32.33".into(), 63552, 65505, false),
+            ]
+        );
+        // The 30-port tail of the first address: subscriber 33's under the linear reading,
+        // nobody's under the other.
+        assert_eq!(
+            hits("143.208.75.193", 65520),
+            vec![(Linear, "100.64.32.34".into(), 65506, 65535, true)]
+        );
+        // Subscriber 33 continues on the next address (linear) or starts there (per address):
+        // the same person, with different ranges.
+        assert_eq!(
+            hits("143.208.75.194", 1500),
+            vec![
+                (Linear, "100.64.32.34".into(), 1024, 2947, false),
+                (PerAddress, "100.64.32.34".into(), 1024, 2977, false),
+            ]
+        );
+        // From port 2948 the linear reading is on subscriber 34: contested.
+        assert_eq!(
+            hits("143.208.75.194", 2960),
+            vec![
+                (Linear, "100.64.32.35".into(), 2948, 4901, true),
+                (PerAddress, "100.64.32.34".into(), 1024, 2977, true),
+            ]
+        );
+        // The last subscriber: 2045 × 1954 = 3,995,930 = 61 × 64512 + 60698 (linear), or
+        // block 2045 % 33 = 32 of address 2045 / 33 = 61 (per address).
+        let last: Vec<_> = cfg
+            .forward(None, None, ip("100.64.39.254"), T0)
+            .into_iter()
+            .map(|f| (f.reading.unwrap(), f.public_ip.to_string(), f.port_first, f.port_last))
+            .collect();
+        assert_eq!(
+            last,
+            vec![
+                (Linear, "143.208.75.254".into(), 61722, 63675),
+                (PerAddress, "143.208.75.254".into(), 63552, 65505),
+            ]
+        );
+        // Subscriber 33 forward: a linear block in two runs, and the per-address block.
+        let f: Vec<_> = e
+            .forward(ip("100.64.32.34"))
+            .into_iter()
+            .map(|f| (f.reading.unwrap(), f.public_ip.to_string(), f.port_first, f.port_last))
+            .collect();
+        assert_eq!(
+            f,
+            vec![
+                (Linear, "143.208.75.193".into(), 65506, 65535),
+                (Linear, "143.208.75.194".into(), 1024, 2947),
+                (PerAddress, "143.208.75.194".into(), 1024, 2977),
+            ]
+        );
+        // A contested computation makes the merged answer ambiguous and says which reading
+        // each candidate follows.
+        let a = merge(
+            crate::correlate::attribute(vec![], T0, 2_000_000),
+            cfg.reverse(ip("143.208.75.193"), 65520, Some(6), T0, T0),
+            Some(6),
+            T0,
+            "test.toml",
+        );
+        assert!(a.ambiguous);
+        let rule = a.matches[0].rule.as_ref().unwrap();
+        assert_eq!((rule.reading, rule.contested), (Some(Linear), true));
+        let a = merge(
+            crate::correlate::attribute(vec![], T0, 2_000_000),
+            cfg.reverse(ip("143.208.75.194"), 1500, Some(6), T0, T0),
+            Some(6),
+            T0,
+            "test.toml",
+        );
+        assert!(!a.ambiguous, "both readings name 100.64.32.34");
+        assert_eq!(a.matches.len(), 2);
+    }
+
+    /// Every subscriber's runs, in each reading, reverse to that subscriber with the same run;
+    /// the linear runs of all subscribers tile subscribers × block ports without overlap, and
+    /// every port of the pool is someone's or nobody's consistently with the forward map.
+    #[test]
+    fn juniper_round_trips_over_the_whole_space() {
+        for (inside, public, block) in [
+            ("100.64.32.0/21", "143.208.75.193-143.208.75.254", 1954u16),
+            ("10.9.0.1-10.9.1.200", "198.51.100.1-198.51.100.9", 1000),
+        ] {
+            let cfg = one(entry("r", inside, public, block, 1024, Order::Juniper));
+            let e = &cfg.entries[0];
+            let mut owner = std::collections::HashMap::new();
+            let mut linear_ports = 0u128;
+            for i in 0..e.subscribers() {
+                let inside = e.inside.addr(e.inside.first + i);
+                let runs = e.forward(inside);
+                let per_reading = |r: Reading| {
+                    runs.iter()
+                        .filter(|f| f.reading == Some(r))
+                        .map(|f| u128::from(f.port_last - f.port_first) + 1)
+                        .sum::<u128>()
+                };
+                assert_eq!(per_reading(Reading::Linear), u128::from(block), "{inside}");
+                linear_ports += per_reading(Reading::Linear);
+                for f in &runs {
+                    for port in [f.port_first, f.port_last] {
+                        let back = e.reverse(IpAddr::V4(f.public_ip), port);
+                        let h = back
+                            .iter()
+                            .find(|h| h.reading == f.reading)
+                            .unwrap_or_else(|| panic!("{inside} {f:?}"));
+                        assert_eq!(
+                            (h.inside_ip, h.port_first, h.port_last),
+                            (inside, f.port_first, f.port_last)
+                        );
+                    }
+                    if f.reading == Some(Reading::Linear) {
+                        for port in f.port_first..=f.port_last {
+                            assert!(
+                                owner.insert((f.public_ip, port), inside).is_none(),
+                                "{}:{port} given twice",
+                                f.public_ip
+                            );
+                        }
+                    }
+                }
+            }
+            assert_eq!(linear_ports, e.subscribers() * u128::from(block));
+            // Every port of the first three and the last pool address (all of them takes
+            // seconds in a debug build): the linear reverse names exactly the owner.
+            let n = e.public.len();
+            for a in (0..n).filter(|&a| a < 3 || a == n - 1) {
+                let IpAddr::V4(pub_ip) = e.public.addr(e.public.first + a) else {
+                    unreachable!()
+                };
+                for port in 1024..=65535u16 {
+                    let linear = e
+                        .reverse(IpAddr::V4(pub_ip), port)
+                        .into_iter()
+                        .find(|h| h.reading != Some(Reading::PerAddress))
+                        .map(|h| h.inside_ip);
+                    assert_eq!(linear, owner.get(&(pub_ip, port)).copied(), "{pub_ip}:{port}");
+                }
+            }
+        }
+    }
+
+    /// Junos `block-size 0`: Block_Size = int(64512 / ceil(Nr_Addr_PR_Prefix /
+    /// Nr_Addr_PU_Prefix)) (same Juniper page). 2046 subscribers on 62 addresses: ceil = 33,
+    /// 64512 / 33 = 1954.
+    #[test]
+    fn juniper_automatic_block_size() {
+        let auto = |inside: &str, public: &str| {
+            DetConfig::from_raw(vec![entry("a", inside, public, 0, 1024, Order::Juniper)])
+        };
+        let cfg = auto("100.64.32.1-100.64.39.254", "143.208.75.193-143.208.75.254").unwrap();
+        assert_eq!(cfg.entries[0].ports_per_subscriber, 1954);
+        // 64 pool addresses: ceil(2046 / 64) = ceil(2048 / 64) = 32 → 2016 either way.
+        let cfg = auto("100.64.32.0/21", "143.208.75.192-143.208.75.255").unwrap();
+        assert_eq!(cfg.entries[0].ports_per_subscriber, 2016);
+        // A prefix whose two boundary addresses change the result is refused, with both values:
+        // ceil(2046 / 62) = 33 → 1954, ceil(2048 / 62) = 34 → 1897.
+        let err = auto("100.64.32.0/21", "143.208.75.193-143.208.75.254")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1954") && err.contains("1897"), "{err}");
+        // The stored history keeps the 0 as written; writing the computed size is no edit.
+        let written = auto("100.64.32.1-100.64.39.254", "143.208.75.193-143.208.75.254").unwrap();
+        assert_eq!(DetConfig::parse(&written.to_toml().unwrap()).unwrap(), written);
+        let explicit = one(entry(
+            "a",
+            "100.64.32.1-100.64.39.254",
+            "143.208.75.193-143.208.75.254",
+            1954,
+            1024,
+            Order::Juniper,
+        ));
+        written.check_successor(&explicit).unwrap();
+    }
+
+    #[test]
+    fn juniper_configurations_outside_the_documented_algorithm_are_refused() {
+        let base = entry(
+            "j",
+            "100.64.0.0/25",
+            "198.51.100.1-198.51.100.4",
+            2016,
+            1024,
+            Order::Juniper,
+        );
+        let refuse = |f: &dyn Fn(&mut RawEntry)| {
+            let mut r = base.clone();
+            f(&mut r);
+            DetConfig::from_raw(vec![r]).unwrap_err().to_string()
+        };
+        DetConfig::from_raw(vec![base.clone()]).unwrap();
+        assert!(refuse(&|r| r.public = "198.51.100.0/29".into()).contains("range of addresses"));
+        assert!(refuse(&|r| r.first_port = 1536).contains("1024-65535"));
+        assert!(refuse(&|r| r.last_port = Some(60000)).contains("1024-65535"));
+        assert!(refuse(&|r| r.inside = "100.64.0.0/31".into()).contains("holds nobody"));
+        // 126 subscribers × 2100 ports > 4 × 64512.
+        assert!(refuse(&|r| r.ports_per_subscriber = 2100).contains("do not fit"));
+        // Junos-only settings on another order.
+        let mut seq = base.clone();
+        seq.order = Order::Sequential;
+        seq.include_boundary_addresses = Some(false);
+        let err = DetConfig::from_raw(vec![seq.clone()]).unwrap_err().to_string();
+        assert!(err.contains("Junos option"), "{err}");
+        seq.include_boundary_addresses = None;
+        seq.ports_per_subscriber = 0;
+        let err = DetConfig::from_raw(vec![seq]).unwrap_err().to_string();
+        assert!(err.contains("block-size 0"), "{err}");
+    }
 }
