@@ -539,7 +539,7 @@ impl Entry {
             Order::Sequential => vec![(Layout::PerAddress, None)],
             Order::Interleaved => vec![(Layout::Interleaved, None)],
             // Whole blocks tile every address: the linear offset is the per-address one.
-            Order::Juniper if self.range() % self.block() == 0 => {
+            Order::Juniper if self.range().is_multiple_of(self.block()) => {
                 vec![(Layout::PerAddress, None)]
             }
             Order::Juniper => vec![
