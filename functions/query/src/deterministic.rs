@@ -339,4 +339,77 @@ valid_from = "2026-11-20T00:00:00Z"
             Err(PublishError::Stored(_))
         ));
     }
+
+    /// A Junos mapping whose block size (1954) does not divide 64,512: where the two readings
+    /// of its algorithm name different subscribers the lookup answer lists both and is
+    /// ambiguous; where they agree it is not.
+    #[tokio::test]
+    async fn a_contested_junos_computation_is_answered_ambiguous() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let scratch = tempfile::tempdir().unwrap();
+        let cfg = DetConfig::parse(
+            r#"
+[[mapping]]
+id = "mx1"
+device = "mx1"
+inside = "100.64.32.0/21"
+public = "198.51.100.1-198.51.100.62"
+ports_per_subscriber = 1954
+order = "juniper"
+valid_from = "2026-11-01T00:00:00Z"
+"#,
+        )
+        .unwrap();
+        publish(&store, &cfg).await.unwrap();
+        let lake = lake(&store, scratch.path());
+        let ask = |port: u16| Question {
+            ip: "198.51.100.2".parse().unwrap(),
+            port,
+            at: parse_time("2026-11-23T10:00:00Z").unwrap(),
+            protocol: Some(6),
+            window: 2_000_000,
+            lookback: DEFAULT_LOOKBACK,
+        };
+        let named = |a: &crate::attribution::Answer| {
+            let mut v: Vec<(String, String)> = a
+                .attribution
+                .matches
+                .iter()
+                .map(|c| {
+                    let reading = c.rule.as_ref().unwrap().reading.unwrap();
+                    (format!("{reading:?}"), c.src_ip.unwrap().to_string())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        // Port 2960 of the second address: subscriber 34 (linear) or 33 (per address).
+        let a = attribute(&lake, &ask(2960)).await.unwrap();
+        assert!(a.attribution.ambiguous, "{:?}", a.attribution);
+        assert_eq!(
+            named(&a),
+            vec![
+                ("Linear".into(), "100.64.32.35".into()),
+                ("PerAddress".into(), "100.64.32.34".into())
+            ]
+        );
+        // The serialized answer says why: each computed candidate is marked contested.
+        let json = serde_json::to_value(&a).unwrap();
+        let matches = json["matches"].as_array().unwrap();
+        assert_eq!(matches.len(), 2);
+        assert!(
+            matches.iter().all(|m| m["rule"]["contested"] == true),
+            "{json}"
+        );
+        // Port 1500: both readings name subscriber 33.
+        let a = attribute(&lake, &ask(1500)).await.unwrap();
+        assert!(!a.attribution.ambiguous, "{:?}", a.attribution);
+        assert_eq!(
+            named(&a),
+            vec![
+                ("Linear".into(), "100.64.32.34".into()),
+                ("PerAddress".into(), "100.64.32.34".into())
+            ]
+        );
+    }
 }
