@@ -147,6 +147,10 @@ fn evidence_json(c: &Candidate) -> Vec<Value> {
             "valid_until": r.valid_until.map(format_time),
             "order": r.order,
             "inside_prefix_len": r.inside_prefix_len,
+            // Junos with a block size that does not divide its port range has two readings;
+            // a contested candidate is one the other reading contradicts.
+            "reading": r.reading,
+            "contested": r.contested,
         })],
         None => c
             .evidence
@@ -517,5 +521,8 @@ mod tests {
         assert_eq!(m["evidence"][0]["entry"], "cgn1-a");
         assert_eq!(m["evidence"][0]["valid_from"], "2023-11-01T00:00:00Z");
         assert_eq!(m["evidence"][0]["valid_until"], Value::Null);
+        // One reading only (sequential): nothing contests it.
+        assert_eq!(m["evidence"][0]["reading"], Value::Null);
+        assert_eq!(m["evidence"][0]["contested"], false);
     }
 }
