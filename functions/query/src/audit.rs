@@ -6,7 +6,7 @@
 //! who asked, when, what (`asked_ip` / `asked_port` / `asked_at` for single questions; the whole request as JSON text)
 //! and who was named (subscribers and inside addresses, over every answer of a batch).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use duckdb::{Connection, params};
 use natlake_core::time::parse_time;
@@ -114,7 +114,7 @@ pub fn load(conn: &Connection, root: &Path) -> Result<Loaded, QueryError> {
     let mut loaded = Loaded::default();
     {
         let mut app = conn.appender("audit_stage")?;
-        for path in json_files(&root.join("audit")) {
+        for path in crate::sql::files_with_extension(&root.join("audit"), "json", false) {
             let key = path
                 .strip_prefix(root)
                 .map(|p| p.to_string_lossy().into_owned())
@@ -156,26 +156,6 @@ fn join(items: &[String]) -> String {
         .map(|s| s.replace(SEP, ""))
         .collect::<Vec<_>>()
         .join(&SEP.to_string())
-}
-
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[cfg(test)]

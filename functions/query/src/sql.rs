@@ -31,7 +31,9 @@ impl OutputFormat {
     }
 }
 
-fn has_parquet(dir: &Path) -> bool {
+/// Files under `dir` (recursively) whose extension is `ext`, sorted; `first` stops at one.
+pub(crate) fn files_with_extension(dir: &Path, ext: &str, first: bool) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
@@ -41,12 +43,20 @@ fn has_parquet(dir: &Path) -> bool {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                return true;
+            } else if p.extension().is_some_and(|x| x == ext) {
+                out.push(p);
+                if first {
+                    return out;
+                }
             }
         }
     }
-    false
+    out.sort();
+    out
+}
+
+fn has_parquet(dir: &Path) -> bool {
+    !files_with_extension(dir, "parquet", true).is_empty()
 }
 
 fn sql_type<R>(c: &Column<R>) -> &'static str {
