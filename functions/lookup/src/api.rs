@@ -191,6 +191,7 @@ pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
         "query": {
             "ip": q.ip.to_string(), "port": q.port, "at": format_time(q.at), "protocol": q.protocol,
             "window_ms": q.window / 1000,
+            "dst_ip": q.dst_ip.map(|i| i.to_string()), "dst_port": q.dst_port,
         },
         "matches": a.attribution.matches.iter().map(|c| candidate_json(a, c)).collect::<Vec<_>>(),
         "ambiguous": a.attribution.ambiguous,

@@ -67,6 +67,16 @@ pub fn question(p: &Params) -> Result<Question, String> {
         protocol: proto(p)?,
         window: seconds(p, "window", DEFAULT_WINDOW, 3600.0)?,
         lookback: seconds(p, "lookback", DEFAULT_LOOKBACK, 7.0 * 86400.0)?,
+        dst_ip: p
+            .get("dst_ip")
+            .filter(|s| !s.trim().is_empty())
+            .map(|_| ip(p, "dst_ip"))
+            .transpose()?,
+        dst_port: p
+            .get("dst_port")
+            .filter(|s| !s.trim().is_empty())
+            .map(|v| port(v, "dst_port"))
+            .transpose()?,
     })
 }
 
@@ -194,6 +204,19 @@ mod tests {
                 ("proto", "carrier-pigeon")
             ])
             .starts_with("proto:")
+        );
+        let base = [("ip", "1.1.1.1"), ("port", "1"), ("at", "1700000000")];
+        let with = |k: &'static str, v: &'static str| {
+            let mut v2 = base.to_vec();
+            v2.push((k, v));
+            v2
+        };
+        assert!(e(&with("dst_ip", "example.com")).starts_with("dst_ip:"));
+        assert!(e(&with("dst_port", "99999")).starts_with("dst_port:"));
+        let q = question(&p(&with("dst_ip", "203.0.113.80"))).unwrap();
+        assert_eq!(
+            (q.dst_ip, q.dst_port),
+            (Some("203.0.113.80".parse().unwrap()), None)
         );
     }
 

@@ -24,6 +24,26 @@ pub struct Question {
     /// How far before `at` to look for the event that opened the mapping (and after it for the
     /// one that closed it).
     pub lookback: Micros,
+    /// The destination the abuse report names, when it names one: mappings whose logs carry a
+    /// different destination are left out. Mappings logged without one (port blocks, address
+    /// bindings, sessions without destinations) cannot be excluded and stay.
+    pub dst_ip: Option<IpAddr>,
+    pub dst_port: Option<u16>,
+}
+
+impl Question {
+    /// Whether a mapping's logged destination is consistent with the one asked about.
+    fn destination_fits(&self, iv: &correlate::Interval) -> bool {
+        let ip_fits = match (self.dst_ip, iv.dst_ip) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        };
+        let port_fits = match (self.dst_port, iv.dst_port) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        };
+        ip_fits && port_fits
+    }
 }
 
 pub const DEFAULT_WINDOW: Micros = 2_000_000;
@@ -390,7 +410,8 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         })
         .collect();
     let range_start = layout::hour_start(from) * 1_000_000;
-    let ivs = correlate::intervals(rows, range_start);
+    let mut ivs = correlate::intervals(rows, range_start);
+    ivs.retain(|iv| q.destination_fits(iv));
     Ok(Answer {
         attribution: correlate::attribute(ivs, q.at, q.window),
         read_from: from,
@@ -463,6 +484,8 @@ mod tests {
             protocol: None,
             window: DEFAULT_WINDOW,
             lookback: DEFAULT_LOOKBACK,
+            dst_ip: None,
+            dst_port: None,
         };
         let a = attribute(&lake, &ask(2000, T0 + 30_000_000)).await.unwrap();
         assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
@@ -514,6 +537,8 @@ mod tests {
             protocol: None,
             window: DEFAULT_WINDOW,
             lookback: DEFAULT_LOOKBACK,
+            dst_ip: None,
+            dst_port: None,
         };
         let a = attribute(&lake, &q).await.unwrap();
         assert!(a.errors.is_empty(), "{:?}", a.errors);
@@ -523,5 +548,96 @@ mod tests {
             Some("sub-old")
         );
         assert_eq!(a.enrichment_of(&a.attribution.matches[0]), None);
+    }
+
+    /// Port reuse inside the window: two subscribers on one public port. Without a destination
+    /// the answer names both and is ambiguous; the reported destination picks the one whose
+    /// logged session went there; a destination neither went to names no one.
+    #[tokio::test]
+    async fn a_reported_destination_narrows_port_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = vec![
+            nat_row(
+                T0 + 10_000_000,
+                NatEventKind::SessionCreate,
+                "100.64.0.1",
+                2000,
+                "raw/k.nlraw.zst",
+                0,
+            ),
+            nat_row(
+                T0 + 20_000_000,
+                NatEventKind::SessionDelete,
+                "100.64.0.1",
+                2000,
+                "raw/k.nlraw.zst",
+                1,
+            ),
+        ];
+        let mut other = nat_row(
+            T0 + 21_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.2",
+            2000,
+            "raw/k.nlraw.zst",
+            2,
+        );
+        if let natlake_core::model::Event::Nat(e) = &mut other.event {
+            e.dst_ip = "192.0.2.9".parse().ok();
+            e.dst_port = Some(25);
+        }
+        rows.push(other);
+        for (o, bytes) in
+            writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap()
+        {
+            let path = dir.path().join(&o.key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let lake = Lake::open(
+            &format!("file://{}", dir.path().display()),
+            &dir.path().join("scratch"),
+        )
+        .unwrap();
+        let ask = |dst_ip: Option<&str>, dst_port: Option<u16>| Question {
+            ip: "198.51.100.7".parse().unwrap(),
+            port: 2000,
+            at: T0 + 20_500_000,
+            protocol: None,
+            window: DEFAULT_WINDOW,
+            lookback: DEFAULT_LOOKBACK,
+            dst_ip: dst_ip.map(|d| d.parse().unwrap()),
+            dst_port,
+        };
+        let inside = |a: &Answer| -> Vec<String> {
+            a.attribution
+                .matches
+                .iter()
+                .filter_map(|c| c.src_ip.map(|i| i.to_string()))
+                .collect()
+        };
+        let a = attribute(&lake, &ask(None, None)).await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        assert_eq!(a.attribution.matches.len(), 2);
+        let a = attribute(&lake, &ask(Some("192.0.2.9"), None))
+            .await
+            .unwrap();
+        assert_eq!(
+            (inside(&a), a.attribution.ambiguous),
+            (vec!["100.64.0.2".to_string()], false)
+        );
+        let a = attribute(&lake, &ask(Some("203.0.113.80"), Some(443)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (inside(&a), a.attribution.ambiguous),
+            (vec!["100.64.0.1".to_string()], false)
+        );
+        let a = attribute(&lake, &ask(None, Some(25))).await.unwrap();
+        assert_eq!(inside(&a), vec!["100.64.0.2".to_string()]);
+        let a = attribute(&lake, &ask(Some("198.18.0.1"), None))
+            .await
+            .unwrap();
+        assert!(a.attribution.matches.is_empty(), "{a:?}");
     }
 }

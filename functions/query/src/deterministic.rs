@@ -169,6 +169,8 @@ valid_from = "2026-11-20T00:00:00Z"
             protocol: Some(6),
             window: 2_000_000,
             lookback: DEFAULT_LOOKBACK,
+            dst_ip: None,
+            dst_port: None,
         }
     }
 
@@ -369,6 +371,8 @@ valid_from = "2026-11-01T00:00:00Z"
             protocol: Some(6),
             window: 2_000_000,
             lookback: DEFAULT_LOOKBACK,
+            dst_ip: None,
+            dst_port: None,
         };
         let named = |a: &crate::attribution::Answer| {
             let mut v: Vec<(String, String)> = a
