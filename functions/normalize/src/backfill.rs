@@ -1,7 +1,8 @@
-//! One-shot normalizing of raw objects already in a store (`normalize run`): the backfill loop
-//! without a progress bar, so the small `normalize` binary (no DuckDB) can convert a store and
-//! the conversion benchmark can time it. Resumable: objects with a done-marker are skipped unless
-//! `force`; failures are retried, recorded as dead letters and counted, never dropped.
+//! One-shot normalizing of raw objects already in a store: the backfill loop shared by
+//! `normalize run` (the small binary, no DuckDB; what the conversion benchmark times) and
+//! `natlake normalize` (which adds a progress bar). Resumable: objects with a done-marker are
+//! skipped unless `force`; failures are retried, recorded as dead letters and counted, never
+//! dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,66 +79,83 @@ impl Counters {
     }
 }
 
-/// Normalizes `keys`, `workers` at a time, printing a progress line to stderr every
-/// `progress_every` (zero: never).
+/// Where a run reports: messages about single objects, and each object finished.
+pub trait Observer: Sync {
+    fn println(&self, msg: String);
+    fn step(&self, _counters: &Counters) {}
+}
+
+/// Messages to stderr, nothing per object.
+pub struct Stderr;
+
+impl Observer for Stderr {
+    fn println(&self, msg: String) {
+        eprintln!("{msg}");
+    }
+}
+
+/// A progress line on stderr every `every` until aborted (zero: none).
+pub fn progress_lines(
+    counters: Arc<Counters>,
+    total: usize,
+    every: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    (!every.is_zero()).then(|| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                eprintln!("normalize: {}", counters.line(total));
+            }
+        })
+    })
+}
+
+/// Normalizes `keys`, `workers` at a time, counting into `counters`.
 pub async fn run(
     store: &Arc<dyn ObjectStore>,
     cfg: &NormalizeConfig,
     keys: Vec<String>,
     workers: usize,
     force: bool,
-    progress_every: Duration,
+    counters: &Counters,
+    observer: &dyn Observer,
 ) -> Summary {
     let total = keys.len();
     let started = Instant::now();
-    let counters = Arc::new(Counters::default());
-    let ticker = (!progress_every.is_zero()).then(|| {
-        let c = counters.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(progress_every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                eprintln!("normalize: {}", c.line(total));
-            }
-        })
-    });
     futures::stream::iter(keys)
-        .for_each_concurrent(workers.max(1), |key| {
-            let c = &counters;
-            async move {
-                let done = !force
-                    && match is_done(store, &key).await {
-                        Ok(d) => d,
-                        Err(e) => {
-                            // Normalizing again is harmless (same output keys): do it.
-                            eprintln!("checking {key}: {e}; normalizing it");
-                            false
-                        }
-                    };
-                if done {
-                    c.skipped.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    match normalize_with_retry(store, &key, cfg, 3).await {
-                        Ok(r) => {
-                            c.normalized.fetch_add(1, Ordering::Relaxed);
-                            c.records.fetch_add(r.records, Ordering::Relaxed);
-                            c.events.fetch_add(r.events, Ordering::Relaxed);
-                            c.rejects.fetch_add(r.rejects, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            c.failed.fetch_add(1, Ordering::Relaxed);
-                            eprintln!("failed: {key}: {e}");
-                        }
+        .for_each_concurrent(workers.max(1), |key| async move {
+            let c = counters;
+            let done = !force
+                && match is_done(store, &key).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Normalizing again is harmless (same output keys): do it.
+                        observer.println(format!("checking {key}: {e}; normalizing it"));
+                        false
+                    }
+                };
+            if done {
+                c.skipped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                match normalize_with_retry(store, &key, cfg, 3).await {
+                    Ok(r) => {
+                        c.normalized.fetch_add(1, Ordering::Relaxed);
+                        c.records.fetch_add(r.records, Ordering::Relaxed);
+                        c.events.fetch_add(r.events, Ordering::Relaxed);
+                        c.rejects.fetch_add(r.rejects, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        c.failed.fetch_add(1, Ordering::Relaxed);
+                        observer.println(format!("failed: {key}: {e}"));
                     }
                 }
-                c.seen.fetch_add(1, Ordering::Relaxed);
             }
+            c.seen.fetch_add(1, Ordering::Relaxed);
+            observer.step(c);
         })
         .await;
-    if let Some(t) = ticker {
-        t.abort();
-    }
     counters.summary(total, started.elapsed().as_secs_f64())
 }
 

@@ -124,7 +124,21 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listing {prefix}"))?;
             eprintln!("normalize: {} raw objects under {prefix}", keys.len());
-            let summary = backfill::run(&store, &cfg, keys, workers, force, progress_every).await;
+            let counters = std::sync::Arc::new(backfill::Counters::default());
+            let lines = backfill::progress_lines(counters.clone(), keys.len(), progress_every);
+            let summary = backfill::run(
+                &store,
+                &cfg,
+                keys,
+                workers,
+                force,
+                &counters,
+                &backfill::Stderr,
+            )
+            .await;
+            if let Some(l) = lines {
+                l.abort();
+            }
             println!("{}", serde_json::to_string(&summary)?);
             anyhow::ensure!(
                 summary.failed == 0,

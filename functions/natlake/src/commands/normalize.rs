@@ -7,12 +7,12 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use natlake_normalize::handler::{NormalizeConfig, is_done, normalize_with_retry};
+use natlake_normalize::backfill::{self, Counters};
+use natlake_normalize::handler::NormalizeConfig;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,58 +47,15 @@ pub struct Args {
 
 /// An hour label (`YYYY-MM-DDTHH`) from a flag: an hour label itself, RFC 3339 or epoch seconds.
 pub(crate) fn hour_of(flag: &str, v: &str) -> anyhow::Result<String> {
-    if natlake_core::lake::layout::parse_hour_label(v.trim()).is_some() {
-        return Ok(v.trim().to_string());
-    }
-    let t = natlake_core::time::parse_time(v).with_context(|| {
+    backfill::hour_of(v).with_context(|| {
         format!("--{flag} {v:?}: expected an hour (2026-11-23T10), RFC 3339 or epoch seconds")
-    })?;
-    Ok(natlake_core::lake::layout::hour_label(t))
-}
-
-/// What a run did, so far or in the end.
-#[derive(Default)]
-struct Counters {
-    seen: AtomicU64,
-    normalized: AtomicU64,
-    skipped: AtomicU64,
-    failed: AtomicU64,
-    events: AtomicU64,
-    rejects: AtomicU64,
-}
-
-impl Counters {
-    fn line(&self, total: usize) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
-            "{}/{total} objects: {} normalized, {} skipped (done before), {} failed; {} events, {} rejects",
-            g(&self.seen),
-            g(&self.normalized),
-            g(&self.skipped),
-            g(&self.failed),
-            g(&self.events),
-            g(&self.rejects)
-        )
-    }
-
-    fn json(&self, total: usize, secs: f64) -> serde_json::Value {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        serde_json::json!({
-            "objects": total,
-            "normalized": g(&self.normalized),
-            "skipped": g(&self.skipped),
-            "failed": g(&self.failed),
-            "events": g(&self.events),
-            "rejects": g(&self.rejects),
-            "seconds": (secs * 1000.0).round() / 1000.0,
-        })
-    }
+    })
 }
 
 /// Progress on stderr: a bar on a terminal, periodic plain lines elsewhere.
 enum Progress {
     Bar(ProgressBar),
-    Lines(tokio::task::JoinHandle<()>),
+    Lines(Option<tokio::task::JoinHandle<()>>),
 }
 
 impl Progress {
@@ -113,16 +70,29 @@ impl Progress {
             bar.set_style(style);
             Progress::Bar(bar)
         } else {
-            let counters = counters.clone();
             let every = every.max(Duration::from_millis(100));
-            Progress::Lines(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    eprintln!("normalize: {}", counters.line(total));
+            Progress::Lines(backfill::progress_lines(counters.clone(), total, every))
+        }
+    }
+
+    fn finish(self) {
+        match self {
+            Progress::Bar(bar) => bar.finish_and_clear(),
+            Progress::Lines(task) => {
+                if let Some(t) = task {
+                    t.abort();
                 }
-            }))
+            }
+        }
+    }
+}
+
+impl backfill::Observer for Progress {
+    /// Prints above the bar (or plainly).
+    fn println(&self, msg: String) {
+        match self {
+            Progress::Bar(bar) => bar.println(msg),
+            Progress::Lines(_) => eprintln!("{msg}"),
         }
     }
 
@@ -137,21 +107,6 @@ impl Progress {
                 g(&counters.events)
             ));
             bar.inc(1);
-        }
-    }
-
-    /// Prints above the bar (or plainly).
-    fn println(&self, msg: String) {
-        match self {
-            Progress::Bar(bar) => bar.println(msg),
-            Progress::Lines(_) => eprintln!("{msg}"),
-        }
-    }
-
-    fn finish(self) {
-        match self {
-            Progress::Bar(bar) => bar.finish_and_clear(),
-            Progress::Lines(task) => task.abort(),
         }
     }
 }
@@ -189,53 +144,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         since.as_deref().unwrap_or("any"),
         until.as_deref().unwrap_or("any")
     );
-    let started = Instant::now();
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(total, &counters, args.progress_every);
-    let store = Arc::new(store);
-    futures::stream::iter(keys)
-        .for_each_concurrent(args.workers.max(1), |key| {
-            let (store, cfg, c, progress) = (store.clone(), cfg.clone(), &counters, &progress);
-            async move {
-                let done = if args.force {
-                    false
-                } else {
-                    match is_done(&store, &key).await {
-                        Ok(d) => d,
-                        Err(e) => {
-                            // Normalizing again is harmless (same output keys): do it.
-                            progress.println(format!("checking {key}: {e}; normalizing it"));
-                            false
-                        }
-                    }
-                };
-                if done {
-                    c.skipped.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    match normalize_with_retry(&store, &key, &cfg, 3).await {
-                        Ok(r) => {
-                            c.normalized.fetch_add(1, Ordering::Relaxed);
-                            c.events.fetch_add(r.events, Ordering::Relaxed);
-                            c.rejects.fetch_add(r.rejects, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            c.failed.fetch_add(1, Ordering::Relaxed);
-                            progress.println(format!("failed: {key}: {e}"));
-                        }
-                    }
-                }
-                c.seen.fetch_add(1, Ordering::Relaxed);
-                progress.step(c);
-            }
-        })
-        .await;
+    let summary = backfill::run(
+        &store,
+        &cfg,
+        keys,
+        args.workers,
+        args.force,
+        &counters,
+        &progress,
+    )
+    .await;
     progress.finish();
     eprintln!("normalize: {}", counters.line(total));
-    println!("{}", counters.json(total, started.elapsed().as_secs_f64()));
-    let failed = counters.failed.load(Ordering::Relaxed);
+    println!("{}", serde_json::to_string(&summary)?);
     anyhow::ensure!(
-        failed == 0,
-        "{failed} objects failed (recorded under _state/dead-letter/); run again to retry them"
+        summary.failed == 0,
+        "{} objects failed (recorded under _state/dead-letter/); run again to retry them",
+        summary.failed
     );
     Ok(())
 }
