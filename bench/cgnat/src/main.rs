@@ -54,6 +54,26 @@ enum Cmd {
     },
 }
 
+/// The generated day's shape (shared by `gen` and `mix`).
+#[derive(clap::Args)]
+pub(crate) struct DayArgs {
+    #[arg(long, default_value_t = 20_000)]
+    pub subscribers: u32,
+    /// Public addresses in the pool (paired pooling: a subscriber always gets the same one).
+    #[arg(long, default_value_t = 64)]
+    pub public_ips: u32,
+    /// New sessions per subscriber per hour.
+    #[arg(long, default_value_t = 10.0)]
+    pub sessions_per_hour: f64,
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// First hour, Unix seconds (default 2026-11-01T00:00:00Z).
+    #[arg(long, default_value_t = 1_793_491_200)]
+    pub start: i64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
 #[derive(clap::Args)]
 struct GenArgs {
     /// Store URL the raw objects go to (file:///… or s3://…).
@@ -65,21 +85,8 @@ struct GenArgs {
     /// Every event as CSV for PostgreSQL's COPY (optional).
     #[arg(long)]
     csv: Option<PathBuf>,
-    #[arg(long, default_value_t = 20_000)]
-    subscribers: u32,
-    /// Public addresses in the pool (paired pooling: a subscriber always gets the same one).
-    #[arg(long, default_value_t = 64)]
-    public_ips: u32,
-    /// New sessions per subscriber per hour.
-    #[arg(long, default_value_t = 10.0)]
-    sessions_per_hour: f64,
-    #[arg(long, default_value_t = 24)]
-    hours: u32,
-    /// First hour, Unix seconds (default 2026-11-01T00:00:00Z).
-    #[arg(long, default_value_t = 1_793_491_200)]
-    start: i64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    day: DayArgs,
     /// Sessions sampled into the ground truth.
     #[arg(long, default_value_t = 5_000)]
     questions: usize,
@@ -262,7 +269,7 @@ impl RawSink {
 }
 
 async fn generate(a: GenArgs) -> anyhow::Result<()> {
-    if a.public_ips == 0 || a.public_ips > 1000 || a.subscribers == 0 {
+    if a.day.public_ips == 0 || a.day.public_ips > 1000 || a.day.subscribers == 0 {
         bail!("--public-ips must be 1..=1000 and --subscribers positive");
     }
     let store = natlake_store::open(&a.store, &Default::default())?;
@@ -273,14 +280,14 @@ async fn generate(a: GenArgs) -> anyhow::Result<()> {
         objects: 0,
         bytes: 0,
     };
-    let mut rng = SmallRng::seed_from_u64(a.seed);
+    let mut rng = SmallRng::seed_from_u64(a.day.seed);
     let mut csv = match &a.csv {
         Some(p) => Some(BufWriter::new(std::fs::File::create(p)?)),
         None => None,
     };
-    let day_start = a.start * SEC;
-    let day_end = day_start + i64::from(a.hours) * 3600 * SEC;
-    let per_hour = (f64::from(a.subscribers) * a.sessions_per_hour).round() as usize;
+    let day_start = a.day.start * SEC;
+    let day_end = day_start + i64::from(a.day.hours) * 3600 * SEC;
+    let per_hour = (f64::from(a.day.subscribers) * a.day.sessions_per_hour).round() as usize;
     // Reservoir sample of sessions for the truth file.
     let mut truth: Vec<Session> = Vec::with_capacity(a.questions);
     let mut seen = 0usize;
@@ -291,7 +298,7 @@ async fn generate(a: GenArgs) -> anyhow::Result<()> {
     let mut next_id = 0usize;
     let (mut events, mut exhausted) = (0u64, 0u64);
     let mut buf = String::with_capacity(256);
-    for h in 0..i64::from(a.hours) {
+    for h in 0..i64::from(a.day.hours) {
         let hour = day_start + h * 3600 * SEC;
         let mut starts: Vec<i64> = (0..per_hour)
             .map(|_| hour + rng.random_range(0..3600 * SEC))
@@ -309,8 +316,8 @@ async fn generate(a: GenArgs) -> anyhow::Result<()> {
                     events += 1;
                 }
             }
-            let sub = rng.random_range(0..a.subscribers);
-            let public = PUBLIC_BASE + sub % a.public_ips;
+            let sub = rng.random_range(0..a.day.subscribers);
+            let public = PUBLIC_BASE + sub % a.day.public_ips;
             let proto = if rng.random_bool(0.7) { 6 } else { 17 };
             let end = start + duration(&mut rng);
             let mut xport = None;
@@ -395,7 +402,7 @@ async fn generate(a: GenArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "subscribers": a.subscribers, "public_ips": a.public_ips, "hours": a.hours,
+            "subscribers": a.day.subscribers, "public_ips": a.day.public_ips, "hours": a.day.hours,
             "sessions": next_id, "events": events, "left_open": open.len(),
             "port_exhausted": exhausted, "raw_objects": sink.objects, "raw_bytes": sink.bytes,
             "truth": truth.len(),

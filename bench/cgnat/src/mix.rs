@@ -46,20 +46,8 @@ pub struct MixArgs {
     /// The same rows as CSV with a header (for DuckDB's read_csv).
     #[arg(long)]
     csv: Option<PathBuf>,
-    #[arg(long, default_value_t = 20_000)]
-    subscribers: u32,
-    #[arg(long, default_value_t = 64)]
-    public_ips: u32,
-    /// New sessions per subscriber per hour.
-    #[arg(long, default_value_t = 10.0)]
-    sessions_per_hour: f64,
-    #[arg(long, default_value_t = 24)]
-    hours: u32,
-    /// First hour, Unix seconds (default 2026-11-01T00:00:00Z).
-    #[arg(long, default_value_t = 1_793_491_200)]
-    start: i64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    #[command(flatten)]
+    day: crate::DayArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -729,7 +717,7 @@ async fn emit(
 }
 
 pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
-    if a.public_ips < 20 || a.public_ips > 1000 || a.subscribers == 0 {
+    if a.day.public_ips < 20 || a.day.public_ips > 1000 || a.day.subscribers == 0 {
         bail!("--public-ips must be 20..=1000 (each device needs one) and --subscribers positive");
     }
     let mut sinks = Sinks {
@@ -757,13 +745,13 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
     if let Some(c) = &mut outs.csv {
         writeln!(c, "{COLUMNS}")?;
     }
-    let mut rng = SmallRng::seed_from_u64(a.seed);
+    let mut rng = SmallRng::seed_from_u64(a.day.seed);
     let popular: Vec<Ipv4Addr> = (0..2000)
         .map(|_| Ipv4Addr::from(rng.random_range(0x0100_0000u32..0xdf00_0000)))
         .collect();
-    let day_start = a.start * SEC;
-    let day_end = day_start + i64::from(a.hours) * 3600 * SEC;
-    let per_hour = (f64::from(a.subscribers) * a.sessions_per_hour).round() as usize;
+    let day_start = a.day.start * SEC;
+    let day_end = day_start + i64::from(a.day.hours) * 3600 * SEC;
+    let per_hour = (f64::from(a.day.subscribers) * a.day.sessions_per_hour).round() as usize;
     let mut ports: HashMap<(u32, u8, u16), i64> = HashMap::new();
     let mut closes: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
     let mut open: HashMap<usize, Session> = HashMap::new();
@@ -771,7 +759,7 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
     let (mut records, mut rows, mut exhausted) = (0u64, 0u64, 0u64);
     let mut by_device: HashMap<&'static str, u64> = HashMap::new();
     let mut buf = String::with_capacity(1024);
-    for h in 0..i64::from(a.hours) {
+    for h in 0..i64::from(a.day.hours) {
         let hour = day_start + h * 3600 * SEC;
         let mut starts: Vec<i64> = (0..per_hour)
             .map(|_| hour + rng.random_range(0..3600 * SEC))
@@ -789,10 +777,10 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
                     rows += n;
                 }
             }
-            let sub = rng.random_range(0..a.subscribers);
-            let pi = sub % a.public_ips;
-            let public = public_of(pi, a.public_ips);
-            let device = device_of(pi, a.public_ips);
+            let sub = rng.random_range(0..a.day.subscribers);
+            let pi = sub % a.day.public_ips;
+            let public = public_of(pi, a.day.public_ips);
+            let device = device_of(pi, a.day.public_ips);
             let r: f64 = rng.random();
             let (proto, dport) = if r < 0.62 {
                 (6, 443)
@@ -875,7 +863,7 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "subscribers": a.subscribers, "public_ips": a.public_ips, "hours": a.hours,
+            "subscribers": a.day.subscribers, "public_ips": a.day.public_ips, "hours": a.day.hours,
             "sessions": next_id, "sessions_by_format": by_device, "records": records,
             "rows": rows, "rows_by_table": outs.rows, "left_open": open.len(),
             "port_exhausted": exhausted, "raw_objects": sinks.objects, "raw_bytes": sinks.bytes,
