@@ -93,86 +93,47 @@ async fn run() -> anyhow::Result<()> {
         "{want:?}"
     );
 
+    // `natlake sql` on the S3 store through the copy in `m`, with extra flags.
+    let s3_sql = |extra: &[&str], query: &str| -> anyhow::Result<(Vec<Value>, String)> {
+        let mut args = vec![
+            "sql",
+            "--store",
+            url.as_str(),
+            "--mirror-dir",
+            m,
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        args.push(query);
+        let (out, err) = natlake(&weed, &args)?;
+        Ok((rows(&out)?, err))
+    };
+    let ten = ["--since", "2026-11-23T10", "--until", "2026-11-23T10"];
+
     // 1. The whole lake: the same answer as the local store; the audit record is a row.
-    let (out, err) = natlake(
-        &weed,
-        &[
-            "sql",
-            "--store",
-            &url,
-            "--mirror-dir",
-            m,
-            "--output",
-            "json",
-            COUNT,
-        ],
-    )?;
-    ensure!(rows(&out)? == want, "s3 {out} vs local {want:?}");
+    let (got, err) = s3_sql(&[], COUNT)?;
+    ensure!(got == want, "s3 {got:?} vs local {want:?}");
     ensure!(err.contains("fetched"), "{err}");
-    let (out, _) = natlake(
-        &weed,
-        &[
-            "sql",
-            "--store",
-            &url,
-            "--mirror-dir",
-            m,
-            "--output",
-            "json",
-            "SELECT who, asked_ip, asked_port, named_subscribers[1] AS sub FROM audit",
-        ],
+    let (a, _) = s3_sql(
+        &[],
+        "SELECT who, asked_ip, asked_port, named_subscribers[1] AS sub FROM audit",
     )?;
-    let a = rows(&out)?;
-    ensure!(a.len() == 1, "{out}");
+    ensure!(a.len() == 1, "{a:?}");
     ensure!(
         a[0]["who"] == "desk" && a[0]["asked_ip"] == "198.51.100.7",
-        "{out}"
+        "{a:?}"
     );
     ensure!(
         a[0]["asked_port"] == 4000 && a[0]["sub"] == "sub-9",
-        "{out}"
+        "{a:?}"
     );
 
     // 2. One hour asked for: only that hour is in the copy (the other is removed from it).
-    let (out, err) = natlake(
-        &weed,
-        &[
-            "sql",
-            "--store",
-            &url,
-            "--mirror-dir",
-            m,
-            "--since",
-            "2026-11-23T10",
-            "--until",
-            "2026-11-23T10",
-            "--output",
-            "json",
-            COUNT,
-        ],
-    )?;
-    ensure!(rows(&out)? == want[..1], "{out} vs {:?}; {err}", &want[..1]);
-    let (out, _) = natlake(
-        &weed,
-        &[
-            "sql",
-            "--store",
-            &url,
-            "--mirror-dir",
-            m,
-            "--since",
-            "2026-11-23T10",
-            "--until",
-            "2026-11-23T10",
-            "--output",
-            "json",
-            "SELECT count(*) AS n FROM audit",
-        ],
-    )?;
-    ensure!(
-        rows(&out)?[0]["n"] == 0,
-        "the 11h audit record is outside: {out}"
-    );
+    let (got, err) = s3_sql(&ten, COUNT)?;
+    ensure!(got == want[..1], "{got:?} vs {:?}; {err}", &want[..1]);
+    let (got, _) = s3_sql(&ten, "SELECT count(*) AS n FROM audit")?;
+    ensure!(got[0]["n"] == 0, "the 11h audit record is outside: {got:?}");
 
     // 3. The 11h objects leave the store (as when compaction replaces files): after a run over
     // everything, the copy no longer counts them.
@@ -182,20 +143,8 @@ async fn run() -> anyhow::Result<()> {
         s3.delete(&object_store::path::Path::from(k.as_str()))
             .await?;
     }
-    let (out, err) = natlake(
-        &weed,
-        &[
-            "sql",
-            "--store",
-            &url,
-            "--mirror-dir",
-            m,
-            "--output",
-            "json",
-            COUNT,
-        ],
-    )?;
-    ensure!(rows(&out)? == want[..1], "{out}; {err}");
+    let (got, err) = s3_sql(&[], COUNT)?;
+    ensure!(got == want[..1], "{got:?}; {err}");
 
     // A store that cannot be read is a clear error, not an empty answer.
     let bad = Command::new(NATLAKE)

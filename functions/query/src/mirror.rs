@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::QueryError;
 
@@ -83,18 +84,26 @@ async fn fetch(
     dest: &FsPath,
 ) -> Result<u64, QueryError> {
     let path = dest.join(meta.location.as_ref());
-    let bytes = store.get(&meta.location).await?.bytes().await?;
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await?;
     }
-    // Written aside and renamed, so a reader never sees half an object under its real name.
+    // Streamed to disk (a compacted hour can be large; eight are fetched at once), written
+    // aside and renamed, so a reader never sees half an object under its real name.
     let tmp = path.with_extension(format!("mirror-tmp{}", std::process::id()));
-    tokio::fs::write(&tmp, &bytes).await?;
-    let file = std::fs::File::options().write(true).open(&tmp)?;
-    file.set_modified(SystemTime::from(meta.last_modified))?;
-    drop(file);
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    let mut chunks = store.get(&meta.location).await?.into_stream();
+    let mut written = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        file.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+    }
+    file.flush().await?;
+    file.into_std()
+        .await
+        .set_modified(SystemTime::from(meta.last_modified))?;
     tokio::fs::rename(&tmp, &path).await?;
-    Ok(bytes.len() as u64)
+    Ok(written)
 }
 
 /// Removes files under `dir` that are not in `wanted` (and directories left empty).
