@@ -1,25 +1,29 @@
-//! The batcher's writer of raw objects: the same bytes as `natlake_raw::BatchWriter` (one zstd
-//! frame holding the header and the records), cheaper per record.
+//! The batcher's writer of raw objects: the records of `natlake_raw::BatchWriter` (header, then
+//! records), cheaper per record.
 //!
-//! `BatchWriter` hands every record to the zstd stream as four small writes, each a call into
-//! zstd (`ZSTD_compressStream`) that copies a few bytes into its input buffer. Here records are
-//! encoded into a plain staging buffer and zstd gets one write per [`STAGE`] bytes (its block
-//! size), so the per-record cost is the encoding and CRC alone.
+//! `BatchWriter` hands every record to a zstd stream as four small writes, each a call into zstd
+//! (`ZSTD_compressStream`) that copies a few bytes into its input buffer. Here records are encoded
+//! into a plain staging buffer, and every [`FRAME`] bytes of it become one zstd frame, compressed
+//! in one call by a reused context. The object is those frames back to back, which zstd decoders
+//! read as one stream (the raw format allows it). One-shot frames matter: a zstd stream's input
+//! buffer is a ring of one window (512 KiB at level 1), and once it wraps, every block is
+//! matched in zstd's slower external-dictionary mode; measured on bench/relay.sh's lines that
+//! cost 0.82 µs per line at level 1 against 0.68 µs in 1 MiB frames, for 0.05 % more bytes.
 //!
 //! The record encoding is written out here rather than through `natlake_raw::encode_parts`:
 //! the fixed part and the payload are laid down first and the CRC runs once over both, in place,
 //! from a hasher cloned from one made at start (`crc32fast::Hasher::new` detects the CPU's
-//! SIMD support on every call). A unit test checks the bytes against `BatchWriter`'s.
+//! SIMD support on every call). A unit test checks the plaintext against `BatchWriter`'s.
 
-use std::io::Write;
+use std::io::Cursor;
 use std::net::SocketAddr;
 
 use natlake_raw::{BatchHeader, InputKind, RawError};
 
 use crate::batch::RECORD_OVERHEAD;
 
-/// Plaintext staged before a write into zstd: one zstd block.
-const STAGE: usize = 128 * 1024;
+/// Plaintext compressed as one zstd frame (a record may take it past this).
+const FRAME: usize = 1024 * 1024;
 
 /// The record's fixed part after length and CRC: time 8, kind, flags, family, reserved,
 /// address 16, port 2 (`natlake_raw`'s layout).
@@ -29,7 +33,9 @@ const PREFIX: usize = 8;
 const _: () = assert!(PREFIX + FIXED_TAIL == RECORD_OVERHEAD as usize);
 
 pub(crate) struct RawWriter {
-    enc: zstd::stream::write::Encoder<'static, Vec<u8>>,
+    comp: zstd::bulk::Compressor<'static>,
+    /// The frames so far.
+    out: Vec<u8>,
     stage: Vec<u8>,
     /// A fresh hasher with the CPU's implementation already chosen.
     crc: crc32fast::Hasher,
@@ -39,11 +45,12 @@ pub(crate) struct RawWriter {
 
 impl RawWriter {
     pub fn new(header: &BatchHeader, level: i32) -> Result<Self, RawError> {
-        let enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
-        let mut stage = Vec::with_capacity(STAGE + 2 * 1024);
+        let comp = zstd::bulk::Compressor::new(level)?;
+        let mut stage = Vec::with_capacity(FRAME + 2 * 1024);
         natlake_raw::encode_header(&mut stage, header)?;
         Ok(Self {
-            enc,
+            comp,
+            out: Vec::new(),
             stage,
             crc: crc32fast::Hasher::new(),
             records: 0,
@@ -93,10 +100,22 @@ impl RawWriter {
         self.stage[at + 4..at + PREFIX].copy_from_slice(&crc.finalize().to_le_bytes());
         self.records += 1;
         self.raw_bytes += RECORD_OVERHEAD + payload.len() as u64;
-        if self.stage.len() >= STAGE {
-            self.enc.write_all(&self.stage)?;
-            self.stage.clear();
+        if self.stage.len() >= FRAME {
+            self.seal()?;
         }
+        Ok(())
+    }
+
+    /// Compresses the staged plaintext into one frame appended to the output.
+    fn seal(&mut self) -> Result<(), RawError> {
+        let start = self.out.len();
+        self.out
+            .reserve(zstd::zstd_safe::compress_bound(self.stage.len()));
+        // The cursor makes zstd write after the frames already there (into reserved capacity).
+        let mut at = Cursor::new(&mut self.out);
+        at.set_position(start as u64);
+        self.comp.compress_to_buffer(&self.stage, &mut at)?;
+        self.stage.clear();
         Ok(())
     }
 
@@ -110,8 +129,11 @@ impl RawWriter {
     }
 
     pub fn finish(mut self) -> Result<Vec<u8>, RawError> {
-        self.enc.write_all(&self.stage)?;
-        Ok(self.enc.finish()?)
+        // An empty batch still holds its header, so the last frame is never empty.
+        if !self.stage.is_empty() {
+            self.seal()?;
+        }
+        Ok(self.out)
     }
 }
 
@@ -156,7 +178,7 @@ mod tests {
     #[test]
     fn same_plaintext_as_batch_writer_and_readable() {
         let h = header();
-        let lines = lines(5_000);
+        let lines = lines(20_000);
         let peers: [Option<SocketAddr>; 3] = [
             None,
             Some("192.0.2.7:514".parse().unwrap()),
@@ -182,14 +204,26 @@ mod tests {
         assert_eq!(a.records(), b.records());
         assert_eq!(a.raw_bytes(), b.raw_bytes());
         let (a, b) = (a.finish().unwrap(), b.finish().unwrap());
-        assert!(plaintext(&b).len() > 600_000, "several stages were written");
+        assert!(plaintext(&b).len() > 2 * FRAME, "three frames were written");
+        assert_eq!(frames(&b), 3);
         assert_eq!(plaintext(&a), plaintext(&b));
         let rd = BatchReader::from_compressed(&b).unwrap();
         assert_eq!(rd.header(), &h);
         let recs: Vec<_> = rd.map(|r| r.unwrap().1).collect();
         assert_eq!(recs.len(), lines.len());
-        assert_eq!(recs[4_999].payload, lines[4_999]);
+        assert_eq!(recs[19_999].payload, lines[19_999]);
         assert_eq!(recs[2].peer, peers[2]);
+    }
+
+    /// The number of zstd frames in an object.
+    fn frames(mut b: &[u8]) -> usize {
+        let mut n = 0;
+        while !b.is_empty() {
+            let len = zstd::zstd_safe::find_frame_compressed_size(b).unwrap();
+            b = &b[len..];
+            n += 1;
+        }
+        n
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The raw batch format: what `edge-relay` writes to `raw/` and the functions read back.
 //!
-//! A raw object is one zstd frame whose content is:
+//! A raw object is one or more zstd frames, back to back, whose content is:
 //!
 //! ```text
 //! magic    b"NLRAW"                     5 bytes
