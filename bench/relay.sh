@@ -7,13 +7,15 @@
 # Environment (all optional):
 #   RATE, DURATION          as the arguments (lines/s, seconds)
 #   CARGO_TARGET_DIR        default $HOME/.cache/natlake/target-relay
-#   RELAY_PORT, RSYSLOG_PORT  loopback UDP ports (default 15514, 15515)
+#   RELAY_PORT, RSYSLOG_PORT, SINK_PORT  loopback UDP ports (default 15514, 15515, 15516)
 #   RCVBUF_MIB              socket receive buffer of both receivers, MiB (default 8, the relay's default)
 #   RELAY_ARGS              extra edge-relay flags (e.g. "--config my.toml")
 #   RSYSLOG_ZIP_LEVEL       omfile zipLevel (default 1: the fastest, like the relay's zstd level 1)
 #   SEND_BATCH              datagrams per sendmmsg (default 32)
 #   DRAIN                   seconds to wait after the load before stopping a receiver (default 3)
 #   SKIP_RSYSLOG=1          edge-relay only;  SKIP_RELAY=1  rsyslog only
+#   SKIP_SINK=1             leave out the kernel floor (`natlake-bench-loadgen sink`: receives
+#                           with recvmmsg like the relay and discards; what the kernel alone costs)
 #   SKIP_BUILD=1            use the binaries already in $CARGO_TARGET_DIR/release
 #   RELAY_BIN               another edge-relay binary to measure (e.g. an older build)
 #   KEEP=1                  keep the temp dir (stores, logs, configs)
@@ -30,6 +32,7 @@ RATE=${1:-${RATE:-200000}}
 DURATION=${2:-${DURATION:-60}}
 RELAY_PORT=${RELAY_PORT:-15514}
 RSYSLOG_PORT=${RSYSLOG_PORT:-15515}
+SINK_PORT=${SINK_PORT:-15516}
 RCVBUF_MIB=${RCVBUF_MIB:-8}
 RSYSLOG_ZIP_LEVEL=${RSYSLOG_ZIP_LEVEL:-1}
 SEND_BATCH=${SEND_BATCH:-32}
@@ -250,6 +253,18 @@ count_rsyslog() {
     gzip -dc "$1/out/bench.log.gz" | "$LOADGEN" count --expect "$EXPECT" --lines -
 }
 
+# --- kernel floor --------------------------------------------------------------------------------
+start_sink() { # DIR PORT
+    exec "$LOADGEN" run --pid-file "$1/pid" --report "$1/rusage" -- \
+        "$LOADGEN" sink --listen "127.0.0.1:$2" --report "$1/sink" --rcvbuf $((RCVBUF_MIB << 20))
+}
+count_sink() {
+    local got
+    got=$(kv "$1/sink" received)
+    printf 'received=%d\nlost=%d\nduplicates=0\n' "$got" $((EXPECT - got))
+}
+
+[[ ${SKIP_SINK:-0} == 1 ]] || run_one kernel-floor "$SINK_PORT" start_sink count_sink
 [[ ${SKIP_RELAY:-0} == 1 ]] || run_one edge-relay "$RELAY_PORT" start_relay count_relay
 [[ ${SKIP_RSYSLOG:-0} == 1 ]] || run_one rsyslog "$RSYSLOG_PORT" start_rsyslog count_rsyslog
 
@@ -257,7 +272,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report --------------------------------------------------------------------------------------
 results=()
-for n in edge-relay rsyslog; do [[ -s $WORK/$n/result ]] && results+=("$WORK/$n/result"); done
+for n in kernel-floor edge-relay rsyslog; do [[ -s $WORK/$n/result ]] && results+=("$WORK/$n/result"); done
 echo
 echo "rate=$RATE lines/s  duration=${DURATION}s  lines=$EXPECT  cpus=$(nproc)  load average before: $LOAD_BEFORE  after: $LOAD_AFTER"
 echo "edge-relay: $("$RELAY" --version 2>/dev/null || echo '?')  rsyslog: $(rsyslogd -v 2>/dev/null | head -n1 | awk '{print $2}')  zipLevel=$RSYSLOG_ZIP_LEVEL  rcvbuf=${RCVBUF_MIB}MiB"

@@ -4,6 +4,7 @@
 //! natlake-bench-loadgen send  --to 127.0.0.1:5514 [--rate 200000] [--duration 60] [--batch 32]
 //! natlake-bench-loadgen count --expect N (--raw DIR | --lines FILE|-)
 //! natlake-bench-loadgen run   --pid-file F --report F -- CMD ARGS...
+//! natlake-bench-loadgen sink  --listen 127.0.0.1:5514 --report F [--rcvbuf BYTES] [--batch 64]
 //! ```
 //!
 //! `send` sends realistic CGNAT syslog lines (~160 bytes: RFC 5424 Juniper `RT_NAT` session
@@ -15,6 +16,12 @@
 //! which lines arrived: it reads the raw objects (`*.nlraw.zst`, decoded with `natlake-raw`)
 //! under a directory, or plain text lines (rsyslog's output, gunzipped), and prints how many
 //! distinct lines of 0..N-1 it saw, duplicates and loss.
+//!
+//! `sink` is the floor under any receiver: it receives datagrams the way the relay's `recvmmsg`
+//! path does (a blocking `recvmmsg(MSG_WAITFORONE)` of `--batch` slots, a 0.5 ms pause after a
+//! call that did not fill them) and throws them away; on SIGTERM it writes how many it received to
+//! `--report`. Its CPU time per datagram is what the kernel charges a receiver on this host before
+//! the receiver does any work of its own.
 //!
 //! `run` starts a command, writes its pid to a file, waits for it and writes its CPU time and
 //! peak RSS from `wait4`'s rusage (so what the process spent while stopping is counted too).
@@ -34,6 +41,7 @@ fn main() -> ExitCode {
         Some("send") => send(&args[1..]),
         Some("count") => count(&args[1..]),
         Some("run") => run(&args[1..]),
+        Some("sink") => sink(&args[1..]),
         _ => Err(usage()),
     };
     match r {
@@ -46,7 +54,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> String {
-    "usage:\n  natlake-bench-loadgen send --to ADDR [--rate LINES_PER_S] [--duration SECONDS] [--batch N] [--seed N]\n  natlake-bench-loadgen count --expect N (--raw DIR | --lines FILE|-)\n  natlake-bench-loadgen run --pid-file FILE --report FILE -- CMD [ARGS...]".into()
+    "usage:\n  natlake-bench-loadgen send --to ADDR [--rate LINES_PER_S] [--duration SECONDS] [--batch N] [--seed N]\n  natlake-bench-loadgen count --expect N (--raw DIR | --lines FILE|-)\n  natlake-bench-loadgen run --pid-file FILE --report FILE -- CMD [ARGS...]\n  natlake-bench-loadgen sink --listen ADDR --report FILE [--rcvbuf BYTES] [--batch N]".into()
 }
 
 /// `--name value` options; returns the value of `name`.
@@ -439,6 +447,100 @@ fn set_sndbuf(sock: &UdpSocket, bytes: libc::c_int) {
             break;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sink
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn sink(args: &[String]) -> Result<(), String> {
+    let listen: SocketAddr = opt(args, "--listen")
+        .ok_or("--listen ADDR is required")?
+        .parse()
+        .map_err(|e| format!("--listen: {e}"))?;
+    let report = PathBuf::from(opt(args, "--report").ok_or("--report FILE is required")?);
+    let rcvbuf: libc::c_int = num(args, "--rcvbuf", 8 << 20)?;
+    let batch: usize = num(args, "--batch", 64)?;
+    if !(1..=1024).contains(&batch) {
+        return Err("--batch 1..=1024".into());
+    }
+    // SAFETY: installs an async-signal-safe handler (one atomic store).
+    unsafe {
+        libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
+    }
+    let sock = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt on a valid fd with an int of the right size.
+        let ok = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&rcvbuf as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        if ok {
+            break;
+        }
+    }
+    // Wakes up to look at the stop flag.
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| format!("timeout: {e}"))?;
+    const SLOT: usize = 9000;
+    let mut buf = vec![0u8; SLOT * batch];
+    let mut iov: Vec<libc::iovec> = buf
+        .chunks_mut(SLOT)
+        .map(|c| libc::iovec {
+            iov_base: c.as_mut_ptr().cast(),
+            iov_len: SLOT,
+        })
+        .collect();
+    // SAFETY: all-zero is a valid mmsghdr.
+    let mut hdrs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()) {
+        h.msg_hdr.msg_iov = v;
+        h.msg_hdr.msg_iovlen = 1;
+    }
+    let (mut received, mut bytes, mut calls) = (0u64, 0u64, 0u64);
+    while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: every header points at a live buffer of SLOT bytes.
+        let r = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                batch as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        calls += 1;
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => continue,
+                _ => return Err(format!("recvmmsg: {e}")),
+            }
+        }
+        let n = r as usize;
+        received += n as u64;
+        bytes += hdrs[..n].iter().map(|h| h.msg_len as u64).sum::<u64>();
+        if n < batch {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    std::fs::write(
+        &report,
+        format!("received={received}\nbytes={bytes}\nrecvmmsg_calls={calls}\n"),
+    )
+    .map_err(|e| format!("{}: {e}", report.display()))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
