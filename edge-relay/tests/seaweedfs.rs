@@ -96,7 +96,7 @@ fn check_exactly_once(recs: &[(String, Record)], want: &[Vec<u8>]) {
 async fn uploads_with_credentials_land_under_raw_and_decode() {
     let dir = tempfile::tempdir().unwrap();
     let spool = tempfile::tempdir().unwrap();
-    let weed = Weed::start(dir.path());
+    let weed = Weed::start(dir.path()).expect("SeaweedFS");
     let relay = Relay::start(s3_config(&weed, spool.path(), S3_SECRET))
         .await
         .unwrap();
@@ -120,7 +120,7 @@ async fn uploads_with_credentials_land_under_raw_and_decode() {
 async fn wrong_credentials_give_a_clear_error_and_the_spool_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let spool = tempfile::tempdir().unwrap();
-    let weed = Weed::start(dir.path());
+    let weed = Weed::start(dir.path()).expect("SeaweedFS");
     let relay = Relay::start(s3_config(&weed, spool.path(), "not-the-secret"))
         .await
         .unwrap();
@@ -152,7 +152,7 @@ async fn wrong_credentials_give_a_clear_error_and_the_spool_keeps_the_data() {
 async fn an_outage_loses_nothing_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let spool = tempfile::tempdir().unwrap();
-    let mut weed = Weed::start(dir.path());
+    let mut weed = Weed::start(dir.path()).expect("SeaweedFS");
     let relay = Relay::start(s3_config(&weed, spool.path(), S3_SECRET))
         .await
         .unwrap();
@@ -178,7 +178,7 @@ async fn an_outage_loses_nothing_and_duplicates_nothing() {
     assert!(relay.stats().spool_files >= 1, "{:?}", relay.stats());
 
     // Back on the same directory and ports: the spool drains.
-    weed.restart();
+    weed.restart().expect("SeaweedFS restart");
     relay
         .wait_uploaded(DEADLINE)
         .await
