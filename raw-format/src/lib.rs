@@ -535,6 +535,25 @@ mod tests {
         }
     }
 
+    /// The format allows an object of several zstd frames back to back (edge-relay writes one per
+    /// MiB of plaintext): the reader sees one stream, and a record may span two frames.
+    #[test]
+    fn concatenated_frames_read_as_one_stream() {
+        let bytes = build();
+        let mut plain = Vec::new();
+        zstd::stream::read::Decoder::new(&bytes[..])
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        let cut = plain.len() - 7; // inside the last record
+        let mut framed = zstd::bulk::compress(&plain[..cut], 1).unwrap();
+        framed.extend(zstd::bulk::compress(&plain[cut..], 1).unwrap());
+        let rd = BatchReader::from_compressed(&framed).unwrap();
+        assert_eq!(rd.header(), &header());
+        let got: Vec<_> = rd.map(|r| r.unwrap().1).collect();
+        assert_eq!(got, records());
+    }
+
     #[test]
     fn truncation_yields_the_records_before_it_and_an_error() {
         let bytes = build();
