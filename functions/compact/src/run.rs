@@ -20,7 +20,9 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use natlake_core::lake::compact::{CarryBuilder, CarryStats, CarryWants};
 use natlake_core::lake::layout;
-use natlake_core::lake::merge::{MergeBudget, MergeError, MergeInput, SortedMerge, is_store_error};
+use natlake_core::lake::merge::{
+    MergeBudget, MergeError, MergeInput, SortedMerge, is_store_error, spill_sorted,
+};
 use natlake_core::lake::sink::ParquetSink;
 use natlake_core::lake::writer::{LakeError, WriteOptions};
 use natlake_core::model::{Micros, Table};
@@ -36,6 +38,10 @@ pub const CARRY: &str = "carry.parquet";
 pub const QUARANTINE_DIR: &str = "_state/quarantine/";
 
 const HOUR: Micros = 3_600_000_000;
+
+/// Decoded bytes per row assumed when sizing the sorted runs' row groups (a `nat_events` row
+/// decodes to ~300–500 bytes).
+const RUN_ROW_BYTES: usize = 512;
 
 /// Tables whose hours are compacted.
 const COMPACTED_TABLES: [Table; 7] = [
@@ -166,19 +172,67 @@ fn is_small(meta: &ObjectMeta) -> bool {
     meta.location.filename() != Some(COMPACTED)
 }
 
-/// Opens the objects of a partition for the merge; one whose footer cannot be read is
-/// quarantined and left out. Returns the inputs and their objects, in the same order.
+/// Objects compaction wrote itself, already in the merge order: streamed from the store as
+/// they are. Every other object (normalize's) is sorted into a local run first.
+fn in_merge_order(meta: &ObjectMeta) -> bool {
+    matches!(meta.location.filename(), Some(COMPACTED) | Some(CARRY))
+}
+
+/// Where sorted runs of one pass over a partition go: a local temporary directory, deleted
+/// with it.
+struct Spill {
+    store: Arc<dyn ObjectStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl Spill {
+    fn new() -> Result<Self, CompactError> {
+        let dir = tempfile::Builder::new()
+            .prefix("natlake-compact-")
+            .tempdir()
+            .map_err(|e| {
+                CompactError::Lake(LakeError::Store(object_store::Error::Generic {
+                    store: "spill",
+                    source: Box::new(e),
+                }))
+            })?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path())?;
+        Ok(Self {
+            store: Arc::new(store),
+            _dir: dir,
+        })
+    }
+}
+
+/// Opens the objects of a partition for the merge (small ones sorted into a local run first);
+/// one that cannot be read is quarantined and left out. Returns the inputs and their objects,
+/// in the same order.
 async fn open_inputs(
     store: &Arc<dyn ObjectStore>,
+    spill: &Spill,
+    name: &str,
+    table: Table,
     metas: &[ObjectMeta],
+    run_rows: usize,
     report: &mut HourReport,
 ) -> Result<(Vec<MergeInput>, Vec<ObjectMeta>), CompactError> {
     let mut inputs = Vec::with_capacity(metas.len());
     let mut read = Vec::with_capacity(metas.len());
-    for m in metas {
-        match MergeInput::open(store.clone(), m).await {
-            Ok(i) => {
-                inputs.push(i);
+    for (i, m) in metas.iter().enumerate() {
+        let opened = if in_merge_order(m) {
+            MergeInput::open(store.clone(), m).await
+        } else {
+            // Store errors (transient, or the object vanished) fail the run: retried later.
+            let bytes = store.get(&m.location).await?.bytes().await?;
+            let path = Path::from(format!("{name}-{i}.parquet"));
+            match spill_sorted(&spill.store, &path, table, bytes, run_rows).await {
+                Ok(run) => MergeInput::open(spill.store.clone(), &run).await,
+                Err(e) => Err(e),
+            }
+        };
+        match opened {
+            Ok(input) => {
+                inputs.push(input);
                 read.push(m.clone());
             }
             Err(e) if is_store_error(&e) => {
@@ -258,6 +312,9 @@ impl<E: Into<CompactError>> From<E> for Failure {
 
 fn merge_failure(e: MergeError, previous: bool) -> Failure {
     match e {
+        MergeError::Unsorted { .. } => {
+            Failure::Other(CompactError::Lake(LakeError::Schema(e.to_string())))
+        }
         MergeError::Input { index, source } if !is_store_error(&source) => {
             if previous {
                 Failure::Previous(index, source)
@@ -287,10 +344,26 @@ async fn run_job(
     report: &mut HourReport,
 ) -> Result<Option<String>, CompactError> {
     loop {
-        let (inputs, metas) = open_inputs(store, &job.metas, report).await?;
+        let spill = Spill::new()?;
+        // Run row groups are what the merge reads of each input at a time.
+        let inputs_count = job.metas.len() + job.carry.as_ref().map_or(0, |c| c.previous.len());
+        let run_rows = cfg.merge.batch_rows(inputs_count, RUN_ROW_BYTES);
+        let (inputs, metas) =
+            open_inputs(store, &spill, "e", job.table, &job.metas, run_rows, report).await?;
         job.metas = metas;
         let (previous, prev_metas) = match &job.carry {
-            Some(c) => open_inputs(store, &c.previous, report).await?,
+            Some(c) => {
+                open_inputs(
+                    store,
+                    &spill,
+                    "p",
+                    Table::NatCarry,
+                    &c.previous,
+                    run_rows,
+                    report,
+                )
+                .await?
+            }
             None => (Vec::new(), Vec::new()),
         };
         if let Some(c) = &mut job.carry {

@@ -1,8 +1,12 @@
 //! A k-way streaming merge of sorted lake objects, in bounded memory.
 //!
-//! Every object the writer publishes is sorted by its table's sort columns (and a compacted
-//! object by those, then provenance), so a partition's objects merge like the runs of an
-//! external sort: each input is read from the store a batch at a time
+//! The merge order is `compact::merge`'s: the sort columns as stored (addresses as *text*),
+//! then raw_key, raw_record. A `compacted.parquet` (and a carry) is in that order; a small
+//! object from normalize is not quite: the writer orders addresses as numbers (198.18.0.2 before
+//! 198.18.0.10, which text puts after). So each small object is first read whole (one raw
+//! object's rows: bounded by the relay's batch size, not by the partition), sorted, and spilled
+//! as a sorted run to a local temporary store ([`spill_sorted`]); then all runs merge like the
+//! runs of an external sort: each input is read a batch at a time
 //! (`ParquetRecordBatchStream` over `ObjectReader`), a binary heap over the inputs'
 //! current rows (arrow's row format of the sort keys, compared as bytes) picks the next row, and
 //! output batches are assembled with `interleave`. Memory is the inputs' current batches (sized
@@ -75,6 +79,10 @@ impl MergeBudget {
 pub enum MergeError {
     #[error("input {index}: {source}")]
     Input { index: usize, source: LakeError },
+    /// An input is not in the merge order (an object written by another version?): merging it
+    /// would misplace rows, so the merge stops.
+    #[error("input {index} is not sorted in the merge order (row {row} of a batch)")]
+    Unsorted { index: usize, row: usize },
     #[error(transparent)]
     Lake(#[from] LakeError),
 }
@@ -210,6 +218,22 @@ struct Cursor {
     pos: usize,
 }
 
+/// Whether `keys` ascend within the batch and from `before` (the previous batch's last key);
+/// Err(row) names the first row out of order.
+fn check_sorted(keys: &Rows, before: Option<arrow::row::Row<'_>>) -> Result<(), usize> {
+    if let (Some(b), true) = (before, keys.num_rows() > 0)
+        && keys.row(0) < b
+    {
+        return Err(0);
+    }
+    for i in 1..keys.num_rows() {
+        if keys.row(i) < keys.row(i - 1) {
+            return Err(i);
+        }
+    }
+    Ok(())
+}
+
 impl Cursor {
     fn key(&self) -> (arrow::row::Row<'_>, usize) {
         (self.current.keys.row(self.pos), self.index)
@@ -288,10 +312,7 @@ impl SortedMerge {
         let schema = table_schema(table);
         let mut key_columns = Vec::new();
         let mut fields = Vec::new();
-        for name in sort_columns(table)
-            .iter()
-            .chain(["raw_key", "raw_record"].iter())
-        {
+        for name in merge_key_columns(table) {
             if let Ok(i) = schema.index_of(name) {
                 key_columns.push(i);
                 fields.push(SortField::new_with_options(
@@ -336,6 +357,8 @@ impl SortedMerge {
                 .build()
                 .map_err(|e| err(e.into()))?;
             if let Some(loaded) = merge.decoder.load(&mut stream).await.map_err(err)? {
+                check_sorted(&loaded.keys, None)
+                    .map_err(|row| MergeError::Unsorted { index, row })?;
                 merge.rows_in += loaded.batch.num_rows();
                 merge.slab.push(loaded.batch.clone());
                 merge.heap.push(Cursor {
@@ -409,6 +432,11 @@ impl SortedMerge {
             // This input's batch is done: read its next one, or drop the input.
             match self.decoder.load(&mut top.stream).await {
                 Ok(Some(next)) => {
+                    let before = current.keys.row(pos);
+                    check_sorted(&next.keys, Some(before)).map_err(|row| MergeError::Unsorted {
+                        index: top.index,
+                        row,
+                    })?;
                     self.rows_in += next.batch.num_rows();
                     self.slab.push(next.batch.clone());
                     top.current = Arc::new(next);
@@ -453,6 +481,72 @@ impl SortedMerge {
     }
 }
 
+/// The merge key's columns of a table: its sort columns, then raw_key, raw_record.
+fn merge_key_columns(table: Table) -> impl Iterator<Item = &'static str> {
+    sort_columns(table)
+        .iter()
+        .copied()
+        .chain(["raw_key", "raw_record"])
+}
+
+/// `batch` (conformed to the table's schema) in the merge order; copies are kept (the merge
+/// removes them across all inputs at once).
+pub fn sort_rows(table: Table, batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
+    let keys: Vec<arrow::compute::SortColumn> = merge_key_columns(table)
+        .filter_map(|name| batch.column_by_name(name))
+        .map(|c| arrow::compute::SortColumn {
+            values: c.clone(),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        })
+        .collect();
+    if keys.is_empty() || batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let order = arrow::compute::lexsort_to_indices(&keys, None)?;
+    Ok(arrow::compute::take_record_batch(batch, &order)?)
+}
+
+/// Reads one whole object (`bytes`), sorts it in the merge order and writes it to `spill` at
+/// `path` as a sorted run with row groups of `row_group_rows` (what the merge reads at a time),
+/// uncompressed: it is read once, locally, and deleted. An unreadable object is an error here,
+/// before anything of the partition is written.
+pub async fn spill_sorted(
+    spill: &Arc<dyn ObjectStore>,
+    path: &Path,
+    table: Table,
+    bytes: Bytes,
+    row_group_rows: usize,
+) -> Result<ObjectMeta, LakeError> {
+    let schema = table_schema(table);
+    let run = {
+        let batches = super::read::parquet_batches(bytes)?;
+        let conformed = batches
+            .iter()
+            .map(|b| conform(b, &schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        let all = arrow::compute::concat_batches(&schema, &conformed)?;
+        drop(conformed);
+        let sorted = sort_rows(table, &all)?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
+            .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+            .build();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema.clone(), Some(props))?;
+        w.write(&sorted)?;
+        w.close()?;
+        Bytes::from(buf)
+    };
+    spill
+        .put(path, object_store::PutPayload::from_bytes(run))
+        .await?;
+    Ok(spill.head(path).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,8 +562,9 @@ mod tests {
     const S: Micros = 1_000_000;
     const H0: Micros = 1_795_392_000 * S;
 
-    /// A raw object's NAT rows: sessions on ports spread over the whole range, so every
-    /// object's key range overlaps every other's.
+    /// A raw object's NAT rows: sessions on ports spread over the whole range of six public
+    /// addresses whose text order is not their numeric order (…7.2 < …7.10 as numbers), so
+    /// every object's key range overlaps every other's.
     fn raw_rows(obj: u64, n: u64) -> Vec<Row> {
         let key = format!("raw/conntrack/hour=2026-11-23T00/relay_{obj:04}.nlraw.zst");
         (0..n)
@@ -482,7 +577,12 @@ mod tests {
                 };
                 let t = H0 + ((i * 13 + obj) % 3_600) as Micros * S;
                 let inside = format!("100.64.{}.{}", obj % 200, i % 250);
-                nat_row(t, kind, &inside, port, &key, i)
+                let mut r = nat_row(t, kind, &inside, port, &key, i);
+                if let crate::model::Event::Nat(e) = &mut r.event {
+                    let x = [2, 9, 10, 99, 100, 255][(i % 6) as usize];
+                    e.x_ip = format!("198.51.100.{x}").parse().ok();
+                }
+                r
             })
             .collect()
     }
@@ -506,14 +606,22 @@ mod tests {
         metas
     }
 
+    /// Each object sorted into a run (as the compact function does), then merged.
     async fn streamed(
         store: &Arc<dyn ObjectStore>,
         metas: &[ObjectMeta],
         budget: MergeBudget,
     ) -> (Vec<RecordBatch>, usize) {
+        let spill: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let rows = budget.batch_rows(metas.len(), 512);
         let mut inputs = Vec::new();
-        for m in metas {
-            inputs.push(MergeInput::open(store.clone(), m).await.unwrap());
+        for (i, m) in metas.iter().enumerate() {
+            let bytes = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+            let path = Path::from(format!("run-{i}.parquet"));
+            let run = spill_sorted(&spill, &path, Table::NatEvents, bytes, rows)
+                .await
+                .unwrap();
+            inputs.push(MergeInput::open(spill.clone(), &run).await.unwrap());
         }
         let mut merge = SortedMerge::new(Table::NatEvents, inputs, budget)
             .await
@@ -570,6 +678,28 @@ mod tests {
         let (got, _) = streamed(&store, &metas, MergeBudget::default()).await;
         let got = arrow::compute::concat_batches(&want.schema(), &got).unwrap();
         assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn an_input_out_of_merge_order_stops_the_merge() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        // As normalize writes it: addresses in numeric order, which is not the merge's.
+        let metas = publish(&store, &[("raw/a".into(), raw_rows(1, 300))]).await;
+        let input = MergeInput::open(store.clone(), &metas[0]).await.unwrap();
+        let budget = MergeBudget {
+            input_bytes: 1,
+            output_rows: 50,
+        };
+        let result = async {
+            let mut m = SortedMerge::new(Table::NatEvents, vec![input], budget).await?;
+            while m.next_batch().await?.is_some() {}
+            Ok::<_, MergeError>(())
+        }
+        .await;
+        assert!(
+            matches!(result, Err(MergeError::Unsorted { index: 0, .. })),
+            "{result:?}"
+        );
     }
 
     #[tokio::test]
