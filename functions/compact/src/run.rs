@@ -4,9 +4,13 @@
 //! 1. each partition's small objects (one per raw object) are merged into `compacted.parquet`,
 //!    sorted for lookups, copies of a row removed; the small objects are deleted after the merged
 //!    object is published, so a reader sees the rows at least once at every moment (readers
-//!    remove copies by provenance);
+//!    remove copies by provenance). The merge streams in bounded memory: each small object is
+//!    sorted into a local run, the runs and the previous `compacted.parquet` are merged a batch
+//!    at a time (`natlake_core::lake::merge`) and written a row group at a time through a
+//!    multipart upload completed only at the end (`natlake_core::lake::sink`);
 //! 2. the NAT mappings still open at the end of the hour are carried into the next hour's
-//!    `nat_carry` partition: the carry of the hour plus the hour's events give the next carry;
+//!    `nat_carry` partition: the carry of the hour plus the hour's events give the next carry,
+//!    computed in the same pass over the merged events (`CarryBuilder`);
 //! 3. a marker `_state/carry/hour=<next>.json` says the carry into the next hour is complete.
 //!    A lookup trusts a carry only when its marker exists.
 //!
