@@ -256,3 +256,44 @@ async fn object_broken_part_way_is_quarantined_and_the_partition_merged_without_
     let kept = store.get(&q[0]).await.unwrap().bytes().await.unwrap();
     assert_eq!(kept.len(), bytes.len());
 }
+
+/// The same on a real S3 server (SeaweedFS): ranged reads of the objects, the upload of the
+/// merged object and the carry, the server-side copy of an unreadable object into quarantine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacts_on_s3_as_the_in_memory_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let weed = natlake_e2e::weed::Weed::start(dir.path()).unwrap();
+    let url = format!("s3://{}/compact", natlake_e2e::weed::BUCKET);
+    let store = natlake_e2e::fixtures::open_s3(&weed, &url).unwrap();
+    let cfg = tiny_budget();
+    let opts = WriteOptions::default();
+    for obj in 0..12 {
+        normalize_like(&store, obj, &raw_rows(obj, 300 + 11 * obj), &opts).await;
+    }
+    let nat = part(Table::NatEvents, H0);
+    let want = compact::merge(Table::NatEvents, &read_all(&store, &nat).await).unwrap();
+    let (want_carry, _) = compact::carry(None, Some(&want), H0, H0 + H - cfg.max_idle).unwrap();
+    let bad = Path::from(format!("{nat}relay_9999.parquet"));
+    store
+        .put(&bad, PutPayload::from_static(b"PAR1 this is not parquet"))
+        .await
+        .unwrap();
+
+    let r = run(&store, &cfg, H0 + H + 11 * 60 * S).await.unwrap();
+    let h = &r.hours[0];
+    assert_eq!(h.quarantined, [bad.to_string()], "{}", weed.log_tail());
+    assert_eq!((h.objects_merged, h.rows_written), (12, want.num_rows()));
+    let merged = keys(&store, &nat).await;
+    assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
+    assert_eq!(one(Table::NatEvents, &read(&store, &merged[0]).await), want);
+    let carry = read_all(&store, &part(Table::NatCarry, H0 + H)).await;
+    assert_eq!(one(Table::NatCarry, &carry), want_carry);
+    let q = store
+        .get(&Path::from(format!("_state/quarantine/{bad}")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&q[..], b"PAR1 this is not parquet");
+}
