@@ -1,7 +1,9 @@
 //! Merging a partition's many small objects into one, and choosing the carry rows.
 //!
 //! Pure functions over Arrow batches; the compact function does the listing, reading and
-//! publishing. A row is identified by its provenance (raw object key, record index): copies of
+//! publishing. [`merge`] and [`carry`] work on whole batches: the compact function streams
+//! instead (`super::merge::SortedMerge`, [`CarryBuilder`]), and these stay as the reference its
+//! tests compare with (and [`CarryBuilder`] runs [`carry`] on each chunk). A row is identified by its provenance (raw object key, record index): copies of
 //! the same row (a raw object normalized twice, a compacted object next to the small objects it
 //! replaced) collapse into one.
 
