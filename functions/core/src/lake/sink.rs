@@ -78,10 +78,9 @@ impl ParquetSink {
     }
 
     async fn flush_row_group(&mut self) -> Result<(), LakeError> {
-        if self.buffered_rows == 0 {
+        let Some(schema) = self.buffered.first().map(|b| b.schema()) else {
             return Ok(());
-        }
-        let schema = self.buffered[0].schema();
+        };
         let rows = concat_batches(&schema, &self.buffered)?;
         self.buffered.clear();
         self.buffered_rows = 0;
