@@ -34,6 +34,15 @@ struct Cli {
         global = true
     )]
     max_hours: usize,
+    /// Memory for the merge's input batches, in MiB: a partition of any size is merged
+    /// within it (plus one row group being written and the upload's 5 MiB parts).
+    #[arg(
+        long,
+        env = "NATLAKE_COMPACT_MEMORY_MIB",
+        default_value_t = 64,
+        global = true
+    )]
+    merge_memory_mib: usize,
     #[command(subcommand)]
     door: Door,
 }
@@ -73,6 +82,10 @@ async fn main() -> anyhow::Result<()> {
         grace: micros(cli.grace),
         max_idle: micros(cli.max_idle),
         max_hours: cli.max_hours,
+        merge: natlake_core::lake::merge::MergeBudget {
+            input_bytes: cli.merge_memory_mib.saturating_mul(1 << 20),
+            ..Default::default()
+        },
         ..Default::default()
     };
     match cli.door {

@@ -4,9 +4,13 @@
 //! 1. each partition's small objects (one per raw object) are merged into `compacted.parquet`,
 //!    sorted for lookups, copies of a row removed; the small objects are deleted after the merged
 //!    object is published, so a reader sees the rows at least once at every moment (readers
-//!    remove copies by provenance);
+//!    remove copies by provenance). The merge streams in bounded memory: each small object is
+//!    sorted into a local run, the runs and the previous `compacted.parquet` are merged a batch
+//!    at a time (`natlake_core::lake::merge`) and written a row group at a time through a
+//!    multipart upload completed only at the end (`natlake_core::lake::sink`);
 //! 2. the NAT mappings still open at the end of the hour are carried into the next hour's
-//!    `nat_carry` partition: the carry of the hour plus the hour's events give the next carry;
+//!    `nat_carry` partition: the carry of the hour plus the hour's events give the next carry,
+//!    computed in the same pass over the merged events (`CarryBuilder`);
 //! 3. a marker `_state/carry/hour=<next>.json` says the carry into the next hour is complete.
 //!    A lookup trusts a carry only when its marker exists.
 //!
@@ -17,13 +21,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use bytes::Bytes;
 use futures::TryStreamExt;
-use natlake_core::lake::compact::{self, CarryStats};
+use natlake_core::lake::compact::{CarryBuilder, CarryStats, CarryWants};
 use natlake_core::lake::layout;
-use natlake_core::lake::read::parquet_batches;
-use natlake_core::lake::writer::{LakeError, WriteOptions, encode_batch};
+use natlake_core::lake::merge::{
+    MergeBudget, MergeError, MergeInput, SortedMerge, is_store_error, spill_sorted,
+};
+use natlake_core::lake::sink::ParquetSink;
+use natlake_core::lake::writer::{LakeError, WriteOptions};
 use natlake_core::model::{Micros, Table};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -37,6 +42,10 @@ pub const CARRY: &str = "carry.parquet";
 pub const QUARANTINE_DIR: &str = "_state/quarantine/";
 
 const HOUR: Micros = 3_600_000_000;
+
+/// Decoded bytes per row assumed when sizing the sorted runs' row groups (a `nat_events` row
+/// decodes to ~300–500 bytes).
+const RUN_ROW_BYTES: usize = 512;
 
 /// Tables whose hours are compacted.
 const COMPACTED_TABLES: [Table; 7] = [
@@ -61,6 +70,9 @@ pub struct CompactConfig {
     /// Late data is looked for (small objects in compacted hours) this far back.
     pub rescan: Micros,
     pub write: WriteOptions,
+    /// Memory for the merge's input batches; a partition of any size is merged within it
+    /// (plus one row group being written and the upload's part buffer).
+    pub merge: MergeBudget,
 }
 
 impl Default for CompactConfig {
@@ -71,6 +83,7 @@ impl Default for CompactConfig {
             max_hours: 48,
             rescan: 48 * HOUR,
             write: WriteOptions::default(),
+            merge: MergeBudget::default(),
         }
     }
 }
@@ -163,41 +176,95 @@ fn is_small(meta: &ObjectMeta) -> bool {
     meta.location.filename() != Some(COMPACTED)
 }
 
-/// Reads objects; one that cannot be read is copied to quarantine with the reason and left out.
-async fn read_objects(
-    store: &dyn ObjectStore,
+/// Objects compaction wrote itself, already in the merge order: streamed from the store as
+/// they are. Every other object (normalize's) is sorted into a local run first.
+fn in_merge_order(meta: &ObjectMeta) -> bool {
+    matches!(meta.location.filename(), Some(COMPACTED) | Some(CARRY))
+}
+
+/// Where sorted runs of one pass over a partition go: a local temporary directory, deleted
+/// with it.
+struct Spill {
+    store: Arc<dyn ObjectStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl Spill {
+    fn new() -> Result<Self, CompactError> {
+        let dir = tempfile::Builder::new()
+            .prefix("natlake-compact-")
+            .tempdir()
+            .map_err(|e| {
+                CompactError::Lake(LakeError::Store(object_store::Error::Generic {
+                    store: "spill",
+                    source: Box::new(e),
+                }))
+            })?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path())?;
+        Ok(Self {
+            store: Arc::new(store),
+            _dir: dir,
+        })
+    }
+}
+
+/// Opens the objects of a partition for the merge (small ones sorted into a local run first);
+/// one that cannot be read is quarantined and left out. Returns the inputs and their objects,
+/// in the same order.
+async fn open_inputs(
+    store: &Arc<dyn ObjectStore>,
+    spill: &Spill,
+    name: &str,
+    table: Table,
     metas: &[ObjectMeta],
+    run_rows: usize,
     report: &mut HourReport,
-) -> Result<(Vec<RecordBatch>, Vec<ObjectMeta>), CompactError> {
-    let mut batches = Vec::new();
-    let mut read = Vec::new();
-    for m in metas {
-        let bytes = store.get(&m.location).await?.bytes().await?;
-        match parquet_batches(bytes.clone()) {
-            Ok(b) => {
-                batches.extend(b);
+) -> Result<(Vec<MergeInput>, Vec<ObjectMeta>), CompactError> {
+    let mut inputs = Vec::with_capacity(metas.len());
+    let mut read = Vec::with_capacity(metas.len());
+    for (i, m) in metas.iter().enumerate() {
+        let opened = if in_merge_order(m) {
+            MergeInput::open(store.clone(), m).await
+        } else {
+            // Store errors (transient, or the object vanished) fail the run: retried later.
+            let bytes = store.get(&m.location).await?.bytes().await?;
+            let path = Path::from(format!("{name}-{i}.parquet"));
+            match spill_sorted(&spill.store, &path, table, bytes, run_rows).await {
+                Ok(run) => MergeInput::open(spill.store.clone(), &run).await,
+                Err(e) => Err(e),
+            }
+        };
+        match opened {
+            Ok(input) => {
+                inputs.push(input);
                 read.push(m.clone());
             }
+            Err(e) if is_store_error(&e) => {
+                return Err(CompactError::Object {
+                    key: m.location.to_string(),
+                    source: e,
+                });
+            }
             Err(e) => {
-                quarantine(store, m, bytes, &e.to_string()).await?;
+                quarantine(store.as_ref(), m, &e.to_string()).await?;
                 report.quarantined.push(m.location.to_string());
             }
         }
     }
-    Ok((batches, read))
+    Ok((inputs, read))
 }
 
 async fn quarantine(
     store: &dyn ObjectStore,
     meta: &ObjectMeta,
-    bytes: Bytes,
     reason: &str,
 ) -> Result<(), CompactError> {
     tracing::error!(key = %meta.location, reason, "unreadable lake object quarantined");
     metrics::counter!("natlake_compact_quarantined_total").increment(1);
     let base = format!("{QUARANTINE_DIR}{}", meta.location);
+    // A server-side copy: the object is not held in memory whatever its size.
     store
-        .put(&Path::from(base.as_str()), PutPayload::from_bytes(bytes))
+        .copy(&meta.location, &Path::from(base.as_str()))
         .await?;
     let why = serde_json::json!({ "key": meta.location.as_ref(), "reason": reason });
     store
@@ -212,38 +279,243 @@ async fn quarantine(
     Ok(())
 }
 
-/// Merges a partition's objects into `compacted.parquet` (when there is anything to merge) and
-/// returns the partition's rows.
-async fn compact_partition(
-    store: &dyn ObjectStore,
+/// One partition's work: its objects (merged into `compacted.parquet` when any is small) and,
+/// for `nat_events`, the carry into the next hour from the previous carry's objects and the
+/// merged events.
+struct Job<'a> {
     table: Table,
-    dir: &str,
-    metas: &[ObjectMeta],
+    /// The partition directory (`lake/<table>/hour=…/x_net=…`); None when the partition has
+    /// no objects of this hour (a carry from the previous carry alone).
+    dir: Option<&'a str>,
+    metas: Vec<ObjectMeta>,
+    /// The carry: previous carry objects and where the next carry goes.
+    carry: Option<CarryJob>,
+}
+
+struct CarryJob {
+    previous: Vec<ObjectMeta>,
+    /// The next hour's carry partition directory.
+    dir: String,
+    range_start: Micros,
+    idle_cutoff: Micros,
+}
+
+/// What stopped a pass over a partition.
+enum Failure {
+    /// An input of the merge (events) or of the previous carry could not be read.
+    Events(usize, LakeError),
+    Previous(usize, LakeError),
+    Other(CompactError),
+}
+
+impl<E: Into<CompactError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+fn merge_failure(e: MergeError, previous: bool) -> Failure {
+    match e {
+        MergeError::Unsorted { .. } => {
+            Failure::Other(CompactError::Lake(LakeError::Schema(e.to_string())))
+        }
+        MergeError::Input { index, source } if !is_store_error(&source) => {
+            if previous {
+                Failure::Previous(index, source)
+            } else {
+                Failure::Events(index, source)
+            }
+        }
+        MergeError::Input { source, .. } | MergeError::Lake(source) => {
+            Failure::Other(CompactError::Lake(source))
+        }
+    }
+}
+
+/// What a finished pass wrote.
+struct Written {
+    rows: usize,
+    carried: Option<(usize, CarryStats)>,
+}
+
+/// Runs a job to the end. An object that turns out unreadable part way (a corrupt page) is
+/// quarantined and the partition started over without it: nothing is published until a pass
+/// has read every input to its end.
+async fn run_job(
+    store: &Arc<dyn ObjectStore>,
+    mut job: Job<'_>,
     cfg: &CompactConfig,
     report: &mut HourReport,
-) -> Result<Option<RecordBatch>, CompactError> {
-    let (batches, read) = read_objects(store, metas, report).await?;
-    let merged = compact::merge(table, &batches).map_err(|source| CompactError::Object {
-        key: dir.to_owned(),
-        source,
-    })?;
-    let smalls: Vec<&ObjectMeta> = read.iter().filter(|m| is_small(m)).collect();
-    if !smalls.is_empty() {
-        let key = Path::from(format!("{dir}/{COMPACTED}").as_str());
-        if merged.num_rows() > 0 {
-            let bytes = encode_batch(table, &merged, &cfg.write)?;
-            store.put(&key, PutPayload::from_bytes(bytes)).await?;
+) -> Result<Option<String>, CompactError> {
+    loop {
+        let spill = Spill::new()?;
+        // Run row groups are what the merge reads of each input at a time.
+        let inputs_count = job.metas.len() + job.carry.as_ref().map_or(0, |c| c.previous.len());
+        let run_rows = cfg.merge.batch_rows(inputs_count, RUN_ROW_BYTES);
+        let (inputs, metas) =
+            open_inputs(store, &spill, "e", job.table, &job.metas, run_rows, report).await?;
+        job.metas = metas;
+        let (previous, prev_metas) = match &job.carry {
+            Some(c) => {
+                open_inputs(
+                    store,
+                    &spill,
+                    "p",
+                    Table::NatCarry,
+                    &c.previous,
+                    run_rows,
+                    report,
+                )
+                .await?
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        if let Some(c) = &mut job.carry {
+            c.previous = prev_metas;
         }
-        for m in &smalls {
-            store.delete(&m.location).await?;
+        let smalls: Vec<ObjectMeta> = job.metas.iter().filter(|m| is_small(m)).cloned().collect();
+        let sink = match (job.dir, smalls.is_empty()) {
+            (Some(dir), false) => Some(ParquetSink::new(
+                store.clone(),
+                Path::from(format!("{dir}/{COMPACTED}").as_str()),
+                job.table,
+                cfg.write.clone(),
+            )),
+            _ => None,
+        };
+        let carry_sink = job.carry.as_ref().map(|c| {
+            ParquetSink::new(
+                store.clone(),
+                Path::from(format!("{}/{CARRY}", c.dir).as_str()),
+                Table::NatCarry,
+                cfg.write.clone(),
+            )
+        });
+        match pass(&job, inputs, previous, sink, carry_sink, cfg).await {
+            Ok(w) => {
+                for m in &smalls {
+                    store.delete(&m.location).await?;
+                }
+                if !smalls.is_empty() {
+                    report.partitions_compacted += 1;
+                    report.objects_merged += smalls.len();
+                    report.rows_written += w.rows;
+                    metrics::counter!("natlake_compact_objects_merged_total", "table" => job.table.as_str())
+                        .increment(smalls.len() as u64);
+                }
+                let Some((carry_rows, st)) = w.carried else {
+                    return Ok(None);
+                };
+                report.carried += st.carried;
+                report.expired += st.expired;
+                let dir = job.carry.map(|c| c.dir);
+                return Ok(dir.filter(|_| carry_rows > 0));
+            }
+            Err(Failure::Events(i, e)) => {
+                let m = job.metas.remove(i);
+                quarantine(store.as_ref(), &m, &e.to_string()).await?;
+                report.quarantined.push(m.location.to_string());
+            }
+            Err(Failure::Previous(i, e)) => {
+                if let Some(c) = &mut job.carry {
+                    let m = c.previous.remove(i);
+                    quarantine(store.as_ref(), &m, &e.to_string()).await?;
+                    report.quarantined.push(m.location.to_string());
+                }
+            }
+            Err(Failure::Other(e)) => return Err(e),
         }
-        report.partitions_compacted += 1;
-        report.objects_merged += smalls.len();
-        report.rows_written += merged.num_rows();
-        metrics::counter!("natlake_compact_objects_merged_total", "table" => table.as_str())
-            .increment(smalls.len() as u64);
     }
-    Ok(Some(merged).filter(|b| b.num_rows() > 0))
+}
+
+/// One pass: the merge streamed into the compacted object and the carry. Sinks are completed
+/// only when everything was read; on any failure both are aborted.
+async fn pass(
+    job: &Job<'_>,
+    inputs: Vec<MergeInput>,
+    previous: Vec<MergeInput>,
+    mut sink: Option<ParquetSink>,
+    mut carry_sink: Option<ParquetSink>,
+    cfg: &CompactConfig,
+) -> Result<Written, Failure> {
+    let result = stream(job, inputs, previous, &mut sink, &mut carry_sink, cfg).await;
+    match result {
+        Ok(stats) => {
+            let rows = match sink {
+                Some(s) => s.finish().await?.0,
+                None => 0,
+            };
+            let carried = match (carry_sink, stats) {
+                (Some(s), Some(st)) => Some((s.finish().await?.0, st)),
+                _ => None,
+            };
+            Ok(Written { rows, carried })
+        }
+        Err(e) => {
+            // Best effort: an upload left unfinished is invisible anyway.
+            for s in [sink, carry_sink].into_iter().flatten() {
+                let _ = s.abort().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn stream(
+    job: &Job<'_>,
+    inputs: Vec<MergeInput>,
+    previous: Vec<MergeInput>,
+    sink: &mut Option<ParquetSink>,
+    carry_sink: &mut Option<ParquetSink>,
+    cfg: &CompactConfig,
+) -> Result<Option<CarryStats>, Failure> {
+    let mut events = SortedMerge::new(job.table, inputs, cfg.merge)
+        .await
+        .map_err(|e| merge_failure(e, false))?;
+    let Some(c) = &job.carry else {
+        while let Some(b) = events
+            .next_batch()
+            .await
+            .map_err(|e| merge_failure(e, false))?
+        {
+            if let Some(s) = sink.as_mut() {
+                s.write(&b).await?;
+            }
+        }
+        return Ok(None);
+    };
+    let mut prev = SortedMerge::new(Table::NatCarry, previous, cfg.merge)
+        .await
+        .map_err(|e| merge_failure(e, true))?;
+    let mut carry = CarryBuilder::new(c.range_start, c.idle_cutoff, cfg.merge.output_rows)?;
+    loop {
+        match carry.wants() {
+            CarryWants::Previous => {
+                let b = prev
+                    .next_batch()
+                    .await
+                    .map_err(|e| merge_failure(e, true))?;
+                carry.push_previous(b.as_ref())?;
+            }
+            CarryWants::Events => {
+                let b = events
+                    .next_batch()
+                    .await
+                    .map_err(|e| merge_failure(e, false))?;
+                if let (Some(s), Some(b)) = (sink.as_mut(), &b) {
+                    s.write(b).await?;
+                }
+                carry.push_events(b.as_ref())?;
+            }
+            CarryWants::Done => break,
+        }
+        while let Some(out) = carry.take_output() {
+            if let Some(s) = carry_sink.as_mut() {
+                s.write(&out).await?;
+            }
+        }
+    }
+    Ok(Some(carry.stats().clone()))
 }
 
 /// `x_net=…` of a partition directory.
@@ -253,9 +525,10 @@ fn net_of(dir: &str) -> Option<&str> {
         .strip_prefix(&format!("{}=", layout::NET_KEY))
 }
 
-/// Works on one hour: compaction of every table, then the carry into the next hour.
+/// Works on one hour: compaction of every table, and the carry into the next hour computed in
+/// the same pass over each `nat_events` partition.
 async fn work_hour(
-    store: &dyn ObjectStore,
+    store: &Arc<dyn ObjectStore>,
     hour: i64,
     cfg: &CompactConfig,
 ) -> Result<HourReport, CompactError> {
@@ -263,51 +536,58 @@ async fn work_hour(
         hour: layout::hour_label(hour * 1_000_000),
         ..Default::default()
     };
-    let mut nat: BTreeMap<String, RecordBatch> = BTreeMap::new();
-    for table in COMPACTED_TABLES {
-        for (dir, metas) in hour_partitions(store, table, hour).await? {
-            let rows = compact_partition(store, table, &dir, &metas, cfg, &mut report).await?;
-            if let (Table::NatEvents, Some(rows), Some(net)) = (table, rows, net_of(&dir)) {
-                nat.insert(net.to_owned(), rows);
-            }
-        }
-    }
-
-    // Carry: previous carry (into this hour) + this hour's events → carry into the next hour.
     let next = hour + 3600;
-    let mut previous: BTreeMap<String, RecordBatch> = BTreeMap::new();
-    for (dir, metas) in hour_partitions(store, Table::NatCarry, hour).await? {
-        let (batches, _) = read_objects(store, &metas, &mut report).await?;
-        if let Some(net) = net_of(&dir) {
-            previous.insert(net.to_owned(), compact::merge(Table::NatCarry, &batches)?);
-        }
-    }
-    let stale = hour_partitions(store, Table::NatCarry, next).await?;
-    let nets: BTreeSet<&String> = nat.keys().chain(previous.keys()).collect();
     let range_start = hour * 1_000_000;
     let idle_cutoff = (next * 1_000_000) - cfg.max_idle;
-    let mut written = BTreeSet::new();
-    for net in nets {
-        let (rows, CarryStats { carried, expired }) =
-            compact::carry(previous.get(net), nat.get(net), range_start, idle_cutoff)?;
-        report.carried += carried;
-        report.expired += expired;
-        if rows.num_rows() == 0 {
-            continue;
+    // Previous carry (into this hour) by network.
+    let mut previous: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
+    for (dir, metas) in hour_partitions(store.as_ref(), Table::NatCarry, hour).await? {
+        if let Some(net) = net_of(&dir) {
+            previous.entry(net.to_owned()).or_default().extend(metas);
         }
-        let dir = format!(
+    }
+    let stale = hour_partitions(store.as_ref(), Table::NatCarry, next).await?;
+    let carry_job = |net: &str, previous: Vec<ObjectMeta>| CarryJob {
+        previous,
+        dir: format!(
             "{}{}={net}",
             layout::hour_dir(Table::NatCarry, next),
             layout::NET_KEY
-        );
-        let bytes = encode_batch(Table::NatCarry, &rows, &cfg.write)?;
-        store
-            .put(
-                &Path::from(format!("{dir}/{CARRY}").as_str()),
-                PutPayload::from_bytes(bytes),
-            )
-            .await?;
-        written.insert(dir);
+        ),
+        range_start,
+        idle_cutoff,
+    };
+    let mut written = BTreeSet::new();
+    for table in COMPACTED_TABLES {
+        for (dir, metas) in hour_partitions(store.as_ref(), table, hour).await? {
+            let carry = match (table, net_of(&dir)) {
+                (Table::NatEvents, Some(net)) => {
+                    Some(carry_job(net, previous.remove(net).unwrap_or_default()))
+                }
+                _ => None,
+            };
+            let job = Job {
+                table,
+                dir: Some(&dir),
+                metas,
+                carry,
+            };
+            if let Some(carry_dir) = run_job(store, job, cfg, &mut report).await? {
+                written.insert(carry_dir);
+            }
+        }
+    }
+    // Networks with a carry into this hour but no events in it.
+    for (net, metas) in std::mem::take(&mut previous) {
+        let job = Job {
+            table: Table::NatEvents,
+            dir: None,
+            metas: Vec::new(),
+            carry: Some(carry_job(&net, metas)),
+        };
+        if let Some(carry_dir) = run_job(store, job, cfg, &mut report).await? {
+            written.insert(carry_dir);
+        }
     }
     // A carry computed earlier from data since rewritten must not survive.
     for (dir, metas) in stale {
@@ -339,7 +619,6 @@ pub async fn run(
     cfg: &CompactConfig,
     now: Micros,
 ) -> Result<Report, CompactError> {
-    let store = store.as_ref();
     let mut hours = BTreeSet::new();
     for t in COMPACTED_TABLES {
         hours.extend(table_hours(store, t).await?);

@@ -1,17 +1,20 @@
 //! Merging a partition's many small objects into one, and choosing the carry rows.
 //!
 //! Pure functions over Arrow batches; the compact function does the listing, reading and
-//! publishing. A row is identified by its provenance (raw object key, record index): copies of
+//! publishing. [`merge`] and [`carry`] work on whole batches: the compact function streams
+//! instead (`super::merge::SortedMerge`, [`CarryBuilder`]), and these stay as the reference its
+//! tests compare with (and [`CarryBuilder`] runs [`carry`] on each chunk). A row is identified by its provenance (raw object key, record index): copies of
 //! the same row (a raw object normalized twice, a compacted object next to the small objects it
 //! replaced) collapse into one.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 
 use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{
     SortColumn, SortOptions, concat_batches, filter_record_batch, take_record_batch,
 };
 use arrow::datatypes::SchemaRef;
+use arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
 
 use super::columns;
 use super::read::{conform, nat_rows, provenance};
@@ -139,6 +142,256 @@ pub fn carry(
     let picked = take_record_batch(&all, &indices)?;
     let merged = merge(Table::NatCarry, std::slice::from_ref(&picked))?;
     Ok((merged, stats))
+}
+
+/// Which input [`CarryBuilder`] needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarryWants {
+    /// The next batch of the previous carry (or None at its end).
+    Previous,
+    /// The next batch of the hour's merged events (or None at their end).
+    Events,
+    /// Both inputs are consumed; the output is complete.
+    Done,
+}
+
+/// A batch received and not yet carried: rows from `start` on are pending.
+struct Pending {
+    batch: RecordBatch,
+    keys: Rows,
+    start: usize,
+}
+
+/// One input of the carry.
+#[derive(Default)]
+struct CarrySide {
+    pending: VecDeque<Pending>,
+    done: bool,
+}
+
+impl CarrySide {
+    fn last_key(&self) -> Option<Row<'_>> {
+        self.pending
+            .back()
+            .map(|p| p.keys.row(p.keys.num_rows() - 1))
+    }
+
+    /// Pending rows whose key is below `bound` (all of them without one).
+    fn rows_below(&self, bound: Option<&OwnedRow>) -> usize {
+        self.pending.iter().map(|p| below(p, bound) - p.start).sum()
+    }
+
+    /// Takes the pending rows whose key is below `bound` (all without one), as one batch.
+    fn take_below(
+        &mut self,
+        bound: Option<&OwnedRow>,
+        schema: &SchemaRef,
+    ) -> Result<Option<RecordBatch>, LakeError> {
+        let mut parts = Vec::new();
+        while let Some(p) = self.pending.front_mut() {
+            let end = below(p, bound);
+            if end > p.start {
+                parts.push(p.batch.slice(p.start, end - p.start));
+            }
+            if end < p.batch.num_rows() {
+                p.start = end;
+                break;
+            }
+            self.pending.pop_front();
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(concat_batches(schema, &parts)?))
+    }
+}
+
+/// End of the rows of `p` whose key is below `bound` (keys ascend within a batch).
+fn below(p: &Pending, bound: Option<&OwnedRow>) -> usize {
+    let n = p.keys.num_rows();
+    match bound {
+        None => n,
+        Some(b) => {
+            let (mut lo, mut hi) = (p.start, n);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if p.keys.row(mid) < b.row() {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        }
+    }
+}
+
+/// [`carry`] over sorted streams, in bounded memory.
+///
+/// The previous carry and the hour's merged events both arrive sorted by (x_ip, x_port, …), and
+/// every row of a mapping has the same (x_ip, x_port): the carry of a run of whole
+/// (x_ip, x_port) groups does not depend on any other row. So the builder gathers a chunk of
+/// whole groups from both inputs (previous carry rows first, as [`carry`] takes them), runs
+/// [`carry`] on it, and emits the chunk's carried rows, which come out in the merged order.
+/// Memory: about `chunk_rows` rows of each input, plus the largest single group.
+///
+/// Driven by the caller: ask [`CarryBuilder::wants`], feed that input's next batch (None at its
+/// end), and take output batches with [`CarryBuilder::take_output`] until `wants` says `Done`.
+pub struct CarryBuilder {
+    schema: SchemaRef,
+    converter: RowConverter,
+    group_columns: [usize; 2],
+    previous: CarrySide,
+    events: CarrySide,
+    range_start: Micros,
+    idle_cutoff: Micros,
+    chunk_rows: usize,
+    output: VecDeque<RecordBatch>,
+    stats: CarryStats,
+}
+
+impl CarryBuilder {
+    pub fn new(
+        range_start: Micros,
+        idle_cutoff: Micros,
+        chunk_rows: usize,
+    ) -> Result<Self, LakeError> {
+        let schema = table_schema(Table::NatCarry);
+        let mut group_columns = [0; 2];
+        let mut fields = Vec::new();
+        for (slot, name) in group_columns.iter_mut().zip(["x_ip", "x_port"]) {
+            *slot = schema.index_of(name)?;
+            fields.push(SortField::new_with_options(
+                schema.field(*slot).data_type().clone(),
+                SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                },
+            ));
+        }
+        Ok(Self {
+            converter: RowConverter::new(fields)?,
+            schema,
+            group_columns,
+            previous: CarrySide::default(),
+            events: CarrySide::default(),
+            range_start,
+            idle_cutoff,
+            chunk_rows: chunk_rows.max(1),
+            output: VecDeque::new(),
+            stats: CarryStats::default(),
+        })
+    }
+
+    /// The input to feed next.
+    pub fn wants(&self) -> CarryWants {
+        let (p, e) = (&self.previous, &self.events);
+        match (p.done, e.done) {
+            (true, true) => CarryWants::Done,
+            (false, true) => CarryWants::Previous,
+            (true, false) => CarryWants::Events,
+            // Either side's last key bounds what is complete: extend the lower one.
+            (false, false) => match (p.last_key(), e.last_key()) {
+                (None, _) => CarryWants::Previous,
+                (_, None) => CarryWants::Events,
+                (Some(a), Some(b)) if a <= b => CarryWants::Previous,
+                _ => CarryWants::Events,
+            },
+        }
+    }
+
+    /// The next batch of the previous carry; None at its end.
+    pub fn push_previous(&mut self, batch: Option<&RecordBatch>) -> Result<(), LakeError> {
+        self.push(true, batch)
+    }
+
+    /// The next batch of the hour's merged events; None at their end.
+    pub fn push_events(&mut self, batch: Option<&RecordBatch>) -> Result<(), LakeError> {
+        self.push(false, batch)
+    }
+
+    fn push(&mut self, previous: bool, batch: Option<&RecordBatch>) -> Result<(), LakeError> {
+        let pending = match batch {
+            Some(b) if b.num_rows() > 0 => {
+                let batch = conform(b, &self.schema)?;
+                let cols: Vec<_> = self
+                    .group_columns
+                    .iter()
+                    .map(|&i| batch.column(i).clone())
+                    .collect();
+                let keys = self.converter.convert_columns(&cols)?;
+                Some(Pending {
+                    batch,
+                    keys,
+                    start: 0,
+                })
+            }
+            Some(_) => None,
+            None => {
+                let side = if previous {
+                    &mut self.previous
+                } else {
+                    &mut self.events
+                };
+                side.done = true;
+                None
+            }
+        };
+        if let Some(p) = pending {
+            let side = if previous {
+                &mut self.previous
+            } else {
+                &mut self.events
+            };
+            side.pending.push_back(p);
+        }
+        self.process()
+    }
+
+    /// Carries every chunk of complete groups that is large enough (everything at the end).
+    fn process(&mut self) -> Result<(), LakeError> {
+        let bound: Option<OwnedRow> = match (
+            (!self.previous.done).then(|| self.previous.last_key()),
+            (!self.events.done).then(|| self.events.last_key()),
+        ) {
+            (None, None) => None,
+            // A side not finished but with nothing pending: nothing is known complete.
+            (Some(None), _) | (_, Some(None)) => return Ok(()),
+            (Some(Some(a)), None) | (None, Some(Some(a))) => Some(a.owned()),
+            (Some(Some(a)), Some(Some(b))) => Some(a.min(b).owned()),
+        };
+        // Rows with a key below the bound are complete: no later row of either input can
+        // belong to their groups.
+        let ready =
+            self.previous.rows_below(bound.as_ref()) + self.events.rows_below(bound.as_ref());
+        if ready == 0 || (bound.is_some() && ready < self.chunk_rows) {
+            return Ok(());
+        }
+        let prev = self.previous.take_below(bound.as_ref(), &self.schema)?;
+        let events = self.events.take_below(bound.as_ref(), &self.schema)?;
+        let (rows, st) = carry(
+            prev.as_ref(),
+            events.as_ref(),
+            self.range_start,
+            self.idle_cutoff,
+        )?;
+        self.stats.carried += st.carried;
+        self.stats.expired += st.expired;
+        if rows.num_rows() > 0 {
+            self.output.push_back(rows);
+        }
+        Ok(())
+    }
+
+    /// A batch of carried rows, in order, when one is ready.
+    pub fn take_output(&mut self) -> Option<RecordBatch> {
+        self.output.pop_front()
+    }
+
+    /// What the carry found so far (complete once `wants` is `Done`).
+    pub fn stats(&self) -> &CarryStats {
+        &self.stats
+    }
 }
 
 #[cfg(test)]
@@ -288,5 +541,104 @@ mod tests {
         // Nothing in, nothing carried.
         let (c3, st) = carry(None, None, h0, cutoff).unwrap();
         assert_eq!((c3.num_rows(), st.carried), (0, 0));
+    }
+
+    /// Feeds `previous` and `events` to a [`CarryBuilder`] in slices of `step` rows.
+    fn streamed_carry(
+        previous: &RecordBatch,
+        events: &RecordBatch,
+        range_start: Micros,
+        idle_cutoff: Micros,
+        step: usize,
+        chunk: usize,
+    ) -> (RecordBatch, CarryStats) {
+        let mut b = CarryBuilder::new(range_start, idle_cutoff, chunk).unwrap();
+        let (mut p, mut e) = (0, 0);
+        let mut out = Vec::new();
+        loop {
+            match b.wants() {
+                CarryWants::Previous => {
+                    let n = step.min(previous.num_rows() - p);
+                    b.push_previous((n > 0).then(|| previous.slice(p, n)).as_ref())
+                        .unwrap();
+                    p += n;
+                }
+                CarryWants::Events => {
+                    let n = step.min(events.num_rows() - e);
+                    b.push_events((n > 0).then(|| events.slice(e, n)).as_ref())
+                        .unwrap();
+                    e += n;
+                }
+                CarryWants::Done => break,
+            }
+            out.extend(std::iter::from_fn(|| b.take_output()));
+        }
+        let schema = table_schema(Table::NatCarry);
+        (concat_batches(&schema, &out).unwrap(), b.stats().clone())
+    }
+
+    #[test]
+    fn streamed_carry_equals_the_whole_carry() {
+        use NatEventKind::*;
+        let h0 = 100 * H;
+        let cutoff = h0 + H - 7 * 24 * H;
+        // The previous carry: mappings opened in earlier hours on many ports, one long idle.
+        let mut prev_rows = Vec::new();
+        for i in 0..200u16 {
+            let t = if i % 50 == 0 {
+                h0 - 9 * 24 * H
+            } else {
+                h0 - H + i64::from(i) * S
+            };
+            prev_rows.push(nat(
+                t,
+                SessionCreate,
+                "100.64.1.1",
+                1000 + i * 5,
+                "raw/prev",
+                u64::from(i),
+            ));
+        }
+        // The hour: some carried mappings close, new ones open and close, repeated creates,
+        // interim records for mappings whose start is unknown, several per port.
+        let mut rows = Vec::new();
+        for i in 0..900u16 {
+            let port = 1000 + (i * 37) % 300;
+            let t = h0 + i64::from(i) * 3 * S;
+            let kind = match i % 5 {
+                0 | 3 => SessionCreate,
+                1 | 4 => SessionDelete,
+                _ => PortBlockInterim,
+            };
+            let inside = format!("100.64.{}.{}", i % 3, i % 7);
+            rows.push(nat(
+                t,
+                kind,
+                &inside,
+                port,
+                &format!("raw/{}", i % 4),
+                u64::from(i),
+            ));
+        }
+        let previous = merge(Table::NatCarry, &[object(&prev_rows)]).unwrap();
+        let events = merge(Table::NatEvents, &[object(&rows)]).unwrap();
+        let (want, want_stats) = carry(Some(&previous), Some(&events), h0, cutoff).unwrap();
+        assert!(
+            want.num_rows() > 50 && want_stats.expired > 0,
+            "{want_stats:?}"
+        );
+        for (step, chunk) in [(1, 1), (7, 3), (64, 100), (5000, 8192)] {
+            let (got, stats) = streamed_carry(&previous, &events, h0, cutoff, step, chunk);
+            assert_eq!(stats, want_stats, "step {step} chunk {chunk}");
+            assert_eq!(got, want, "step {step} chunk {chunk}");
+        }
+        // Only one of the inputs.
+        let empty = previous.slice(0, 0);
+        let (want, st) = carry(Some(&previous), None, h0, cutoff).unwrap();
+        let (got, st2) = streamed_carry(&previous, &empty, h0, cutoff, 13, 10);
+        assert_eq!((got, st2), (want, st));
+        let (want, st) = carry(None, Some(&events), h0, cutoff).unwrap();
+        let (got, st2) = streamed_carry(&empty, &events, h0, cutoff, 13, 10);
+        assert_eq!((got, st2), (want, st));
     }
 }

@@ -3,5 +3,7 @@
 pub mod columns;
 pub mod compact;
 pub mod layout;
+pub mod merge;
 pub mod read;
+pub mod sink;
 pub mod writer;

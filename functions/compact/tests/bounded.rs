@@ -1,0 +1,299 @@
+//! Compaction in bounded memory: a partition far larger than the merge's budget, with copies of
+//! rows across objects and overlapping key ranges, compacts to exactly what the in-memory merge
+//! (`compact::merge`, kept as the reference) and carry (`compact::carry`) give; an object that
+//! breaks part way through the merge is quarantined and nothing half-written is published.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use futures::TryStreamExt;
+use natlake_compact::{CompactConfig, run};
+use natlake_core::lake::compact::{self, table_schema};
+use natlake_core::lake::layout;
+use natlake_core::lake::merge::MergeBudget;
+use natlake_core::lake::read::parquet_batches;
+use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish};
+use natlake_core::model::{Micros, NatEventKind, Row, Table};
+use natlake_core::testing::nat_row;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+const S: Micros = 1_000_000;
+const H: Micros = 3600 * S;
+/// 2026-11-23T00:00Z
+const H0: Micros = 1_795_392_000 * S;
+
+fn raw(n: u64) -> String {
+    format!("raw/conntrack/hour=2026-11-23T00/relay_{n:04}.nlraw.zst")
+}
+
+/// One raw object's NAT rows: sessions opening and closing on ports spread over the whole
+/// range (every object overlaps every other), some left open at the hour's end.
+fn raw_rows(obj: u64, n: u64) -> Vec<Row> {
+    (0..n)
+        .map(|i| {
+            let port = 1024 + ((i * 7_919 + obj * 104_729) % 3_000) as u16;
+            let kind = match i % 4 {
+                0 | 2 => NatEventKind::SessionCreate,
+                1 => NatEventKind::SessionDelete,
+                _ => NatEventKind::PortBlockInterim,
+            };
+            let t = H0 + ((i * 13 + obj * 7) % 3_600) as Micros * S;
+            let inside = format!("100.64.{}.{}", obj % 200, i % 250);
+            let mut r = nat_row(t, kind, &inside, port, &raw(obj), i);
+            // Public addresses whose text order is not their numeric order (the writer sorts
+            // by number, compaction by text).
+            if let natlake_core::model::Event::Nat(e) = &mut r.event {
+                let x = [7, 9, 10, 99, 100, 255][(i % 6) as usize];
+                e.x_ip = format!("198.51.100.{x}").parse().ok();
+            }
+            r
+        })
+        .collect()
+}
+
+async fn normalize_like(store: &Arc<dyn ObjectStore>, obj: u64, rows: &[Row], opts: &WriteOptions) {
+    let outs = encode_outputs(&raw(obj), rows, &[], opts).unwrap();
+    publish(store, outs).await.unwrap();
+}
+
+fn part(table: Table, hour: Micros) -> String {
+    layout::partition_dir(table, hour / S, "198.51.100.7".parse().ok())
+}
+
+async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<Path> {
+    let mut v: Vec<Path> = store
+        .list(Some(&Path::from(prefix)))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .unwrap();
+    v.sort();
+    v
+}
+
+async fn read(store: &Arc<dyn ObjectStore>, key: &Path) -> Vec<RecordBatch> {
+    let bytes = store.get(key).await.unwrap().bytes().await.unwrap();
+    parquet_batches(bytes).unwrap()
+}
+
+/// Every batch of every object under `prefix`, in listing order.
+async fn read_all(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    for k in keys(store, prefix).await {
+        out.extend(read(store, &k).await);
+    }
+    out
+}
+
+fn one(table: Table, batches: &[RecordBatch]) -> RecordBatch {
+    concat_batches(&table_schema(table), batches).unwrap()
+}
+
+fn tiny_budget() -> CompactConfig {
+    CompactConfig {
+        // 1 byte for the inputs: the smallest batches (64 rows) whatever the partition.
+        merge: MergeBudget {
+            input_bytes: 1,
+            output_rows: 100,
+        },
+        write: WriteOptions {
+            row_group_rows: 500,
+            ..WriteOptions::default()
+        },
+        ..CompactConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn partition_larger_than_the_budget_compacts_as_the_in_memory_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = natlake_store::dir_url(dir.path()).unwrap();
+    let store = natlake_store::open(&url, &Default::default()).unwrap();
+    let cfg = tiny_budget();
+    let opts = WriteOptions::default();
+    for obj in 0..24 {
+        normalize_like(&store, obj, &raw_rows(obj, 200 + 17 * obj), &opts).await;
+    }
+    let nat = part(Table::NatEvents, H0);
+    let before = read_all(&store, &nat).await;
+    let want = compact::merge(Table::NatEvents, &before).unwrap();
+    let idle_cutoff = H0 + H - cfg.max_idle;
+    let (want_carry, want_stats) = compact::carry(None, Some(&want), H0, idle_cutoff).unwrap();
+    assert!(want_carry.num_rows() > 100, "the test needs a real carry");
+
+    let now = H0 + H + 11 * 60 * S;
+    let r = run(&store, &cfg, now).await.unwrap();
+    assert_eq!(r.hours.len(), 1, "{r:?}");
+    let h = &r.hours[0];
+    assert_eq!((h.objects_merged, h.rows_written), (24, want.num_rows()));
+    assert_eq!(
+        (h.carried, h.expired),
+        (want_stats.carried, want_stats.expired)
+    );
+    let merged = keys(&store, &nat).await;
+    assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
+    let got = read(&store, &merged[0]).await;
+    assert_eq!(one(Table::NatEvents, &got), want);
+    let carry = read_all(&store, &part(Table::NatCarry, H0 + H)).await;
+    assert_eq!(one(Table::NatCarry, &carry), want_carry);
+
+    // Late data: copies of rows already compacted (two raw objects normalized again) and new
+    // objects. The merge of compacted.parquet with them keeps each row once, in order, and the
+    // carry chains from the previous one exactly as the in-memory carry does.
+    for obj in [3, 11] {
+        normalize_like(&store, obj, &raw_rows(obj, 200 + 17 * obj), &opts).await;
+    }
+    for obj in 30..34 {
+        normalize_like(&store, obj, &raw_rows(obj, 500), &opts).await;
+    }
+    let before = read_all(&store, &nat).await;
+    let want = compact::merge(Table::NatEvents, &before).unwrap();
+    let r = run(&store, &cfg, now).await.unwrap();
+    assert_eq!(r.hours[0].objects_merged, 6, "{r:?}");
+    assert_eq!(r.hours[0].rows_written, want.num_rows());
+    let got = read_all(&store, &nat).await;
+    assert_eq!(one(Table::NatEvents, &got), want);
+    let (want_carry, _) = compact::carry(None, Some(&want), H0, idle_cutoff).unwrap();
+    let carry = read_all(&store, &part(Table::NatCarry, H0 + H)).await;
+    assert_eq!(one(Table::NatCarry, &carry), want_carry);
+
+    // The next hour: its carry comes from the previous carry and its own events, streamed.
+    for obj in 40..44 {
+        let rows: Vec<Row> = raw_rows(obj, 300)
+            .into_iter()
+            .map(|mut r| {
+                if let natlake_core::model::Event::Nat(e) = &mut r.event {
+                    e.time += H;
+                }
+                r.envelope.recv_time += H;
+                r
+            })
+            .collect();
+        normalize_like(&store, obj, &rows, &opts).await;
+    }
+    let events = compact::merge(
+        Table::NatEvents,
+        &read_all(&store, &part(Table::NatEvents, H0 + H)).await,
+    )
+    .unwrap();
+    let prev = one(Table::NatCarry, &carry);
+    let (want_next, want_stats) =
+        compact::carry(Some(&prev), Some(&events), H0 + H, idle_cutoff + H).unwrap();
+    let r = run(&store, &cfg, now + H).await.unwrap();
+    let h = r.hours.last().unwrap();
+    assert_eq!(
+        (h.carried, h.expired),
+        (want_stats.carried, want_stats.expired)
+    );
+    let next = read_all(&store, &part(Table::NatCarry, H0 + 2 * H)).await;
+    assert_eq!(one(Table::NatCarry, &next), want_next);
+}
+
+#[tokio::test]
+async fn object_broken_part_way_is_quarantined_and_the_partition_merged_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = natlake_store::dir_url(dir.path()).unwrap();
+    let store = natlake_store::open(&url, &Default::default()).unwrap();
+    // Row groups of 100 rows: the compacted object reads fine at first and breaks in its third
+    // row group, after the merge has already written output.
+    let mut cfg = tiny_budget();
+    cfg.write.row_group_rows = 100;
+    let opts = WriteOptions::default();
+    for obj in 0..4 {
+        normalize_like(&store, obj, &raw_rows(obj, 400), &opts).await;
+    }
+    let now = H0 + H + 11 * 60 * S;
+    run(&store, &cfg, now).await.unwrap();
+    let nat = part(Table::NatEvents, H0);
+    let broken = Path::from(format!("{nat}compacted.parquet"));
+    let bytes = store.get(&broken).await.unwrap().bytes().await.unwrap();
+    let reader =
+        parquet::file::serialized_reader::SerializedFileReader::new(bytes.clone()).unwrap();
+    use parquet::file::reader::FileReader;
+    let md = reader.metadata();
+    assert!(md.num_row_groups() >= 3);
+    let time = md
+        .row_group(2)
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "time")
+        .unwrap();
+    let at = usize::try_from(time.data_page_offset()).unwrap();
+    let mut damaged = bytes.to_vec();
+    damaged[at..at + 16].fill(0xff);
+    store.put(&broken, PutPayload::from(damaged)).await.unwrap();
+    // Late data arrives: the hour is merged again, with the damaged object among its inputs.
+    for obj in 10..13 {
+        normalize_like(&store, obj, &raw_rows(obj, 300), &opts).await;
+    }
+    let late: Vec<RecordBatch> = {
+        let mut v = Vec::new();
+        for k in keys(&store, &nat).await.iter().filter(|k| **k != broken) {
+            v.extend(read(&store, k).await);
+        }
+        v
+    };
+    let want = compact::merge(Table::NatEvents, &late).unwrap();
+
+    let r = run(&store, &cfg, now).await.unwrap();
+    let h = &r.hours[0];
+    assert_eq!(h.quarantined, [broken.to_string()]);
+    assert_eq!((h.objects_merged, h.rows_written), (3, want.num_rows()));
+    let merged = keys(&store, &nat).await;
+    assert_eq!(merged, std::slice::from_ref(&broken));
+    assert_eq!(one(Table::NatEvents, &read(&store, &merged[0]).await), want);
+    let q = keys(&store, &format!("_state/quarantine/{nat}")).await;
+    assert_eq!(
+        q,
+        [
+            Path::from(format!("_state/quarantine/{broken}")),
+            Path::from(format!("_state/quarantine/{broken}.reason.json"))
+        ]
+    );
+    // The copy in quarantine is the damaged object as it was.
+    let kept = store.get(&q[0]).await.unwrap().bytes().await.unwrap();
+    assert_eq!(kept.len(), bytes.len());
+}
+
+/// The same on a real S3 server (SeaweedFS): ranged reads of the objects, the upload of the
+/// merged object and the carry, the server-side copy of an unreadable object into quarantine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacts_on_s3_as_the_in_memory_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let weed = natlake_e2e::weed::Weed::start(dir.path()).unwrap();
+    let url = format!("s3://{}/compact", natlake_e2e::weed::BUCKET);
+    let store = natlake_e2e::fixtures::open_s3(&weed, &url).unwrap();
+    let cfg = tiny_budget();
+    let opts = WriteOptions::default();
+    for obj in 0..12 {
+        normalize_like(&store, obj, &raw_rows(obj, 300 + 11 * obj), &opts).await;
+    }
+    let nat = part(Table::NatEvents, H0);
+    let want = compact::merge(Table::NatEvents, &read_all(&store, &nat).await).unwrap();
+    let (want_carry, _) = compact::carry(None, Some(&want), H0, H0 + H - cfg.max_idle).unwrap();
+    let bad = Path::from(format!("{nat}relay_9999.parquet"));
+    store
+        .put(&bad, PutPayload::from_static(b"PAR1 this is not parquet"))
+        .await
+        .unwrap();
+
+    let r = run(&store, &cfg, H0 + H + 11 * 60 * S).await.unwrap();
+    let h = &r.hours[0];
+    assert_eq!(h.quarantined, [bad.to_string()], "{}", weed.log_tail());
+    assert_eq!((h.objects_merged, h.rows_written), (12, want.num_rows()));
+    let merged = keys(&store, &nat).await;
+    assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
+    assert_eq!(one(Table::NatEvents, &read(&store, &merged[0]).await), want);
+    let carry = read_all(&store, &part(Table::NatCarry, H0 + H)).await;
+    assert_eq!(one(Table::NatCarry, &carry), want_carry);
+    let q = store
+        .get(&Path::from(format!("_state/quarantine/{bad}")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&q[..], b"PAR1 this is not parquet");
+}
