@@ -58,7 +58,7 @@ impl NormalizeConfig {
         WriteOptions {
             zstd_level: self.zstd_level,
             row_group_rows: self.row_group_rows,
-            ..WriteOptions::default()
+            ..WriteOptions::ingest()
         }
     }
 

@@ -17,8 +17,8 @@
 
 use std::sync::LazyLock;
 
-use memchr::memmem::Finder;
 use crate::model::{Event, FirewallAction, FirewallEvent, Micros};
+use memchr::memmem::Finder;
 
 use super::ParseError;
 use super::util::{parse_ip, parse_u16, parse_u32};
