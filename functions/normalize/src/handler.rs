@@ -40,7 +40,7 @@ pub struct NormalizeConfig {
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        let w = WriteOptions::default();
+        let w = WriteOptions::ingest();
         Self {
             format: "auto".into(),
             tz_offset_secs: 0,
@@ -58,7 +58,7 @@ impl NormalizeConfig {
         WriteOptions {
             zstd_level: self.zstd_level,
             row_group_rows: self.row_group_rows,
-            ..WriteOptions::default()
+            ..WriteOptions::ingest()
         }
     }
 
@@ -166,8 +166,10 @@ pub fn normalize_bytes(
     format: Format,
     cfg: &NormalizeConfig,
 ) -> Normalized {
+    // Rows reserved once from the object's size (the relay's objects hold ~50 compressed bytes
+    // per record): growing the vector copied every row several times over.
     let mut out = Normalized {
-        rows: Vec::new(),
+        rows: Vec::with_capacity((bytes.len() / 48).clamp(16, 1 << 16)),
         rejects: Vec::new(),
         report: Report {
             raw_key: key.to_string(),

@@ -39,6 +39,9 @@ pub struct WriteOptions {
     pub zstd_level: i32,
     pub row_group_rows: usize,
     pub bloom_filters: bool,
+    /// Normalize's per-object outputs (a few hundred rows each, rewritten by compaction):
+    /// columns whose values are nearly all distinct in so few rows skip the dictionary.
+    pub ingest: bool,
 }
 
 /// Row-group size unless `NATLAKE_ROW_GROUP_ROWS` says otherwise. Chosen by bench/normalize.sh
@@ -60,7 +63,27 @@ impl Default for WriteOptions {
                 .filter(|&n: &usize| n > 0)
                 .unwrap_or(DEFAULT_ROW_GROUP_ROWS),
             bloom_filters: true,
+            ingest: false,
         }
+    }
+}
+
+/// zstd level of the per-object files normalize writes: compaction rewrites them within the
+/// hour at the default level, so they only need to be small enough until then, and level 1
+/// costs less CPU per row than 3 at no loss on these small pages (bench/normalize.sh, 3 h:
+/// 39.7 MB of `nat_events` objects at level 1 against 40.2 MB at 3).
+pub const INGEST_ZSTD_LEVEL: i32 = 1;
+
+impl WriteOptions {
+    /// The defaults for normalize's per-object outputs: [`INGEST_ZSTD_LEVEL`] unless
+    /// `NATLAKE_ZSTD_LEVEL` names a level.
+    pub fn ingest() -> Self {
+        let mut w = Self::default();
+        if std::env::var_os("NATLAKE_ZSTD_LEVEL").is_none() {
+            w.zstd_level = INGEST_ZSTD_LEVEL;
+        }
+        w.ingest = true;
+        w
     }
 }
 
@@ -125,7 +148,15 @@ fn properties(
             props = props
                 .set_column_compression(col.clone(), Compression::UNCOMPRESSED)
                 .set_column_dictionary_enabled(col, false);
-        } else if matches!(field.data_type(), DataType::Timestamp(..))
+            continue;
+        }
+        if single_value(array.as_ref()) {
+            // One value (the raw key, the format, often the device): a one-entry dictionary
+            // and a run of index 0 are a few bytes; zstd would only add its frame and the
+            // set-up of a compression context per column.
+            props = props.set_column_compression(col.clone(), Compression::UNCOMPRESSED);
+        }
+        if matches!(field.data_type(), DataType::Timestamp(..))
             || Some(field.name().as_str()) == second_sort
         {
             // Times are nearly all distinct (a dictionary only adds a page to throw away) and
@@ -139,6 +170,11 @@ fn properties(
             // Inside ports are random: a dictionary of up to 64k values costs more than it
             // saves; plain values under zstd are near their 16 bits.
             props = props.set_column_dictionary_enabled(col, false);
+        } else if opts.ingest && INGEST_PLAIN.contains(&field.name().as_str()) {
+            // A few hundred rows per object: counters and record indices hardly repeat, so a
+            // dictionary is built only to be paid for (compaction keeps it: across objects
+            // record indices do repeat).
+            props = props.set_column_dictionary_enabled(col, false);
         }
     }
     if opts.bloom_filters {
@@ -151,6 +187,43 @@ fn properties(
         }
     }
     Ok(props.build())
+}
+
+/// Columns of normalize's per-object outputs written without a dictionary (see `properties`).
+const INGEST_PLAIN: [&str; 7] = [
+    "raw_record",
+    "bytes_out",
+    "bytes_in",
+    "packets_out",
+    "packets_in",
+    "bytes",
+    "packets",
+];
+
+/// True when every row holds the same non-null value.
+fn single_value(array: &dyn arrow::array::Array) -> bool {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int16Type, Int32Type, Int64Type, TimestampMicrosecondType};
+    if array.null_count() > 0 || array.is_empty() {
+        return false;
+    }
+    fn same<T: PartialEq + Copy>(v: &[T]) -> bool {
+        v.first().is_some_and(|f| v.iter().all(|x| x == f))
+    }
+    match array.data_type() {
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            let first = a.value(0);
+            (1..a.len()).all(|i| a.value(i) == first)
+        }
+        DataType::Int16 => same(array.as_primitive::<Int16Type>().values()),
+        DataType::Int32 => same(array.as_primitive::<Int32Type>().values()),
+        DataType::Int64 => same(array.as_primitive::<Int64Type>().values()),
+        DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => {
+            same(array.as_primitive::<TimestampMicrosecondType>().values())
+        }
+        _ => false,
+    }
 }
 
 /// Encodes rows (already in the order to write) as one Parquet file.
@@ -212,7 +285,8 @@ pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
         if current != Some(pk) {
             current = Some(pk);
             let net = layout::net_value(row.event.partition_ip());
-            parts.push(((pk.0, pk.1, net), Vec::new()));
+            let key = (row.event.table(), layout::hour_start(row.event.time()), net);
+            parts.push((key, Vec::new()));
         }
         if let Some((_, group)) = parts.last_mut() {
             group.push(row);
@@ -223,10 +297,13 @@ pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     parts
 }
 
-/// (table, hour start, partition network: family and the /24 or /48 prefix bits).
-type PartKey = (Table, i64, (u8, u128));
+/// (table, hour start, partition network) packed into one integer that sorts the same way:
+/// table (8 bits), hour start in seconds with its sign flipped (64), the network's family
+/// (8) and its /24 or /48 prefix bits (48). The sort moves and compares these keys for every
+/// row; packed, an element is 64 bytes instead of 112 and most comparisons stop at one u128.
+type PartKey = u128;
 /// (public ip: family and bits, public port + 1 or 0 for none, time).
-type SortKey = ((u8, u128), u32, i64);
+type SortKey = (u8, u128, u32, i64);
 
 fn ip_key(ip: Option<std::net::IpAddr>) -> (u8, u128) {
     match ip {
@@ -243,11 +320,11 @@ fn part_key(r: &Row) -> PartKey {
         2 => bits >> (128 - u32::from(layout::V6_PREFIX_LEN)),
         _ => 0,
     };
-    (
-        r.event.table(),
-        layout::hour_start(r.event.time()),
-        (fam, net),
-    )
+    let hour = (layout::hour_start(r.event.time()) as u64) ^ (1 << 63);
+    (u128::from(r.event.table() as u8) << 120)
+        | (u128::from(hour) << 56)
+        | (u128::from(fam) << 48)
+        | (net & ((1 << 48) - 1))
 }
 
 /// (public ip, public port, time): keeps each address's rows together so a lookup's predicate on
@@ -261,7 +338,8 @@ fn sort_key(r: &Row) -> SortKey {
         Event::Mail(e) => (e.client_ip, e.client_port, e.time),
         Event::Auth(e) => (e.src_ip, e.src_port, e.time),
     };
-    (ip_key(ip), port.map_or(0, |p| u32::from(p) + 1), time)
+    let (fam, bits) = ip_key(ip);
+    (fam, bits, port.map_or(0, |p| u32::from(p) + 1), time)
 }
 
 /// Encodes every partition of one raw object's rows and rejects; returns (key, bytes) pairs.
@@ -431,8 +509,35 @@ mod tests {
         // No enrichment configured: nothing to compress.
         let (_, comp) = enc("subscriber");
         assert_eq!(comp, Compression::UNCOMPRESSED);
-        let (_, comp) = enc("dst_ip");
+        let (_, comp) = enc("time");
         assert!(matches!(comp, Compression::ZSTD(_)));
+        // One destination, one raw key for all rows: dictionary and index run uncompressed.
+        let (_, comp) = enc("dst_ip");
+        assert_eq!(comp, Compression::UNCOMPRESSED);
+        // One raw key for all rows: its dictionary and index run are left uncompressed.
+        let (key, comp) = enc("raw_key");
+        assert_eq!(comp, Compression::UNCOMPRESSED);
+        assert!(key.contains(&Encoding::RLE_DICTIONARY), "{key:?}");
+        // Outside normalize, record indices keep their dictionary (they repeat across objects).
+        let (rec, comp) = enc("raw_record");
+        assert!(rec.contains(&Encoding::RLE_DICTIONARY), "{rec:?}");
+        assert!(matches!(comp, Compression::ZSTD(_)));
+        // normalize's per-object outputs: no dictionary for distinct values, zstd level 1.
+        let opts = WriteOptions::ingest();
+        assert!(opts.ingest);
+        let out = encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &opts).unwrap();
+        let file = SerializedFileReader::new(out[0].1.clone()).unwrap();
+        let rg = file.metadata().row_group(0);
+        let rec = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "raw_record")
+            .unwrap();
+        let encodings: Vec<_> = rec.encodings().collect();
+        assert!(
+            !encodings.contains(&Encoding::RLE_DICTIONARY),
+            "{encodings:?}"
+        );
         // Bloom filters on the lookup columns, sized to the rows.
         let x_ip = rg
             .columns()

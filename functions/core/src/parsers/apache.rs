@@ -45,7 +45,7 @@ pub fn parse(
     out: &mut Vec<Event>,
 ) -> Result<usize, ParseError> {
     let (ev, _) = parse_clf(line, server, FORMAT)?;
-    out.push(Event::Http(ev));
+    out.push(Event::Http(Box::new(ev)));
     Ok(1)
 }
 
@@ -338,7 +338,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(parse(line, Some("apache"), &mut out), Ok(1), "{line}");
         match out.pop() {
-            Some(Event::Http(h)) => h,
+            Some(Event::Http(h)) => *h,
             other => panic!("{other:?}"),
         }
     }

@@ -265,7 +265,11 @@ fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseE
         ) {
             continue;
         }
-        let Some((k, v)) = tok.split_once('=') else {
+        // Keys are a few bytes: a plain scan beats the char searcher's setup.
+        let Some(eq) = tok.bytes().position(|c| c == b'=') else {
+            continue;
+        };
+        let (Some(k), Some(v)) = (tok.get(..eq), tok.get(eq + 1..)) else {
             continue;
         };
         // The second src= opens the reply tuple.

@@ -65,7 +65,8 @@ pub(crate) fn port_range(s: &str) -> Option<(u16, u16)> {
 /// Values keep their backslash escapes except `\"`, which ends nothing. Unquoted values run
 /// to the next space. Stops at an unbalanced `]` (the element's end).
 pub(crate) fn quoted_params(s: &str) -> Vec<(&str, &str)> {
-    let mut out = Vec::new();
+    // One allocation: a parameter takes at least ~16 bytes of text (Junos RT_FLOW: ~35 in 900).
+    let mut out = Vec::with_capacity(s.len() / 16 + 1);
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -93,19 +94,22 @@ pub(crate) fn quoted_params(s: &str) -> Vec<(&str, &str)> {
         if b.get(i) == Some(&b'"') {
             let start = i + 1;
             let mut j = start;
-            let mut escaped = false;
-            while let Some(&c) = b.get(j) {
-                if escaped {
-                    escaped = false;
-                } else if c == b'\\' {
-                    escaped = true;
-                } else if c == b'"' {
-                    break;
+            // To the closing quote, stepping over escapes: memchr finds the next candidate.
+            loop {
+                match b.get(j..).and_then(|r| memchr::memchr2(b'"', b'\\', r)) {
+                    Some(rel) if b.get(j + rel) == Some(&b'"') => {
+                        j += rel;
+                        break;
+                    }
+                    Some(rel) => j += rel + 2,
+                    None => {
+                        j = b.len();
+                        break;
+                    }
                 }
-                j += 1;
             }
             // An unterminated quote (a line cut short) keeps what there is.
-            if let Some(v) = s.get(start..j.min(b.len())) {
+            if let Some(v) = s.get(start..j) {
                 out.push((key, v));
             }
             i = j + 1;

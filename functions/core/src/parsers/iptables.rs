@@ -15,7 +15,10 @@
 //!   ICMP errors quote the offending packet in brackets (`[SRC=… DST=…]`), where parsing stops.
 //! - ICMP `TYPE=`/`CODE=` have no column in the model: ports stay None.
 
+use std::sync::LazyLock;
+
 use crate::model::{Event, FirewallAction, FirewallEvent, Micros};
+use memchr::memmem::Finder;
 
 use super::ParseError;
 use super::util::{parse_ip, parse_u16, parse_u32};
@@ -29,7 +32,8 @@ fn err(reason: impl Into<String>) -> ParseError {
 
 /// Cheap check used by format detection.
 pub fn looks_like(body: &str) -> bool {
-    find_in(body).is_some() && body.contains("SRC=")
+    static SRC: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("SRC="));
+    find_in(body).is_some() && SRC.find(body.as_bytes()).is_some()
 }
 
 /// Parses one LOG line into one firewall event; returns the number of events pushed (1).
@@ -136,7 +140,9 @@ fn strip_uptime(s: &str) -> &str {
 /// followed by ` OUT=`. The prefix before it may be glued to it and may contain anything.
 fn find_in(s: &str) -> Option<usize> {
     let mut from = 0;
-    while let Some(rel) = s.get(from..)?.find("IN=") {
+    // Detection runs this over every line that is not conntrack: a prebuilt SIMD finder.
+    static IN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("IN="));
+    while let Some(rel) = IN.find(s.get(from..)?.as_bytes()) {
         let at = from + rel;
         let after = s.get(at + 3..)?;
         let val_end = after.find(' ').unwrap_or(after.len());

@@ -74,8 +74,16 @@ const FAMILIES: [&str; 6] = [
 
 /// Cheap check used by format detection: a Junos tag near the start, or a ScreenOS header.
 pub fn looks_like(body: &str) -> bool {
-    let head = head(body, 160);
-    FAMILIES.iter().any(|f| head.contains(f)) || head.contains("NetScreen device_id=")
+    static FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+        std::sync::LazyLock::new(|| {
+            FAMILIES
+                .iter()
+                .chain(std::iter::once(&"NetScreen device_id="))
+                .map(|f| memchr::memmem::Finder::new(f.as_bytes()))
+                .collect()
+        });
+    let head = head(body, 160).as_bytes();
+    FINDERS.iter().any(|f| f.find(head).is_some())
 }
 
 fn head(s: &str, n: usize) -> &str {
@@ -89,25 +97,23 @@ fn head(s: &str, n: usize) -> &str {
 /// For an RFC 5424 message: the slice from a Junos MSGID we map onwards (`RT_FLOW_SESSION_CREATE
 /// [junos@… …]`), which the envelope parser would otherwise split into MSGID and SD.
 pub fn structured_tail(msg: &str) -> Option<&str> {
-    let mut best: Option<usize> = None;
-    for f in FAMILIES {
-        let mut from = 0;
-        while let Some(rel) = msg.get(from..).and_then(|r| r.find(f)) {
-            let at = from + rel;
-            let before_ok = msg.get(..at).is_some_and(|b| b.ends_with(' '));
-            let tok = msg
-                .get(at..)
-                .and_then(|r| r.split(' ').next())
-                .unwrap_or("");
-            let after = msg.get(at + tok.len()..).unwrap_or("");
-            if before_ok && TAGS.iter().any(|t| tok.starts_with(t)) && after.starts_with(" [") {
-                best = Some(best.map_or(at, |b: usize| b.min(at)));
-                break;
-            }
-            from = at + f.len();
+    // The earliest valid tag wins, and a tag follows a space: one pass over the spaces,
+    // left to right, stops at the first (the header's MSGID for Junos) instead of searching
+    // the whole message once per family.
+    let b = msg.as_bytes();
+    for sp in memchr::memchr_iter(b' ', b) {
+        let at = sp + 1;
+        let Some(rest) = msg.get(at..) else { continue };
+        if !FAMILIES.iter().any(|f| rest.starts_with(f)) {
+            continue;
+        }
+        let tok = rest.split(' ').next().unwrap_or("");
+        let after = rest.get(tok.len()..).unwrap_or("");
+        if TAGS.iter().any(|t| tok.starts_with(t)) && after.starts_with(" [") {
+            return Some(rest);
         }
     }
-    msg.get(best?..)
+    None
 }
 
 /// A syslog TAG that is really a Junos message tag (`host JSERVICES_NAT_PORT_BLOCK_ALLOC: …`).

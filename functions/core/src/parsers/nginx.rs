@@ -31,7 +31,7 @@ pub(crate) fn parse_detected(line: &str, out: &mut Vec<Event>) -> Result<bool, P
     if nginx {
         extras(tail, &mut ev);
     }
-    out.push(Event::Http(ev));
+    out.push(Event::Http(Box::new(ev)));
     Ok(nginx)
 }
 
@@ -43,7 +43,7 @@ pub fn parse(
 ) -> Result<usize, ParseError> {
     let (mut ev, tail) = parse_clf(line, server, FORMAT)?;
     extras(tail, &mut ev);
-    out.push(Event::Http(ev));
+    out.push(Event::Http(Box::new(ev)));
     Ok(1)
 }
 
@@ -121,7 +121,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(parse(line, Some("nginx"), &mut out), Ok(1), "{line}");
         match out.pop() {
-            Some(Event::Http(h)) => h,
+            Some(Event::Http(h)) => *h,
             other => panic!("{other:?}"),
         }
     }
@@ -236,7 +236,7 @@ mod tests {
         assert_eq!(p.format, "nginx");
         assert!(matches!(
             out.pop(),
-            Some(Event::Http(HttpAccess { server: None, .. }))
+            Some(Event::Http(h)) if h.server.is_none()
         ));
         let bare =
             r#"172.17.0.1 - - [29/May/2017:19:02:48 +0000] "GET /s HTTP/1.1" 404 612 "-" "ua""#;

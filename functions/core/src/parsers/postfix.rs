@@ -77,7 +77,7 @@ pub fn parse(
         ..MailEvent::default()
     };
     read(msg, &mut ev)?;
-    out.push(Event::Mail(ev));
+    out.push(Event::Mail(Box::new(ev)));
     Ok(1)
 }
 
@@ -372,7 +372,7 @@ mod tests {
         let mut out = Vec::new();
         parse(text, T0, Some(program), Some(1), &mut out).unwrap_or_else(|e| panic!("{text}: {e}"));
         match out.pop() {
-            Some(Event::Mail(m)) => m,
+            Some(Event::Mail(m)) => *m,
             other => panic!("{other:?}"),
         }
     }
@@ -383,7 +383,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{line}: {e}"));
         assert_eq!((p.format, p.events), ("postfix", 1), "{line}");
         match out.pop() {
-            Some(Event::Mail(m)) => m,
+            Some(Event::Mail(m)) => *m,
             other => panic!("{other:?}"),
         }
     }

@@ -81,7 +81,7 @@ pub fn parse(
     let msg = msg.strip_prefix("error: ").unwrap_or(msg);
     let msg = msg.strip_suffix(" [preauth]").unwrap_or(msg);
     read(msg, &mut ev)?;
-    out.push(Event::Auth(ev));
+    out.push(Event::Auth(Box::new(ev)));
     Ok(1)
 }
 
@@ -315,7 +315,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{line}: {e}"));
         assert_eq!((p.format, p.events), ("sshd", 1), "{line}");
         match out.pop() {
-            Some(Event::Auth(a)) => a,
+            Some(Event::Auth(a)) => *a,
             other => panic!("{other:?}"),
         }
     }

@@ -58,7 +58,41 @@ pub(crate) fn parse_u8(s: &str) -> Option<u8> {
 /// An address as text; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is folded to IPv4 so one host has
 /// one spelling in the lake.
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    if let Some(v4) = dotted_quad(s.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+/// Plain dotted-quad IPv4 (what nearly every NAT log prints) without the standard parser's
+/// general machinery. Accepts exactly what `Ipv4Addr::from_str` accepts of that shape (1–3
+/// digits per octet, no leading zeros, ≤ 255); None sends anything else to the full parser.
+fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, o) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u32 = 0;
+        while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            v = v * 10 + u32::from(d - b'0');
+            i += 1;
+            if i - start > 3 {
+                return None;
+            }
+        }
+        let len = i - start;
+        if len == 0 || (len > 1 && b.get(start) == Some(&b'0')) {
+            return None;
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then(|| std::net::Ipv4Addr::from(octets))
 }
 
 /// An address as an exporter may render a bytes field: dotted / colon text, `0x`-hex, bare hex of
@@ -549,6 +583,42 @@ impl BsdTs {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dotted_quad_fast_path_agrees_with_std() {
+        for s in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "255.255.255.255",
+            "100.64.0.1",
+            "10.0.0.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.",
+            ".1.2.3",
+            "1000.1.1.1",
+            "1.2.3.-4",
+            "1.2.3.+4",
+            "",
+            "::ffff:1.2.3.4",
+            "2001:db8::1",
+            "1.2.3.4:80",
+            "0.00.0.0",
+            "99.999.9.9",
+        ] {
+            let std = s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+            assert_eq!(parse_ip(s), std, "{s:?}");
+            if let Some(v4) = dotted_quad(s.as_bytes()) {
+                assert_eq!(Some(IpAddr::V4(v4)), std, "{s:?}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
