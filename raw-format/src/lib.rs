@@ -522,6 +522,16 @@ mod tests {
         w.finish().unwrap()
     }
 
+    /// The decompressed bytes of [`build`]'s object.
+    fn built_plaintext() -> Vec<u8> {
+        let mut plain = Vec::new();
+        zstd::stream::read::Decoder::new(&build()[..])
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        plain
+    }
+
     #[test]
     fn round_trip_keeps_every_field() {
         let bytes = build();
@@ -539,12 +549,7 @@ mod tests {
     /// MiB of plaintext): the reader sees one stream, and a record may span two frames.
     #[test]
     fn concatenated_frames_read_as_one_stream() {
-        let bytes = build();
-        let mut plain = Vec::new();
-        zstd::stream::read::Decoder::new(&bytes[..])
-            .unwrap()
-            .read_to_end(&mut plain)
-            .unwrap();
+        let plain = built_plaintext();
         let cut = plain.len() - 7; // inside the last record
         let mut framed = zstd::bulk::compress(&plain[..cut], 1).unwrap();
         framed.extend(zstd::bulk::compress(&plain[cut..], 1).unwrap());
@@ -556,12 +561,7 @@ mod tests {
 
     #[test]
     fn truncation_yields_the_records_before_it_and_an_error() {
-        let bytes = build();
-        let mut plain = Vec::new();
-        zstd::stream::read::Decoder::new(&bytes[..])
-            .unwrap()
-            .read_to_end(&mut plain)
-            .unwrap();
+        let plain = built_plaintext();
         let cut = &plain[..plain.len() - 3];
         let items: Vec<_> = BatchReader::new(cut).unwrap().collect();
         assert_eq!(items.len(), 3);
@@ -575,12 +575,7 @@ mod tests {
 
     #[test]
     fn corruption_is_detected_by_checksum() {
-        let bytes = build();
-        let mut plain = Vec::new();
-        zstd::stream::read::Decoder::new(&bytes[..])
-            .unwrap()
-            .read_to_end(&mut plain)
-            .unwrap();
+        let mut plain = built_plaintext();
         let n = plain.len();
         plain[n - 40] ^= 0xff; // inside the second record's payload or fixed part
         let items: Vec<_> = BatchReader::new(&plain[..]).unwrap().collect();

@@ -432,7 +432,13 @@ fn send(args: &[String]) -> Result<(), String> {
 }
 
 fn set_sndbuf(sock: &UdpSocket, bytes: libc::c_int) {
-    for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+    set_buffer(sock, [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF], bytes);
+}
+
+/// Sets a socket buffer size with the first option that works (the FORCE variant needs
+/// CAP_NET_ADMIN; the plain one is capped by net.core.[rw]mem_max).
+fn set_buffer(sock: &UdpSocket, opts: [libc::c_int; 2], bytes: libc::c_int) {
+    for opt in opts {
         // SAFETY: setsockopt on a valid fd with an int of the right size.
         let ok = unsafe {
             libc::setsockopt(
@@ -475,21 +481,7 @@ fn sink(args: &[String]) -> Result<(), String> {
         libc::signal(libc::SIGINT, on_term as *const () as libc::sighandler_t);
     }
     let sock = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt on a valid fd with an int of the right size.
-        let ok = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&rcvbuf as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        } == 0;
-        if ok {
-            break;
-        }
-    }
+    set_buffer(&sock, [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF], rcvbuf);
     // Wakes up to look at the stop flag.
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(|e| format!("timeout: {e}"))?;
