@@ -25,6 +25,85 @@ pub fn hour_of(v: &str) -> Option<String> {
         .map(natlake_core::lake::layout::hour_label)
 }
 
+/// [`hour_of`] for the flag `--{flag}`, with an error that names it.
+pub fn hour_flag(flag: &str, v: &str) -> Result<String, SelectionError> {
+    hour_of(v).ok_or_else(|| SelectionError::Hour {
+        flag: flag.to_owned(),
+        value: v.to_owned(),
+    })
+}
+
+/// Which raw objects a backfill takes, and how it runs: the flags `normalize run` and
+/// `natlake normalize` share (each binary adds `--workers` with its own default).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Selection {
+    /// Key prefix to normalize: raw/, raw/<kind>/ or raw/<kind>/hour=…/
+    #[arg(long, default_value = "raw/")]
+    pub prefix: String,
+    /// First hour of raw objects to include (`2026-11-23T10`, RFC 3339 or epoch seconds): the
+    /// hour a raw object's key names, when its batch was opened.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Last hour to include (same forms; the whole hour is included).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Re-normalize objects already done (outputs are overwritten, never duplicated).
+    #[arg(long)]
+    pub force: bool,
+    /// How often to print a progress line when stderr is not a terminal (0: never).
+    #[arg(long, default_value = "10s", value_parser = natlake_core::runtime::parse_duration)]
+    pub progress_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectionError {
+    #[error("--{flag} {value:?}: expected an hour (2026-11-23T10), RFC 3339 or epoch seconds")]
+    Hour { flag: String, value: String },
+    #[error("--since {since} is after --until {until}")]
+    Reversed { since: String, until: String },
+    #[error("listing {prefix}: {source}")]
+    List {
+        prefix: String,
+        source: object_store::Error,
+    },
+}
+
+impl Selection {
+    /// The `--since` / `--until` hour labels, checked to be in order.
+    pub fn hours(&self) -> Result<(Option<String>, Option<String>), SelectionError> {
+        let since = self
+            .since
+            .as_deref()
+            .map(|v| hour_flag("since", v))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|v| hour_flag("until", v))
+            .transpose()?;
+        if let (Some(s), Some(u)) = (&since, &until)
+            && s > u
+        {
+            return Err(SelectionError::Reversed {
+                since: s.clone(),
+                until: u.clone(),
+            });
+        }
+        Ok((since, until))
+    }
+
+    /// The raw object keys selected, oldest hour first.
+    pub async fn keys(&self, store: &Arc<dyn ObjectStore>) -> Result<Vec<String>, SelectionError> {
+        let (since, until) = self.hours()?;
+        crate::scan::raw_keys(store, &self.prefix, since.as_deref(), until.as_deref())
+            .await
+            .map_err(|source| SelectionError::List {
+                prefix: self.prefix.clone(),
+                source,
+            })
+    }
+}
+
 /// What a run did, so far or in the end.
 #[derive(Debug, Default)]
 pub struct Counters {

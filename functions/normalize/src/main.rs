@@ -57,24 +57,11 @@ enum Door {
     /// Normalize the raw objects already in the store once, then exit (backfill without DuckDB;
     /// what bench/normalize.sh times). Prints a JSON summary on stdout.
     Run {
-        /// Key prefix: raw/, raw/<kind>/ or raw/<kind>/hour=…/
-        #[arg(long, default_value = "raw/")]
-        prefix: String,
-        /// First hour of raw objects (`2026-11-23T10`, RFC 3339 or epoch seconds).
-        #[arg(long)]
-        since: Option<String>,
-        /// Last hour (same forms; the whole hour is included).
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        select: backfill::Selection,
         /// Objects normalized at once.
         #[arg(long, default_value_t = 1)]
         workers: usize,
-        /// Re-normalize objects already done (outputs are overwritten, never duplicated).
-        #[arg(long)]
-        force: bool,
-        /// Progress line on stderr this often (0: none).
-        #[arg(long, default_value = "10s", value_parser = natlake_core::runtime::parse_duration)]
-        progress_every: Duration,
     },
 }
 
@@ -95,43 +82,22 @@ async fn main() -> anyhow::Result<()> {
     cfg.parsed_format()?;
     let cfg = cfg.load_enrichment(&store).await?;
     match cli.door {
-        Door::Run {
-            prefix,
-            since,
-            until,
-            workers,
-            force,
-            progress_every,
-        } => {
-            let hour = |flag: &str, v: Option<String>| -> anyhow::Result<Option<String>> {
-                v.map(|v| {
-                    backfill::hour_of(&v).with_context(|| {
-                        format!("--{flag} {v:?}: expected an hour (2026-11-23T10), RFC 3339 or epoch seconds")
-                    })
-                })
-                .transpose()
-            };
-            let (since, until) = (hour("since", since)?, hour("until", until)?);
-            if let (Some(s), Some(u)) = (&since, &until) {
-                anyhow::ensure!(s <= u, "--since {s} is after --until {u}");
-            }
-            let keys = natlake_normalize::scan::raw_keys(
-                &store,
-                &prefix,
-                since.as_deref(),
-                until.as_deref(),
-            )
-            .await
-            .with_context(|| format!("listing {prefix}"))?;
-            eprintln!("normalize: {} raw objects under {prefix}", keys.len());
+        Door::Run { select, workers } => {
+            let keys = select.keys(&store).await?;
+            eprintln!(
+                "normalize: {} raw objects under {}",
+                keys.len(),
+                select.prefix
+            );
             let counters = std::sync::Arc::new(backfill::Counters::default());
-            let lines = backfill::progress_lines(counters.clone(), keys.len(), progress_every);
+            let lines =
+                backfill::progress_lines(counters.clone(), keys.len(), select.progress_every);
             let summary = backfill::run(
                 &store,
                 &cfg,
                 keys,
                 workers,
-                force,
+                select.force,
                 &counters,
                 &backfill::Stderr,
             )

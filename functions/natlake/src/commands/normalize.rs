@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use natlake_normalize::backfill::{self, Counters};
 use natlake_normalize::handler::NormalizeConfig;
@@ -19,37 +18,16 @@ pub struct Args {
     /// Store URL (file:///…, s3://…).
     #[arg(long, env = "NATLAKE_STORE")]
     store: String,
-    /// Key prefix to normalize: raw/, raw/<kind>/ or raw/<kind>/hour=…/
-    #[arg(long, default_value = "raw/")]
-    prefix: String,
-    /// First hour of raw objects to include (`2026-11-23T10`, RFC 3339 or epoch seconds): the
-    /// hour a raw object's key names, when its batch was opened.
-    #[arg(long)]
-    since: Option<String>,
-    /// Last hour to include (same forms; the whole hour is included).
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    select: backfill::Selection,
     /// Objects normalized at once.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Re-normalize objects already done (outputs are overwritten, never duplicated).
-    #[arg(long)]
-    force: bool,
     #[arg(long, default_value = "auto")]
     format: String,
     /// Enrichment sources (TOML; README "Enrichment").
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
     enrich_config: Option<std::path::PathBuf>,
-    /// How often to print a progress line when stderr is not a terminal.
-    #[arg(long, default_value = "10s", value_parser = natlake_core::runtime::parse_duration)]
-    progress_every: Duration,
-}
-
-/// An hour label (`YYYY-MM-DDTHH`) from a flag: an hour label itself, RFC 3339 or epoch seconds.
-pub(crate) fn hour_of(flag: &str, v: &str) -> anyhow::Result<String> {
-    backfill::hour_of(v).with_context(|| {
-        format!("--{flag} {v:?}: expected an hour (2026-11-23T10), RFC 3339 or epoch seconds")
-    })
 }
 
 /// Progress on stderr: a bar on a terminal, periodic plain lines elsewhere.
@@ -70,7 +48,6 @@ impl Progress {
             bar.set_style(style);
             Progress::Bar(bar)
         } else {
-            let every = every.max(Duration::from_millis(100));
             Progress::Lines(backfill::progress_lines(counters.clone(), total, every))
         }
     }
@@ -113,19 +90,7 @@ impl backfill::Observer for Progress {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = natlake_store::open(&args.store, &Default::default())?;
-    let since = args
-        .since
-        .as_deref()
-        .map(|v| hour_of("since", v))
-        .transpose()?;
-    let until = args
-        .until
-        .as_deref()
-        .map(|v| hour_of("until", v))
-        .transpose()?;
-    if let (Some(s), Some(u)) = (&since, &until) {
-        anyhow::ensure!(s <= u, "--since {s} is after --until {u}");
-    }
+    let (since, until) = args.select.hours()?;
     let cfg = NormalizeConfig {
         format: args.format.clone(),
         enrich: natlake_normalize::enrich::EnrichConfig::from_file(args.enrich_config.as_deref())?,
@@ -133,25 +98,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     cfg.parsed_format()?;
     let cfg = cfg.load_enrichment(&store).await?;
-    let keys =
-        natlake_normalize::scan::raw_keys(&store, &args.prefix, since.as_deref(), until.as_deref())
-            .await
-            .with_context(|| format!("listing {}", args.prefix))?;
+    let keys = args.select.keys(&store).await?;
     let total = keys.len();
     eprintln!(
         "normalize: {total} raw objects under {} (hours {} to {})",
-        args.prefix,
+        args.select.prefix,
         since.as_deref().unwrap_or("any"),
         until.as_deref().unwrap_or("any")
     );
     let counters = Arc::new(Counters::default());
-    let progress = Progress::start(total, &counters, args.progress_every);
+    let progress = Progress::start(total, &counters, args.select.progress_every);
     let summary = backfill::run(
         &store,
         &cfg,
         keys,
         args.workers,
-        args.force,
+        args.select.force,
         &counters,
         &progress,
     )

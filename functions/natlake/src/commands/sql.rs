@@ -8,7 +8,7 @@ use natlake_core::model::Table;
 use natlake_query::sql::{self, OutputFormat};
 
 use super::LakeArgs;
-use super::normalize::hour_of;
+use natlake_normalize::backfill::hour_flag;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -78,7 +78,7 @@ async fn mirror(args: &Args, lake: &natlake_query::Lake) -> anyhow::Result<PathB
     let hours = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<i64>> {
         v.as_deref()
             .map(|v| {
-                let label = hour_of(flag, v)?;
+                let label = hour_flag(flag, v)?;
                 layout::parse_hour_label(&label).context("hour label")
             })
             .transpose()
