@@ -7,8 +7,9 @@ use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// auto, conntrack, conntrack_json, goflow2, iptables
-    #[arg(long, default_value = "auto")]
+    /// The parser to use; `auto` detects it per line.
+    #[arg(long, default_value = "auto",
+          value_parser = clap::builder::PossibleValuesParser::new(Format::ALL.map(Format::as_str)))]
     format: String,
     /// Device UTC offset in seconds for timestamps without one.
     #[arg(long, default_value_t = 0)]
