@@ -351,7 +351,7 @@ pub fn parse_message(
         Format::Mikrotik => mikrotik::parse(env.body, default_time, out),
         Format::Pfsense => pfsense::parse(env.body, default_time, out),
         Format::Nfware => nfware::parse(env.body, default_time, out),
-        Format::Sixwind => sixwind::parse(env.body, default_time, out),
+        Format::Sixwind => sixwind::parse(env.body, default_time, ctx.tz_offset_secs, out),
         Format::Juniper => juniper::parse(env.body, default_time, ctx, out),
         Format::Cisco => cisco::parse(env.body, default_time, ctx, out),
         Format::A10 => a10::parse(env.body, default_time, ctx, out),

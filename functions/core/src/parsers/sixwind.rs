@@ -6,7 +6,12 @@
 //! DESTROY CONN: fwd proto 6 … -> …, back proto 6 … -> …
 //! USER 100.64.0.1 (matching rule 1): NEW BLOCK (pool "mypool", ip public 192.0.2.33, proto 6, port 1 - 512)
 //! USER 100.64.0.1 (matching rule 1): DESTROY BLOCK (pool "mypool", ip public 192.0.2.33, proto 6, port 1 - 512)
+//! USER 100.64.0.1 (matching rule 1): NEW BLOCK (ip public 32.96.119.1, proto 6, port 1024 - 1536) at Tue Jun 11 08:03:09 2019
 //! ```
+//!
+//! The last shape is the CG-NAT deployment guides' (`fp-cgnat-logd`, Turbo Router 3 / vSR):
+//! the pool is optional and a block event ends with its own time, `at` and a ctime-style date
+//! with the year, in the device's time zone; that time is the event's.
 //!
 //! Connection tuples read like conntrack's: `fwd` is the original direction (inside source →
 //! destination), `back` the reply direction (destination → public address). So the inside side
@@ -22,7 +27,7 @@ use crate::model::{Event, Micros, NatEvent, NatEventKind, protocol_number};
 
 use super::ParseError;
 use super::endpoint;
-use super::util::parse_u16;
+use super::util::{civil_micros, month_number, parse_u16, parse_u32};
 
 const FORMAT: &str = "sixwind";
 
@@ -35,11 +40,12 @@ pub fn looks_like(body: &str) -> bool {
     let b = strip_tag(body.trim_start());
     b.starts_with("NEW CONN: fwd ")
         || b.starts_with("DESTROY CONN: fwd ")
-        || (b.starts_with("USER ") && b.contains(" BLOCK (pool "))
+        || (b.starts_with("USER ") && b.contains(" BLOCK ("))
         || b.starts_with("CGNAT Log ")
 }
 
-/// `fp-cgnat[2484]: ` in front of a message that reached us without a syslog parser.
+/// `fp-cgnat[2484]: ` (or `fp-cgnat-logd@main[4269]: `) in front of a message that reached us
+/// without a syslog parser.
 fn strip_tag(s: &str) -> &str {
     if let Some(rest) = s.strip_prefix("fp-cgnat")
         && let Some((_, after)) = rest.split_once("]: ")
@@ -50,14 +56,20 @@ fn strip_tag(s: &str) -> &str {
 }
 
 /// Parses one fp-cgnat message into one NAT event; returns the number of events pushed (1).
-pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<usize, ParseError> {
+/// `tz_offset_secs`: the device's UTC offset, for the local time a BLOCK event ends with.
+pub fn parse(
+    line: &str,
+    default_time: Micros,
+    tz_offset_secs: i32,
+    out: &mut Vec<Event>,
+) -> Result<usize, ParseError> {
     let s = strip_tag(line.trim());
     let ev = if let Some(rest) = s.strip_prefix("NEW CONN:") {
         conn(rest, NatEventKind::SessionCreate, default_time)?
     } else if let Some(rest) = s.strip_prefix("DESTROY CONN:") {
         conn(rest, NatEventKind::SessionDelete, default_time)?
     } else if let Some(rest) = s.strip_prefix("USER ") {
-        block(rest, default_time)?
+        block(rest, default_time, tz_offset_secs)?
     } else if s.starts_with("CGNAT Log ") {
         return Err(err("fp-cgnat daemon notice, no mapping"));
     } else {
@@ -119,7 +131,8 @@ fn tuple<'a>(s: &'a str, what: &str) -> Result<(u8, &'a str, &'a str), ParseErro
 }
 
 /// `100.64.0.1 (matching rule 1): NEW BLOCK (pool "p", ip public X, proto 6, port 1 - 512)`.
-fn block(rest: &str, time: Micros) -> Result<NatEvent, ParseError> {
+/// Optionally followed by ` at Tue Jun 11 08:03:09 2019` (device-local), the event's time.
+fn block(rest: &str, default_time: Micros, tz_offset_secs: i32) -> Result<NatEvent, ParseError> {
     let (user, after) = rest
         .split_once(' ')
         .ok_or_else(|| err("USER without an address"))?;
@@ -134,10 +147,20 @@ fn block(rest: &str, time: Micros) -> Result<NatEvent, ParseError> {
     } else {
         return Err(err("USER message is not NEW / DESTROY BLOCK"));
     };
-    let inner = inner
-        .trim_end()
-        .strip_suffix(')')
-        .ok_or_else(|| err("BLOCK details not closed"))?;
+    let (inner, time) = match inner.rsplit_once(") at ") {
+        Some((details, when)) => (
+            details,
+            ctime_micros(when, tz_offset_secs)
+                .ok_or_else(|| err(format!("bad BLOCK time {when:?}")))?,
+        ),
+        None => (
+            inner
+                .trim_end()
+                .strip_suffix(')')
+                .ok_or_else(|| err("BLOCK details not closed"))?,
+            default_time,
+        ),
+    };
     let (mut x_ip, mut proto, mut range) = (None, None, None);
     for item in split_outside_quotes(inner) {
         let item = item.trim();
@@ -167,6 +190,27 @@ fn block(rest: &str, time: Micros) -> Result<NatEvent, ParseError> {
         x_port_end: Some(hi),
         ..NatEvent::default()
     })
+}
+
+/// `Tue Jun 11 08:03:09 2019` (C's ctime, day of month space-padded) in the device's zone → UTC.
+fn ctime_micros(s: &str, tz_offset_secs: i32) -> Option<Micros> {
+    let mut t = s.split_ascii_whitespace();
+    let (_weekday, month, day, hms, year) = (t.next()?, t.next()?, t.next()?, t.next()?, t.next()?);
+    if t.next().is_some() {
+        return None;
+    }
+    let mut hms = hms.split(':').map(parse_u32);
+    let (h, mi, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    let local = civil_micros(
+        i32::try_from(parse_u32(year)?).ok()?,
+        month_number(month.as_bytes())?,
+        parse_u32(day)?,
+        h,
+        mi,
+        sec,
+        0,
+    )?;
+    local.checked_sub(i64::from(tz_offset_secs) * 1_000_000)
 }
 
 /// Splits on commas that are not inside double quotes (a pool name may hold a comma).
@@ -201,6 +245,7 @@ mod tests {
         parse(
             "NEW CONN: fwd proto 17 2001:db8::7:5000 -> 64:ff9b::c633:6401:53, back proto 17 [64:ff9b::c633:6401]:53 -> 203.0.113.4:1030",
             T0,
+            0,
             &mut out,
         )
         .unwrap();
@@ -221,7 +266,52 @@ mod tests {
             "CGNAT Log listen on 5001",
             "hello",
         ] {
-            assert!(parse(bad, T0, &mut out).is_err(), "{bad}");
+            assert!(parse(bad, T0, 0, &mut out).is_err(), "{bad}");
+        }
+        assert!(out.is_empty());
+    }
+
+    /// The block shapes of 6WIND's CG-NAT deployment guides (`fp-cgnat-logd`, with and without
+    /// the pool, each ending with its device-local time), through auto-detection.
+    #[test]
+    fn deployment_guide_blocks() {
+        let ctx = ParseCtx {
+            recv_time: T0,
+            tz_offset_secs: 2 * 3600,
+        };
+        for (line, kind) in [
+            (
+                r#"<134>Jun 11 08:03:10 vsr fp-cgnat-logd[4269]: USER 100.64.0.1 (matching rule 1): NEW BLOCK (pool "mypool", ip public 32.96.119.1, proto 6, port 1024 - 1536) at Tue Jun 11 08:03:09 2019"#,
+                NatEventKind::PortBlockAlloc,
+            ),
+            (
+                "<134>Jun 11 08:03:10 vsr fp-cgnat-logd@main[4269]: USER 100.64.0.1 (matching rule 1): DESTROY BLOCK (ip public 32.96.119.1, proto 6, port 1024 - 1536) at Tue Jun 11 08:03:09 2019",
+                NatEventKind::PortBlockRelease,
+            ),
+        ] {
+            let e = super::super::test_support::nat(super::super::test_support::one_auto(
+                line, &ctx, "sixwind",
+            ));
+            assert_eq!(e.event, Some(kind), "{line}");
+            assert_eq!((e.src_ip, e.x_ip), (ip("100.64.0.1"), ip("32.96.119.1")));
+            assert_eq!(
+                (e.protocol, e.x_port, e.x_port_end),
+                (Some(6), Some(1024), Some(1536))
+            );
+            // 08:03:09 at UTC+2 is 06:03:09 UTC, whatever the syslog header said.
+            assert_eq!(
+                e.time,
+                super::super::util::civil_micros(2019, 6, 11, 6, 3, 9, 0).unwrap(),
+                "{line}"
+            );
+        }
+        let mut out = Vec::new();
+        for bad in [
+            "USER 100.64.0.1 (matching rule 1): NEW BLOCK (ip public 32.96.119.1, proto 6, port 1024 - 1536) at Tue Jun 31 08:03:09 2019",
+            "USER 100.64.0.1 (matching rule 1): NEW BLOCK (ip public 32.96.119.1, proto 6, port 1024 - 1536) at yesterday",
+        ] {
+            let e = parse(bad, T0, 0, &mut out).unwrap_err();
+            assert!(e.reason.contains("bad BLOCK time"), "{e}");
         }
         assert!(out.is_empty());
     }
@@ -243,7 +333,7 @@ mod tests {
             assert!(looks_like(env.body), "line {}", smp.line_no);
             let mut out = Vec::new();
             let time = env.time.unwrap();
-            let e = match parse(env.body, time, &mut out) {
+            let e = match parse(env.body, time, 0, &mut out) {
                 Ok(1) => match out.pop() {
                     Some(Event::Nat(e)) => e,
                     other => panic!("{other:?}"),
