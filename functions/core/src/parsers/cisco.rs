@@ -9,7 +9,9 @@
 //! - `Built inbound|outbound PROTO connection ID for IF:A/p (A'/p') to IF:B/q (B'/q')` (302013 /
 //!   302015, and teardowns in that form): A is the foreign side, B the local one with its mapped
 //!   address in parentheses. B ≠ B' → NAT event (src = B, x = B', dst = A); else a flow record
-//!   (initiator as source: B for outbound, A for inbound).
+//!   (initiator as source: B for outbound, A for inbound). The NAT event is a MappingObserved
+//!   at the log time (over `duration` for a teardown in that form), not a session start: the
+//!   usual teardowns carry no mapped address and could never close it.
 //! - `Built|Teardown … ICMP connection for faddr F gaddr G laddr L` (302020 / 302021): L is
 //!   local, G its global (mapped) address.
 //! - `Teardown TCP|UDP|GRE connection ID for IF:A/p to IF:B/q duration D bytes N` (302014 /
@@ -314,13 +316,17 @@ fn connection(
         None => (None, None),
     };
     if translated(Some(bip), b.1, bmip, bmport) {
+        // An observation, not a session start: the teardown (302014 / 302016) names no mapped
+        // address, so a start read from here would never close and would name this subscriber
+        // for the port until the carry's idle limit. The mapping's lifetime comes from the
+        // translation messages (305011 / 305012) logged at the same level.
+        let start = match duration {
+            Some(d) if close => time.saturating_sub(d.saturating_mul(MICROS_PER_SEC)),
+            _ => time,
+        };
         let mut e = NatEvent {
-            time,
-            event: Some(if close {
-                NatEventKind::SessionDelete
-            } else {
-                NatEventKind::SessionCreate
-            }),
+            time: start,
+            event: Some(NatEventKind::MappingObserved),
             protocol,
             src_ip: Some(bip),
             src_port: b.1,
@@ -333,7 +339,7 @@ fn connection(
                 Some(_) => Some("out"),
                 None => None,
             },
-            end_time: duration.filter(|_| close).map(|_| time),
+            end_time: Some(time),
             ..NatEvent::default()
         };
         clean_ports(&mut e);
@@ -757,12 +763,21 @@ mod tests {
                         assert_eq!(n.dst_ip, Some(d), "line {}", smp.line_no);
                         checked += 1;
                     }
-                    if line.contains("Teardown") || line.contains("Deleted") {
+                    // Connections (302013 …) are observations; translations open and close.
+                    let connection = line.contains(" connection ");
+                    if connection {
+                        assert_eq!(n.event, Some(NatEventKind::MappingObserved));
+                        assert!(
+                            n.end_time.is_some_and(|e| e >= n.time),
+                            "line {}",
+                            smp.line_no
+                        );
+                    } else if line.contains("Teardown") || line.contains("Deleted") {
                         assert!(n.event.is_some_and(NatEventKind::closes));
                     } else {
                         assert!(n.event.is_some_and(NatEventKind::opens));
                     }
-                    if line.contains("duration") {
+                    if line.contains("duration") && !connection {
                         assert_eq!(n.end_time, Some(n.time));
                     }
                     checked += 2;
