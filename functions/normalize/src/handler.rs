@@ -25,8 +25,9 @@ pub const STATE_PREFIX: &str = "_state/normalized";
 pub struct NormalizeConfig {
     /// Parser to use for every record ("auto" detects per record).
     pub format: String,
-    /// Device clock offset from UTC in seconds, for timestamps without one (RFC 3164).
-    pub tz_offset_secs: i32,
+    /// Device time zones, for timestamps without an offset (`--time-zones FILE`, `--tz ZONE`).
+    #[serde(skip)]
+    pub time_zones: crate::time_zones::TimeZones,
     /// Events more than this far ahead of their receive time are rejected as absurd.
     pub max_future_secs: i64,
     pub zstd_level: i32,
@@ -43,7 +44,7 @@ impl Default for NormalizeConfig {
         let w = WriteOptions::ingest();
         Self {
             format: "auto".into(),
-            tz_offset_secs: 0,
+            time_zones: Default::default(),
             max_future_secs: 86_400,
             zstd_level: w.zstd_level,
             row_group_rows: w.row_group_rows,
@@ -199,6 +200,23 @@ pub fn normalize_bytes(
         }
     };
     let mut events: Vec<Event> = Vec::with_capacity(4);
+    let utc_everywhere = cfg.time_zones.is_utc_everywhere()
+        && !reader
+            .header()
+            .labels
+            .contains_key(crate::time_zones::LABEL);
+    // A `tz` label that names no zone: counted once per object, and the default zone used.
+    let object_zone = cfg
+        .time_zones
+        .object_zone(&reader.header().labels)
+        .unwrap_or_else(|e| {
+            metrics::counter!("natlake_normalize_bad_tz_label_total").increment(1);
+            tracing::warn!(key, "{e}; using the default zone");
+            cfg.time_zones
+                .object_zone(&Default::default())
+                .ok()
+                .flatten()
+        });
     // One template cache per object: it learns only from this object's records (context first),
     // so the object decodes the same alone, in any order, or on a re-run.
     let mut flows = netflow::Decoder::new();
@@ -270,7 +288,12 @@ pub fn normalize_bytes(
         };
         let ctx = ParseCtx {
             recv_time: recv,
-            tz_offset_secs: cfg.tz_offset_secs,
+            tz_offset_secs: if utc_everywhere {
+                0
+            } else {
+                cfg.time_zones
+                    .offset_secs(rec.peer.map(|p| p.ip()), object_zone, recv)
+            },
         };
         events.clear();
         match parsers::parse_message(&rec.payload, format, &ctx, &mut events) {
@@ -709,6 +732,90 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// RFC 3164 stamps carry no zone: each sender's comes from the time-zones file (longest
+    /// peer prefix), else the object's `tz` label, else the default.
+    #[test]
+    fn device_time_zones_by_peer_label_and_default() {
+        // Received 2023-11-14T22:13:21Z; every device stamped its local 23:13:20 (Berlin, UTC+1
+        // in November) or 17:13:20 (New York, UTC-5) for the same instant.
+        let line = |stamp: &str, sport: u16| {
+            format!(
+                "<134>Nov 14 {stamp} cgn1 conntrack: [NEW] tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport={sport} dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000"
+            )
+        };
+        let object = |labels: &[(&str, &str)], records: &[(&str, String)]| {
+            let header = BatchHeader {
+                format_version: natlake_raw::VERSION,
+                relay_id: "t".into(),
+                batch_id: "b".into(),
+                kind: InputKind::SyslogUdp,
+                created_ns: 1_700_000_000_000_000_000,
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            };
+            let mut w = BatchWriter::new(&header, 3).unwrap();
+            for (peer, payload) in records {
+                w.push(&Record {
+                    recv_ns: 1_700_000_001_000_000_000,
+                    kind: InputKind::SyslogUdp,
+                    flags: 0,
+                    peer: Some(peer.parse().unwrap()),
+                    payload: payload.clone().into_bytes(),
+                })
+                .unwrap();
+            }
+            w.finish().unwrap()
+        };
+        let times = |n: &Normalized| -> Vec<(u16, i64)> {
+            let mut v: Vec<_> = nat_rows(n)
+                .iter()
+                .map(|e| (e.src_port.unwrap(), e.time))
+                .collect();
+            v.sort();
+            v
+        };
+        let instant = 1_700_000_000_000_000; // 2023-11-14T22:13:20Z
+        let cfg = NormalizeConfig {
+            time_zones: crate::time_zones::TimeZones::from_toml(
+                "default = \"Europe/Berlin\"\n[[source]]\npeer = \"192.0.2.0/24\"\nzone = \"America/New_York\"",
+            )
+            .unwrap(),
+            ..NormalizeConfig::default()
+        };
+        let obj = object(
+            &[],
+            &[
+                ("192.0.2.1:514", line("17:13:20", 1)),
+                ("198.51.100.9:514", line("23:13:20", 2)),
+            ],
+        );
+        let n = normalize_bytes("raw/syslog_udp/a.nlraw.zst", &obj, Format::Auto, &cfg);
+        assert_eq!(times(&n), [(1, instant), (2, instant)]);
+
+        // The relay's label names the zone of senders no entry names.
+        let obj = object(
+            &[("tz", "+05:30")],
+            &[
+                ("192.0.2.1:514", line("17:13:20", 1)),
+                ("198.51.100.9:514", line("03:43:20", 2)),
+            ],
+        );
+        let n = normalize_bytes("raw/syslog_udp/b.nlraw.zst", &obj, Format::Auto, &cfg);
+        // 03:43:20 on Nov 14 at +05:30 is 22:13:20 on Nov 13: the stamp's own date counts.
+        assert_eq!(times(&n), [(1, instant), (2, instant - 86_400_000_000)]);
+
+        // Nothing configured: UTC, as before.
+        let n = normalize_bytes(
+            "raw/syslog_udp/c.nlraw.zst",
+            &object(&[], &[("192.0.2.1:514", line("22:13:20", 1))]),
+            Format::Auto,
+            &NormalizeConfig::default(),
+        );
+        assert_eq!(times(&n), [(1, instant)]);
     }
 
     #[test]

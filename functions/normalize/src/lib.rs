@@ -14,6 +14,7 @@ pub mod handler;
 pub mod lambda;
 pub mod scan;
 pub mod service;
+pub mod time_zones;
 
 pub use handler::{
     NormalizeConfig, NormalizeError, Report, normalize_object, normalize_with_retry,

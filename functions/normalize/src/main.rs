@@ -27,6 +27,8 @@ struct Cli {
     /// Enrichment sources (TOML; README "Enrichment"): loaded at start, reloaded on change.
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG", global = true)]
     enrich_config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    time_zones: natlake_normalize::time_zones::Args,
     #[command(subcommand)]
     door: Door,
 }
@@ -77,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let cfg = NormalizeConfig {
         format: cli.format,
         enrich: natlake_normalize::enrich::EnrichConfig::from_file(cli.enrich_config.as_deref())?,
+        time_zones: cli.time_zones.load()?,
         ..NormalizeConfig::default()
     };
     cfg.parsed_format()?;

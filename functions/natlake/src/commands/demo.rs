@@ -66,6 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         deterministic: None,
         conntrack: false,
         enrich_config: None,
+        time_zones: Default::default(),
     };
     let stack = Stack::start(&up).await?;
     let now = natlake_core::time::now_micros() as f64 / 1e6;

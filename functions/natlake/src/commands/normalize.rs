@@ -28,6 +28,8 @@ pub struct Args {
     /// Enrichment sources (TOML; README "Enrichment").
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
     enrich_config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    time_zones: natlake_normalize::time_zones::Args,
 }
 
 /// Progress on stderr: a bar on a terminal, periodic plain lines elsewhere.
@@ -94,6 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = NormalizeConfig {
         format: args.format.clone(),
         enrich: natlake_normalize::enrich::EnrichConfig::from_file(args.enrich_config.as_deref())?,
+        time_zones: args.time_zones.load()?,
         ..NormalizeConfig::default()
     };
     cfg.parsed_format()?;

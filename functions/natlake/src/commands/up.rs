@@ -44,6 +44,8 @@ pub struct Args {
     /// Enrichment sources (TOML; README "Enrichment"): loaded at start, reloaded on change.
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
     pub enrich_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub time_zones: natlake_normalize::time_zones::Args,
 }
 
 /// The embedded stack, running.
@@ -117,6 +119,7 @@ impl Stack {
         let cfg = NormalizeConfig {
             format: args.format.clone(),
             enrich: EnrichConfig::from_file(args.enrich_config.as_deref())?,
+            time_zones: args.time_zones.load()?,
             ..NormalizeConfig::default()
         };
         cfg.parsed_format()?;

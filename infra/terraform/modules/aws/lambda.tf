@@ -35,6 +35,7 @@ resource "aws_lambda_function" "normalize" {
   environment {
     variables = {
       NATLAKE_STORE = local.store_url
+      NATLAKE_TZ    = var.device_time_zone
       RUST_LOG      = var.log_level
     }
   }

@@ -142,6 +142,12 @@ variable "compact_schedule" {
   default     = "cron(15 * * * ? *)"
 }
 
+variable "device_time_zone" {
+  description = "Time zone of devices whose timestamps carry no offset (RFC 3164 and most vendor stamps): an IANA name such as \"Europe/Berlin\" or a fixed offset such as \"+05:30\". The normalize function's NATLAKE_TZ; a relay's tz label overrides it per batch."
+  type        = string
+  default     = "UTC"
+}
+
 variable "log_level" {
   description = "RUST_LOG filter for the functions."
   type        = string
