@@ -132,20 +132,62 @@ pub struct Normalized {
     pub report: Report,
 }
 
+/// Why a record was rejected, in a few words: the `reason` label of the rejects counter (the
+/// reject's own `reason` text says exactly what was wrong, with values, and is not a label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RejectClass {
+    /// The whole raw object could not be opened.
+    UnreadableObject,
+    /// The raw object ends in damage; the records before it were read.
+    DamagedObject,
+    /// No parser recognised the message.
+    Unrecognised,
+    /// A parser recognised the message and found it invalid.
+    Invalid,
+    /// An event time outside what the receive time allows.
+    AbsurdTime,
+    /// A flow data set whose template was not seen.
+    MissingTemplate,
+    /// A flow message damaged or not expressible.
+    FlowInvalid,
+}
+
+impl RejectClass {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::UnreadableObject => "unreadable_object",
+            Self::DamagedObject => "damaged_object",
+            Self::Unrecognised => "unrecognised",
+            Self::Invalid => "invalid",
+            Self::AbsurdTime => "absurd_time",
+            Self::MissingTemplate => "missing_template",
+            Self::FlowInvalid => "flow_invalid",
+        }
+    }
+}
+
 // Every reject is built here; the arguments are its fields.
 #[allow(clippy::too_many_arguments)]
 fn reject(
     key: &str,
     index: u64,
     recv: Micros,
+    class: RejectClass,
     reason: String,
     format: &str,
     kind: &str,
     peer: Option<String>,
     payload: Vec<u8>,
 ) -> Reject {
-    metrics::counter!("natlake_normalize_rejects_total", "format" => format.to_string())
-        .increment(1);
+    // Per source (input kind), parser and class: bounded label sets, so a flood of junk cannot
+    // grow the metrics.
+    metrics::counter!(
+        "natlake_normalize_rejects_total",
+        "source" => kind.to_string(),
+        "format" => format.to_string(),
+        "reason" => class.as_str()
+    )
+    .increment(1);
     Reject {
         recv_time: recv,
         reason,
@@ -189,6 +231,7 @@ pub fn normalize_bytes(
                 key,
                 0,
                 now,
+                RejectClass::UnreadableObject,
                 reason,
                 "raw",
                 "unknown",
@@ -236,6 +279,7 @@ pub fn normalize_bytes(
                     key,
                     index,
                     now,
+                    RejectClass::DamagedObject,
                     reason,
                     "raw",
                     "unknown",
@@ -312,6 +356,7 @@ pub fn normalize_bytes(
                         key,
                         index,
                         recv,
+                        RejectClass::AbsurdTime,
                         reason,
                         parsed.format,
                         rec.kind.as_str(),
@@ -341,10 +386,16 @@ pub fn normalize_bytes(
                 }
             }
             Err(e) => {
+                let class = if e.format == Format::Auto.as_str() {
+                    RejectClass::Unrecognised
+                } else {
+                    RejectClass::Invalid
+                };
                 out.rejects.push(reject(
                     key,
                     index,
                     recv,
+                    class,
                     e.reason,
                     e.format,
                     rec.kind.as_str(),
@@ -390,6 +441,7 @@ fn decode_flow(
                 key,
                 index,
                 recv,
+                RejectClass::FlowInvalid,
                 reason,
                 kind,
                 kind,
@@ -400,9 +452,12 @@ fn decode_flow(
         }
     };
     for p in decoded.problems {
-        if p.kind == netflow::ProblemKind::MissingTemplate {
+        let class = if p.kind == netflow::ProblemKind::MissingTemplate {
             out.report.template_missing += 1;
-        }
+            RejectClass::MissingTemplate
+        } else {
+            RejectClass::FlowInvalid
+        };
         let reason = if context {
             format!("context record: {}", p.reason)
         } else {
@@ -412,6 +467,7 @@ fn decode_flow(
             key,
             index,
             recv,
+            class,
             reason,
             decoded.format,
             kind,
@@ -462,6 +518,7 @@ fn decode_flow(
             key,
             index,
             recv,
+            RejectClass::AbsurdTime,
             reason,
             decoded.format,
             kind,
@@ -732,6 +789,49 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The rejects counter says where junk comes from and what kind of junk it is, with label
+    /// values from fixed sets (the exact reason, with values, is in the rejects table).
+    #[test]
+    fn rejects_are_counted_by_source_format_and_class() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let absurd = CT_NEW.replace("[1700000000.000000]", "[4102444800.000000]");
+        let obj = raw_object(&[
+            CT_NEW.as_bytes(),
+            b"not a log line from anything",
+            b"also junk",
+            absurd.as_bytes(),
+            b"<134>Nov 14 22:13:20 fw1 filterlog: 5,,,1000000103,igb0,match,block,in,4,0x0,,64,0,0,DF,6,tcp,60,10.0.0.999,10.0.0.2,1,2,0,S,1,,64240,,mss",
+        ]);
+        let n = metrics::with_local_recorder(&recorder, || {
+            normalize_bytes(
+                "raw/syslog_udp/t.nlraw.zst",
+                &obj,
+                Format::Auto,
+                &NormalizeConfig::default(),
+            )
+        });
+        assert_eq!((n.rows.len(), n.rejects.len()), (1, 4), "{:?}", n.rejects);
+        let text = handle.render();
+        for (labels, count) in [
+            (
+                r#"source="syslog_udp",format="auto",reason="unrecognised""#,
+                2,
+            ),
+            (
+                r#"source="syslog_udp",format="conntrack",reason="absurd_time""#,
+                1,
+            ),
+            (
+                r#"source="syslog_udp",format="pfsense",reason="invalid""#,
+                1,
+            ),
+        ] {
+            let line = format!("natlake_normalize_rejects_total{{{labels}}} {count}");
+            assert!(text.contains(&line), "{line} not in:\n{text}");
+        }
     }
 
     /// RFC 3164 stamps carry no zone: each sender's comes from the time-zones file (longest
