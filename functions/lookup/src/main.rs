@@ -76,6 +76,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.door {
         Door::Lambda => lambda_http::run(app).await.map_err(|e| anyhow::anyhow!(e)),
         Door::Serve { listen } => {
+            // Outside the API-key layer, like /healthz: counters only, for the scraper.
+            let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("installing the metrics recorder")?;
+            let app = app.route(
+                "/metrics",
+                axum::routing::get(move || std::future::ready(metrics.render())),
+            );
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
