@@ -17,6 +17,41 @@ fn json_lines(text: &str) -> anyhow::Result<Vec<Value>> {
         .collect()
 }
 
+/// Every subcommand's arguments build (clap checks a command's definition only when that
+/// command is parsed, so a clash in one would pass every test that runs another).
+#[test]
+fn every_subcommand_has_help() -> anyhow::Result<()> {
+    let top = run(Command::new(NATLAKE).arg("--help"))?;
+    let subcommands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for want in [
+        "up",
+        "demo",
+        "lookup",
+        "raw",
+        "parse",
+        "normalize",
+        "compact",
+        "sql",
+    ] {
+        assert!(
+            subcommands.contains(&want),
+            "{want} missing from {subcommands:?}"
+        );
+    }
+    for sub in subcommands {
+        let help = run(Command::new(NATLAKE).args([sub, "--help"]))?;
+        assert!(help.contains("Usage:"), "{sub}: {help}");
+    }
+    Ok(())
+}
+
 /// `natlake demo` prints an attribution answer for the events it sent; `natlake lookup` on the
 /// same directory gives the same answer, and `natlake raw cat` shows that the evidence points at
 /// the datagram that made the mapping.

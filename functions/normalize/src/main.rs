@@ -28,7 +28,7 @@ struct Cli {
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG", global = true)]
     enrich_config: Option<std::path::PathBuf>,
     #[command(flatten)]
-    time_zones: natlake_normalize::time_zones::Args,
+    time_zones: natlake_normalize::time_zones::TimeZoneArgs,
     #[command(subcommand)]
     door: Door,
 }

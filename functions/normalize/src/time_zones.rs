@@ -188,7 +188,7 @@ impl TimeZones {
 
 /// The command-line flags every door shares (`normalize`, `natlake normalize`, `natlake up`).
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct Args {
+pub struct TimeZoneArgs {
     /// Device time zones by sender (TOML: `default`, `[[source]] peer = CIDR, zone = NAME`).
     #[arg(long, env = "NATLAKE_TIME_ZONES", global = true)]
     pub time_zones: Option<std::path::PathBuf>,
@@ -198,7 +198,7 @@ pub struct Args {
     pub tz: Option<String>,
 }
 
-impl Args {
+impl TimeZoneArgs {
     pub fn load(&self) -> Result<TimeZones, TimeZoneError> {
         let mut zones = match &self.time_zones {
             Some(path) => TimeZones::from_file(path)?,

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
     enrich_config: Option<std::path::PathBuf>,
     #[command(flatten)]
-    time_zones: natlake_normalize::time_zones::Args,
+    time_zones: natlake_normalize::time_zones::TimeZoneArgs,
 }
 
 /// Progress on stderr: a bar on a terminal, periodic plain lines elsewhere.

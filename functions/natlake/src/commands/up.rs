@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
     pub enrich_config: Option<PathBuf>,
     #[command(flatten)]
-    pub time_zones: natlake_normalize::time_zones::Args,
+    pub time_zones: natlake_normalize::time_zones::TimeZoneArgs,
 }
 
 /// The embedded stack, running.
