@@ -122,15 +122,9 @@ fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
 /// Pairs events into intervals. `range_start` is where the fetched rows begin: an interval whose
 /// opening event was not fetched starts there, marked `start_known = false`.
 pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
-    // A record of a whole session takes its place at the session's end: that is when it can
-    // close the start record it completes (whose time may round to after the session's start).
-    let at = |r: &NatRow| match r.event {
-        NatEventKind::MappingObserved => r.end_time.unwrap_or(r.time).max(r.time),
-        _ => r.time,
-    };
     rows.sort_by(|a, b| {
-        at(a)
-            .cmp(&at(b))
+        a.time
+            .cmp(&b.time)
             .then(a.event.cmp(&b.event))
             .then(a.raw_record.cmp(&b.raw_record))
     });
@@ -162,26 +156,9 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 done.push(iv);
             }
             NatEventKind::MappingObserved => {
-                let end = r.end_time.unwrap_or(r.time).max(r.time);
-                match open.remove(&key) {
-                    // A device that logs a session's start and then a record of the whole
-                    // session (FortiGate `action=start` then its close record) sends no delete:
-                    // the observation's end is the session's, or the start would stay open
-                    // until the carry's idle limit and name this subscriber for days.
-                    Some(mut iv) if iv.start <= end && r.end_time.is_some_and(|e| e > r.time) => {
-                        iv.evidence.push(ev);
-                        iv.end = Some(end);
-                        done.push(iv);
-                    }
-                    other => {
-                        if let Some(iv) = other {
-                            open.insert(key, iv);
-                        }
-                        let mut iv = new_interval(&r, r.time, true);
-                        iv.end = Some(end);
-                        done.push(iv);
-                    }
-                }
+                let mut iv = new_interval(&r, r.time, true);
+                iv.end = Some(r.end_time.unwrap_or(r.time).max(r.time));
+                done.push(iv);
             }
             _ => match open.get_mut(&key) {
                 // Interim: still held.
@@ -408,62 +385,6 @@ mod tests {
         assert_eq!(ivs.len(), 1);
         assert_eq!(ivs[0].start, 100 * S);
         assert!(!ivs[0].start_known);
-    }
-
-    #[test]
-    fn a_whole_session_record_closes_the_start_it_completes() {
-        // Start record at 100 s, the session's own record at 400 s covering 100..400 s.
-        let start = row(
-            100 * S,
-            NatEventKind::SessionCreate,
-            "100.64.1.1",
-            5000,
-            7000,
-            0,
-        );
-        let mut whole = row(
-            100 * S,
-            NatEventKind::MappingObserved,
-            "100.64.1.1",
-            5000,
-            7000,
-            1,
-        );
-        whole.end_time = Some(400 * S);
-        let ivs = intervals(vec![start.clone(), whole], 0);
-        assert_eq!(ivs.len(), 1, "{ivs:?}");
-        assert_eq!((ivs[0].start, ivs[0].end), (100 * S, Some(400 * S)));
-        assert_eq!(ivs[0].evidence.len(), 2);
-        assert!(attribute(ivs, 500 * S, 2 * S).matches.is_empty());
-
-        // A point observation (a snapshot, no duration) says nothing about the end: the
-        // session stays open beside it.
-        let mut snap = row(
-            200 * S,
-            NatEventKind::MappingObserved,
-            "100.64.1.1",
-            5000,
-            7000,
-            2,
-        );
-        snap.end_time = Some(200 * S);
-        let ivs = intervals(vec![start.clone(), snap], 0);
-        assert_eq!(ivs.len(), 2);
-        assert!(ivs.iter().any(|i| i.start == 100 * S && i.end.is_none()));
-
-        // Another destination is another session: it does not close this one.
-        let mut other = row(
-            100 * S,
-            NatEventKind::MappingObserved,
-            "100.64.1.1",
-            5000,
-            7000,
-            3,
-        );
-        other.end_time = Some(400 * S);
-        other.dst_port = Some(80);
-        let ivs = intervals(vec![start, other], 0);
-        assert!(ivs.iter().any(|i| i.end.is_none()), "{ivs:?}");
     }
 
     #[test]

@@ -150,6 +150,8 @@ enum RejectClass {
     MissingTemplate,
     /// A flow message damaged or not expressible.
     FlowInvalid,
+    /// The raw object's `tz` label names no zone, and no `[[source]]` entry names the sender's.
+    BadTimeZone,
 }
 
 impl RejectClass {
@@ -162,6 +164,7 @@ impl RejectClass {
             Self::AbsurdTime => "absurd_time",
             Self::MissingTemplate => "missing_template",
             Self::FlowInvalid => "flow_invalid",
+            Self::BadTimeZone => "bad_time_zone",
         }
     }
 }
@@ -248,17 +251,17 @@ pub fn normalize_bytes(
             .header()
             .labels
             .contains_key(crate::time_zones::LABEL);
-    // A `tz` label that names no zone: counted once per object, and the default zone used.
+    // A `tz` label that names no zone: the records that would need it are rejected with the
+    // reason (kept, for a re-run once the relay's label is fixed), never read in a guessed zone.
     let object_zone = cfg
         .time_zones
         .object_zone(&reader.header().labels)
-        .unwrap_or_else(|e| {
-            metrics::counter!("natlake_normalize_bad_tz_label_total").increment(1);
-            tracing::warn!(key, "{e}; using the default zone");
-            cfg.time_zones
-                .object_zone(&Default::default())
-                .ok()
-                .flatten()
+        .map_err(|e| {
+            tracing::warn!(
+                key,
+                "{e}: records of senders without a [[source]] zone rejected"
+            );
+            format!("the raw object's tz label: {e}")
         });
     // One template cache per object: it learns only from this object's records (context first),
     // so the object decodes the same alone, in any order, or on a re-run.
@@ -330,14 +333,32 @@ pub fn normalize_bytes(
             InputKind::ConntrackNetlink => Format::Conntrack,
             _ => format,
         };
+        let tz_offset_secs = if utc_everywhere {
+            0
+        } else {
+            let sender = rec.peer.map(|p| p.ip());
+            match (cfg.time_zones.peer_zone(sender), &object_zone) {
+                (Some(z), _) => z.offset_at(recv),
+                (None, Ok(z)) => z.map_or(0, |z| z.offset_at(recv)),
+                (None, Err(reason)) => {
+                    out.rejects.push(reject(
+                        key,
+                        index,
+                        recv,
+                        RejectClass::BadTimeZone,
+                        reason.clone(),
+                        "raw",
+                        rec.kind.as_str(),
+                        peer(),
+                        rec.payload,
+                    ));
+                    continue;
+                }
+            }
+        };
         let ctx = ParseCtx {
             recv_time: recv,
-            tz_offset_secs: if utc_everywhere {
-                0
-            } else {
-                cfg.time_zones
-                    .offset_secs(rec.peer.map(|p| p.ip()), object_zone, recv)
-            },
+            tz_offset_secs,
         };
         events.clear();
         match parsers::parse_message(&rec.payload, format, &ctx, &mut events) {
@@ -907,6 +928,25 @@ mod tests {
         let n = normalize_bytes("raw/syslog_udp/b.nlraw.zst", &obj, Format::Auto, &cfg);
         // 03:43:20 on Nov 14 at +05:30 is 22:13:20 on Nov 13: the stamp's own date counts.
         assert_eq!(times(&n), [(1, instant), (2, instant - 86_400_000_000)]);
+
+        // A label that names no zone: the senders that need it are rejected with the reason;
+        // a sender with its own [[source]] zone is still read.
+        let obj = object(
+            &[("tz", "Europe/Berln")],
+            &[
+                ("192.0.2.1:514", line("17:13:20", 1)),
+                ("198.51.100.9:514", line("23:13:20", 2)),
+            ],
+        );
+        let n = normalize_bytes("raw/syslog_udp/d.nlraw.zst", &obj, Format::Auto, &cfg);
+        assert_eq!(times(&n), [(1, instant)]);
+        assert_eq!(n.rejects.len(), 1);
+        assert!(
+            n.rejects[0].reason.contains("Europe/Berln"),
+            "{}",
+            n.rejects[0].reason
+        );
+        assert_eq!(n.rejects[0].peer.as_deref(), Some("198.51.100.9:514"));
 
         // Nothing configured: UTC, as before.
         let n = normalize_bytes(

@@ -10,13 +10,15 @@
 //!
 //! [[source]]
 //! peer = "2001:db8:10::/48"
-//! zone = "+05:30"                      # or a fixed offset
+//! zone = "+05:30"                      # or a fixed offset ("+HH[:MM]", "-HHMM")
 //! ```
 //!
 //! A record's zone is the longest `peer` prefix that holds its sender; else the raw object's
 //! `tz` label (a relay started with `--label tz=America/Chicago` stamps it on every batch);
 //! else `default`. The offset is the zone's at the record's receive time, which is right except
-//! for stamps written in the hour a clock changes and received after the change.
+//! for stamps written before a clock change and received after it (the change's hour, or a
+//! device that buffered its logs across it). A `tz` label naming no zone is not guessed at: the
+//! handler rejects the records that need it.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -72,13 +74,10 @@ impl Zone {
     }
 }
 
-/// "+05:30", "-0800", "UTC+2" style offsets (and "Z").
+/// "+05:30", "-0800", "+5" offsets, and "UTC" / "GMT" / "Z". Not "UTC+2": the IANA names
+/// `Etc/GMT+2` mean two hours *behind* UTC, and a form that reads either way is refused.
 fn fixed_offset(s: &str) -> Option<i32> {
-    let s = s
-        .strip_prefix("UTC")
-        .or_else(|| s.strip_prefix("GMT"))
-        .unwrap_or(s);
-    if s.is_empty() || s == "Z" {
+    if matches!(s, "UTC" | "GMT" | "Z") {
         return Some(0);
     }
     let (sign, rest) = match s.as_bytes().first()? {
@@ -167,6 +166,15 @@ impl TimeZones {
         }
     }
 
+    /// The zone a `[[source]]` entry gives `peer` (the longest prefix that holds it).
+    pub fn peer_zone(&self, peer: Option<IpAddr>) -> Option<Zone> {
+        let ip = peer?;
+        self.sources
+            .iter()
+            .find(|(net, _)| net.contains(&ip))
+            .map(|(_, z)| *z)
+    }
+
     /// The UTC offset for a record from `peer`, received at `recv_micros`.
     pub fn offset_secs(
         &self,
@@ -174,13 +182,7 @@ impl TimeZones {
         object_zone: Option<Zone>,
         recv_micros: i64,
     ) -> i32 {
-        let by_peer = peer.and_then(|ip| {
-            self.sources
-                .iter()
-                .find(|(net, _)| net.contains(&ip))
-                .map(|(_, z)| *z)
-        });
-        by_peer
+        self.peer_zone(peer)
             .or(object_zone)
             .map_or(0, |z| z.offset_at(recv_micros))
     }
@@ -232,13 +234,24 @@ mod tests {
         for (s, want) in [
             ("+05:30", 19_800),
             ("-0800", -28_800),
-            ("UTC+2", 7200),
+            ("+2", 7200),
             ("UTC", 0),
             ("Z", 0),
         ] {
             assert_eq!(Zone::parse(s).unwrap(), Zone::Fixed(want), "{s}");
         }
-        for bad in ["Mars/Olympus", "+25:00", "+05:77", "", "Europe/"] {
+        // IANA's own sign convention, kept as IANA defines it.
+        let etc = Zone::parse("Etc/GMT+5").unwrap();
+        assert_eq!(etc.offset_at(0), -5 * 3600);
+        for bad in [
+            "Mars/Olympus",
+            "+25:00",
+            "+05:77",
+            "",
+            "Europe/",
+            "UTC+2",
+            "GMT-3",
+        ] {
             assert!(Zone::parse(bad).is_err(), "{bad}");
         }
     }

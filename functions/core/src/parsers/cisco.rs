@@ -26,7 +26,8 @@
 //!   inside local → inside global, destination = outside global. The device stamp in front of
 //!   the tag (`May 21 12:00:01.123 gmt:`) is used when present; `gmt` / `utc` mean offset 0.
 //!
-//! Durations (`duration 0:02:32`) give close records an `end_time` equal to their time.
+//! Durations (`duration 0:02:32`) give translation teardowns an `end_time` equal to their time;
+//! a connection teardown in the mapped form becomes the span [log time − duration, log time].
 //! Everything else (logins, failover, AAA, URL, IPS, connection limits) is rejected.
 
 use std::net::IpAddr;
@@ -767,8 +768,18 @@ mod tests {
                     let connection = line.contains(" connection ");
                     if connection {
                         assert_eq!(n.event, Some(NatEventKind::MappingObserved));
-                        assert!(
-                            n.end_time.is_some_and(|e| e >= n.time),
+                        // The span: the duration the line states, or the log instant alone.
+                        let secs = line
+                            .split(" duration ")
+                            .nth(1)
+                            .and_then(|d| d.split_whitespace().next())
+                            .map_or(0, |d| {
+                                d.split(':')
+                                    .fold(0i64, |acc, f| acc * 60 + f.parse::<i64>().unwrap())
+                            });
+                        assert_eq!(
+                            n.end_time.map(|e| e - n.time),
+                            Some(secs * 1_000_000),
                             "line {}",
                             smp.line_no
                         );

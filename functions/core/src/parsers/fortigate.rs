@@ -22,7 +22,8 @@
 //!   `duration` (seconds) gives the start.
 //! - Source NAT (`transip`/`transport` set and differing from `srcip`/`srcport`) → NAT event,
 //!   `src = srcip:srcport`, `x = transip:transport`, `dst = dstip:dstport`, sent bytes/packets
-//!   → `*_out`, received → `*_in`, `vd` → `vrf`. Start logs → session_create. End logs →
+//!   → `*_out`, received → `*_in`, `vd` → `vrf`. Start logs → mapping_observed at their
+//!   instant (the end log closes nothing, so an opening would never close). End logs →
 //!   mapping_observed over [end − duration, end]: the record states the whole interval the
 //!   mapping held, which a session_delete would not carry (its opening would be unknown and the
 //!   lookup would have to assume it reached back to the start of the searched range). This
@@ -220,14 +221,13 @@ pub fn parse(
     if let Some(x_ip) = trans_ip
         && (x_ip != src_ip || (trans_port.is_some() && trans_port != src_port))
     {
+        // A start log is the mapping seen at one instant, not an opening: the session's end
+        // comes as a whole-session record, which closes nothing, so an opening would stay open
+        // (and name this subscriber) until the carry's idle limit.
         let is_start = action == "start";
         out.push(Event::Nat(NatEvent {
             time: if is_start { end } else { start },
-            event: Some(if is_start {
-                NatEventKind::SessionCreate
-            } else {
-                NatEventKind::MappingObserved
-            }),
+            event: Some(NatEventKind::MappingObserved),
             protocol,
             src_ip: Some(src_ip),
             src_port,
@@ -238,7 +238,7 @@ pub fn parse(
             dst_port,
             vrf,
             direction: Some("out"),
-            end_time: (!is_start).then_some(end),
+            end_time: Some(end),
             bytes_out: sent,
             bytes_in: rcvd,
             packets_out: sent_pkt,
@@ -364,8 +364,8 @@ mod tests {
         ) else {
             panic!()
         };
-        assert_eq!(n.event, Some(NatEventKind::SessionCreate));
-        assert_eq!((n.time, n.end_time), (T0, None));
+        assert_eq!(n.event, Some(NatEventKind::MappingObserved));
+        assert_eq!((n.time, n.end_time), (T0, Some(T0)));
         assert_eq!(
             (n.src_ip, n.x_ip, n.x_port),
             (ip("2001:db8::7"), ip("203.0.113.7"), Some(1040))

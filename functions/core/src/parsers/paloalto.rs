@@ -21,7 +21,8 @@
 //! - Source NAT (`natsrc` set, not 0.0.0.0, and differing from the source address or port) → NAT
 //!   event: `src = source:sport`, `x = natsrc:natsport`, `dst = destination:dport` (pre-NAT, what
 //!   the subscriber addressed), sent bytes/packets → `*_out`, received → `*_in`, vsys → `vrf`.
-//!   `start` logs → session_create at the start time. `end` logs → mapping_observed over
+//!   `start` logs → mapping_observed at the start time alone (an opening would never close: the
+//!   `end` log closes nothing). `end` logs → mapping_observed over
 //!   [start, end]: the record states the whole interval, which a session_delete would not carry
 //!   (the lookup would have to assume it began at the searched range's start). `drop` / `deny`
 //!   logs that state a translation are kept the same way: the device says the translation was
@@ -190,14 +191,12 @@ pub fn parse(line: &str, tz_offset_secs: i32, out: &mut Vec<Event>) -> Result<us
     if let Some(x_ip) = nat_src
         && (x_ip != src_ip || (nat_sport.is_some() && nat_sport != src_port))
     {
+        // A start log is the mapping seen at one instant, not an opening: the end log is a
+        // whole-session record that closes nothing, so an opening would never close.
         let is_start = subtype == "start";
         out.push(Event::Nat(NatEvent {
             time: start,
-            event: Some(if is_start {
-                NatEventKind::SessionCreate
-            } else {
-                NatEventKind::MappingObserved
-            }),
+            event: Some(NatEventKind::MappingObserved),
             protocol,
             src_ip: Some(src_ip),
             src_port,
@@ -208,7 +207,7 @@ pub fn parse(line: &str, tz_offset_secs: i32, out: &mut Vec<Event>) -> Result<us
             dst_port,
             vrf,
             direction: Some("out"),
-            end_time: (!is_start).then_some(generated),
+            end_time: Some(if is_start { start } else { generated }),
             bytes_out: count(32)?,
             bytes_in: count(33)?,
             packets_out: count(44)?,
@@ -364,7 +363,7 @@ mod tests {
         };
         assert_eq!(
             (n.event, n.time, n.end_time),
-            (Some(NatEventKind::SessionCreate), T0, None)
+            (Some(NatEventKind::MappingObserved), T0, Some(T0))
         );
         // A quoted rule with a comma; no source NAT: a flow, with the DNAT'd destination.
         let Event::Flow(f) = run(
