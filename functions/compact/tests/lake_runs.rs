@@ -254,3 +254,52 @@ async fn unreadable_object_is_quarantined_with_its_reason() {
         "{why}"
     );
 }
+
+/// A record of a whole session (FortiGate, PAN-OS, a flow with post-NAT fields) is stored in
+/// the hour its span began; the carry holds it for every later hour the span reaches, so a
+/// lookup there (which reads from that hour's carry on) still finds the session.
+#[tokio::test]
+async fn spans_are_carried_into_the_hours_they_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = natlake_store::dir_url(dir.path()).unwrap();
+    let store = natlake_store::open(&url, &Default::default()).unwrap();
+    let span = |start: Micros, end: Micros, inside: &str, port: u16, record: u64| {
+        let mut r = nat_row(
+            start,
+            NatEventKind::MappingObserved,
+            inside,
+            port,
+            &raw(1),
+            record,
+        );
+        if let natlake_core::model::Event::Nat(e) = &mut r.event {
+            e.end_time = Some(end);
+        }
+        r
+    };
+    normalize_like(
+        &store,
+        &raw(1),
+        &[
+            // Within hour 0.
+            span(H0 + 60 * S, H0 + 120 * S, "100.64.0.1", 1000, 0),
+            // From hour 0 into hour 2.
+            span(
+                H0 + 50 * 60 * S,
+                H0 + 2 * H + 5 * 60 * S,
+                "100.64.0.2",
+                2000,
+                1,
+            ),
+        ],
+    )
+    .await;
+    let r = run(&store, &CompactConfig::default(), H0 + 3 * H + 11 * 60 * S)
+        .await
+        .unwrap();
+    assert_eq!(r.hours.len(), 3, "{r:?}");
+    let long = [(2000, "mapping_observed".to_owned())];
+    assert_eq!(carry_into(&store, H0 + H).await, long);
+    assert_eq!(carry_into(&store, H0 + 2 * H).await, long);
+    assert!(carry_into(&store, H0 + 3 * H).await.is_empty());
+}

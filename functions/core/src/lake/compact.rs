@@ -74,10 +74,13 @@ pub struct CarryStats {
 }
 
 /// The carry into the next hour: from the previous carry and this hour's events (both
-/// `nat_events`-shaped), the row that opened each mapping still open at `hour_end` (its first
-/// evidence). Mappings whose last event is older than `idle_cutoff` are not carried: a delete
-/// that was never logged must not keep a mapping alive for ever. Such a mapping then answers "no
-/// match" rather than a guess.
+/// `nat_events`-shaped), the row that opened each mapping still open at the hour's end (its first
+/// evidence), and each record of a span that reaches past it (a whole-session record such as
+/// FortiGate's or a flow's, stored in the hour the span began: without it, a lookup in a later
+/// hour, which reads from that hour's carry on, would not see the session). Mappings whose
+/// last event is older than `idle_cutoff` are not carried: a delete that was never logged must
+/// not keep a mapping alive for ever. Such a mapping then answers "no match" rather than a
+/// guess. `range_start` is the start of the hour compacted.
 pub fn carry(
     previous: Option<&RecordBatch>,
     events: Option<&RecordBatch>,
@@ -92,6 +95,7 @@ pub fn carry(
         .collect::<Result<_, _>>()?;
     let all = concat_batches(&schema, &parts)?;
     let rows = nat_rows(&all)?;
+    let hour_end = range_start.saturating_add(3_600_000_000);
     let last_seen: std::collections::HashMap<Evidence, Micros> = rows
         .iter()
         .map(|r| {
@@ -100,14 +104,20 @@ pub fn carry(
                     key: r.raw_key.clone(),
                     record: r.raw_record,
                 },
-                r.time,
+                // A span was last seen at its end.
+                r.end_time.map_or(r.time, |e| e.max(r.time)),
             )
         })
         .collect();
     let mut stats = CarryStats::default();
     let mut wanted: HashSet<Evidence> = HashSet::new();
     for iv in correlate::intervals(rows, range_start) {
-        if iv.end.is_some() {
+        // Closed before the hour's end: done. A closed interval that reaches past it is a
+        // single record stating its span (a delete is never later than its hour).
+        if iv
+            .end
+            .is_some_and(|e| e < hour_end || iv.evidence.len() > 1)
+        {
             continue;
         }
         let last = iv
@@ -477,6 +487,22 @@ mod tests {
         assert_eq!(m.num_rows(), 1);
     }
 
+    /// A record of a whole session over [start, end].
+    fn span(start: Micros, end: Micros, inside: &str, port: u16, record: u64) -> Row {
+        let mut r = nat(
+            start,
+            NatEventKind::MappingObserved,
+            inside,
+            port,
+            "raw/0",
+            record,
+        );
+        if let crate::model::Event::Nat(e) = &mut r.event {
+            e.end_time = Some(end);
+        }
+        r
+    }
+
     #[test]
     fn carry_keeps_only_open_mappings_and_chains() {
         use NatEventKind::*;
@@ -503,13 +529,22 @@ mod tests {
                 "raw/old",
                 0,
             ),
+            // Whole-session records: D's ends within the hour, E's 10 minutes into the next.
+            span(h0 + 5 * 60 * S, h0 + 10 * 60 * S, "100.64.0.5", 5000, 4),
+            span(
+                h0 + 50 * 60 * S,
+                h0 + H + 10 * 60 * S,
+                "100.64.0.6",
+                6000,
+                5,
+            ),
         ]);
         let cutoff = h0 + H - 7 * 24 * H;
         let (c1, st) = carry(None, Some(&ev0), h0, cutoff).unwrap();
         assert_eq!(
             st,
             CarryStats {
-                carried: 2,
+                carried: 3,
                 expired: 1
             }
         );
@@ -517,7 +552,8 @@ mod tests {
             ports(&c1),
             vec![
                 (1000, "session_create".into()),
-                (3000, "port_block_interim".into())
+                (3000, "port_block_interim".into()),
+                (6000, "mapping_observed".into())
             ]
         );
         // Hour 1: A closes. The carry of hour 1 plus hour 1's events leaves the port block.
@@ -529,6 +565,7 @@ mod tests {
             "raw/1",
             0,
         )]);
+        // E's span ends in hour 1: it is not carried on into hour 2.
         let (c2, st) = carry(Some(&c1), Some(&ev1), h0 + H, cutoff + H).unwrap();
         assert_eq!(
             st,
