@@ -263,6 +263,7 @@ pub fn normalize_bytes(
             );
             format!("the raw object's tz label: {e}")
         });
+    let mut peer_text = PeerText::default();
     // One template cache per object: it learns only from this object's records (context first),
     // so the object decodes the same alone, in any order, or on a re-run.
     let mut flows = netflow::Decoder::new();
@@ -389,7 +390,7 @@ pub fn normalize_bytes(
                 let device = parsed
                     .host
                     .take()
-                    .or_else(|| rec.peer.map(|p| p.ip().to_string()));
+                    .or_else(|| rec.peer.map(|p| peer_text.of(p.ip())));
                 for ev in events.drain(..) {
                     out.rows.push(Row {
                         event: ev,
@@ -432,6 +433,24 @@ pub fn normalize_bytes(
     out.report.events = out.rows.len() as u64;
     out.report.rejects = out.rejects.len() as u64;
     out
+}
+
+/// The sender's address as text, rendered once per run of records from one sender (an object
+/// usually holds one): formatting it for every record cost more than some parsers.
+#[derive(Default)]
+struct PeerText {
+    ip: Option<std::net::IpAddr>,
+    text: String,
+}
+
+impl PeerText {
+    fn of(&mut self, ip: std::net::IpAddr) -> String {
+        if self.ip != Some(ip) {
+            self.text = ip.to_string();
+            self.ip = Some(ip);
+        }
+        self.text.clone()
+    }
 }
 
 /// Decodes one IPFIX / NetFlow v9 datagram into rows; what cannot become rows (unknown

@@ -137,8 +137,9 @@ pub fn looks_like(body: &str) -> bool {
     {
         s = after.trim_start();
     }
-    let first = s.split_ascii_whitespace().next().unwrap_or("");
-    let second = s.split_ascii_whitespace().nth(1).unwrap_or("");
+    let mut toks = s.split_ascii_whitespace();
+    let first = toks.next().unwrap_or("");
+    let second = toks.next().unwrap_or("");
     let head_ok = CtKind::from_tag(first)
         .is_some_and(|_| first.starts_with('[') || l4_name(second).is_some())
         || first == "ipv4"

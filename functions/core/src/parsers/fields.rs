@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::util::{MICROS_PER_SEC, civil_micros, parse_ip, parse_u16, parse_u64};
+use super::util::{MICROS_PER_SEC, civil_micros, find_any, parse_ip, parse_u16, parse_u64};
 use crate::model::{Micros, NatEvent};
 
 /// `addr<sep>port` → address and port. With `:` as separator an IPv6 address is split at its
@@ -67,63 +67,92 @@ pub(crate) fn port_range(s: &str) -> Option<(u16, u16)> {
 pub(crate) fn quoted_params(s: &str) -> Vec<(&str, &str)> {
     // One allocation: a parameter takes at least ~16 bytes of text (Junos RT_FLOW: ~35 in 900).
     let mut out = Vec::with_capacity(s.len() / 16 + 1);
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        while b.get(i).is_some_and(|c| *c == b' ') {
-            i += 1;
-        }
-        if b.get(i).is_none_or(|c| *c == b']') {
-            break;
-        }
-        let key_start = i;
-        while b
-            .get(i)
-            .is_some_and(|c| *c != b'=' && *c != b' ' && *c != b']')
-        {
-            i += 1;
-        }
-        if b.get(i) != Some(&b'=') {
-            // A bare word (e.g. the SD-ID "junos@2636.1.1.1.2.39"): skip it.
-            continue;
-        }
-        let Some(key) = s.get(key_start..i) else {
-            break;
-        };
-        i += 1;
-        if b.get(i) == Some(&b'"') {
-            let start = i + 1;
-            let mut j = start;
-            // To the closing quote, stepping over escapes: memchr finds the next candidate.
-            loop {
-                match b.get(j..).and_then(|r| memchr::memchr2(b'"', b'\\', r)) {
-                    Some(rel) if b.get(j + rel) == Some(&b'"') => {
-                        j += rel;
-                        break;
-                    }
-                    Some(rel) => j += rel + 2,
-                    None => {
-                        j = b.len();
-                        break;
-                    }
-                }
-            }
-            // An unterminated quote (a line cut short) keeps what there is.
-            if let Some(v) = s.get(start..j) {
-                out.push((key, v));
-            }
-            i = j + 1;
-        } else {
-            let start = i;
-            while b.get(i).is_some_and(|c| *c != b' ' && *c != b']') {
+    out.extend(QuotedParams::new(s));
+    out
+}
+
+/// The pairs of [`quoted_params`] one at a time, for callers that keep only a few of them
+/// (Junos RT_FLOW sessions read 15 of ~35 parameters without building the list).
+pub(crate) struct QuotedParams<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> QuotedParams<'a> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        QuotedParams { s, i: 0 }
+    }
+}
+
+impl<'a> Iterator for QuotedParams<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.s;
+        let b = s.as_bytes();
+        let mut i = self.i;
+        loop {
+            while b.get(i).is_some_and(|c| *c == b' ') {
                 i += 1;
             }
-            if let Some(v) = s.get(start..i) {
-                out.push((key, v));
+            if b.get(i).is_none_or(|c| *c == b']') {
+                self.i = b.len();
+                return None;
+            }
+            let key_start = i;
+            i = b
+                .get(i..)
+                .and_then(|r| find_any(r, [b'=', b' ', b']']))
+                .map_or(b.len(), |p| i + p);
+            if b.get(i) != Some(&b'=') {
+                // A bare word (e.g. the SD-ID "junos@2636.1.1.1.2.39"): skip it.
+                continue;
+            }
+            let Some(key) = s.get(key_start..i) else {
+                self.i = b.len();
+                return None;
+            };
+            i += 1;
+            if b.get(i) == Some(&b'"') {
+                let start = i + 1;
+                let mut j = start;
+                // To the closing quote, stepping over escapes: memchr finds the next candidate.
+                loop {
+                    match b.get(j..).and_then(|r| find_any(r, [b'"', b'\\'])) {
+                        Some(rel) if b.get(j + rel) == Some(&b'"') => {
+                            j += rel;
+                            break;
+                        }
+                        Some(rel) => j += rel + 2,
+                        None => {
+                            j = b.len();
+                            break;
+                        }
+                    }
+                }
+                self.i = j + 1;
+                // An unterminated quote (a line cut short) keeps what there is.
+                match s.get(start..j) {
+                    Some(v) => return Some((key, v)),
+                    None => {
+                        i = j + 1;
+                        continue;
+                    }
+                }
+            } else {
+                let start = i;
+                i = b
+                    .get(i..)
+                    .and_then(|r| find_any(r, [b' ', b']']))
+                    .map_or(b.len(), |p| i + p);
+                self.i = i;
+                match s.get(start..i) {
+                    Some(v) => return Some((key, v)),
+                    None => continue,
+                }
             }
         }
     }
-    out
 }
 
 /// The value of `key` in a parameter list; None for absent, empty, `N/A`, `None` and `-`.

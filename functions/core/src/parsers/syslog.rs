@@ -21,8 +21,8 @@ use syslog_loose::{IncompleteDate, Message, Protocol, Variant};
 
 use super::ParseCtx;
 use super::util::{
-    BsdTs, IsoTs, MICROS_PER_SEC, closest_year, offset_in, parse_bsd_prefix, parse_iso_prefix,
-    parse_u64,
+    BsdTs, IsoTs, MICROS_PER_SEC, closest_year, find_any, offset_in, parse_bsd_prefix,
+    parse_iso_prefix, parse_u64,
 };
 use crate::model::Micros;
 
@@ -366,7 +366,7 @@ fn skip_structured_data(s: &str) -> Option<&str> {
         i += 1;
         // Jump between the three bytes that matter (Junos elements run to ~900 bytes).
         loop {
-            i += memchr::memchr3(b'\\', b'"', b']', b.get(i..)?)?;
+            i += find_any(b.get(i..)?, [b'\\', b'"', b']'])?;
             match b.get(i)? {
                 // An escape takes the next byte whatever it is.
                 b'\\' => i += 2,
