@@ -297,10 +297,11 @@ pub fn declares_sort_order(kv: Option<&Vec<parquet::file::metadata::KeyValue>>) 
 /// row is formatted or allocated for: the `x_net` text is made once per group.
 pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     let ranks = AddressRanks::new(rows);
+    let keys = RawKeyRanks::new(rows);
     let mut keyed: Vec<(PartKey, SortKey, u32)> = rows
         .iter()
         .enumerate()
-        .map(|(i, r)| (part_key(r), sort_key(r, &ranks), i as u32))
+        .map(|(i, r)| (part_key(r), sort_key(r, &ranks, &keys), i as u32))
         .collect();
     keyed.sort_unstable();
     let mut parts: Vec<Partition<'_>> = Vec::new();
@@ -327,10 +328,10 @@ pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
 /// (8) and its /24 or /48 prefix bits (48). The sort moves and compares these keys for every
 /// row; packed, most comparisons stop at one u128.
 type PartKey = u128;
-/// (rank of the sort address's text << 32 | sort port + 1 or 0 for none, time, raw_record):
-/// the table's sort columns then the provenance, as the merge compares them (raw_key is the
-/// same for all rows of one call).
-type SortKey = (u64, i64, i64);
+/// (rank of the sort address's text << 32 | sort port + 1 or 0 for none, time, rank of
+/// raw_key, raw_record): the table's sort columns then the provenance, as the merge compares
+/// them.
+type SortKey = (u64, i64, u32, i64);
 
 fn ip_key(ip: Option<std::net::IpAddr>) -> (u8, u128) {
     match ip {
@@ -408,13 +409,44 @@ impl AddressRanks {
     }
 }
 
+/// The raw keys of a batch of rows ranked by their text. Normalize's rows come from one raw
+/// object and share one key: then every rank is 0 and a row costs a pointer comparison.
+struct RawKeyRanks<'a> {
+    /// Distinct keys, ascending; empty when every row has the same key.
+    keys: Vec<&'a str>,
+}
+
+impl<'a> RawKeyRanks<'a> {
+    fn new(rows: &'a [Row]) -> Self {
+        let Some(first) = rows.first().map(|r| &r.provenance.raw_key) else {
+            return Self { keys: Vec::new() };
+        };
+        let same = |k: &std::sync::Arc<str>| std::sync::Arc::ptr_eq(k, first) || k == first;
+        if rows.iter().all(|r| same(&r.provenance.raw_key)) {
+            return Self { keys: Vec::new() };
+        }
+        let mut keys: Vec<&str> = rows.iter().map(|r| &*r.provenance.raw_key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Self { keys }
+    }
+
+    fn rank(&self, key: &str) -> u32 {
+        if self.keys.is_empty() {
+            return 0;
+        }
+        self.keys.binary_search(&key).map_or(u32::MAX, |i| i as u32)
+    }
+}
+
 /// The lake order inside a partition ([`SORT_ORDER`]).
-fn sort_key(r: &Row, ranks: &AddressRanks) -> SortKey {
+fn sort_key(r: &Row, ranks: &AddressRanks, keys: &RawKeyRanks<'_>) -> SortKey {
     let (ip, port) = sort_address(r);
     let port = port.map_or(0, |p| u64::from(p) + 1);
     (
         (u64::from(ranks.rank(ip)) << 32) | port,
         r.event.time(),
+        keys.rank(&r.provenance.raw_key),
         // As stored (the column is Int64).
         r.provenance.raw_record as i64,
     )
@@ -422,7 +454,12 @@ fn sort_key(r: &Row, ranks: &AddressRanks) -> SortKey {
 
 /// Rejects of one hour in the lake order: `recv_time`, then provenance (ties keep their order).
 pub fn sort_rejects(group: &mut [&Reject]) {
-    group.sort_by_key(|r| (r.recv_time, r.provenance.raw_record as i64));
+    group.sort_by(|a, b| {
+        a.recv_time
+            .cmp(&b.recv_time)
+            .then_with(|| a.provenance.raw_key.cmp(&b.provenance.raw_key))
+            .then_with(|| (a.provenance.raw_record as i64).cmp(&(b.provenance.raw_record as i64)))
+    });
 }
 
 /// Encodes every partition of one raw object's rows and rejects; returns (key, bytes) pairs.
@@ -684,6 +721,24 @@ mod tests {
                 (Some(2000), 7, ip("100.64.0.1")),
             ]
         );
+    }
+
+    #[test]
+    fn rows_of_several_raw_objects_tie_break_on_the_raw_key_first() {
+        let x = "198.18.0.7";
+        let rows = vec![
+            with_x(nat_row(H, SessionCreate, "100.64.0.1", 80, "raw/b", 1), x),
+            with_x(nat_row(H, SessionCreate, "100.64.0.2", 80, "raw/a", 5), x),
+            with_x(nat_row(H, SessionCreate, "100.64.0.3", 80, "raw/b", 0), x),
+        ];
+        let parts = partition(&rows);
+        let got: Vec<(String, u64)> = parts[0]
+            .1
+            .iter()
+            .map(|r| (r.provenance.raw_key.to_string(), r.provenance.raw_record))
+            .collect();
+        let want = [("raw/a", 5), ("raw/b", 0), ("raw/b", 1)];
+        assert_eq!(got, want.map(|(k, r)| (k.to_string(), r)));
     }
 
     #[test]
