@@ -203,8 +203,35 @@ impl AsyncFileReader for ObjectReader {
 pub struct MergeInput {
     builder: ParquetRecordBatchStreamBuilder<ObjectReader>,
     rows: usize,
-    /// Uncompressed Parquet bytes per row: the basis of the decoded size estimate.
+    /// Estimated Arrow bytes per row once decoded (see [`decoded_row_bytes`]).
     row_bytes: usize,
+}
+
+/// Arrow bytes per row an object decodes to: fixed-width columns at their width, strings and
+/// binaries at their unencoded length (which the writer records per column chunk) plus an
+/// offset. The Parquet sizes alone underestimate it badly: a dictionary-encoded string that
+/// repeats (the raw key, the device) takes a bit per row in Parquet and its whole length in
+/// Arrow. Without the unencoded length (older writers), twice the uncompressed size.
+fn decoded_row_bytes(md: &ParquetMetaData) -> usize {
+    use parquet::basic::Type;
+    let mut bytes: i64 = 0;
+    let mut rows: i64 = 0;
+    for rg in md.row_groups() {
+        let n = rg.num_rows();
+        rows += n;
+        for c in rg.columns() {
+            bytes += match c.column_type() {
+                Type::BOOLEAN => n,
+                Type::INT32 | Type::FLOAT => 4 * n,
+                Type::INT64 | Type::DOUBLE => 8 * n,
+                Type::INT96 => 12 * n,
+                Type::BYTE_ARRAY | Type::FIXED_LEN_BYTE_ARRAY => c
+                    .unencoded_byte_array_data_bytes()
+                    .map_or(2 * c.uncompressed_size(), |b| b + 4 * n),
+            };
+        }
+    }
+    usize::try_from(bytes / rows.max(1)).unwrap_or(0)
 }
 
 impl MergeInput {
@@ -219,8 +246,7 @@ impl MergeInput {
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         let md = builder.metadata();
         let rows = usize::try_from(md.file_metadata().num_rows()).unwrap_or(0);
-        let bytes: i64 = md.row_groups().iter().map(|rg| rg.total_byte_size()).sum();
-        let row_bytes = usize::try_from(bytes).unwrap_or(0) / rows.max(1);
+        let row_bytes = decoded_row_bytes(md);
         Ok(Self {
             builder,
             rows,
@@ -377,11 +403,9 @@ impl SortedMerge {
             }
         }
         let converter = RowConverter::new(fields).map_err(LakeError::from)?;
-        // Decoded Arrow is larger than the uncompressed Parquet (offsets, validity, strings
-        // unpacked from dictionaries): count twice the Parquet bytes.
         let row_bytes = inputs
             .iter()
-            .map(|i| i.row_bytes * 2)
+            .map(|i| i.row_bytes)
             .max()
             .unwrap_or(0)
             .max(64);
@@ -876,6 +900,32 @@ mod tests {
             .err()
             .unwrap();
         assert!(is_store_error(&err), "{err}");
+    }
+
+    #[tokio::test]
+    async fn decoded_size_estimate_is_close_to_the_arrow_batches() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let metas = publish(&store, &[("raw/a".into(), raw_rows(1, 2_000))]).await;
+        let input = MergeInput::open(store.clone(), &metas[0]).await.unwrap();
+        let bytes = store
+            .get(&metas[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let decoded: usize = parquet_batches(bytes)
+            .unwrap()
+            .iter()
+            .map(|b| b.get_array_memory_size())
+            .sum();
+        let actual = decoded / input.rows();
+        // Arrow's buffers are rounded up to 64 bytes and over-allocated a little.
+        assert!(
+            input.row_bytes <= actual && input.row_bytes * 2 >= actual,
+            "estimate {} bytes per row, decoded {actual}",
+            input.row_bytes
+        );
     }
 
     #[test]
