@@ -4,10 +4,12 @@
 //! 1. each partition's small objects (one per raw object) are merged into `compacted.parquet`,
 //!    sorted for lookups, copies of a row removed; the small objects are deleted after the merged
 //!    object is published, so a reader sees the rows at least once at every moment (readers
-//!    remove copies by provenance). The merge streams in bounded memory: each small object is
-//!    sorted into a local run, the runs and the previous `compacted.parquet` are merged a batch
-//!    at a time (`natlake_core::lake::merge`) and written a row group at a time through a
-//!    multipart upload completed only at the end (`natlake_core::lake::sink`);
+//!    remove copies by provenance). The merge streams in bounded memory: the small objects and
+//!    the previous `compacted.parquet` are merged a batch at a time
+//!    (`natlake_core::lake::merge`) and written a row group at a time through a multipart upload
+//!    completed only at the end (`natlake_core::lake::sink`). Small objects that do not declare
+//!    the lake order (written by older versions) or turn out not to be in it are first sorted
+//!    into a local run;
 //! 2. the NAT mappings still open at the end of the hour are carried into the next hour's
 //!    `nat_carry` partition: the carry of the hour plus the hour's events give the next carry,
 //!    computed in the same pass over the merged events (`CarryBuilder`);
@@ -18,7 +20,7 @@
 //! an hour makes every later hour's carry stale, so the run continues hour by hour to the last
 //! finished one. A run does at most `max_hours` hours; the next run resumes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -109,6 +111,9 @@ pub struct HourReport {
     /// Small objects merged (and deleted).
     pub objects_merged: usize,
     pub rows_written: usize,
+    /// Small objects not in the lake order (written before it, or found out of order while
+    /// merged) that were sorted into a local run first; the others were merged as they are.
+    pub objects_spilled: usize,
     /// Mappings carried into the next hour, and open ones dropped for idling too long.
     pub carried: usize,
     pub expired: usize,
@@ -176,21 +181,24 @@ fn is_small(meta: &ObjectMeta) -> bool {
     meta.location.filename() != Some(COMPACTED)
 }
 
-/// Objects compaction wrote itself, already in the merge order: streamed from the store as
-/// they are. Every other object (normalize's) is sorted into a local run first.
-fn in_merge_order(meta: &ObjectMeta) -> bool {
+/// Objects compaction wrote itself, in the merge order whatever version wrote them: streamed
+/// from the store as they are, never spilled (they can be any size).
+fn written_by_compaction(meta: &ObjectMeta) -> bool {
     matches!(meta.location.filename(), Some(COMPACTED) | Some(CARRY))
 }
 
-/// Where sorted runs of one pass over a partition go: a local temporary directory, deleted
-/// with it.
+/// Where sorted runs of one pass over a partition go: a local temporary directory, made when
+/// the first run is (most partitions need none) and deleted with the pass.
+#[derive(Default)]
 struct Spill {
-    store: Arc<dyn ObjectStore>,
-    _dir: tempfile::TempDir,
+    dir: Option<(Arc<dyn ObjectStore>, tempfile::TempDir)>,
 }
 
 impl Spill {
-    fn new() -> Result<Self, CompactError> {
+    fn store(&mut self) -> Result<Arc<dyn ObjectStore>, CompactError> {
+        if let Some((store, _)) = &self.dir {
+            return Ok(store.clone());
+        }
         let dir = tempfile::Builder::new()
             .prefix("natlake-compact-")
             .tempdir()
@@ -200,44 +208,65 @@ impl Spill {
                     source: Box::new(e),
                 }))
             })?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path())?;
-        Ok(Self {
-            store: Arc::new(store),
-            _dir: dir,
-        })
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path())?,
+        );
+        self.dir = Some((store.clone(), dir));
+        Ok(store)
     }
 }
 
-/// Opens the objects of a partition for the merge (small ones sorted into a local run first);
-/// one that cannot be read is quarantined and left out. Returns the inputs and their objects,
-/// in the same order.
+/// The merge's inputs of one pass, with the objects they read, in the same order.
+struct Inputs {
+    inputs: Vec<MergeInput>,
+    metas: Vec<ObjectMeta>,
+    /// Which inputs are local sorted runs.
+    spilled: Vec<bool>,
+}
+
+/// Opens the objects of a partition for the merge: objects in the lake order are read as they
+/// are; other small objects (written before the order marker, or in `resort`: found out of
+/// order by an earlier pass) are sorted into a local run first. One that cannot be read is
+/// quarantined and left out.
+#[allow(clippy::too_many_arguments)]
 async fn open_inputs(
     store: &Arc<dyn ObjectStore>,
-    spill: &Spill,
+    spill: &mut Spill,
     name: &str,
     table: Table,
     metas: &[ObjectMeta],
+    resort: &HashSet<Path>,
     run_rows: usize,
     report: &mut HourReport,
-) -> Result<(Vec<MergeInput>, Vec<ObjectMeta>), CompactError> {
-    let mut inputs = Vec::with_capacity(metas.len());
-    let mut read = Vec::with_capacity(metas.len());
+) -> Result<Inputs, CompactError> {
+    let mut out = Inputs {
+        inputs: Vec::with_capacity(metas.len()),
+        metas: Vec::with_capacity(metas.len()),
+        spilled: Vec::with_capacity(metas.len()),
+    };
     for (i, m) in metas.iter().enumerate() {
-        let opened = if in_merge_order(m) {
-            MergeInput::open(store.clone(), m).await
-        } else {
+        // The footer says whether the object is in the lake order.
+        let mut opened = MergeInput::open(store.clone(), m).await;
+        let mut spilled = false;
+        if let Ok(input) = &opened
+            && !written_by_compaction(m)
+            && (!input.declares_lake_order() || resort.contains(&m.location))
+        {
             // Store errors (transient, or the object vanished) fail the run: retried later.
             let bytes = store.get(&m.location).await?.bytes().await?;
             let path = Path::from(format!("{name}-{i}.parquet"));
-            match spill_sorted(&spill.store, &path, table, bytes, run_rows).await {
-                Ok(run) => MergeInput::open(spill.store.clone(), &run).await,
+            let spill = spill.store()?;
+            opened = match spill_sorted(&spill, &path, table, bytes, run_rows).await {
+                Ok(run) => MergeInput::open(spill, &run).await,
                 Err(e) => Err(e),
-            }
-        };
+            };
+            spilled = true;
+        }
         match opened {
             Ok(input) => {
-                inputs.push(input);
-                read.push(m.clone());
+                out.inputs.push(input);
+                out.metas.push(m.clone());
+                out.spilled.push(spilled);
             }
             Err(e) if is_store_error(&e) => {
                 return Err(CompactError::Object {
@@ -251,7 +280,7 @@ async fn open_inputs(
             }
         }
     }
-    Ok((inputs, read))
+    Ok(out)
 }
 
 async fn quarantine(
@@ -305,6 +334,12 @@ enum Failure {
     /// An input of the merge (events) or of the previous carry could not be read.
     Events(usize, LakeError),
     Previous(usize, LakeError),
+    /// An input was not in the merge order (its message says which row).
+    Unsorted {
+        previous: bool,
+        index: usize,
+        message: String,
+    },
     Other(CompactError),
 }
 
@@ -316,9 +351,11 @@ impl<E: Into<CompactError>> From<E> for Failure {
 
 fn merge_failure(e: MergeError, previous: bool) -> Failure {
     match e {
-        MergeError::Unsorted { .. } => {
-            Failure::Other(CompactError::Lake(LakeError::Schema(e.to_string())))
-        }
+        MergeError::Unsorted { index, .. } => Failure::Unsorted {
+            previous,
+            index,
+            message: e.to_string(),
+        },
         MergeError::Input { index, source } if !is_store_error(&source) => {
             if previous {
                 Failure::Previous(index, source)
@@ -347,32 +384,43 @@ async fn run_job(
     cfg: &CompactConfig,
     report: &mut HourReport,
 ) -> Result<Option<String>, CompactError> {
+    // Small objects that declared the lake order and were found out of it: sorted from then on.
+    let mut resort: HashSet<Path> = HashSet::new();
     loop {
-        let spill = Spill::new()?;
+        let mut spill = Spill::default();
         // Run row groups are what the merge reads of each input at a time.
         let inputs_count = job.metas.len() + job.carry.as_ref().map_or(0, |c| c.previous.len());
         let run_rows = cfg.merge.batch_rows(inputs_count, RUN_ROW_BYTES);
-        let (inputs, metas) =
-            open_inputs(store, &spill, "e", job.table, &job.metas, run_rows, report).await?;
-        job.metas = metas;
-        let (previous, prev_metas) = match &job.carry {
+        let events = open_inputs(
+            store, &mut spill, "e", job.table, &job.metas, &resort, run_rows, report,
+        )
+        .await?;
+        job.metas = events.metas;
+        let previous = match &job.carry {
             Some(c) => {
                 open_inputs(
                     store,
-                    &spill,
+                    &mut spill,
                     "p",
                     Table::NatCarry,
                     &c.previous,
+                    &resort,
                     run_rows,
                     report,
                 )
                 .await?
             }
-            None => (Vec::new(), Vec::new()),
+            None => Inputs {
+                inputs: Vec::new(),
+                metas: Vec::new(),
+                spilled: Vec::new(),
+            },
         };
         if let Some(c) = &mut job.carry {
-            c.previous = prev_metas;
+            c.previous = previous.metas;
         }
+        let spilled = events.spilled.iter().chain(&previous.spilled);
+        let spilled = spilled.filter(|s| **s).count();
         let smalls: Vec<ObjectMeta> = job.metas.iter().filter(|m| is_small(m)).cloned().collect();
         let sink = match (job.dir, smalls.is_empty()) {
             (Some(dir), false) => Some(ParquetSink::new(
@@ -391,11 +439,14 @@ async fn run_job(
                 cfg.write.clone(),
             )
         });
-        match pass(&job, inputs, previous, sink, carry_sink, cfg).await {
+        match pass(&job, events.inputs, previous.inputs, sink, carry_sink, cfg).await {
             Ok(w) => {
                 for m in &smalls {
                     store.delete(&m.location).await?;
                 }
+                report.objects_spilled += spilled;
+                metrics::counter!("natlake_compact_objects_spilled_total", "table" => job.table.as_str())
+                    .increment(spilled as u64);
                 if !smalls.is_empty() {
                     report.partitions_compacted += 1;
                     report.objects_merged += smalls.len();
@@ -422,6 +473,32 @@ async fn run_job(
                     quarantine(store.as_ref(), &m, &e.to_string()).await?;
                     report.quarantined.push(m.location.to_string());
                 }
+            }
+            Err(Failure::Unsorted {
+                previous: prev,
+                index,
+                message,
+            }) => {
+                let (metas, spilled) = match (&job.carry, prev) {
+                    (Some(c), true) => (&c.previous, &previous.spilled),
+                    _ => (&job.metas, &events.spilled),
+                };
+                let Some(m) = metas.get(index) else {
+                    return Err(CompactError::Lake(LakeError::Schema(message)));
+                };
+                // A compaction output, or a run this pass sorted itself, out of order is a bug
+                // no retry cures: stop rather than write rows in the wrong place.
+                if written_by_compaction(m)
+                    || spilled.get(index).copied().unwrap_or(true)
+                    || !resort.insert(m.location.clone())
+                {
+                    return Err(CompactError::Object {
+                        key: m.location.to_string(),
+                        source: LakeError::Schema(message),
+                    });
+                }
+                tracing::warn!(key = %m.location, %message, "object declares the lake order but is not in it: sorting it and merging the partition again");
+                metrics::counter!("natlake_compact_unsorted_objects_total").increment(1);
             }
             Err(Failure::Other(e)) => return Err(e),
         }

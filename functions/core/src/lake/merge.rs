@@ -1,16 +1,18 @@
 //! A k-way streaming merge of sorted lake objects, in bounded memory.
 //!
-//! The merge order is `compact::merge`'s: the sort columns as stored (addresses as *text*),
-//! then raw_key, raw_record. A `compacted.parquet` (and a carry) is in that order; a small
-//! object from normalize is not quite: the writer orders addresses as numbers (198.18.0.2 before
-//! 198.18.0.10, which text puts after). So each small object is first read whole (one raw
-//! object's rows: bounded by the relay's batch size, not by the partition), sorted, and spilled
-//! as a sorted run to a local temporary store ([`spill_sorted`]); then all runs merge like the
-//! runs of an external sort: each input is read a batch at a time
-//! (`ParquetRecordBatchStream` over `ObjectReader`), a binary heap over the inputs'
-//! current rows (arrow's row format of the sort keys, compared as bytes) picks the next row, and
-//! output batches are assembled with `interleave`. Memory is the inputs' current batches (sized
-//! from a budget) and one output batch, whatever the partition's size.
+//! The merge order is the lake order (`writer::SORT_ORDER`): the sort columns as stored
+//! (addresses as *text*), then raw_key, raw_record. Objects written in that order (normalize's
+//! since the order marker, every `compacted.parquet` and carry) are read directly: each input is
+//! read a batch at a time (`ParquetRecordBatchStream` over `ObjectReader`), a binary heap over
+//! the inputs' current rows (arrow's row format of the sort keys, compared as bytes) picks the
+//! next row, and output batches are assembled with `interleave`. Memory is the inputs' current
+//! batches (sized from a budget) and one output batch, whatever the partition's size.
+//!
+//! Objects written before the marker sort addresses as numbers (198.18.0.2 before 198.18.0.10,
+//! which text puts after): the caller reads each whole (one raw object's rows: bounded by the
+//! relay's batch size), sorts it and spills it as a sorted run to a local temporary store
+//! ([`spill_sorted`]) first. Every input's order is checked as it streams, marker or not: an
+//! input out of order stops the merge ([`MergeError::Unsorted`]) rather than misplace a row.
 //!
 //! The result is the same as [`super::compact::merge`] on all the objects at once: conformed to
 //! the table's schema, sorted by the sort columns then raw_key, raw_record (nulls first), and of
@@ -37,7 +39,7 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::compact::table_schema;
 use super::read::conform;
-use super::writer::{LakeError, sort_columns};
+use super::writer::{LakeError, declares_sort_order, sort_columns};
 use crate::model::Table;
 
 /// How much memory a merge may give its inputs' decoded batches.
@@ -99,16 +101,37 @@ pub fn is_store_error(e: &LakeError) -> bool {
     }
 }
 
-/// Range reads of one object of known size (from its listing): the footer is fetched with
-/// one request that usually holds the whole of a small object's metadata.
+/// Range reads of one object of known size (from its listing). An object no larger than the
+/// footer prefetch (most of normalize's) is read whole with one request and its ranges served
+/// from memory; a larger one has its footer fetched with one request that usually holds the
+/// whole of its metadata, then the column chunks it needs.
 struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
+    whole: Option<Bytes>,
 }
 
 /// Bytes read with the footer: a normalize output's metadata fits (tens of kilobytes).
 const FOOTER_PREFETCH: usize = 64 << 10;
+
+impl ObjectReader {
+    fn cached(&self, range: &std::ops::Range<u64>) -> Option<parquet::errors::Result<Bytes>> {
+        let whole = self.whole.as_ref()?;
+        let (start, end) = (
+            usize::try_from(range.start).ok()?,
+            usize::try_from(range.end).ok()?,
+        );
+        Some(if start <= end && end <= whole.len() {
+            Ok(whole.slice(start..end))
+        } else {
+            Err(ParquetError::EOF(format!(
+                "range {start}..{end} beyond the object's {} bytes",
+                whole.len()
+            )))
+        })
+    }
+}
 
 impl AsyncFileReader for ObjectReader {
     fn get_bytes(
@@ -116,6 +139,9 @@ impl AsyncFileReader for ObjectReader {
         range: std::ops::Range<u64>,
     ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
+            if let Some(b) = self.cached(&range) {
+                return b;
+            }
             self.store
                 .get_range(&self.path, range)
                 .await
@@ -129,6 +155,16 @@ impl AsyncFileReader for ObjectReader {
         ranges: Vec<std::ops::Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
+            if self.whole.is_some() {
+                return ranges
+                    .iter()
+                    .map(|r| {
+                        self.cached(r).unwrap_or_else(|| {
+                            Err(ParquetError::EOF(format!("range {r:?} out of reach")))
+                        })
+                    })
+                    .collect();
+            }
             self.store
                 .get_ranges(&self.path, &ranges)
                 .await
@@ -143,6 +179,15 @@ impl AsyncFileReader for ObjectReader {
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
             let size = self.size;
+            if size <= FOOTER_PREFETCH as u64 && self.whole.is_none() {
+                // The prefetch would fetch all of it anyway: keep it, and read no more.
+                let bytes = self
+                    .store
+                    .get_range(&self.path, 0..size)
+                    .await
+                    .map_err(|e| ParquetError::External(Box::new(e)))?;
+                self.whole = Some(bytes);
+            }
             let md = ParquetMetaDataReader::new()
                 .with_arrow_reader_options(options)
                 .with_prefetch_hint(Some(FOOTER_PREFETCH))
@@ -158,8 +203,35 @@ impl AsyncFileReader for ObjectReader {
 pub struct MergeInput {
     builder: ParquetRecordBatchStreamBuilder<ObjectReader>,
     rows: usize,
-    /// Uncompressed Parquet bytes per row: the basis of the decoded size estimate.
+    /// Estimated Arrow bytes per row once decoded (see [`decoded_row_bytes`]).
     row_bytes: usize,
+}
+
+/// Arrow bytes per row an object decodes to: fixed-width columns at their width, strings and
+/// binaries at their unencoded length (which the writer records per column chunk) plus an
+/// offset. The Parquet sizes alone underestimate it badly: a dictionary-encoded string that
+/// repeats (the raw key, the device) takes a bit per row in Parquet and its whole length in
+/// Arrow. Without the unencoded length (older writers), twice the uncompressed size.
+fn decoded_row_bytes(md: &ParquetMetaData) -> usize {
+    use parquet::basic::Type;
+    let mut bytes: i64 = 0;
+    let mut rows: i64 = 0;
+    for rg in md.row_groups() {
+        let n = rg.num_rows();
+        rows += n;
+        for c in rg.columns() {
+            bytes += match c.column_type() {
+                Type::BOOLEAN => n,
+                Type::INT32 | Type::FLOAT => 4 * n,
+                Type::INT64 | Type::DOUBLE => 8 * n,
+                Type::INT96 => 12 * n,
+                Type::BYTE_ARRAY | Type::FIXED_LEN_BYTE_ARRAY => c
+                    .unencoded_byte_array_data_bytes()
+                    .map_or(2 * c.uncompressed_size(), |b| b + 4 * n),
+            };
+        }
+    }
+    usize::try_from(bytes / rows.max(1)).unwrap_or(0)
 }
 
 impl MergeInput {
@@ -169,12 +241,12 @@ impl MergeInput {
             store,
             path: meta.location.clone(),
             size: meta.size,
+            whole: None,
         };
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         let md = builder.metadata();
         let rows = usize::try_from(md.file_metadata().num_rows()).unwrap_or(0);
-        let bytes: i64 = md.row_groups().iter().map(|rg| rg.total_byte_size()).sum();
-        let row_bytes = usize::try_from(bytes).unwrap_or(0) / rows.max(1);
+        let row_bytes = decoded_row_bytes(md);
         Ok(Self {
             builder,
             rows,
@@ -185,6 +257,12 @@ impl MergeInput {
     /// Rows the footer announces.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Whether the object's metadata declares the lake order (`writer::SORT_ORDER`): such an
+    /// object can be merged as it is. The merge checks the order anyway.
+    pub fn declares_lake_order(&self) -> bool {
+        declares_sort_order(self.builder.metadata().file_metadata().key_value_metadata())
     }
 }
 
@@ -325,11 +403,9 @@ impl SortedMerge {
             }
         }
         let converter = RowConverter::new(fields).map_err(LakeError::from)?;
-        // Decoded Arrow is larger than the uncompressed Parquet (offsets, validity, strings
-        // unpacked from dictionaries): count twice the Parquet bytes.
         let row_bytes = inputs
             .iter()
-            .map(|i| i.row_bytes * 2)
+            .map(|i| i.row_bytes)
             .max()
             .unwrap_or(0)
             .max(64);
@@ -634,6 +710,57 @@ mod tests {
         (out, merge.rows_in())
     }
 
+    /// Each object merged as it is, no run.
+    async fn direct(
+        store: &Arc<dyn ObjectStore>,
+        metas: &[ObjectMeta],
+        budget: MergeBudget,
+    ) -> Result<(Vec<RecordBatch>, usize), MergeError> {
+        let mut inputs = Vec::new();
+        for m in metas {
+            inputs.push(MergeInput::open(store.clone(), m).await?);
+        }
+        let mut merge = SortedMerge::new(Table::NatEvents, inputs, budget).await?;
+        let mut out = Vec::new();
+        while let Some(b) = merge.next_batch().await? {
+            assert!(b.num_rows() <= budget.output_rows);
+            out.push(b);
+        }
+        Ok((out, merge.rows_in()))
+    }
+
+    /// An object as versions before the order marker wrote it: addresses in numeric order (then
+    /// port, time, record), no marker.
+    fn legacy(bytes: Bytes) -> Bytes {
+        use arrow::array::{AsArray, UInt32Array};
+        use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+        let schema = table_schema(Table::NatEvents);
+        let b = arrow::compute::concat_batches(&schema, &parquet_batches(bytes).unwrap()).unwrap();
+        let x_ip = b.column_by_name("x_ip").unwrap().as_string::<i32>();
+        let x_port = b
+            .column_by_name("x_port")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        let time = b.column_by_name("time").unwrap();
+        let time = time.as_primitive::<TimestampMicrosecondType>();
+        let rec = b.column_by_name("raw_record").unwrap();
+        let rec = rec.as_primitive::<Int64Type>();
+        let mut order: Vec<u32> = (0..b.num_rows() as u32).collect();
+        order.sort_by_key(|&i| {
+            let i = i as usize;
+            let ip: Option<std::net::IpAddr> =
+                x_ip.is_valid(i).then(|| x_ip.value(i).parse().unwrap());
+            let port = x_port.is_valid(i).then(|| x_port.value(i));
+            (ip, port, time.value(i), rec.value(i))
+        });
+        let sorted = arrow::compute::take_record_batch(&b, &UInt32Array::from(order)).unwrap();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
+        w.write(&sorted).unwrap();
+        w.close().unwrap();
+        Bytes::from(buf)
+    }
+
     async fn in_memory(store: &Arc<dyn ObjectStore>, metas: &[ObjectMeta]) -> RecordBatch {
         let mut batches = Vec::new();
         for m in metas {
@@ -681,11 +808,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn objects_in_the_lake_order_merge_as_they_are() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut objects: Vec<(String, Vec<Row>)> = (0..12)
+            .map(|o| (format!("raw/{o}"), raw_rows(o, 300 + 37 * o)))
+            .collect();
+        objects.push(objects[3].clone());
+        // One object larger than the footer prefetch and than a row group: read by ranges.
+        objects.push(("raw/big".into(), raw_rows(99, 20_000)));
+        let metas = publish(&store, &objects).await;
+        assert!(metas.last().unwrap().size > FOOTER_PREFETCH as u64);
+        for m in &metas {
+            let input = MergeInput::open(store.clone(), m).await.unwrap();
+            assert!(input.declares_lake_order(), "{}", m.location);
+        }
+        let total: usize = objects.iter().map(|(_, r)| r.len()).sum();
+        let want = in_memory(&store, &metas).await;
+        for budget in [
+            MergeBudget {
+                input_bytes: 1,
+                output_rows: 100,
+            },
+            MergeBudget::default(),
+        ] {
+            let (got, rows_in) = direct(&store, &metas, budget).await.unwrap();
+            assert_eq!(rows_in, total);
+            let got = arrow::compute::concat_batches(&want.schema(), &got).unwrap();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[tokio::test]
     async fn an_input_out_of_merge_order_stops_the_merge() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        // As normalize writes it: addresses in numeric order, which is not the merge's.
+        // As normalize wrote it before the order marker: addresses in numeric order.
         let metas = publish(&store, &[("raw/a".into(), raw_rows(1, 300))]).await;
-        let input = MergeInput::open(store.clone(), &metas[0]).await.unwrap();
+        let bytes = store
+            .get(&metas[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        store
+            .put(&metas[0].location, PutPayload::from_bytes(legacy(bytes)))
+            .await
+            .unwrap();
+        let meta = store.head(&metas[0].location).await.unwrap();
+        let input = MergeInput::open(store.clone(), &meta).await.unwrap();
+        assert!(!input.declares_lake_order());
         let budget = MergeBudget {
             input_bytes: 1,
             output_rows: 50,
@@ -729,6 +900,32 @@ mod tests {
             .err()
             .unwrap();
         assert!(is_store_error(&err), "{err}");
+    }
+
+    #[tokio::test]
+    async fn decoded_size_estimate_is_close_to_the_arrow_batches() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let metas = publish(&store, &[("raw/a".into(), raw_rows(1, 2_000))]).await;
+        let input = MergeInput::open(store.clone(), &metas[0]).await.unwrap();
+        let bytes = store
+            .get(&metas[0].location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let decoded: usize = parquet_batches(bytes)
+            .unwrap()
+            .iter()
+            .map(|b| b.get_array_memory_size())
+            .sum();
+        let actual = decoded / input.rows();
+        // Arrow's buffers are rounded up to 64 bytes and over-allocated a little.
+        assert!(
+            input.row_bytes <= actual && input.row_bytes * 2 >= actual,
+            "estimate {} bytes per row, decoded {actual}",
+            input.row_bytes
+        );
     }
 
     #[test]
