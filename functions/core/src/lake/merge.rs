@@ -289,7 +289,10 @@ struct Cursor {
     /// The input's position in the list given to [`SortedMerge::new`] (errors name it; equal
     /// rows come out in this order).
     index: usize,
-    stream: ParquetRecordBatchStream<ObjectReader>,
+    /// None once every row of the input is loaded: a finished stream still holds its column
+    /// readers, each with zstd contexts (~1.2 MB an object), and a partition-hour merges
+    /// hundreds of one-batch objects at once.
+    stream: Option<ParquetRecordBatchStream<ObjectReader>>,
     current: Arc<Loaded>,
     /// Index of `current` in the merge's slab.
     slab: usize,
@@ -426,6 +429,7 @@ impl SortedMerge {
         };
         for (index, input) in inputs.into_iter().enumerate() {
             let err = |source| MergeError::Input { index, source };
+            let input_rows = input.rows;
             let mut stream = input
                 .builder
                 .with_batch_size(batch_rows)
@@ -437,9 +441,10 @@ impl SortedMerge {
                     .map_err(|row| MergeError::Unsorted { index, row })?;
                 merge.rows_in += loaded.batch.num_rows();
                 merge.slab.push(loaded.batch.clone());
+                let all_loaded = loaded.batch.num_rows() >= input_rows;
                 merge.heap.push(Cursor {
                     index,
-                    stream,
+                    stream: (!all_loaded).then_some(stream),
                     current: Arc::new(loaded),
                     slab: merge.slab.len() - 1,
                     pos: 0,
@@ -506,7 +511,11 @@ impl SortedMerge {
                 continue;
             }
             // This input's batch is done: read its next one, or drop the input.
-            match self.decoder.load(&mut top.stream).await {
+            let next = match top.stream.as_mut() {
+                Some(stream) => self.decoder.load(stream).await,
+                None => Ok(None),
+            };
+            match next {
                 Ok(Some(next)) => {
                     let before = current.keys.row(pos);
                     check_sorted(&next.keys, Some(before)).map_err(|row| MergeError::Unsorted {
