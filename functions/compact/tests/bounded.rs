@@ -19,14 +19,8 @@ use natlake_core::testing::nat_row;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-const S: Micros = 1_000_000;
-const H: Micros = 3600 * S;
-/// 2026-11-23T00:00Z
-const H0: Micros = 1_795_392_000 * S;
-
-fn raw(n: u64) -> String {
-    format!("raw/conntrack/hour=2026-11-23T00/relay_{n:04}.nlraw.zst")
-}
+mod common;
+use common::{H, H0, S, raw};
 
 /// One raw object's NAT rows: sessions opening and closing on ports spread over the whole
 /// range (every object overlaps every other), some left open at the hour's end.

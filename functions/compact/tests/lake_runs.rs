@@ -13,10 +13,8 @@ use natlake_core::testing::nat_row;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-const S: Micros = 1_000_000;
-const H: Micros = 3600 * S;
-/// 2026-11-23T00:00Z
-const H0: Micros = 1_795_392_000 * S;
+mod common;
+use common::{H, H0, S, raw};
 
 /// Writes rows the way normalize does for one raw object.
 async fn normalize_like(store: &Arc<dyn ObjectStore>, raw_key: &str, rows: &[Row]) {
@@ -59,10 +57,6 @@ async fn carry_into(store: &Arc<dyn ObjectStore>, hour: Micros) -> Vec<(u16, Str
     }
     out.sort();
     out
-}
-
-fn raw(n: u32) -> String {
-    format!("raw/conntrack/hour=2026-11-23T00/relay_{n:04}.nlraw.zst")
 }
 
 #[tokio::test]

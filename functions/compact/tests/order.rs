@@ -23,14 +23,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::file::properties::WriterProperties;
 
-const S: Micros = 1_000_000;
-const H: Micros = 3600 * S;
-/// 2026-11-23T00:00Z
-const H0: Micros = 1_795_392_000 * S;
-
-fn raw(n: u64) -> String {
-    format!("raw/conntrack/hour=2026-11-23T00/relay_{n:04}.nlraw.zst")
-}
+mod common;
+use common::{H, H0, S, raw};
 
 /// One raw object's NAT rows on six public addresses whose text order is not their numeric
 /// order, ports spread so that every object overlaps every other.
