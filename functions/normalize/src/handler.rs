@@ -701,22 +701,31 @@ mod tests {
     const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
 
     fn raw_object(payloads: &[&[u8]]) -> Vec<u8> {
+        let records: Vec<(&str, &[u8])> = payloads.iter().map(|p| ("192.0.2.1:514", *p)).collect();
+        labelled_object(&[], &records)
+    }
+
+    /// A syslog raw object with header `labels`, of `(peer, payload)` records.
+    fn labelled_object(labels: &[(&str, &str)], records: &[(&str, &[u8])]) -> Vec<u8> {
         let header = BatchHeader {
             format_version: natlake_raw::VERSION,
             relay_id: "t".into(),
             batch_id: "b".into(),
             kind: InputKind::SyslogUdp,
             created_ns: 1_700_000_000_000_000_000,
-            labels: Default::default(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let mut w = BatchWriter::new(&header, 3).unwrap();
-        for p in payloads {
+        for (peer, payload) in records {
             w.push(&Record {
                 recv_ns: 1_700_000_001_000_000_000,
                 kind: InputKind::SyslogUdp,
                 flags: 0,
-                peer: Some("192.0.2.1:514".parse().unwrap()),
-                payload: p.to_vec(),
+                peer: Some(peer.parse().unwrap()),
+                payload: payload.to_vec(),
             })
             .unwrap();
         }
@@ -886,29 +895,9 @@ mod tests {
             )
         };
         let object = |labels: &[(&str, &str)], records: &[(&str, String)]| {
-            let header = BatchHeader {
-                format_version: natlake_raw::VERSION,
-                relay_id: "t".into(),
-                batch_id: "b".into(),
-                kind: InputKind::SyslogUdp,
-                created_ns: 1_700_000_000_000_000_000,
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            };
-            let mut w = BatchWriter::new(&header, 3).unwrap();
-            for (peer, payload) in records {
-                w.push(&Record {
-                    recv_ns: 1_700_000_001_000_000_000,
-                    kind: InputKind::SyslogUdp,
-                    flags: 0,
-                    peer: Some(peer.parse().unwrap()),
-                    payload: payload.clone().into_bytes(),
-                })
-                .unwrap();
-            }
-            w.finish().unwrap()
+            let records: Vec<(&str, &[u8])> =
+                records.iter().map(|(p, l)| (*p, l.as_bytes())).collect();
+            labelled_object(labels, &records)
         };
         let times = |n: &Normalized| -> Vec<(u16, i64)> {
             let mut v: Vec<_> = nat_rows(n)
