@@ -217,6 +217,17 @@ fn word_after<'a>(toks: &[&'a str], word: &str) -> Option<(usize, &'a str)> {
     toks.get(i + 1).map(|t| (i + 1, *t))
 }
 
+/// The `IF:addr/port` token at or after `i`: interface names may hold spaces (`NP Identity
+/// Ifc:10.1.1.1/22`, the ASA itself), so the words before the one with the colon are skipped.
+fn endpoint_from<'a>(toks: &[&'a str], i: usize) -> Option<(usize, &'a str)> {
+    toks.iter()
+        .enumerate()
+        .skip(i)
+        .take(4)
+        .find(|(_, t)| t.contains(':') || t.contains('/'))
+        .map(|(j, t)| (j, *t))
+}
+
 fn protocol_word(w: &str) -> Option<u8> {
     protocol_number(w)
 }
@@ -295,15 +306,17 @@ fn connection(
         };
         (endpoint(f), endpoint(l), addr_port(g, '/'))
     } else {
-        let (fi, f) = word_after(toks, "for")
+        let (fi, _) = word_after(toks, "for")
             .or_else(|| word_after(toks, "from"))
             .ok_or_else(|| err("connection without for / from"))?;
+        let (fi, f) =
+            endpoint_from(toks, fi).ok_or_else(|| err("connection without for / from"))?;
         let (li, l) = toks
             .iter()
             .enumerate()
             .skip(fi + 1)
             .find(|(_, t)| **t == "to")
-            .and_then(|(i, _)| toks.get(i + 1).map(|l| (i + 1, *l)))
+            .and_then(|(i, _)| endpoint_from(toks, i + 1))
             .ok_or_else(|| err("connection without to"))?;
         (endpoint(f), endpoint(l), mapped(toks.get(li + 1)))
     };
@@ -651,6 +664,22 @@ mod tests {
         assert_eq!(
             (f.time, f.end_time),
             (c.recv_time - 10 * MICROS_PER_SEC, Some(c.recv_time))
+        );
+    }
+
+    /// Connections to the ASA itself name the interface `NP Identity Ifc` (with spaces).
+    #[test]
+    fn connections_to_the_device_itself() {
+        let c = ctx();
+        let Event::Flow(f) = one(
+            "%ASA-6-302013: Built inbound TCP connection 8 for inside:10.1.1.2/12523 (10.1.1.2/12523) to NP Identity Ifc:10.1.1.1/22 (10.1.1.1/22)",
+            &c,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (f.src_ip, f.src_port, f.dst_ip, f.dst_port),
+            (ip("10.1.1.2"), Some(12523), ip("10.1.1.1"), Some(22))
         );
     }
 
