@@ -8,10 +8,9 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use futures::TryStreamExt;
-use natlake_compact::{CompactConfig, run};
+use natlake_compact::run;
 use natlake_core::lake::compact::{self, table_schema};
 use natlake_core::lake::layout;
-use natlake_core::lake::merge::MergeBudget;
 use natlake_core::lake::read::parquet_batches;
 use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish};
 use natlake_core::model::{Micros, NatEventKind, Row, Table};
@@ -20,7 +19,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 mod common;
-use common::{H, H0, S, raw};
+use common::{H, H0, S, raw, tiny_budget};
 
 /// One raw object's NAT rows: sessions opening and closing on ports spread over the whole
 /// range (every object overlaps every other), some left open at the hour's end.
@@ -83,21 +82,6 @@ async fn read_all(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<RecordBatch
 
 fn one(table: Table, batches: &[RecordBatch]) -> RecordBatch {
     concat_batches(&table_schema(table), batches).unwrap()
-}
-
-fn tiny_budget() -> CompactConfig {
-    CompactConfig {
-        // 1 byte for the inputs: the smallest batches (64 rows) whatever the partition.
-        merge: MergeBudget {
-            input_bytes: 1,
-            output_rows: 100,
-        },
-        write: WriteOptions {
-            row_group_rows: 500,
-            ..WriteOptions::default()
-        },
-        ..CompactConfig::default()
-    }
 }
 
 #[tokio::test]

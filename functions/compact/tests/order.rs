@@ -6,15 +6,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use bytes::Bytes;
 use futures::TryStreamExt;
-use natlake_compact::{CompactConfig, run};
+use natlake_compact::run;
 use natlake_core::lake::compact::{self, table_schema};
 use natlake_core::lake::layout;
-use natlake_core::lake::merge::{MergeBudget, sort_rows};
+use natlake_core::lake::merge::sort_rows;
 use natlake_core::lake::read::parquet_batches;
 use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish, sort_order_marker};
 use natlake_core::model::{Micros, NatEventKind, Row, Table};
@@ -24,7 +23,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::file::properties::WriterProperties;
 
 mod common;
-use common::{H, H0, S, raw};
+use common::{H, H0, S, raw, tiny_budget};
 
 /// One raw object's NAT rows on six public addresses whose text order is not their numeric
 /// order, ports spread so that every object overlaps every other.
@@ -90,23 +89,7 @@ async fn read(store: &Arc<dyn ObjectStore>, key: &Path) -> RecordBatch {
 /// an order it does not keep).
 async fn rewrite_numeric(store: &Arc<dyn ObjectStore>, key: &Path, marker: bool) {
     let b = read(store, key).await;
-    let x_ip = b.column_by_name("x_ip").unwrap().as_string::<i32>();
-    let x_port = b
-        .column_by_name("x_port")
-        .unwrap()
-        .as_primitive::<Int32Type>();
-    let time = b.column_by_name("time").unwrap();
-    let time = time.as_primitive::<TimestampMicrosecondType>();
-    let rec = b.column_by_name("raw_record").unwrap();
-    let rec = rec.as_primitive::<Int64Type>();
-    let mut order: Vec<u32> = (0..b.num_rows() as u32).collect();
-    order.sort_by_key(|&i| {
-        let i = i as usize;
-        let ip: Option<std::net::IpAddr> = x_ip.is_valid(i).then(|| x_ip.value(i).parse().unwrap());
-        let port = x_port.is_valid(i).then(|| x_port.value(i));
-        (ip, port, time.value(i), rec.value(i))
-    });
-    let numeric = arrow::compute::take_record_batch(&b, &UInt32Array::from(order)).unwrap();
+    let numeric = natlake_core::testing::numeric_order(&b);
     // The test is only worth something if numeric order is not the lake order here.
     assert_ne!(sort_rows(Table::NatEvents, &numeric).unwrap(), numeric);
     let props = WriterProperties::builder()
@@ -122,25 +105,10 @@ async fn rewrite_numeric(store: &Arc<dyn ObjectStore>, key: &Path, marker: bool)
         .unwrap();
 }
 
-fn cfg() -> CompactConfig {
-    CompactConfig {
-        // Small input batches and row groups: every input is read in many batches.
-        merge: MergeBudget {
-            input_bytes: 1,
-            output_rows: 100,
-        },
-        write: WriteOptions {
-            row_group_rows: 500,
-            ..WriteOptions::default()
-        },
-        ..CompactConfig::default()
-    }
-}
-
 /// Runs compaction of hour H0 and checks the merged object and the carry against the
 /// in-memory reference over the objects as they were; returns the hour's report.
 async fn compact_and_check(store: &Arc<dyn ObjectStore>) -> natlake_compact::run::HourReport {
-    let cfg = cfg();
+    let cfg = tiny_budget();
     let nat = nat_dir();
     let mut before = Vec::new();
     for k in keys(store, &nat).await {

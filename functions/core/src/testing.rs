@@ -38,3 +38,25 @@ pub fn nat_row(
         },
     }
 }
+
+/// `batch` (a `nat_events` batch) in the order versions before the lake order wrote: public
+/// addresses as numbers, then port, time, record. Tests of legacy objects build them with it.
+pub fn numeric_order(batch: &arrow::array::RecordBatch) -> arrow::array::RecordBatch {
+    use arrow::array::{Array, AsArray, UInt32Array};
+    use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+    let col = |name: &str| batch.column_by_name(name).expect(name);
+    let x_ip = col("x_ip").as_string::<i32>();
+    let x_port = col("x_port").as_primitive::<Int32Type>();
+    let time = col("time").as_primitive::<TimestampMicrosecondType>();
+    let rec = col("raw_record").as_primitive::<Int64Type>();
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_by_key(|&i| {
+        let i = i as usize;
+        let ip: Option<std::net::IpAddr> = x_ip
+            .is_valid(i)
+            .then(|| x_ip.value(i).parse().expect("x_ip"));
+        let port = x_port.is_valid(i).then(|| x_port.value(i));
+        (ip, port, time.value(i), rec.value(i))
+    });
+    arrow::compute::take_record_batch(batch, &UInt32Array::from(order)).expect("take")
+}

@@ -741,28 +741,9 @@ mod tests {
     /// An object as versions before the order marker wrote it: addresses in numeric order (then
     /// port, time, record), no marker.
     fn legacy(bytes: Bytes) -> Bytes {
-        use arrow::array::{AsArray, UInt32Array};
-        use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
         let schema = table_schema(Table::NatEvents);
         let b = arrow::compute::concat_batches(&schema, &parquet_batches(bytes).unwrap()).unwrap();
-        let x_ip = b.column_by_name("x_ip").unwrap().as_string::<i32>();
-        let x_port = b
-            .column_by_name("x_port")
-            .unwrap()
-            .as_primitive::<Int32Type>();
-        let time = b.column_by_name("time").unwrap();
-        let time = time.as_primitive::<TimestampMicrosecondType>();
-        let rec = b.column_by_name("raw_record").unwrap();
-        let rec = rec.as_primitive::<Int64Type>();
-        let mut order: Vec<u32> = (0..b.num_rows() as u32).collect();
-        order.sort_by_key(|&i| {
-            let i = i as usize;
-            let ip: Option<std::net::IpAddr> =
-                x_ip.is_valid(i).then(|| x_ip.value(i).parse().unwrap());
-            let port = x_port.is_valid(i).then(|| x_port.value(i));
-            (ip, port, time.value(i), rec.value(i))
-        });
-        let sorted = arrow::compute::take_record_batch(&b, &UInt32Array::from(order)).unwrap();
+        let sorted = crate::testing::numeric_order(&b);
         let mut buf = Vec::new();
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
         w.write(&sorted).unwrap();
