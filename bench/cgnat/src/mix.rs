@@ -46,6 +46,10 @@ pub struct MixArgs {
     /// The same rows as CSV with a header (for DuckDB's read_csv).
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Close a raw object at this many uncompressed bytes, as the relay does (its default);
+    /// objects are also closed every 60 s of event time. A busy CGNAT fills them by size.
+    #[arg(long, default_value_t = 8 << 20)]
+    batch_bytes: u64,
     #[command(flatten)]
     day: crate::DayArgs,
 }
@@ -430,9 +434,11 @@ struct Open {
     records: u64,
 }
 
-/// Raw objects, one open per input kind, closed every 60 s of event time like the relay.
+/// Raw objects, one open per input kind, closed every 60 s of event time or at `batch_bytes`
+/// like the relay.
 struct Sinks {
     store: natlake_store::DynStore,
+    batch_bytes: u64,
     open: HashMap<InputKind, Open>,
     seq: u64,
     objects: u64,
@@ -483,7 +489,11 @@ impl Sinks {
             payload: payload.to_vec(),
         })?;
         o.records += 1;
-        Ok((o.key.clone(), o.records - 1))
+        let at = (o.key.clone(), o.records - 1);
+        if o.writer.raw_bytes() >= self.batch_bytes {
+            self.flush(kind).await?;
+        }
+        Ok(at)
     }
 
     async fn flush(&mut self, kind: InputKind) -> anyhow::Result<()> {
@@ -722,6 +732,7 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
     }
     let mut sinks = Sinks {
         store: natlake_store::open(&a.store, &Default::default())?,
+        batch_bytes: a.batch_bytes,
         open: HashMap::new(),
         seq: 0,
         objects: 0,
