@@ -43,6 +43,17 @@ struct Cli {
         global = true
     )]
     merge_memory_mib: usize,
+    /// Objects merged at once at most: a partition-hour with more (a busy CGNAT's hour of full
+    /// batches) is merged in groups into local sorted runs in $TMPDIR first. Each open object
+    /// costs memory beyond the batch budget (its footer and a fetched row group).
+    #[arg(
+        long,
+        env = "NATLAKE_COMPACT_FAN_IN",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(2..),
+        global = true
+    )]
+    merge_fan_in: u16,
     #[command(subcommand)]
     door: Door,
 }
@@ -84,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         max_hours: cli.max_hours,
         merge: natlake_core::lake::merge::MergeBudget {
             input_bytes: cli.merge_memory_mib.saturating_mul(1 << 20),
+            fan_in: usize::from(cli.merge_fan_in),
             ..Default::default()
         },
         ..Default::default()

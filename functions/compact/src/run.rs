@@ -27,7 +27,7 @@ use futures::TryStreamExt;
 use natlake_core::lake::compact::{CarryBuilder, CarryStats, CarryWants};
 use natlake_core::lake::layout;
 use natlake_core::lake::merge::{
-    MergeBudget, MergeError, MergeInput, SortedMerge, is_store_error, spill_sorted,
+    MergeBudget, MergeError, MergeInput, SortedMerge, is_store_error, spill_merged, spill_sorted,
 };
 use natlake_core::lake::sink::ParquetSink;
 use natlake_core::lake::writer::{LakeError, WriteOptions};
@@ -114,6 +114,9 @@ pub struct HourReport {
     /// Small objects not in the lake order (written before it, or found out of order while
     /// merged) that were sorted into a local run first; the others were merged as they are.
     pub objects_spilled: usize,
+    /// Local sorted runs written by merging groups of objects, or of such runs (partitions
+    /// with more objects than the merge's fan-in).
+    pub runs_merged: usize,
     /// Mappings carried into the next hour, and open ones dropped for idling too long.
     pub carried: usize,
     pub expired: usize,
@@ -216,12 +219,135 @@ impl Spill {
     }
 }
 
-/// The merge's inputs of one pass, with the objects they read, in the same order.
+/// The merge's inputs of one pass and the objects they read.
+#[derive(Default)]
 struct Inputs {
     inputs: Vec<MergeInput>,
+    /// The objects still in the merge (unreadable ones quarantined), in listing order.
     metas: Vec<ObjectMeta>,
-    /// Which inputs are local sorted runs.
+    /// Per input: the object it reads (an index into `metas`), or None for a run merged from
+    /// several objects.
+    objects: Vec<Option<usize>>,
+    /// Per input: whether it is a local sorted run (of one object or of several).
     spilled: Vec<bool>,
+    /// Objects sorted into a local run of their own (not in the lake order).
+    objects_spilled: usize,
+    /// Runs merged from groups (of objects, then of runs).
+    runs_merged: usize,
+}
+
+impl Inputs {
+    /// The object input `index` reads (an index into `metas`), and whether it is a local run.
+    fn origin(&self, index: usize) -> (Option<usize>, bool) {
+        (
+            self.objects.get(index).copied().flatten(),
+            self.spilled.get(index).copied().unwrap_or(true),
+        )
+    }
+}
+
+/// The merge's inputs for `metas`. Up to `fan_in` objects are opened as they are
+/// ([`open_objects`]); more are merged `fan_in` at a time into local sorted runs, and the runs
+/// again until at most `fan_in` are left, so memory stays within the budget whatever the number
+/// of objects. Groups keep the listing order and the merge keeps the first of equal rows by
+/// input order, so the result is that of one merge over all the objects.
+#[allow(clippy::too_many_arguments)]
+async fn open_inputs(
+    store: &Arc<dyn ObjectStore>,
+    spill: &mut Spill,
+    name: &str,
+    table: Table,
+    metas: &[ObjectMeta],
+    resort: &mut HashSet<Path>,
+    budget: MergeBudget,
+    report: &mut HourReport,
+) -> Result<Inputs, CompactError> {
+    let fan_in = budget.fan_in.max(2);
+    // Run row groups are what the merge reads of each input at a time.
+    let run_rows = budget.batch_rows(metas.len().min(fan_in), RUN_ROW_BYTES);
+    if metas.len() <= fan_in {
+        return open_objects(store, spill, name, table, metas, resort, run_rows, report).await;
+    }
+    let mut out = Inputs::default();
+    let mut runs = Vec::new();
+    for (g, group) in metas.chunks(fan_in).enumerate() {
+        let mut group = group.to_vec();
+        let (run, objects_spilled) = loop {
+            let mut opened = open_objects(
+                store,
+                spill,
+                &format!("{name}{g}"),
+                table,
+                &group,
+                resort,
+                run_rows,
+                report,
+            )
+            .await?;
+            group = std::mem::take(&mut opened.metas);
+            let path = Path::from(format!("{name}{g}-run.parquet"));
+            let inputs = std::mem::take(&mut opened.inputs);
+            let merged = match SortedMerge::new(table, inputs, budget).await {
+                Ok(merge) => spill_merged(&spill.store()?, &path, merge, run_rows).await,
+                Err(e) => Err(e),
+            };
+            match merged {
+                Ok(run) => break (run, opened.objects_spilled),
+                Err(e) => match merge_failure(e, false) {
+                    Failure::Input { index, fault, .. } => {
+                        let origin = opened.origin(index);
+                        set_aside(store, &mut group, origin, fault, resort, report).await?;
+                    }
+                    Failure::Other(e) => return Err(e),
+                },
+            }
+        };
+        out.objects_spilled += objects_spilled;
+        out.metas.extend(group);
+        runs.push(run);
+        out.runs_merged += 1;
+    }
+    let spill_store = spill.store()?;
+    let mut level = 1;
+    while runs.len() > fan_in {
+        let mut next = Vec::new();
+        for (g, group) in runs.chunks(fan_in).enumerate() {
+            let mut inputs = Vec::with_capacity(group.len());
+            for r in group {
+                inputs.push(MergeInput::open(spill_store.clone(), r).await?);
+            }
+            let path = Path::from(format!("{name}-l{level}-{g}-run.parquet"));
+            let merge = SortedMerge::new(table, inputs, budget)
+                .await
+                .map_err(run_error)?;
+            next.push(
+                spill_merged(&spill_store, &path, merge, run_rows)
+                    .await
+                    .map_err(run_error)?,
+            );
+            for r in group {
+                spill_store.delete(&r.location).await?;
+            }
+            out.runs_merged += 1;
+        }
+        runs = next;
+        level += 1;
+    }
+    for r in &runs {
+        out.inputs
+            .push(MergeInput::open(spill_store.clone(), r).await?);
+        out.objects.push(None);
+        out.spilled.push(true);
+    }
+    Ok(out)
+}
+
+/// A run this pass wrote itself that cannot be merged: local trouble (disk), not an object's.
+fn run_error(e: MergeError) -> CompactError {
+    match e {
+        MergeError::Input { source, .. } | MergeError::Lake(source) => CompactError::Lake(source),
+        MergeError::Unsorted { .. } => CompactError::Lake(LakeError::Schema(e.to_string())),
+    }
 }
 
 /// Opens the objects of a partition for the merge: objects in the lake order are read as they
@@ -229,7 +355,7 @@ struct Inputs {
 /// order by an earlier pass) are sorted into a local run first. One that cannot be read is
 /// quarantined and left out.
 #[allow(clippy::too_many_arguments)]
-async fn open_inputs(
+async fn open_objects(
     store: &Arc<dyn ObjectStore>,
     spill: &mut Spill,
     name: &str,
@@ -239,11 +365,7 @@ async fn open_inputs(
     run_rows: usize,
     report: &mut HourReport,
 ) -> Result<Inputs, CompactError> {
-    let mut out = Inputs {
-        inputs: Vec::with_capacity(metas.len()),
-        metas: Vec::with_capacity(metas.len()),
-        spilled: Vec::with_capacity(metas.len()),
-    };
+    let mut out = Inputs::default();
     for (i, m) in metas.iter().enumerate() {
         // The footer says whether the object is in the lake order.
         let mut opened = MergeInput::open(store.clone(), m).await;
@@ -265,8 +387,10 @@ async fn open_inputs(
         match opened {
             Ok(input) => {
                 out.inputs.push(input);
+                out.objects.push(Some(out.metas.len()));
                 out.metas.push(m.clone());
                 out.spilled.push(spilled);
+                out.objects_spilled += usize::from(spilled);
             }
             Err(e) if is_store_error(&e) => {
                 return Err(CompactError::Object {
@@ -281,6 +405,45 @@ async fn open_inputs(
         }
     }
     Ok(out)
+}
+
+/// After an input failed (`object`: the index in `metas` of the object it reads, if one;
+/// `spilled`: it is a local run): the object is quarantined and removed from
+/// `metas` (unreadable), or marked to be sorted from now on (it declared the lake order and is
+/// not in it); either way the caller merges again. A failure no retry cures (a run this pass
+/// wrote, a compaction output out of order) stops the partition.
+async fn set_aside(
+    store: &Arc<dyn ObjectStore>,
+    metas: &mut Vec<ObjectMeta>,
+    (object, spilled): (Option<usize>, bool),
+    fault: InputFault,
+    resort: &mut HashSet<Path>,
+    report: &mut HourReport,
+) -> Result<(), CompactError> {
+    match (fault, object) {
+        (InputFault::Unreadable(e), Some(j)) if j < metas.len() => {
+            let m = metas.remove(j);
+            quarantine(store.as_ref(), &m, &e.to_string()).await?;
+            report.quarantined.push(m.location.to_string());
+            Ok(())
+        }
+        (InputFault::Unreadable(e), _) => Err(CompactError::Lake(e)),
+        (InputFault::Unsorted(message), Some(j)) if j < metas.len() => {
+            let m = &metas[j];
+            // A compaction output, or a run this pass sorted itself, out of order is a bug no
+            // retry cures: stop rather than write rows in the wrong place.
+            if written_by_compaction(m) || spilled || !resort.insert(m.location.clone()) {
+                return Err(CompactError::Object {
+                    key: m.location.to_string(),
+                    source: LakeError::Schema(message),
+                });
+            }
+            tracing::warn!(key = %m.location, %message, "object declares the lake order but is not in it: sorting it and merging the partition again");
+            metrics::counter!("natlake_compact_unsorted_objects_total").increment(1);
+            Ok(())
+        }
+        (InputFault::Unsorted(message), _) => Err(CompactError::Lake(LakeError::Schema(message))),
+    }
 }
 
 async fn quarantine(
@@ -331,16 +494,20 @@ struct CarryJob {
 
 /// What stopped a pass over a partition.
 enum Failure {
-    /// An input of the merge (events) or of the previous carry could not be read.
-    Events(usize, LakeError),
-    Previous(usize, LakeError),
-    /// An input was not in the merge order (its message says which row).
-    Unsorted {
+    /// An input of the merge (events) or of the previous carry (`previous`) could not be read,
+    /// or was not in the merge order.
+    Input {
         previous: bool,
         index: usize,
-        message: String,
+        fault: InputFault,
     },
     Other(CompactError),
+}
+
+enum InputFault {
+    Unreadable(LakeError),
+    /// Not in the merge order; the message says which row.
+    Unsorted(String),
 }
 
 impl<E: Into<CompactError>> From<E> for Failure {
@@ -351,18 +518,16 @@ impl<E: Into<CompactError>> From<E> for Failure {
 
 fn merge_failure(e: MergeError, previous: bool) -> Failure {
     match e {
-        MergeError::Unsorted { index, .. } => Failure::Unsorted {
+        MergeError::Unsorted { index, .. } => Failure::Input {
             previous,
             index,
-            message: e.to_string(),
+            fault: InputFault::Unsorted(e.to_string()),
         },
-        MergeError::Input { index, source } if !is_store_error(&source) => {
-            if previous {
-                Failure::Previous(index, source)
-            } else {
-                Failure::Events(index, source)
-            }
-        }
+        MergeError::Input { index, source } if !is_store_error(&source) => Failure::Input {
+            previous,
+            index,
+            fault: InputFault::Unreadable(source),
+        },
         MergeError::Input { source, .. } | MergeError::Lake(source) => {
             Failure::Other(CompactError::Lake(source))
         }
@@ -388,15 +553,19 @@ async fn run_job(
     let mut resort: HashSet<Path> = HashSet::new();
     loop {
         let mut spill = Spill::default();
-        // Run row groups are what the merge reads of each input at a time.
-        let inputs_count = job.metas.len() + job.carry.as_ref().map_or(0, |c| c.previous.len());
-        let run_rows = cfg.merge.batch_rows(inputs_count, RUN_ROW_BYTES);
-        let events = open_inputs(
-            store, &mut spill, "e", job.table, &job.metas, &resort, run_rows, report,
+        let mut events = open_inputs(
+            store,
+            &mut spill,
+            "e",
+            job.table,
+            &job.metas,
+            &mut resort,
+            cfg.merge,
+            report,
         )
         .await?;
-        job.metas = events.metas;
-        let previous = match &job.carry {
+        job.metas = std::mem::take(&mut events.metas);
+        let mut previous = match &job.carry {
             Some(c) => {
                 open_inputs(
                     store,
@@ -404,23 +573,18 @@ async fn run_job(
                     "p",
                     Table::NatCarry,
                     &c.previous,
-                    &resort,
-                    run_rows,
+                    &mut resort,
+                    cfg.merge,
                     report,
                 )
                 .await?
             }
-            None => Inputs {
-                inputs: Vec::new(),
-                metas: Vec::new(),
-                spilled: Vec::new(),
-            },
+            None => Inputs::default(),
         };
         if let Some(c) = &mut job.carry {
-            c.previous = previous.metas;
+            c.previous = std::mem::take(&mut previous.metas);
         }
-        let spilled = events.spilled.iter().chain(&previous.spilled);
-        let spilled = spilled.filter(|s| **s).count();
+        let spilled = events.objects_spilled + previous.objects_spilled;
         let smalls: Vec<ObjectMeta> = job.metas.iter().filter(|m| is_small(m)).cloned().collect();
         let sink = match (job.dir, smalls.is_empty()) {
             (Some(dir), false) => Some(ParquetSink::new(
@@ -439,12 +603,19 @@ async fn run_job(
                 cfg.write.clone(),
             )
         });
-        match pass(&job, events.inputs, previous.inputs, sink, carry_sink, cfg).await {
+        let (event_inputs, previous_inputs) = (
+            std::mem::take(&mut events.inputs),
+            std::mem::take(&mut previous.inputs),
+        );
+        match pass(&job, event_inputs, previous_inputs, sink, carry_sink, cfg).await {
             Ok(w) => {
                 for m in &smalls {
                     store.delete(&m.location).await?;
                 }
                 report.objects_spilled += spilled;
+                report.runs_merged += events.runs_merged + previous.runs_merged;
+                metrics::counter!("natlake_compact_runs_merged_total", "table" => job.table.as_str())
+                    .increment((events.runs_merged + previous.runs_merged) as u64);
                 metrics::counter!("natlake_compact_objects_spilled_total", "table" => job.table.as_str())
                     .increment(spilled as u64);
                 if !smalls.is_empty() {
@@ -462,43 +633,17 @@ async fn run_job(
                 let dir = job.carry.map(|c| c.dir);
                 return Ok(dir.filter(|_| carry_rows > 0));
             }
-            Err(Failure::Events(i, e)) => {
-                let m = job.metas.remove(i);
-                quarantine(store.as_ref(), &m, &e.to_string()).await?;
-                report.quarantined.push(m.location.to_string());
-            }
-            Err(Failure::Previous(i, e)) => {
-                if let Some(c) = &mut job.carry {
-                    let m = c.previous.remove(i);
-                    quarantine(store.as_ref(), &m, &e.to_string()).await?;
-                    report.quarantined.push(m.location.to_string());
-                }
-            }
-            Err(Failure::Unsorted {
+            Err(Failure::Input {
                 previous: prev,
                 index,
-                message,
+                fault,
             }) => {
-                let (metas, spilled) = match (&job.carry, prev) {
-                    (Some(c), true) => (&c.previous, &previous.spilled),
-                    _ => (&job.metas, &events.spilled),
+                let (metas, opened) = match (&mut job.carry, prev) {
+                    (Some(c), true) => (&mut c.previous, &previous),
+                    _ => (&mut job.metas, &events),
                 };
-                let Some(m) = metas.get(index) else {
-                    return Err(CompactError::Lake(LakeError::Schema(message)));
-                };
-                // A compaction output, or a run this pass sorted itself, out of order is a bug
-                // no retry cures: stop rather than write rows in the wrong place.
-                if written_by_compaction(m)
-                    || spilled.get(index).copied().unwrap_or(true)
-                    || !resort.insert(m.location.clone())
-                {
-                    return Err(CompactError::Object {
-                        key: m.location.to_string(),
-                        source: LakeError::Schema(message),
-                    });
-                }
-                tracing::warn!(key = %m.location, %message, "object declares the lake order but is not in it: sorting it and merging the partition again");
-                metrics::counter!("natlake_compact_unsorted_objects_total").increment(1);
+                let origin = opened.origin(index);
+                set_aside(store, metas, origin, fault, &mut resort, report).await?;
             }
             Err(Failure::Other(e)) => return Err(e),
         }

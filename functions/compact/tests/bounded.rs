@@ -106,6 +106,8 @@ async fn partition_larger_than_the_budget_compacts_as_the_in_memory_merge() {
     assert_eq!(r.hours.len(), 1, "{r:?}");
     let h = &r.hours[0];
     assert_eq!((h.objects_merged, h.rows_written), (24, want.num_rows()));
+    // 24 objects, 3 at a time: 8 runs, merged into 3, which the last merge reads.
+    assert_eq!(h.runs_merged, 8 + 3, "{h:?}");
     assert_eq!(
         (h.carried, h.expired),
         (want_stats.carried, want_stats.expired)
@@ -130,6 +132,8 @@ async fn partition_larger_than_the_budget_compacts_as_the_in_memory_merge() {
     let want = compact::merge(Table::NatEvents, &before).unwrap();
     let r = run(&store, &cfg, now).await.unwrap();
     assert_eq!(r.hours[0].objects_merged, 6, "{r:?}");
+    // compacted.parquet and 6 objects: 3 runs.
+    assert_eq!(r.hours[0].runs_merged, 3, "{r:?}");
     assert_eq!(r.hours[0].rows_written, want.num_rows());
     let got = read_all(&store, &nat).await;
     assert_eq!(one(Table::NatEvents, &got), want);

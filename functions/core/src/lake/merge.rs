@@ -49,6 +49,11 @@ pub struct MergeBudget {
     pub input_bytes: usize,
     /// Rows per output batch.
     pub output_rows: usize,
+    /// Inputs merged at once at most. Each open input holds its footer, a fetched row group
+    /// (a small object whole) and a decoded batch of at least [`MIN_BATCH_ROWS`] rows whatever
+    /// the budget, so a partition with more objects than this is merged in groups into local
+    /// sorted runs first, and the runs merged.
+    pub fan_in: usize,
 }
 
 /// Rows per input batch stay within these bounds whatever the budget: fewer than 64 makes the
@@ -61,6 +66,7 @@ impl Default for MergeBudget {
         Self {
             input_bytes: 64 << 20,
             output_rows: 8192,
+            fan_in: 16,
         }
     }
 }
@@ -594,6 +600,33 @@ pub fn sort_rows(table: Table, batch: &RecordBatch) -> Result<RecordBatch, LakeE
     Ok(arrow::compute::take_record_batch(batch, &order)?)
 }
 
+/// Merges `merge` to its end into a sorted run at `path` in `spill`, written a row group at a
+/// time (zstd level 1, no statistics, row groups of `row_group_rows`: what the next merge reads
+/// at a time), so a run of any size costs one row group of memory. An unreadable input is an
+/// error here, before anything of the partition is written.
+pub async fn spill_merged(
+    spill: &Arc<dyn ObjectStore>,
+    path: &Path,
+    mut merge: SortedMerge,
+    row_group_rows: usize,
+) -> Result<ObjectMeta, MergeError> {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(1).map_err(LakeError::from)?,
+        ))
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .build();
+    let out = object_store::buffered::BufWriter::new(spill.clone(), path.clone());
+    let mut w = parquet::arrow::AsyncArrowWriter::try_new(out, merge.schema().clone(), Some(props))
+        .map_err(LakeError::from)?;
+    while let Some(b) = merge.next_batch().await? {
+        w.write(&b).await.map_err(LakeError::from)?;
+    }
+    w.close().await.map_err(LakeError::from)?;
+    Ok(spill.head(path).await.map_err(LakeError::from)?)
+}
+
 /// Reads one whole object (`bytes`), sorts it in the merge order and writes it to `spill` at
 /// `path` as a sorted run with row groups of `row_group_rows` (what the merge reads at a time),
 /// uncompressed: it is read once, locally, and deleted. An unreadable object is an error here,
@@ -784,6 +817,7 @@ mod tests {
         let tiny = MergeBudget {
             input_bytes: 1,
             output_rows: 100,
+            fan_in: 64,
         };
         let (got, rows_in) = streamed(&store, &metas, tiny).await;
         assert_eq!(rows_in, total);
@@ -818,6 +852,7 @@ mod tests {
             MergeBudget {
                 input_bytes: 1,
                 output_rows: 100,
+                fan_in: 64,
             },
             MergeBudget::default(),
         ] {
@@ -850,6 +885,7 @@ mod tests {
         let budget = MergeBudget {
             input_bytes: 1,
             output_rows: 50,
+            fan_in: 64,
         };
         let result = async {
             let mut m = SortedMerge::new(Table::NatEvents, vec![input], budget).await?;
@@ -923,6 +959,7 @@ mod tests {
         let b = MergeBudget {
             input_bytes: 64 << 20,
             output_rows: 8192,
+            fan_in: 64,
         };
         assert_eq!(b.batch_rows(1, 500), MAX_BATCH_ROWS);
         assert_eq!(b.batch_rows(1_000, 500), 67);
