@@ -601,8 +601,7 @@ pub async fn normalize_object(
         })?;
     let key = raw_key.to_string();
     let cfg2 = cfg.clone();
-    // Parsing and encoding are CPU-bound: keep them off the async workers.
-    let joined = tokio::task::spawn_blocking(move || {
+    let joined = crate::cpu::run(move || {
         let n = normalize_bytes(&key, &bytes, format, &cfg2);
         let outputs = writer::encode_outputs(&key, &n.rows, &n.rejects, &cfg2.write_options());
         (n.report, outputs)

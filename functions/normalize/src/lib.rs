@@ -8,6 +8,7 @@
 //! - `normalize run`, a one-shot pass over a store ([`backfill`]).
 
 pub mod backfill;
+pub mod cpu;
 pub mod enrich;
 pub mod events;
 pub mod handler;
