@@ -280,12 +280,51 @@ impl BatchWriter {
     }
 }
 
+/// A record read in place: `payload` borrows the reader's buffer and lives until the next read.
+/// The normalizer's hot path uses it ([`BatchReader::next_ref`]); allocating each record and
+/// copying its payload out cost more than some parsers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub recv_ns: i64,
+    pub kind: InputKind,
+    pub flags: u8,
+    pub peer: Option<SocketAddr>,
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    pub fn is_context(&self) -> bool {
+        self.flags & FLAG_CONTEXT != 0
+    }
+
+    pub fn to_record(&self) -> Record {
+        Record {
+            recv_ns: self.recv_ns,
+            kind: self.kind,
+            flags: self.flags,
+            peer: self.peer,
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// A record's fixed part; its payload is `buf[FIXED..len]` of the reader.
+struct Fixed {
+    recv_ns: i64,
+    kind: InputKind,
+    flags: u8,
+    peer: Option<SocketAddr>,
+    len: usize,
+}
+
 /// Reads a raw object. Iterates records; after an error the reader stops.
 pub struct BatchReader<R: Read> {
     input: R,
     header: BatchHeader,
     index: u64,
     done: bool,
+    /// The current record (crc, fixed part, payload), reused: it only grows.
+    buf: Vec<u8>,
 }
 
 impl<'a> BatchReader<zstd::stream::read::Decoder<'static, io::BufReader<&'a [u8]>>> {
@@ -322,6 +361,7 @@ impl<R: Read> BatchReader<R> {
             header,
             index: 0,
             done: false,
+            buf: Vec::new(),
         })
     }
 
@@ -334,7 +374,10 @@ impl<R: Read> BatchReader<R> {
         self.index
     }
 
-    fn read_one(&mut self) -> Result<Option<Record>, RawError> {
+    /// Reads the next record into `self.buf`. The read sizes (4 bytes, then the record) are
+    /// what they always were, so a damaged zstd stream yields the same records before the
+    /// damage.
+    fn read_one(&mut self) -> Result<Option<Fixed>, RawError> {
         let index = self.index;
         let mut len = [0u8; 4];
         match read_exact_or(&mut self.input, &mut len) {
@@ -360,8 +403,11 @@ impl<R: Read> BatchReader<R> {
                 reason: format!("record length {len} out of range"),
             });
         }
-        let mut buf = vec![0u8; len];
-        let got = read_exact_or(&mut self.input, &mut buf).map_err(|e| RawError::Truncated {
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        let buf = &mut self.buf[..len];
+        let got = read_exact_or(&mut self.input, buf).map_err(|e| RawError::Truncated {
             index,
             reason: e.to_string(),
         })?;
@@ -401,15 +447,45 @@ impl<R: Read> BatchReader<R> {
                 });
             }
         };
-        let payload = buf[FIXED..].to_vec();
         self.index += 1;
-        Ok(Some(Record {
+        Ok(Some(Fixed {
             recv_ns,
             kind,
             flags,
             peer,
-            payload,
+            len,
         }))
+    }
+
+    /// The next record, borrowed from the reader (see [`RecordRef`]); None at the end. After
+    /// an error the reader stops, as the iterator does.
+    pub fn next_ref(&mut self) -> Option<Result<(u64, RecordRef<'_>), RawError>> {
+        if self.done {
+            return None;
+        }
+        let index = self.index;
+        let fixed = match self.read_one() {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        let payload = self.buf.get(FIXED..fixed.len).unwrap_or_default();
+        Some(Ok((
+            index,
+            RecordRef {
+                recv_ns: fixed.recv_ns,
+                kind: fixed.kind,
+                flags: fixed.flags,
+                peer: fixed.peer,
+                payload,
+            },
+        )))
     }
 }
 
@@ -417,21 +493,8 @@ impl<R: Read> Iterator for BatchReader<R> {
     type Item = Result<(u64, Record), RawError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let index = self.index;
-        match self.read_one() {
-            Ok(Some(r)) => Some(Ok((index, r))),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.next_ref()
+            .map(|r| r.map(|(index, rec)| (index, rec.to_record())))
     }
 }
 
@@ -557,6 +620,36 @@ mod tests {
         assert_eq!(rd.header(), &header());
         let got: Vec<_> = rd.map(|r| r.unwrap().1).collect();
         assert_eq!(got, records());
+    }
+
+    /// Records read in place reuse one buffer: each payload is its own length (10, 5 and 0
+    /// bytes here, so a shorter one follows a longer), and a damaged tail ends the reading.
+    #[test]
+    fn records_read_in_place_equal_the_owned_ones() {
+        let bytes = build();
+        let mut rd = BatchReader::from_compressed(&bytes).unwrap();
+        let mut got = Vec::new();
+        while let Some(item) = rd.next_ref() {
+            let (i, rec) = item.unwrap();
+            assert_eq!(i, got.len() as u64);
+            assert_eq!(rec.is_context(), records()[got.len()].is_context());
+            got.push(rec.to_record());
+        }
+        assert_eq!(got, records());
+        assert!(rd.next_ref().is_none());
+
+        let plain = built_plaintext();
+        let mut rd = BatchReader::new(&plain[..plain.len() - 3]).unwrap();
+        assert_eq!(rd.next_ref().unwrap().unwrap().1.payload, b"<134>hello");
+        assert_eq!(
+            rd.next_ref().unwrap().unwrap().1.payload,
+            [0, 255, 10, 13, 0]
+        );
+        assert!(matches!(
+            rd.next_ref(),
+            Some(Err(RawError::Truncated { index: 2, .. }))
+        ));
+        assert!(rd.next_ref().is_none());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use natlake_core::lake::writer::{self, LakeError, Output, WriteOptions};
 use natlake_core::model::{Envelope, Event, Micros, Provenance, Reject, Row};
 use natlake_core::parsers::{self, Format, ParseCtx, netflow};
 use natlake_core::time::{MAX_TIME, MIN_TIME};
-use natlake_raw::{BatchReader, InputKind, Record};
+use natlake_raw::{BatchReader, InputKind, RecordRef};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -224,7 +224,7 @@ pub fn normalize_bytes(
     };
     let now = natlake_core::time::now_micros();
     let shared_key: std::sync::Arc<str> = key.into();
-    let reader = match BatchReader::from_compressed(bytes) {
+    let mut reader = match BatchReader::from_compressed(bytes) {
         Ok(r) => r,
         Err(e) => {
             // The whole object is unreadable: one reject that points at it, with its bytes.
@@ -268,7 +268,7 @@ pub fn normalize_bytes(
     // so the object decodes the same alone, in any order, or on a re-run.
     let mut flows = netflow::Decoder::new();
     let mut flow_events: Vec<netflow::DecodedEvent> = Vec::new();
-    for item in reader {
+    while let Some(item) = reader.next_ref() {
         let (index, rec) = match item {
             Ok(x) => x,
             Err(e) => {
@@ -351,7 +351,7 @@ pub fn normalize_bytes(
                         "raw",
                         rec.kind.as_str(),
                         peer(),
-                        rec.payload,
+                        rec.payload.to_vec(),
                     ));
                     continue;
                 }
@@ -362,7 +362,7 @@ pub fn normalize_bytes(
             tz_offset_secs,
         };
         events.clear();
-        match parsers::parse_message(&rec.payload, format, &ctx, &mut events) {
+        match parsers::parse_message(rec.payload, format, &ctx, &mut events) {
             Ok(mut parsed) => {
                 let limit = recv.saturating_add(cfg.max_future_secs.saturating_mul(1_000_000));
                 if let Some(bad) = events
@@ -383,7 +383,7 @@ pub fn normalize_bytes(
                         parsed.format,
                         rec.kind.as_str(),
                         peer(),
-                        rec.payload,
+                        rec.payload.to_vec(),
                     ));
                     continue;
                 }
@@ -422,7 +422,7 @@ pub fn normalize_bytes(
                     e.format,
                     rec.kind.as_str(),
                     peer(),
-                    rec.payload,
+                    rec.payload.to_vec(),
                 ));
             }
         }
@@ -462,14 +462,14 @@ fn decode_flow(
     events: &mut Vec<netflow::DecodedEvent>,
     key: &std::sync::Arc<str>,
     index: u64,
-    rec: &Record,
+    rec: &RecordRef<'_>,
     cfg: &NormalizeConfig,
 ) {
     let recv = rec.recv_ns.div_euclid(1000);
     let peer = rec.peer.map(|p| p.to_string());
     let kind = rec.kind.as_str();
     let context = rec.is_context();
-    let decoded = match flows.decode(rec.peer.map(|p| p.ip()), &rec.payload, recv, events) {
+    let decoded = match flows.decode(rec.peer.map(|p| p.ip()), rec.payload, recv, events) {
         Ok(d) => d,
         Err(e) => {
             let reason = if context {
@@ -486,7 +486,7 @@ fn decode_flow(
                 kind,
                 kind,
                 peer,
-                rec.payload.clone(),
+                rec.payload.to_vec(),
             ));
             return;
         }
@@ -563,7 +563,7 @@ fn decode_flow(
             decoded.format,
             kind,
             peer,
-            rec.payload.clone(),
+            rec.payload.to_vec(),
         ));
     }
 }
@@ -695,7 +695,7 @@ pub async fn normalize_with_retry(
 mod tests {
     use super::*;
     use futures::TryStreamExt;
-    use natlake_raw::{BatchHeader, BatchWriter};
+    use natlake_raw::{BatchHeader, BatchWriter, Record};
 
     const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
 

@@ -33,7 +33,7 @@
 use std::net::IpAddr;
 
 use super::fields::{addr_port, clean_ports, duration_hms, port_for, translated};
-use super::util::{MICROS_PER_SEC, parse_bsd_prefix, parse_u8, parse_u64};
+use super::util::{MICROS_PER_SEC, parse_bsd_prefix, parse_u8, parse_u64, whitespace_tokens};
 use super::{ParseCtx, ParseError};
 use crate::model::{
     Event, FirewallAction, FirewallEvent, FlowRecord, Micros, NatEvent, NatEventKind,
@@ -233,7 +233,7 @@ fn protocol_word(w: &str) -> Option<u8> {
 }
 
 fn built_or_teardown(text: &str, time: Micros) -> Result<Event, ParseError> {
-    let toks: Vec<&str> = text.split_whitespace().collect();
+    let toks = whitespace_tokens(text);
     let close = toks.first() == Some(&"Teardown");
     let w2 = toks.get(1).copied().unwrap_or("");
     match w2 {
@@ -384,7 +384,7 @@ fn connection(
 
 /// 106xxx denies and 106100 access-list hits.
 fn firewall(text: &str, time: Micros) -> Result<FirewallEvent, ParseError> {
-    let toks: Vec<&str> = text.split_whitespace().collect();
+    let toks = whitespace_tokens(text);
     if toks.first() == Some(&"access-list") {
         return access_list(&toks, time);
     }
@@ -517,7 +517,7 @@ fn access_list(toks: &[&str], time: Micros) -> Result<FirewallEvent, ParseError>
 /// `Created|Deleted Translation PROTO insideLocal:p insideGlobal:p outsideLocal:p
 /// outsideGlobal:p …`.
 fn ios_translation(text: &str, time: Micros) -> Result<NatEvent, ParseError> {
-    let toks: Vec<&str> = text.split_whitespace().collect();
+    let toks = whitespace_tokens(text);
     let kind = match toks.first().copied() {
         Some("Created") => NatEventKind::SessionCreate,
         Some("Deleted") => NatEventKind::SessionDelete,

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 
 use super::ParseError;
 use super::util::{
-    MICROS_PER_SEC, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32, parse_u64,
+    MICROS_PER_SEC, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32, parse_u64, trim_ws,
 };
 use crate::model::protocol_number as proto_number;
 
@@ -151,7 +151,7 @@ pub fn looks_like(body: &str) -> bool {
 /// Parses one line, pushing at most one event. `default_time` is used when the line has no
 /// `[timestamp]` of its own. Returns the number of events pushed.
 pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<usize, ParseError> {
-    let mut s = line.trim();
+    let mut s = trim_ws(line);
     if s.is_empty() {
         return Err(err("empty line"));
     }

@@ -31,7 +31,10 @@ use super::fields::{
     QuotedParams, addr_port, clean_ports, dec_epoch, hex_epoch, is_null, param, port_for,
     port_range, quoted_params, sum, translated,
 };
-use super::util::{MICROS_PER_SEC, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64};
+use super::util::{
+    MICROS_PER_SEC, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64, trim_ws,
+    whitespace_tokens,
+};
 use super::{ParseCtx, ParseError};
 use crate::model::{
     Event, FirewallAction, FirewallEvent, FlowRecord, Micros, NatEvent, NatEventKind,
@@ -128,8 +131,12 @@ pub fn parse(
     ctx: &ParseCtx,
     out: &mut Vec<Event>,
 ) -> Result<usize, ParseError> {
-    let body = body.trim();
-    if body.contains("NetScreen device_id=") {
+    let body = trim_ws(body);
+    // A prebuilt vector searcher: `str::contains` set up its search anew on every ~900-byte
+    // RT_FLOW line.
+    static SCREENOS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("NetScreen device_id="));
+    if SCREENOS.find(body.as_bytes()).is_some() {
         return screenos(body, ctx, out);
     }
     let (tag, rest) = find_tag(body)?;
@@ -521,7 +528,7 @@ fn paren_pair(tok: &str) -> Option<(u64, u64)> {
 /// `session closed REASON: … PROTO POLICY FROM TO ID Pc(Bc) Ps(Bs) ELAPSED …`. The protocol is
 /// the first plain number after the translated tuple (connection tags print as `0x…`).
 fn session_from_text(rest: &str, close: bool) -> Result<Session, ParseError> {
-    let toks: Vec<&str> = rest.split_whitespace().collect();
+    let toks = whitespace_tokens(rest);
     let arrows: Vec<usize> = (0..toks.len())
         .filter(|&i| toks.get(i).is_some_and(|t| t.contains("->")))
         .collect();
@@ -592,7 +599,7 @@ fn deny_from_params(p: &[(&str, &str)], time: Micros) -> Result<FirewallEvent, P
 
 /// `session denied S/p->D/q SERVICE PROTO(ICMPTYPE) POLICY FROM TO … IFACE …`.
 fn deny_from_text(rest: &str, time: Micros) -> Result<FirewallEvent, ParseError> {
-    let toks: Vec<&str> = rest.split_whitespace().collect();
+    let toks = whitespace_tokens(rest);
     let a1 = toks
         .iter()
         .position(|t| t.contains("->"))
@@ -709,7 +716,7 @@ fn pba_from_text(
     kind: NatEventKind,
     default_time: Micros,
 ) -> Result<NatEvent, ParseError> {
-    let toks: Vec<&str> = rest.split_whitespace().collect();
+    let toks = whitespace_tokens(rest);
     let after = |word: &str| {
         toks.iter()
             .position(|t| t.eq_ignore_ascii_case(word))
@@ -737,7 +744,7 @@ fn block_from_text(
     kind: NatEventKind,
     default_time: Micros,
 ) -> Result<NatEvent, ParseError> {
-    let toks: Vec<&str> = rest.split_whitespace().collect();
+    let toks = whitespace_tokens(rest);
     let arrow = toks
         .iter()
         .position(|t| *t == "->")
@@ -766,7 +773,7 @@ fn block_from_text(
 /// `application:none, IFACE SRC:port [NAT:port] -> DST:port [DNAT:port] (PROTO)`; the interface
 /// may carry an escaped newline (`xe-3/1/1.0#012`).
 fn jsession_from_text(rest: &str, close: bool) -> Result<Session, ParseError> {
-    let toks: Vec<&str> = rest.split_whitespace().collect();
+    let toks = whitespace_tokens(rest);
     let arrow = toks
         .iter()
         .position(|t| *t == "->")

@@ -314,7 +314,7 @@ pub fn parse_message(
             format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
         )
     })?;
-    if text.trim().is_empty() {
+    if util::trim_ws(text).is_empty() {
         return Err(ParseError::new(format.as_str(), "empty message"));
     }
     let mut env = syslog::peel(text, ctx);

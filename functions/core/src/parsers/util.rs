@@ -27,6 +27,65 @@ pub(crate) fn offset_in(outer: &str, inner: &str) -> Option<usize> {
     (off + inner.len() <= outer.len()).then_some(off)
 }
 
+/// The bytes of `char::is_whitespace` below 0x80 (vertical tab included, unlike
+/// `u8::is_ascii_whitespace`).
+fn is_ascii_ws(c: &u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+/// `str::trim_start` with the ASCII run done byte by byte (the char iterator cost more than
+/// the header split around it); non-ASCII whitespace still goes to `trim_start`.
+pub(crate) fn trim_start_ws(s: &str) -> &str {
+    let n = s.bytes().take_while(is_ascii_ws).count();
+    let rest = s.get(n..).unwrap_or("");
+    if rest.as_bytes().first().is_some_and(|c| !c.is_ascii()) {
+        rest.trim_start()
+    } else {
+        rest
+    }
+}
+
+/// `str::trim` the same way: ASCII runs by bytes, anything else by `trim`.
+pub(crate) fn trim_ws(s: &str) -> &str {
+    let s = trim_start_ws(s);
+    let n = s.bytes().rev().take_while(is_ascii_ws).count();
+    let head = s.get(..s.len() - n).unwrap_or("");
+    if head.as_bytes().last().is_some_and(|c| !c.is_ascii()) {
+        head.trim_end()
+    } else {
+        head
+    }
+}
+
+/// `text.split_whitespace().collect()` without the char iterator: for ASCII text the Unicode
+/// whitespace set is exactly these six bytes (vertical tab included, unlike
+/// `u8::is_ascii_whitespace`), and the vector is sized once (a token and its separator take at
+/// least two bytes). Other text goes through `split_whitespace` itself.
+pub(crate) fn whitespace_tokens(text: &str) -> Vec<&str> {
+    if !text.is_ascii() {
+        return text.split_whitespace().collect();
+    }
+    let is_ws = is_ascii_ws;
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len() / 2 + 1);
+    let mut i = 0;
+    loop {
+        i += b
+            .get(i..)
+            .map_or(0, |r| r.iter().take_while(|c| is_ws(c)).count());
+        if i >= b.len() {
+            return out;
+        }
+        let start = i;
+        i += b
+            .get(i..)
+            .map_or(0, |r| r.iter().take_while(|c| !is_ws(c)).count());
+        if let Some(tok) = text.get(start..i) {
+            out.push(tok);
+        }
+    }
+}
+
 /// Unsigned decimal, digits only (no sign, no spaces): `str::parse` accepts a leading `+`.
 /// Position of the first byte of `hay` equal to one of `needles`, eight bytes at a time.
 ///
@@ -618,6 +677,42 @@ impl BsdTs {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn whitespace_tokens_agree_with_split_whitespace() {
+        let mut cases: Vec<String> = [
+            "",
+            "   ",
+            "a",
+            " a  b\tc\r\nd ",
+            "a\x0bb\x0cc",
+            "a\u{a0}b c",
+            "\u{3000}a\u{85}b",
+            "x\x1fy z",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for file in ["juniper.txt", "cisco_asa.txt", "syslog_edge.txt"] {
+            cases.extend(test_corpus::samples(file).into_iter().map(|s| s.line));
+        }
+        cases.extend(
+            [
+                "\u{a0} a \u{a0}",
+                " \u{e9} ",
+                "\u{3000}\x0b",
+                "a\x0b",
+                "\x0b\u{85}x\u{85}\x0b",
+            ]
+            .map(String::from),
+        );
+        for c in &cases {
+            let want: Vec<&str> = c.split_whitespace().collect();
+            assert_eq!(whitespace_tokens(c), want, "{c:?}");
+            assert_eq!(trim_ws(c), c.trim(), "{c:?}");
+            assert_eq!(trim_start_ws(c), c.trim_start(), "{c:?}");
+        }
+    }
+
     #[test]
     fn find_any_agrees_with_a_byte_scan() {
         // Every needle position in spans of 0..40 bytes, over filler that includes the bytes
