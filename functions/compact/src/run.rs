@@ -302,6 +302,17 @@ async fn open_inputs(
                 },
             }
         };
+        // The group's one-object runs are in its run now: free their disk.
+        if objects_spilled > 0 {
+            let spill_store = spill.store()?;
+            for i in 0..fan_in {
+                let path = Path::from(format!("{name}{g}-{i}.parquet"));
+                match spill_store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         out.objects_spilled += objects_spilled;
         out.metas.extend(group);
         runs.push(run);
@@ -421,7 +432,9 @@ async fn set_aside(
     report: &mut HourReport,
 ) -> Result<(), CompactError> {
     match (fault, object) {
-        (InputFault::Unreadable(e), Some(j)) if j < metas.len() => {
+        // A local run that cannot be read back is local trouble (the object was read whole to
+        // make it), not the object's: it falls through to the error below.
+        (InputFault::Unreadable(e), Some(j)) if j < metas.len() && !spilled => {
             let m = metas.remove(j);
             quarantine(store.as_ref(), &m, &e.to_string()).await?;
             report.quarantined.push(m.location.to_string());

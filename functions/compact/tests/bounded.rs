@@ -279,3 +279,75 @@ async fn compacts_on_s3_as_the_in_memory_merge() {
         .unwrap();
     assert_eq!(&q[..], b"PAR1 this is not parquet");
 }
+
+/// One raw object whose records each hold four events (as an IPFIX datagram does): creates on
+/// neighbouring ports of one public address, which sort next to each other, plus a second
+/// subscriber on the same port in the same record (port overloading towards another
+/// destination).
+fn datagram_rows(obj: u64) -> Vec<Row> {
+    (0..60u64)
+        .map(|i| {
+            let record = i / 4;
+            let port = 5000 + (obj * 100 + record * 3 + (i % 4).min(2)) as u16;
+            let t = H0 + (obj * 60 + record) as Micros * S;
+            let inside = format!("100.64.{obj}.{}", i % 4);
+            let mut r = nat_row(
+                t,
+                NatEventKind::SessionCreate,
+                &inside,
+                port,
+                &raw(obj),
+                record,
+            );
+            if let natlake_core::model::Event::Nat(e) = &mut r.event
+                && i % 4 == 3
+            {
+                e.dst_ip = "192.0.2.1".parse().ok();
+            }
+            r
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn records_with_several_events_lose_none_in_the_merge_or_the_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = natlake_store::dir_url(dir.path()).unwrap();
+    let store = natlake_store::open(&url, &Default::default()).unwrap();
+    let cfg = tiny_budget();
+    let opts = WriteOptions::default();
+    for obj in 0..7 {
+        normalize_like(&store, obj, &datagram_rows(obj), &opts).await;
+    }
+    let nat = part(Table::NatEvents, H0);
+    let now = H0 + H + 11 * 60 * S;
+    let r = run(&store, &cfg, now).await.unwrap();
+    let h = &r.hours[0];
+    assert!(h.runs_merged > 0, "the test needs the grouped merge: {h:?}");
+    let got = one(Table::NatEvents, &read_all(&store, &nat).await);
+    // Every event is distinct: none may be taken for a copy of its neighbour.
+    assert_eq!(got.num_rows(), 7 * 60, "{h:?}");
+    // Every mapping is still open at the hour's end: all are carried, each from its own row.
+    let carry = one(
+        Table::NatCarry,
+        &read_all(&store, &part(Table::NatCarry, H0 + H)).await,
+    );
+    assert_eq!(h.carried, carry.num_rows(), "{h:?}");
+    let rows = natlake_core::lake::read::nat_rows(&carry).unwrap();
+    let mut mappings: Vec<(String, u16)> = rows
+        .iter()
+        .map(|r| (r.src_ip.unwrap().to_string(), r.x_port.unwrap()))
+        .collect();
+    mappings.sort();
+    mappings.dedup();
+    assert_eq!(mappings.len(), carry.num_rows(), "a mapping carried twice");
+    let want: usize = (0..7).map(|o| datagram_rows(o).len()).sum();
+    assert_eq!(carry.num_rows(), want, "{h:?}");
+
+    // A raw object normalized again after compaction: its rows are copies, kept once.
+    normalize_like(&store, 3, &datagram_rows(3), &opts).await;
+    let r = run(&store, &cfg, now).await.unwrap();
+    assert_eq!(r.hours[0].objects_merged, 1, "{r:?}");
+    let got = one(Table::NatEvents, &read_all(&store, &nat).await);
+    assert_eq!(got.num_rows(), 7 * 60);
+}

@@ -32,6 +32,45 @@ pub struct NatRow {
     pub raw_record: u64,
 }
 
+impl NatRow {
+    /// Whether `other` is a copy of this event: the same record and every field equal, the
+    /// enrichment aside (a record normalized again may have been enriched from newer data).
+    /// One raw record can hold several events (an IPFIX datagram), so the provenance alone
+    /// does not make a copy.
+    pub fn same_event(&self, other: &NatRow) -> bool {
+        let plain = |r: &NatRow| NatRow {
+            subscriber: None,
+            ..r.clone()
+        };
+        self.raw_key == other.raw_key
+            && self.raw_record == other.raw_record
+            && plain(self) == plain(other)
+    }
+}
+
+/// `rows` (each with something that travels along) without copies of an event (see
+/// [`NatRow::same_event`]), the first of each kept; ordered by provenance.
+pub fn drop_copies<E>(mut rows: Vec<(NatRow, E)>) -> Vec<(NatRow, E)> {
+    rows.sort_by(|(a, _), (b, _)| (&a.raw_key, a.raw_record).cmp(&(&b.raw_key, b.raw_record)));
+    let mut kept: Vec<(NatRow, E)> = Vec::with_capacity(rows.len());
+    // Where the kept rows of the current record begin: copies are looked for among them only.
+    let mut record_start = 0;
+    for (row, e) in rows {
+        if kept
+            .last()
+            .is_none_or(|(l, _)| (&l.raw_key, l.raw_record) != (&row.raw_key, row.raw_record))
+        {
+            record_start = kept.len();
+        }
+        let copy =
+            !row.raw_key.is_empty() && kept[record_start..].iter().any(|(k, _)| k.same_event(&row));
+        if !copy {
+            kept.push((row, e));
+        }
+    }
+    kept
+}
+
 /// Where a piece of evidence lives: the raw object and the record index in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Evidence {
@@ -332,6 +371,44 @@ mod tests {
     }
 
     const S: Micros = 1_000_000;
+
+    #[test]
+    fn copies_are_dropped_but_several_events_of_one_record_are_kept() {
+        use NatEventKind::*;
+        // One record (an IPFIX datagram) opening and closing the same mapping, and opening
+        // another port; then the same record read again (a copy, enriched differently).
+        let record = vec![
+            row(100 * S, SessionCreate, "100.64.0.1", 40000, 5000, 7),
+            row(100 * S, SessionDelete, "100.64.0.1", 40000, 5000, 7),
+            row(100 * S, SessionCreate, "100.64.0.2", 40001, 5001, 7),
+        ];
+        let mut copy = record.clone();
+        for r in &mut copy {
+            r.subscriber = Some("cust-1".into());
+        }
+        let rows: Vec<(NatRow, usize)> = record
+            .iter()
+            .cloned()
+            .chain(copy)
+            .enumerate()
+            .map(|(i, r)| (r, i))
+            .collect();
+        let kept = drop_copies(rows);
+        let tags: Vec<usize> = kept.iter().map(|(_, i)| *i).collect();
+        assert_eq!(
+            tags,
+            [0, 1, 2],
+            "the first of each event, none of a record's own events"
+        );
+        // The delete survives, so the mapping is closed.
+        let ivs = intervals(kept.into_iter().map(|(r, _)| r).collect(), 0);
+        let closed = ivs.iter().find(|iv| iv.x_port == Some(5000)).unwrap();
+        assert_eq!(closed.end, Some(100 * S));
+        // Rows without a raw key are never taken for copies.
+        let mut a = row(1, SessionCreate, "100.64.0.1", 1, 1, 0);
+        a.raw_key.clear();
+        assert_eq!(drop_copies(vec![(a.clone(), ()), (a, ())]).len(), 2);
+    }
 
     #[test]
     fn pairs_create_and_delete_and_attributes_inside_the_interval() {

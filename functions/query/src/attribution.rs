@@ -384,7 +384,7 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     let (files, mut errors) = lake.local_paths(objects).await;
     let lake2 = lake.clone();
     let q2 = q.clone();
-    let (mut rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
+    let (rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
         let conn = lake2.connection()?;
         let rows = read_resilient(&files, &mut errors, |paths| {
             fetch_rows(&conn, paths, &q2, until)
@@ -394,11 +394,8 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))??;
     // The same row twice (a merged object beside the objects it replaced, a raw object
-    // normalized twice) is one event.
-    rows.sort_by(|(a, _), (b, _)| (&a.raw_key, a.raw_record).cmp(&(&b.raw_key, b.raw_record)));
-    rows.dedup_by(|(a, _), (b, _)| {
-        a.raw_key == b.raw_key && a.raw_record == b.raw_record && !a.raw_key.is_empty()
-    });
+    // normalized twice) is one event; several events of one record (an IPFIX datagram) are not.
+    let rows = correlate::drop_copies(rows);
     let mut enrichment = EnrichmentByEvidence::new();
     let rows: Vec<NatRow> = rows
         .into_iter()

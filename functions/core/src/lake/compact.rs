@@ -3,23 +3,25 @@
 //! Pure functions over Arrow batches; the compact function does the listing, reading and
 //! publishing. [`merge`] and [`carry`] work on whole batches: the compact function streams
 //! instead (`super::merge::SortedMerge`, [`CarryBuilder`]), and these stay as the reference its
-//! tests compare with (and [`CarryBuilder`] runs [`carry`] on each chunk). A row is identified by its provenance (raw object key, record index): copies of
-//! the same row (a raw object normalized twice, a compacted object next to the small objects it
-//! replaced) collapse into one.
+//! tests compare with (and [`CarryBuilder`] runs [`carry`] on each chunk). Copies of a row (a raw
+//! object normalized twice, a compacted object next to the small objects it replaced) have the
+//! same provenance (raw object key, record index) and the same values, and collapse into one;
+//! one raw record may hold several events, so provenance alone identifies a record, not a row.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 
-use arrow::array::{BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, filter_record_batch, take_record_batch,
+    SortColumn, SortOptions, concat_batches, filter_record_batch, take, take_record_batch,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
 
 use super::columns;
-use super::read::{conform, nat_rows, provenance};
+use super::read::{conform, nat_rows_indexed, provenance};
 use super::writer::{LakeError, sort_columns};
-use crate::correlate::{self, Evidence};
+use crate::correlate::{self, Evidence, NatRow};
 use crate::model::{Micros, Table};
 
 /// The current schema of a table's objects.
@@ -56,10 +58,48 @@ pub fn merge(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch, LakeE
         .collect();
     let order = arrow::compute::lexsort_to_indices(&keys, None)?;
     let sorted = take_record_batch(&all, &order)?;
-    // Identical rows sort next to each other: keep the first of each provenance run.
+    let key_columns: Vec<ArrayRef> = keys
+        .iter()
+        .map(|k| take(&k.values, &order, None))
+        .collect::<Result<_, _>>()?;
+    let converter = RowConverter::new(
+        key_columns
+            .iter()
+            .map(|c| {
+                SortField::new_with_options(
+                    c.data_type().clone(),
+                    SortOptions {
+                        descending: false,
+                        nulls_first: true,
+                    },
+                )
+            })
+            .collect(),
+    )?;
+    let key_rows = converter.convert_columns(&key_columns)?;
+    // Copies of a row sort next to each other, among the rows of the same key (sort columns
+    // and provenance): drop a row equal in every column to one already kept from that run. One
+    // raw record can hold several events (an IPFIX datagram), some with the same key, so the
+    // same provenance alone does not make a copy.
     let prov = provenance(&sorted)?;
+    let mut run: Vec<usize> = Vec::new();
     let keep: BooleanArray = (0..prov.len())
-        .map(|i| Some(i == 0 || prov[i] != prov[i - 1] || prov[i].0.is_none()))
+        .map(|i| {
+            if run
+                .first()
+                .is_none_or(|&r| key_rows.row(r) != key_rows.row(i))
+            {
+                run.clear();
+            }
+            let copy = prov[i].0.is_some()
+                && run
+                    .iter()
+                    .any(|&r| super::merge::rows_equal(&sorted, r, &sorted, i));
+            if !copy {
+                run.push(i);
+            }
+            Some(!copy)
+        })
         .collect();
     Ok(filter_record_batch(&sorted, &keep)?)
 }
@@ -71,6 +111,26 @@ pub struct CarryStats {
     pub carried: usize,
     /// Mappings still open but idle longer than the limit, dropped from the carry.
     pub expired: usize,
+}
+
+/// A row of the carry's input: its record and the mapping it is about.
+type EventKey = (Evidence, IpAddr, Option<u16>, Option<IpAddr>, Option<u16>);
+/// A row by its record and public port only.
+type LooseKey = (Evidence, IpAddr, Option<u16>);
+
+fn evidence(r: &NatRow) -> Evidence {
+    Evidence {
+        key: r.raw_key.clone(),
+        record: r.raw_record,
+    }
+}
+
+fn event_key(r: &NatRow) -> EventKey {
+    (evidence(r), r.x_ip, r.x_port, r.src_ip, r.src_port)
+}
+
+fn loose_key(r: &NatRow) -> LooseKey {
+    (evidence(r), r.x_ip, r.x_port)
 }
 
 /// The carry into the next hour: from the previous carry and this hour's events (both
@@ -94,23 +154,20 @@ pub fn carry(
         .map(|b| conform(b, &schema))
         .collect::<Result<_, _>>()?;
     let all = concat_batches(&schema, &parts)?;
-    let rows = nat_rows(&all)?;
+    let indexed = nat_rows_indexed(&all)?;
     let hour_end = range_start.saturating_add(3_600_000_000);
-    let last_seen: std::collections::HashMap<Evidence, Micros> = rows
-        .iter()
-        .map(|r| {
-            (
-                Evidence {
-                    key: r.raw_key.clone(),
-                    record: r.raw_record,
-                },
-                // A span was last seen at its end.
-                r.end_time.map_or(r.time, |e| e.max(r.time)),
-            )
-        })
-        .collect();
+    // One raw record can hold several events (an IPFIX datagram: many ports, maybe several
+    // subscribers on one port), so a row is found by its record *and* its mapping.
+    let mut last_seen: HashMap<LooseKey, Micros> = HashMap::new();
+    for (_, r) in &indexed {
+        // A span was last seen at its end.
+        let t = r.end_time.map_or(r.time, |e| e.max(r.time));
+        let e = last_seen.entry(loose_key(r)).or_insert(t);
+        *e = (*e).max(t);
+    }
+    let rows: Vec<NatRow> = indexed.iter().map(|(_, r)| r.clone()).collect();
     let mut stats = CarryStats::default();
-    let mut wanted: HashSet<Evidence> = HashSet::new();
+    let mut wanted: HashSet<EventKey> = HashSet::new();
     for iv in correlate::intervals(rows, range_start) {
         // Closed before the hour's end: done. A closed interval that reaches past it is a
         // single record stating its span (a delete is never later than its hour).
@@ -123,7 +180,7 @@ pub fn carry(
         let last = iv
             .evidence
             .iter()
-            .filter_map(|e| last_seen.get(e))
+            .filter_map(|e| last_seen.get(&(e.clone(), iv.x_ip, iv.x_port)))
             .max()
             .map_or(iv.start, |t| *t);
         if last < idle_cutoff {
@@ -132,23 +189,37 @@ pub fn carry(
         }
         if let Some(first) = iv.evidence.first() {
             stats.carried += 1;
-            wanted.insert(first.clone());
+            wanted.insert((first.clone(), iv.x_ip, iv.x_port, iv.src_ip, iv.src_port));
         }
     }
-    let prov = provenance(&all)?;
-    let mut seen: HashSet<(&str, i64)> = HashSet::new();
-    let indices: UInt32Array = prov
+    // The first row of each wanted event; a mapping whose fields the correlation completed
+    // from later rows (its opening row lacks the inside address) is found by record and port.
+    let mut picked: Vec<u32> = Vec::new();
+    let mut found: HashSet<EventKey> = HashSet::new();
+    for (i, r) in &indexed {
+        let k = event_key(r);
+        if wanted.contains(&k) && !found.contains(&k) {
+            found.insert(k);
+            picked.push(*i as u32);
+        }
+    }
+    let mut loose_found: HashSet<LooseKey> = HashSet::new();
+    let missing: HashSet<LooseKey> = wanted
         .iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            let (k, r) = (p.0?, p.1?);
-            let ev = Evidence {
-                key: k.to_owned(),
-                record: u64::try_from(r).ok()?,
-            };
-            (wanted.contains(&ev) && seen.insert((k, r))).then_some(i as u32)
-        })
+        .filter(|k| !found.contains(*k))
+        .map(|(e, ip, port, _, _)| (e.clone(), *ip, *port))
         .collect();
+    if !missing.is_empty() {
+        for (i, r) in &indexed {
+            let k = loose_key(r);
+            if missing.contains(&k) && loose_found.insert(k) {
+                picked.push(*i as u32);
+            }
+        }
+        picked.sort_unstable();
+        picked.dedup();
+    }
+    let indices = UInt32Array::from(picked);
     let picked = take_record_batch(&all, &indices)?;
     let merged = merge(Table::NatCarry, std::slice::from_ref(&picked))?;
     Ok((merged, stats))
@@ -427,7 +498,7 @@ mod tests {
     }
 
     fn ports(b: &RecordBatch) -> Vec<(u16, String)> {
-        nat_rows(b)
+        crate::lake::read::nat_rows(b)
             .unwrap()
             .into_iter()
             .map(|r| (r.x_port.unwrap(), r.event.as_str().to_owned()))

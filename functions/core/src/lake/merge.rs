@@ -305,6 +305,16 @@ struct Cursor {
     pos: usize,
 }
 
+/// Whether row `i` of `a` and row `j` of `b` (batches of one schema) hold the same values in
+/// every column.
+pub fn rows_equal(a: &RecordBatch, i: usize, b: &RecordBatch, j: usize) -> bool {
+    a.num_columns() == b.num_columns()
+        && a.columns()
+            .iter()
+            .zip(b.columns())
+            .all(|(x, y)| x.slice(i, 1).as_ref() == y.slice(j, 1).as_ref())
+}
+
 /// Whether `keys` ascend within the batch and from `before` (the previous batch's last key);
 /// Err(row) names the first row out of order.
 fn check_sorted(keys: &Rows, before: Option<arrow::row::Row<'_>>) -> Result<(), usize> {
@@ -382,7 +392,8 @@ pub struct SortedMerge {
     /// yet assembled into output.
     slab: Vec<RecordBatch>,
     pending: Vec<(usize, usize)>,
-    last: Option<(Arc<Loaded>, usize)>,
+    /// The rows kept so far of the current run of equal merge keys (usually one).
+    run: Vec<(Arc<Loaded>, usize)>,
     output_rows: usize,
     inputs: usize,
     rows_in: usize,
@@ -428,7 +439,7 @@ impl SortedMerge {
             heap: Vec::with_capacity(inputs.len()),
             slab: Vec::new(),
             pending: Vec::new(),
-            last: None,
+            run: Vec::new(),
             output_rows: budget.output_rows.max(1),
             inputs: inputs.len(),
             rows_in: 0,
@@ -500,17 +511,27 @@ impl SortedMerge {
             };
             let (current, pos) = (top.current.clone(), top.pos);
             let prov = current.provenance(pos);
-            // Copies of a row sort next to each other: keep the first of each provenance run
-            // (rows without a raw key are never taken for copies).
+            // Copies of a row sort next to each other, among the rows of the same merge key
+            // (sort columns and provenance): drop a row equal in every column to one already
+            // kept from that run (rows without a raw key are never taken for copies). One raw
+            // record can hold several events (an IPFIX datagram), some with the same key, so
+            // the same provenance alone does not make a copy.
+            if self
+                .run
+                .first()
+                .is_none_or(|(l, i)| l.keys.row(*i) != current.keys.row(pos))
+            {
+                self.run.clear();
+            }
             let copy = prov.0.is_some()
                 && self
-                    .last
-                    .as_ref()
-                    .is_some_and(|(l, i)| l.provenance(*i) == prov);
+                    .run
+                    .iter()
+                    .any(|(l, i)| rows_equal(&l.batch, *i, &current.batch, pos));
             if !copy {
                 self.pending.push((top.slab, pos));
+                self.run.push((current.clone(), pos));
             }
-            self.last = Some((current.clone(), pos));
             if pos + 1 < current.batch.num_rows() {
                 top.pos += 1;
                 self.sift_down(0);

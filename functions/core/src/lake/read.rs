@@ -59,6 +59,14 @@ fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, Lake
 /// The rows of a `nat_events` (or `nat_carry`) batch as the correlation wants them. Rows the
 /// lake should never hold (no public address, unknown event name) are skipped, not guessed at.
 pub fn nat_rows(batch: &RecordBatch) -> Result<Vec<NatRow>, LakeError> {
+    Ok(nat_rows_indexed(batch)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+/// [`nat_rows`] with each row's index in `batch`.
+pub fn nat_rows_indexed(batch: &RecordBatch) -> Result<Vec<(usize, NatRow)>, LakeError> {
     let time = col::<TimestampMicrosecondArray>(batch, "time")?;
     let event = col::<StringArray>(batch, "event")?;
     let protocol = col::<Int16Array>(batch, "protocol")?;
@@ -102,32 +110,35 @@ pub fn nat_rows(batch: &RecordBatch) -> Result<Vec<NatRow>, LakeError> {
         if time.is_null(i) {
             continue;
         }
-        out.push(NatRow {
-            time: time.value(i),
-            event: ev,
-            protocol: protocol
-                .is_valid(i)
-                .then(|| u8::try_from(protocol.value(i)).ok())
-                .flatten(),
-            src_ip: ip(src_ip, i),
-            src_port: port(src_port, i),
-            x_ip: x,
-            x_port: port(x_port, i),
-            x_port_end: port(x_port_end, i),
-            dst_ip: ip(dst_ip, i),
-            dst_port: port(dst_port, i),
-            vrf: s(vrf, i),
-            direction: s(direction, i),
-            device: s(device, i),
-            end_time: end_time.is_valid(i).then(|| end_time.value(i)),
-            subscriber: s(subscriber, i),
-            raw_key: s(raw_key, i).unwrap_or_default(),
-            raw_record: raw_record
-                .is_valid(i)
-                .then(|| u64::try_from(raw_record.value(i)).ok())
-                .flatten()
-                .unwrap_or(0),
-        });
+        out.push((
+            i,
+            NatRow {
+                time: time.value(i),
+                event: ev,
+                protocol: protocol
+                    .is_valid(i)
+                    .then(|| u8::try_from(protocol.value(i)).ok())
+                    .flatten(),
+                src_ip: ip(src_ip, i),
+                src_port: port(src_port, i),
+                x_ip: x,
+                x_port: port(x_port, i),
+                x_port_end: port(x_port_end, i),
+                dst_ip: ip(dst_ip, i),
+                dst_port: port(dst_port, i),
+                vrf: s(vrf, i),
+                direction: s(direction, i),
+                device: s(device, i),
+                end_time: end_time.is_valid(i).then(|| end_time.value(i)),
+                subscriber: s(subscriber, i),
+                raw_key: s(raw_key, i).unwrap_or_default(),
+                raw_record: raw_record
+                    .is_valid(i)
+                    .then(|| u64::try_from(raw_record.value(i)).ok())
+                    .flatten()
+                    .unwrap_or(0),
+            },
+        ));
     }
     Ok(out)
 }

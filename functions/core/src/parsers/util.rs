@@ -67,7 +67,8 @@ pub(crate) fn whitespace_tokens(text: &str) -> Vec<&str> {
     }
     let is_ws = is_ascii_ws;
     let b = text.as_bytes();
-    let mut out = Vec::with_capacity(b.len() / 2 + 1);
+    // Grows with the tokens found, not the input's length (a record may be megabytes).
+    let mut out = Vec::with_capacity((b.len() / 2 + 1).min(64));
     let mut i = 0;
     loop {
         i += b
