@@ -73,7 +73,8 @@ impl Default for WriteOptions {
     }
 }
 
-/// zstd level of the per-object files normalize writes: compaction rewrites them within the
+/// zstd level of the per-object files normalize writes when they are zstd rather than LZ4_RAW
+/// (`NATLAKE_ZSTD_LEVEL` set, or `lz4` turned off): compaction rewrites them within the
 /// hour at the default level, so they only need to be small enough until then, and level 1
 /// costs less CPU per row than 3 at no loss on these small pages (bench/normalize.sh, 3 h:
 /// 39.7 MB of `nat_events` objects at level 1 against 40.2 MB at 3).
