@@ -40,8 +40,12 @@ pub struct WriteOptions {
     pub row_group_rows: usize,
     pub bloom_filters: bool,
     /// Normalize's per-object outputs (a few hundred rows each, rewritten by compaction):
-    /// columns whose values are nearly all distinct in so few rows skip the dictionary.
+    /// columns whose values are nearly all distinct in so few rows skip the dictionary, and
+    /// only the columns queries filter on keep statistics ([`filter_columns`]).
     pub ingest: bool,
+    /// Compress with LZ4_RAW instead of zstd at `zstd_level` (normalize's per-object outputs;
+    /// see [`WriteOptions::ingest`]).
+    pub lz4: bool,
 }
 
 /// Row-group size unless `NATLAKE_ROW_GROUP_ROWS` says otherwise. Chosen by bench/normalize.sh
@@ -64,23 +68,33 @@ impl Default for WriteOptions {
                 .unwrap_or(DEFAULT_ROW_GROUP_ROWS),
             bloom_filters: true,
             ingest: false,
+            lz4: false,
         }
     }
 }
 
-/// zstd level of the per-object files normalize writes: compaction rewrites them within the
+/// zstd level of the per-object files normalize writes when they are zstd rather than LZ4_RAW
+/// (`NATLAKE_ZSTD_LEVEL` set, or `lz4` turned off): compaction rewrites them within the
 /// hour at the default level, so they only need to be small enough until then, and level 1
 /// costs less CPU per row than 3 at no loss on these small pages (bench/normalize.sh, 3 h:
 /// 39.7 MB of `nat_events` objects at level 1 against 40.2 MB at 3).
 pub const INGEST_ZSTD_LEVEL: i32 = 1;
 
 impl WriteOptions {
-    /// The defaults for normalize's per-object outputs: [`INGEST_ZSTD_LEVEL`] unless
-    /// `NATLAKE_ZSTD_LEVEL` names a level.
+    /// The defaults for normalize's per-object outputs: LZ4_RAW, unless `NATLAKE_ZSTD_LEVEL`
+    /// names a zstd level.
+    ///
+    /// These objects live until compaction rewrites them within the hour (at zstd level 3),
+    /// so their encoding is paid for in CPU once per row and their size only briefly.
+    /// bench/normalize.sh's 3-hour day, callgrind over 60 objects: zstd level 1 cost 10.4 % of
+    /// normalize's instructions (a compression context set up per column chunk on top of the
+    /// pages' few hundred values), LZ4_RAW 4.4 %; the per-object `nat_events` files grow by
+    /// 32 %. LZ4_RAW is in the Parquet format since 2.9; DuckDB, pyarrow and Spark read it.
     pub fn ingest() -> Self {
         let mut w = Self::default();
         if std::env::var_os("NATLAKE_ZSTD_LEVEL").is_none() {
             w.zstd_level = INGEST_ZSTD_LEVEL;
+            w.lz4 = true;
         }
         w.ingest = true;
         w
@@ -97,6 +111,18 @@ pub fn sort_columns(table: Table) -> &'static [&'static str] {
         Table::Auth => &["src_ip", "time"],
         Table::Rejects => &["recv_time"],
     }
+}
+
+/// The columns queries filter on besides the sort and bloom columns (`lookup`'s attribution
+/// and sessions: the port range's end, the protocol, the event kind, the session's end).
+const FILTERED: [&str; 4] = ["x_port_end", "protocol", "event", "end_time"];
+
+/// Whether a column of `table` is one queries filter on: its [`sort_columns`], its bloom
+/// columns and [`FILTERED`]. Per-object outputs keep statistics on these only.
+pub fn filter_columns(table: Table, name: &str) -> bool {
+    sort_columns(table).contains(&name)
+        || bloom_columns(table).contains(&name)
+        || FILTERED.contains(&name)
 }
 
 fn bloom_columns(table: Table) -> &'static [&'static str] {
@@ -135,8 +161,13 @@ fn properties(
         })
         .collect();
     let row_group_rows = opts.row_group_rows.max(1);
+    let codec = if opts.lz4 {
+        Compression::LZ4_RAW
+    } else {
+        Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?)
+    };
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(opts.zstd_level)?))
+        .set_compression(codec)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
@@ -145,13 +176,20 @@ fn properties(
     let second_sort = sort_columns(table).get(1).copied();
     for (field, array) in schema.fields().iter().zip(batch.columns()) {
         let col = ColumnPath::from(field.name().as_str());
+        if opts.ingest && !filter_columns(table, field.name()) {
+            // Min/max of every page of a column nobody filters on (for strings a comparison
+            // per value) cost 3.7 % of normalize's instructions; a per-object file is a few
+            // hundred rows, read whole until compaction rewrites it with full statistics.
+            props = props.set_column_statistics_enabled(col.clone(), EnabledStatistics::None);
+        }
         if array.null_count() == array.len() {
             props = props
                 .set_column_compression(col.clone(), Compression::UNCOMPRESSED)
                 .set_column_dictionary_enabled(col, false);
             continue;
         }
-        if single_value(array.as_ref()) {
+        let single = single_value(array.as_ref());
+        if single {
             // One value (the raw key, the format, often the device): a one-entry dictionary
             // and a run of index 0 are a few bytes; zstd would only add its frame and the
             // set-up of a compression context per column.
@@ -171,10 +209,10 @@ fn properties(
             // Inside ports are random: a dictionary of up to 64k values costs more than it
             // saves; plain values under zstd are near their 16 bits.
             props = props.set_column_dictionary_enabled(col, false);
-        } else if opts.ingest && INGEST_PLAIN.contains(&field.name().as_str()) {
-            // A few hundred rows per object: counters and record indices hardly repeat, so a
-            // dictionary is built only to be paid for (compaction keeps it: across objects
-            // record indices do repeat).
+        } else if opts.ingest && !single && INGEST_PLAIN.contains(&field.name().as_str()) {
+            // A few hundred rows per object: counters, record indices and addresses hardly
+            // repeat, so a dictionary is built only to be paid for (compaction keeps it: across
+            // objects they do repeat). One value is still a one-entry dictionary (above).
             props = props.set_column_dictionary_enabled(col, false);
         }
     }
@@ -190,8 +228,12 @@ fn properties(
     Ok(props.build())
 }
 
-/// Columns of normalize's per-object outputs written without a dictionary (see `properties`).
-const INGEST_PLAIN: [&str; 7] = [
+/// Columns of normalize's per-object outputs written without a dictionary (see `properties`):
+/// counters, record indices, and the inside and destination addresses (they repeat little in
+/// a few hundred rows: interning the addresses cost 1.2 % of normalize's instructions).
+const INGEST_PLAIN: [&str; 9] = [
+    "src_ip",
+    "dst_ip",
     "raw_record",
     "bytes_out",
     "bytes_in",
@@ -925,6 +967,29 @@ mod tests {
             !encodings.contains(&Encoding::RLE_DICTIONARY),
             "{encodings:?}"
         );
+        // LZ4_RAW where anything is compressed; statistics only where queries filter.
+        let col = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+        };
+        assert_eq!(col("time").compression(), Compression::LZ4_RAW);
+        assert_eq!(col("subscriber").compression(), Compression::UNCOMPRESSED);
+        for name in ["x_ip", "x_port", "time", "protocol", "src_ip"] {
+            assert!(col(name).statistics().is_some(), "{name} has no statistics");
+        }
+        for name in ["recv_time", "raw_record", "bytes_out", "dst_port"] {
+            assert!(col(name).statistics().is_none(), "{name} has statistics");
+        }
+        // The same rows either way.
+        let read = |b: &Bytes| {
+            let batches = crate::lake::read::parquet_batches(b.clone()).unwrap();
+            arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+        };
+        let full =
+            encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
+        assert_eq!(read(&out[0].1), read(&full[0].1));
         // Bloom filters on the lookup columns, sized to the rows.
         let x_ip = rg
             .columns()
