@@ -622,9 +622,10 @@ pub fn sort_rows(table: Table, batch: &RecordBatch) -> Result<RecordBatch, LakeE
 }
 
 /// Merges `merge` to its end into a sorted run at `path` in `spill`, written a row group at a
-/// time (zstd level 1, no statistics, row groups of `row_group_rows`: what the next merge reads
-/// at a time), so a run of any size costs one row group of memory. An unreadable input is an
-/// error here, before anything of the partition is written.
+/// time (LZ4_RAW, no dictionaries, no statistics, row groups of `row_group_rows`: what the next
+/// merge reads at a time; a run is written once and read once, so the cheapest encoding wins),
+/// so a run of any size costs one row group of memory. An unreadable input is an error here,
+/// before anything of the partition is written.
 pub async fn spill_merged(
     spill: &Arc<dyn ObjectStore>,
     path: &Path,
@@ -632,9 +633,8 @@ pub async fn spill_merged(
     row_group_rows: usize,
 ) -> Result<ObjectMeta, MergeError> {
     let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(
-            parquet::basic::ZstdLevel::try_new(1).map_err(LakeError::from)?,
-        ))
+        .set_compression(parquet::basic::Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
         .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         .build();
