@@ -78,7 +78,7 @@ impl Answer {
     pub fn enrichment_of(&self, c: &correlate::Candidate) -> Option<&InsideEnrichment> {
         c.evidence
             .iter()
-            .find_map(|e| self.enrichment.get(&(e.key.clone(), e.record)))
+            .find_map(|e| self.enrichment.get(&(e.key.clone(), e.record, c.src_ip)))
     }
 }
 
@@ -105,8 +105,11 @@ impl InsideEnrichment {
     }
 }
 
-/// Enrichment by evidence (raw object key, record index).
-pub type EnrichmentByEvidence = std::collections::HashMap<(String, u64), InsideEnrichment>;
+/// Enrichment by evidence (raw object key, record index) and inside address: one record may
+/// hold several subscribers' events (an IPFIX datagram), and the enrichment is the inside
+/// address's.
+pub type EnrichmentByEvidence =
+    std::collections::HashMap<(String, u64, Option<IpAddr>), InsideEnrichment>;
 
 /// The enrichment columns, read after [`NAT_COLUMNS`] (a lake written before enrichment
 /// existed lacks them: then rows are read without).
@@ -401,7 +404,7 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         .into_iter()
         .map(|(row, e)| {
             if !e.is_empty() {
-                enrichment.insert((row.raw_key.clone(), row.raw_record), e);
+                enrichment.insert((row.raw_key.clone(), row.raw_record, row.src_ip), e);
             }
             row
         })
@@ -431,7 +434,8 @@ mod tests {
     const T0: i64 = 1_793_491_200_000_000; // 2026-11-01T00:00:00Z
 
     /// The enrichment normalize stored with a subscriber's events is in the answer that names
-    /// the subscriber; a subscriber whose events carry none gets none.
+    /// the subscriber; a subscriber whose events carry none gets none, even when they share a
+    /// raw record with an enriched one.
     #[tokio::test]
     async fn answers_carry_the_enrichment_of_their_events() {
         let dir = tempfile::tempdir().unwrap();
@@ -457,13 +461,15 @@ mod tests {
             "raw/k.nlraw.zst",
             1,
         ));
+        // Another subscriber on the same port later, logged in the same raw record as sub-1's
+        // opening (as in an IPFIX datagram): it must not be given sub-1's enrichment.
         rows.push(nat_row(
             T0 + 60_000_000,
             NatEventKind::SessionCreate,
             "100.64.9.9",
-            2001,
+            2000,
             "raw/k.nlraw.zst",
-            2,
+            0,
         ));
         for (o, bytes) in
             writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap()
@@ -493,8 +499,12 @@ mod tests {
         assert_eq!(e.prefix.as_deref(), Some("100.64.0.0/24"));
         assert_eq!(e.role.as_deref(), Some("residential"));
 
-        let b = attribute(&lake, &ask(2001, T0 + 61_000_000)).await.unwrap();
+        let b = attribute(&lake, &ask(2000, T0 + 61_000_000)).await.unwrap();
         assert_eq!(b.attribution.matches.len(), 1, "{b:?}");
+        assert_eq!(
+            b.attribution.matches[0].src_ip,
+            Some("100.64.9.9".parse().unwrap())
+        );
         assert_eq!(b.enrichment_of(&b.attribution.matches[0]), None);
     }
 
