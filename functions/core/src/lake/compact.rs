@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, filter_record_batch, take, take_record_batch,
+    SortColumn, SortOptions, concat_batches, filter_record_batch, take_record_batch,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
@@ -58,10 +58,12 @@ pub fn merge(table: Table, batches: &[RecordBatch]) -> Result<RecordBatch, LakeE
         .collect();
     let order = arrow::compute::lexsort_to_indices(&keys, None)?;
     let sorted = take_record_batch(&all, &order)?;
-    let key_columns: Vec<ArrayRef> = keys
+    // The sorted batch already holds the key columns in order.
+    let key_columns: Vec<ArrayRef> = sort_columns(table)
         .iter()
-        .map(|k| take(&k.values, &order, None))
-        .collect::<Result<_, _>>()?;
+        .chain(["raw_key", "raw_record"].iter())
+        .filter_map(|name| sorted.column_by_name(name).cloned())
+        .collect();
     let converter = RowConverter::new(
         key_columns
             .iter()
@@ -165,7 +167,9 @@ pub fn carry(
         let e = last_seen.entry(loose_key(r)).or_insert(t);
         *e = (*e).max(t);
     }
-    let rows: Vec<NatRow> = indexed.iter().map(|(_, r)| r.clone()).collect();
+    // Each row's key, kept by its index in `all`: the rows themselves go to the correlation.
+    let keys: Vec<(usize, EventKey)> = indexed.iter().map(|(i, r)| (*i, event_key(r))).collect();
+    let rows: Vec<NatRow> = indexed.into_iter().map(|(_, r)| r).collect();
     let mut stats = CarryStats::default();
     let mut wanted: HashSet<EventKey> = HashSet::new();
     for iv in correlate::intervals(rows, range_start) {
@@ -196,10 +200,8 @@ pub fn carry(
     // from later rows (its opening row lacks the inside address) is found by record and port.
     let mut picked: Vec<u32> = Vec::new();
     let mut found: HashSet<EventKey> = HashSet::new();
-    for (i, r) in &indexed {
-        let k = event_key(r);
-        if wanted.contains(&k) && !found.contains(&k) {
-            found.insert(k);
+    for (i, k) in &keys {
+        if wanted.contains(k) && found.insert(k.clone()) {
             picked.push(*i as u32);
         }
     }
@@ -210,8 +212,8 @@ pub fn carry(
         .map(|(e, ip, port, _, _)| (e.clone(), *ip, *port))
         .collect();
     if !missing.is_empty() {
-        for (i, r) in &indexed {
-            let k = loose_key(r);
+        for (i, (e, ip, port, _, _)) in &keys {
+            let k = (e.clone(), *ip, *port);
             if missing.contains(&k) && loose_found.insert(k) {
                 picked.push(*i as u32);
             }

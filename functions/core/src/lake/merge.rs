@@ -821,7 +821,7 @@ mod tests {
             .map(|o| (format!("raw/{o}"), raw_rows(o, 300 + 37 * o)))
             .collect();
         // Object 3 normalized twice (every row a copy), half of object 5 once more, and a row
-        // whose provenance is repeated with another port (kept apart: not adjacent).
+        // whose provenance is repeated with another port (another event of that record: kept).
         objects.push(objects[3].clone());
         objects.push((objects[5].0.clone(), objects[5].1[..150].to_vec()));
         let mut moved = objects[7].1[10].clone();
