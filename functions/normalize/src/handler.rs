@@ -9,7 +9,7 @@ use std::sync::Arc;
 use natlake_core::lake::writer::{self, LakeError, Output, WriteOptions};
 use natlake_core::model::{Envelope, Event, Micros, Provenance, Reject, Row};
 use natlake_core::parsers::{self, Format, ParseCtx, netflow};
-use natlake_core::time::{MAX_TIME, MIN_TIME};
+use natlake_core::time::{MAX_TIME, MIN_TIME, Zone};
 use natlake_raw::{BatchReader, InputKind, RecordRef};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -334,13 +334,13 @@ pub fn normalize_bytes(
             InputKind::ConntrackNetlink => Format::Conntrack,
             _ => format,
         };
-        let tz_offset_secs = if utc_everywhere {
-            0
+        let zone = if utc_everywhere {
+            Zone::UTC
         } else {
             let sender = rec.peer.map(|p| p.ip());
             match (cfg.time_zones.peer_zone(sender), &object_zone) {
-                (Some(z), _) => z.offset_at(recv),
-                (None, Ok(z)) => z.map_or(0, |z| z.offset_at(recv)),
+                (Some(z), _) => z,
+                (None, Ok(z)) => z.unwrap_or(Zone::UTC),
                 (None, Err(reason)) => {
                     out.rejects.push(reject(
                         key,
@@ -359,7 +359,7 @@ pub fn normalize_bytes(
         };
         let ctx = ParseCtx {
             recv_time: recv,
-            tz_offset_secs,
+            zone,
         };
         events.clear();
         match parsers::parse_message(rec.payload, format, &ctx, &mut events) {
@@ -706,6 +706,15 @@ mod tests {
 
     /// A syslog raw object with header `labels`, of `(peer, payload)` records.
     fn labelled_object(labels: &[(&str, &str)], records: &[(&str, &[u8])]) -> Vec<u8> {
+        labelled_object_at(1_700_000_001_000_000_000, labels, records)
+    }
+
+    /// An object of syslog records all received at `recv_ns`.
+    fn labelled_object_at(
+        recv_ns: i64,
+        labels: &[(&str, &str)],
+        records: &[(&str, &[u8])],
+    ) -> Vec<u8> {
         let header = BatchHeader {
             format_version: natlake_raw::VERSION,
             relay_id: "t".into(),
@@ -720,7 +729,7 @@ mod tests {
         let mut w = BatchWriter::new(&header, 3).unwrap();
         for (peer, payload) in records {
             w.push(&Record {
-                recv_ns: 1_700_000_001_000_000_000,
+                recv_ns,
                 kind: InputKind::SyslogUdp,
                 flags: 0,
                 peer: Some(peer.parse().unwrap()),
@@ -963,6 +972,72 @@ mod tests {
             &NormalizeConfig::default(),
         );
         assert_eq!(times(&n), [(1, instant)]);
+    }
+
+    /// A stamp is read at its own wall-clock time's offset, not the receive time's: around a
+    /// clock change, and for logs a device buffered across one, the two differ by an hour,
+    /// and an hour off names whoever held the port an hour earlier.
+    #[test]
+    fn device_stamps_keep_their_offset_across_clock_changes() {
+        let line = |stamp: &str, sport: u16| {
+            format!(
+                "<134>{stamp} cgn1 conntrack: [NEW] tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport={sport} dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000"
+            )
+        };
+        let utc = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_micros()
+        };
+        let cfg = NormalizeConfig {
+            time_zones: crate::time_zones::TimeZones::from_toml("default = \"Europe/Berlin\"")
+                .unwrap(),
+            ..NormalizeConfig::default()
+        };
+        let run = |recv: &str, stamps: &[(&str, u16)]| -> Vec<(u16, i64)> {
+            let lines: Vec<String> = stamps.iter().map(|(s, p)| line(s, *p)).collect();
+            let records: Vec<(&str, &[u8])> = lines
+                .iter()
+                .map(|l| ("192.0.2.1:514", l.as_bytes()))
+                .collect();
+            let obj = labelled_object_at(utc(recv) * 1000, &[], &records);
+            let n = normalize_bytes("raw/syslog_udp/z.nlraw.zst", &obj, Format::Auto, &cfg);
+            assert!(n.rejects.is_empty(), "{:?}", n.rejects);
+            let mut v: Vec<_> = nat_rows(&n)
+                .iter()
+                .map(|e| (e.src_port.unwrap(), e.time))
+                .collect();
+            v.sort();
+            v
+        };
+        // Received half a second after the spring change (01:00 UTC): the stamp written a
+        // second before it is CET, the one after it CEST, a January one buffered since is CET.
+        assert_eq!(
+            run(
+                "2026-03-29T01:00:00.5Z",
+                &[
+                    ("Mar 29 01:59:59", 1),
+                    ("Mar 29 03:00:00", 2),
+                    ("Jan 15 12:00:00", 3)
+                ]
+            ),
+            [
+                (1, utc("2026-03-29T00:59:59Z")),
+                (2, utc("2026-03-29T01:00:00Z")),
+                (3, utc("2026-01-15T11:00:00Z"))
+            ]
+        );
+        // The repeated autumn hour: the reading nearer the receive time.
+        for (recv, want) in [
+            ("2026-10-25T00:30:01Z", "2026-10-25T00:30:00Z"),
+            ("2026-10-25T01:30:01Z", "2026-10-25T01:30:00Z"),
+        ] {
+            assert_eq!(
+                run(recv, &[("Oct 25 02:30:00", 1)]),
+                [(1, utc(want))],
+                "{recv}"
+            );
+        }
     }
 
     #[test]

@@ -15,16 +15,17 @@
 //!
 //! A record's zone is the longest `peer` prefix that holds its sender; else the raw object's
 //! `tz` label (a relay started with `--label tz=America/Chicago` stamps it on every batch);
-//! else `default`. The offset is the zone's at the record's receive time, which is right except
-//! for stamps written before a clock change and received after it (the change's hour, or a
-//! device that buffered its logs across it). A `tz` label naming no zone is not guessed at: the
-//! handler rejects the records that need it.
+//! else `default`. A stamp is read by the zone's rules at the stamp's own wall-clock time, so
+//! a device that buffered its logs across a clock change keeps its offset; of the two readings
+//! of the hour repeated when clocks go back, the one nearer the receive time wins
+//! (`natlake_core::time::Zone::local_to_utc`). A `tz` label naming no zone is not guessed at:
+//! the handler rejects the records that need it.
 
 use std::net::IpAddr;
 use std::path::Path;
 
-use chrono::{Offset, TimeZone};
 use ipnet::IpNet;
+pub use natlake_core::time::Zone;
 use serde::Deserialize;
 
 /// The raw-object label that names the zone of every record in it.
@@ -34,64 +35,8 @@ pub const LABEL: &str = "tz";
 pub enum TimeZoneError {
     #[error("time zones file {path}: {reason}")]
     File { path: String, reason: String },
-    #[error("unknown time zone {0:?} (an IANA name such as \"Europe/Berlin\", or \"+05:30\")")]
-    Zone(String),
-}
-
-/// A zone by name or a fixed offset.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Zone {
-    Named(chrono_tz::Tz),
-    Fixed(i32),
-}
-
-impl Zone {
-    pub fn parse(s: &str) -> Result<Self, TimeZoneError> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(TimeZoneError::Zone(s.to_owned()));
-        }
-        if let Some(secs) = fixed_offset(s) {
-            return Ok(Zone::Fixed(secs));
-        }
-        s.parse::<chrono_tz::Tz>()
-            .map(Zone::Named)
-            .map_err(|_| TimeZoneError::Zone(s.to_owned()))
-    }
-
-    /// Seconds east of UTC at `at_micros` (UTC).
-    pub fn offset_at(self, at_micros: i64) -> i32 {
-        match self {
-            Zone::Fixed(s) => s,
-            Zone::Named(tz) => chrono::DateTime::from_timestamp_micros(at_micros)
-                .map(|t| {
-                    tz.offset_from_utc_datetime(&t.naive_utc())
-                        .fix()
-                        .local_minus_utc()
-                })
-                .unwrap_or(0),
-        }
-    }
-}
-
-/// "+05:30", "-0800", "+5" offsets, and "UTC" / "GMT" / "Z". Not "UTC+2": the IANA names
-/// `Etc/GMT+2` mean two hours *behind* UTC, and a form that reads either way is refused.
-fn fixed_offset(s: &str) -> Option<i32> {
-    if matches!(s, "UTC" | "GMT" | "Z") {
-        return Some(0);
-    }
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, s.get(1..)?),
-        b'-' => (-1, s.get(1..)?),
-        _ => return None,
-    };
-    let (h, m) = match rest.split_once(':') {
-        Some((h, m)) => (h, m),
-        None if rest.len() == 4 => rest.split_at(2),
-        None => (rest, "0"),
-    };
-    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-    ((0..=14).contains(&h) && (0..60).contains(&m)).then_some(sign * (h * 3600 + m * 60))
+    #[error(transparent)]
+    Zone(#[from] natlake_core::time::ZoneError),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,7 +106,7 @@ impl TimeZones {
         labels: &std::collections::BTreeMap<String, String>,
     ) -> Result<Option<Zone>, TimeZoneError> {
         match labels.get(LABEL) {
-            Some(name) => Zone::parse(name).map(Some),
+            Some(name) => Ok(Some(Zone::parse(name)?)),
             None => Ok(self.default),
         }
     }
@@ -173,18 +118,6 @@ impl TimeZones {
             .iter()
             .find(|(net, _)| net.contains(&ip))
             .map(|(_, z)| *z)
-    }
-
-    /// The UTC offset for a record from `peer`, received at `recv_micros`.
-    pub fn offset_secs(
-        &self,
-        peer: Option<IpAddr>,
-        object_zone: Option<Zone>,
-        recv_micros: i64,
-    ) -> i32 {
-        self.peer_zone(peer)
-            .or(object_zone)
-            .map_or(0, |z| z.offset_at(recv_micros))
     }
 }
 
@@ -223,37 +156,9 @@ mod tests {
             .timestamp_micros()
     }
 
-    #[test]
-    fn zones_by_name_with_daylight_saving_and_fixed() {
-        let berlin = Zone::parse("Europe/Berlin").unwrap();
-        assert_eq!(berlin.offset_at(micros("2026-01-15T12:00:00Z")), 3600);
-        assert_eq!(berlin.offset_at(micros("2026-07-15T12:00:00Z")), 7200);
-        // The spring change: 01:00 UTC on the last Sunday of March.
-        assert_eq!(berlin.offset_at(micros("2026-03-29T00:59:59Z")), 3600);
-        assert_eq!(berlin.offset_at(micros("2026-03-29T01:00:00Z")), 7200);
-        for (s, want) in [
-            ("+05:30", 19_800),
-            ("-0800", -28_800),
-            ("+2", 7200),
-            ("UTC", 0),
-            ("Z", 0),
-        ] {
-            assert_eq!(Zone::parse(s).unwrap(), Zone::Fixed(want), "{s}");
-        }
-        // IANA's own sign convention, kept as IANA defines it.
-        let etc = Zone::parse("Etc/GMT+5").unwrap();
-        assert_eq!(etc.offset_at(0), -5 * 3600);
-        for bad in [
-            "Mars/Olympus",
-            "+25:00",
-            "+05:77",
-            "",
-            "Europe/",
-            "UTC+2",
-            "GMT-3",
-        ] {
-            assert!(Zone::parse(bad).is_err(), "{bad}");
-        }
+    /// The handler's choice for a record whose object zone resolved.
+    fn zone_for(tz: &TimeZones, peer: Option<IpAddr>, object_zone: Option<Zone>) -> Zone {
+        tz.peer_zone(peer).or(object_zone).unwrap_or(Zone::UTC)
     }
 
     #[test]
@@ -277,16 +182,34 @@ mod tests {
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         let none = std::collections::BTreeMap::new();
         let obj = tz.object_zone(&none).unwrap();
-        assert_eq!(tz.offset_secs(ip("192.0.2.1"), obj, winter), -5 * 3600);
-        assert_eq!(tz.offset_secs(ip("192.0.2.200"), obj, winter), 19_800);
-        assert_eq!(tz.offset_secs(ip("2001:db8::9"), obj, winter), -3 * 3600);
-        assert_eq!(tz.offset_secs(ip("198.51.100.1"), obj, winter), 3600);
-        assert_eq!(tz.offset_secs(None, obj, winter), 3600);
+        assert_eq!(
+            zone_for(&tz, ip("192.0.2.1"), obj).offset_at(winter),
+            -5 * 3600
+        );
+        assert_eq!(
+            zone_for(&tz, ip("192.0.2.200"), obj).offset_at(winter),
+            19_800
+        );
+        assert_eq!(
+            zone_for(&tz, ip("2001:db8::9"), obj).offset_at(winter),
+            -3 * 3600
+        );
+        assert_eq!(
+            zone_for(&tz, ip("198.51.100.1"), obj).offset_at(winter),
+            3600
+        );
+        assert_eq!(zone_for(&tz, None, obj).offset_at(winter), 3600);
         let labelled: std::collections::BTreeMap<String, String> =
             [("tz".to_string(), "Europe/Berlin".to_string())].into();
         let obj = tz.object_zone(&labelled).unwrap();
-        assert_eq!(tz.offset_secs(ip("198.51.100.1"), obj, winter), 3600);
-        assert_eq!(tz.offset_secs(ip("192.0.2.1"), obj, winter), -5 * 3600);
+        assert_eq!(
+            zone_for(&tz, ip("198.51.100.1"), obj).offset_at(winter),
+            3600
+        );
+        assert_eq!(
+            zone_for(&tz, ip("192.0.2.1"), obj).offset_at(winter),
+            -5 * 3600
+        );
         let bad: std::collections::BTreeMap<String, String> =
             [("tz".to_string(), "Atlantis".to_string())].into();
         assert!(tz.object_zone(&bad).is_err());

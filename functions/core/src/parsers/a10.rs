@@ -441,7 +441,12 @@ mod tests {
             }
             // The collector's stamp in front is the event time (the records carry no rt=).
             if let Some((ts, _)) = parse_iso_prefix(&smp.line) {
-                assert_eq!(Some(e.time), ts.to_micros(0), "line {}", smp.line_no);
+                assert_eq!(
+                    Some(e.time),
+                    ts.to_micros(crate::time::Clock::UTC),
+                    "line {}",
+                    smp.line_no
+                );
                 checked += 1;
             }
             if let Some(d) = smp

@@ -168,8 +168,7 @@ fn split_tag<'a>(s: &'a str, ctx: &ParseCtx) -> (Option<&'a str>, &'a str, Optio
     let mut s = s;
     let mut time = None;
     if let Some((stamp, rest)) = pipe_form(s) {
-        time = parse_bsd_prefix(stamp)
-            .and_then(|(ts, _)| ts.to_micros(ctx.recv_time, ctx.tz_offset_secs));
+        time = parse_bsd_prefix(stamp).and_then(|(ts, _)| ts.to_micros(ctx.clock()));
         s = rest;
     }
     if let Some(rest) = split_numeric_tag(s) {
@@ -565,10 +564,12 @@ fn device_stamp(prefix: &str, ctx: &ParseCtx) -> Option<Micros> {
                 .and_then(|r| r.split_whitespace().next())
                 .map(|z| z.trim_end_matches(':'));
             let tz = match zone {
-                Some(z) if z.eq_ignore_ascii_case("gmt") || z.eq_ignore_ascii_case("utc") => 0,
-                _ => ctx.tz_offset_secs,
+                Some(z) if z.eq_ignore_ascii_case("gmt") || z.eq_ignore_ascii_case("utc") => {
+                    ctx.clock().with_offset(0)
+                }
+                _ => ctx.clock(),
             };
-            return ts.to_micros(ctx.recv_time, tz);
+            return ts.to_micros(tz);
         }
         from += rest.find(' ').map_or(prefix.len(), |i| i + 1);
     }
@@ -611,7 +612,7 @@ mod tests {
         );
         // The device's zone (UTC+2) shifts a stamp without offset; the duration marks the end.
         let c2 = ParseCtx {
-            tz_offset_secs: 7200,
+            zone: crate::time::Zone::Fixed(7200),
             ..ctx()
         };
         let e = nat(one(

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::util::{MICROS_PER_SEC, civil_micros, find_any, parse_ip, parse_u16, parse_u64};
 use crate::model::{Micros, NatEvent};
+use crate::time::Clock;
 
 /// `addr<sep>port` → address and port. With `:` as separator an IPv6 address is split at its
 /// last colon (devices print `2001:db8::1:5000`); `[v6]:port` is accepted too. A bare address
@@ -209,8 +210,8 @@ pub(crate) fn dec_epoch(s: &str) -> Option<Micros> {
 }
 
 /// `YYYY/M/D H:MM:SS` (Huawei `time=2018/10/5 09:52:19`, Nokia `at 2015/03/24 16:04:57`) at
-/// the device's UTC offset `tz`; also `YYYY-MM-DD`. Returns the time and the bytes consumed.
-pub(crate) fn slash_datetime(s: &str, tz: i32) -> Option<(Micros, usize)> {
+/// the device's clock; also `YYYY-MM-DD`. Returns the time and the bytes consumed.
+pub(crate) fn slash_datetime(s: &str, device: Clock) -> Option<(Micros, usize)> {
     let (date, rest) = s.split_once(' ')?;
     let mut d = date.split(['/', '-']);
     let y = i32::try_from(parse_u64(d.next()?)?).ok()?;
@@ -228,7 +229,7 @@ pub(crate) fn slash_datetime(s: &str, tz: i32) -> Option<(Micros, usize)> {
         return None;
     }
     let local = civil_micros(y, mo, day, h, mi, sec, 0)?;
-    let utc = local.checked_sub(i64::from(tz) * MICROS_PER_SEC)?;
+    let utc = device.to_utc(local)?;
     Some((utc, date.len() + 1 + time.len()))
 }
 
@@ -337,10 +338,22 @@ mod tests {
         assert_eq!(hex_epoch("zz"), None);
         assert_eq!(dec_epoch("1538736476"), Some(1_538_736_476_000_000));
         let t = civil_micros(2018, 10, 5, 9, 52, 19, 0).unwrap();
-        assert_eq!(slash_datetime("2018/10/5 09:52:19, x", 0), Some((t, 18)));
-        assert_eq!(slash_datetime("2018/10/05 11:52:19", 7200), Some((t, 19)));
-        assert_eq!(slash_datetime("2018/13/05 11:52:19", 0), None);
-        assert_eq!(slash_datetime("10/05 11:52:19", 0), None);
+        assert_eq!(
+            slash_datetime("2018/10/5 09:52:19, x", Clock::UTC.with_offset(0)),
+            Some((t, 18))
+        );
+        assert_eq!(
+            slash_datetime("2018/10/05 11:52:19", Clock::UTC.with_offset(7200)),
+            Some((t, 19))
+        );
+        assert_eq!(
+            slash_datetime("2018/13/05 11:52:19", Clock::UTC.with_offset(0)),
+            None
+        );
+        assert_eq!(
+            slash_datetime("10/05 11:52:19", Clock::UTC.with_offset(0)),
+            None
+        );
         assert!(translated(
             Some(ip("10.0.0.1")),
             Some(1),

@@ -46,6 +46,7 @@ use super::endpoint::has_ports;
 use super::util::{
     MICROS_PER_SEC, epoch_int_micros, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64,
 };
+use crate::time::Clock;
 
 const FORMAT: &str = "fortigate";
 
@@ -161,11 +162,11 @@ impl<'a> Kv<'a> {
 }
 
 /// Parses one FortiGate log into one event; returns the number of events pushed (1).
-/// `tz_offset_secs` is the device's zone, for `date`/`time` without a `tz` field.
+/// `device` is the device's clock, for `date`/`time` without a `tz` field.
 pub fn parse(
     line: &str,
     default_time: Micros,
-    tz_offset_secs: i32,
+    device: Clock,
     out: &mut Vec<Event>,
 ) -> Result<usize, ParseError> {
     let kv = Kv::parse(line.trim())?;
@@ -174,7 +175,7 @@ pub fn parse(
         let sub = kv.get(&["subtype"]).unwrap_or("-");
         return Err(err(format!("type={ty} subtype={sub}: not a traffic log")));
     }
-    let end = log_time(&kv, default_time, tz_offset_secs)?;
+    let end = log_time(&kv, default_time, device)?;
     let src_ip = kv
         .ip(&["srcip", "src"])?
         .ok_or_else(|| err("traffic log without srcip"))?;
@@ -301,7 +302,7 @@ pub fn parse(
 }
 
 /// The log's own time (see the module doc for the order).
-fn log_time(kv: &Kv<'_>, default_time: Micros, tz: i32) -> Result<Micros, ParseError> {
+fn log_time(kv: &Kv<'_>, default_time: Micros, device: Clock) -> Result<Micros, ParseError> {
     if let Some(v) = kv.get(&["eventtime"]) {
         return parse_u64(v)
             .and_then(epoch_int_micros)
@@ -312,8 +313,8 @@ fn log_time(kv: &Kv<'_>, default_time: Micros, tz: i32) -> Result<Micros, ParseE
             .get(&["time"])
             .ok_or_else(|| err("date= without time="))?;
         let offset = match kv.get(&["tz"]) {
-            Some(z) => parse_tz(z).ok_or_else(|| err(format!("bad tz={z:?}")))?,
-            None => tz,
+            Some(z) => device.with_offset(parse_tz(z).ok_or_else(|| err(format!("bad tz={z:?}")))?),
+            None => device,
         };
         let text = format!("{date} {time}");
         return parse_iso_prefix(&text)
@@ -353,7 +354,9 @@ mod tests {
     use super::*;
 
     fn run(line: &str, tz: i32) -> Event {
-        one_pushed(line, |l, out| parse(l, T0, tz, out))
+        one_pushed(line, |l, out| {
+            parse(l, T0, Clock::new(crate::time::Zone::Fixed(tz), T0), out)
+        })
     }
 
     #[test]
@@ -459,7 +462,7 @@ mod tests {
             ),
             ("logid=1 srcip=10.0.0.1", "no type"),
         ] {
-            let e = parse(bad, T0, 0, &mut out).unwrap_err();
+            let e = parse(bad, T0, Clock::UTC, &mut out).unwrap_err();
             assert!(e.reason.contains(why), "{bad}: {e}");
         }
         assert!(out.is_empty());
@@ -473,7 +476,7 @@ mod tests {
     fn corpus_fortigate() {
         let ctx = ParseCtx {
             recv_time: T0,
-            tz_offset_secs: -7 * 3600,
+            zone: crate::time::Zone::Fixed(-7 * 3600),
         };
         let (mut nat, mut bad_time, mut not_traffic) = (0, 0, 0);
         for smp in test_corpus::samples("fortigate.txt") {
@@ -481,7 +484,7 @@ mod tests {
             assert!(looks_like(env.body), "line {}", smp.line_no);
             let mut out = Vec::new();
             let def = env.time.unwrap_or(ctx.recv_time);
-            match parse(env.body, def, ctx.tz_offset_secs, &mut out) {
+            match parse(env.body, def, ctx.clock(), &mut out) {
                 Ok(_) => {}
                 Err(e) if e.reason.contains("not a traffic log") => {
                     assert!(

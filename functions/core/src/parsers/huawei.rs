@@ -1,7 +1,7 @@
 //! Huawei USG / NGFW (and CGN firewall) logs in the `%%01MODULE/severity/NAME(l):` form, the
 //! syslog envelope already peeled. A device stamp in front of the tag (`2018/10/05 09:52:14
 //! USG6300`, `2018-10-05 10:52:13 USG6300`, `Oct  5 2018 10:52:19 USG6300`) is the device's
-//! local time, read at `ctx.tz_offset_secs`.
+//! local time, read in the device's zone.
 //!
 //! - `SECLOG/…/SESSION_TEARDOWN`: `Key=Value,` pairs (`SourceIP`, `SourceNatIP`,
 //!   `BeginTime` / `EndTime` in epoch seconds, `SendBytes` / `RcvBytes`, `SourceVpnID`). With a
@@ -110,13 +110,13 @@ pub fn parse(
 fn device_stamp(prefix: &str, ctx: &ParseCtx) -> Option<Micros> {
     let p = prefix.trim_start();
     if let Some((ts, _)) = parse_iso_prefix(p) {
-        return ts.to_micros(ctx.tz_offset_secs);
+        return ts.to_micros(ctx.clock());
     }
-    if let Some((t, _)) = slash_datetime(p, ctx.tz_offset_secs) {
+    if let Some((t, _)) = slash_datetime(p, ctx.clock()) {
         return Some(t);
     }
     let (ts, _) = parse_bsd_prefix(p)?;
-    ts.to_micros(ctx.recv_time, ctx.tz_offset_secs)
+    ts.to_micros(ctx.clock())
 }
 
 /// `Key=Value,Key2=Value, with, commas,Key3=V.` → pairs; keys trimmed, the record's final
@@ -292,7 +292,7 @@ fn policy(
     };
     let src_ip = Some(ip(kv, "source-ip")?.ok_or_else(|| err("policy log without source-ip"))?);
     let time = get(kv, "time")
-        .and_then(|t| slash_datetime(t, ctx.tz_offset_secs))
+        .and_then(|t| slash_datetime(t, ctx.clock()))
         .map_or(time, |(t, _)| t);
     Ok(FirewallEvent {
         time,

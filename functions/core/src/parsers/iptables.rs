@@ -325,7 +325,7 @@ mod tests {
     fn corpus_iptables() {
         let ctx = ParseCtx {
             recv_time: T0,
-            tz_offset_secs: 0,
+            zone: crate::time::Zone::Fixed(0),
         };
         let samples = test_corpus::samples("iptables.txt");
         let (mut parsed, mut rejected, mut checked) = (0, Vec::new(), 0);

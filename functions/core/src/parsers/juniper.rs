@@ -838,7 +838,7 @@ fn screenos(body: &str, ctx: &ParseCtx, out: &mut Vec<Event>) -> Result<usize, P
     let src = ip_field(&p, "src")?.ok_or_else(|| err("ScreenOS traffic log without src"))?;
     let start = param(&p, "start_time")
         .and_then(parse_iso_prefix)
-        .and_then(|(ts, _)| ts.to_micros(ctx.tz_offset_secs))
+        .and_then(|(ts, _)| ts.to_micros(ctx.clock()))
         .ok_or_else(|| err("ScreenOS traffic log without a start_time"))?;
     let duration = param(&p, "duration")
         .and_then(parse_u64)
@@ -952,7 +952,7 @@ mod tests {
         let line = "<14>Jun 15 11:59:00 srx1 RT_FLOW: RT_FLOW_SESSION_CLOSE: session closed TCP FIN: 100.64.0.9/5000->198.51.100.1/80 junos-http 203.0.113.4/61000->198.51.100.1/80 source rule r1 N/A N/A 6 allow trust untrust 77 10(1000) 20(30000) 45 UNKNOWN UNKNOWN N/A(N/A) ge-0/0/1.0 UNKNOWN";
         let c = ParseCtx {
             recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 3600,
+            zone: crate::time::Zone::Fixed(3600),
         };
         let e = nat(one(line, &c));
         let t = civil_micros(2024, 6, 15, 10, 59, 0, 0).unwrap();

@@ -297,7 +297,7 @@ mod tests {
     fn corpus_mikrotik() {
         let ctx = ParseCtx {
             recv_time: T0,
-            tz_offset_secs: 3 * 3600,
+            zone: crate::time::Zone::Fixed(3 * 3600),
         };
         let samples = test_corpus::samples("mikrotik.txt");
         let (mut parsed, mut rejected) = (0, Vec::new());

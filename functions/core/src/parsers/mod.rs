@@ -6,6 +6,7 @@
 //! not allocate per line.
 
 use crate::model::{Event, Micros};
+use crate::time::{Clock, Zone};
 
 pub mod a10;
 pub mod apache;
@@ -40,8 +41,23 @@ mod util;
 pub struct ParseCtx {
     /// When the relay received the message; resolves missing years and stands in for missing times.
     pub recv_time: Micros,
-    /// The device's UTC offset in seconds, for timestamps that carry none (RFC 3164).
-    pub tz_offset_secs: i32,
+    /// The device's zone, for timestamps that carry no offset (RFC 3164 and most vendors).
+    pub zone: Zone,
+}
+
+impl ParseCtx {
+    /// A device clock in UTC.
+    pub fn utc(recv_time: Micros) -> Self {
+        Self {
+            recv_time,
+            zone: Zone::UTC,
+        }
+    }
+
+    /// How this record's wall-clock stamps read: its device's zone, settled by its receive time.
+    pub fn clock(&self) -> Clock {
+        Clock::new(self.zone, self.recv_time)
+    }
 }
 
 /// Formats natlake can parse.
@@ -346,12 +362,12 @@ pub fn parse_message(
         Format::ConntrackJson => conntrack_json::parse(env.body, default_time, out),
         Format::Goflow2 => goflow2::parse(env.body, default_time, out),
         Format::Iptables => iptables::parse(env.body, default_time, out),
-        Format::Fortigate => fortigate::parse(env.body, default_time, ctx.tz_offset_secs, out),
-        Format::Paloalto => paloalto::parse(env.body, ctx.tz_offset_secs, out),
+        Format::Fortigate => fortigate::parse(env.body, default_time, ctx.clock(), out),
+        Format::Paloalto => paloalto::parse(env.body, ctx.clock(), out),
         Format::Mikrotik => mikrotik::parse(env.body, default_time, out),
         Format::Pfsense => pfsense::parse(env.body, default_time, out),
         Format::Nfware => nfware::parse(env.body, default_time, out),
-        Format::Sixwind => sixwind::parse(env.body, default_time, ctx.tz_offset_secs, out),
+        Format::Sixwind => sixwind::parse(env.body, default_time, ctx.clock(), out),
         Format::Juniper => juniper::parse(env.body, default_time, ctx, out),
         Format::Cisco => cisco::parse(env.body, default_time, ctx, out),
         Format::A10 => a10::parse(env.body, default_time, ctx, out),
@@ -748,7 +764,7 @@ mod tests {
     fn vendor_messages_end_to_end() {
         let c = ParseCtx {
             recv_time: civil_micros(2024, 6, 15, 12, 0, 0, 0).unwrap(),
-            tz_offset_secs: 2 * 3600,
+            zone: crate::time::Zone::Fixed(2 * 3600),
         };
         let mut out = Vec::new();
         // nfware sends RFC 5424: the header's time and host, the body's mapping.

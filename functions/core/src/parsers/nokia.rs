@@ -10,7 +10,7 @@
 //!   `dslite-lsn-sub`, `nat64-lsn-sub`), `%<subscriber id>`, the inside router instance (kept as
 //!   `vrf`, "Base" meaning the default instance → None) and the inside address (IPv6 for
 //!   DS-Lite / NAT64).
-//! - `at YYYY/MM/DD HH:MM:SS` is the device's local time, read at `ctx.tz_offset_secs`.
+//! - `at YYYY/MM/DD HH:MM:SS` is the device's local time, read in the device's zone.
 //!
 //! The shape is Nokia's documented message format for these events: the corpus holds no
 //! captured 7750 syslog line (only an IPFIX export), so the tests build lines from it.
@@ -90,7 +90,7 @@ pub fn parse(
     let time = match toks.iter().skip(sub).position(|t| *t == "at") {
         Some(k) => {
             let from = toks.get(sub + k + 1..).unwrap_or(&[]).join(" ");
-            slash_datetime(&from, ctx.tz_offset_secs)
+            slash_datetime(&from, ctx.clock())
                 .map(|(t, _)| t)
                 .ok_or_else(|| err(format!("bad time {from:?}")))?
         }
@@ -128,7 +128,7 @@ mod tests {
     fn ctx(tz: i32) -> ParseCtx {
         ParseCtx {
             recv_time: civil_micros(2015, 3, 24, 16, 10, 0, 0).unwrap(),
-            tz_offset_secs: tz,
+            zone: crate::time::Zone::Fixed(tz),
         }
     }
 

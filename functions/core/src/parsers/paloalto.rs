@@ -15,7 +15,7 @@
 //!   Fields are quoted when they hold commas; at least 37 columns are required.
 //! - Times are device-local `YYYY/MM/DD HH:MM:SS`. PAN-OS 10+ appends a high-resolution
 //!   timestamp with the zone (`2021-07-15T11:59:03.547+01:00`); its offset, found among the
-//!   trailing columns, is the zone of the other stamps; without it `ctx.tz_offset_secs` is.
+//!   trailing columns, is the zone of the other stamps; without it the device's zone is.
 //!   The generated time is the event (for `end` logs: the session end); the start time, or
 //!   generated − elapsed, the session start.
 //! - Source NAT (`natsrc` set, not 0.0.0.0, and differing from the source address or port) → NAT
@@ -41,6 +41,7 @@ use crate::model::{
 use super::ParseError;
 use super::endpoint::has_ports;
 use super::util::{parse_ip, parse_iso_prefix, parse_u16, parse_u64};
+use crate::time::Clock;
 
 const FORMAT: &str = "paloalto";
 
@@ -119,9 +120,9 @@ fn split_csv(s: &str) -> Result<Vec<&str>, ParseError> {
 }
 
 /// Parses one PAN-OS log into one event; returns the number of events pushed (1).
-/// `tz_offset_secs` is the device's zone, for stamps when the log carries no offset. Every
+/// `device` is the device's clock, for stamps when the log carries no offset. Every
 /// TRAFFIC log has its own generated time, so no fallback time is needed.
-pub fn parse(line: &str, tz_offset_secs: i32, out: &mut Vec<Event>) -> Result<usize, ParseError> {
+pub fn parse(line: &str, device: Clock, out: &mut Vec<Event>) -> Result<usize, ParseError> {
     let f = split_csv(line.trim())?;
     let col = |i: usize| f.get(i).copied().unwrap_or("").trim();
     let ty = col(3);
@@ -173,7 +174,7 @@ pub fn parse(line: &str, tz_offset_secs: i32, out: &mut Vec<Event>) -> Result<us
             .ok_or_else(|| err(format!("bad counter {v:?} in column {i}")))
     };
 
-    let tz = high_res_offset(&f).unwrap_or(tz_offset_secs);
+    let tz = high_res_offset(&f).map_or(device, |off| device.with_offset(off));
     let generated =
         pan_time(col(6), tz).ok_or_else(|| err(format!("bad generated time {:?}", col(6))))?;
     let elapsed = count(36)?;
@@ -259,7 +260,7 @@ pub fn parse(line: &str, tz_offset_secs: i32, out: &mut Vec<Event>) -> Result<us
 }
 
 /// `YYYY/MM/DD HH:MM:SS` in a zone `tz` seconds east of UTC.
-fn pan_time(s: &str, tz: i32) -> Option<Micros> {
+fn pan_time(s: &str, tz: Clock) -> Option<Micros> {
     if !date_shape(s) {
         return None;
     }
@@ -328,7 +329,7 @@ mod tests {
     }
 
     fn run(line: &str, tz: i32) -> Event {
-        one_pushed(line, |l, out| parse(l, tz, out))
+        one_pushed(line, |l, out| parse(l, Clock::UTC.with_offset(tz), out))
     }
 
     #[test]
@@ -425,7 +426,7 @@ mod tests {
             (traffic(&[(32, "-1")]), "bad counter"),
             (traffic(&[(11, "\"open")]), "unterminated"),
         ] {
-            let e = parse(&bad, 0, &mut out).unwrap_err();
+            let e = parse(&bad, Clock::UTC, &mut out).unwrap_err();
             assert!(e.reason.contains(why), "{bad}: {e}");
         }
         assert!(out.is_empty());
@@ -439,14 +440,14 @@ mod tests {
     fn corpus_paloalto() {
         let ctx = ParseCtx {
             recv_time: T0,
-            tz_offset_secs: 0,
+            zone: crate::time::Zone::Fixed(0),
         };
         let (mut parsed, mut rejected) = (Vec::new(), Vec::new());
         for smp in test_corpus::samples("paloalto.txt") {
             let env = syslog::peel(&smp.line, &ctx);
             assert!(looks_like(env.body), "line {}: {:?}", smp.line_no, env.body);
             let mut out = Vec::new();
-            match parse(env.body, ctx.tz_offset_secs, &mut out) {
+            match parse(env.body, ctx.clock(), &mut out) {
                 Ok(_) => parsed.push((smp, out.pop().unwrap())),
                 Err(e) => rejected.push((smp, e)),
             }

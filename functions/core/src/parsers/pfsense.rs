@@ -189,7 +189,7 @@ mod tests {
     fn corpus_pfsense() {
         let ctx = ParseCtx {
             recv_time: T0,
-            tz_offset_secs: 0,
+            zone: crate::time::Zone::Fixed(0),
         };
         let samples = test_corpus::samples("pfsense.txt");
         assert_eq!(samples.len(), 2);

@@ -28,6 +28,7 @@ use crate::model::{Event, Micros, NatEvent, NatEventKind, protocol_number};
 use super::ParseError;
 use super::endpoint;
 use super::util::{civil_micros, month_number, parse_u16, parse_u32};
+use crate::time::Clock;
 
 const FORMAT: &str = "sixwind";
 
@@ -56,11 +57,11 @@ fn strip_tag(s: &str) -> &str {
 }
 
 /// Parses one fp-cgnat message into one NAT event; returns the number of events pushed (1).
-/// `tz_offset_secs`: the device's UTC offset, for the local time a BLOCK event ends with.
+/// `device`: the device's clock, for the local time a BLOCK event ends with.
 pub fn parse(
     line: &str,
     default_time: Micros,
-    tz_offset_secs: i32,
+    device: Clock,
     out: &mut Vec<Event>,
 ) -> Result<usize, ParseError> {
     let s = strip_tag(line.trim());
@@ -69,7 +70,7 @@ pub fn parse(
     } else if let Some(rest) = s.strip_prefix("DESTROY CONN:") {
         conn(rest, NatEventKind::SessionDelete, default_time)?
     } else if let Some(rest) = s.strip_prefix("USER ") {
-        block(rest, default_time, tz_offset_secs)?
+        block(rest, default_time, device)?
     } else if s.starts_with("CGNAT Log ") {
         return Err(err("fp-cgnat daemon notice, no mapping"));
     } else {
@@ -132,7 +133,7 @@ fn tuple<'a>(s: &'a str, what: &str) -> Result<(u8, &'a str, &'a str), ParseErro
 
 /// `100.64.0.1 (matching rule 1): NEW BLOCK (pool "p", ip public X, proto 6, port 1 - 512)`.
 /// Optionally followed by ` at Tue Jun 11 08:03:09 2019` (device-local), the event's time.
-fn block(rest: &str, default_time: Micros, tz_offset_secs: i32) -> Result<NatEvent, ParseError> {
+fn block(rest: &str, default_time: Micros, device: Clock) -> Result<NatEvent, ParseError> {
     let (user, after) = rest
         .split_once(' ')
         .ok_or_else(|| err("USER without an address"))?;
@@ -150,8 +151,7 @@ fn block(rest: &str, default_time: Micros, tz_offset_secs: i32) -> Result<NatEve
     let (inner, time) = match inner.rsplit_once(") at ") {
         Some((details, when)) => (
             details,
-            ctime_micros(when, tz_offset_secs)
-                .ok_or_else(|| err(format!("bad BLOCK time {when:?}")))?,
+            ctime_micros(when, device).ok_or_else(|| err(format!("bad BLOCK time {when:?}")))?,
         ),
         None => (
             inner
@@ -193,7 +193,7 @@ fn block(rest: &str, default_time: Micros, tz_offset_secs: i32) -> Result<NatEve
 }
 
 /// `Tue Jun 11 08:03:09 2019` (C's ctime, day of month space-padded) in the device's zone → UTC.
-fn ctime_micros(s: &str, tz_offset_secs: i32) -> Option<Micros> {
+fn ctime_micros(s: &str, device: Clock) -> Option<Micros> {
     let mut t = s.split_ascii_whitespace();
     let (_weekday, month, day, hms, year) = (t.next()?, t.next()?, t.next()?, t.next()?, t.next()?);
     if t.next().is_some() {
@@ -210,7 +210,7 @@ fn ctime_micros(s: &str, tz_offset_secs: i32) -> Option<Micros> {
         sec,
         0,
     )?;
-    local.checked_sub(i64::from(tz_offset_secs) * 1_000_000)
+    device.to_utc(local)
 }
 
 /// Splits on commas that are not inside double quotes (a pool name may hold a comma).
@@ -245,7 +245,7 @@ mod tests {
         parse(
             "NEW CONN: fwd proto 17 2001:db8::7:5000 -> 64:ff9b::c633:6401:53, back proto 17 [64:ff9b::c633:6401]:53 -> 203.0.113.4:1030",
             T0,
-            0,
+            Clock::UTC,
             &mut out,
         )
         .unwrap();
@@ -266,7 +266,7 @@ mod tests {
             "CGNAT Log listen on 5001",
             "hello",
         ] {
-            assert!(parse(bad, T0, 0, &mut out).is_err(), "{bad}");
+            assert!(parse(bad, T0, Clock::UTC, &mut out).is_err(), "{bad}");
         }
         assert!(out.is_empty());
     }
@@ -277,7 +277,7 @@ mod tests {
     fn deployment_guide_blocks() {
         let ctx = ParseCtx {
             recv_time: T0,
-            tz_offset_secs: 2 * 3600,
+            zone: crate::time::Zone::Fixed(2 * 3600),
         };
         for (line, kind) in [
             (
@@ -310,7 +310,7 @@ mod tests {
             "USER 100.64.0.1 (matching rule 1): NEW BLOCK (ip public 32.96.119.1, proto 6, port 1024 - 1536) at Tue Jun 31 08:03:09 2019",
             "USER 100.64.0.1 (matching rule 1): NEW BLOCK (ip public 32.96.119.1, proto 6, port 1024 - 1536) at yesterday",
         ] {
-            let e = parse(bad, T0, 0, &mut out).unwrap_err();
+            let e = parse(bad, T0, Clock::UTC, &mut out).unwrap_err();
             assert!(e.reason.contains("bad BLOCK time"), "{e}");
         }
         assert!(out.is_empty());
@@ -322,7 +322,7 @@ mod tests {
     fn corpus_sixwind() {
         let ctx = ParseCtx {
             recv_time: T0,
-            tz_offset_secs: 0,
+            zone: crate::time::Zone::Fixed(0),
         };
         let (mut parsed, mut rejected) = (0, 0);
         for smp in test_corpus::samples("other_cgn.txt") {
@@ -333,7 +333,7 @@ mod tests {
             assert!(looks_like(env.body), "line {}", smp.line_no);
             let mut out = Vec::new();
             let time = env.time.unwrap();
-            let e = match parse(env.body, time, 0, &mut out) {
+            let e = match parse(env.body, time, Clock::UTC, &mut out) {
                 Ok(1) => match out.pop() {
                     Some(Event::Nat(e)) => e,
                     other => panic!("{other:?}"),

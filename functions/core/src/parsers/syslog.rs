@@ -8,7 +8,7 @@
 //!
 //! Times: RFC 5424 and RFC 3339 stamps carry their offset. BSD stamps carry neither year nor
 //! zone: the year is the one that puts the stamp closest to `recv_time` and the zone is
-//! `ctx.tz_offset_secs`. BSD stamps are converted here rather than by `syslog_loose`, whose
+//! the device's (`ctx.zone`, at the stamp's own date). BSD stamps are converted here rather than by `syslog_loose`, whose
 //! with-year form (`Mar  7 2008 19:06:53`) ignores the zone and which drops fractions.
 //!
 //! Relays often put their own header in front of the device's: a collector RFC 3339 stamp in
@@ -25,6 +25,7 @@ use super::util::{
     parse_iso_prefix, parse_u64, trim_start_ws, trim_ws,
 };
 use crate::model::Micros;
+use crate::time::Clock;
 
 /// Which envelope a message had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,13 +87,13 @@ enum Stamp {
 impl Stamp {
     fn micros(&self, ctx: &ParseCtx) -> Option<Micros> {
         match self {
-            Stamp::Bsd(ts) => ts.to_micros(ctx.recv_time, ctx.tz_offset_secs),
+            Stamp::Bsd(ts) => ts.to_micros(ctx.clock()),
             Stamp::YearFirst(y, ts) => BsdTs {
                 year: Some(*y),
                 ..*ts
             }
-            .to_micros(ctx.recv_time, ctx.tz_offset_secs),
-            Stamp::Iso(ts) => ts.to_micros(ctx.tz_offset_secs),
+            .to_micros(ctx.clock()),
+            Stamp::Iso(ts) => ts.to_micros(ctx.clock()),
         }
     }
 }
@@ -174,10 +175,10 @@ fn peel_at<'a>(s: &'a str, ctx: &ParseCtx, allow_collector: bool) -> Peeled<'a> 
 /// Runs syslog_loose in exact mode on an RFC 5424 candidate; None when it cannot parse. (It
 /// may still read the message as RFC 3164; the year then resolves like ours.)
 fn run_loose<'a>(input: &'a str, ctx: &ParseCtx) -> Option<Message<&'a str>> {
-    let tz = FixedOffset::east_opt(ctx.tz_offset_secs).or_else(|| FixedOffset::east_opt(0));
-    let (recv, off) = (ctx.recv_time, ctx.tz_offset_secs);
+    let clock = ctx.clock();
+    let tz = FixedOffset::east_opt(clock.offset_near()).or_else(|| FixedOffset::east_opt(0));
     let get_year = move |(mo, d, h, mi, sec): IncompleteDate| {
-        closest_year(recv, off, mo, d, h, mi, sec).unwrap_or(2000)
+        closest_year(clock, mo, d, h, mi, sec).unwrap_or(2000)
     };
     syslog_loose::parse_message_with_year_exact_tz(input, get_year, tz, Variant::Either).ok()
 }
@@ -275,7 +276,7 @@ fn embedded_device_header<'a>(input: &'a str, p: &mut Peeled<'a>, ctx: &ParseCtx
     let Some((ts, n)) = parse_iso_prefix(at) else {
         return;
     };
-    let Some(dev_time) = ts.to_micros(ctx.tz_offset_secs) else {
+    let Some(dev_time) = ts.to_micros(ctx.clock()) else {
         return;
     };
     // A date inside a message that is far from the relay's clock is content, not a header.
@@ -336,7 +337,7 @@ fn manual_5424(after_pri: &str) -> Option<Peeled<'_>> {
         if n != ts.len() || iso.offset.is_none() {
             return None;
         }
-        iso.to_micros(0)
+        iso.to_micros(Clock::UTC)
     };
     let (host, rest) = split_token(rest);
     let (app, rest) = split_token(rest);
@@ -577,7 +578,7 @@ mod tests {
     fn bsd_year_and_zone() {
         // Device one hour east of UTC: local 10:00 is 09:00Z.
         let c = ParseCtx {
-            tz_offset_secs: 3600,
+            zone: crate::time::Zone::Fixed(3600),
             ..ctx()
         };
         let p = peel("Mar  7 10:00:00 gw2 app: x", &c);
@@ -589,7 +590,7 @@ mod tests {
         // A December stamp received in January belongs to the previous year.
         let jan = ParseCtx {
             recv_time: civil_micros(2025, 1, 1, 0, 0, 5, 0).unwrap(),
-            tz_offset_secs: 0,
+            zone: crate::time::Zone::Fixed(0),
         };
         assert_eq!(
             peel("<13>Dec 31 23:59:58 h t: x", &jan).time,
@@ -822,7 +823,7 @@ mod tests {
                 && let Some((iso, _)) = parse_iso_prefix(&ts)
                 && iso.offset.is_some()
             {
-                assert_eq!(p.time, iso.to_micros(0), "time of {:?}", smp.line);
+                assert_eq!(p.time, iso.to_micros(Clock::UTC), "time of {:?}", smp.line);
                 checked_time += 1;
             }
             if let Some(m) = test_corpus::annotation_message(expect, "message") {
@@ -886,10 +887,10 @@ mod tests {
         if let Some(ts) = f.timestamp.as_ref().filter(|_| !stamped_iso) {
             let want = if let Some((iso, _)) = parse_iso_prefix(ts) {
                 // parse3's "2009-10-16T23:47:31": the stamp's own year, local time.
-                iso.to_micros(c.tz_offset_secs)
+                iso.to_micros(c.clock())
             } else {
                 // "Mar  6 16:57:54": year-less; compare month, day and time of day.
-                parse_bsd_prefix(ts).and_then(|(b, _)| b.to_micros(c.recv_time, c.tz_offset_secs))
+                parse_bsd_prefix(ts).and_then(|(b, _)| b.to_micros(c.clock()))
             };
             let got = p.time;
             if ts.len() == 15 {

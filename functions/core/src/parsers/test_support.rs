@@ -13,7 +13,7 @@ pub const T0: Micros = 1_718_452_800_000_000;
 pub fn utc_ctx(recv_time: Micros) -> ParseCtx {
     ParseCtx {
         recv_time,
-        tz_offset_secs: 0,
+        zone: crate::time::Zone::Fixed(0),
     }
 }
 

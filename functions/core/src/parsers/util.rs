@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use base64::Engine as _;
 
 use crate::model::Micros;
+use crate::time::Clock;
 
 pub(crate) const MICROS_PER_SEC: i64 = 1_000_000;
 
@@ -397,8 +398,8 @@ pub(crate) struct IsoTs {
 }
 
 impl IsoTs {
-    /// UTC micros; `default_offset` applies when the text had no offset of its own.
-    pub fn to_micros(self, default_offset: i32) -> Option<Micros> {
+    /// UTC micros; `device` is the zone of a stamp that carries no offset of its own.
+    pub fn to_micros(self, device: Clock) -> Option<Micros> {
         let local = civil_micros(
             self.year,
             self.month,
@@ -408,8 +409,10 @@ impl IsoTs {
             self.second,
             self.micros,
         )?;
-        let off = i64::from(self.offset.unwrap_or(default_offset));
-        local.checked_sub(off * MICROS_PER_SEC)
+        match self.offset {
+            Some(off) => local.checked_sub(i64::from(off) * MICROS_PER_SEC),
+            None => device.to_utc(local),
+        }
     }
 }
 
@@ -617,20 +620,21 @@ fn var_digits(b: &[u8], at: usize, max: usize) -> Option<(u32, usize)> {
     Some((v, n))
 }
 
-/// The year that puts a year-less (month, day, time) closest to `recv_time`, in a zone `tz`
-/// seconds east of UTC. Devices log in their local year; around New Year the relay's year can
+/// The year that puts a year-less (month, day, time) closest to the receive time on the
+/// device's calendar. Devices log in their local year; around New Year the relay's year can
 /// differ by one, so the nearest of the three candidates wins. Candidates that are not a valid
 /// date (29 February) are skipped; None when none is valid.
 pub(crate) fn closest_year(
-    recv_time: Micros,
-    tz: i32,
+    device: Clock,
     month: u32,
     day: u32,
     h: u32,
     mi: u32,
     s: u32,
 ) -> Option<i32> {
-    let local_recv = recv_time.saturating_add(i64::from(tz) * MICROS_PER_SEC);
+    let local_recv = device
+        .near
+        .saturating_add(i64::from(device.offset_near()) * MICROS_PER_SEC);
     let year = i32::try_from(year_from_days(
         local_recv.div_euclid(MICROS_PER_SEC * 86_400),
     ))
@@ -649,13 +653,12 @@ pub(crate) fn closest_year(
 }
 
 impl BsdTs {
-    /// UTC micros, resolving a missing year against `recv_time`; `tz` is the device's offset.
-    pub fn to_micros(self, recv_time: Micros, tz: i32) -> Option<Micros> {
+    /// UTC micros in the device's zone, resolving a missing year against the receive time.
+    pub fn to_micros(self, device: Clock) -> Option<Micros> {
         let year = match self.year {
             Some(y) => y,
             None => closest_year(
-                recv_time,
-                tz,
+                device,
                 self.month,
                 self.day,
                 self.hour,
@@ -672,7 +675,7 @@ impl BsdTs {
             self.second,
             self.micros,
         )?;
-        local.checked_sub(i64::from(tz) * MICROS_PER_SEC)
+        device.to_utc(local)
     }
 }
 
@@ -875,12 +878,21 @@ mod tests {
     fn iso_prefix() {
         let (ts, n) = parse_iso_prefix("2019-02-13T21:53:30.605850+00:00 host").unwrap();
         assert_eq!(n, 32);
-        assert_eq!(ts.to_micros(3600), Some(1_550_094_810_605_850));
+        assert_eq!(
+            ts.to_micros(Clock::UTC.with_offset(3600)),
+            Some(1_550_094_810_605_850)
+        );
         let (ts, n) = parse_iso_prefix("2020-09-09 10:05:11 FW").unwrap();
         assert_eq!((n, ts.offset), (19, None));
-        assert_eq!(ts.to_micros(7200), civil_micros(2020, 9, 9, 8, 5, 11, 0));
+        assert_eq!(
+            ts.to_micros(Clock::UTC.with_offset(7200)),
+            civil_micros(2020, 9, 9, 8, 5, 11, 0)
+        );
         let (ts, _) = parse_iso_prefix("2016-12-31T23:59:60-04:00").unwrap();
-        assert_eq!(ts.to_micros(0), civil_micros(2017, 1, 1, 4, 0, 0, 0));
+        assert_eq!(
+            ts.to_micros(Clock::UTC.with_offset(0)),
+            civil_micros(2017, 1, 1, 4, 0, 0, 0)
+        );
         let (ts, _) = parse_iso_prefix("2012-12-19T01:45:54.001234+11:30").unwrap();
         assert_eq!(ts.offset, Some(11 * 3600 + 1800));
         assert!(parse_iso_prefix("2019-02-30T00:00:00Z").is_none());
@@ -902,26 +914,35 @@ mod tests {
         let recv = civil_micros(2025, 1, 1, 0, 0, 10, 0).unwrap();
         let (ts, _) = parse_bsd_prefix("Dec 31 23:59:59 h").unwrap();
         assert_eq!(
-            ts.to_micros(recv, 0),
+            ts.to_micros(Clock::new(crate::time::Zone::Fixed(0), recv)),
             civil_micros(2024, 12, 31, 23, 59, 59, 0)
         );
         // And a January stamp received on 31 December belongs to the next.
         let recv = civil_micros(2024, 12, 31, 23, 59, 0, 0).unwrap();
         let (ts, _) = parse_bsd_prefix("Jan  1 00:00:30 h").unwrap();
-        assert_eq!(ts.to_micros(recv, 0), civil_micros(2025, 1, 1, 0, 0, 30, 0));
+        assert_eq!(
+            ts.to_micros(Clock::new(crate::time::Zone::Fixed(0), recv)),
+            civil_micros(2025, 1, 1, 0, 0, 30, 0)
+        );
         // 29 February resolves to the nearest leap year within one year, else fails.
         let recv = civil_micros(2024, 6, 1, 0, 0, 0, 0).unwrap();
         let (ts, _) = parse_bsd_prefix("Feb 29 12:00:00 h").unwrap();
         assert_eq!(
-            ts.to_micros(recv, 0),
+            ts.to_micros(Clock::new(crate::time::Zone::Fixed(0), recv)),
             civil_micros(2024, 2, 29, 12, 0, 0, 0)
         );
         let recv = civil_micros(2022, 6, 1, 0, 0, 0, 0).unwrap();
-        assert_eq!(ts.to_micros(recv, 0), None);
+        assert_eq!(
+            ts.to_micros(Clock::new(crate::time::Zone::Fixed(0), recv)),
+            None
+        );
         // The device's zone shifts the instant.
         let recv = civil_micros(2024, 6, 1, 0, 0, 0, 0).unwrap();
         let (ts, _) = parse_bsd_prefix("Jun  1 02:00:00 h").unwrap();
-        assert_eq!(ts.to_micros(recv, 7200), Some(recv));
+        assert_eq!(
+            ts.to_micros(Clock::new(crate::time::Zone::Fixed(7200), recv)),
+            Some(recv)
+        );
     }
 
     #[test]
@@ -1171,7 +1192,7 @@ impl<'a> Scalar<'a> {
             Scalar::Str(s) => {
                 let s = s.trim();
                 if let Some((ts, _)) = parse_iso_prefix(s) {
-                    return ts.to_micros(0);
+                    return ts.to_micros(Clock::UTC);
                 }
                 if !s.contains('.') {
                     return epoch_int_micros(parse_u64(s)?);

@@ -11,14 +11,16 @@ pub struct Args {
     #[arg(long, default_value = "auto",
           value_parser = clap::builder::PossibleValuesParser::new(Format::ALL.map(Format::as_str)))]
     format: String,
-    /// Device UTC offset in seconds for timestamps without one.
-    #[arg(long, default_value_t = 0)]
-    tz_offset_secs: i32,
+    /// The device's time zone for timestamps without an offset: an IANA name
+    /// ("Europe/Berlin", daylight saving applied at each stamp's date) or "+05:30".
+    #[arg(long, default_value = "UTC")]
+    tz: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let format = Format::parse(&args.format)
         .ok_or_else(|| anyhow::anyhow!("unknown format {:?}", args.format))?;
+    let zone = natlake_core::time::Zone::parse(&args.tz)?;
     let stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
     let mut events = Vec::new();
@@ -30,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         let ctx = ParseCtx {
             recv_time: natlake_core::time::now_micros(),
-            tz_offset_secs: args.tz_offset_secs,
+            zone,
         };
         events.clear();
         match parsers::parse_message(&line, format, &ctx, &mut events) {
