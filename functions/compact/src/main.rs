@@ -54,6 +54,10 @@ struct Cli {
         global = true
     )]
     merge_fan_in: u16,
+    /// Where those local sorted runs go (default $TMPDIR). A partition-hour merged in groups
+    /// needs about 1.5× its uncompacted bytes there, checked before it starts.
+    #[arg(long, env = "NATLAKE_COMPACT_SPILL_DIR", global = true)]
+    spill_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     door: Door,
 }
@@ -98,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
             fan_in: usize::from(cli.merge_fan_in),
             ..Default::default()
         },
+        spill_dir: cli.spill_dir,
         ..Default::default()
     };
     match cli.door {

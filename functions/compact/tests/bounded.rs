@@ -351,3 +351,92 @@ async fn records_with_several_events_lose_none_in_the_merge_or_the_carry() {
     let got = one(Table::NatEvents, &read_all(&store, &nat).await);
     assert_eq!(got.num_rows(), 7 * 60);
 }
+
+/// Unmounts the test's tmpfs however the test ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// A partition merged in groups writes local sorted runs. With too little disk for them the
+/// pass stops before it starts, says why and what to change, and leaves every object where it
+/// was; with room, the same hour compacts. A 64 KiB tmpfs stands for a small Lambda /tmp.
+#[tokio::test]
+async fn too_little_spill_disk_stops_the_partition_before_it_starts() {
+    let spill = tempfile::tempdir().unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "natlake-spill-test"])
+        .arg(spill.path())
+        .output();
+    match mount {
+        Ok(out) if out.status.success() => {}
+        other => {
+            // CI runs as root (the conntrack tests need it too): there it must not skip.
+            assert!(
+                !running_as_root(),
+                "mounting a tmpfs as root failed: {other:?}"
+            );
+            eprintln!("skipped: mounting a small tmpfs needs root ({other:?})");
+            return;
+        }
+    }
+    let _mounted = Mounted(spill.path().to_owned());
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = natlake_store::dir_url(dir.path()).unwrap();
+    let store = natlake_store::open(&url, &Default::default()).unwrap();
+    let opts = WriteOptions::default();
+    for obj in 0..6 {
+        normalize_like(&store, obj, &raw_rows(obj, 2_000), &opts).await;
+    }
+    let nat = part(Table::NatEvents, H0);
+    let before = keys(&store, "lake/").await;
+    let mut cfg = tiny_budget();
+    cfg.spill_dir = Some(spill.path().to_owned());
+    let now = H0 + H + 11 * 60 * S;
+    let err = run(&store, &cfg, now).await.unwrap_err();
+    let msg = err.to_string();
+    match &err {
+        natlake_compact::run::CompactError::SpillSpace {
+            partition,
+            objects,
+            input_bytes,
+            need_bytes,
+            free_bytes,
+            ..
+        } => {
+            assert_eq!(format!("{partition}/"), nat);
+            assert_eq!(*objects, 6);
+            assert!(*input_bytes > 64 * 1024, "{msg}");
+            assert!(need_bytes > free_bytes && *free_bytes <= 64 * 1024, "{msg}");
+        }
+        other => panic!("expected SpillSpace, got {other}"),
+    }
+    assert!(msg.contains("TMPDIR") && msg.contains("ephemeral"), "{msg}");
+    // Nothing published, nothing deleted, nothing left on the small disk.
+    assert_eq!(keys(&store, "lake/").await, before);
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+
+    cfg.spill_dir = None;
+    let r = run(&store, &cfg, now).await.unwrap();
+    let h = &r.hours[0];
+    assert_eq!(
+        (h.objects_merged, h.runs_merged, h.rows_written),
+        (6, 2, 12_000),
+        "{r:?}"
+    );
+    assert_eq!(
+        keys(&store, &nat).await,
+        [Path::from(format!("{nat}compacted.parquet"))]
+    );
+}
