@@ -2,10 +2,11 @@
 # Conversion benchmark (issue 4, "Speed"): a generated day of mixed-vendor logs (conntrack,
 # Juniper RT_FLOW and JSERVICES, Cisco ASA, goflow2 JSON, iptables; proportions in
 # bench/cgnat/src/mix.rs) written as the relay stores it, normalized by a release build of the
-# `normalize` binary (parse + enrich + write Parquet, one worker), then compacted; and the same
-# rows given to the DuckDB CLI as JSON lines and CSV (`read_json` / `read_csv` → `COPY … (FORMAT
-# parquet, COMPRESSION zstd)`), with all threads and with `SET threads=1`. A benchmark, not a
-# test: it is not part of `cargo test`.
+# `normalize` binary (parse + enrich + write Parquet, one worker), then compacted; and DuckDB
+# CLI on the same day twice over, with all threads and with `SET threads=1`: the rows already
+# split, as JSON lines and CSV (`read_json` / `read_csv` → `COPY … (FORMAT parquet, COMPRESSION
+# zstd)`), and the log lines themselves, parsed in SQL (bench/duckdb_parse.sql). A benchmark,
+# not a test: it is not part of `cargo test`.
 #
 #   bench/normalize.sh
 #
@@ -58,7 +59,7 @@ fi
 log "load: $(uptime)"
 log "generate: $SUBSCRIBERS subscribers, $PUBLIC_IPS public addresses, $SESSIONS_PER_HOUR sessions/subscriber/hour, $HOURS h"
 mkdir -p "$W/store"
-"$BIN/natlake-bench-cgnat" mix --store "file://$W/store" --json "$W/rows.jsonl" --csv "$W/rows.csv" \
+"$BIN/natlake-bench-cgnat" mix --store "file://$W/store" --json "$W/rows.jsonl" --csv "$W/rows.csv" --lines "$W/lines.txt" \
   --subscribers "$SUBSCRIBERS" --public-ips "$PUBLIC_IPS" --sessions-per-hour "$SESSIONS_PER_HOUR" \
   --hours "$HOURS" --start "$START" | tee "$W/gen.json"
 ROWS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$W/gen.json")
@@ -228,6 +229,23 @@ if [ "${SKIP_DUCKDB:-0}" != 1 ]; then
       rate "$ROWS" "$W/duck-$src-$threads.time" "duckdb $src ($tl)"
       echo "  output $(stat -c %s "$W/duck.parquet") bytes, $(python3 -c "import sys; print(round(int(sys.argv[1]) / int(sys.argv[2]), 2))" "$(stat -c %s "$W/duck.parquet")" "$ROWS") bytes per row (all tables in one file, unsorted)"
     done
+    # The same input natlake reads: the log lines themselves, parsed by DuckDB
+    # (bench/duckdb_parse.sql), into one unsorted file per table.
+    log "DuckDB parses the logs: $(wc -l < "$W/lines.txt") lines, $(stat -c %s "$W/lines.txt") bytes -> Parquet zstd, $tl; load $(uptime | sed 's/.*load average: //')"
+    rm -rf "$W/duck-parse" && mkdir -p "$W/duck-parse"
+    { echo "$set_threads"; sed -e "s#@LINES@#$W/lines.txt#" -e "s#@OUT@#$W/duck-parse#" "$ROOT/bench/duckdb_parse.sql"; } >"$W/duck-parse.sql"
+    timed "duck-parse-$threads" duckdb -bail -f "$W/duck-parse.sql"
+    python3 - "$W/gen.json" "$W/duck-parse/counts.csv" <<'PY'
+import json, sys
+want = json.load(open(sys.argv[1]))["rows_by_table"]
+nat, flows, fw, unparsed = map(int, open(sys.argv[2]).read().strip().split(","))
+got = {"nat_events": nat, "flows": flows, "firewall": fw}
+if got != want or unparsed:
+    sys.exit(f"DuckDB parsed {got}, {unparsed} rows without a public address or time; expected {want}")
+print(f"  DuckDB parsed every line: {got}")
+PY
+    rate "$ROWS" "$W/duck-parse-$threads.time" "duckdb parsing the logs ($tl)"
+    echo "  output $(du -cb "$W"/duck-parse/*.parquet | tail -1 | cut -f1) bytes in $(ls "$W"/duck-parse/*.parquet | wc -l) files (unsorted)"
   done
 fi
 log "done; load $(uptime | sed 's/.*load average: //')"

@@ -46,6 +46,10 @@ pub struct MixArgs {
     /// The same rows as CSV with a header (for DuckDB's read_csv).
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Every record's payload as written into the raw objects, one per line: the input itself,
+    /// for a DuckDB run that has to parse the logs as natlake does.
+    #[arg(long)]
+    lines: Option<PathBuf>,
     /// Close a raw object at this many uncompressed bytes, as the relay does (its default);
     /// objects are also closed every 60 s of event time. A busy CGNAT fills them by size.
     #[arg(long, default_value_t = 8 << 20)]
@@ -438,6 +442,8 @@ struct Open {
 /// like the relay.
 struct Sinks {
     store: natlake_store::DynStore,
+    /// A copy of every payload, newline-terminated (`--lines`).
+    lines: Option<BufWriter<std::fs::File>>,
     batch_bytes: u64,
     open: HashMap<InputKind, Open>,
     seq: u64,
@@ -479,6 +485,10 @@ impl Sinks {
                     records: 0,
                 },
             );
+        }
+        if let Some(l) = &mut self.lines {
+            l.write_all(payload)?;
+            l.write_all(b"\n")?;
         }
         let o = self.open.get_mut(&kind).context("sink just opened")?;
         o.writer.push(&Record {
@@ -730,14 +740,6 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
     if a.day.public_ips < 20 || a.day.public_ips > 1000 || a.day.subscribers == 0 {
         bail!("--public-ips must be 20..=1000 (each device needs one) and --subscribers positive");
     }
-    let mut sinks = Sinks {
-        store: natlake_store::open(&a.store, &Default::default())?,
-        batch_bytes: a.batch_bytes,
-        open: HashMap::new(),
-        seq: 0,
-        objects: 0,
-        bytes: 0,
-    };
     let create = |p: &Option<PathBuf>| -> anyhow::Result<Option<BufWriter<std::fs::File>>> {
         p.as_ref()
             .map(|p| {
@@ -746,6 +748,15 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("creating {}", p.display()))
             })
             .transpose()
+    };
+    let mut sinks = Sinks {
+        store: natlake_store::open(&a.store, &Default::default())?,
+        lines: create(&a.lines)?,
+        batch_bytes: a.batch_bytes,
+        open: HashMap::new(),
+        seq: 0,
+        objects: 0,
+        bytes: 0,
     };
     let mut outs = Outputs {
         json: create(&a.json)?,
@@ -868,7 +879,10 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
         }
     }
     sinks.flush_all().await?;
-    for w in [&mut outs.json, &mut outs.csv].into_iter().flatten() {
+    for w in [&mut outs.json, &mut outs.csv, &mut sinks.lines]
+        .into_iter()
+        .flatten()
+    {
         w.flush()?;
     }
     println!(
