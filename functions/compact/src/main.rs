@@ -55,7 +55,7 @@ struct Cli {
     )]
     merge_fan_in: u16,
     /// Where those local sorted runs go (default $TMPDIR). A partition-hour merged in groups
-    /// needs about 1.5× its uncompacted bytes there, checked before it starts.
+    /// needs about twice its uncompacted bytes there, checked before it starts.
     #[arg(long, env = "NATLAKE_COMPACT_SPILL_DIR", global = true)]
     spill_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]

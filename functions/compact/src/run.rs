@@ -76,7 +76,7 @@ pub struct CompactConfig {
     /// (plus one row group being written and the upload's part buffer).
     pub merge: MergeBudget,
     /// Where a partition merged in groups puts its sorted runs (None: `$TMPDIR`); it needs
-    /// about 1.5× the partition's uncompacted bytes, checked before each such partition.
+    /// about twice the partition's uncompacted bytes, checked before each such partition.
     pub spill_dir: Option<std::path::PathBuf>,
 }
 
@@ -107,10 +107,10 @@ pub enum CompactError {
     /// Not enough local disk for a partition's sorted runs: checked before the work starts,
     /// so the pass stops with the reason instead of failing part-way on a full disk.
     #[error(
-        "{partition}: merging {objects} objects ({input_bytes} bytes) in groups needs about \
-         {need_bytes} bytes of local disk for sorted runs, {dir} has {free_bytes} free: set \
-         TMPDIR to a larger disk, raise the Lambda's ephemeral storage (compact.ephemeral_mb), \
-         or compact more often so an hour holds fewer objects"
+        "{partition}: merging {objects} objects ({input_bytes} bytes) in groups needs up to \
+         {need_bytes} bytes of local disk for sorted runs, {dir} has {free_bytes} free; \
+         compaction stops at this hour until there is room: point --spill-dir (or TMPDIR) at a \
+         larger disk or raise the Lambda's ephemeral storage (compact.ephemeral_mb)"
     )]
     SpillSpace {
         partition: String,
@@ -218,27 +218,40 @@ struct Spill {
     dir: Option<(Arc<dyn ObjectStore>, tempfile::TempDir)>,
 }
 
-/// Local disk a grouped merge needs per byte of its inputs. Runs are LZ4 without dictionaries,
-/// bigger than the objects they merge: one busy hour's largest partition (60 objects, 58 MiB)
-/// peaked at 78 MiB of runs (1.35×); 1.5× leaves a margin.
-fn spill_need(input_bytes: u64) -> u64 {
-    input_bytes.saturating_add(input_bytes / 2)
+/// Local disk a grouped merge of `metas` needs at its peak. Runs are LZ4 without dictionaries,
+/// bigger than what they merge: one busy hour's largest partition (60 LZ4 objects, 60.8 MB)
+/// peaked at 78.3 MB of runs (1.29×). Small objects count twice their size (zstd ones, with
+/// `NATLAKE_ZSTD_LEVEL`, are ~1/3 smaller for the same rows); objects compaction wrote (zstd,
+/// dictionaries, 21.6 B per NAT event against a run's ~51) three times. With more than
+/// fan-in² objects the runs are merged again, and a group's run is written before the runs it
+/// merges are deleted: up to twice the first level's runs.
+fn spill_need(metas: &[ObjectMeta], fan_in: usize) -> u64 {
+    let runs = metas.iter().fold(0u64, |sum, m| {
+        let per_byte = if written_by_compaction(m) { 3 } else { 2 };
+        sum.saturating_add(m.size.saturating_mul(per_byte))
+    });
+    if metas.len() > fan_in.saturating_mul(fan_in) {
+        runs.saturating_mul(2)
+    } else {
+        runs
+    }
 }
 
 impl Spill {
-    /// Stops before a grouped merge of `input_bytes` whose runs would not fit on the disk of
-    /// the spill directory (`$TMPDIR`).
-    fn ensure_room(
-        &mut self,
-        partition: &str,
-        objects: usize,
-        input_bytes: u64,
-    ) -> Result<(), CompactError> {
+    /// Stops before a grouped merge of `metas` whose runs would not fit on the disk of the
+    /// spill directory.
+    fn ensure_room(&mut self, metas: &[ObjectMeta], fan_in: usize) -> Result<(), CompactError> {
         self.store()?;
         let Some((_, dir)) = &self.dir else {
             return Ok(());
         };
-        let need_bytes = spill_need(input_bytes);
+        let need_bytes = spill_need(metas, fan_in);
+        let partition = metas.first().map_or("", |m| {
+            m.location
+                .as_ref()
+                .rsplit_once('/')
+                .map_or("", |(dir, _)| dir)
+        });
         // A file system that cannot say is not refused: the write fails clearly if it is full.
         let Ok(st) = rustix::fs::statvfs(dir.path()) else {
             return Ok(());
@@ -249,8 +262,8 @@ impl Spill {
         }
         Err(CompactError::SpillSpace {
             partition: partition.to_owned(),
-            objects,
-            input_bytes,
+            objects: metas.len(),
+            input_bytes: metas.iter().map(|m| m.size).sum(),
             need_bytes,
             dir: dir.path().display().to_string(),
             free_bytes,
@@ -330,14 +343,7 @@ async fn open_inputs(
     if metas.len() <= fan_in {
         return open_objects(store, spill, name, table, metas, resort, run_rows, report).await;
     }
-    let partition = metas.first().map_or("", |m| {
-        m.location
-            .as_ref()
-            .rsplit_once('/')
-            .map_or("", |(dir, _)| dir)
-    });
-    let input_bytes = metas.iter().map(|m| m.size).sum();
-    spill.ensure_room(partition, metas.len(), input_bytes)?;
+    spill.ensure_room(metas, fan_in)?;
     let mut out = Inputs::default();
     let mut runs = Vec::new();
     for (g, group) in metas.chunks(fan_in).enumerate() {
@@ -984,4 +990,34 @@ pub async fn run(
     }
     report.remaining = todo.len().saturating_sub(report.hours.len());
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            location: Path::from(key),
+            last_modified: chrono::DateTime::UNIX_EPOCH,
+            size,
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn spill_need_counts_what_expands_most_and_a_second_level() {
+        let dir = "lake/nat_events/hour=2026-11-23T00/x_net=198.51.100.0_24";
+        let small = |n: usize| meta(&format!("{dir}/part-{n}.parquet"), 1_000);
+        let objects: Vec<ObjectMeta> = (0..20).map(small).collect();
+        assert_eq!(spill_need(&objects, 16), 20 * 2_000);
+        // A late-data pass: the compacted object expands more than the small ones.
+        let mut late = objects.clone();
+        late.push(meta(&format!("{dir}/{COMPACTED}"), 10_000));
+        assert_eq!(spill_need(&late, 16), 20 * 2_000 + 30_000);
+        // More than fan-in² objects: the runs are merged again.
+        assert_eq!(spill_need(&objects, 4), 2 * 20 * 2_000);
+        assert_eq!(spill_need(&objects, 5), 20 * 2_000);
+    }
 }

@@ -139,6 +139,10 @@ fn fixed_offset(s: &str) -> Option<i32> {
         b'-' => (-1, s.get(1..)?),
         _ => return None,
     };
+    // Digits and one colon only, so the split below is on a character boundary.
+    if !rest.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+        return None;
+    }
     let (h, m) = match rest.split_once(':') {
         Some((h, m)) => (h, m),
         None if rest.len() == 4 => rest.split_at(2),
@@ -260,6 +264,9 @@ mod tests {
             "Europe/",
             "UTC+2",
             "GMT-3",
+            "+1é1",
+            "-é",
+            "+0é",
         ] {
             assert!(Zone::parse(bad).is_err(), "{bad}");
         }
@@ -296,6 +303,16 @@ mod tests {
         assert_eq!(
             berlin.local_to_utc(repeated, micros("2026-10-25T01:30:02Z")),
             Some(micros("2026-10-25T01:30:00Z"))
+        );
+        // Written at 02:59:59 CEST, the second before the autumn change, and received after
+        // it: the first occurrence (nearer), where the receive time's offset (+1) would put it
+        // an hour late.
+        assert_eq!(
+            berlin.local_to_utc(
+                wall("2026-10-25T02:59:59"),
+                micros("2026-10-25T01:00:00.5Z")
+            ),
+            Some(micros("2026-10-25T00:59:59Z"))
         );
         // The skipped hour in spring has no reading: read at the offset of the receive time.
         let skipped = wall("2026-03-29T02:30:00");

@@ -1027,16 +1027,26 @@ mod tests {
                 (3, utc("2026-01-15T11:00:00Z"))
             ]
         );
-        // The repeated autumn hour: the reading nearer the receive time.
-        for (recv, want) in [
-            ("2026-10-25T00:30:01Z", "2026-10-25T00:30:00Z"),
-            ("2026-10-25T01:30:01Z", "2026-10-25T01:30:00Z"),
+        // The repeated autumn hour: the reading nearer the receive time. The last: written a
+        // second before the change, received after it (the receive time's offset: an hour late).
+        for (recv, stamp, want) in [
+            (
+                "2026-10-25T00:30:01Z",
+                "Oct 25 02:30:00",
+                "2026-10-25T00:30:00Z",
+            ),
+            (
+                "2026-10-25T01:30:01Z",
+                "Oct 25 02:30:00",
+                "2026-10-25T01:30:00Z",
+            ),
+            (
+                "2026-10-25T01:00:00.5Z",
+                "Oct 25 02:59:59",
+                "2026-10-25T00:59:59Z",
+            ),
         ] {
-            assert_eq!(
-                run(recv, &[("Oct 25 02:30:00", 1)]),
-                [(1, utc(want))],
-                "{recv}"
-            );
+            assert_eq!(run(recv, &[(stamp, 1)]), [(1, utc(want))], "{recv}");
         }
     }
 

@@ -354,6 +354,14 @@ mod tests {
             slash_datetime("10/05 11:52:19", Clock::UTC.with_offset(0)),
             None
         );
+        // Huawei and Nokia stamps in a named zone: read at their own date's offset (CET), not
+        // at the receive time's (CEST, just after the spring change).
+        let berlin = crate::time::Zone::parse("Europe/Berlin").unwrap();
+        let after_change = civil_micros(2026, 3, 29, 1, 0, 1, 0).unwrap();
+        assert_eq!(
+            slash_datetime("2026/03/29 01:59:59", Clock::new(berlin, after_change)),
+            Some((civil_micros(2026, 3, 29, 0, 59, 59, 0).unwrap(), 19))
+        );
         assert!(translated(
             Some(ip("10.0.0.1")),
             Some(1),

@@ -41,7 +41,7 @@ use crate::model::{
 use super::ParseError;
 use super::endpoint::has_ports;
 use super::util::{parse_ip, parse_iso_prefix, parse_u16, parse_u64};
-use crate::time::Clock;
+use crate::time::{Clock, Zone};
 
 const FORMAT: &str = "paloalto";
 
@@ -178,7 +178,13 @@ pub fn parse(line: &str, device: Clock, out: &mut Vec<Event>) -> Result<usize, P
     let generated =
         pan_time(col(6), tz).ok_or_else(|| err(format!("bad generated time {:?}", col(6))))?;
     let elapsed = count(36)?;
-    let start = match pan_time(col(35), tz) {
+    // The high-resolution column's offset is the generated time's; a start before a clock
+    // change had the other one, which a named zone knows.
+    let start_clock = match device.zone {
+        Zone::Named(_) => device,
+        Zone::Fixed(_) => tz,
+    };
+    let start = match pan_time(col(35), start_clock) {
         Some(t) if t <= generated => t,
         _ => elapsed
             .and_then(|e| i64::try_from(e).ok())
@@ -499,5 +505,40 @@ mod tests {
         let want = local.and_local_timezone(*hires.offset()).unwrap();
         assert_eq!(e.time, want.timestamp_micros());
         assert_ne!(hires.offset().local_minus_utc(), 0, "the zone is exercised");
+    }
+
+    /// The high-resolution column gives the generated time's offset; a start before the spring
+    /// change in a named zone is read at its own (winter) offset, not at the generated one.
+    #[test]
+    fn start_before_a_clock_change_keeps_its_own_offset() {
+        let mut f: Vec<String> = traffic(&[
+            (1, "2026/03/29 03:00:05"),
+            (6, "2026/03/29 03:00:05"),
+            (35, "2026/03/29 01:59:00"),
+            (36, "65"),
+        ])
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+        f.resize(102, String::new());
+        f.push("2026-03-29T03:00:05.000+02:00".into());
+        let line = f.join(",");
+        let utc = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_micros()
+        };
+        let berlin = crate::time::Zone::parse("Europe/Berlin").unwrap();
+        let device = Clock::new(berlin, utc("2026-03-29T01:00:06Z"));
+        let Event::Nat(n) = one_pushed(&line, |l, out| parse(l, device, out)) else {
+            panic!()
+        };
+        assert_eq!(n.end_time, Some(utc("2026-03-29T01:00:05Z")));
+        assert_eq!(n.time, utc("2026-03-29T00:59:00Z"));
+        // A fixed zone knows no rules: the high-resolution offset stands for every stamp.
+        let Event::Nat(n) = one_pushed(&line, |l, out| parse(l, Clock::UTC, out)) else {
+            panic!()
+        };
+        assert_eq!(n.time, utc("2026-03-28T23:59:00Z"));
     }
 }
