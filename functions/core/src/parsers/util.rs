@@ -227,16 +227,51 @@ pub(crate) fn parse_u8(s: &str) -> Option<u8> {
 /// An address as text; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is folded to IPv4 so one host has
 /// one spelling in the lake.
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
-    if let Some(v4) = dotted_quad(s.as_bytes()) {
+    let b = s.as_bytes();
+    if let Some(v4) = dotted_quad(b) {
         return Some(IpAddr::V4(v4));
     }
+    if !could_be_v6(b) {
+        return None;
+    }
     s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+/// False for text the standard parser is sure to refuse, so callers that try a token as an
+/// address before splitting it (`inside:100.64.0.1/1234`, `100.64.0.1:1234`) do not pay for
+/// a full IPv4 and IPv6 parse: after the dotted-quad path only IPv6 remains, which is made of
+/// hex digits, ':' and '.', and has its '.'s (an embedded IPv4) after its last ':'.
+fn could_be_v6(b: &[u8]) -> bool {
+    let mut last_colon = None;
+    let mut first_dot = None;
+    for (i, c) in b.iter().enumerate() {
+        match c {
+            b':' => last_colon = Some(i),
+            b'.' => {
+                if first_dot.is_none() {
+                    first_dot = Some(i);
+                }
+            }
+            c if c.is_ascii_hexdigit() => {}
+            _ => return false,
+        }
+    }
+    match (last_colon, first_dot) {
+        (None, _) => false,
+        (Some(c), Some(d)) => d > c,
+        (Some(_), None) => true,
+    }
 }
 
 /// Plain dotted-quad IPv4 (what nearly every NAT log prints) without the standard parser's
 /// general machinery. Accepts exactly what `Ipv4Addr::from_str` accepts of that shape (1–3
 /// digits per octet, no leading zeros, ≤ 255); None sends anything else to the full parser.
 fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    // "0.0.0.0" to "255.255.255.255": anything shorter or longer is not this shape.
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let digit = |i: usize| b.get(i).and_then(|c| c.is_ascii_digit().then(|| c - b'0'));
     let mut octets = [0u8; 4];
     let mut i = 0;
     for (n, o) in octets.iter_mut().enumerate() {
@@ -246,18 +281,23 @@ fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
             }
             i += 1;
         }
-        let start = i;
-        let mut v: u32 = 0;
-        while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            v = v * 10 + u32::from(d - b'0');
-            i += 1;
-            if i - start > 3 {
+        // One to three digits, unrolled; no leading zero before another digit.
+        let first = digit(i)?;
+        let mut v = u32::from(first);
+        i += 1;
+        if let Some(d) = digit(i) {
+            if first == 0 {
                 return None;
             }
-        }
-        let len = i - start;
-        if len == 0 || (len > 1 && b.get(start) == Some(&b'0')) {
-            return None;
+            v = v * 10 + u32::from(d);
+            i += 1;
+            if let Some(d) = digit(i) {
+                v = v * 10 + u32::from(d);
+                i += 1;
+                if digit(i).is_some() {
+                    return None;
+                }
+            }
         }
         *o = u8::try_from(v).ok()?;
     }
@@ -855,6 +895,48 @@ mod tests {
     }
 
     #[test]
+    fn parse_ip_agrees_with_std_on_random_and_corpus_text() {
+        let std_ip = |s: &str| s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        // Random strings over the bytes addresses are made of and a few that they are not.
+        let alphabet = b"0123456789abcdefABCDEF.:.:.:g/ %1";
+        let mut seed = 12_345u32;
+        let mut valid = 0;
+        for _ in 0..200_000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = (seed >> 16) as usize % 24;
+            let t: String = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    char::from(alphabet[(seed >> 16) as usize % alphabet.len()])
+                })
+                .collect();
+            let want = std_ip(&t);
+            valid += usize::from(want.is_some());
+            assert_eq!(parse_ip(&t), want, "{t:?}");
+        }
+        assert!(valid > 100, "{valid}");
+        // Every token of the corpus, whole and split at the usual separators.
+        for file in [
+            "cisco_asa.txt",
+            "juniper.txt",
+            "conntrack.txt",
+            "iptables.txt",
+            "huawei.txt",
+        ] {
+            for line in test_corpus::samples(file) {
+                for tok in line.line.split_whitespace() {
+                    for part in tok.split(['=', '/', '"', ',', '(', ')', '[', ']']) {
+                        assert_eq!(parse_ip(part), std_ip(part), "{part:?}");
+                        if let Some((a, _)) = part.rsplit_once(':') {
+                            assert_eq!(parse_ip(a), std_ip(a), "{a:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn dotted_quad_fast_path_agrees_with_std() {
         for s in [
             "0.0.0.0",
@@ -881,9 +963,32 @@ mod tests {
             "1.2.3.4:80",
             "0.00.0.0",
             "99.999.9.9",
+            "1.2.3.4444",
+            "001.2.3.4",
+            "1.2.3.4/24",
+            "inside:100.64.0.1",
+            "100.64.0.1:1234",
+            "::1",
+            "::",
+            "::ffff:100.64.0.1",
+            "64:ff9b::198.51.100.1",
+            "2001:db8::1.2.3.4",
+            "2001:DB8::A",
+            "1.2.3.4::",
+            "1.2::3.4",
+            "g::1",
+            "fe80::1%eth0",
+            "[2001:db8::1]",
+            "2001:db8::1:80",
         ] {
             let std = s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
             assert_eq!(parse_ip(s), std, "{s:?}");
+            if std.is_some() {
+                assert!(
+                    dotted_quad(s.as_bytes()).is_some() || could_be_v6(s.as_bytes()),
+                    "{s:?}"
+                );
+            }
             if let Some(v4) = dotted_quad(s.as_bytes()) {
                 assert_eq!(Some(IpAddr::V4(v4)), std, "{s:?}");
             }
