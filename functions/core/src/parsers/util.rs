@@ -87,6 +87,37 @@ pub(crate) fn whitespace_tokens(text: &str) -> Vec<&str> {
     }
 }
 
+/// `hay.find(needle)` for the format checks that every unmatched line goes through: a
+/// `memchr` for one rare byte of the needle (its first uppercase letter, `%`, `|` or `_`, else
+/// its first byte) and a compare at each hit. `str::find` sets up a Two-Way searcher per call,
+/// which cost more than scanning a ~150-byte line. Candidates come in increasing order, so the
+/// first match found is the leftmost, as `str::find` gives.
+pub(crate) fn find_lit(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let Some(k) = n
+        .iter()
+        .position(|c| c.is_ascii_uppercase() || matches!(c, b'%' | b'|' | b'_'))
+        .or_else(|| (!n.is_empty()).then_some(0))
+    else {
+        return Some(0);
+    };
+    let probe = *n.get(k)?;
+    for at in memchr::memchr_iter(probe, h) {
+        let Some(start) = at.checked_sub(k) else {
+            continue;
+        };
+        if h.get(start..start + n.len()) == Some(n) {
+            return Some(start);
+        }
+    }
+    None
+}
+
+/// `hay.contains(needle)` by [`find_lit`].
+pub(crate) fn contains_lit(hay: &str, needle: &str) -> bool {
+    find_lit(hay, needle).is_some()
+}
+
 /// `str::split_ascii_whitespace` for hot tokenizers: the same tokens (split on space, tab, LF,
 /// FF and CR; empty ones skipped), with the scan for a token's end done eight bytes at a time.
 /// The std iterator tests one byte per step through a closure; conntrack lines are ~250 bytes
@@ -825,6 +856,55 @@ mod tests {
             assert_eq!(whitespace_tokens(c), want, "{c:?}");
             assert_eq!(trim_ws(c), c.trim(), "{c:?}");
             assert_eq!(trim_start_ws(c), c.trim_start(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn find_lit_agrees_with_str_find() {
+        let needles = [
+            "",
+            "%%",
+            "NAT-",
+            "|A10|",
+            "FIXED-NAT-PORTS ",
+            "tmnxNatPlBlockAllocation",
+            "-lsn-sub %",
+            " Map ",
+            "LSN_",
+            "aa",
+            "a",
+            "abab",
+            "\u{e9}x",
+            "x_y",
+        ];
+        let alphabet = [
+            "a", "b", "%", "N", "A", "T", "-", "|", "1", "0", " ", "_", "x", "y", "\u{e9}",
+        ];
+        let mut seed = 99u32;
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = (seed >> 16) as usize % 30;
+            let mut hay = String::new();
+            for _ in 0..len {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                hay.push_str(alphabet[(seed >> 16) as usize % alphabet.len()]);
+            }
+            for n in needles {
+                assert_eq!(find_lit(&hay, n), hay.find(n), "{hay:?} {n:?}");
+            }
+        }
+        for file in [
+            "cisco_asa.txt",
+            "a10.txt",
+            "nokia.txt",
+            "f5.txt",
+            "huawei.txt",
+        ] {
+            for line in test_corpus::samples(file) {
+                for n in needles {
+                    assert_eq!(find_lit(&line.line, n), line.line.find(n), "{n:?}");
+                }
+            }
         }
     }
 
