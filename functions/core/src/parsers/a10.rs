@@ -24,7 +24,7 @@
 use std::net::IpAddr;
 
 use super::fields::{addr_port, clean_ports, port_range};
-use super::util::{parse_ip, parse_u16, parse_u64};
+use super::util::{contains_lit, find_lit, parse_ip, parse_u16, parse_u64};
 use super::{ParseCtx, ParseError};
 use crate::model::{Event, Micros, NatEvent, NatEventKind, protocol_number};
 
@@ -36,7 +36,9 @@ fn err(reason: impl Into<String>) -> ParseError {
 
 /// Cheap check used by format detection.
 pub fn looks_like(body: &str) -> bool {
-    body.contains("|A10|") || ascii_tag(body).is_some() || body.contains("FIXED-NAT-PORTS ")
+    contains_lit(body, "|A10|")
+        || ascii_tag(body).is_some()
+        || contains_lit(body, "FIXED-NAT-PORTS ")
 }
 
 /// Parses one message into one NAT event; returns the number pushed (1).
@@ -76,7 +78,7 @@ fn tag_word(t: &str) -> bool {
 
 /// `NAT-TCP-C: rest` anywhere in the line → ("TCP", "C", rest).
 fn ascii_tag(s: &str) -> Option<(&str, &str, &str)> {
-    let at = s.find("NAT-")?;
+    let at = find_lit(s, "NAT-")?;
     let tail = s.get(at + 4..)?;
     let (tag, rest) = tail.split_once(": ").or_else(|| tail.split_once(':'))?;
     let (proto, letter) = tag.split_once('-')?;

@@ -33,7 +33,10 @@
 use std::net::IpAddr;
 
 use super::fields::{addr_port, clean_ports, duration_hms, port_for, translated};
-use super::util::{MICROS_PER_SEC, parse_bsd_prefix, parse_u8, parse_u64, whitespace_tokens};
+use super::util::{
+    MICROS_PER_SEC, contains_lit, find_lit, parse_bsd_prefix, parse_u8, parse_u64,
+    whitespace_tokens,
+};
 use super::{ParseCtx, ParseError};
 use crate::model::{
     Event, FirewallAction, FirewallEvent, FlowRecord, Micros, NatEvent, NatEventKind,
@@ -74,7 +77,7 @@ pub fn looks_like(body: &str) -> bool {
     let head = b.get(..b.len().min(48)).unwrap_or(b);
     platform_tag_at(head).is_some()
         || PLATFORMS.iter().any(|p| b.starts_with(p))
-        || b.contains("%NAT-6-LOG_TRANSLATION:")
+        || contains_lit(b, "%NAT-6-LOG_TRANSLATION:")
         || split_numeric_tag(b).is_some()
         || pipe_form(b).is_some()
         || TEXT_STARTS.iter().any(|t| b.starts_with(t))
@@ -90,7 +93,8 @@ fn platform_tag_at(head: &str) -> Option<usize> {
 
 /// `302020: text` → text.
 fn split_numeric_tag(s: &str) -> Option<&str> {
-    let (id, rest) = s.split_once(": ")?;
+    let colon = find_lit(s, ": ")?;
+    let (id, rest) = (s.get(..colon)?, s.get(colon + 2..)?);
     (id.len() == 6 && id.bytes().all(|c| c.is_ascii_digit())).then_some(rest)
 }
 
@@ -112,7 +116,7 @@ pub fn parse(
     out: &mut Vec<Event>,
 ) -> Result<usize, ParseError> {
     let body = body.trim();
-    if let Some(at) = body.find("%NAT-6-LOG_TRANSLATION:") {
+    if let Some(at) = find_lit(body, "%NAT-6-LOG_TRANSLATION:") {
         let time = device_stamp(body.get(..at).unwrap_or(""), ctx).unwrap_or(default_time);
         let text = body
             .get(at + "%NAT-6-LOG_TRANSLATION:".len()..)

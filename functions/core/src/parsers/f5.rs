@@ -24,7 +24,7 @@
 use std::net::IpAddr;
 
 use super::fields::{addr_port, clean_ports, port_range};
-use super::util::{parse_ip, parse_u8, parse_u16, parse_u32};
+use super::util::{find_lit, parse_ip, parse_u8, parse_u16, parse_u32};
 use super::{ParseCtx, ParseError};
 use crate::model::{Event, Micros, NatEvent, NatEventKind};
 
@@ -77,7 +77,7 @@ pub fn looks_like(body: &str) -> bool {
 /// The event word, the shape it is written in (from the character before it) and the text after.
 fn find_event(body: &str) -> Option<(&str, Shape, &str)> {
     let mut from = 0;
-    while let Some(rel) = body.get(from..)?.find("LSN_") {
+    while let Some(rel) = find_lit(body.get(from..)?, "LSN_") {
         let at = from + rel;
         let shape = match body.get(..at)? {
             "" => Some(Shape::Spaced),

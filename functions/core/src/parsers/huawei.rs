@@ -24,7 +24,9 @@
 use std::net::IpAddr;
 
 use super::fields::{clean_ports, dec_epoch, port_for, slash_datetime, sum, translated};
-use super::util::{parse_bsd_prefix, parse_ip, parse_iso_prefix, parse_u16, parse_u64};
+use super::util::{
+    contains_lit, find_lit, parse_bsd_prefix, parse_ip, parse_iso_prefix, parse_u16, parse_u64,
+};
 use super::{ParseCtx, ParseError};
 use crate::model::{
     Event, FirewallAction, FirewallEvent, FlowRecord, Micros, NatEvent, NatEventKind,
@@ -39,12 +41,12 @@ fn err(reason: impl Into<String>) -> ParseError {
 
 /// Cheap check used by format detection: `%%NN` then `MODULE/digit/`, or the NE40E CGN form.
 pub fn looks_like(body: &str) -> bool {
-    find_tag(body).is_some() || body.contains("NAT444:Sessionbased")
+    find_tag(body).is_some() || contains_lit(body, "NAT444:Sessionbased")
 }
 
 /// The tag `%%01SECLOG/6/SESSION_TEARDOWN(l):` → (offset, module, name, payload).
 fn find_tag(body: &str) -> Option<(usize, &str, &str, &str)> {
-    let at = body.find("%%")?;
+    let at = find_lit(body, "%%")?;
     let rest = body.get(at + 2..)?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     if digits != 2 {

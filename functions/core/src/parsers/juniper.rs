@@ -406,7 +406,9 @@ impl<'a> SessionParams<'a> {
     }
 
     /// The index of `key` in [`SESSION_KEYS`]; a `match` so the compiler dispatches on the
-    /// length first instead of comparing with each name in turn.
+    /// length first instead of comparing with each name in turn. Inlined so that lookups by a
+    /// constant name (`session_from_params`) fold to their index.
+    #[inline(always)]
     fn slot(key: &str) -> Option<usize> {
         Some(match key {
             "source-address" => 0,
@@ -430,6 +432,7 @@ impl<'a> SessionParams<'a> {
 }
 
 impl<'a> Lookup<'a> for SessionParams<'a> {
+    #[inline(always)]
     fn get(&self, key: &str) -> Option<&'a str> {
         Self::slot(key)
             .and_then(|i| self.slots.get(i).copied().flatten())
@@ -440,6 +443,7 @@ impl<'a> Lookup<'a> for SessionParams<'a> {
 
 /// An address field that is present must parse: a masked or garbled address is an error, not
 /// a silently missing value.
+#[inline]
 fn ip_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<IpAddr>, ParseError> {
     match p.get(key) {
         Some(v) => parse_ip(v)
@@ -449,6 +453,7 @@ fn ip_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<IpAdd
     }
 }
 
+#[inline]
 fn port_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<u16>, ParseError> {
     match p.get(key) {
         Some(v) => parse_u16(v)
@@ -458,10 +463,12 @@ fn port_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<u16
     }
 }
 
+#[inline]
 fn count_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Option<u64> {
     p.get(key).and_then(parse_u64)
 }
 
+#[inline]
 fn protocol_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Result<Option<u8>, ParseError> {
     if let Some(v) = p.get("protocol-id") {
         return parse_u8(v)
@@ -471,6 +478,7 @@ fn protocol_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Result<Option<u8>, Parse
     Ok(p.get("protocol-name").and_then(protocol_number))
 }
 
+#[inline]
 fn vrf_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Option<String> {
     p.get("routing-instance")
         .or_else(|| p.get("src-vrf-grp"))

@@ -19,7 +19,7 @@
 //! block unless the NAT group sets `no-lsn-sub-blks-free`: its text is undocumented in public.
 
 use super::fields::{port_range, slash_datetime};
-use super::util::parse_ip;
+use super::util::{contains_lit, parse_ip};
 use super::{ParseCtx, ParseError};
 use crate::model::{Event, Micros, NatEvent, NatEventKind};
 
@@ -31,9 +31,10 @@ fn err(reason: impl Into<String>) -> ParseError {
 
 /// Cheap check used by format detection.
 pub fn looks_like(body: &str) -> bool {
-    body.contains("tmnxNatPlBlockAllocation")
-        || body.contains("tmnxNatLsnSubBlksFree")
-        || (body.contains("-lsn-sub %") && (body.contains(" Map ") || body.contains(" Free ")))
+    contains_lit(body, "tmnxNatPlBlockAllocation")
+        || contains_lit(body, "tmnxNatLsnSubBlksFree")
+        || (contains_lit(body, "-lsn-sub %")
+            && (contains_lit(body, " Map ") || contains_lit(body, " Free ")))
 }
 
 /// Parses one event line into one NAT event; returns the number pushed (1).

@@ -88,6 +88,111 @@ pub(crate) fn whitespace_tokens(text: &str) -> Vec<&str> {
     }
 }
 
+/// `hay.find(needle)` for the format checks that every unmatched line goes through: a
+/// `memchr` for one rare byte of the needle (its first uppercase letter, `%`, `|` or `_`, else
+/// its first byte) and a compare at each hit. `str::find` sets up a Two-Way searcher per call,
+/// which cost more than scanning a ~150-byte line. Candidates come in increasing order, so the
+/// first match found is the leftmost, as `str::find` gives.
+pub(crate) fn find_lit(hay: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let Some(k) = n
+        .iter()
+        .position(|c| c.is_ascii_uppercase() || matches!(c, b'%' | b'|' | b'_'))
+        .or_else(|| (!n.is_empty()).then_some(0))
+    else {
+        return Some(0);
+    };
+    let probe = *n.get(k)?;
+    for at in memchr::memchr_iter(probe, h) {
+        let Some(start) = at.checked_sub(k) else {
+            continue;
+        };
+        if h.get(start..start + n.len()) == Some(n) {
+            return Some(start);
+        }
+    }
+    None
+}
+
+/// `hay.contains(needle)` by [`find_lit`].
+pub(crate) fn contains_lit(hay: &str, needle: &str) -> bool {
+    find_lit(hay, needle).is_some()
+}
+
+/// `str::split_ascii_whitespace` for hot tokenizers: the same tokens (split on space, tab, LF,
+/// FF and CR; empty ones skipped), with the scan for a token's end done eight bytes at a time.
+/// The std iterator tests one byte per step through a closure; conntrack lines are ~250 bytes
+/// of ~20 tokens.
+#[derive(Debug, Clone)]
+pub(crate) struct AsciiWords<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+pub(crate) fn ascii_words(s: &str) -> AsciiWords<'_> {
+    AsciiWords { s, pos: 0 }
+}
+
+/// The bytes `u8::is_ascii_whitespace` accepts (vertical tab excluded).
+#[inline]
+fn is_split_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\x0c' | b'\r')
+}
+
+/// Position of the first `is_split_ws` byte of `b` at or after `from` (`b.len()` when none).
+#[inline]
+fn word_end(b: &[u8], from: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(bytes);
+        // Bytes below 0x21 flagged; the lowest flag is exact (borrows only run upwards). All
+        // five separators are below 0x21; other control bytes are checked and passed over.
+        let hits = w.wrapping_sub(LO * 0x21) & !w & HI;
+        if hits != 0 {
+            let at = i + (hits.trailing_zeros() / 8) as usize;
+            if b.get(at).is_some_and(|c| is_split_ws(*c)) {
+                return at;
+            }
+            // A non-separator control byte (rare): bytewise from the byte after it.
+            return word_end_bytes(b, at + 1);
+        }
+        i += 8;
+    }
+    word_end_bytes(b, i)
+}
+
+fn word_end_bytes(b: &[u8], from: usize) -> usize {
+    b.get(from..)
+        .and_then(|r| r.iter().position(|c| is_split_ws(*c)))
+        .map_or(b.len(), |p| from + p)
+}
+
+impl<'a> Iterator for AsciiWords<'a> {
+    type Item = &'a str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        let b = self.s.as_bytes();
+        let mut i = self.pos;
+        while b.get(i).is_some_and(|c| is_split_ws(*c)) {
+            i += 1;
+        }
+        if i >= b.len() {
+            self.pos = b.len();
+            return None;
+        }
+        let end = word_end(b, i);
+        self.pos = end;
+        // Separators are ASCII, so both ends are char boundaries.
+        self.s.get(i..end)
+    }
+}
+
 /// Unsigned decimal, digits only (no sign, no spaces): `str::parse` accepts a leading `+`.
 /// Position of the first byte of `hay` equal to one of `needles`, eight bytes at a time.
 ///
@@ -154,16 +259,51 @@ pub(crate) fn parse_u8(s: &str) -> Option<u8> {
 /// An address as text; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is folded to IPv4 so one host has
 /// one spelling in the lake.
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
-    if let Some(v4) = dotted_quad(s.as_bytes()) {
+    let b = s.as_bytes();
+    if let Some(v4) = dotted_quad(b) {
         return Some(IpAddr::V4(v4));
     }
+    if !could_be_v6(b) {
+        return None;
+    }
     s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+/// False for text the standard parser is sure to refuse, so callers that try a token as an
+/// address before splitting it (`inside:100.64.0.1/1234`, `100.64.0.1:1234`) do not pay for
+/// a full IPv4 and IPv6 parse: after the dotted-quad path only IPv6 remains, which is made of
+/// hex digits, ':' and '.', and has its '.'s (an embedded IPv4) after its last ':'.
+fn could_be_v6(b: &[u8]) -> bool {
+    let mut last_colon = None;
+    let mut first_dot = None;
+    for (i, c) in b.iter().enumerate() {
+        match c {
+            b':' => last_colon = Some(i),
+            b'.' => {
+                if first_dot.is_none() {
+                    first_dot = Some(i);
+                }
+            }
+            c if c.is_ascii_hexdigit() => {}
+            _ => return false,
+        }
+    }
+    match (last_colon, first_dot) {
+        (None, _) => false,
+        (Some(c), Some(d)) => d > c,
+        (Some(_), None) => true,
+    }
 }
 
 /// Plain dotted-quad IPv4 (what nearly every NAT log prints) without the standard parser's
 /// general machinery. Accepts exactly what `Ipv4Addr::from_str` accepts of that shape (1–3
 /// digits per octet, no leading zeros, ≤ 255); None sends anything else to the full parser.
 fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    // "0.0.0.0" to "255.255.255.255": anything shorter or longer is not this shape.
+    if !(7..=15).contains(&b.len()) {
+        return None;
+    }
+    let digit = |i: usize| b.get(i).and_then(|c| c.is_ascii_digit().then(|| c - b'0'));
     let mut octets = [0u8; 4];
     let mut i = 0;
     for (n, o) in octets.iter_mut().enumerate() {
@@ -173,18 +313,23 @@ fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
             }
             i += 1;
         }
-        let start = i;
-        let mut v: u32 = 0;
-        while let Some(d) = b.get(i).filter(|c| c.is_ascii_digit()) {
-            v = v * 10 + u32::from(d - b'0');
-            i += 1;
-            if i - start > 3 {
+        // One to three digits, unrolled; no leading zero before another digit.
+        let first = digit(i)?;
+        let mut v = u32::from(first);
+        i += 1;
+        if let Some(d) = digit(i) {
+            if first == 0 {
                 return None;
             }
-        }
-        let len = i - start;
-        if len == 0 || (len > 1 && b.get(start) == Some(&b'0')) {
-            return None;
+            v = v * 10 + u32::from(d);
+            i += 1;
+            if let Some(d) = digit(i) {
+                v = v * 10 + u32::from(d);
+                i += 1;
+                if digit(i).is_some() {
+                    return None;
+                }
+            }
         }
         *o = u8::try_from(v).ok()?;
     }
@@ -288,7 +433,7 @@ fn is_leap(y: i32) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
 
-fn days_in_month(y: i32, m: u32) -> u32 {
+pub(crate) fn days_in_month(y: i32, m: u32) -> u32 {
     match m {
         2 if is_leap(y) => 29,
         2 => 28,
@@ -718,6 +863,91 @@ mod tests {
     }
 
     #[test]
+    fn find_lit_agrees_with_str_find() {
+        let needles = [
+            "",
+            "%%",
+            "NAT-",
+            "|A10|",
+            "FIXED-NAT-PORTS ",
+            "tmnxNatPlBlockAllocation",
+            "-lsn-sub %",
+            " Map ",
+            "LSN_",
+            "aa",
+            "a",
+            "abab",
+            "\u{e9}x",
+            "x_y",
+        ];
+        let alphabet = [
+            "a", "b", "%", "N", "A", "T", "-", "|", "1", "0", " ", "_", "x", "y", "\u{e9}",
+        ];
+        let mut seed = 99u32;
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = (seed >> 16) as usize % 30;
+            let mut hay = String::new();
+            for _ in 0..len {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                hay.push_str(alphabet[(seed >> 16) as usize % alphabet.len()]);
+            }
+            for n in needles {
+                assert_eq!(find_lit(&hay, n), hay.find(n), "{hay:?} {n:?}");
+            }
+        }
+        for file in [
+            "cisco_asa.txt",
+            "a10.txt",
+            "nokia.txt",
+            "f5.txt",
+            "huawei.txt",
+        ] {
+            for line in test_corpus::samples(file) {
+                for n in needles {
+                    assert_eq!(find_lit(&line.line, n), line.line.find(n), "{n:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ascii_words_agree_with_split_ascii_whitespace() {
+        let mut cases: Vec<String> = [
+            "",
+            " ",
+            "a",
+            "\tab  cd\r\nef\x0cgh ",
+            // Vertical tab and other control bytes are not separators, in and out of words.
+            "a\x0bb c\x01d\x1fe f\x00g",
+            "0123456789abcdef\x0b0123456789abcdef 01234567\x1f89",
+            "\u{a0}a\u{85}b c\u{e9}\u{3000}d",
+            "12345678 12345678\t1234567 123456789",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for file in ["conntrack.txt", "juniper.txt", "syslog_edge.txt"] {
+            cases.extend(test_corpus::samples(file).into_iter().map(|s| s.line));
+        }
+        // Every separator and a control byte at every offset of spans up to 20 bytes.
+        for len in 0..20usize {
+            for at in 0..len {
+                for sep in [' ', '\t', '\n', '\x0c', '\r', '\x0b', '\x1f', '\u{85}'] {
+                    let mut t: String = (0..len).map(|k| char::from(b'a' + k as u8)).collect();
+                    t.replace_range(at..=at, &sep.to_string());
+                    cases.push(t);
+                }
+            }
+        }
+        for c in &cases {
+            let want: Vec<&str> = c.split_ascii_whitespace().collect();
+            let got: Vec<&str> = ascii_words(c).collect();
+            assert_eq!(got, want, "{c:?}");
+        }
+    }
+
+    #[test]
     fn find_any_agrees_with_a_byte_scan() {
         // Every needle position in spans of 0..40 bytes, over filler that includes the bytes
         // next to the needles (borrows in the word test must not fake or hide a match) and
@@ -741,6 +971,48 @@ mod tests {
                         let want = h.iter().position(|b| needles.contains(b));
                         assert_eq!(super::find_any(&h, needles), want, "{h:?}");
                         assert_eq!(want, Some(at));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parse_ip_agrees_with_std_on_random_and_corpus_text() {
+        let std_ip = |s: &str| s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        // Random strings over the bytes addresses are made of and a few that they are not.
+        let alphabet = b"0123456789abcdefABCDEF.:.:.:g/ %1";
+        let mut seed = 12_345u32;
+        let mut valid = 0;
+        for _ in 0..200_000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let len = (seed >> 16) as usize % 24;
+            let t: String = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    char::from(alphabet[(seed >> 16) as usize % alphabet.len()])
+                })
+                .collect();
+            let want = std_ip(&t);
+            valid += usize::from(want.is_some());
+            assert_eq!(parse_ip(&t), want, "{t:?}");
+        }
+        assert!(valid > 100, "{valid}");
+        // Every token of the corpus, whole and split at the usual separators.
+        for file in [
+            "cisco_asa.txt",
+            "juniper.txt",
+            "conntrack.txt",
+            "iptables.txt",
+            "huawei.txt",
+        ] {
+            for line in test_corpus::samples(file) {
+                for tok in line.line.split_whitespace() {
+                    for part in tok.split(['=', '/', '"', ',', '(', ')', '[', ']']) {
+                        assert_eq!(parse_ip(part), std_ip(part), "{part:?}");
+                        if let Some((a, _)) = part.rsplit_once(':') {
+                            assert_eq!(parse_ip(a), std_ip(a), "{a:?}");
+                        }
                     }
                 }
             }
@@ -774,9 +1046,32 @@ mod tests {
             "1.2.3.4:80",
             "0.00.0.0",
             "99.999.9.9",
+            "1.2.3.4444",
+            "001.2.3.4",
+            "1.2.3.4/24",
+            "inside:100.64.0.1",
+            "100.64.0.1:1234",
+            "::1",
+            "::",
+            "::ffff:100.64.0.1",
+            "64:ff9b::198.51.100.1",
+            "2001:db8::1.2.3.4",
+            "2001:DB8::A",
+            "1.2.3.4::",
+            "1.2::3.4",
+            "g::1",
+            "fe80::1%eth0",
+            "[2001:db8::1]",
+            "2001:db8::1:80",
         ] {
             let std = s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
             assert_eq!(parse_ip(s), std, "{s:?}");
+            if std.is_some() {
+                assert!(
+                    dotted_quad(s.as_bytes()).is_some() || could_be_v6(s.as_bytes()),
+                    "{s:?}"
+                );
+            }
             if let Some(v4) = dotted_quad(s.as_bytes()) {
                 assert_eq!(Some(IpAddr::V4(v4)), std, "{s:?}");
             }
