@@ -340,16 +340,16 @@ pub fn declares_sort_order(kv: Option<&Vec<parquet::file::metadata::KeyValue>>) 
 pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     let ranks = AddressRanks::new(rows);
     let keys = RawKeyRanks::new(rows);
-    let mut keyed: Vec<(PartKey, SortKey, u32)> = rows
+    let keyed: Vec<(PartKey, SortKey)> = rows
         .iter()
-        .enumerate()
-        .map(|(i, r)| (part_key(r), sort_key(r, &ranks, &keys), i as u32))
+        .map(|r| (part_key(r), sort_key(r, &ranks, &keys)))
         .collect();
-    keyed.sort_unstable();
+    let order = packed_order(&keyed).unwrap_or_else(|| full_order(&keyed));
     let mut parts: Vec<Partition<'_>> = Vec::new();
     let mut current: Option<PartKey> = None;
-    for (pk, _, i) in keyed {
+    for i in order {
         let row = &rows[i as usize];
+        let pk = keyed[i as usize].0;
         if current != Some(pk) {
             current = Some(pk);
             let net = layout::net_value(row.event.partition_ip());
@@ -363,6 +363,75 @@ pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     // The text order of x_net (e.g. "198.18.10.0_24" < "198.18.2.0_24") names the outputs' order.
     parts.sort_by(|a, b| a.0.cmp(&b.0));
     parts
+}
+
+/// The fields of a row's (partition, sort) key in the order the keys compare: the partition
+/// key's table, hour, family and network bits, then the address rank, port + 1, time, raw-key
+/// rank and record.
+fn key_fields((part, (addr, time, key, rec)): &(PartKey, SortKey)) -> [i128; 9] {
+    [
+        (part >> 120) as i128,
+        i128::from((part >> 56) as u64),
+        ((part >> 48) & 0xff) as i128,
+        (part & ((1 << 48) - 1)) as i128,
+        i128::from(addr >> 32),
+        i128::from(addr & 0xffff_ffff),
+        i128::from(*time),
+        i128::from(*key),
+        i128::from(*rec),
+    ]
+}
+
+/// The row order of [`partition`] from one sort of single integers: each row's key fields
+/// ([`key_fields`]) and its position packed into a u128, every field offset by its minimum and
+/// given only the bits its range needs. One raw object's rows need ~80 (a table or two, an hour
+/// or two, its /24s, 17 bits of port, ~32 of time, its record indices and positions); None
+/// when they need more than 128, and the caller sorts the full keys instead. Same order either
+/// way: each field keeps its order, and they are packed most significant first in the order
+/// the full keys compare them, the position (ties keep their input order) last.
+fn packed_order(keyed: &[(PartKey, SortKey)]) -> Option<Vec<u32>> {
+    let first = keyed.first()?;
+    let n = u32::try_from(keyed.len()).ok()?;
+    let mut lo = key_fields(first);
+    let mut hi = lo;
+    for k in keyed {
+        for (j, v) in key_fields(k).into_iter().enumerate() {
+            lo[j] = lo[j].min(v);
+            hi[j] = hi[j].max(v);
+        }
+    }
+    let bits = |span: u128| 128 - span.leading_zeros();
+    let widths: [u32; 9] = std::array::from_fn(|j| bits(hi[j].abs_diff(lo[j])));
+    let index_bits = bits(u128::from(n));
+    if widths.iter().sum::<u32>() + index_bits > 128 {
+        return None;
+    }
+    let mut packed: Vec<u128> = keyed
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut p = 0u128;
+            for (j, v) in key_fields(k).into_iter().enumerate() {
+                // A zero-width field (one value) adds nothing; the sum of widths is <= 128.
+                p = p.checked_shl(widths[j]).unwrap_or(0) | v.abs_diff(lo[j]);
+            }
+            (p << index_bits) | i as u128
+        })
+        .collect();
+    packed.sort_unstable();
+    let mask = (1u128 << index_bits) - 1;
+    Some(packed.into_iter().map(|k| (k & mask) as u32).collect())
+}
+
+/// The row order of [`partition`] from a sort of the full keys (rows whose keys do not pack).
+fn full_order(keyed: &[(PartKey, SortKey)]) -> Vec<u32> {
+    let mut order: Vec<(PartKey, SortKey, u32)> = keyed
+        .iter()
+        .enumerate()
+        .map(|(i, (p, s))| (*p, *s, i as u32))
+        .collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// (table, hour start, partition network) packed into one integer that sorts the same way:
@@ -763,6 +832,72 @@ mod tests {
                 (Some(2000), 7, ip("100.64.0.1")),
             ]
         );
+    }
+
+    /// The packed keys order rows exactly as the full keys do, and rows whose keys do not pack
+    /// (record indices across all of u64) take the full sort.
+    #[test]
+    fn packed_order_is_the_full_order() {
+        let xs = ["198.18.0.2", "198.18.0.10", "198.18.7.1", "2001:db8:1::9"];
+        let mut rows: Vec<Row> = (0..500u64)
+            .map(|i| {
+                let key = if i % 5 == 0 { "raw/b" } else { "raw/a" };
+                let t = H + ((i * 7_919) % 2_000) as i64 * 3_600_000 / 7;
+                let mut r = with_x(
+                    nat_row(t, SessionCreate, "100.64.0.1", (i % 9) as u16, key, i % 40),
+                    xs[(i % 4) as usize],
+                );
+                if let Event::Nat(e) = &mut r.event {
+                    if i % 31 == 0 {
+                        e.x_port = None;
+                    }
+                    if i % 47 == 0 {
+                        e.x_ip = None;
+                    }
+                }
+                r
+            })
+            .collect();
+        let keyed = |rows: &[Row]| -> Vec<(PartKey, SortKey)> {
+            let ranks = AddressRanks::new(rows);
+            let keys = RawKeyRanks::new(rows);
+            rows.iter()
+                .map(|r| (part_key(r), sort_key(r, &ranks, &keys)))
+                .collect()
+        };
+        let packed = packed_order(&keyed(&rows)).expect("these keys pack");
+        assert_eq!(packed, full_order(&keyed(&rows)));
+        assert_ne!(packed, (0..500).collect::<Vec<u32>>());
+        // Stored as i64: i64::MIN and i64::MAX, 64 bits of record indices alone.
+        rows[3].provenance.raw_record = 1 << 63;
+        rows[4].provenance.raw_record = i64::MAX as u64;
+        assert_eq!(packed_order(&keyed(&rows)), None);
+        let parts = partition(&rows);
+        assert_eq!(parts.iter().map(|p| p.1.len()).sum::<usize>(), 500);
+        let full = full_order(&keyed(&rows));
+        let flat: Vec<*const Row> = parts
+            .iter()
+            .flat_map(|p| p.1.iter().map(|r| *r as *const Row))
+            .collect();
+        let want: Vec<*const Row> = {
+            // Groups come out in key order; within a group, in `full` order.
+            let mut groups: Vec<((Table, i64, String), Vec<*const Row>)> = Vec::new();
+            for i in full {
+                let r = &rows[i as usize];
+                let k = (
+                    r.event.table(),
+                    layout::hour_start(r.event.time()),
+                    layout::net_value(r.event.partition_ip()),
+                );
+                match groups.iter_mut().find(|g| g.0 == k) {
+                    Some(g) => g.1.push(r as *const Row),
+                    None => groups.push((k, vec![r as *const Row])),
+                }
+            }
+            groups.sort_by(|a, b| a.0.cmp(&b.0));
+            groups.into_iter().flat_map(|g| g.1).collect()
+        };
+        assert_eq!(flat, want);
     }
 
     #[test]
