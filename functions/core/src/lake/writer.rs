@@ -195,6 +195,8 @@ fn properties(
             // set-up of a compression context per column.
             props = props.set_column_compression(col.clone(), Compression::UNCOMPRESSED);
         }
+        // Whether the column's values are stored plain (no dictionary, no deltas).
+        let mut plain = false;
         if matches!(field.data_type(), DataType::Timestamp(..))
             || Some(field.name().as_str()) == second_sort
         {
@@ -204,16 +206,26 @@ fn properties(
             // 2.97 -> 0.62 bytes per row, time 5.4 -> 4.1, recv_time 6.5 -> 4.2).
             props = props
                 .set_column_dictionary_enabled(col.clone(), false)
-                .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+                .set_column_encoding(col.clone(), Encoding::DELTA_BINARY_PACKED);
         } else if field.name() == "src_port" {
             // Inside ports are random: a dictionary of up to 64k values costs more than it
             // saves; plain values under zstd are near their 16 bits.
-            props = props.set_column_dictionary_enabled(col, false);
+            props = props.set_column_dictionary_enabled(col.clone(), false);
+            plain = true;
         } else if opts.ingest && !single && INGEST_PLAIN.contains(&field.name().as_str()) {
             // A few hundred rows per object: counters, record indices and addresses hardly
             // repeat, so a dictionary is built only to be paid for (compaction keeps it: across
             // objects they do repeat). One value is still a one-entry dictionary (above).
-            props = props.set_column_dictionary_enabled(col, false);
+            props = props.set_column_dictionary_enabled(col.clone(), false);
+            plain = true;
+        }
+        if opts.ingest && opts.lz4 && !plain {
+            // Per-object outputs compress only their plain columns (LZ4 takes addresses,
+            // counters and record indices to 0.33-0.83 of their size). Bit-packed deltas and
+            // dictionary indices leave it nothing to find (0.93-1.0 on the 3-hour day's
+            // nat_events objects), and on a page of a few hundred bytes its per-call set-up
+            // (a zeroed hash table) costs more than the page: they stay as they are.
+            props = props.set_column_compression(col, Compression::UNCOMPRESSED);
         }
     }
     if opts.bloom_filters {
@@ -342,7 +354,8 @@ pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     let keys = RawKeyRanks::new(rows);
     let keyed: Vec<(PartKey, SortKey)> = rows
         .iter()
-        .map(|r| (part_key(r), sort_key(r, &ranks, &keys)))
+        .zip(&ranks.ranks)
+        .map(|(r, rank)| (part_key(r), sort_key(r, *rank, &keys)))
         .collect();
     let order = packed_order(&keyed).unwrap_or_else(|| full_order(&keyed));
     let mut parts: Vec<Partition<'_>> = Vec::new();
@@ -365,20 +378,22 @@ pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     parts
 }
 
-/// The fields of a row's (partition, sort) key in the order the keys compare: the partition
-/// key's table, hour, family and network bits, then the address rank, port + 1, time, raw-key
-/// rank and record.
-fn key_fields((part, (addr, time, key, rec)): &(PartKey, SortKey)) -> [i128; 9] {
+/// The fields of a row's (partition, sort) key in the order the keys compare, each as a u64
+/// in the same order: the partition key's table, hour, family and network bits, then the
+/// address rank, port + 1, time, raw-key rank and record (signed ones with the sign bit
+/// flipped).
+fn key_fields((part, (addr, time, key, rec)): &(PartKey, SortKey)) -> [u64; 9] {
+    const FLIP: u64 = 1 << 63;
     [
-        (part >> 120) as i128,
-        i128::from((part >> 56) as u64),
-        ((part >> 48) & 0xff) as i128,
-        (part & ((1 << 48) - 1)) as i128,
-        i128::from(addr >> 32),
-        i128::from(addr & 0xffff_ffff),
-        i128::from(*time),
-        i128::from(*key),
-        i128::from(*rec),
+        (part >> 120) as u64,
+        (part >> 56) as u64,
+        ((part >> 48) & 0xff) as u64,
+        (part & ((1 << 48) - 1)) as u64,
+        addr >> 32,
+        addr & 0xffff_ffff,
+        (*time as u64) ^ FLIP,
+        u64::from(*key),
+        (*rec as u64) ^ FLIP,
     ]
 }
 
@@ -395,32 +410,68 @@ fn packed_order(keyed: &[(PartKey, SortKey)]) -> Option<Vec<u32>> {
     let mut lo = key_fields(first);
     let mut hi = lo;
     for k in keyed {
-        for (j, v) in key_fields(k).into_iter().enumerate() {
-            lo[j] = lo[j].min(v);
-            hi[j] = hi[j].max(v);
+        let f = key_fields(k);
+        for j in 0..f.len() {
+            lo[j] = lo[j].min(f[j]);
+            hi[j] = hi[j].max(f[j]);
         }
     }
-    let bits = |span: u128| 128 - span.leading_zeros();
-    let widths: [u32; 9] = std::array::from_fn(|j| bits(hi[j].abs_diff(lo[j])));
-    let index_bits = bits(u128::from(n));
-    if widths.iter().sum::<u32>() + index_bits > 128 {
+    let bits = |span: u64| u64::BITS - span.leading_zeros();
+    let widths: [u32; 9] = std::array::from_fn(|j| bits(hi[j] - lo[j]));
+    let index_bits = bits(u64::from(n));
+    let total = widths.iter().sum::<u32>() + index_bits;
+    if total > 128 {
         return None;
     }
     let mut packed: Vec<u128> = keyed
         .iter()
         .enumerate()
         .map(|(i, k)| {
+            let f = key_fields(k);
             let mut p = 0u128;
-            for (j, v) in key_fields(k).into_iter().enumerate() {
-                // A zero-width field (one value) adds nothing; the sum of widths is <= 128.
-                p = p.checked_shl(widths[j]).unwrap_or(0) | v.abs_diff(lo[j]);
+            for j in 0..f.len() {
+                // Each width is at most 64 and their sum at most 128: nothing is shifted out.
+                p = (p << widths[j]) | u128::from(f[j] - lo[j]);
             }
             (p << index_bits) | i as u128
         })
         .collect();
-    packed.sort_unstable();
+    radix_sort(&mut packed, total);
     let mask = (1u128 << index_bits) - 1;
     Some(packed.into_iter().map(|k| (k & mask) as u32).collect())
+}
+
+/// Sorts distinct keys below 2^`bits` ascending: a least-significant-digit radix sort, a byte
+/// per pass, skipping bytes every key shares (one raw object's rows: ~10 passes over ~80 bits,
+/// against ~11 levels of comparisons of a comparison sort). Few keys take the comparison sort.
+fn radix_sort(keys: &mut Vec<u128>, bits: u32) {
+    if keys.len() < 64 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut buf = vec![0u128; keys.len()];
+    for pass in 0..bits.div_ceil(8) {
+        let shift = pass * 8;
+        let mut counts = [0usize; 256];
+        for k in keys.iter() {
+            counts[((k >> shift) & 0xff) as usize] += 1;
+        }
+        if counts.contains(&keys.len()) {
+            continue;
+        }
+        let mut start = 0;
+        for c in counts.iter_mut() {
+            let here = *c;
+            *c = start;
+            start += here;
+        }
+        for k in keys.iter() {
+            let d = ((k >> shift) & 0xff) as usize;
+            buf[counts[d]] = *k;
+            counts[d] += 1;
+        }
+        std::mem::swap(keys, &mut buf);
+    }
 }
 
 /// The row order of [`partition`] from a sort of the full keys (rows whose keys do not pack).
@@ -479,44 +530,52 @@ fn sort_address(r: &Row) -> (Option<std::net::IpAddr>, Option<u16>) {
     }
 }
 
-/// The distinct sort addresses of a batch of rows, ranked by their text (the order of the
-/// string column): a row's rank is looked up by its address's bits, so the row sort compares
-/// integers and each address is formatted once however many rows hold it.
+/// The text rank of each row's sort address (the order of the string column): the distinct
+/// addresses are found with a hash map (a few dozen among a raw object's thousands of rows),
+/// each formatted once and ranked, so the row sort compares integers.
 struct AddressRanks {
-    /// Distinct (family, bits), ascending.
-    keys: Vec<(u8, u128)>,
-    /// The text rank of `keys[i]`; no address (null, first in the lake order) ranks 0.
+    /// Per row, the rank of its address's text; no address (null, first in the lake order)
+    /// ranks 0.
     ranks: Vec<u32>,
 }
 
 impl AddressRanks {
     fn new(rows: &[Row]) -> Self {
-        let mut addrs: Vec<Option<std::net::IpAddr>> =
-            rows.iter().map(|r| sort_address(r).0).collect();
-        addrs.sort_unstable();
-        addrs.dedup();
-        // None sorts first in `addrs` and its empty text first by text: nulls first.
-        let mut by_text: Vec<(String, usize)> = addrs
+        let mut ids: std::collections::HashMap<Option<std::net::IpAddr>, u32> =
+            std::collections::HashMap::new();
+        let mut distinct: Vec<Option<std::net::IpAddr>> = Vec::new();
+        let mut last: Option<(Option<std::net::IpAddr>, u32)> = None;
+        let row_ids: Vec<u32> = rows
+            .iter()
+            .map(|r| {
+                let a = sort_address(r).0;
+                match last {
+                    Some((l, id)) if l == a => id,
+                    _ => {
+                        let id = *ids.entry(a).or_insert_with(|| {
+                            distinct.push(a);
+                            (distinct.len() - 1) as u32
+                        });
+                        last = Some((a, id));
+                        id
+                    }
+                }
+            })
+            .collect();
+        // None's empty text sorts first: nulls first.
+        let mut by_text: Vec<(String, usize)> = distinct
             .iter()
             .enumerate()
             .map(|(i, a)| (a.map(|a| a.to_string()).unwrap_or_default(), i))
             .collect();
         by_text.sort_unstable();
-        let mut ranks = vec![0u32; addrs.len()];
+        let mut rank_of = vec![0u32; distinct.len()];
         for (rank, (_, i)) in by_text.iter().enumerate() {
-            ranks[*i] = rank as u32;
+            rank_of[*i] = rank as u32;
         }
         Self {
-            keys: addrs.into_iter().map(ip_key).collect(),
-            ranks,
+            ranks: row_ids.into_iter().map(|id| rank_of[id as usize]).collect(),
         }
-    }
-
-    fn rank(&self, ip: Option<std::net::IpAddr>) -> u32 {
-        // Every address of the rows was ranked in `new`.
-        self.keys
-            .binary_search(&ip_key(ip))
-            .map_or(u32::MAX, |i| self.ranks[i])
     }
 }
 
@@ -551,11 +610,10 @@ impl<'a> RawKeyRanks<'a> {
 }
 
 /// The lake order inside a partition ([`SORT_ORDER`]).
-fn sort_key(r: &Row, ranks: &AddressRanks, keys: &RawKeyRanks<'_>) -> SortKey {
-    let (ip, port) = sort_address(r);
-    let port = port.map_or(0, |p| u64::from(p) + 1);
+fn sort_key(r: &Row, rank: u32, keys: &RawKeyRanks<'_>) -> SortKey {
+    let port = sort_address(r).1.map_or(0, |p| u64::from(p) + 1);
     (
-        (u64::from(ranks.rank(ip)) << 32) | port,
+        (u64::from(rank) << 32) | port,
         r.event.time(),
         keys.rank(&r.provenance.raw_key),
         // As stored (the column is Int64).
@@ -862,7 +920,8 @@ mod tests {
             let ranks = AddressRanks::new(rows);
             let keys = RawKeyRanks::new(rows);
             rows.iter()
-                .map(|r| (part_key(r), sort_key(r, &ranks, &keys)))
+                .zip(&ranks.ranks)
+                .map(|(r, rank)| (part_key(r), sort_key(r, *rank, &keys)))
                 .collect()
         };
         let packed = packed_order(&keyed(&rows)).expect("these keys pack");
@@ -898,6 +957,24 @@ mod tests {
             groups.into_iter().flat_map(|g| g.1).collect()
         };
         assert_eq!(flat, want);
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        // A fixed pseudo-random sequence over 100 bits, with runs of equal high bytes.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut keys: Vec<u128> = (0..5_000u128)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((u128::from(x % 5) << 90) | (u128::from(x) << 20) | i) & ((1 << 100) - 1)
+            })
+            .collect();
+        let mut want = keys.clone();
+        want.sort_unstable();
+        radix_sort(&mut keys, 100);
+        assert_eq!(keys, want);
     }
 
     #[test]
@@ -1109,8 +1186,12 @@ mod tests {
                 .find(|c| c.column_path().string() == name)
                 .unwrap()
         };
-        assert_eq!(col("time").compression(), Compression::LZ4_RAW);
+        assert_eq!(col("raw_record").compression(), Compression::LZ4_RAW);
         assert_eq!(col("subscriber").compression(), Compression::UNCOMPRESSED);
+        // Bit-packed deltas are left as they are.
+        for name in ["time", "recv_time", "x_port"] {
+            assert_eq!(col(name).compression(), Compression::UNCOMPRESSED, "{name}");
+        }
         for name in ["x_ip", "x_port", "time", "protocol", "src_ip"] {
             assert!(col(name).statistics().is_some(), "{name} has no statistics");
         }
