@@ -940,7 +940,8 @@ mod tests {
             .collect();
         let want: Vec<*const Row> = {
             // Groups come out in key order; within a group, in `full` order.
-            let mut groups: Vec<((Table, i64, String), Vec<*const Row>)> = Vec::new();
+            type Group = ((Table, i64, String), Vec<*const Row>);
+            let mut groups: Vec<Group> = Vec::new();
             for i in full {
                 let r = &rows[i as usize];
                 let k = (
