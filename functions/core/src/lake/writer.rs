@@ -12,6 +12,7 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -303,7 +304,13 @@ pub fn encode_batch(
     let schema = batch.schema();
     let props = properties(table, batch, opts)?;
     let mut buf = Vec::with_capacity(4096);
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    // Per-object outputs leave out the Arrow schema (a 2 KB base64 footer entry, encoded anew
+    // for each file): every lake reader conforms batches to the table's own schema
+    // (`read::conform`), and the Parquet types alone give the same Arrow types.
+    let options = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(opts.ingest);
+    let mut w = ArrowWriter::try_new_with_options(&mut buf, schema, options)?;
     w.write(batch)?;
     w.close()?;
     Ok(Bytes::from(buf))
@@ -1069,6 +1076,14 @@ mod tests {
         ));
         let batches = crate::lake::read::parquet_batches(out[0].1.clone()).unwrap();
         let schema = crate::lake::compact::table_schema(Table::NatEvents);
+        // No Arrow schema in the footer: the Parquet types give the table's Arrow types.
+        assert!(
+            file.metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .is_none_or(|kv| kv.iter().all(|e| e.key != "ARROW:schema"))
+        );
+        assert_eq!(batches[0].schema(), schema);
         let written = arrow::compute::concat_batches(&schema, &batches).unwrap();
         assert_eq!(written.num_rows(), 400);
         let resorted = crate::lake::merge::sort_rows(Table::NatEvents, &written).unwrap();
