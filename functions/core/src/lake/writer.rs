@@ -359,17 +359,16 @@ pub fn declares_sort_order(kv: Option<&Vec<parquet::file::metadata::KeyValue>>) 
 pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     let ranks = AddressRanks::new(rows);
     let keys = RawKeyRanks::new(rows);
-    let keyed: Vec<(PartKey, SortKey)> = rows
+    let mut keyed: Vec<(PartKey, SortKey, u32)> = rows
         .iter()
-        .zip(&ranks.ranks)
-        .map(|(r, rank)| (part_key(r), sort_key(r, *rank, &keys)))
+        .enumerate()
+        .map(|(i, r)| (part_key(r), sort_key(r, &ranks, &keys), i as u32))
         .collect();
-    let order = packed_order(&keyed).unwrap_or_else(|| full_order(&keyed));
+    keyed.sort_unstable();
     let mut parts: Vec<Partition<'_>> = Vec::new();
     let mut current: Option<PartKey> = None;
-    for i in order {
+    for (pk, _, i) in keyed {
         let row = &rows[i as usize];
-        let pk = keyed[i as usize].0;
         if current != Some(pk) {
             current = Some(pk);
             let net = layout::net_value(row.event.partition_ip());
@@ -383,113 +382,6 @@ pub fn partition(rows: &[Row]) -> Vec<Partition<'_>> {
     // The text order of x_net (e.g. "198.18.10.0_24" < "198.18.2.0_24") names the outputs' order.
     parts.sort_by(|a, b| a.0.cmp(&b.0));
     parts
-}
-
-/// The fields of a row's (partition, sort) key in the order the keys compare, each as a u64
-/// in the same order: the partition key's table, hour, family and network bits, then the
-/// address rank, port + 1, time, raw-key rank and record (signed ones with the sign bit
-/// flipped).
-fn key_fields((part, (addr, time, key, rec)): &(PartKey, SortKey)) -> [u64; 9] {
-    const FLIP: u64 = 1 << 63;
-    [
-        (part >> 120) as u64,
-        (part >> 56) as u64,
-        ((part >> 48) & 0xff) as u64,
-        (part & ((1 << 48) - 1)) as u64,
-        addr >> 32,
-        addr & 0xffff_ffff,
-        (*time as u64) ^ FLIP,
-        u64::from(*key),
-        (*rec as u64) ^ FLIP,
-    ]
-}
-
-/// The row order of [`partition`] from one sort of single integers: each row's key fields
-/// ([`key_fields`]) and its position packed into a u128, every field offset by its minimum and
-/// given only the bits its range needs. One raw object's rows need ~80 (a table or two, an hour
-/// or two, its /24s, 17 bits of port, ~32 of time, its record indices and positions); None
-/// when they need more than 128, and the caller sorts the full keys instead. Same order either
-/// way: each field keeps its order, and they are packed most significant first in the order
-/// the full keys compare them, the position (ties keep their input order) last.
-fn packed_order(keyed: &[(PartKey, SortKey)]) -> Option<Vec<u32>> {
-    let first = keyed.first()?;
-    let n = u32::try_from(keyed.len()).ok()?;
-    let mut lo = key_fields(first);
-    let mut hi = lo;
-    for k in keyed {
-        let f = key_fields(k);
-        for j in 0..f.len() {
-            lo[j] = lo[j].min(f[j]);
-            hi[j] = hi[j].max(f[j]);
-        }
-    }
-    let bits = |span: u64| u64::BITS - span.leading_zeros();
-    let widths: [u32; 9] = std::array::from_fn(|j| bits(hi[j] - lo[j]));
-    let index_bits = bits(u64::from(n));
-    let total = widths.iter().sum::<u32>() + index_bits;
-    if total > 128 {
-        return None;
-    }
-    let mut packed: Vec<u128> = keyed
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let f = key_fields(k);
-            let mut p = 0u128;
-            for j in 0..f.len() {
-                // Each width is at most 64 and their sum at most 128: nothing is shifted out.
-                p = (p << widths[j]) | u128::from(f[j] - lo[j]);
-            }
-            (p << index_bits) | i as u128
-        })
-        .collect();
-    radix_sort(&mut packed, total);
-    let mask = (1u128 << index_bits) - 1;
-    Some(packed.into_iter().map(|k| (k & mask) as u32).collect())
-}
-
-/// Sorts distinct keys below 2^`bits` ascending: a least-significant-digit radix sort, a byte
-/// per pass, skipping bytes every key shares (one raw object's rows: ~10 passes over ~80 bits,
-/// against ~11 levels of comparisons of a comparison sort). Few keys take the comparison sort.
-fn radix_sort(keys: &mut Vec<u128>, bits: u32) {
-    if keys.len() < 64 {
-        keys.sort_unstable();
-        return;
-    }
-    let mut buf = vec![0u128; keys.len()];
-    for pass in 0..bits.div_ceil(8) {
-        let shift = pass * 8;
-        let mut counts = [0usize; 256];
-        for k in keys.iter() {
-            counts[((k >> shift) & 0xff) as usize] += 1;
-        }
-        if counts.contains(&keys.len()) {
-            continue;
-        }
-        let mut start = 0;
-        for c in counts.iter_mut() {
-            let here = *c;
-            *c = start;
-            start += here;
-        }
-        for k in keys.iter() {
-            let d = ((k >> shift) & 0xff) as usize;
-            buf[counts[d]] = *k;
-            counts[d] += 1;
-        }
-        std::mem::swap(keys, &mut buf);
-    }
-}
-
-/// The row order of [`partition`] from a sort of the full keys (rows whose keys do not pack).
-fn full_order(keyed: &[(PartKey, SortKey)]) -> Vec<u32> {
-    let mut order: Vec<(PartKey, SortKey, u32)> = keyed
-        .iter()
-        .enumerate()
-        .map(|(i, (p, s))| (*p, *s, i as u32))
-        .collect();
-    order.sort_unstable();
-    order.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// (table, hour start, partition network) packed into one integer that sorts the same way:
@@ -537,52 +429,44 @@ fn sort_address(r: &Row) -> (Option<std::net::IpAddr>, Option<u16>) {
     }
 }
 
-/// The text rank of each row's sort address (the order of the string column): the distinct
-/// addresses are found with a hash map (a few dozen among a raw object's thousands of rows),
-/// each formatted once and ranked, so the row sort compares integers.
+/// The distinct sort addresses of a batch of rows, ranked by their text (the order of the
+/// string column): a row's rank is looked up by its address's bits, so the row sort compares
+/// integers and each address is formatted once however many rows hold it.
 struct AddressRanks {
-    /// Per row, the rank of its address's text; no address (null, first in the lake order)
-    /// ranks 0.
+    /// Distinct (family, bits), ascending.
+    keys: Vec<(u8, u128)>,
+    /// The text rank of `keys[i]`; no address (null, first in the lake order) ranks 0.
     ranks: Vec<u32>,
 }
 
 impl AddressRanks {
     fn new(rows: &[Row]) -> Self {
-        let mut ids: std::collections::HashMap<Option<std::net::IpAddr>, u32> =
-            std::collections::HashMap::new();
-        let mut distinct: Vec<Option<std::net::IpAddr>> = Vec::new();
-        let mut last: Option<(Option<std::net::IpAddr>, u32)> = None;
-        let row_ids: Vec<u32> = rows
-            .iter()
-            .map(|r| {
-                let a = sort_address(r).0;
-                match last {
-                    Some((l, id)) if l == a => id,
-                    _ => {
-                        let id = *ids.entry(a).or_insert_with(|| {
-                            distinct.push(a);
-                            (distinct.len() - 1) as u32
-                        });
-                        last = Some((a, id));
-                        id
-                    }
-                }
-            })
-            .collect();
-        // None's empty text sorts first: nulls first.
-        let mut by_text: Vec<(String, usize)> = distinct
+        let mut addrs: Vec<Option<std::net::IpAddr>> =
+            rows.iter().map(|r| sort_address(r).0).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        // None sorts first in `addrs` and its empty text first by text: nulls first.
+        let mut by_text: Vec<(String, usize)> = addrs
             .iter()
             .enumerate()
             .map(|(i, a)| (a.map(|a| a.to_string()).unwrap_or_default(), i))
             .collect();
         by_text.sort_unstable();
-        let mut rank_of = vec![0u32; distinct.len()];
+        let mut ranks = vec![0u32; addrs.len()];
         for (rank, (_, i)) in by_text.iter().enumerate() {
-            rank_of[*i] = rank as u32;
+            ranks[*i] = rank as u32;
         }
         Self {
-            ranks: row_ids.into_iter().map(|id| rank_of[id as usize]).collect(),
+            keys: addrs.into_iter().map(ip_key).collect(),
+            ranks,
         }
+    }
+
+    fn rank(&self, ip: Option<std::net::IpAddr>) -> u32 {
+        // Every address of the rows was ranked in `new`.
+        self.keys
+            .binary_search(&ip_key(ip))
+            .map_or(u32::MAX, |i| self.ranks[i])
     }
 }
 
@@ -617,10 +501,11 @@ impl<'a> RawKeyRanks<'a> {
 }
 
 /// The lake order inside a partition ([`SORT_ORDER`]).
-fn sort_key(r: &Row, rank: u32, keys: &RawKeyRanks<'_>) -> SortKey {
-    let port = sort_address(r).1.map_or(0, |p| u64::from(p) + 1);
+fn sort_key(r: &Row, ranks: &AddressRanks, keys: &RawKeyRanks<'_>) -> SortKey {
+    let (ip, port) = sort_address(r);
+    let port = port.map_or(0, |p| u64::from(p) + 1);
     (
-        (u64::from(rank) << 32) | port,
+        (u64::from(ranks.rank(ip)) << 32) | port,
         r.event.time(),
         keys.rank(&r.provenance.raw_key),
         // As stored (the column is Int64).
@@ -897,92 +782,6 @@ mod tests {
                 (Some(2000), 7, ip("100.64.0.1")),
             ]
         );
-    }
-
-    /// The packed keys order rows exactly as the full keys do, and rows whose keys do not pack
-    /// (record indices across all of u64) take the full sort.
-    #[test]
-    fn packed_order_is_the_full_order() {
-        let xs = ["198.18.0.2", "198.18.0.10", "198.18.7.1", "2001:db8:1::9"];
-        let mut rows: Vec<Row> = (0..500u64)
-            .map(|i| {
-                let key = if i % 5 == 0 { "raw/b" } else { "raw/a" };
-                let t = H + ((i * 7_919) % 2_000) as i64 * 3_600_000 / 7;
-                let mut r = with_x(
-                    nat_row(t, SessionCreate, "100.64.0.1", (i % 9) as u16, key, i % 40),
-                    xs[(i % 4) as usize],
-                );
-                if let Event::Nat(e) = &mut r.event {
-                    if i % 31 == 0 {
-                        e.x_port = None;
-                    }
-                    if i % 47 == 0 {
-                        e.x_ip = None;
-                    }
-                }
-                r
-            })
-            .collect();
-        let keyed = |rows: &[Row]| -> Vec<(PartKey, SortKey)> {
-            let ranks = AddressRanks::new(rows);
-            let keys = RawKeyRanks::new(rows);
-            rows.iter()
-                .zip(&ranks.ranks)
-                .map(|(r, rank)| (part_key(r), sort_key(r, *rank, &keys)))
-                .collect()
-        };
-        let packed = packed_order(&keyed(&rows)).expect("these keys pack");
-        assert_eq!(packed, full_order(&keyed(&rows)));
-        assert_ne!(packed, (0..500).collect::<Vec<u32>>());
-        // Stored as i64: i64::MIN and i64::MAX, 64 bits of record indices alone.
-        rows[3].provenance.raw_record = 1 << 63;
-        rows[4].provenance.raw_record = i64::MAX as u64;
-        assert_eq!(packed_order(&keyed(&rows)), None);
-        let parts = partition(&rows);
-        assert_eq!(parts.iter().map(|p| p.1.len()).sum::<usize>(), 500);
-        let full = full_order(&keyed(&rows));
-        let flat: Vec<*const Row> = parts
-            .iter()
-            .flat_map(|p| p.1.iter().map(|r| *r as *const Row))
-            .collect();
-        let want: Vec<*const Row> = {
-            // Groups come out in key order; within a group, in `full` order.
-            type Group = ((Table, i64, String), Vec<*const Row>);
-            let mut groups: Vec<Group> = Vec::new();
-            for i in full {
-                let r = &rows[i as usize];
-                let k = (
-                    r.event.table(),
-                    layout::hour_start(r.event.time()),
-                    layout::net_value(r.event.partition_ip()),
-                );
-                match groups.iter_mut().find(|g| g.0 == k) {
-                    Some(g) => g.1.push(r as *const Row),
-                    None => groups.push((k, vec![r as *const Row])),
-                }
-            }
-            groups.sort_by(|a, b| a.0.cmp(&b.0));
-            groups.into_iter().flat_map(|g| g.1).collect()
-        };
-        assert_eq!(flat, want);
-    }
-
-    #[test]
-    fn radix_sort_sorts() {
-        // A fixed pseudo-random sequence over 100 bits, with runs of equal high bytes.
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut keys: Vec<u128> = (0..5_000u128)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((u128::from(x % 5) << 90) | (u128::from(x) << 20) | i) & ((1 << 100) - 1)
-            })
-            .collect();
-        let mut want = keys.clone();
-        want.sort_unstable();
-        radix_sort(&mut keys, 100);
-        assert_eq!(keys, want);
     }
 
     #[test]
