@@ -7,19 +7,21 @@ use std::sync::Arc;
 
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Int16Builder, Int32Builder, Int64Builder, StringArray, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, ArrowPrimitiveType, BinaryBuilder, PrimitiveArray, StringArray, StringBuilder,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    DataType, Field, Int16Type, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
+    TimestampMicrosecondType,
+};
 
 use crate::model::{Event, Micros, Reject, Row, Table};
 
-/// How a column's value is read from a lake row. String extractors write into a reused buffer
-/// and return false for null, so building a column allocates nothing per row.
+/// How a column's value is read from a lake row. String extractors append to the column's
+/// value text and return false for null, so building a column allocates nothing per row.
 pub enum Get<R> {
     Time(fn(&R) -> Option<Micros>),
-    Str(fn(&R, &mut String) -> bool),
+    Str(fn(&R, &mut TextBuf) -> bool),
     I16(fn(&R) -> Option<i16>),
     I32(fn(&R) -> Option<i32>),
     I64(fn(&R) -> Option<i64>),
@@ -58,28 +60,13 @@ impl<R> Column<R> {
     /// Builds this column for `rows`.
     pub fn build(&self, rows: &[&R]) -> ArrayRef {
         match &self.get {
-            Get::Time(f) => {
-                let mut b =
-                    TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-                rows.iter().for_each(|r| b.append_option(f(r)));
-                Arc::new(b.finish())
-            }
+            Get::Time(f) => Arc::new(
+                build_primitive::<R, TimestampMicrosecondType>(*f, rows).with_timezone("UTC"),
+            ),
             Get::Str(f) => build_str(*f, rows),
-            Get::I16(f) => {
-                let mut b = Int16Builder::with_capacity(rows.len());
-                rows.iter().for_each(|r| b.append_option(f(r)));
-                Arc::new(b.finish())
-            }
-            Get::I32(f) => {
-                let mut b = Int32Builder::with_capacity(rows.len());
-                rows.iter().for_each(|r| b.append_option(f(r)));
-                Arc::new(b.finish())
-            }
-            Get::I64(f) => {
-                let mut b = Int64Builder::with_capacity(rows.len());
-                rows.iter().for_each(|r| b.append_option(f(r)));
-                Arc::new(b.finish())
-            }
+            Get::I16(f) => Arc::new(build_primitive::<R, Int16Type>(*f, rows)),
+            Get::I32(f) => Arc::new(build_primitive::<R, Int32Type>(*f, rows)),
+            Get::I64(f) => Arc::new(build_primitive::<R, Int64Type>(*f, rows)),
             Get::Bin(f) => {
                 let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 128);
                 rows.iter().for_each(|r| b.append_option(f(r)));
@@ -89,36 +76,84 @@ impl<R> Column<R> {
     }
 }
 
+/// A primitive column collected straight into its value buffer (one allocation of the exact
+/// size) with a validity bitmap made only when a value is missing: the same array as a
+/// `PrimitiveBuilder` gives (0 in null slots), without its per-value call and capacity checks
+/// (per-object outputs build ~15 primitive columns per row).
+fn build_primitive<R, T: ArrowPrimitiveType>(
+    f: fn(&R) -> Option<T::Native>,
+    rows: &[&R],
+) -> PrimitiveArray<T> {
+    let mut nulls = NullBufferBuilder::new(rows.len());
+    let values: Vec<T::Native> = rows
+        .iter()
+        .map(|r| match f(r) {
+            Some(v) => {
+                nulls.append_non_null();
+                v
+            }
+            None => {
+                nulls.append_null();
+                T::Native::default()
+            }
+        })
+        .collect();
+    PrimitiveArray::new(ScalarBuffer::from(values), nulls.finish())
+}
+
+/// The value text of a string column being built: UTF-8 appended piece by piece (only `&str`
+/// or ASCII goes in) and checked once, when the column's array is made.
+pub struct TextBuf(Vec<u8>);
+
+impl TextBuf {
+    pub fn push_str(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    /// ASCII bytes (digits, dots): appended without a UTF-8 check of their own.
+    fn push_ascii(&mut self, b: &[u8]) {
+        debug_assert!(b.is_ascii());
+        self.0.extend_from_slice(b);
+    }
+}
+
+impl std::fmt::Write for TextBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push_str(s);
+        Ok(())
+    }
+}
+
 /// A string column written straight into its value and offset buffers: the extractors append
 /// to the value text itself, so a value is neither copied through a scratch string nor pushed
 /// through the builder's checks (per-object outputs build ~10 string columns per row).
-fn build_str<R>(f: fn(&R, &mut String) -> bool, rows: &[&R]) -> ArrayRef {
-    let mut values = String::with_capacity(rows.len() * 12);
+fn build_str<R>(f: fn(&R, &mut TextBuf) -> bool, rows: &[&R]) -> ArrayRef {
+    let mut values = TextBuf(Vec::new());
     let mut offsets: Vec<i32> = Vec::with_capacity(rows.len() + 1);
     offsets.push(0);
     let mut nulls = NullBufferBuilder::new(rows.len());
-    let mut fits = true;
-    for r in rows {
-        let start = values.len();
+    for (i, r) in rows.iter().enumerate() {
+        let start = values.0.len();
         if f(r, &mut values) {
             nulls.append_non_null();
+            if start == 0 {
+                // The first value sizes the buffer: most columns' values are of one length or
+                // near it (one raw key, one format, addresses), so this is the one allocation.
+                values.0.reserve((values.0.len() + 1) * (rows.len() - i));
+            }
         } else {
             // An extractor that wrote before saying "null" leaves nothing behind.
-            values.truncate(start);
+            values.0.truncate(start);
             nulls.append_null();
         }
-        match i32::try_from(values.len()) {
-            Ok(end) => offsets.push(end),
-            Err(_) => {
-                fits = false;
-                break;
-            }
-        }
+        // Wraps only past 2 GiB of text, which is checked once below.
+        offsets.push(values.0.len() as i32);
     }
-    if fits {
+    if i32::try_from(values.0.len()).is_ok() {
+        // The offsets ascend and the text is checked as UTF-8 here, once for the column.
         let array = StringArray::try_new(
             OffsetBuffer::new(ScalarBuffer::from(offsets)),
-            Buffer::from(values.into_bytes()),
+            Buffer::from(values.0),
             nulls.finish(),
         );
         if let Ok(a) = array {
@@ -127,11 +162,11 @@ fn build_str<R>(f: fn(&R, &mut String) -> bool, rows: &[&R]) -> ArrayRef {
     }
     // Over 2 GiB of text (never for one object's rows): the builder's large-offset checks.
     let mut b = StringBuilder::with_capacity(rows.len(), 0);
-    let mut buf = String::new();
+    let mut buf = TextBuf(Vec::new());
     for r in rows {
-        buf.clear();
+        buf.0.clear();
         if f(r, &mut buf) {
-            b.append_value(&buf)
+            b.append_value(String::from_utf8_lossy(&buf.0))
         } else {
             b.append_null()
         }
@@ -147,7 +182,7 @@ pub fn schema_of<R>(cols: &[Column<R>]) -> SchemaRef {
     ))
 }
 
-fn ip(buf: &mut String, v: Option<IpAddr>) -> bool {
+fn ip(buf: &mut TextBuf, v: Option<IpAddr>) -> bool {
     match v {
         Some(IpAddr::V4(a)) => {
             push_ipv4(buf, a);
@@ -159,23 +194,43 @@ fn ip(buf: &mut String, v: Option<IpAddr>) -> bool {
 }
 
 /// Dotted quad without the formatting machinery: three addresses per NAT row make `Display`
-/// a visible share of the writer's time.
-fn push_ipv4(buf: &mut String, a: std::net::Ipv4Addr) {
+/// a visible share of the writer's time. Each octet's digits come from a table, the quad is
+/// assembled on the stack and appended once.
+fn push_ipv4(buf: &mut TextBuf, a: std::net::Ipv4Addr) {
+    let mut out = [0u8; 15];
+    let mut n = 0;
     for (i, o) in a.octets().into_iter().enumerate() {
         if i > 0 {
-            buf.push('.');
+            out[n] = b'.';
+            n += 1;
         }
-        if o >= 100 {
-            buf.push(char::from(b'0' + o / 100));
-        }
-        if o >= 10 {
-            buf.push(char::from(b'0' + o / 10 % 10));
-        }
-        buf.push(char::from(b'0' + o % 10));
+        let (digits, len) = OCTET_TEXT[usize::from(o)];
+        // n <= 12 here: three more bytes always fit; only `len` of them are kept.
+        out[n..n + 3].copy_from_slice(&digits);
+        n += usize::from(len);
     }
+    buf.push_ascii(&out[..n]);
 }
 
-fn opt_str(buf: &mut String, v: Option<&str>) -> bool {
+/// The decimal text of 0..=255: up to three ASCII digits (padded with zeros) and how many.
+const OCTET_TEXT: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let v = i as u8;
+        t[i] = if v >= 100 {
+            ([b'0' + v / 100, b'0' + v / 10 % 10, b'0' + v % 10], 3)
+        } else if v >= 10 {
+            ([b'0' + v / 10, b'0' + v % 10, b'0'], 2)
+        } else {
+            ([b'0' + v, b'0', b'0'], 1)
+        };
+        i += 1;
+    }
+    t
+};
+
+fn opt_str(buf: &mut TextBuf, v: Option<&str>) -> bool {
     match v {
         Some(s) => {
             buf.push_str(s);
@@ -204,7 +259,7 @@ macro_rules! nat {
 
 macro_rules! nat_s {
     ($r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut String| match &$r.event {
+        |$r: &Row, $b: &mut TextBuf| match &$r.event {
             Event::Nat($e) => $body,
             _ => false,
         }
@@ -222,7 +277,7 @@ macro_rules! flow {
 
 macro_rules! flow_s {
     ($r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut String| match &$r.event {
+        |$r: &Row, $b: &mut TextBuf| match &$r.event {
             Event::Flow($e) => $body,
             _ => false,
         }
@@ -240,7 +295,7 @@ macro_rules! fw {
 
 macro_rules! fw_s {
     ($r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut String| match &$r.event {
+        |$r: &Row, $b: &mut TextBuf| match &$r.event {
             Event::Firewall($e) => $body,
             _ => false,
         }
@@ -258,22 +313,22 @@ fn common() -> Vec<Column<Row>> {
         Column {
             name: "device",
             doc: "Device that logged it: syslog HOSTNAME, else the sender's address",
-            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.device.as_deref())),
+            get: Get::Str(|r: &Row, b: &mut TextBuf| opt_str(b, r.envelope.device.as_deref())),
         },
         Column {
             name: "format",
             doc: "Parser that produced the row (conntrack, goflow2, iptables, …)",
-            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(r.envelope.format))),
+            get: Get::Str(|r: &Row, b: &mut TextBuf| opt_str(b, Some(r.envelope.format))),
         },
         Column {
             name: "subscriber",
             doc: "Subscriber id from enrichment, when known",
-            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, r.envelope.subscriber.as_deref())),
+            get: Get::Str(|r: &Row, b: &mut TextBuf| opt_str(b, r.envelope.subscriber.as_deref())),
         },
         Column {
             name: "site",
             doc: "Enrichment: site of the longest IPAM prefix holding the inside address (src_ip)",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, r.envelope.enrichment.site.as_deref())
             }),
         },
@@ -281,7 +336,7 @@ fn common() -> Vec<Column<Row>> {
             name: "prefix",
             doc: "Enrichment: that prefix (CIDR)",
             get: Get::Str(
-                |r: &Row, b: &mut String| match r.envelope.enrichment.prefix {
+                |r: &Row, b: &mut TextBuf| match r.envelope.enrichment.prefix {
                     Some(p) => write!(b, "{p}").is_ok(),
                     None => false,
                 },
@@ -290,7 +345,7 @@ fn common() -> Vec<Column<Row>> {
         Column {
             name: "role",
             doc: "Enrichment: that prefix's role",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, r.envelope.enrichment.role.as_deref())
             }),
         },
@@ -302,21 +357,21 @@ fn common() -> Vec<Column<Row>> {
         Column {
             name: "dst_as_org",
             doc: "Enrichment: organisation of that autonomous system",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, r.envelope.enrichment.dst_as_org.as_deref())
             }),
         },
         Column {
             name: "dst_country",
             doc: "Enrichment: country of dst_ip, ISO 3166-1 alpha-2 (MMDB country / city database)",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, r.envelope.enrichment.dst_country.as_deref())
             }),
         },
         Column {
             name: "raw_key",
             doc: "Provenance: key of the raw object the row came from",
-            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))),
+            get: Get::Str(|r: &Row, b: &mut TextBuf| opt_str(b, Some(&r.provenance.raw_key))),
         },
         Column {
             name: "raw_record",
@@ -580,40 +635,40 @@ pub fn firewall() -> Vec<Column<Row>> {
         Column {
             name: "cf_event",
             doc: "Cloud Foundry (OK_ / DENY_ prefixes): ingress-allowed, ingress-denied, egress-allowed or egress-denied, as silk's iptables-logger names it",
-            get: Get::Str(|r: &Row, b: &mut String| opt_str(b, cf(r).map(|c| c.event))),
+            get: Get::Str(|r: &Row, b: &mut TextBuf| opt_str(b, cf(r).map(|c| c.event))),
         },
         Column {
             name: "cf_container",
             doc: "Cloud Foundry: container id (handle) of the app's side: destination for ingress, source for egress",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, cf(r).and_then(|c| c.container_id.as_deref()))
             }),
         },
         Column {
             name: "cf_app",
             doc: "Cloud Foundry: that container's app GUID",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, cf(r).and_then(|c| c.app_guid.as_deref()))
             }),
         },
         Column {
             name: "cf_app_name",
             doc: "Cloud Foundry: the app's name, when the metadata has it",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, cf(r).and_then(|c| c.app_name.as_deref()))
             }),
         },
         Column {
             name: "cf_space",
             doc: "Cloud Foundry: the app's space GUID",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, cf(r).and_then(|c| c.space_guid.as_deref()))
             }),
         },
         Column {
             name: "cf_org",
             doc: "Cloud Foundry: the app's organization GUID",
-            get: Get::Str(|r: &Row, b: &mut String| {
+            get: Get::Str(|r: &Row, b: &mut TextBuf| {
                 opt_str(b, cf(r).and_then(|c| c.organization_guid.as_deref()))
             }),
         },
@@ -638,7 +693,7 @@ macro_rules! ev {
 
 macro_rules! ev_s {
     ($v:ident, $r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut String| match &$r.event {
+        |$r: &Row, $b: &mut TextBuf| match &$r.event {
             Event::$v($e) => $body,
             _ => false,
         }
@@ -955,22 +1010,22 @@ pub fn rejects() -> Vec<Column<Reject>> {
         Column {
             name: "reason",
             doc: "Why it was rejected",
-            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.reason))),
+            get: Get::Str(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.reason))),
         },
         Column {
             name: "format",
             doc: "Parser that tried (auto: no format matched)",
-            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.format))),
+            get: Get::Str(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.format))),
         },
         Column {
             name: "input_kind",
             doc: "How the record reached the relay (syslog_udp, …)",
-            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.input_kind))),
+            get: Get::Str(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.input_kind))),
         },
         Column {
             name: "peer",
             doc: "Sender address:port",
-            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, r.peer.as_deref())),
+            get: Get::Str(|r: &Reject, b: &mut TextBuf| opt_str(b, r.peer.as_deref())),
         },
         Column {
             name: "payload",
@@ -980,7 +1035,7 @@ pub fn rejects() -> Vec<Column<Reject>> {
         Column {
             name: "raw_key",
             doc: "Provenance: raw object key",
-            get: Get::Str(|r: &Reject, b: &mut String| opt_str(b, Some(&r.provenance.raw_key))),
+            get: Get::Str(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.provenance.raw_key))),
         },
         Column {
             name: "raw_record",
@@ -1087,13 +1142,20 @@ mod tests {
             "100.64.0.1",
             "198.18.3.250",
         ] {
-            let mut b = String::new();
+            let mut b = super::TextBuf(Vec::new());
             assert!(super::ip(&mut b, a.parse().ok()));
-            assert_eq!(b, a);
+            assert_eq!(b.0, a.as_bytes());
         }
-        let mut b = String::new();
+        // Every octet value in every position, against the standard library's text.
+        for o in 0..=255u8 {
+            let a = std::net::Ipv4Addr::new(o, 255 - o, o / 3, o.wrapping_mul(7));
+            let mut b = super::TextBuf(b"x".to_vec());
+            super::push_ipv4(&mut b, a);
+            assert_eq!(b.0, format!("x{a}").into_bytes());
+        }
+        let mut b = super::TextBuf(Vec::new());
         assert!(super::ip(&mut b, "2001:db8::1".parse().ok()));
-        assert_eq!(b, "2001:db8::1");
+        assert_eq!(b.0, b"2001:db8::1");
     }
 
     #[test]
