@@ -124,6 +124,9 @@ impl std::fmt::Write for TextBuf {
     }
 }
 
+/// The most a string column reserves from its first value's length (1 MiB).
+const FIRST_RESERVE_CAP: usize = 1 << 20;
+
 /// A string column written straight into its value and offset buffers: the extractors append
 /// to the value text itself, so a value is neither copied through a scratch string nor pushed
 /// through the builder's checks (per-object outputs build ~10 string columns per row).
@@ -139,7 +142,10 @@ fn build_str<R>(f: fn(&R, &mut TextBuf) -> bool, rows: &[&R]) -> ArrayRef {
             if start == 0 {
                 // The first value sizes the buffer: most columns' values are of one length or
                 // near it (one raw key, one format, addresses), so this is the one allocation.
-                values.0.reserve((values.0.len() + 1) * (rows.len() - i));
+                // Capped, so one long first message (a 64 KiB mail line) does not reserve that
+                // much for every row of a free-text column; the buffer grows past it as needed.
+                let guess = (values.0.len() + 1).saturating_mul(rows.len() - i);
+                values.0.reserve(guess.min(FIRST_RESERVE_CAP));
             }
         } else {
             // An extractor that wrote before saying "null" leaves nothing behind.
@@ -161,6 +167,7 @@ fn build_str<R>(f: fn(&R, &mut TextBuf) -> bool, rows: &[&R]) -> ArrayRef {
         }
     }
     // Over 2 GiB of text (never for one object's rows): the builder's large-offset checks.
+    // `TextBuf` takes only `&str` and table ASCII, so the lossy conversion replaces nothing.
     let mut b = StringBuilder::with_capacity(rows.len(), 0);
     let mut buf = TextBuf(Vec::new());
     for r in rows {
