@@ -122,7 +122,8 @@ type EventKey = (u32, u64, IpAddr, Option<u16>, Option<IpAddr>, Option<u16>);
 type LooseKey = (u32, u64, IpAddr, Option<u16>);
 
 /// The raw keys of one carry's rows, numbered: the maps below hash and copy integers instead of
-/// cloning and hashing an object key per row (they were 40 % of compaction's CPU).
+/// cloning and hashing an object key per row (hashing those keys alone took 6.6 % of
+/// compaction's CPU on the 3-hour bench day).
 #[derive(Default)]
 struct RawKeys(HashMap<String, u32>);
 
