@@ -166,7 +166,11 @@ pub fn carry(
         .chain(events)
         .map(|b| conform(b, &schema))
         .collect::<Result<_, _>>()?;
-    let all = concat_batches(&schema, &parts)?;
+    // One input (no previous carry, or no events) is used as it is.
+    let all = match parts.as_slice() {
+        [one] => one.clone(),
+        _ => concat_batches(&schema, &parts)?,
+    };
     let indexed = nat_rows_indexed(&all)?;
     let hour_end = range_start.saturating_add(3_600_000_000);
     // One raw record can hold several events (an IPFIX datagram: many ports, maybe several
@@ -300,10 +304,12 @@ impl CarrySide {
             }
             self.pending.pop_front();
         }
-        if parts.is_empty() {
-            return Ok(None);
+        match parts.len() {
+            0 => Ok(None),
+            // One slice is used as it is: a copy would cost a memcpy of every column.
+            1 => Ok(parts.pop()),
+            _ => Ok(Some(concat_batches(schema, &parts)?)),
         }
-        Ok(Some(concat_batches(schema, &parts)?))
     }
 }
 
