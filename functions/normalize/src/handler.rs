@@ -337,11 +337,12 @@ pub fn normalize_bytes(
         let zone = if utc_everywhere {
             Zone::UTC
         } else {
-            let sender = rec.peer.map(|p| p.ip());
-            match (cfg.time_zones.peer_zone(sender), &object_zone) {
-                (Some(z), _) => z,
-                (None, Ok(z)) => z.unwrap_or(Zone::UTC),
-                (None, Err(reason)) => {
+            match cfg
+                .time_zones
+                .zone_for(rec.peer.map(|p| p.ip()), &object_zone)
+            {
+                Ok(z) => z,
+                Err(reason) => {
                     out.rejects.push(reject(
                         key,
                         index,

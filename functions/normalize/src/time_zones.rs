@@ -111,6 +111,21 @@ impl TimeZones {
         }
     }
 
+    /// The zone of a record from `peer` in an object whose zone is `object_zone`
+    /// ([`Self::object_zone`]): a `[[source]]` entry's, else the object's, else UTC. An object
+    /// zone that failed is the error, for the records no entry names.
+    pub fn zone_for<'a, E>(
+        &self,
+        peer: Option<IpAddr>,
+        object_zone: &'a Result<Option<Zone>, E>,
+    ) -> Result<Zone, &'a E> {
+        match (self.peer_zone(peer), object_zone) {
+            (Some(z), _) => Ok(z),
+            (None, Ok(z)) => Ok(z.unwrap_or(Zone::UTC)),
+            (None, Err(e)) => Err(e),
+        }
+    }
+
     /// The zone a `[[source]]` entry gives `peer` (the longest prefix that holds it).
     pub fn peer_zone(&self, peer: Option<IpAddr>) -> Option<Zone> {
         let ip = peer?;
@@ -156,11 +171,6 @@ mod tests {
             .timestamp_micros()
     }
 
-    /// The handler's choice for a record whose object zone resolved.
-    fn zone_for(tz: &TimeZones, peer: Option<IpAddr>, object_zone: Option<Zone>) -> Zone {
-        tz.peer_zone(peer).or(object_zone).unwrap_or(Zone::UTC)
-    }
-
     #[test]
     fn longest_peer_prefix_then_label_then_default() {
         let tz = TimeZones::from_toml(
@@ -181,38 +191,31 @@ mod tests {
         let winter = micros("2026-01-15T12:00:00Z");
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         let none = std::collections::BTreeMap::new();
-        let obj = tz.object_zone(&none).unwrap();
-        assert_eq!(
-            zone_for(&tz, ip("192.0.2.1"), obj).offset_at(winter),
-            -5 * 3600
-        );
-        assert_eq!(
-            zone_for(&tz, ip("192.0.2.200"), obj).offset_at(winter),
-            19_800
-        );
-        assert_eq!(
-            zone_for(&tz, ip("2001:db8::9"), obj).offset_at(winter),
-            -3 * 3600
-        );
-        assert_eq!(
-            zone_for(&tz, ip("198.51.100.1"), obj).offset_at(winter),
-            3600
-        );
-        assert_eq!(zone_for(&tz, None, obj).offset_at(winter), 3600);
+        let obj = tz.object_zone(&none);
+        let at = |peer: Option<IpAddr>, obj: &Result<Option<Zone>, TimeZoneError>| {
+            tz.zone_for(peer, obj).unwrap().offset_at(winter)
+        };
+        for (peer, want) in [
+            (ip("192.0.2.1"), -5 * 3600),
+            (ip("192.0.2.200"), 19_800),
+            (ip("2001:db8::9"), -3 * 3600),
+            (ip("198.51.100.1"), 3600),
+            (None, 3600),
+        ] {
+            assert_eq!(at(peer, &obj), want, "{peer:?}");
+        }
         let labelled: std::collections::BTreeMap<String, String> =
             [("tz".to_string(), "Europe/Berlin".to_string())].into();
-        let obj = tz.object_zone(&labelled).unwrap();
-        assert_eq!(
-            zone_for(&tz, ip("198.51.100.1"), obj).offset_at(winter),
-            3600
-        );
-        assert_eq!(
-            zone_for(&tz, ip("192.0.2.1"), obj).offset_at(winter),
-            -5 * 3600
-        );
+        let obj = tz.object_zone(&labelled);
+        assert_eq!(at(ip("198.51.100.1"), &obj), 3600);
+        assert_eq!(at(ip("192.0.2.1"), &obj), -5 * 3600);
         let bad: std::collections::BTreeMap<String, String> =
             [("tz".to_string(), "Atlantis".to_string())].into();
-        assert!(tz.object_zone(&bad).is_err());
+        let bad = tz.object_zone(&bad);
+        assert!(bad.is_err());
+        // A sender with its own entry is still read; the others get the object's error.
+        assert_eq!(at(ip("192.0.2.1"), &bad), -5 * 3600);
+        assert!(tz.zone_for(ip("198.51.100.1"), &bad).is_err());
         assert!(!tz.is_utc_everywhere());
         assert!(TimeZones::default().is_utc_everywhere());
     }

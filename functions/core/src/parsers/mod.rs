@@ -46,14 +46,6 @@ pub struct ParseCtx {
 }
 
 impl ParseCtx {
-    /// A device clock in UTC.
-    pub fn utc(recv_time: Micros) -> Self {
-        Self {
-            recv_time,
-            zone: Zone::UTC,
-        }
-    }
-
     /// How this record's wall-clock stamps read: its device's zone, settled by its receive time.
     pub fn clock(&self) -> Clock {
         Clock::new(self.zone, self.recv_time)
