@@ -326,6 +326,15 @@ pub fn parse_message(
         return Err(ParseError::new(format.as_str(), "empty message"));
     }
     let mut env = syslog::peel(text, ctx);
+    if env.kind == syslog::EnvelopeKind::UnreadableStamp {
+        return Err(ParseError::new(
+            format.as_str(),
+            format!(
+                "time stamp {:?} names no valid date within a year of the receive time",
+                env.body
+            ),
+        ));
+    }
     // Junos structured-data messages keep their fields in RFC 5424 STRUCTURED-DATA, which the
     // envelope parser sets aside: the Juniper parser reads from the MSGID on.
     if env.kind == syslog::EnvelopeKind::Rfc5424
@@ -470,6 +479,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.format, "conntrack");
+        assert!(out.is_empty());
+        // ctx() receives in June 2024: no 31 June in 2023–2025.
+        let e = parse_message(
+            b"<14>Jun 31 11:00:00 gw1 kernel: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 PROTO=TCP SPT=1 DPT=2",
+            Format::Auto,
+            &c,
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.reason,
+            r#"time stamp "Jun 31 11:00:00" names no valid date within a year of the receive time"#
+        );
         assert!(out.is_empty());
     }
 

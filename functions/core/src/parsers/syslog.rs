@@ -36,6 +36,10 @@ pub enum EnvelopeKind {
     Rfc5424,
     /// Only a timestamp in front of the body (a collector's prefix), no syslog header.
     TimestampOnly,
+    /// A stamp that names no valid date near the receive time (`Feb 29` in a year with no leap
+    /// day before or after it, `Jun 31`): `body` is the stamp. The record cannot be placed in
+    /// time, so it is rejected rather than given the receive time (or syslog_loose's year 2000).
+    UnreadableStamp,
 }
 
 /// A message split into envelope fields and body. All strings borrow from the input.
@@ -124,6 +128,15 @@ fn peel_at<'a>(s: &'a str, ctx: &ParseCtx, allow_collector: bool) -> Peeled<'a> 
         };
     };
     let stamp_time = stamp.micros(ctx);
+    if stamp_time.is_none() {
+        return Peeled {
+            kind: EnvelopeKind::UnreadableStamp,
+            body: at_stamp.get(..stamp_len).unwrap_or(at_stamp),
+            host: None,
+            app: None,
+            time: None,
+        };
+    }
     let after_stamp = at_stamp.get(stamp_len..).unwrap_or("");
     // ASA and IOS end the stamp with a colon: "May 21 2017 00:00:00: %ASA-…".
     let rest = after_stamp
@@ -900,6 +913,35 @@ mod tests {
         assert_eq!(
             (p.host, p.app, p.body),
             (Some("rtr1"), Some("nat"), "created x")
+        );
+    }
+
+    #[test]
+    fn stamps_that_name_no_date() {
+        // Received in 2026: no year from 2025 to 2027 has a 29 February. syslog_loose would
+        // read it in its fallback year 2000; the receive time would be a guess.
+        let c = ParseCtx {
+            recv_time: civil_micros(2026, 11, 24, 2, 0, 0, 0).unwrap(),
+            zone: crate::time::Zone::Fixed(0),
+        };
+        for (line, stamp) in [
+            ("<13>Feb 29 10:00:00 gw kernel: x", "Feb 29 10:00:00"),
+            ("Feb 29 10:00:00 gw kernel: x", "Feb 29 10:00:00"),
+            ("<13>Jun 31 10:00:00 gw kernel: x", "Jun 31 10:00:00"),
+            ("2026 Feb 29 10:00:00 gw kernel: x", "2026 Feb 29 10:00:00"),
+        ] {
+            let p = peel(line, &c);
+            assert_eq!((p.kind, p.body), (EnvelopeKind::UnreadableStamp, stamp), "{line}");
+        }
+        // Received in 2028 the same stamp is that year's leap day.
+        let leap = ParseCtx {
+            recv_time: civil_micros(2028, 3, 1, 0, 0, 0, 0).unwrap(),
+            ..c
+        };
+        let p = peel("<13>Feb 29 10:00:00 gw kernel: x", &leap);
+        assert_eq!(
+            (p.kind, p.time),
+            (EnvelopeKind::Rfc3164, civil_micros(2028, 2, 29, 10, 0, 0, 0))
         );
     }
 
