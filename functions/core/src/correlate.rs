@@ -34,22 +34,30 @@ pub struct NatRow {
 
 impl NatRow {
     /// Whether `other` is a copy of this event: the same record and every field equal, the
-    /// enrichment aside (a record normalized again may have been enriched from newer data).
-    /// One raw record can hold several events (an IPFIX datagram), so the provenance alone
-    /// does not make a copy.
+    /// subscriber too unless one copy has none (a record normalized again, with identity
+    /// data it lacked before). Copies that name different subscribers (normalized again from
+    /// corrected identity data) are both kept: which one is right is not something the lake
+    /// knows, so the answer names both and is ambiguous. One raw record can hold several
+    /// events (an IPFIX datagram), so the provenance alone does not make a copy.
     pub fn same_event(&self, other: &NatRow) -> bool {
         let plain = |r: &NatRow| NatRow {
             subscriber: None,
             ..r.clone()
         };
+        let subscribers_agree = match (&self.subscriber, &other.subscriber) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
         self.raw_key == other.raw_key
             && self.raw_record == other.raw_record
+            && subscribers_agree
             && plain(self) == plain(other)
     }
 }
 
 /// `rows` (each with something that travels along) without copies of an event (see
-/// [`NatRow::same_event`]), the first of each kept; ordered by provenance.
+/// [`NatRow::same_event`]), the first of each kept (with a copy's subscriber when the first
+/// has none); ordered by provenance.
 pub fn drop_copies<E>(mut rows: Vec<(NatRow, E)>) -> Vec<(NatRow, E)> {
     rows.sort_by(|(a, _), (b, _)| (&a.raw_key, a.raw_record).cmp(&(&b.raw_key, b.raw_record)));
     let mut kept: Vec<(NatRow, E)> = Vec::with_capacity(rows.len());
@@ -62,10 +70,20 @@ pub fn drop_copies<E>(mut rows: Vec<(NatRow, E)>) -> Vec<(NatRow, E)> {
         {
             record_start = kept.len();
         }
-        let copy =
-            !row.raw_key.is_empty() && kept[record_start..].iter().any(|(k, _)| k.same_event(&row));
-        if !copy {
-            kept.push((row, e));
+        let copy = if row.raw_key.is_empty() {
+            None
+        } else {
+            kept[record_start..]
+                .iter_mut()
+                .find(|(k, _)| k.same_event(&row))
+        };
+        match copy {
+            Some((k, _)) => {
+                if k.subscriber.is_none() {
+                    k.subscriber = row.subscriber;
+                }
+            }
+            None => kept.push((row, e)),
         }
     }
     kept
@@ -80,6 +98,9 @@ pub struct Evidence {
 
 /// A mapping held over [start, end). `start_known` is false when the opening event lies before
 /// the searched range (only its close or interim records were seen); `end` is None while open.
+/// `subscriber` is the opening event's; `other_subscribers` those its later events (or copies
+/// of them) name instead: the inside address changed hands while the mapping was held, or the
+/// identity data changed between normalizations.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Interval {
     pub device: Option<String>,
@@ -96,7 +117,61 @@ pub struct Interval {
     pub start_known: bool,
     pub end: Option<Micros>,
     pub subscriber: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_subscribers: Vec<String>,
     pub evidence: Vec<Evidence>,
+}
+
+impl Interval {
+    /// Another event of this mapping: its evidence, and its subscriber when it names another.
+    fn absorb(&mut self, r: &NatRow) {
+        let ev = Evidence {
+            key: r.raw_key.clone(),
+            record: r.raw_record,
+        };
+        if self.evidence.last() != Some(&ev) {
+            self.evidence.push(ev);
+        }
+        note_subscriber(
+            &mut self.subscriber,
+            &mut self.other_subscribers,
+            r.subscriber.as_deref(),
+        );
+    }
+
+    /// Every subscriber this mapping's events name.
+    fn subscribers(&self) -> impl Iterator<Item = &String> {
+        self.subscriber.iter().chain(&self.other_subscribers)
+    }
+}
+
+/// Records `seen` as the subscriber, or among the others when a different one is already named.
+fn note_subscriber(first: &mut Option<String>, others: &mut Vec<String>, seen: Option<&str>) {
+    let Some(seen) = seen else { return };
+    match first {
+        None => *first = Some(seen.to_string()),
+        Some(f) if f == seen => {}
+        Some(_) => {
+            if !others.iter().any(|o| o == seen) {
+                others.push(seen.to_string());
+            }
+        }
+    }
+}
+
+/// Where an event falls among those of one mapping at the same instant: what opens it, then
+/// what says it is still held, then what ends it. (A port block's interim record logged in
+/// the second of its release must not reopen it.)
+fn phase(k: NatEventKind) -> u8 {
+    if k.opens() {
+        0
+    } else if k == NatEventKind::PortBlockInterim {
+        1
+    } else if k.closes() {
+        2
+    } else {
+        3
+    }
 }
 
 type MappingKey = (
@@ -151,6 +226,7 @@ fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
         start_known,
         end: None,
         subscriber: r.subscriber.clone(),
+        other_subscribers: Vec::new(),
         evidence: vec![Evidence {
             key: r.raw_key.clone(),
             record: r.raw_record,
@@ -159,39 +235,59 @@ fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
 }
 
 /// Pairs events into intervals. `range_start` is where the fetched rows begin: an interval whose
-/// opening event was not fetched starts there, marked `start_known = false`.
+/// opening event was not fetched starts there, marked `start_known = false` — or where the same
+/// mapping last ended, if later: one inside address:port cannot hold the same mapping twice at
+/// once.
 pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
     rows.sort_by(|a, b| {
         a.time
             .cmp(&b.time)
+            .then(phase(a.event).cmp(&phase(b.event)))
             .then(a.event.cmp(&b.event))
             .then(a.raw_record.cmp(&b.raw_record))
     });
     let mut open: BTreeMap<MappingKey, Interval> = BTreeMap::new();
-    let mut done = Vec::new();
+    let mut done: Vec<Interval> = Vec::new();
+    // Per mapping, its last closed interval (an index into `done`).
+    let mut closed: BTreeMap<MappingKey, usize> = BTreeMap::new();
+    let unknown_start =
+        |closed: &BTreeMap<MappingKey, usize>, done: &[Interval], key: &MappingKey, t: Micros| {
+            let after = closed
+                .get(key)
+                .and_then(|&i| done[i].end)
+                .unwrap_or(range_start);
+            range_start.max(after).min(t)
+        };
     for r in rows {
         let key = mapping_key(&r);
-        let ev = Evidence {
-            key: r.raw_key.clone(),
-            record: r.raw_record,
-        };
         match r.event {
             k if k.opens() => match open.get_mut(&key) {
                 // A repeated create for a mapping already open (e.g. two collectors) is more
                 // evidence for the same interval, not a new one.
-                Some(iv) => iv.evidence.push(ev),
+                Some(iv) => iv.absorb(&r),
                 None => {
                     open.insert(key, new_interval(&r, r.time, true));
                 }
             },
             k if k.closes() => {
-                let mut iv = open
-                    .remove(&key)
-                    .unwrap_or_else(|| new_interval(&r, range_start.min(r.time), false));
-                if iv.evidence.last() != Some(&ev) {
-                    iv.evidence.push(ev);
-                }
+                let mut iv = match open.remove(&key) {
+                    Some(iv) => iv,
+                    None => {
+                        // The same close again (a second collector's copy): more evidence
+                        // for the interval it ended, not one reaching back to `range_start`.
+                        if let Some(&i) = closed.get(&key)
+                            && done[i].end == Some(r.time)
+                        {
+                            done[i].absorb(&r);
+                            continue;
+                        }
+                        let start = unknown_start(&closed, &done, &key, r.time);
+                        new_interval(&r, start, false)
+                    }
+                };
+                iv.absorb(&r);
                 iv.end = Some(r.time);
+                closed.insert(key, done.len());
                 done.push(iv);
             }
             NatEventKind::MappingObserved => {
@@ -201,9 +297,10 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
             }
             _ => match open.get_mut(&key) {
                 // Interim: still held.
-                Some(iv) => iv.evidence.push(ev),
+                Some(iv) => iv.absorb(&r),
                 None => {
-                    open.insert(key, new_interval(&r, range_start.min(r.time), false));
+                    let start = unknown_start(&closed, &done, &key, r.time);
+                    open.insert(key, new_interval(&r, start, false));
                 }
             },
         }
@@ -246,6 +343,10 @@ pub struct Candidate {
     pub end: Option<Micros>,
     pub distance: Micros,
     pub subscriber: Option<String>,
+    /// Other subscribers this inside address:port's events name within the window (see
+    /// [`Interval::other_subscribers`]); any makes the answer ambiguous.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_subscribers: Vec<String>,
     pub destinations: Vec<(Option<IpAddr>, Option<u16>)>,
     pub evidence: Vec<Evidence>,
     /// Set when the candidate was computed from a deterministic NAT configuration rather than
@@ -298,7 +399,8 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
             start_known: iv.start_known,
             end: iv.end,
             distance: d,
-            subscriber: iv.subscriber.clone(),
+            subscriber: None,
+            other_subscribers: Vec::new(),
             destinations: Vec::new(),
             evidence: Vec::new(),
             rule: None,
@@ -312,8 +414,8 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
             _ => None,
         };
         c.distance = c.distance.min(d);
-        if c.subscriber.is_none() {
-            c.subscriber = iv.subscriber.clone();
+        for s in iv.subscribers() {
+            note_subscriber(&mut c.subscriber, &mut c.other_subscribers, Some(s));
         }
         if iv.dst_ip.is_some() || iv.dst_port.is_some() {
             c.destinations.push((iv.dst_ip, iv.dst_port));
@@ -328,12 +430,23 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
         c.destinations.dedup();
     }
     matches.sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
+    // Who each candidate names: its subscribers, else its inside address in its VRF (the same
+    // private address in two VRFs is two hosts).
     let mut who: Vec<String> = matches
         .iter()
-        .map(|c| {
-            c.subscriber
-                .clone()
-                .unwrap_or_else(|| c.src_ip.map(|i| i.to_string()).unwrap_or_default())
+        .flat_map(|c| {
+            let named: Vec<String> = c
+                .subscriber
+                .iter()
+                .chain(&c.other_subscribers)
+                .map(|s| format!("subscriber {s}"))
+                .collect();
+            if named.is_empty() {
+                let ip = c.src_ip.map(|i| i.to_string()).unwrap_or_default();
+                vec![format!("{ip} vrf {:?}", c.vrf)]
+            } else {
+                named
+            }
         })
         .collect();
     who.sort();
@@ -408,6 +521,152 @@ mod tests {
         let mut a = row(1, SessionCreate, "100.64.0.1", 1, 1, 0);
         a.raw_key.clear();
         assert_eq!(drop_copies(vec![(a.clone(), ()), (a, ())]).len(), 2);
+    }
+
+    fn named(mut r: NatRow, subscriber: &str) -> NatRow {
+        r.subscriber = Some(subscriber.into());
+        r
+    }
+
+    #[test]
+    fn copies_that_name_different_subscribers_make_the_answer_ambiguous() {
+        use NatEventKind::*;
+        // The same two records normalized twice, from identity data corrected in between.
+        let first = vec![
+            named(
+                row(100 * S, SessionCreate, "100.64.0.1", 40000, 5000, 0),
+                "old",
+            ),
+            named(
+                row(200 * S, SessionDelete, "100.64.0.1", 40000, 5000, 1),
+                "old",
+            ),
+        ];
+        let again: Vec<NatRow> = first.iter().map(|r| named(r.clone(), "new")).collect();
+        let rows = first.into_iter().chain(again).map(|r| (r, ())).collect();
+        let kept: Vec<NatRow> = drop_copies(rows).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(kept.len(), 4, "neither copy is silently preferred");
+        let a = attribute(intervals(kept, 0), 150 * S, 2 * S);
+        assert!(a.ambiguous);
+        assert_eq!(a.matches.len(), 1);
+        assert_eq!(
+            (
+                a.matches[0].subscriber.as_deref(),
+                &a.matches[0].other_subscribers[..]
+            ),
+            (Some("old"), &["new".to_string()][..])
+        );
+        assert_eq!(a.matches[0].evidence.len(), 2);
+    }
+
+    #[test]
+    fn an_inside_address_changing_hands_during_a_mapping_is_ambiguous() {
+        use NatEventKind::*;
+        // A port block allocated while sub-1 held 100.64.1.1, still held (interim) after the
+        // address went to sub-2: the block's holder at 1500 s is not known from the lake.
+        let mut alloc = named(
+            row(100 * S, PortBlockAlloc, "100.64.1.1", 0, 4096, 0),
+            "sub-1",
+        );
+        alloc.src_port = None;
+        alloc.x_port_end = Some(4159);
+        alloc.dst_ip = None;
+        alloc.dst_port = None;
+        let mut interim = named(alloc.clone(), "sub-2");
+        interim.event = PortBlockInterim;
+        interim.time = 1000 * S;
+        interim.raw_record = 1;
+        let a = attribute(intervals(vec![alloc.clone(), interim], 0), 1500 * S, 2 * S);
+        assert!(a.ambiguous);
+        assert_eq!(a.matches[0].other_subscribers, ["sub-2"]);
+        // The same subscriber throughout is a plain answer.
+        let mut same = alloc.clone();
+        same.event = PortBlockInterim;
+        same.time = 1000 * S;
+        same.raw_record = 1;
+        assert!(!attribute(intervals(vec![alloc, same], 0), 1500 * S, 2 * S).ambiguous);
+    }
+
+    #[test]
+    fn a_second_collectors_copy_of_a_delete_does_not_reach_back() {
+        use NatEventKind::*;
+        let create = row(1800 * S, SessionCreate, "100.64.0.1", 40000, 5000, 0);
+        let delete = row(2400 * S, SessionDelete, "100.64.0.1", 40000, 5000, 1);
+        let mut copies = vec![create.clone(), delete.clone()];
+        for r in [create, delete] {
+            copies.push(NatRow {
+                raw_key: "raw/other-collector".into(),
+                ..r
+            });
+        }
+        let ivs = intervals(copies, 0);
+        assert_eq!(ivs.len(), 1, "{ivs:?}");
+        assert_eq!((ivs[0].start, ivs[0].end), (1800 * S, Some(2400 * S)));
+        assert_eq!(ivs[0].evidence.len(), 4);
+        // Before the create nobody held the port.
+        assert!(attribute(ivs, 600 * S, 2 * S).matches.is_empty());
+    }
+
+    #[test]
+    fn a_close_without_its_open_starts_no_earlier_than_the_mappings_last_end() {
+        use NatEventKind::*;
+        // The second session's create was lost: it began after the first one ended.
+        let rows = vec![
+            row(100 * S, SessionCreate, "100.64.0.1", 40000, 5000, 0),
+            row(200 * S, SessionDelete, "100.64.0.1", 40000, 5000, 1),
+            row(900 * S, SessionDelete, "100.64.0.1", 40000, 5000, 2),
+        ];
+        let mut ivs = intervals(rows, 0);
+        ivs.sort_by_key(|iv| iv.start);
+        let spans: Vec<_> = ivs
+            .iter()
+            .map(|iv| (iv.start, iv.end, iv.start_known))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (100 * S, Some(200 * S), true),
+                (200 * S, Some(900 * S), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interim_in_the_second_of_its_release_does_not_reopen_the_block() {
+        use NatEventKind::*;
+        let mut alloc = row(100 * S, PortBlockAlloc, "100.64.1.1", 0, 4096, 0);
+        alloc.src_port = None;
+        alloc.x_port_end = Some(4159);
+        alloc.dst_ip = None;
+        alloc.dst_port = None;
+        let mut release = alloc.clone();
+        release.event = PortBlockRelease;
+        release.time = 900 * S;
+        release.raw_record = 1;
+        let mut interim = release.clone();
+        interim.event = PortBlockInterim;
+        interim.raw_record = 2;
+        let ivs = intervals(vec![alloc, release, interim], 0);
+        assert_eq!(ivs.len(), 1, "{ivs:?}");
+        assert_eq!((ivs[0].start, ivs[0].end), (100 * S, Some(900 * S)));
+        assert!(attribute(ivs, 5000 * S, 2 * S).matches.is_empty());
+    }
+
+    #[test]
+    fn one_private_address_in_two_vrfs_is_two_hosts() {
+        use NatEventKind::*;
+        let mut red = row(100 * S, SessionCreate, "10.0.0.1", 40000, 5000, 0);
+        red.vrf = Some("red".into());
+        let mut blue = row(101 * S, SessionCreate, "10.0.0.1", 40000, 5000, 1);
+        blue.vrf = Some("blue".into());
+        let a = attribute(intervals(vec![red.clone(), blue], 0), 150 * S, 2 * S);
+        assert_eq!(a.matches.len(), 2);
+        assert!(a.ambiguous);
+        // One VRF, two records of the same host: one answer.
+        let mut again = red.clone();
+        again.time = 102 * S;
+        again.raw_record = 1;
+        assert!(!attribute(intervals(vec![red, again], 0), 150 * S, 2 * S).ambiguous);
     }
 
     #[test]

@@ -934,6 +934,7 @@ pub fn merge(
             end: h.valid_until,
             distance,
             subscriber: None,
+            other_subscribers: Vec::new(),
             destinations: Vec::new(),
             evidence: Vec::new(),
             rule: Some(RuleEvidence {

@@ -119,7 +119,10 @@ const ENRICHMENT_COLUMNS: &str = "site, prefix, role";
 pub(crate) const NAT_COLUMNS: &str = "epoch_us(time), event, protocol, src_ip, src_port, x_ip, x_port, x_port_end, dst_ip, dst_port, vrf, direction, device, epoch_us(end_time), subscriber, raw_key, raw_record";
 
 /// The rows of the given files that concern ip:port (single ports, port blocks containing it,
-/// and address-level bindings), at or before `until`, with their inside enrichment.
+/// and address-level bindings), at or before `until`, with their inside enrichment. A row with
+/// no public port holds every port only when it binds the whole address: an ICMP session, a
+/// port block whose range the device did not send, or a flow without its post-NAT port says
+/// nothing about this port.
 fn fetch_rows(
     conn: &duckdb::Connection,
     files: &[PathBuf],
@@ -149,7 +152,8 @@ fn fetch_rows_with(
     };
     let sql = format!(
         "SELECT {NAT_COLUMNS}{extra} FROM read_parquet({}, union_by_name = true) \
-         WHERE x_ip = ? AND (x_port IS NULL OR (x_port <= ? AND coalesce(x_port_end, x_port) >= ?)) \
+         WHERE x_ip = ? AND ((x_port IS NULL AND event IN ('address_bind', 'address_release')) \
+                             OR (x_port <= ? AND coalesce(x_port_end, x_port) >= ?)) \
            AND (?::SMALLINT IS NULL OR protocol IS NULL OR protocol = ?::SMALLINT) \
            AND epoch_us(time) <= ?",
         duck::path_list(files.iter().map(|p| p.as_path()))
@@ -646,5 +650,59 @@ mod tests {
             .await
             .unwrap();
         assert!(a.attribution.matches.is_empty(), "{a:?}");
+    }
+
+    /// A mapping without a public port answers for every port only when it binds the whole
+    /// address: an ICMP session (or a port block whose range was not sent) on the same public
+    /// address is not an answer to a question about a TCP port.
+    #[tokio::test]
+    async fn rows_without_a_port_answer_only_as_address_bindings() {
+        use natlake_core::model::Event;
+        let dir = tempfile::tempdir().unwrap();
+        let portless = |kind: NatEventKind, inside: &str, record: u64| {
+            let mut r = nat_row(T0 + 10_000_000, kind, inside, 0, "raw/k.nlraw.zst", record);
+            if let Event::Nat(e) = &mut r.event {
+                e.x_port = None;
+                e.src_port = None;
+                e.dst_port = None;
+                e.protocol = Some(1);
+            }
+            r
+        };
+        let rows = vec![portless(NatEventKind::SessionCreate, "100.64.0.1", 0)];
+        let lake_of = |rows: &[natlake_core::model::Row], dir: &std::path::Path| {
+            for (o, bytes) in
+                writer::encode_outputs("raw/k.nlraw.zst", rows, &[], &WriteOptions::default())
+                    .unwrap()
+            {
+                let path = dir.join(&o.key);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            Lake::open(&format!("file://{}", dir.display()), &dir.join("scratch")).unwrap()
+        };
+        let q = Question {
+            ip: "198.51.100.7".parse().unwrap(),
+            port: 2000,
+            at: T0 + 20_000_000,
+            protocol: None,
+            window: DEFAULT_WINDOW,
+            lookback: DEFAULT_LOOKBACK,
+            dst_ip: None,
+            dst_port: None,
+        };
+        let lake = lake_of(&rows, dir.path());
+        let a = attribute(&lake, &q).await.unwrap();
+        assert!(a.attribution.matches.is_empty(), "{a:?}");
+        // A 1:1 binding of the address holds every port.
+        let other = tempfile::tempdir().unwrap();
+        let rows = vec![portless(NatEventKind::AddressBind, "100.64.0.2", 0)];
+        let lake = lake_of(&rows, other.path());
+        let a = attribute(&lake, &q).await.unwrap();
+        assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
+        assert_eq!(
+            a.attribution.matches[0].src_ip,
+            Some("100.64.0.2".parse().unwrap())
+        );
     }
 }

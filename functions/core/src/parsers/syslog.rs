@@ -931,7 +931,11 @@ mod tests {
             ("2026 Feb 29 10:00:00 gw kernel: x", "2026 Feb 29 10:00:00"),
         ] {
             let p = peel(line, &c);
-            assert_eq!((p.kind, p.body), (EnvelopeKind::UnreadableStamp, stamp), "{line}");
+            assert_eq!(
+                (p.kind, p.body),
+                (EnvelopeKind::UnreadableStamp, stamp),
+                "{line}"
+            );
         }
         // Received in 2028 the same stamp is that year's leap day.
         let leap = ParseCtx {
@@ -941,7 +945,10 @@ mod tests {
         let p = peel("<13>Feb 29 10:00:00 gw kernel: x", &leap);
         assert_eq!(
             (p.kind, p.time),
-            (EnvelopeKind::Rfc3164, civil_micros(2028, 2, 29, 10, 0, 0, 0))
+            (
+                EnvelopeKind::Rfc3164,
+                civil_micros(2028, 2, 29, 10, 0, 0, 0)
+            )
         );
     }
 
