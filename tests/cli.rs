@@ -101,6 +101,46 @@ fn demo_answer_matches_lookup_and_its_evidence() -> anyhow::Result<()> {
     assert_eq!(looked_up["matches"], answer["matches"]);
     assert_eq!(looked_up["ambiguous"], answer["ambiguous"]);
 
+    // With identity sources, `natlake lookup` reads who held the inside address at `at`: the
+    // demo normalized without any, so the holder now named is the subscriber, plainly.
+    let ids = dir.path().join("identity.csv");
+    std::fs::write(
+        &ids,
+        "ip,subscriber,start,end\n100.64.0.10,sub-demo,2000-01-01T00:00:00Z,\n",
+    )?;
+    let cfg = dir.path().join("enrich.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "identity = [{{ path = \"file:{}\", format = \"csv\" }}]\n",
+            ids.display()
+        ),
+    )?;
+    let with_ids: Value = serde_json::from_str(&run(Command::new(NATLAKE)
+        .args(["lookup", "--data-dir"])
+        .arg(dir.path())
+        .arg("--enrich-config")
+        .arg(&cfg)
+        .args([
+            "--ip",
+            "198.51.100.20",
+            "--port",
+            "61001",
+            "--proto",
+            "tcp",
+            "--at",
+            at,
+        ]))?)?;
+    assert_eq!(with_ids["ambiguous"], false, "{with_ids}");
+    assert_eq!(
+        with_ids["matches"][0]["subscriber"], "sub-demo",
+        "{with_ids}"
+    );
+    assert_eq!(
+        with_ids["matches"][0]["subscriber_at_time"], "sub-demo",
+        "{with_ids}"
+    );
+
     // Every piece of evidence names a raw object and a record index; the record is the
     // conntrack line of this mapping (create or destroy).
     let evidence = m[0]["evidence"].as_array().context("evidence")?;

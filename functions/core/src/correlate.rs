@@ -347,6 +347,10 @@ pub struct Candidate {
     /// [`Interval::other_subscribers`]); any makes the answer ambiguous.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_subscribers: Vec<String>,
+    /// Who held `src_ip` at the question's time by the identity sources the lookup reads (see
+    /// [`add_identity_at`]); None when it reads none or they know no one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_at_time: Option<String>,
     pub destinations: Vec<(Option<IpAddr>, Option<u16>)>,
     pub evidence: Vec<Evidence>,
     /// Set when the candidate was computed from a deterministic NAT configuration rather than
@@ -401,6 +405,7 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
             distance: d,
             subscriber: None,
             other_subscribers: Vec::new(),
+            subscriber_at_time: None,
             destinations: Vec::new(),
             evidence: Vec::new(),
             rule: None,
@@ -430,8 +435,15 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
         c.destinations.dedup();
     }
     matches.sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
-    // Who each candidate names: its subscribers, else its inside address in its VRF (the same
-    // private address in two VRFs is two hosts).
+    Attribution {
+        ambiguous: names(&matches).len() > 1,
+        matches,
+    }
+}
+
+/// Who the candidates name: their subscribers, else their inside address in its VRF (the same
+/// private address in two VRFs is two hosts); each once.
+fn names(matches: &[Candidate]) -> Vec<String> {
     let mut who: Vec<String> = matches
         .iter()
         .flat_map(|c| {
@@ -451,10 +463,32 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
         .collect();
     who.sort();
     who.dedup();
-    Attribution {
-        ambiguous: who.len() > 1,
-        matches,
+    who
+}
+
+/// Adds who held each candidate's inside address at the question's time `at` by the identity
+/// sources (`holder`), to what its events recorded when they were normalized. Events carry the
+/// subscriber of their own time, by the identity data normalize had then: a port block held
+/// while the inside address changed hands, or identity data that lagged behind, leave it
+/// stale. A different holder now named makes the answer ambiguous (both are listed); so does
+/// a source that cannot tell (a handover instant). Sources that know no one change nothing.
+pub fn add_identity_at<'a>(
+    att: &mut Attribution,
+    mut holder: impl FnMut(IpAddr) -> crate::enrich::identity::Holder<'a>,
+) {
+    use crate::enrich::identity::Holder;
+    for c in &mut att.matches {
+        let Some(ip) = c.src_ip else { continue };
+        match holder(ip) {
+            Holder::Nobody => {}
+            Holder::Ambiguous => att.ambiguous = true,
+            Holder::One(s) => {
+                c.subscriber_at_time = Some(s.to_string());
+                note_subscriber(&mut c.subscriber, &mut c.other_subscribers, Some(s));
+            }
+        }
     }
+    att.ambiguous = att.ambiguous || names(&att.matches).len() > 1;
 }
 
 #[cfg(test)]
@@ -650,6 +684,44 @@ mod tests {
         assert_eq!(ivs.len(), 1, "{ivs:?}");
         assert_eq!((ivs[0].start, ivs[0].end), (100 * S, Some(900 * S)));
         assert!(attribute(ivs, 5000 * S, 2 * S).matches.is_empty());
+    }
+
+    #[test]
+    fn the_holder_at_the_questions_time_is_weighed_with_the_recorded_one() {
+        use crate::enrich::identity::Holder;
+        use NatEventKind::*;
+        let rows = vec![named(
+            row(100 * S, SessionCreate, "100.64.0.1", 40000, 5000, 0),
+            "sub-1",
+        )];
+        let base = attribute(intervals(rows, 0), 150 * S, 2 * S);
+        assert!(!base.ambiguous);
+        // The identity sources agree: the answer stands, with the holder shown.
+        let mut a = base.clone();
+        add_identity_at(&mut a, |_| Holder::One("sub-1"));
+        assert!(!a.ambiguous);
+        assert_eq!(a.matches[0].subscriber_at_time.as_deref(), Some("sub-1"));
+        assert!(a.matches[0].other_subscribers.is_empty());
+        // They name someone else now: both are listed, and it is ambiguous.
+        let mut a = base.clone();
+        add_identity_at(&mut a, |_| Holder::One("sub-2"));
+        assert!(a.ambiguous);
+        assert_eq!(a.matches[0].subscriber.as_deref(), Some("sub-1"));
+        assert_eq!(a.matches[0].other_subscribers, ["sub-2"]);
+        // They cannot tell (a handover instant): ambiguous.
+        let mut a = base.clone();
+        add_identity_at(&mut a, |_| Holder::Ambiguous);
+        assert!(a.ambiguous);
+        // They know no one: as recorded.
+        let mut a = base.clone();
+        add_identity_at(&mut a, |_| Holder::Nobody);
+        assert_eq!(a, base);
+        // Events recorded no subscriber: the holder at the time names one, plainly.
+        let rows = vec![row(100 * S, SessionCreate, "100.64.0.1", 40000, 5000, 0)];
+        let mut a = attribute(intervals(rows, 0), 150 * S, 2 * S);
+        add_identity_at(&mut a, |_| Holder::One("sub-3"));
+        assert!(!a.ambiguous);
+        assert_eq!(a.matches[0].subscriber.as_deref(), Some("sub-3"));
     }
 
     #[test]

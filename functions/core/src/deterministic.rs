@@ -935,6 +935,7 @@ pub fn merge(
             distance,
             subscriber: None,
             other_subscribers: Vec::new(),
+            subscriber_at_time: None,
             destinations: Vec::new(),
             evidence: Vec::new(),
             rule: Some(RuleEvidence {

@@ -177,6 +177,10 @@ fn candidate_json(a: &Answer, c: &Candidate) -> Value {
         "end": c.end.map(format_time),
         "distance_ms": c.distance / 1000,
         "subscriber": c.subscriber,
+        // Subscribers the events name besides `subscriber`, and who held `src_ip` at the
+        // question's time by the identity sources (either differing makes it ambiguous).
+        "other_subscribers": c.other_subscribers,
+        "subscriber_at_time": c.subscriber_at_time,
         "site": e.and_then(|e| e.site.as_deref()),
         "prefix": e.and_then(|e| e.prefix.as_deref()),
         "role": e.and_then(|e| e.role.as_deref()),

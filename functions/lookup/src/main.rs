@@ -31,6 +31,11 @@ struct Cli {
     /// which every lookup reads. Without it the stored configuration, if any, is used.
     #[arg(long, env = "NATLAKE_DETERMINISTIC", global = true)]
     deterministic: Option<PathBuf>,
+    /// Enrichment configuration (TOML, as normalize's `--enrich-config`): its identity sources
+    /// (RADIUS, DHCP) are read at each question's time, beside the subscriber the events
+    /// recorded; a holder that differs makes the answer ambiguous.
+    #[arg(long, env = "NATLAKE_ENRICH_CONFIG", global = true)]
+    enrich_config: Option<PathBuf>,
     #[command(subcommand)]
     door: Door,
 }
@@ -53,7 +58,16 @@ async fn main() -> anyhow::Result<()> {
     natlake_core::runtime::init_tracing(!on_lambda);
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let scratch = cli.scratch.unwrap_or_else(std::env::temp_dir);
-    let lake = Arc::new(Lake::open(&url, &scratch)?);
+    let mut lake = Lake::open(&url, &scratch)?;
+    if let Some(path) = &cli.enrich_config {
+        let cfg = natlake_core::enrich::sources::EnrichConfig::from_file(Some(path))?;
+        let identity =
+            natlake_core::enrich::sources::EnrichHandle::load(&lake.store, &cfg.identity_only())
+                .await
+                .context("loading the identity sources")?;
+        lake = lake.with_identity(identity);
+    }
+    let lake = Arc::new(lake);
     if let Some(path) = &cli.deterministic {
         let cfg = natlake_query::deterministic::read_file(path)?;
         let changed = natlake_query::deterministic::publish(&lake.store, &cfg)

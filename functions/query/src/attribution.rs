@@ -286,7 +286,12 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
 /// without one, from `at - window - lookback`.
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
     let answer = attribute_logs(lake, q).await?;
-    Ok(add_deterministic(lake, q, answer).await)
+    let mut answer = add_deterministic(lake, q, answer).await;
+    lake.identity.refresh(&lake.store).await;
+    if let Some(sources) = lake.identity.snapshot() {
+        correlate::add_identity_at(&mut answer.attribution, |ip| sources.holder_at(ip, q.at));
+    }
+    Ok(answer)
 }
 
 /// The answer from the NAT events in the lake alone.
@@ -704,5 +709,88 @@ mod tests {
             a.attribution.matches[0].src_ip,
             Some("100.64.0.2".parse().unwrap())
         );
+    }
+
+    /// A port block allocated while sub-1 held its inside address, still held after the
+    /// address passed to sub-2: the events recorded sub-1; the identity sources the lookup
+    /// reads name sub-2 at the question's time, so the answer lists both and is ambiguous.
+    /// Before the handover the answer is plain.
+    #[tokio::test]
+    async fn the_identity_sources_are_read_at_the_questions_time() {
+        use natlake_core::enrich::sources::{EnrichConfig, EnrichHandle};
+        use natlake_core::model::Event;
+        let dir = tempfile::tempdir().unwrap();
+        let mut alloc = nat_row(
+            T0 + 60_000_000,
+            NatEventKind::PortBlockAlloc,
+            "100.64.1.1",
+            4096,
+            "raw/k.nlraw.zst",
+            0,
+        );
+        if let Event::Nat(e) = &mut alloc.event {
+            e.x_port_end = Some(4159);
+            e.src_port = None;
+            e.dst_ip = None;
+            e.dst_port = None;
+        }
+        alloc.envelope.subscriber = Some("sub-1".into());
+        for (o, bytes) in
+            writer::encode_outputs("raw/k.nlraw.zst", &[alloc], &[], &WriteOptions::default())
+                .unwrap()
+        {
+            let path = dir.path().join(&o.key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let handover = "2026-11-01T00:30:00Z";
+        let ids = dir.path().join("identity.csv");
+        std::fs::write(
+            &ids,
+            format!(
+                "ip,subscriber,start,end\n100.64.1.1,sub-1,2026-11-01T00:00:00Z,{handover}\n\
+                 100.64.1.1,sub-2,{handover},\n"
+            ),
+        )
+        .unwrap();
+        let cfg = EnrichConfig::from_toml(&format!(
+            "identity = [{{ path = \"file:{}\", format = \"csv\" }}]",
+            ids.display()
+        ))
+        .unwrap();
+        let lake = Lake::open(
+            &format!("file://{}", dir.path().display()),
+            &dir.path().join("scratch"),
+        )
+        .unwrap();
+        let identity = EnrichHandle::load(&lake.store, &cfg.identity_only())
+            .await
+            .unwrap();
+        let lake = lake.with_identity(identity);
+        let ask = |at: Micros| Question {
+            ip: "198.51.100.7".parse().unwrap(),
+            port: 4100,
+            at,
+            protocol: None,
+            window: DEFAULT_WINDOW,
+            lookback: DEFAULT_LOOKBACK,
+            dst_ip: None,
+            dst_port: None,
+        };
+        let before = attribute(&lake, &ask(T0 + 20 * 60_000_000)).await.unwrap();
+        let c = &before.attribution.matches[0];
+        assert!(!before.attribution.ambiguous, "{before:?}");
+        assert_eq!(
+            (c.subscriber.as_deref(), c.subscriber_at_time.as_deref()),
+            (Some("sub-1"), Some("sub-1"))
+        );
+        let after = attribute(&lake, &ask(T0 + 40 * 60_000_000)).await.unwrap();
+        let c = &after.attribution.matches[0];
+        assert!(after.attribution.ambiguous, "{after:?}");
+        assert_eq!(
+            (c.subscriber.as_deref(), &c.other_subscribers[..]),
+            (Some("sub-1"), &["sub-2".to_string()][..])
+        );
+        assert_eq!(c.subscriber_at_time.as_deref(), Some("sub-2"));
     }
 }

@@ -27,6 +27,8 @@ pub struct Lake {
     duck: Arc<std::sync::Mutex<Option<duckdb::Connection>>>,
     /// The deterministic NAT configuration (default: the store's `config/deterministic_nat.toml`).
     pub deterministic: Arc<crate::deterministic::DetSource>,
+    /// Identity sources (RADIUS, DHCP) read at each question's time; none by default.
+    pub identity: natlake_core::enrich::sources::EnrichHandle,
 }
 
 impl Lake {
@@ -54,7 +56,15 @@ impl Lake {
             cache_bytes: 1 << 30,
             scratch: scratch.to_path_buf(),
             duck: Arc::default(),
+            identity: Default::default(),
         }
+    }
+
+    /// Reads these identity sources at each question's time (see
+    /// `natlake_core::correlate::add_identity_at`).
+    pub fn with_identity(mut self, identity: natlake_core::enrich::sources::EnrichHandle) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// A connection to the lake's DuckDB database (blocking: call from `spawn_blocking`).

@@ -16,6 +16,7 @@ pub mod cloudfoundry;
 pub mod geo;
 pub mod identity;
 pub mod prefixes;
+pub mod sources;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -88,15 +89,24 @@ impl Enricher {
     /// The subscriber of `inside` at `time` by the identity sources: None when none knows, or
     /// when they name different subscribers (never a guess).
     pub fn identity_at(&self, inside: IpAddr, time: crate::model::Micros) -> Option<&str> {
-        let mut found: Option<&str> = None;
+        match self.holder_at(inside, time) {
+            identity::Holder::One(s) => Some(s),
+            identity::Holder::Nobody | identity::Holder::Ambiguous => None,
+        }
+    }
+
+    /// Who held `inside` at `time` by every identity source together: `Ambiguous` when a
+    /// source cannot tell (a handover instant) or two name different subscribers.
+    pub fn holder_at(&self, inside: IpAddr, time: crate::model::Micros) -> identity::Holder<'_> {
+        let mut found = identity::Holder::Nobody;
         for t in &self.identity {
-            match t.lookup(inside, time) {
-                identity::Holder::Nobody => {}
-                identity::Holder::Ambiguous => return None,
-                identity::Holder::One(s) => match found {
-                    Some(f) if f != s => return None,
-                    _ => found = Some(s),
-                },
+            match (t.lookup(inside, time), &found) {
+                (identity::Holder::Nobody, _) => {}
+                (identity::Holder::Ambiguous, _) => return identity::Holder::Ambiguous,
+                (identity::Holder::One(s), identity::Holder::One(f)) if *f != s => {
+                    return identity::Holder::Ambiguous;
+                }
+                (one, _) => found = one,
             }
         }
         found

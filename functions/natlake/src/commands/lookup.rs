@@ -27,6 +27,10 @@ pub struct Args {
     /// config/deterministic_nat.toml); read only, nothing is published.
     #[arg(long, env = "NATLAKE_DETERMINISTIC")]
     deterministic: Option<std::path::PathBuf>,
+    /// Enrichment configuration (TOML, as normalize's): its identity sources (RADIUS, DHCP)
+    /// are read at the question's time, beside the subscriber the events recorded.
+    #[arg(long, env = "NATLAKE_ENRICH_CONFIG")]
+    enrich_config: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -48,6 +52,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             cfg,
             format!("file:{}", path.display()),
         ));
+    }
+    if let Some(path) = &args.enrich_config {
+        let cfg = natlake_core::enrich::sources::EnrichConfig::from_file(Some(path))?;
+        let identity =
+            natlake_core::enrich::sources::EnrichHandle::load(&lake.store, &cfg.identity_only())
+                .await?;
+        lake = lake.with_identity(identity);
     }
     let answer = natlake_query::attribution::attribute(&lake, &q).await?;
     println!(

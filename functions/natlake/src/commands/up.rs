@@ -124,6 +124,8 @@ impl Stack {
         };
         cfg.parsed_format()?;
         let cfg = cfg.load_enrichment(&store).await?;
+        // Lookups read the same identity sources at each question's time.
+        let identity = cfg.enricher.clone();
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -136,11 +138,10 @@ impl Stack {
         );
         tokio::spawn(compactor.clone().every(args.compact_every));
 
-        let lake = Arc::new(natlake_query::Lake::with_store(
-            store,
-            Some(data_dir.clone()),
-            &data_dir.join("tmp"),
-        ));
+        let lake = Arc::new(
+            natlake_query::Lake::with_store(store, Some(data_dir.clone()), &data_dir.join("tmp"))
+                .with_identity(identity),
+        );
         let app = natlake_lookup::api::router(lake)
             .merge(natlake_normalize::service::router(normalizer.clone()))
             .merge(natlake_compact::service::router(compactor))
