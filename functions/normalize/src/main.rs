@@ -24,7 +24,8 @@ struct Cli {
     /// Parser for every record (auto detects per record).
     #[arg(long, env = "NATLAKE_FORMAT", default_value = "auto", global = true)]
     format: String,
-    /// Enrichment sources (TOML; README "Enrichment"): loaded at start, reloaded on change.
+    /// Enrichment sources (TOML; README "Enrichment"): loaded at start, reloaded on change. A
+    /// local file, or `store:KEY` for an object in the store (on Lambda).
     #[arg(long, env = "NATLAKE_ENRICH_CONFIG", global = true)]
     enrich_config: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -78,7 +79,8 @@ async fn main() -> anyhow::Result<()> {
     let scope = StoreScope::from_url(&url);
     let cfg = NormalizeConfig {
         format: cli.format,
-        enrich: natlake_normalize::enrich::EnrichConfig::from_file(cli.enrich_config.as_deref())?,
+        enrich: natlake_normalize::enrich::EnrichConfig::read(cli.enrich_config.as_deref(), &store)
+            .await?,
         time_zones: cli.time_zones.load()?,
         ..NormalizeConfig::default()
     };

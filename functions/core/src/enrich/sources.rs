@@ -65,6 +65,31 @@ impl EnrichConfig {
         Self::from_toml(&text).map_err(err)
     }
 
+    /// The configuration at `at`: `store:KEY` names an object in the store (how a function on
+    /// Lambda, which has no configuration files, is given one), anything else a local file;
+    /// the empty configuration without one.
+    pub async fn read(
+        at: Option<&std::path::Path>,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Result<Self, SourceError> {
+        let Some(at) = at else {
+            return Ok(Self::default());
+        };
+        let Some(key) = at.to_str().and_then(|s| s.strip_prefix("store:")) else {
+            return Self::from_file(Some(at));
+        };
+        let err = |reason: String| SourceError {
+            source_name: "configuration".into(),
+            path: at.display().to_string(),
+            reason,
+        };
+        let bytes = async { store.get(&Path::from(key)).await?.bytes().await }
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| err(e.to_string()))?;
+        Self::from_toml(text).map_err(err)
+    }
+
     /// Only the identity sources: what lookups read at a question's time.
     pub fn identity_only(&self) -> Self {
         Self {
@@ -443,5 +468,44 @@ impl EnrichHandle {
                 Err(e) => fail(&e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::PutPayload;
+    use object_store::memory::InMemory;
+
+    /// On Lambda the configuration is an object in the store; a local path still reads a file.
+    #[tokio::test]
+    async fn the_configuration_is_read_from_the_store_or_a_file() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let text = "reload_secs = 60\nidentity = [{ path = \"enrich/radius.json\", format = \"radius_json\" }]\n";
+        store
+            .put(
+                &Path::from("config/enrich.toml"),
+                PutPayload::from(text.as_bytes().to_vec()),
+            )
+            .await
+            .unwrap();
+        let at = std::path::Path::new("store:config/enrich.toml");
+        let cfg = EnrichConfig::read(Some(at), &store).await.unwrap();
+        assert_eq!(cfg.reload_secs, 60);
+        assert_eq!(cfg.identity[0].path, "enrich/radius.json");
+        assert_eq!(cfg.identity_only(), cfg, "it names identity sources only");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("enrich.toml");
+        std::fs::write(&file, text).unwrap();
+        assert_eq!(EnrichConfig::read(Some(&file), &store).await.unwrap(), cfg);
+
+        let missing = std::path::Path::new("store:config/none.toml");
+        let e = EnrichConfig::read(Some(missing), &store).await.unwrap_err();
+        assert!(e.to_string().contains("store:config/none.toml"), "{e}");
+        assert_eq!(
+            EnrichConfig::read(None, &store).await.unwrap(),
+            EnrichConfig::default()
+        );
     }
 }

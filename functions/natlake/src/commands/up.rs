@@ -118,7 +118,7 @@ impl Stack {
 
         let cfg = NormalizeConfig {
             format: args.format.clone(),
-            enrich: EnrichConfig::from_file(args.enrich_config.as_deref())?,
+            enrich: EnrichConfig::read(args.enrich_config.as_deref(), &store).await?,
             time_zones: args.time_zones.load()?,
             ..NormalizeConfig::default()
         };

@@ -1,7 +1,7 @@
 # One role per function, each allowed only the prefixes its code touches:
-#   normalize  reads raw/, writes lake/ and its done markers (Lambda retries; failures go to SQS)
+#   normalize  reads raw/ and its enrichment (config/, enrich/), writes lake/ and its done markers (Lambda retries; failures go to SQS)
 #   compact    reads, rewrites and deletes lake/ objects, keeps its carry markers in _state/carry/ and sets unreadable objects aside in _state/quarantine/
-#   lookup     lists and reads lake/, lists the carry markers in _state/carry/, writes audit/
+#   lookup     lists and reads lake/, lists the carry markers in _state/carry/, reads config/ (deterministic NAT, enrichment) and enrich/ (identity sources), writes audit/
 #   relay      writes raw/ and nothing else
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -27,6 +27,11 @@ data "aws_iam_policy_document" "normalize" {
     sid       = "ReadRaw"
     actions   = ["s3:GetObject"]
     resources = [local.objects["raw"]]
+  }
+  statement {
+    sid       = "ReadEnrichment"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["config"], local.objects["enrich"]]
   }
   statement {
     sid     = "WriteLakeAndMarkers"
@@ -113,6 +118,12 @@ data "aws_iam_policy_document" "lookup" {
     sid       = "ReadLake"
     actions   = ["s3:GetObject"]
     resources = [local.objects["lake"]]
+  }
+  statement {
+    # config/deterministic_nat.toml, the enrichment configuration and its identity sources.
+    sid       = "ReadConfig"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["config"], local.objects["enrich"]]
   }
   statement {
     sid       = "WriteAudit"

@@ -33,11 +33,11 @@ resource "aws_lambda_function" "normalize" {
   }
 
   environment {
-    variables = {
+    variables = merge({
       NATLAKE_STORE = local.store_url
       NATLAKE_TZ    = var.device_time_zone
       RUST_LOG      = var.log_level
-    }
+    }, local.enrich_env)
   }
 
   logging_config {
@@ -102,13 +102,13 @@ resource "aws_lambda_function" "lookup" {
   }
 
   environment {
-    variables = {
+    variables = merge({
       NATLAKE_STORE = local.store_url
       # DuckDB wants a writable home and temp directory; on Lambda only /tmp is.
       NATLAKE_SCRATCH = "/tmp"
       HOME            = "/tmp"
       RUST_LOG        = var.log_level
-    }
+    }, local.enrich_env)
   }
 
   logging_config {

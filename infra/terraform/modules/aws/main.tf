@@ -19,7 +19,7 @@ locals {
   bucket_arn = aws_s3_bucket.store.arn
   # ARN of every object under a store prefix, e.g. local.objects["raw"] = arn:…:bucket/raw/*.
   objects = {
-    for p in ["raw", "lake", "audit", "athena-results", "_state/normalized", "_state/dead-letter", "_state/carry", "_state/quarantine"] :
+    for p in ["raw", "lake", "audit", "athena-results", "config", "enrich", "_state/normalized", "_state/dead-letter", "_state/carry", "_state/quarantine"] :
     p => "${aws_s3_bucket.store.arn}/${local.root}${p}/*"
   }
 
@@ -31,6 +31,9 @@ locals {
   }
 
   sse_kms = var.kms_key_arn != null
+
+  # Functions on Lambda have no configuration files: the enrichment TOML is an object.
+  enrich_env = var.enrich_config_key == null ? {} : { NATLAKE_ENRICH_CONFIG = "store:${var.enrich_config_key}" }
 
   tags = merge({ "natlake:deployment" = var.name }, var.tags)
 }

@@ -148,6 +148,12 @@ variable "device_time_zone" {
   default     = "UTC"
 }
 
+variable "enrich_config_key" {
+  description = "Key (under the store prefix) of the enrichment TOML, e.g. \"config/enrich.toml\"; its sources are keys under enrich/ or config/. Given to normalize (enrichment) and lookup (identity at the question's time) as NATLAKE_ENRICH_CONFIG=store:KEY. null: no enrichment."
+  type        = string
+  default     = null
+}
+
 variable "log_level" {
   description = "RUST_LOG filter for the functions."
   type        = string
