@@ -466,20 +466,22 @@ fn names(matches: &[Candidate]) -> Vec<String> {
     who
 }
 
-/// Adds who held each candidate's inside address at the question's time `at` by the identity
-/// sources (`holder`), to what its events recorded when they were normalized. Events carry the
+/// Adds who held each candidate's inside address (in its VRF, behind its device) at the
+/// question's time by the identity sources (`holder`), to what its events recorded when they were normalized. Events carry the
 /// subscriber of their own time, by the identity data normalize had then: a port block held
 /// while the inside address changed hands, or identity data that lagged behind, leave it
 /// stale. A different holder now named makes the answer ambiguous (both are listed); so does
 /// a source that cannot tell (a handover instant). Sources that know no one change nothing.
 pub fn add_identity_at<'a>(
     att: &mut Attribution,
-    mut holder: impl FnMut(IpAddr) -> crate::enrich::identity::Holder<'a>,
+    mut holder: impl FnMut(&Candidate) -> crate::enrich::identity::Holder<'a>,
 ) {
     use crate::enrich::identity::Holder;
     for c in &mut att.matches {
-        let Some(ip) = c.src_ip else { continue };
-        match holder(ip) {
+        if c.src_ip.is_none() {
+            continue;
+        }
+        match holder(c) {
             Holder::Nobody => {}
             Holder::Ambiguous => att.ambiguous = true,
             Holder::One(s) => {
@@ -698,28 +700,28 @@ mod tests {
         assert!(!base.ambiguous);
         // The identity sources agree: the answer stands, with the holder shown.
         let mut a = base.clone();
-        add_identity_at(&mut a, |_| Holder::One("sub-1"));
+        add_identity_at(&mut a, |_: &Candidate| Holder::One("sub-1"));
         assert!(!a.ambiguous);
         assert_eq!(a.matches[0].subscriber_at_time.as_deref(), Some("sub-1"));
         assert!(a.matches[0].other_subscribers.is_empty());
         // They name someone else now: both are listed, and it is ambiguous.
         let mut a = base.clone();
-        add_identity_at(&mut a, |_| Holder::One("sub-2"));
+        add_identity_at(&mut a, |_: &Candidate| Holder::One("sub-2"));
         assert!(a.ambiguous);
         assert_eq!(a.matches[0].subscriber.as_deref(), Some("sub-1"));
         assert_eq!(a.matches[0].other_subscribers, ["sub-2"]);
         // They cannot tell (a handover instant): ambiguous.
         let mut a = base.clone();
-        add_identity_at(&mut a, |_| Holder::Ambiguous);
+        add_identity_at(&mut a, |_: &Candidate| Holder::Ambiguous);
         assert!(a.ambiguous);
         // They know no one: as recorded.
         let mut a = base.clone();
-        add_identity_at(&mut a, |_| Holder::Nobody);
+        add_identity_at(&mut a, |_: &Candidate| Holder::Nobody);
         assert_eq!(a, base);
         // Events recorded no subscriber: the holder at the time names one, plainly.
         let rows = vec![row(100 * S, SessionCreate, "100.64.0.1", 40000, 5000, 0)];
         let mut a = attribute(intervals(rows, 0), 150 * S, 2 * S);
-        add_identity_at(&mut a, |_| Holder::One("sub-3"));
+        add_identity_at(&mut a, |_: &Candidate| Holder::One("sub-3"));
         assert!(!a.ambiguous);
         assert_eq!(a.matches[0].subscriber.as_deref(), Some("sub-3"));
     }

@@ -60,7 +60,8 @@ async fn main() -> anyhow::Result<()> {
     let scratch = cli.scratch.unwrap_or_else(std::env::temp_dir);
     let mut lake = Lake::open(&url, &scratch)?;
     if let Some(path) = &cli.enrich_config {
-        let cfg = natlake_core::enrich::sources::EnrichConfig::read(Some(path), &lake.store).await?;
+        let cfg =
+            natlake_core::enrich::sources::EnrichConfig::read(Some(path), &lake.store).await?;
         let identity =
             natlake_core::enrich::sources::EnrichHandle::load(&lake.store, &cfg.identity_only())
                 .await

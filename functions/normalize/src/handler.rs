@@ -1610,8 +1610,13 @@ path = "enrich/containers.json"
         let cfg = enrich_cfg(&store).await;
         let who = |cfg: &NormalizeConfig| {
             let e = cfg.enricher.snapshot().unwrap();
-            e.identity_at("100.64.0.1".parse().unwrap(), 1_700_000_000_000_000)
-                .map(str::to_owned)
+            e.identity_at(
+                "100.64.0.1".parse().unwrap(),
+                1_700_000_000_000_000,
+                None,
+                None,
+            )
+            .map(str::to_owned)
         };
         assert_eq!(who(&cfg).as_deref(), Some("alice"));
         put(

@@ -289,7 +289,10 @@ pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> 
     let mut answer = add_deterministic(lake, q, answer).await;
     lake.identity.refresh(&lake.store).await;
     if let Some(sources) = lake.identity.snapshot() {
-        correlate::add_identity_at(&mut answer.attribution, |ip| sources.holder_at(ip, q.at));
+        correlate::add_identity_at(&mut answer.attribution, |c| match c.src_ip {
+            Some(ip) => sources.holder_at(ip, q.at, c.vrf.as_deref(), c.device.as_deref()),
+            None => natlake_core::enrich::identity::Holder::Nobody,
+        });
     }
     Ok(answer)
 }

@@ -65,10 +65,30 @@ pub enum Holder<'a> {
     Ambiguous,
 }
 
+/// The events an identity source speaks for. Where inside addresses are reused across BNGs
+/// or VRFs (100.64.0.0/10 per region), each source's addresses mean something only there: an
+/// unscoped source would stamp one region's subscriber on another's events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Only events of this VRF / routing instance.
+    pub vrf: Option<String>,
+    /// Only events logged by this device.
+    pub device: Option<String>,
+}
+
+impl Scope {
+    pub fn covers(&self, vrf: Option<&str>, device: Option<&str>) -> bool {
+        self.vrf.as_deref().is_none_or(|v| Some(v) == vrf)
+            && self.device.as_deref().is_none_or(|d| Some(d) == device)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct IdentityTable {
     /// Per address, sorted by start.
     by_ip: HashMap<IpAddr, Vec<Interval>>,
+    /// The events this source speaks for (every event by default).
+    pub scope: Scope,
 }
 
 impl IdentityTable {
@@ -125,7 +145,10 @@ impl IdentityTable {
             }
             by_ip.insert(ip, out);
         }
-        Self { by_ip }
+        Self {
+            by_ip,
+            scope: Scope::default(),
+        }
     }
 }
 

@@ -86,20 +86,34 @@ impl Enricher {
             && self.cloudfoundry.is_none()
     }
 
-    /// The subscriber of `inside` at `time` by the identity sources: None when none knows, or
-    /// when they name different subscribers (never a guess).
-    pub fn identity_at(&self, inside: IpAddr, time: crate::model::Micros) -> Option<&str> {
-        match self.holder_at(inside, time) {
+    /// The subscriber of `inside` at `time` for an event of `vrf` logged by `device`, by the
+    /// identity sources: None when none knows, or when they name different subscribers (never
+    /// a guess).
+    pub fn identity_at(
+        &self,
+        inside: IpAddr,
+        time: crate::model::Micros,
+        vrf: Option<&str>,
+        device: Option<&str>,
+    ) -> Option<&str> {
+        match self.holder_at(inside, time, vrf, device) {
             identity::Holder::One(s) => Some(s),
             identity::Holder::Nobody | identity::Holder::Ambiguous => None,
         }
     }
 
-    /// Who held `inside` at `time` by every identity source together: `Ambiguous` when a
-    /// source cannot tell (a handover instant) or two name different subscribers.
-    pub fn holder_at(&self, inside: IpAddr, time: crate::model::Micros) -> identity::Holder<'_> {
+    /// Who held `inside` at `time` by every identity source that speaks for `vrf` and
+    /// `device` ([`identity::Scope`]) together: `Ambiguous` when a source cannot tell (a
+    /// handover instant) or two name different subscribers.
+    pub fn holder_at(
+        &self,
+        inside: IpAddr,
+        time: crate::model::Micros,
+        vrf: Option<&str>,
+        device: Option<&str>,
+    ) -> identity::Holder<'_> {
         let mut found = identity::Holder::Nobody;
-        for t in &self.identity {
+        for t in self.identity.iter().filter(|t| t.scope.covers(vrf, device)) {
             match (t.lookup(inside, time), &found) {
                 (identity::Holder::Nobody, _) => {}
                 (identity::Holder::Ambiguous, _) => return identity::Holder::Ambiguous,
@@ -136,7 +150,7 @@ impl Enricher {
             }
             if env.subscriber.is_none() {
                 env.subscriber = self
-                    .identity_at(ip, time)
+                    .identity_at(ip, time, vrf, env.device.as_deref())
                     .map(str::to_owned)
                     .or_else(|| matched.and_then(|(_, i)| i.subscriber.clone()));
             }
@@ -189,4 +203,87 @@ pub(crate) fn header_index<const N: usize>(
 /// A non-empty CSV field.
 pub(crate) fn field(rec: &csv::StringRecord, i: Option<usize>) -> Option<&str> {
     i.and_then(|i| rec.get(i)).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity::{IdentityFormat, IdentityOptions, Scope};
+    use super::*;
+    use crate::model::{Envelope, Event, NatEvent, Provenance};
+
+    /// Two regions reuse 100.64.0.0/10, each with its own RADIUS export: a source scoped to a
+    /// VRF (or device) names subscribers only on that VRF's (device's) events.
+    #[test]
+    fn scoped_identity_sources_speak_only_for_their_vrf_or_device() {
+        let table = |user: &str, scope: Scope| {
+            let csv = format!("ip,subscriber,start,end\n100.64.0.1,{user},2020-01-01T00:00:00Z,\n");
+            let mut t = identity::load(
+                csv.as_bytes(),
+                IdentityFormat::Csv,
+                &IdentityOptions::default(),
+            )
+            .unwrap()
+            .data;
+            t.scope = scope;
+            Arc::new(t)
+        };
+        let e = Enricher {
+            identity: vec![
+                table(
+                    "alice",
+                    Scope {
+                        vrf: Some("red".into()),
+                        device: None,
+                    },
+                ),
+                table(
+                    "bob",
+                    Scope {
+                        vrf: None,
+                        device: Some("bng-2".into()),
+                    },
+                ),
+            ],
+            ..Enricher::default()
+        };
+        let row = |vrf: Option<&str>, device: Option<&str>| Row {
+            event: Event::Nat(NatEvent {
+                time: 1_700_000_000_000_000,
+                src_ip: "100.64.0.1".parse().ok(),
+                vrf: vrf.map(Into::into),
+                ..NatEvent::default()
+            }),
+            envelope: Envelope {
+                device: device.map(Into::into),
+                ..Envelope::default()
+            },
+            provenance: Provenance {
+                raw_key: "raw/k".into(),
+                raw_record: 0,
+            },
+        };
+        let who = |vrf, device| {
+            let mut r = row(vrf, device);
+            e.apply(&mut r);
+            r.envelope.subscriber
+        };
+        assert_eq!(who(Some("red"), Some("bng-1")).as_deref(), Some("alice"));
+        assert_eq!(who(Some("blue"), Some("bng-2")).as_deref(), Some("bob"));
+        assert_eq!(
+            who(Some("blue"), Some("bng-1")),
+            None,
+            "no source speaks for it"
+        );
+        // Both speak for a red event of bng-2, and disagree: no one is named.
+        assert_eq!(who(Some("red"), Some("bng-2")), None);
+        assert_eq!(
+            e.holder_at(
+                "100.64.0.1".parse().unwrap(),
+                1_700_000_000_000_000,
+                Some("red"),
+                Some("bng-2")
+            ),
+            identity::Holder::Ambiguous
+        );
+    }
 }

@@ -154,6 +154,12 @@ pub struct IdentitySource {
     /// Kea lease files: the column naming the subscriber (default hwaddr, duid, client_id).
     #[serde(default)]
     pub id_field: Option<String>,
+    /// Only for events of this VRF / routing instance (inside addresses reused across VRFs).
+    #[serde(default)]
+    pub vrf: Option<String>,
+    /// Only for events logged by this device (a BNG / CGN of its own).
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -234,7 +240,11 @@ impl Source {
                 let opts = IdentityOptions {
                     id_field: s.id_field.clone(),
                 };
-                let l = identity::load(&bytes, s.format, &opts)?;
+                let mut l = identity::load(&bytes, s.format, &opts)?;
+                l.data.scope = identity::Scope {
+                    vrf: s.vrf.clone(),
+                    device: s.device.clone(),
+                };
                 let t = Arc::new(l.data);
                 match into.identity.get_mut(*i) {
                     Some(slot) => *slot = t,

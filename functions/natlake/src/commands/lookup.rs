@@ -54,7 +54,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     if let Some(path) = &args.enrich_config {
-        let cfg = natlake_core::enrich::sources::EnrichConfig::read(Some(path), &lake.store).await?;
+        let cfg =
+            natlake_core::enrich::sources::EnrichConfig::read(Some(path), &lake.store).await?;
         let identity =
             natlake_core::enrich::sources::EnrichHandle::load(&lake.store, &cfg.identity_only())
                 .await?;

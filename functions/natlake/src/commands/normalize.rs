@@ -95,8 +95,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (since, until) = args.select.hours()?;
     let cfg = NormalizeConfig {
         format: args.format.clone(),
-        enrich: natlake_normalize::enrich::EnrichConfig::read(args.enrich_config.as_deref(), &store)
-            .await?,
+        enrich: natlake_normalize::enrich::EnrichConfig::read(
+            args.enrich_config.as_deref(),
+            &store,
+        )
+        .await?,
         time_zones: args.time_zones.load()?,
         ..NormalizeConfig::default()
     };
