@@ -187,7 +187,9 @@ async fn read_rows(
     {
         let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
         for b in &batches {
-            w.write(b).map_err(|e| e.to_string())?;
+            // Rows as the views show them: `recv_time`, not the stored delay.
+            let b = read::with_recv_time(b).map_err(|e| e.to_string())?;
+            w.write(&b).map_err(|e| e.to_string())?;
         }
         w.finish().map_err(|e| e.to_string())?;
     }

@@ -2,13 +2,16 @@
 //! compact function reads and rewrites the lake with these alone.
 
 use arrow::array::{
-    Array, ArrayRef, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, Int16Array, Int32Array, Int64Array, Int64Builder, RecordBatch, StringArray,
     TimestampMicrosecondArray, new_null_array,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::columns::RECV_DELAY;
 
 use super::writer::LakeError;
 use crate::correlate::NatRow;
@@ -25,13 +28,15 @@ pub fn parquet_batches(bytes: Bytes) -> Result<Vec<RecordBatch>, LakeError> {
 /// `batch` with exactly the columns of `schema`, in its order: columns the object lacks (written
 /// by an older version) become nulls, types are cast where they differ. A column the schema does
 /// not know (written by a newer version) is an error: rewriting without it would lose data.
+/// Event objects written before `recv_delay_us` hold `recv_time`: the delay is derived from it,
+/// and a receive time it cannot express is an error for the same reason.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, LakeError> {
-    if let Some(extra) = batch
-        .schema()
-        .fields()
-        .iter()
-        .find(|f| schema.field_with_name(f.name()).is_err())
-    {
+    let legacy_recv = schema.field_with_name(RECV_DELAY).is_ok()
+        && batch.column_by_name(RECV_DELAY).is_none()
+        && batch.column_by_name(RECV_TIME).is_some();
+    if let Some(extra) = batch.schema().fields().iter().find(|f| {
+        schema.field_with_name(f.name()).is_err() && !(legacy_recv && f.name() == RECV_TIME)
+    }) {
         return Err(LakeError::Schema(format!(
             "column {:?} is not in this version's schema; refusing to rewrite the object without it",
             extra.name()
@@ -43,10 +48,95 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, L
         .map(|f| match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
             Some(c) => Ok(arrow::compute::cast(c, f.data_type())?),
+            None if legacy_recv && f.name() == RECV_DELAY => recv_delay_of(batch),
             None => Ok(new_null_array(f.data_type(), batch.num_rows())),
         })
         .collect::<Result<Vec<ArrayRef>, LakeError>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// The receive time's stored name before `recv_delay_us`, and still the name users see.
+const RECV_TIME: &str = "recv_time";
+
+/// A timestamp column as µs since the epoch (whatever its unit or zone label), or None when the
+/// batch lacks it.
+fn micros(batch: &RecordBatch, name: &str) -> Result<Option<Int64Array>, LakeError> {
+    let Some(c) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    let DataType::Timestamp(_, tz) = c.data_type() else {
+        return Err(LakeError::Schema(format!(
+            "column {name:?} is {}, not a timestamp",
+            c.data_type()
+        )));
+    };
+    // The unit only: a zone label never moves the stored instant.
+    let us = arrow::compute::cast(c, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))?;
+    let us = arrow::compute::cast(&us, &DataType::Int64)?;
+    Ok(us.as_any().downcast_ref::<Int64Array>().cloned())
+}
+
+/// `recv_time − time` of a batch that stores `recv_time` (an object from before the delay).
+fn recv_delay_of(batch: &RecordBatch) -> Result<ArrayRef, LakeError> {
+    let recv = micros(batch, RECV_TIME)?
+        .ok_or_else(|| LakeError::Schema(format!("column {RECV_TIME:?} missing")))?;
+    let time = micros(batch, "time")?;
+    let mut out = Int64Builder::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        if recv.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        // Without `time` (normalize always sets it) or past i64, the receive time has no delay
+        // to be stored as: refuse, as for an unknown column, rather than drop it.
+        let delay = time
+            .as_ref()
+            .filter(|t| t.is_valid(i))
+            .and_then(|t| recv.value(i).checked_sub(t.value(i)))
+            .ok_or_else(|| {
+                LakeError::Schema(format!(
+                    "row {i}: recv_time {} cannot be stored as a delay after time {}",
+                    recv.value(i),
+                    time.as_ref()
+                        .filter(|t| t.is_valid(i))
+                        .map_or("null".to_string(), |t| t.value(i).to_string())
+                ))
+            })?;
+        out.append_value(delay);
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// `batch` as users see its rows: an event batch's `recv_delay_us` replaced, in place, by
+/// `recv_time` = `time` + delay (UTC µs), as the views in `queries/views.sql` show it. Batches
+/// that store `recv_time` (rejects, older objects) are returned as they are.
+pub fn with_recv_time(batch: &RecordBatch) -> Result<RecordBatch, LakeError> {
+    let schema = batch.schema();
+    let Ok(at) = schema.index_of(RECV_DELAY) else {
+        return Ok(batch.clone());
+    };
+    let delay = batch
+        .column(at)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| LakeError::Schema(format!("column {RECV_DELAY:?} is not int64")))?;
+    let time = micros(batch, "time")?;
+    // A sum past i64 (never from a delay this version derived) is a null, not a wrapped time.
+    let recv: TimestampMicrosecondArray = (0..batch.num_rows())
+        .map(|i| {
+            let t = time.as_ref().filter(|t| t.is_valid(i))?.value(i);
+            delay.is_valid(i).then(|| t.checked_add(delay.value(i)))?
+        })
+        .collect::<TimestampMicrosecondArray>()
+        .with_timezone("UTC");
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[at] = Field::new(RECV_TIME, recv.data_type().clone(), true);
+    let mut columns = batch.columns().to_vec();
+    columns[at] = Arc::new(recv);
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        columns,
+    )?)
 }
 
 fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, LakeError> {
