@@ -372,3 +372,36 @@ async fn old_and_new_objects_show_the_same_receive_times_before_and_after_compac
         assert_eq!(cli, want);
     }
 }
+
+/// `natlake sql` on a lake without objects of a table gives it an empty view: with the same
+/// columns, in the same order and of the same types as the view over real objects.
+#[tokio::test]
+async fn the_empty_view_has_the_columns_of_the_real_one() {
+    let describe = |root: &std::path::Path| -> Vec<(String, String)> {
+        let scratch = tempfile::tempdir().expect("scratch");
+        let conn = sql::open_with_views(root, scratch.path()).expect("views");
+        let mut stmt = conn
+            .prepare("SELECT column_name, column_type FROM (DESCRIBE nat_events)")
+            .expect("describe");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let full = tempfile::tempdir().expect("tempdir");
+    let url = natlake_store::dir_url(full.path()).expect("url");
+    let store = natlake_store::open(&url, &Default::default()).expect("store");
+    publish(
+        &store,
+        encode_outputs(&raw(1), &rows(1), &[], &WriteOptions::ingest()).expect("encode"),
+    )
+    .await
+    .expect("publish");
+    let empty = tempfile::tempdir().expect("tempdir");
+    let real = describe(full.path());
+    assert_eq!(
+        real[1],
+        ("recv_time".into(), "TIMESTAMP WITH TIME ZONE".into())
+    );
+    assert_eq!(describe(empty.path()), real);
+}

@@ -249,3 +249,162 @@ pub fn provenance(batch: &RecordBatch) -> Result<Vec<RowProvenance<'_>>, LakeErr
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::compact::table_schema;
+    use crate::model::{NatEventKind, Table};
+    use crate::testing::nat_row;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+
+    /// 2026-11-23T00:00Z
+    const T: i64 = 1_795_392_000_000_000;
+
+    /// A batch as versions before the delay wrote it: `time` and `recv_time` (timestamp[us, UTC])
+    /// and the NAT columns that matter here.
+    fn old_batch(time: &[Option<i64>], recv: &[Option<i64>]) -> RecordBatch {
+        let ts = |v: &[Option<i64>]| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(v.to_vec()).with_timezone("UTC"))
+        };
+        let n = time.len();
+        let schema = Schema::new(vec![
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("x_ip", DataType::Utf8, true),
+            Field::new(
+                "recv_time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("raw_record", DataType::Int64, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                ts(time),
+                Arc::new(StringArray::from(vec!["198.51.100.7"; n])),
+                ts(recv),
+                Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    #[test]
+    fn an_old_objects_receive_time_becomes_its_delay() {
+        let time = [Some(T), Some(T + 5), Some(T + 9), Some(T)];
+        let recv = [Some(T + 20_000), Some(T), None, Some(T + 3_600_000_000)];
+        let schema = table_schema(Table::NatEvents);
+        let got = conform(&old_batch(&time, &recv), &schema).expect("conform");
+        assert_eq!(got.schema(), schema);
+        let d = got
+            .column_by_name(RECV_DELAY)
+            .expect("delay")
+            .as_primitive::<Int64Type>();
+        // 20 ms late; 5 µs early (device clock ahead); no receive time; an hour late.
+        assert_eq!(
+            d.iter().collect::<Vec<_>>(),
+            [Some(20_000), Some(-5), None, Some(3_600_000_000)]
+        );
+        // And back: the receive times as stored.
+        let shown = with_recv_time(&got).expect("shown");
+        let r = shown
+            .column_by_name("recv_time")
+            .expect("recv_time")
+            .as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(r.iter().collect::<Vec<_>>(), recv);
+        assert_eq!(
+            shown.schema().index_of("recv_time").ok(),
+            schema.index_of(RECV_DELAY).ok()
+        );
+        assert!(shown.column_by_name(RECV_DELAY).is_none());
+        // Batches that store recv_time already (rejects, old objects) are shown as they are.
+        let old = old_batch(&time, &recv);
+        assert_eq!(with_recv_time(&old).expect("old"), old);
+    }
+
+    #[test]
+    fn a_receive_time_without_a_delay_to_store_is_refused_not_dropped() {
+        let schema = table_schema(Table::NatEvents);
+        // A row with a receive time but no event time: nothing to store it against.
+        let e = conform(&old_batch(&[Some(T), None], &[Some(T), Some(T)]), &schema)
+            .expect_err("no time");
+        assert!(e.to_string().contains("row 1"), "{e}");
+        // A difference past i64.
+        let e =
+            conform(&old_batch(&[Some(i64::MAX)], &[Some(-10)]), &schema).expect_err("overflow");
+        assert!(e.to_string().contains("cannot be stored as a delay"), "{e}");
+        // A row with neither is just a row without a receive time.
+        let got = conform(&old_batch(&[None], &[None]), &schema).expect("nulls");
+        assert_eq!(
+            got.column_by_name(RECV_DELAY).expect("delay").null_count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_batch_with_both_forms_is_refused() {
+        // recv_time beside recv_delay_us is a column this version does not write: rewriting
+        // the object would drop it.
+        let schema = table_schema(Table::NatEvents);
+        let old = old_batch(&[Some(T)], &[Some(T + 1)]);
+        let both = conform(&old, &schema).expect("conform");
+        let mut fields: Vec<Field> = both
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(
+            "recv_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ));
+        let mut cols = both.columns().to_vec();
+        cols.push(old.column_by_name("recv_time").expect("recv_time").clone());
+        let both = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("batch");
+        let e = conform(&both, &schema).expect_err("both");
+        assert!(e.to_string().contains("recv_time"), "{e}");
+    }
+
+    #[test]
+    fn written_rows_store_the_delay_and_show_their_receive_time() {
+        use crate::lake::writer::{WriteOptions, encode_outputs};
+        let mut rows: Vec<_> = (0..3u16)
+            .map(|i| {
+                nat_row(
+                    T + i64::from(i) * 1_000_000,
+                    NatEventKind::SessionCreate,
+                    "100.64.0.9",
+                    1024 + i,
+                    "raw/k",
+                    u64::from(i),
+                )
+            })
+            .collect();
+        rows[0].envelope.recv_time = T - 1_500_000; // the device's clock 1.5 s ahead
+        rows[1].envelope.recv_time = T + 1_000_000 + 17_250;
+        let outs = encode_outputs("raw/k", &rows, &[], &WriteOptions::ingest()).expect("encode");
+        let batches = parquet_batches(outs[0].1.clone()).expect("read");
+        let b = &batches[0];
+        assert!(b.column_by_name("recv_time").is_none());
+        let d = b
+            .column_by_name(RECV_DELAY)
+            .expect("delay")
+            .as_primitive::<Int64Type>();
+        assert_eq!(d.values().to_vec(), [-1_500_000, 17_250, 0]);
+        let shown = with_recv_time(b).expect("shown");
+        let r = shown
+            .column_by_name("recv_time")
+            .expect("recv_time")
+            .as_primitive::<TimestampMicrosecondType>();
+        let want: Vec<i64> = rows.iter().map(|r| r.envelope.recv_time).collect();
+        assert_eq!(r.values().to_vec(), want);
+        assert_eq!(r.timezone(), Some("UTC"));
+    }
+}

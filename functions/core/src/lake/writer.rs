@@ -965,6 +965,15 @@ mod tests {
         assert!(!time.contains(&Encoding::RLE_DICTIONARY), "{time:?}");
         let (port, _) = enc("x_port");
         assert!(port.contains(&Encoding::DELTA_BINARY_PACKED), "{port:?}");
+        // The receive time is stored as its delay after `time`, delta-packed too.
+        assert!(
+            rg.columns()
+                .iter()
+                .all(|c| c.column_path().string() != "recv_time")
+        );
+        let (delay, _) = enc("recv_delay_us");
+        assert!(delay.contains(&Encoding::DELTA_BINARY_PACKED), "{delay:?}");
+        assert!(!delay.contains(&Encoding::RLE_DICTIONARY), "{delay:?}");
         let (src, _) = enc("src_ip");
         assert!(src.contains(&Encoding::RLE_DICTIONARY), "{src:?}");
         // No enrichment configured: nothing to compress.
