@@ -23,8 +23,8 @@
 #
 # Prints events/s per CPU-second and wall time, bytes per row per table (after normalize and
 # after compaction, with the biggest columns), and the same for DuckDB. Fails when the lake's
-# rows differ from the generator's expectation (count or any checked field) or anything is
-# rejected.
+# rows differ from the generator's expectation (count or any checked field, the receive time
+# included), after normalize or after compaction, or anything is rejected.
 set -euo pipefail
 
 SUBSCRIBERS=${SUBSCRIBERS:-20000}

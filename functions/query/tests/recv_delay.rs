@@ -91,6 +91,12 @@ fn expected(objs: &[u64]) -> BTreeMap<(String, i64), Micros> {
 /// A normalize output as versions before `recv_delay_us` wrote it: the same columns with
 /// `recv_time` (timestamp[us, UTC]) where the delay is now.
 fn old_object(rows: &[Row]) -> (String, Bytes) {
+    old_object_with(rows, None)
+}
+
+/// [`old_object`], with the `time` of record `null_time` (if any) left null: a row no version of
+/// normalize writes, whose receive time has nothing to be a delay after.
+fn old_object_with(rows: &[Row], null_time: Option<i64>) -> (String, Bytes) {
     let outs = encode_outputs(
         &rows[0].provenance.raw_key,
         rows,
@@ -127,6 +133,17 @@ fn old_object(rows: &[Row]) -> (String, Bytes) {
     );
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
     cols[at] = Arc::new(recv);
+    if let Some(n) = null_time {
+        let t = schema.index_of("time").expect("time");
+        let time: TimestampMicrosecondArray = cols[t]
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .zip(rec.values().iter())
+            .map(|(v, r)| if *r == n { None } else { v })
+            .collect::<TimestampMicrosecondArray>()
+            .with_timezone("UTC");
+        cols[t] = Arc::new(time);
+    }
     let old = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("old batch");
     let bytes = encode_batch(Table::NatEvents, &old, &WriteOptions::ingest()).expect("encode old");
     (out.key, bytes)
@@ -404,4 +421,56 @@ async fn the_empty_view_has_the_columns_of_the_real_one() {
         ("recv_time".into(), "TIMESTAMP WITH TIME ZONE".into())
     );
     assert_eq!(describe(empty.path()), real);
+}
+
+/// An old object with a receive time that cannot become a delay (its row has no `time`) is not
+/// rewritten without it: compaction quarantines the object whole, with the reason, and merges
+/// the partition's other objects.
+#[tokio::test]
+async fn an_old_object_whose_receive_time_has_no_delay_is_quarantined_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = natlake_store::dir_url(dir.path()).expect("url");
+    let store = natlake_store::open(&url, &Default::default()).expect("store");
+    // Record 4 opens a session that is never closed: its port is its own, so a null time
+    // leaves the object in the lake order.
+    let (old_key, old_bytes) = old_object_with(&rows(0), Some(4));
+    let old_key = Path::from(old_key.as_str());
+    store
+        .put(&old_key, PutPayload::from_bytes(old_bytes.clone()))
+        .await
+        .expect("put old");
+    publish(
+        &store,
+        encode_outputs(&raw(1), &rows(1), &[], &WriteOptions::ingest()).expect("encode"),
+    )
+    .await
+    .expect("publish");
+    let report = natlake_compact::run(&store, &Default::default(), H0 + 3 * 3600 * S)
+        .await
+        .expect("compact");
+    let h = &report.hours[0];
+    assert_eq!(h.quarantined, [old_key.to_string()], "{report:?}");
+    let nat = layout::partition_dir(Table::NatEvents, H0 / S, "198.51.100.7".parse().ok());
+    let merged = keys(&store, &nat).await;
+    assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
+    let (got, _) = stored_recv(&get(&store, &merged[0]).await);
+    assert_eq!(got, expected(&[1]));
+    let q = format!("_state/quarantine/{old_key}");
+    let kept = store
+        .get(&Path::from(q.as_str()))
+        .await
+        .expect("quarantined copy")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(kept, old_bytes);
+    let reason = store
+        .get(&Path::from(format!("{q}.reason.json")))
+        .await
+        .expect("reason")
+        .bytes()
+        .await
+        .expect("bytes");
+    let reason = String::from_utf8_lossy(&reason);
+    assert!(reason.contains("cannot be stored as a delay"), "{reason}");
 }
