@@ -12,17 +12,30 @@
 -- A table with no objects yet makes its view fail to bind; `natlake sql` substitutes an empty
 -- view with the documented columns instead.
 
-CREATE OR REPLACE VIEW nat_events AS
-SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/nat_events/*/*/*.parquet',
-                           hive_partitioning = true, union_by_name = true);
+-- The instant `us` µs after the Unix epoch, as TIMESTAMPTZ. `make_timestamptz(BIGINT)` comes
+-- with the ICU extension (in the stock CLI); `natlake sql`'s DuckDB has no ICU, and there
+-- TIMESTAMPTZ is plain UTC, so it defines this as `make_timestamp(us)::TIMESTAMPTZ` instead.
+-- (With ICU that cast would read the time in the session's time zone: not an option here.)
+CREATE OR REPLACE MACRO natlake_utc_us(us) AS make_timestamptz(us);
 
-CREATE OR REPLACE VIEW flows AS
-SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/flows/*/*/*.parquet',
-                           hive_partitioning = true, union_by_name = true);
+-- An event table's rows as users see them. The lake stores the receive time as its delay after
+-- `time` (`recv_delay_us`, µs: a few bits a row instead of a second 64-bit timestamp); objects
+-- written before that store `recv_time` itself. Either way the view shows `recv_time` (second,
+-- after `time`), so queries need not know which objects are which. The empty relation gives
+-- both stored columns a type when the lake holds only one kind of object.
+CREATE OR REPLACE MACRO natlake_events(tbl) AS TABLE
+SELECT time, coalesce(recv_time, natlake_utc_us(epoch_us(time) + recv_delay_us)) AS recv_time,
+       * EXCLUDE (time, recv_time, recv_delay_us)
+FROM (SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/' || tbl || '/*/*/*.parquet',
+                                 hive_partitioning = true, union_by_name = true)
+      UNION ALL BY NAME
+      SELECT NULL::TIMESTAMPTZ AS recv_time, NULL::BIGINT AS recv_delay_us WHERE false);
 
-CREATE OR REPLACE VIEW firewall AS
-SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/firewall/*/*/*.parquet',
-                           hive_partitioning = true, union_by_name = true);
+CREATE OR REPLACE VIEW nat_events AS FROM natlake_events('nat_events');
+
+CREATE OR REPLACE VIEW flows AS FROM natlake_events('flows');
+
+CREATE OR REPLACE VIEW firewall AS FROM natlake_events('firewall');
 
 CREATE OR REPLACE VIEW rejects AS
 SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/rejects/*/*.parquet',
@@ -40,17 +53,11 @@ FROM nat_events;
 
 -- Log-aggregation tables (nginx / Apache access logs, Postfix, sshd), partitioned like the
 -- NAT tables by the remote party's address (see docs/schema.md).
-CREATE OR REPLACE VIEW http_access AS
-SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/http_access/*/*/*.parquet',
-                           hive_partitioning = true, union_by_name = true);
+CREATE OR REPLACE VIEW http_access AS FROM natlake_events('http_access');
 
-CREATE OR REPLACE VIEW mail AS
-SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/mail/*/*/*.parquet',
-                           hive_partitioning = true, union_by_name = true);
+CREATE OR REPLACE VIEW mail AS FROM natlake_events('mail');
 
-CREATE OR REPLACE VIEW auth AS
-SELECT * FROM read_parquet(getvariable('natlake_lake') || '/lake/auth/*/*/*.parquet',
-                           hive_partitioning = true, union_by_name = true);
+CREATE OR REPLACE VIEW auth AS FROM natlake_events('auth');
 
 -- The inside network of an address: the enrichment's prefix when given, else the /24 (IPv4) or
 -- the /64 (IPv6; from the address as written, RFC 5952 form).

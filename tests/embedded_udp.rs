@@ -366,6 +366,7 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         "x_port",
         "raw_key",
         "raw_record",
+        "recv_delay_us",
         "hour",
         "x_net",
     ] {
@@ -376,7 +377,7 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     let views = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries/views.sql");
     let audit_sql = views.with_file_name("audit.sql");
     let script = format!(
-        "SET VARIABLE natlake_lake = '{}';\n.read {}\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw, (SELECT count(*) FROM audit WHERE endpoint = 'attribution' AND who = 'anonymous') AS audited, (SELECT any_value(status) FROM http_access) AS http_status, (SELECT any_value(\"user\") FROM auth) AS ssh_user, (SELECT count(*) FROM mail) AS mail_rows;",
+        "SET VARIABLE natlake_lake = '{}';\n.read {}\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw, (SELECT count(*) FROM audit WHERE endpoint = 'attribution' AND who = 'anonymous') AS audited, (SELECT any_value(status) FROM http_access) AS http_status, (SELECT any_value(\"user\") FROM auth) AS ssh_user, (SELECT count(*) FROM mail) AS mail_rows, (SELECT count(*) FILTER (WHERE recv_time IS NULL OR abs(epoch_us(recv_time) - epoch_us(time)) > 86400000000) FROM nat_events) AS bad_recv;",
         dir.path().display(),
         views.display(),
         audit_sql.display()
@@ -393,6 +394,8 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     assert_eq!(v[0]["http_status"], 200, "{out}");
     assert_eq!(v[0]["ssh_user"], "alice", "{out}");
     assert_eq!(v[0]["mail_rows"], 1, "{out}");
+    // Every row's receive time, shown from the stored delay, within a day of its time.
+    assert_eq!(v[0]["bad_recv"], 0, "{out}");
     assert_eq!(v[0]["fw"], "deny", "{out}");
     // Every attribution answered over HTTP above left an audit record (at least the eight asked).
     assert!(v[0]["audited"].as_u64().unwrap_or(0) >= 8, "{out}");

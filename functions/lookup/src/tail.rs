@@ -187,7 +187,9 @@ async fn read_rows(
     {
         let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
         for b in &batches {
-            w.write(b).map_err(|e| e.to_string())?;
+            // Rows as the views show them: `recv_time`, not the stored delay.
+            let b = read::with_recv_time(b).map_err(|e| e.to_string())?;
+            w.write(&b).map_err(|e| e.to_string())?;
         }
         w.finish().map_err(|e| e.to_string())?;
     }
@@ -332,6 +334,50 @@ mod tests {
             "{got:#?}"
         );
         assert!(got.iter().all(|e| !e.contains("100.64.0.1")));
+    }
+
+    #[tokio::test]
+    async fn rows_show_their_receive_time_not_the_stored_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let lake = Lake::open(&url, dir.path()).unwrap();
+        let t = 1_795_392_000_000_000; // 2026-11-23T00:00Z
+        let mut rows: Vec<_> = (0..2u16)
+            .map(|i| {
+                nat_row(
+                    t,
+                    NatEventKind::SessionCreate,
+                    "100.64.0.1",
+                    1000 + i,
+                    "raw/k",
+                    u64::from(i),
+                )
+            })
+            .collect();
+        rows[0].envelope.recv_time = t + 20_250;
+        rows[1].envelope.recv_time = t - 3_000_000; // the device's clock ahead
+        let outputs =
+            writer::encode_outputs("raw/k", &rows, &[], &WriteOptions::default()).unwrap();
+        let (o, bytes) = outputs.into_iter().next().unwrap();
+        let key = Path::from(o.key.as_str());
+        lake.store
+            .put(&key, PutPayload::from_bytes(bytes))
+            .await
+            .unwrap();
+        let got = read_rows(&lake, &key, None).await.unwrap();
+        assert_eq!(got.len(), 2);
+        for (i, v) in &got {
+            assert!(v.get("recv_delay_us").is_none(), "{v}");
+            let shown = v["recv_time"].as_str().unwrap_or_default();
+            let want = rows[v["raw_record"].as_u64().unwrap() as usize]
+                .envelope
+                .recv_time;
+            assert_eq!(
+                natlake_core::time::parse_time(shown).ok(),
+                Some(want),
+                "row {i}: {v}"
+            );
+        }
     }
 
     #[tokio::test]

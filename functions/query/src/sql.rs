@@ -70,16 +70,36 @@ fn sql_type<R>(c: &Column<R>) -> &'static str {
     }
 }
 
-fn empty_view<R>(name: &str, cols: &[Column<R>]) -> String {
-    let items: Vec<String> = cols
-        .iter()
-        .map(|c| format!("NULL::{} AS {}", sql_type(c), c.name))
-        .collect();
+/// An empty view with the columns the real one shows: stored columns as they are, except that
+/// an event table shows `recv_time` right after `time` in place of the stored `recv_delay_us`
+/// (as `natlake_events` in views.sql does), then the partition columns.
+fn empty_view<R>(name: &str, cols: &[Column<R>], x_net: bool) -> String {
+    let delay = cols.iter().any(|c| c.name == columns::RECV_DELAY);
+    let mut items: Vec<String> = Vec::with_capacity(cols.len() + 3);
+    for c in cols {
+        if c.name == columns::RECV_DELAY {
+            continue;
+        }
+        items.push(format!("NULL::{} AS {}", sql_type(c), c.name));
+        if delay && c.name == "time" {
+            items.push("NULL::TIMESTAMPTZ AS recv_time".into());
+        }
+    }
+    items.push("NULL::VARCHAR AS hour".into());
+    if x_net {
+        items.push("NULL::VARCHAR AS x_net".into());
+    }
     format!(
         "CREATE OR REPLACE VIEW {name} AS SELECT {} WHERE false;",
         items.join(", ")
     )
 }
+
+/// views.sql's `natlake_utc_us` for this DuckDB, which has no ICU extension: TIMESTAMPTZ is
+/// plain UTC here, so a TIMESTAMP of the same µs casts to the same instant (views.sql's
+/// `make_timestamptz(BIGINT)` is ICU's).
+const UTC_US_MACRO: &str =
+    "CREATE OR REPLACE MACRO natlake_utc_us(us) AS make_timestamp(us)::TIMESTAMPTZ";
 
 /// Opens DuckDB with the views over a local lake root (a `file://` store's directory, or a
 /// local mirror of a remote lake).
@@ -96,6 +116,10 @@ pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryE
         if body.trim().is_empty() {
             continue;
         }
+        if body.contains("MACRO natlake_utc_us(") {
+            conn.execute_batch(UTC_US_MACRO)?;
+            continue;
+        }
         let table = Table::ALL
             .into_iter()
             .find(|t| body.contains(&format!("VIEW {} AS", t.as_str())));
@@ -103,8 +127,8 @@ pub fn open_with_views(root: &Path, scratch: &Path) -> Result<Connection, QueryE
             && !has_parquet(&root.join("lake").join(t.as_str()))
         {
             let sql = match columns::event_columns(t) {
-                Some(cols) => empty_view(t.as_str(), &cols),
-                None => empty_view(t.as_str(), &columns::rejects()),
+                Some(cols) => empty_view(t.as_str(), &cols, true),
+                None => empty_view(t.as_str(), &columns::rejects(), false),
             };
             conn.execute_batch(&sql)?;
             continue;

@@ -309,13 +309,25 @@ macro_rules! fw_s {
     };
 }
 
+/// The stored form of an event row's receive time: its delay after `time` in µs. Parquet cannot
+/// encode one column against another, and the receive time alone takes ~33 bits a row however
+/// it is encoded (an hour is 2^32 µs); the delay is a device's clock skew plus transit, a few
+/// bits. Rejects, which have no `time`, keep `recv_time` itself.
+pub const RECV_DELAY: &str = "recv_delay_us";
+
+/// `recv_time − time`. Normalize bounds `time` to 1990..2200, so the difference overflows only
+/// for a receive stamp near year −290,000 (a broken relay clock): then null, never a wrong value.
+fn recv_delay(r: &Row) -> Option<i64> {
+    r.envelope.recv_time.checked_sub(r.event.time())
+}
+
 /// Columns every event table ends with: envelope and provenance.
 fn common() -> Vec<Column<Row>> {
     vec![
         Column {
-            name: "recv_time",
-            doc: "When the relay received the record",
-            get: Get::Time(|r: &Row| Some(r.envelope.recv_time)),
+            name: RECV_DELAY,
+            doc: "When the relay received the record, as µs after `time` (`recv_time − time`; negative when the device's clock is ahead). The views and lookup show `recv_time` = `time` + this; objects written before it hold `recv_time` instead",
+            get: Get::I64(recv_delay),
         },
         Column {
             name: "device",
