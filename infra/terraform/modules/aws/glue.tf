@@ -25,7 +25,7 @@ locals {
         { name = "bytes_in", type = "bigint" },
         { name = "packets_out", type = "bigint" },
         { name = "packets_in", type = "bigint" },
-        { name = "recv_time", type = "timestamp" },
+        { name = "recv_delay_us", type = "bigint" },
         { name = "device", type = "string" },
         { name = "format", type = "string" },
         { name = "subscriber", type = "string" },
@@ -37,6 +37,8 @@ locals {
         { name = "dst_country", type = "string" },
         { name = "raw_key", type = "string" },
         { name = "raw_record", type = "bigint" },
+        # Objects written before recv_delay_us kept the receive time itself.
+        { name = "recv_time", type = "timestamp" },
       ]
     }
     flows = {
@@ -60,7 +62,7 @@ locals {
         { name = "sampling_rate", type = "bigint" },
         { name = "exporter", type = "string" },
         { name = "vrf", type = "string" },
-        { name = "recv_time", type = "timestamp" },
+        { name = "recv_delay_us", type = "bigint" },
         { name = "device", type = "string" },
         { name = "format", type = "string" },
         { name = "subscriber", type = "string" },
@@ -72,6 +74,8 @@ locals {
         { name = "dst_country", type = "string" },
         { name = "raw_key", type = "string" },
         { name = "raw_record", type = "bigint" },
+        # Objects written before recv_delay_us kept the receive time itself.
+        { name = "recv_time", type = "timestamp" },
       ]
     }
     firewall = {
@@ -95,7 +99,7 @@ locals {
         { name = "cf_app_name", type = "string" },
         { name = "cf_space", type = "string" },
         { name = "cf_org", type = "string" },
-        { name = "recv_time", type = "timestamp" },
+        { name = "recv_delay_us", type = "bigint" },
         { name = "device", type = "string" },
         { name = "format", type = "string" },
         { name = "subscriber", type = "string" },
@@ -107,6 +111,8 @@ locals {
         { name = "dst_country", type = "string" },
         { name = "raw_key", type = "string" },
         { name = "raw_record", type = "bigint" },
+        # Objects written before recv_delay_us kept the receive time itself.
+        { name = "recv_time", type = "timestamp" },
       ]
     }
     http_access = {
@@ -130,7 +136,7 @@ locals {
         { name = "forwarded_for", type = "string" },
         { name = "request_time_ms", type = "bigint" },
         { name = "upstream_time_ms", type = "bigint" },
-        { name = "recv_time", type = "timestamp" },
+        { name = "recv_delay_us", type = "bigint" },
         { name = "device", type = "string" },
         { name = "format", type = "string" },
         { name = "subscriber", type = "string" },
@@ -142,6 +148,8 @@ locals {
         { name = "dst_country", type = "string" },
         { name = "raw_key", type = "string" },
         { name = "raw_record", type = "bigint" },
+        # Objects written before recv_delay_us kept the receive time itself.
+        { name = "recv_time", type = "timestamp" },
       ]
     }
     mail = {
@@ -171,7 +179,7 @@ locals {
         { name = "helo", type = "string" },
         { name = "response", type = "string" },
         { name = "message", type = "string" },
-        { name = "recv_time", type = "timestamp" },
+        { name = "recv_delay_us", type = "bigint" },
         { name = "device", type = "string" },
         { name = "format", type = "string" },
         { name = "subscriber", type = "string" },
@@ -183,6 +191,8 @@ locals {
         { name = "dst_country", type = "string" },
         { name = "raw_key", type = "string" },
         { name = "raw_record", type = "bigint" },
+        # Objects written before recv_delay_us kept the receive time itself.
+        { name = "recv_time", type = "timestamp" },
       ]
     }
     auth = {
@@ -201,7 +211,7 @@ locals {
         { name = "key", type = "string" },
         { name = "repeats", type = "bigint" },
         { name = "message", type = "string" },
-        { name = "recv_time", type = "timestamp" },
+        { name = "recv_delay_us", type = "bigint" },
         { name = "device", type = "string" },
         { name = "format", type = "string" },
         { name = "subscriber", type = "string" },
@@ -213,6 +223,8 @@ locals {
         { name = "dst_country", type = "string" },
         { name = "raw_key", type = "string" },
         { name = "raw_record", type = "bigint" },
+        # Objects written before recv_delay_us kept the receive time itself.
+        { name = "recv_time", type = "timestamp" },
       ]
     }
     rejects = {
