@@ -326,7 +326,7 @@ fn common() -> Vec<Column<Row>> {
     vec![
         Column {
             name: RECV_DELAY,
-            doc: "When the relay received the record, as µs after `time` (`recv_time − time`; negative when the device's clock is ahead). The views and lookup show `recv_time` = `time` + this; objects written before it hold `recv_time` instead",
+            doc: "When the relay received the record, as µs after `time` (`recv_time − time`; negative when the device's clock is ahead). The views, `natlake sql` and the live tail show `recv_time` = `time` + this; objects written before it hold `recv_time` instead",
             get: Get::I64(recv_delay),
         },
         Column {
