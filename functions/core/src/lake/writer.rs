@@ -280,7 +280,7 @@ const INGEST_PLAIN: [&str; 9] = [
 
 /// True when every row holds the same non-null value.
 fn single_value(array: &dyn arrow::array::Array) -> bool {
-    use arrow::array::{Array, AsArray};
+    use arrow::array::AsArray;
     use arrow::datatypes::{Int16Type, Int32Type, Int64Type, TimestampMicrosecondType};
     if array.null_count() > 0 || array.is_empty() {
         return false;
@@ -290,9 +290,27 @@ fn single_value(array: &dyn arrow::array::Array) -> bool {
     }
     match array.data_type() {
         DataType::Utf8 => {
+            // Every value as long as the first, and the text equal to itself shifted by that
+            // length (so each value equals the one before it): one comparison of the column's
+            // bytes instead of a call per row (per-object raw keys are ~60 bytes × every row).
             let a = array.as_string::<i32>();
-            let first = a.value(0);
-            (1..a.len()).all(|i| a.value(i) == first)
+            let offsets = a.value_offsets();
+            let width = a.value(0).len();
+            if !offsets
+                .windows(2)
+                .all(|w| usize::try_from(w[1] - w[0]).is_ok_and(|n| n == width))
+            {
+                return false;
+            }
+            let (Some(&start), Some(&end)) = (offsets.first(), offsets.last()) else {
+                return false;
+            };
+            let text = a
+                .value_data()
+                .get(start as usize..end as usize)
+                .unwrap_or_default();
+            let head = text.len().checked_sub(width).and_then(|n| text.get(..n));
+            text.get(width..) == head
         }
         DataType::Int16 => same(array.as_primitive::<Int16Type>().values()),
         DataType::Int32 => same(array.as_primitive::<Int32Type>().values()),
@@ -779,6 +797,35 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(parts[1].0.2, "none");
+    }
+
+    #[test]
+    fn single_valued_string_columns() {
+        use arrow::array::{Array, StringArray};
+        let col = |v: &[Option<&str>]| StringArray::from(v.to_vec());
+        let k = "raw/syslog_udp/hour=2026-11-01T00/relay_0001.nlraw.zst";
+        assert!(single_value(&col(&[Some(k); 5])));
+        assert!(single_value(&col(&[Some(""), Some("")])));
+        assert!(single_value(&col(&[Some("a")])));
+        // A differing value anywhere, of the same length or not; a null; nothing.
+        let mut other = k.replace("0001", "0002");
+        for at in 0..5 {
+            let mut v = vec![Some(k); 5];
+            v[at] = Some(&other);
+            assert!(!single_value(&col(&v)), "{at}");
+        }
+        other.push('x');
+        assert!(!single_value(&col(&[Some(k), Some(&other)])));
+        assert!(!single_value(&col(&[Some("ab"), Some("a"), Some("b")])));
+        assert!(!single_value(&col(&[Some("ab"), Some("abab")])));
+        assert!(!single_value(&col(&[Some(k), None])));
+        assert!(!single_value(&col(&[])));
+        // A slice of a column: its own offsets, not the buffer's start.
+        let c = col(&[Some("x"), Some(k), Some(k), Some("y")]);
+        assert!(single_value(&c.slice(1, 2)));
+        assert!(!single_value(&c.slice(0, 2)));
+        assert!(!single_value(&c.slice(2, 2)));
+        assert_eq!(c.slice(1, 2).len(), 2);
     }
 
     #[test]
