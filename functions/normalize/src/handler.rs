@@ -388,16 +388,24 @@ pub fn normalize_bytes(
                     ));
                     continue;
                 }
-                let device = parsed
+                let mut device = parsed
                     .host
                     .take()
                     .or_else(|| rec.peer.map(|p| peer_text.of(p.ip())));
-                for ev in events.drain(..) {
+                let last = events.len().saturating_sub(1);
+                for (k, ev) in events.drain(..).enumerate() {
+                    // A record's last (usually only) row takes the name; copying it for each
+                    // row and dropping the original cost an allocation per row.
+                    let device = if k == last {
+                        device.take()
+                    } else {
+                        device.clone()
+                    };
                     out.rows.push(Row {
                         event: ev,
                         envelope: Envelope {
                             recv_time: recv,
-                            device: device.clone(),
+                            device,
                             format: parsed.format,
                             ..Envelope::default()
                         },
