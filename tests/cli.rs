@@ -85,19 +85,23 @@ fn demo_answer_matches_lookup_and_its_evidence() -> anyhow::Result<()> {
         .find_map(|l| l.strip_prefix("demo: GET "))
         .and_then(|url| url.split(['?', '&']).find_map(|kv| kv.strip_prefix("at=")))
         .context("demo did not print its question")?;
-    let looked_up: Value = serde_json::from_str(&run(Command::new(NATLAKE)
-        .args(["lookup", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--ip",
-            "198.51.100.20",
-            "--port",
-            "61001",
-            "--proto",
-            "tcp",
-            "--at",
-            at,
-        ]))?)?;
+    let lookup = |extra: &[&std::ffi::OsStr]| -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&run(Command::new(NATLAKE)
+            .args(["lookup", "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .args([
+                "--ip",
+                "198.51.100.20",
+                "--port",
+                "61001",
+                "--proto",
+                "tcp",
+                "--at",
+                at,
+            ]))?)?)
+    };
+    let looked_up = lookup(&[])?;
     assert_eq!(looked_up["matches"], answer["matches"]);
     assert_eq!(looked_up["ambiguous"], answer["ambiguous"]);
 
@@ -116,21 +120,7 @@ fn demo_answer_matches_lookup_and_its_evidence() -> anyhow::Result<()> {
             ids.display()
         ),
     )?;
-    let with_ids: Value = serde_json::from_str(&run(Command::new(NATLAKE)
-        .args(["lookup", "--data-dir"])
-        .arg(dir.path())
-        .arg("--enrich-config")
-        .arg(&cfg)
-        .args([
-            "--ip",
-            "198.51.100.20",
-            "--port",
-            "61001",
-            "--proto",
-            "tcp",
-            "--at",
-            at,
-        ]))?)?;
+    let with_ids = lookup(&["--enrich-config".as_ref(), cfg.as_os_str()])?;
     assert_eq!(with_ids["ambiguous"], false, "{with_ids}");
     assert_eq!(
         with_ids["matches"][0]["subscriber"], "sub-demo",

@@ -559,6 +559,23 @@ mod tests {
         assert_eq!(drop_copies(vec![(a.clone(), ()), (a, ())]).len(), 2);
     }
 
+    /// The allocation of ports 4096-4159 of 198.51.100.7 to 100.64.1.1 at 100 s.
+    fn block_alloc() -> NatRow {
+        let mut alloc = row(
+            100 * S,
+            NatEventKind::PortBlockAlloc,
+            "100.64.1.1",
+            0,
+            4096,
+            0,
+        );
+        alloc.src_port = None;
+        alloc.x_port_end = Some(4159);
+        alloc.dst_ip = None;
+        alloc.dst_port = None;
+        alloc
+    }
+
     fn named(mut r: NatRow, subscriber: &str) -> NatRow {
         r.subscriber = Some(subscriber.into());
         r
@@ -600,14 +617,7 @@ mod tests {
         use NatEventKind::*;
         // A port block allocated while sub-1 held 100.64.1.1, still held (interim) after the
         // address went to sub-2: the block's holder at 1500 s is not known from the lake.
-        let mut alloc = named(
-            row(100 * S, PortBlockAlloc, "100.64.1.1", 0, 4096, 0),
-            "sub-1",
-        );
-        alloc.src_port = None;
-        alloc.x_port_end = Some(4159);
-        alloc.dst_ip = None;
-        alloc.dst_port = None;
+        let alloc = named(block_alloc(), "sub-1");
         let mut interim = named(alloc.clone(), "sub-2");
         interim.event = PortBlockInterim;
         interim.time = 1000 * S;
@@ -670,11 +680,7 @@ mod tests {
     #[test]
     fn an_interim_in_the_second_of_its_release_does_not_reopen_the_block() {
         use NatEventKind::*;
-        let mut alloc = row(100 * S, PortBlockAlloc, "100.64.1.1", 0, 4096, 0);
-        alloc.src_port = None;
-        alloc.x_port_end = Some(4159);
-        alloc.dst_ip = None;
-        alloc.dst_port = None;
+        let alloc = block_alloc();
         let mut release = alloc.clone();
         release.event = PortBlockRelease;
         release.time = 900 * S;
@@ -799,18 +805,7 @@ mod tests {
 
     #[test]
     fn port_blocks_cover_their_range_and_observed_flows_count() {
-        let mut alloc = row(
-            100 * S,
-            NatEventKind::PortBlockAlloc,
-            "100.64.1.1",
-            0,
-            4096,
-            0,
-        );
-        alloc.src_port = None;
-        alloc.x_port_end = Some(4159);
-        alloc.dst_ip = None;
-        alloc.dst_port = None;
+        let alloc = block_alloc();
         let mut rel = alloc.clone();
         rel.event = NatEventKind::PortBlockRelease;
         rel.time = 900 * S;

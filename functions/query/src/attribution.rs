@@ -445,6 +445,18 @@ mod tests {
 
     const T0: i64 = 1_793_491_200_000_000; // 2026-11-01T00:00:00Z
 
+    /// A `file://` lake in `dir` holding `rows` as normalize writes them (one raw object).
+    fn lake_with(dir: &std::path::Path, rows: &[natlake_core::model::Row]) -> Lake {
+        for (o, bytes) in
+            writer::encode_outputs("raw/k.nlraw.zst", rows, &[], &WriteOptions::default()).unwrap()
+        {
+            let path = dir.join(&o.key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        Lake::open(&format!("file://{}", dir.display()), &dir.join("scratch")).unwrap()
+    }
+
     /// The enrichment normalize stored with a subscriber's events is in the answer that names
     /// the subscriber; a subscriber whose events carry none gets none, even when they share a
     /// raw record with an enriched one.
@@ -483,15 +495,7 @@ mod tests {
             "raw/k.nlraw.zst",
             0,
         ));
-        for (o, bytes) in
-            writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap()
-        {
-            let path = dir.path().join(&o.key);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, bytes).unwrap();
-        }
-        let url = format!("file://{}", dir.path().display());
-        let lake = Lake::open(&url, &dir.path().join("scratch")).unwrap();
+        let lake = lake_with(dir.path(), &rows);
         let ask = |port: u16, at: Micros| Question {
             ip: "198.51.100.7".parse().unwrap(),
             port,
@@ -606,18 +610,7 @@ mod tests {
             e.dst_port = Some(25);
         }
         rows.push(other);
-        for (o, bytes) in
-            writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap()
-        {
-            let path = dir.path().join(&o.key);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, bytes).unwrap();
-        }
-        let lake = Lake::open(
-            &format!("file://{}", dir.path().display()),
-            &dir.path().join("scratch"),
-        )
-        .unwrap();
+        let lake = lake_with(dir.path(), &rows);
         let ask = |dst_ip: Option<&str>, dst_port: Option<u16>| Question {
             ip: "198.51.100.7".parse().unwrap(),
             port: 2000,
@@ -678,17 +671,6 @@ mod tests {
             r
         };
         let rows = vec![portless(NatEventKind::SessionCreate, "100.64.0.1", 0)];
-        let lake_of = |rows: &[natlake_core::model::Row], dir: &std::path::Path| {
-            for (o, bytes) in
-                writer::encode_outputs("raw/k.nlraw.zst", rows, &[], &WriteOptions::default())
-                    .unwrap()
-            {
-                let path = dir.join(&o.key);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, bytes).unwrap();
-            }
-            Lake::open(&format!("file://{}", dir.display()), &dir.join("scratch")).unwrap()
-        };
         let q = Question {
             ip: "198.51.100.7".parse().unwrap(),
             port: 2000,
@@ -699,13 +681,13 @@ mod tests {
             dst_ip: None,
             dst_port: None,
         };
-        let lake = lake_of(&rows, dir.path());
+        let lake = lake_with(dir.path(), &rows);
         let a = attribute(&lake, &q).await.unwrap();
         assert!(a.attribution.matches.is_empty(), "{a:?}");
         // A 1:1 binding of the address holds every port.
         let other = tempfile::tempdir().unwrap();
         let rows = vec![portless(NatEventKind::AddressBind, "100.64.0.2", 0)];
-        let lake = lake_of(&rows, other.path());
+        let lake = lake_with(other.path(), &rows);
         let a = attribute(&lake, &q).await.unwrap();
         assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
         assert_eq!(
@@ -738,14 +720,7 @@ mod tests {
             e.dst_port = None;
         }
         alloc.envelope.subscriber = Some("sub-1".into());
-        for (o, bytes) in
-            writer::encode_outputs("raw/k.nlraw.zst", &[alloc], &[], &WriteOptions::default())
-                .unwrap()
-        {
-            let path = dir.path().join(&o.key);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, bytes).unwrap();
-        }
+        let lake = lake_with(dir.path(), &[alloc]);
         let handover = "2026-11-01T00:30:00Z";
         let ids = dir.path().join("identity.csv");
         std::fs::write(
@@ -760,11 +735,6 @@ mod tests {
             "identity = [{{ path = \"file:{}\", format = \"csv\" }}]",
             ids.display()
         ))
-        .unwrap();
-        let lake = Lake::open(
-            &format!("file://{}", dir.path().display()),
-            &dir.path().join("scratch"),
-        )
         .unwrap();
         let identity = EnrichHandle::load(&lake.store, &cfg.identity_only())
             .await
