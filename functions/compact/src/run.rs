@@ -25,12 +25,12 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use natlake_core::lake::compact::{CarryBuilder, CarryStats, CarryWants};
-use natlake_core::lake::layout;
 use natlake_core::lake::merge::{
     MergeBudget, MergeError, MergeInput, SortedMerge, is_store_error, spill_merged, spill_sorted,
 };
 use natlake_core::lake::sink::ParquetSink;
 use natlake_core::lake::writer::{LakeError, WriteOptions};
+use natlake_core::lake::{late, layout};
 use natlake_core::model::{Micros, Table};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -945,10 +945,19 @@ pub async fn run(
         return Ok(Report::default());
     }
     let done = markers(store).await?;
+    // Hours that late objects landed in since their carry was computed, whatever their age
+    // (the rescan below only looks back so far); read before any hour's objects are listed,
+    // so an object whose marker is seen here is in what the hour's work reads.
+    let late: Vec<late::Marker> = late::list_all(store)
+        .await?
+        .into_iter()
+        .filter(|m| m.hour <= last_finished)
+        .collect();
+    let late_hours: BTreeSet<i64> = late.iter().map(|m| m.hour).collect();
     let recent = layout::hour_start(now - cfg.rescan);
     let mut start = None;
     for h in (first..=last_finished).step_by(3600) {
-        let mut dirty = !done.contains(&(h + 3600));
+        let mut dirty = !done.contains(&(h + 3600)) || late_hours.contains(&h);
         if !dirty && h >= recent && hours.contains(&h) {
             for t in COMPACTED_TABLES {
                 let parts = hour_partitions(store, t, h).await?;
@@ -989,6 +998,14 @@ pub async fn run(
         report.hours.push(r);
     }
     report.remaining = todo.len().saturating_sub(report.hours.len());
+    // Every carry from the marked hours on is now computed with their objects, unless the run
+    // stopped short: then the next one must resume where it stopped, for every partition.
+    if let Some(&next) = todo.get(report.hours.len()) {
+        late::mark_all(store, next).await?;
+    }
+    for m in &late {
+        store.delete(&Path::from(m.key.as_str())).await?;
+    }
     Ok(report)
 }
 

@@ -635,6 +635,19 @@ pub async fn normalize_object(
                 key: raw_key.to_string(),
                 source,
             })?;
+    // After the objects, before the done marker: a retry writes them again (`docs/lake-layout.md`).
+    let late = natlake_core::lake::late::mark(
+        store,
+        &published,
+        raw_key,
+        natlake_core::time::now_micros(),
+    )
+    .await
+    .map_err(|source| NormalizeError::Write {
+        key: raw_key.to_string(),
+        source: LakeError::Store(source),
+    })?;
+    metrics::counter!("natlake_normalize_late_objects_total").increment(late as u64);
     report.outputs = published.iter().map(|o| o.key.clone()).collect();
     let marker = serde_json::to_vec(&report).unwrap_or_default();
     store

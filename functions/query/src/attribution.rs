@@ -8,7 +8,7 @@ use natlake_core::deterministic;
 use natlake_core::model::{Micros, NatEventKind, Table};
 use serde::Serialize;
 
-use natlake_core::lake::layout;
+use natlake_core::lake::{late, layout};
 
 use crate::{Lake, ObjectError, QueryError, duck};
 
@@ -364,7 +364,12 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     }
     let h0 = layout::hour_start(q.at - q.window);
     let h1 = layout::hour_start(q.at + q.window);
-    let carry = carry_hour(lake, layout::hour_start(q.at - q.window - q.lookback), h0).await?;
+    let lo = layout::hour_start(q.at - q.window - q.lookback);
+    // A carry computed before late objects landed in an hour before it is stale until
+    // compaction runs again: start from a carry at or before the oldest such hour.
+    let late = late::hours_for(&lake.store, &layout::net_value(Some(q.ip))).await?;
+    let newest_trusted = late.first().map_or(h0, |&l| l.min(h0));
+    let carry = carry_hour(lake, lo, newest_trusted).await?;
     let from = match carry {
         Some(c) => c * 1_000_000,
         None => q.at - q.lookback - q.window,

@@ -2,6 +2,7 @@
 
 pub mod columns;
 pub mod compact;
+pub mod late;
 pub mod layout;
 pub mod merge;
 pub mod read;

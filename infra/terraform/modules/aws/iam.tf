@@ -1,7 +1,7 @@
 # One role per function, each allowed only the prefixes its code touches:
-#   normalize  reads raw/ and its enrichment (config/, enrich/), writes lake/ and its done markers (Lambda retries; failures go to SQS)
-#   compact    reads, rewrites and deletes lake/ objects, keeps its carry markers in _state/carry/ and sets unreadable objects aside in _state/quarantine/
-#   lookup     lists and reads lake/, lists the carry markers in _state/carry/, reads config/ (deterministic NAT, enrichment) and enrich/ (identity sources), writes audit/
+#   normalize  reads raw/ and its enrichment (config/, enrich/), writes lake/, its done markers and the markers of objects it writes into ended hours (_state/late/) (Lambda retries; failures go to SQS)
+#   compact    reads, rewrites and deletes lake/ objects, keeps its carry markers in _state/carry/, consumes _state/late/ and sets unreadable objects aside in _state/quarantine/
+#   lookup     lists and reads lake/, lists the carry markers in _state/carry/ and the late markers in _state/late/, reads config/ (deterministic NAT, enrichment) and enrich/ (identity sources), writes audit/
 #   relay      writes raw/ and nothing else
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -40,6 +40,7 @@ data "aws_iam_policy_document" "normalize" {
       local.objects["lake"],
       local.objects["_state/normalized"],
       local.objects["_state/dead-letter"],
+      local.objects["_state/late"],
     ]
   }
   statement {
@@ -70,7 +71,7 @@ data "aws_iam_policy_document" "compact" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*"]
     }
   }
   statement {
@@ -82,6 +83,11 @@ data "aws_iam_policy_document" "compact" {
     sid       = "CompactState"
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = [local.objects["_state/carry"], local.objects["_state/quarantine"]]
+  }
+  statement {
+    sid       = "ConsumeLateMarkers"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.objects["_state/late"]]
   }
   statement {
     sid       = "Logs"
@@ -111,7 +117,7 @@ data "aws_iam_policy_document" "lookup" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*"]
     }
   }
   statement {

@@ -1,0 +1,150 @@
+//! Late NAT events: an object that lands in an hour after compaction computed the carry into
+//! the next. Until compaction runs again the carry is stale; a lookup in a later hour must not
+//! take it on trust (it would name a subscriber whose mapping the late object closed), and
+//! compaction must fold the late hour in however old it is.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish};
+use natlake_core::lake::{late, layout};
+use natlake_core::model::{Micros, NatEventKind, Row};
+use natlake_core::testing::nat_row;
+use natlake_query::Lake;
+use natlake_query::attribution::{DEFAULT_LOOKBACK, DEFAULT_WINDOW, Question, attribute};
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+const S: Micros = 1_000_000;
+const H: Micros = 3600 * S;
+/// 2026-11-23T00:00Z
+const H0: Micros = 1_795_392_000 * S;
+
+fn raw(n: u64) -> String {
+    format!("raw/conntrack/hour=2026-11-23T00/relay_{n:04}.nlraw.zst")
+}
+
+/// Normalize's last steps for `rows` of raw object `n`, at `now`: publish, then mark late.
+async fn normalized(store: &Arc<dyn ObjectStore>, n: u64, rows: &[Row], now: Micros) -> usize {
+    let outputs = encode_outputs(&raw(n), rows, &[], &WriteOptions::ingest()).expect("encode");
+    let published = publish(store, outputs).await.expect("publish");
+    late::mark(store, &published, &raw(n), now)
+        .await
+        .expect("mark")
+}
+
+async fn who(lake: &Lake, at: Micros) -> Vec<String> {
+    let q = Question {
+        ip: "198.51.100.7".parse().unwrap(),
+        port: 5000,
+        at,
+        protocol: None,
+        window: DEFAULT_WINDOW,
+        lookback: DEFAULT_LOOKBACK,
+        dst_ip: None,
+        dst_port: None,
+    };
+    let a = attribute(lake, &q).await.expect("attribute");
+    a.attribution
+        .matches
+        .iter()
+        .filter_map(|c| c.src_ip.map(|i| i.to_string()))
+        .collect()
+}
+
+async fn late_markers(store: &Arc<dyn ObjectStore>) -> usize {
+    let list: Vec<_> = store
+        .list(Some(&Path::from(late::LATE_DIR)))
+        .try_collect()
+        .await
+        .expect("list");
+    list.len()
+}
+
+#[tokio::test]
+async fn a_late_delete_is_seen_before_and_after_compaction_whatever_its_age() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = natlake_store::dir_url(dir.path()).expect("url");
+    let store = natlake_store::open(&url, &Default::default()).expect("store");
+    let lake = Lake::with_store(
+        store.clone(),
+        Some(dir.path().to_path_buf()),
+        &dir.path().join("scratch"),
+    );
+    use NatEventKind::*;
+    // 100.64.0.1 takes public port 5000 at 00:10; written in time (no marker).
+    let open = nat_row(H0 + 600 * S, SessionCreate, "100.64.0.1", 5000, &raw(1), 0);
+    assert_eq!(normalized(&store, 1, &[open], H0 + 700 * S).await, 0);
+    let cfg = natlake_compact::CompactConfig::default();
+    natlake_compact::run(&store, &cfg, H0 + H + 11 * 60 * S)
+        .await
+        .expect("compact");
+    // The carry into 01:00 holds the mapping open: at 01:30 it answers 100.64.0.1.
+    assert_eq!(who(&lake, H0 + H + 1800 * S).await, ["100.64.0.1"]);
+
+    // Its delete (00:20) arrives late, after that compaction.
+    let close = nat_row(H0 + 1200 * S, SessionDelete, "100.64.0.1", 5000, &raw(2), 0);
+    assert_eq!(
+        normalized(&store, 2, &[close], H0 + H + 20 * 60 * S).await,
+        1
+    );
+    // The stale carry would still name 100.64.0.1 at 01:30; the lookup reads hour 00 instead.
+    assert!(who(&lake, H0 + H + 1800 * S).await.is_empty());
+    assert_eq!(who(&lake, H0 + 900 * S).await, ["100.64.0.1"]);
+
+    // Compaction five days later — far past its 48 h rescan — still folds the hour in (in
+    // runs of at most 48 hours, each resuming where the last stopped).
+    let later = H0 + 5 * 24 * H;
+    let r = natlake_compact::run(&store, &cfg, later)
+        .await
+        .expect("compact late");
+    assert_eq!(r.hours[0].hour, layout::hour_label(H0), "{r:?}");
+    let mut runs = 1;
+    let mut remaining = r.remaining;
+    while remaining > 0 {
+        assert!(runs < 5, "compaction does not progress");
+        remaining = natlake_compact::run(&store, &cfg, later)
+            .await
+            .expect("resume")
+            .remaining;
+        runs += 1;
+    }
+    assert_eq!(runs, 3, "120 hours in runs of 48");
+    assert_eq!(late_markers(&store).await, 0, "markers consumed");
+    assert!(who(&lake, H0 + H + 1800 * S).await.is_empty());
+    assert_eq!(who(&lake, H0 + 900 * S).await, ["100.64.0.1"]);
+}
+
+/// A run stopped by its hour limit leaves a marker for every partition at the first hour it
+/// did not reach; the next run resumes there.
+#[tokio::test]
+async fn a_run_cut_short_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = natlake_store::dir_url(dir.path()).expect("url");
+    let store = natlake_store::open(&url, &Default::default()).expect("store");
+    use NatEventKind::*;
+    let open = nat_row(H0 + 600 * S, SessionCreate, "100.64.0.1", 5000, &raw(1), 0);
+    normalized(&store, 1, &[open], H0 + 700 * S).await;
+    let now = H0 + 4 * H + 11 * 60 * S;
+    let cut = natlake_compact::CompactConfig {
+        max_hours: 2,
+        ..Default::default()
+    };
+    let r = natlake_compact::run(&store, &cut, now)
+        .await
+        .expect("compact");
+    assert_eq!((r.hours.len(), r.remaining), (2, 2), "{r:?}");
+    let markers = late::list_all(&store).await.expect("list");
+    assert_eq!(markers.len(), 1);
+    assert_eq!(
+        (markers[0].net.as_str(), markers[0].hour),
+        (late::ALL_NETS, H0 / S + 2 * 3600)
+    );
+    let r = natlake_compact::run(&store, &cut, now)
+        .await
+        .expect("resume");
+    let hours: Vec<&str> = r.hours.iter().map(|h| h.hour.as_str()).collect();
+    assert_eq!(hours, ["2026-11-23T02", "2026-11-23T03"], "{r:?}");
+    assert_eq!(r.remaining, 0);
+    assert_eq!(late_markers(&store).await, 0);
+}
