@@ -992,20 +992,37 @@ pub async fn run(
     }
     let todo: Vec<i64> = (start..=last_finished).step_by(3600).collect();
     let mut report = Report::default();
-    for &h in todo.iter().take(cfg.max_hours.max(1)) {
+    // The resume marker this run last wrote (see `late`).
+    let mut resume: Option<String> = None;
+    for (i, &h) in todo.iter().take(cfg.max_hours.max(1)).enumerate() {
         let r = work_hour(store, h, cfg).await?;
         tracing::info!(hour = %r.hour, merged = r.objects_merged, carried = r.carried, expired = r.expired, "hour compacted");
         report.hours.push(r);
+        // Progress, hour by hour, so a run that fails or times out later is not done again
+        // from its first hour: the carries into every hour through h + 1 now include what the
+        // markers listed at the start named for hours up to h (each listed marker's hour is
+        // due, so at or after the first hour worked on, and is passed once); a marker for every
+        // partition at h + 1 says the later ones do not yet (the next run resumes there).
+        let next = match todo.get(i + 1) {
+            Some(&n) => Some(late::mark_all(store, n).await?),
+            None => None,
+        };
+        let done_markers = late
+            .iter()
+            .filter(|m| m.hour == h)
+            .map(|m| m.key.clone())
+            .chain(resume.take());
+        for key in done_markers {
+            if Some(&key) != next.as_ref() {
+                match store.delete(&Path::from(key.as_str())).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        resume = next;
     }
     report.remaining = todo.len().saturating_sub(report.hours.len());
-    // Every carry from the marked hours on is now computed with their objects, unless the run
-    // stopped short: then the next one must resume where it stopped, for every partition.
-    if let Some(&next) = todo.get(report.hours.len()) {
-        late::mark_all(store, next).await?;
-    }
-    for m in &late {
-        store.delete(&Path::from(m.key.as_str())).await?;
-    }
     Ok(report)
 }
 

@@ -367,8 +367,12 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     let lo = layout::hour_start(q.at - q.window - q.lookback);
     // A carry computed before late objects landed in an hour before it is stale until
     // compaction runs again: start from a carry at or before the oldest such hour.
+    // (Transient: until the compact function's next run, which may then mean reading days.)
     let late = late::hours_for(&lake.store, &layout::net_value(Some(q.ip))).await?;
-    let newest_trusted = late.first().map_or(h0, |&l| l.min(h0));
+    let (lo, newest_trusted) = match late.first() {
+        Some(&l) if l < h0 => (lo.min(l - q.lookback / 1_000_000), l),
+        _ => (lo, h0),
+    };
     let carry = carry_hour(lake, lo, newest_trusted).await?;
     let from = match carry {
         Some(c) => c * 1_000_000,

@@ -116,30 +116,61 @@ async fn a_late_delete_is_seen_before_and_after_compaction_whatever_its_age() {
 }
 
 /// A run stopped by its hour limit leaves a marker for every partition at the first hour it
-/// did not reach; the next run resumes there.
+/// did not reach; the next run resumes there, even over hours whose carry was computed before
+/// (nothing else would make them due), and even when more late data landed in between.
 #[tokio::test]
 async fn a_run_cut_short_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = natlake_store::dir_url(dir.path()).expect("url");
     let store = natlake_store::open(&url, &Default::default()).expect("store");
+    let lake = Lake::with_store(
+        store.clone(),
+        Some(dir.path().to_path_buf()),
+        &dir.path().join("scratch"),
+    );
     use NatEventKind::*;
     let open = nat_row(H0 + 600 * S, SessionCreate, "100.64.0.1", 5000, &raw(1), 0);
     normalized(&store, 1, &[open], H0 + 700 * S).await;
     let now = H0 + 4 * H + 11 * 60 * S;
+    let cfg = natlake_compact::CompactConfig::default();
+    // Every hour compacted: the carries into 01..04 hold the mapping open.
+    let r = natlake_compact::run(&store, &cfg, now)
+        .await
+        .expect("compact");
+    assert_eq!((r.hours.len(), r.remaining), (4, 0), "{r:?}");
+    assert_eq!(who(&lake, H0 + 3 * H + 1800 * S).await, ["100.64.0.1"]);
+
+    // Its delete lands late in hour 00; runs of two hours at most.
+    let close = nat_row(H0 + 1200 * S, SessionDelete, "100.64.0.1", 5000, &raw(2), 0);
+    normalized(&store, 2, &[close], now).await;
     let cut = natlake_compact::CompactConfig {
         max_hours: 2,
         ..Default::default()
     };
-    let r = natlake_compact::run(&store, &cut, now)
-        .await
-        .expect("compact");
+    let r = natlake_compact::run(&store, &cut, now).await.expect("cut");
     assert_eq!((r.hours.len(), r.remaining), (2, 2), "{r:?}");
     let markers = late::list_all(&store).await.expect("list");
-    assert_eq!(markers.len(), 1);
+    assert_eq!(markers.len(), 1, "{markers:?}");
     assert_eq!(
         (markers[0].net.as_str(), markers[0].hour),
         (late::ALL_NETS, H0 / S + 2 * 3600)
     );
+    // The carries into 03 and 04 are still the old ones: lookups there do not trust them.
+    assert!(who(&lake, H0 + 3 * H + 1800 * S).await.is_empty());
+
+    // More late data for hour 00 before the next run: it starts over at 00, and still leaves
+    // the resume marker where it stops.
+    let again = nat_row(H0 + 1300 * S, SessionCreate, "100.64.0.9", 5001, &raw(3), 0);
+    normalized(&store, 3, &[again], now).await;
+    let r = natlake_compact::run(&store, &cut, now)
+        .await
+        .expect("again");
+    let hours: Vec<&str> = r.hours.iter().map(|h| h.hour.as_str()).collect();
+    assert_eq!(hours, ["2026-11-23T00", "2026-11-23T01"], "{r:?}");
+    let markers = late::list_all(&store).await.expect("list");
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    assert_eq!(markers[0].hour, H0 / S + 2 * 3600);
+
     let r = natlake_compact::run(&store, &cut, now)
         .await
         .expect("resume");
@@ -147,4 +178,5 @@ async fn a_run_cut_short_resumes_where_it_stopped() {
     assert_eq!(hours, ["2026-11-23T02", "2026-11-23T03"], "{r:?}");
     assert_eq!(r.remaining, 0);
     assert_eq!(late_markers(&store).await, 0);
+    assert!(who(&lake, H0 + 3 * H + 1800 * S).await.is_empty());
 }

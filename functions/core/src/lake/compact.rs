@@ -190,6 +190,10 @@ pub fn carry(
     let rows: Vec<NatRow> = indexed.into_iter().map(|(_, r)| r).collect();
     let mut stats = CarryStats::default();
     let mut wanted: HashSet<EventKey> = HashSet::new();
+    // Mappings whose events name more than one subscriber carry every row that says so: a
+    // lookup in a later hour must see the change too (the opening row alone would name its
+    // subscriber plainly).
+    let mut every: HashSet<LooseKey> = HashSet::new();
     for iv in correlate::intervals(rows, range_start) {
         // Closed before the hour's end: done. A closed interval that reaches past it is a
         // single record stating its span (a delete is never later than its hour).
@@ -217,6 +221,13 @@ pub fn carry(
             stats.carried += 1;
             wanted.insert((id, record, iv.x_ip, iv.x_port, iv.src_ip, iv.src_port));
         }
+        if !iv.other_subscribers.is_empty() {
+            every.extend(
+                iv.evidence
+                    .iter()
+                    .filter_map(|e| raw_keys.loose(e, iv.x_ip, iv.x_port)),
+            );
+        }
     }
     // The first row of each wanted event; a mapping whose fields the correlation completed
     // from later rows (its opening row lacks the inside address) is found by record and port.
@@ -237,6 +248,15 @@ pub fn carry(
         for &(i, (id, record, ip, port, _, _)) in &keys {
             let k = (id, record, ip, port);
             if missing.contains(&k) && loose_found.insert(k) {
+                picked.push(i as u32);
+            }
+        }
+        picked.sort_unstable();
+        picked.dedup();
+    }
+    if !every.is_empty() {
+        for &(i, (id, record, ip, port, _, _)) in &keys {
+            if every.contains(&(id, record, ip, port)) {
                 picked.push(i as u32);
             }
         }
@@ -675,6 +695,44 @@ mod tests {
         // Nothing in, nothing carried.
         let (c3, st) = carry(None, None, h0, cutoff).unwrap();
         assert_eq!((c3.num_rows(), st.carried), (0, 0));
+    }
+
+    /// A port block whose inside address changed hands while it was held: the carry keeps the
+    /// rows of both subscribers, so a lookup in a later hour reads the change and answers
+    /// ambiguous instead of naming the first subscriber plainly.
+    #[test]
+    fn a_change_of_subscriber_is_carried_with_the_mapping() {
+        use NatEventKind::*;
+        let h0 = 100 * H;
+        let mut alloc = nat(h0 + 10 * S, PortBlockAlloc, "100.64.1.1", 4096, "raw/0", 0);
+        alloc.envelope.subscriber = Some("sub-1".into());
+        let mut interim = nat(
+            h0 + 50 * 60 * S,
+            PortBlockInterim,
+            "100.64.1.1",
+            4096,
+            "raw/0",
+            1,
+        );
+        interim.envelope.subscriber = Some("sub-2".into());
+        let (c1, _) = carry(None, Some(&object(&[alloc, interim])), h0, 0).unwrap();
+        let subs = c1
+            .column_by_name("subscriber")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap()
+            .iter()
+            .map(|s| s.map(str::to_owned))
+            .collect::<Vec<_>>();
+        assert_eq!(subs, [Some("sub-1".to_string()), Some("sub-2".to_string())]);
+        let rows: Vec<NatRow> = nat_rows_indexed(&c1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let a = correlate::attribute(correlate::intervals(rows, h0 + H), h0 + H + 60 * S, 2 * S);
+        assert!(a.ambiguous, "{a:?}");
     }
 
     /// Feeds `previous` and `events` to a [`CarryBuilder`] in slices of `step` rows.
