@@ -122,11 +122,10 @@ pub async fn hours_for(
     store: &Arc<dyn ObjectStore>,
     net: &str,
 ) -> Result<BTreeSet<i64>, object_store::Error> {
-    let mut hours = BTreeSet::new();
-    for dir in [net_dir(net), net_dir(ALL_NETS)] {
-        hours.extend(list_under(store, &dir).await?.into_iter().map(|m| m.hour));
-    }
-    Ok(hours)
+    // Two listings, at once: a lookup waits for them before it knows where to read from.
+    let (own_dir, all_dir) = (net_dir(net), net_dir(ALL_NETS));
+    let (own, all) = futures::try_join!(list_under(store, &own_dir), list_under(store, &all_dir))?;
+    Ok(own.into_iter().chain(all).map(|m| m.hour).collect())
 }
 
 async fn list_under(
