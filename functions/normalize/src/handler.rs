@@ -721,6 +721,31 @@ mod tests {
 
     const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
 
+    /// A record that yields several rows (a goflow2 flow with its post-NAT mapping) gives every
+    /// row the sender's name, not only the last (the name is moved into the last row).
+    #[test]
+    fn every_row_of_a_record_names_its_device() {
+        let line = r#"{"type":"IPFIX","time_received_ns":1700000001000000000,"sampling_rate":0,"sampler_address":"192.0.2.1","time_flow_start_ns":1700000000000000000,"time_flow_end_ns":1700000000500000000,"bytes":1500,"packets":3,"src_addr":"100.64.5.6","dst_addr":"198.51.100.10","etype":"IPv4","proto":"TCP","src_port":40001,"dst_port":443,"in_if":2,"out_if":3,"post_nat_src_ipv4_address":"203.0.113.77","post_nat_src_transport_port":61001}"#;
+        let obj = labelled_object(&[], &[("192.0.2.44:6343", line.as_bytes())]);
+        let n = normalize_bytes(
+            "raw/syslog_udp/g.nlraw.zst",
+            &obj,
+            Format::Auto,
+            &NormalizeConfig::default(),
+        );
+        let devices: Vec<Option<&str>> = n
+            .rows
+            .iter()
+            .map(|r| r.envelope.device.as_deref())
+            .collect();
+        assert_eq!(
+            devices,
+            [Some("192.0.2.44"), Some("192.0.2.44")],
+            "{:?}",
+            n.report
+        );
+    }
+
     fn raw_object(payloads: &[&[u8]]) -> Vec<u8> {
         let records: Vec<(&str, &[u8])> = payloads.iter().map(|p| ("192.0.2.1:514", *p)).collect();
         labelled_object(&[], &records)
