@@ -61,8 +61,9 @@ async fn late_markers(store: &Arc<dyn ObjectStore>) -> usize {
     list.len()
 }
 
-#[tokio::test]
-async fn a_late_delete_is_seen_before_and_after_compaction_whatever_its_age() {
+/// A `file://` lake where 100.64.0.1 takes public port 5000 at 00:10, written in time (no
+/// marker).
+async fn lake_with_open_mapping() -> (tempfile::TempDir, Arc<dyn ObjectStore>, Lake) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = natlake_store::dir_url(dir.path()).expect("url");
     let store = natlake_store::open(&url, &Default::default()).expect("store");
@@ -71,10 +72,22 @@ async fn a_late_delete_is_seen_before_and_after_compaction_whatever_its_age() {
         Some(dir.path().to_path_buf()),
         &dir.path().join("scratch"),
     );
-    use NatEventKind::*;
-    // 100.64.0.1 takes public port 5000 at 00:10; written in time (no marker).
-    let open = nat_row(H0 + 600 * S, SessionCreate, "100.64.0.1", 5000, &raw(1), 0);
+    let open = nat_row(
+        H0 + 600 * S,
+        NatEventKind::SessionCreate,
+        "100.64.0.1",
+        5000,
+        &raw(1),
+        0,
+    );
     assert_eq!(normalized(&store, 1, &[open], H0 + 700 * S).await, 0);
+    (dir, store, lake)
+}
+
+#[tokio::test]
+async fn a_late_delete_is_seen_before_and_after_compaction_whatever_its_age() {
+    let (_dir, store, lake) = lake_with_open_mapping().await;
+    use NatEventKind::*;
     let cfg = natlake_compact::CompactConfig::default();
     natlake_compact::run(&store, &cfg, H0 + H + 11 * 60 * S)
         .await
@@ -120,17 +133,8 @@ async fn a_late_delete_is_seen_before_and_after_compaction_whatever_its_age() {
 /// (nothing else would make them due), and even when more late data landed in between.
 #[tokio::test]
 async fn a_run_cut_short_resumes_where_it_stopped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = natlake_store::dir_url(dir.path()).expect("url");
-    let store = natlake_store::open(&url, &Default::default()).expect("store");
-    let lake = Lake::with_store(
-        store.clone(),
-        Some(dir.path().to_path_buf()),
-        &dir.path().join("scratch"),
-    );
+    let (_dir, store, lake) = lake_with_open_mapping().await;
     use NatEventKind::*;
-    let open = nat_row(H0 + 600 * S, SessionCreate, "100.64.0.1", 5000, &raw(1), 0);
-    normalized(&store, 1, &[open], H0 + 700 * S).await;
     let now = H0 + 4 * H + 11 * 60 * S;
     let cfg = natlake_compact::CompactConfig::default();
     // Every hour compacted: the carries into 01..04 hold the mapping open.
