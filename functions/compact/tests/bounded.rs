@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
-use futures::TryStreamExt;
 use natlake_compact::run;
 use natlake_core::lake::compact::{self, table_schema};
 use natlake_core::lake::layout;
 use natlake_core::lake::read::parquet_batches;
 use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish};
 use natlake_core::model::{Micros, NatEventKind, Row, Table};
-use natlake_core::testing::nat_row;
+use natlake_core::testing::{keys_under, nat_row};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -55,17 +54,6 @@ fn part(table: Table, hour: Micros) -> String {
     layout::partition_dir(table, hour / S, "198.51.100.7".parse().ok())
 }
 
-async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<Path> {
-    let mut v: Vec<Path> = store
-        .list(Some(&Path::from(prefix)))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .unwrap();
-    v.sort();
-    v
-}
-
 async fn read(store: &Arc<dyn ObjectStore>, key: &Path) -> Vec<RecordBatch> {
     let bytes = store.get(key).await.unwrap().bytes().await.unwrap();
     parquet_batches(bytes).unwrap()
@@ -74,7 +62,7 @@ async fn read(store: &Arc<dyn ObjectStore>, key: &Path) -> Vec<RecordBatch> {
 /// Every batch of every object under `prefix`, in listing order.
 async fn read_all(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<RecordBatch> {
     let mut out = Vec::new();
-    for k in keys(store, prefix).await {
+    for k in keys_under(store, prefix).await {
         out.extend(read(store, &k).await);
     }
     out
@@ -112,7 +100,7 @@ async fn partition_larger_than_the_budget_compacts_as_the_in_memory_merge() {
         (h.carried, h.expired),
         (want_stats.carried, want_stats.expired)
     );
-    let merged = keys(&store, &nat).await;
+    let merged = keys_under(&store, &nat).await;
     assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
     let got = read(&store, &merged[0]).await;
     assert_eq!(one(Table::NatEvents, &got), want);
@@ -212,7 +200,11 @@ async fn object_broken_part_way_is_quarantined_and_the_partition_merged_without_
     }
     let late: Vec<RecordBatch> = {
         let mut v = Vec::new();
-        for k in keys(&store, &nat).await.iter().filter(|k| **k != broken) {
+        for k in keys_under(&store, &nat)
+            .await
+            .iter()
+            .filter(|k| **k != broken)
+        {
             v.extend(read(&store, k).await);
         }
         v
@@ -223,10 +215,10 @@ async fn object_broken_part_way_is_quarantined_and_the_partition_merged_without_
     let h = &r.hours[0];
     assert_eq!(h.quarantined, [broken.to_string()]);
     assert_eq!((h.objects_merged, h.rows_written), (3, want.num_rows()));
-    let merged = keys(&store, &nat).await;
+    let merged = keys_under(&store, &nat).await;
     assert_eq!(merged, std::slice::from_ref(&broken));
     assert_eq!(one(Table::NatEvents, &read(&store, &merged[0]).await), want);
-    let q = keys(&store, &format!("_state/quarantine/{nat}")).await;
+    let q = keys_under(&store, &format!("_state/quarantine/{nat}")).await;
     assert_eq!(
         q,
         [
@@ -265,7 +257,7 @@ async fn compacts_on_s3_as_the_in_memory_merge() {
     let h = &r.hours[0];
     assert_eq!(h.quarantined, [bad.to_string()], "{}", weed.log_tail());
     assert_eq!((h.objects_merged, h.rows_written), (12, want.num_rows()));
-    let merged = keys(&store, &nat).await;
+    let merged = keys_under(&store, &nat).await;
     assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
     assert_eq!(one(Table::NatEvents, &read(&store, &merged[0]).await), want);
     let carry = read_all(&store, &part(Table::NatCarry, H0 + H)).await;
@@ -406,7 +398,7 @@ async fn too_little_spill_disk_stops_the_partition_before_it_starts() {
         normalize_like(&store, obj, &raw_rows(obj, 2_000), &opts).await;
     }
     let nat = part(Table::NatEvents, H0);
-    let before = keys(&store, "lake/").await;
+    let before = keys_under(&store, "lake/").await;
     let mut cfg = tiny_budget();
     cfg.spill_dir = Some(spill.path().to_owned());
     let now = H0 + H + 11 * 60 * S;
@@ -430,7 +422,7 @@ async fn too_little_spill_disk_stops_the_partition_before_it_starts() {
     }
     assert!(msg.contains("TMPDIR") && msg.contains("ephemeral"), "{msg}");
     // Nothing published, nothing deleted, nothing left on the small disk.
-    assert_eq!(keys(&store, "lake/").await, before);
+    assert_eq!(keys_under(&store, "lake/").await, before);
     assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
 
     cfg.spill_dir = None;
@@ -442,7 +434,7 @@ async fn too_little_spill_disk_stops_the_partition_before_it_starts() {
         "{r:?}"
     );
     assert_eq!(
-        keys(&store, &nat).await,
+        keys_under(&store, &nat).await,
         [Path::from(format!("{nat}compacted.parquet"))]
     );
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use natlake_compact::run;
 use natlake_core::lake::compact::{self, table_schema};
 use natlake_core::lake::layout;
@@ -17,7 +16,7 @@ use natlake_core::lake::merge::sort_rows;
 use natlake_core::lake::read::parquet_batches;
 use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish, sort_order_marker};
 use natlake_core::model::{Micros, NatEventKind, Row, Table};
-use natlake_core::testing::nat_row;
+use natlake_core::testing::{keys_under, nat_row};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::file::properties::WriterProperties;
@@ -64,17 +63,6 @@ fn nat_dir() -> String {
     layout::partition_dir(Table::NatEvents, H0 / S, "198.51.100.7".parse().ok())
 }
 
-async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<Path> {
-    let mut v: Vec<Path> = store
-        .list(Some(&Path::from(prefix)))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .unwrap();
-    v.sort();
-    v
-}
-
 async fn read(store: &Arc<dyn ObjectStore>, key: &Path) -> RecordBatch {
     let bytes = store.get(key).await.unwrap().bytes().await.unwrap();
     concat_batches(
@@ -111,7 +99,7 @@ async fn compact_and_check(store: &Arc<dyn ObjectStore>) -> natlake_compact::run
     let cfg = tiny_budget();
     let nat = nat_dir();
     let mut before = Vec::new();
-    for k in keys(store, &nat).await {
+    for k in keys_under(store, &nat).await {
         before.push(read(store, &k).await);
     }
     let want = compact::merge(Table::NatEvents, &before).unwrap();
@@ -119,14 +107,14 @@ async fn compact_and_check(store: &Arc<dyn ObjectStore>) -> natlake_compact::run
     assert!(want_carry.num_rows() > 0);
     let r = run(store, &cfg, H0 + H + 11 * 60 * S).await.unwrap();
     assert_eq!(r.hours.len(), 1, "{r:?}");
-    let merged = keys(store, &nat).await;
+    let merged = keys_under(store, &nat).await;
     assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
     let got = read(store, &merged[0]).await;
     assert_eq!(got, want);
     assert_eq!(sort_rows(Table::NatEvents, &got).unwrap(), got);
     let carry_dir =
         layout::partition_dir(Table::NatCarry, (H0 + H) / S, "198.51.100.7".parse().ok());
-    let carry = keys(store, &carry_dir).await;
+    let carry = keys_under(store, &carry_dir).await;
     assert_eq!(carry.len(), 1);
     assert_eq!(read(store, &carry[0]).await, want_carry);
     r.hours[0].clone()
@@ -152,7 +140,7 @@ async fn objects_written_before_the_order_marker_are_sorted_first() {
         normalize_like(&store, obj, &raw_rows(obj, 200 + 11 * obj)).await;
     }
     // Half the partition as an older normalize wrote it (an upgrade in the middle of an hour).
-    let smalls = keys(&store, &nat_dir()).await;
+    let smalls = keys_under(&store, &nat_dir()).await;
     for k in smalls.iter().step_by(2) {
         rewrite_numeric(&store, k, false).await;
     }
@@ -167,7 +155,7 @@ async fn an_object_that_declares_the_order_but_breaks_it_is_sorted_not_misplaced
     for obj in 0..6 {
         normalize_like(&store, obj, &raw_rows(obj, 300)).await;
     }
-    let smalls = keys(&store, &nat_dir()).await;
+    let smalls = keys_under(&store, &nat_dir()).await;
     rewrite_numeric(&store, &smalls[4], true).await;
     let h = compact_and_check(&store).await;
     assert_eq!(h.objects_merged, 6);

@@ -60,3 +60,19 @@ pub fn numeric_order(batch: &arrow::array::RecordBatch) -> arrow::array::RecordB
     });
     arrow::compute::take_record_batch(batch, &UInt32Array::from(order)).expect("take")
 }
+
+/// The keys of every object under `prefix`, sorted (panics when the store cannot list).
+pub async fn keys_under(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    prefix: &str,
+) -> Vec<object_store::path::Path> {
+    use futures::TryStreamExt;
+    let mut v: Vec<object_store::path::Path> = store
+        .list(Some(&object_store::path::Path::from(prefix)))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .expect("list");
+    v.sort();
+    v
+}

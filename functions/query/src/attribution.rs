@@ -32,6 +32,21 @@ pub struct Question {
 }
 
 impl Question {
+    /// Who held `ip:port` at `at`, any protocol, with the default window and lookback and no
+    /// destination named.
+    pub fn new(ip: IpAddr, port: u16, at: Micros) -> Self {
+        Self {
+            ip,
+            port,
+            at,
+            protocol: None,
+            window: DEFAULT_WINDOW,
+            lookback: DEFAULT_LOOKBACK,
+            dst_ip: None,
+            dst_port: None,
+        }
+    }
+
     /// Whether a mapping's logged destination is consistent with the one asked about.
     fn destination_fits(&self, iv: &correlate::Interval) -> bool {
         let ip_fits = match (self.dst_ip, iv.dst_ip) {
@@ -505,16 +520,7 @@ mod tests {
             0,
         ));
         let lake = lake_with(dir.path(), &rows);
-        let ask = |port: u16, at: Micros| Question {
-            ip: "198.51.100.7".parse().unwrap(),
-            port,
-            at,
-            protocol: None,
-            window: DEFAULT_WINDOW,
-            lookback: DEFAULT_LOOKBACK,
-            dst_ip: None,
-            dst_port: None,
-        };
+        let ask = |port: u16, at: Micros| Question::new("198.51.100.7".parse().unwrap(), port, at);
         let a = attribute(&lake, &ask(2000, T0 + 30_000_000)).await.unwrap();
         assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
         let c = &a.attribution.matches[0];
@@ -562,16 +568,7 @@ mod tests {
             &dir.path().join("scratch"),
         )
         .unwrap();
-        let q = Question {
-            ip,
-            port: 3000,
-            at: T0 + 6_000_000,
-            protocol: None,
-            window: DEFAULT_WINDOW,
-            lookback: DEFAULT_LOOKBACK,
-            dst_ip: None,
-            dst_port: None,
-        };
+        let q = Question::new(ip, 3000, T0 + 6_000_000);
         let a = attribute(&lake, &q).await.unwrap();
         assert!(a.errors.is_empty(), "{:?}", a.errors);
         assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
@@ -621,14 +618,9 @@ mod tests {
         rows.push(other);
         let lake = lake_with(dir.path(), &rows);
         let ask = |dst_ip: Option<&str>, dst_port: Option<u16>| Question {
-            ip: "198.51.100.7".parse().unwrap(),
-            port: 2000,
-            at: T0 + 20_500_000,
-            protocol: None,
-            window: DEFAULT_WINDOW,
-            lookback: DEFAULT_LOOKBACK,
             dst_ip: dst_ip.map(|d| d.parse().unwrap()),
             dst_port,
+            ..Question::new("198.51.100.7".parse().unwrap(), 2000, T0 + 20_500_000)
         };
         let inside = |a: &Answer| -> Vec<String> {
             a.attribution
@@ -680,16 +672,7 @@ mod tests {
             r
         };
         let rows = vec![portless(NatEventKind::SessionCreate, "100.64.0.1", 0)];
-        let q = Question {
-            ip: "198.51.100.7".parse().unwrap(),
-            port: 2000,
-            at: T0 + 20_000_000,
-            protocol: None,
-            window: DEFAULT_WINDOW,
-            lookback: DEFAULT_LOOKBACK,
-            dst_ip: None,
-            dst_port: None,
-        };
+        let q = Question::new("198.51.100.7".parse().unwrap(), 2000, T0 + 20_000_000);
         let lake = lake_with(dir.path(), &rows);
         let a = attribute(&lake, &q).await.unwrap();
         assert!(a.attribution.matches.is_empty(), "{a:?}");
@@ -749,16 +732,7 @@ mod tests {
             .await
             .unwrap();
         let lake = lake.with_identity(identity);
-        let ask = |at: Micros| Question {
-            ip: "198.51.100.7".parse().unwrap(),
-            port: 4100,
-            at,
-            protocol: None,
-            window: DEFAULT_WINDOW,
-            lookback: DEFAULT_LOOKBACK,
-            dst_ip: None,
-            dst_port: None,
-        };
+        let ask = |at: Micros| Question::new("198.51.100.7".parse().unwrap(), 4100, at);
         let before = attribute(&lake, &ask(T0 + 20 * 60_000_000)).await.unwrap();
         let c = &before.attribution.matches[0];
         assert!(!before.attribution.ambiguous, "{before:?}");

@@ -5,15 +5,13 @@
 
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use natlake_core::lake::writer::{WriteOptions, encode_outputs, publish};
 use natlake_core::lake::{late, layout};
 use natlake_core::model::{Micros, NatEventKind, Row};
-use natlake_core::testing::nat_row;
+use natlake_core::testing::{keys_under, nat_row};
 use natlake_query::Lake;
-use natlake_query::attribution::{DEFAULT_LOOKBACK, DEFAULT_WINDOW, Question, attribute};
+use natlake_query::attribution::{Question, attribute};
 use object_store::ObjectStore;
-use object_store::path::Path;
 
 const S: Micros = 1_000_000;
 const H: Micros = 3600 * S;
@@ -34,16 +32,7 @@ async fn normalized(store: &Arc<dyn ObjectStore>, n: u64, rows: &[Row], now: Mic
 }
 
 async fn who(lake: &Lake, at: Micros) -> Vec<String> {
-    let q = Question {
-        ip: "198.51.100.7".parse().unwrap(),
-        port: 5000,
-        at,
-        protocol: None,
-        window: DEFAULT_WINDOW,
-        lookback: DEFAULT_LOOKBACK,
-        dst_ip: None,
-        dst_port: None,
-    };
+    let q = Question::new("198.51.100.7".parse().unwrap(), 5000, at);
     let a = attribute(lake, &q).await.expect("attribute");
     a.attribution
         .matches
@@ -53,12 +42,7 @@ async fn who(lake: &Lake, at: Micros) -> Vec<String> {
 }
 
 async fn late_markers(store: &Arc<dyn ObjectStore>) -> usize {
-    let list: Vec<_> = store
-        .list(Some(&Path::from(late::LATE_DIR)))
-        .try_collect()
-        .await
-        .expect("list");
-    list.len()
+    keys_under(store, late::LATE_DIR).await.len()
 }
 
 /// A `file://` lake where 100.64.0.1 takes public port 5000 at 00:10, written in time (no

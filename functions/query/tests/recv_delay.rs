@@ -10,14 +10,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampMicrosecondType};
 use bytes::Bytes;
-use futures::TryStreamExt;
 use natlake_core::lake::columns::RECV_DELAY;
 use natlake_core::lake::layout;
 use natlake_core::lake::read::{parquet_batches, with_recv_time};
 use natlake_core::lake::writer::{WriteOptions, encode_batch, encode_outputs, publish};
 use natlake_core::model::{Event, Micros, NatEventKind, Row, Table};
-use natlake_core::testing::nat_row;
-use natlake_query::attribution::{DEFAULT_LOOKBACK, DEFAULT_WINDOW, Question, attribute};
+use natlake_core::testing::{keys_under, nat_row};
+use natlake_query::attribution::{Question, attribute};
 use natlake_query::{Lake, sql};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -181,17 +180,6 @@ fn stored_recv(batch: &RecordBatch) -> (BTreeMap<(String, i64), Micros>, bool) {
     (map, delay)
 }
 
-async fn keys(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<Path> {
-    let mut v: Vec<Path> = store
-        .list(Some(&Path::from(prefix)))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .expect("list");
-    v.sort();
-    v
-}
-
 async fn get(store: &Arc<dyn ObjectStore>, key: &Path) -> RecordBatch {
     one_batch(
         store
@@ -283,6 +271,20 @@ fn cli_recv(root: &std::path::Path) -> Option<BTreeMap<(String, i64), Micros>> {
     )
 }
 
+/// Object 0 as an older version wrote it (`old_key`, `old_bytes`), object 1 as this one does.
+async fn put_old_and_new(store: &Arc<dyn ObjectStore>, old_key: &str, old_bytes: Bytes) {
+    store
+        .put(&Path::from(old_key), PutPayload::from_bytes(old_bytes))
+        .await
+        .expect("put old");
+    publish(
+        store,
+        encode_outputs(&raw(1), &rows(1), &[], &WriteOptions::ingest()).expect("encode"),
+    )
+    .await
+    .expect("publish");
+}
+
 #[tokio::test]
 async fn old_and_new_objects_show_the_same_receive_times_before_and_after_compaction() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -291,24 +293,12 @@ async fn old_and_new_objects_show_the_same_receive_times_before_and_after_compac
 
     // Object 0 as an older version wrote it, object 1 as this one does.
     let (old_key, old_bytes) = old_object(&rows(0));
-    store
-        .put(
-            &Path::from(old_key.as_str()),
-            PutPayload::from_bytes(old_bytes),
-        )
-        .await
-        .expect("put old");
-    publish(
-        &store,
-        encode_outputs(&raw(1), &rows(1), &[], &WriteOptions::ingest()).expect("encode"),
-    )
-    .await
-    .expect("publish");
+    put_old_and_new(&store, &old_key, old_bytes).await;
     let want = expected(&[0, 1]);
     assert_eq!(want.len(), 120);
     // Both kinds are really there.
     let nat = layout::partition_dir(Table::NatEvents, H0 / S, "198.51.100.7".parse().ok());
-    let objects = keys(&store, &nat).await;
+    let objects = keys_under(&store, &nat).await;
     assert_eq!(objects.len(), 2);
     let mut kinds = Vec::new();
     for k in &objects {
@@ -329,16 +319,11 @@ async fn old_and_new_objects_show_the_same_receive_times_before_and_after_compac
     // A lookup over the mixed lake finds the old object's subscriber and the new one's.
     let lake = Lake::open(&url, &dir.path().join("scratch")).expect("lake");
     for (obj, i) in [(0u64, 3u64), (1, 4)] {
-        let q = Question {
-            ip: "198.51.100.7".parse().expect("ip"),
-            port: 2000 + (obj * 100 + i) as u16,
-            at: H0 + (100 + obj as Micros * 600 + i as Micros * 7 + 1) * S,
-            protocol: None,
-            window: DEFAULT_WINDOW,
-            lookback: DEFAULT_LOOKBACK,
-            dst_ip: None,
-            dst_port: None,
-        };
+        let q = Question::new(
+            "198.51.100.7".parse().expect("ip"),
+            2000 + (obj * 100 + i) as u16,
+            H0 + (100 + obj as Micros * 600 + i as Micros * 7 + 1) * S,
+        );
         let a = attribute(&lake, &q).await.expect("attribute");
         assert!(a.errors.is_empty(), "{:?}", a.errors);
         assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
@@ -353,7 +338,7 @@ async fn old_and_new_objects_show_the_same_receive_times_before_and_after_compac
         .await
         .expect("compact");
     assert!(!report.hours.is_empty(), "{report:?}");
-    let merged = keys(&store, &nat).await;
+    let merged = keys_under(&store, &nat).await;
     assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
     let compacted = get(&store, &merged[0]).await;
     assert!(compacted.column_by_name("recv_time").is_none());
@@ -373,7 +358,7 @@ async fn old_and_new_objects_show_the_same_receive_times_before_and_after_compac
         (H0 + 3600 * S) / S,
         "198.51.100.7".parse().ok(),
     );
-    let carry = keys(&store, &carry_dir).await;
+    let carry = keys_under(&store, &carry_dir).await;
     assert_eq!(carry.len(), 1, "{carry:?}");
     let (carried, delay) = stored_recv(&get(&store, &carry[0]).await);
     assert!(delay);
@@ -435,23 +420,14 @@ async fn an_old_object_whose_receive_time_has_no_delay_is_quarantined_whole() {
     // leaves the object in the lake order.
     let (old_key, old_bytes) = old_object_with(&rows(0), Some(4));
     let old_key = Path::from(old_key.as_str());
-    store
-        .put(&old_key, PutPayload::from_bytes(old_bytes.clone()))
-        .await
-        .expect("put old");
-    publish(
-        &store,
-        encode_outputs(&raw(1), &rows(1), &[], &WriteOptions::ingest()).expect("encode"),
-    )
-    .await
-    .expect("publish");
+    put_old_and_new(&store, old_key.as_ref(), old_bytes.clone()).await;
     let report = natlake_compact::run(&store, &Default::default(), H0 + 3 * 3600 * S)
         .await
         .expect("compact");
     let h = &report.hours[0];
     assert_eq!(h.quarantined, [old_key.to_string()], "{report:?}");
     let nat = layout::partition_dir(Table::NatEvents, H0 / S, "198.51.100.7".parse().ok());
-    let merged = keys(&store, &nat).await;
+    let merged = keys_under(&store, &nat).await;
     assert_eq!(merged, [Path::from(format!("{nat}compacted.parquet"))]);
     let (got, _) = stored_recv(&get(&store, &merged[0]).await);
     assert_eq!(got, expected(&[1]));
