@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::layout::{self, LAKE_PREFIX, NET_KEY};
+use super::layout::{self, NET_KEY};
 use super::writer::Output;
 use crate::model::{Micros, Table};
 
@@ -46,15 +46,6 @@ fn marker_key(net: &str, hour_secs: i64, name: &str) -> String {
     )
 }
 
-/// The (hour, `x_net`) of a `nat_events` object key (`lake/nat_events/hour=H/x_net=N/…`).
-fn nat_partition(key: &str) -> Option<(i64, &str)> {
-    let rest = key.strip_prefix(&format!("{LAKE_PREFIX}/{}/", Table::NatEvents.as_str()))?;
-    let mut parts = rest.split('/');
-    let hour = layout::parse_hour_label(parts.next()?.strip_prefix("hour=")?)?;
-    let net = parts.next()?.strip_prefix(&format!("{NET_KEY}="))?;
-    Some((hour, net))
-}
-
 /// Reads a marker key back; None for anything else under [`LATE_DIR`].
 pub fn parse(key: &str) -> Option<Marker> {
     let rest = key.strip_prefix(LATE_DIR)?;
@@ -75,10 +66,8 @@ pub fn markers_for(outputs: &[Output], raw_key: &str, now: Micros) -> Vec<String
     let stem = natlake_raw::key::stem(raw_key);
     outputs
         .iter()
-        .filter(|o| o.table == Table::NatEvents)
-        .filter_map(|o| nat_partition(&o.key))
-        .filter(|(hour, _)| (hour + 3600) * 1_000_000 <= now)
-        .map(|(hour, net)| marker_key(net, hour, stem))
+        .filter(|o| o.table == Table::NatEvents && (o.hour + 3600) * 1_000_000 <= now)
+        .map(|o| marker_key(&o.net, o.hour, stem))
         .collect()
 }
 
@@ -151,6 +140,8 @@ mod tests {
         Output {
             key: layout::lake_key(table, hour, net, "raw/syslog_udp/hour=x/b-1.nlraw.zst"),
             table,
+            hour,
+            net: net.to_string(),
             rows: 1,
             bytes: 1,
         }

@@ -366,6 +366,11 @@ pub fn encode_batch(
 pub struct Output {
     pub key: String,
     pub table: Table,
+    /// The partition's hour (epoch seconds) and `x_net` value, as in the key.
+    #[serde(skip)]
+    pub hour: i64,
+    #[serde(skip)]
+    pub net: String,
     pub rows: usize,
     pub bytes: usize,
 }
@@ -638,6 +643,8 @@ pub fn encode_outputs(
             Output {
                 key,
                 table,
+                hour,
+                net,
                 rows: group.len(),
                 bytes: bytes.len(),
             },
@@ -660,6 +667,8 @@ pub fn encode_outputs(
             Output {
                 key,
                 table: Table::Rejects,
+                hour,
+                net: layout::NONE_NET.to_string(),
                 rows: group.len(),
                 bytes: bytes.len(),
             },
