@@ -51,20 +51,6 @@ impl EnrichConfig {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// The configuration in `path` (TOML), or the empty one without a path.
-    pub fn from_file(path: Option<&std::path::Path>) -> Result<Self, SourceError> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let err = |reason: String| SourceError {
-            source_name: "configuration".into(),
-            path: path.display().to_string(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        Self::from_toml(&text).map_err(err)
-    }
-
     /// The configuration at `at`: `store:KEY` names an object in the store (how a function on
     /// Lambda, which has no configuration files, is given one), anything else a local file;
     /// the empty configuration without one.
@@ -75,19 +61,20 @@ impl EnrichConfig {
         let Some(at) = at else {
             return Ok(Self::default());
         };
-        let Some(key) = at.to_str().and_then(|s| s.strip_prefix("store:")) else {
-            return Self::from_file(Some(at));
+        let shown = at.display().to_string();
+        // In the sources' notation (`locate`): a bare key, or `file:` and a path.
+        let loc = match shown.strip_prefix("store:") {
+            Some(key) => key.to_string(),
+            None => format!("file:{shown}"),
         };
         let err = |reason: String| SourceError {
             source_name: "configuration".into(),
-            path: at.display().to_string(),
+            path: shown.clone(),
             reason,
         };
-        let bytes = async { store.get(&Path::from(key)).await?.bytes().await }
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        let text = std::str::from_utf8(&bytes).map_err(|e| err(e.to_string()))?;
-        Self::from_toml(text).map_err(err)
+        let bytes = fetch(store, &loc).await.map_err(err)?;
+        let text = String::from_utf8(bytes).map_err(|e| err(e.to_string()))?;
+        Self::from_toml(&text).map_err(err)
     }
 
     /// Only the identity sources: what lookups read at a question's time.
