@@ -6,6 +6,7 @@
 //! ([`lambda`]), a long-running local service with a timer ([`service`]), and the embedded
 //! `natlake up`, which runs the same timer in process.
 
+mod digest;
 pub mod lambda;
 pub mod run;
 pub mod service;

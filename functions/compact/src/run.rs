@@ -36,6 +36,8 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Serialize;
 
+use crate::digest::{self, RowDigest};
+
 /// Name of the merged object of a partition.
 pub const COMPACTED: &str = "compacted.parquet";
 /// Name of a carry object.
@@ -140,6 +142,13 @@ pub struct HourReport {
     /// Mappings carried into the next hour, and open ones dropped for idling too long.
     pub carried: usize,
     pub expired: usize,
+    /// Digest of the carry written into the next hour (`digest`), so a later run can tell
+    /// whether recomputing this hour changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carry_digest: Option<String>,
+    /// The carry came out as the marker said it was: later hours need no work for this one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub carry_unchanged: bool,
     /// Objects that could not be read: copied to `_state/quarantine/` and set aside.
     pub quarantined: Vec<String>,
 }
@@ -148,7 +157,8 @@ pub struct HourReport {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub hours: Vec<HourReport>,
-    /// Finished hours still needing work after this run (max_hours reached).
+    /// Finished hours from the one this run stopped at (max_hours reached) through the last:
+    /// an upper bound of the work left, as an unchanged carry may cut it short.
     pub remaining: usize,
 }
 
@@ -198,6 +208,70 @@ async fn hour_partitions(
         parts.entry(parent).or_default().push(m);
     }
     Ok(parts)
+}
+
+/// The carry digest a marker recorded, if the marker exists and has one (markers written
+/// before digests were recorded have none: the carry then counts as changed).
+async fn recorded_digest(
+    store: &dyn ObjectStore,
+    key: &Path,
+) -> Result<Option<String>, CompactError> {
+    let bytes = match store.get(key).await {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // An unreadable marker is not an error here: the hour is simply recomputed onwards.
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(v.pointer("/from/carry_digest")
+        .and_then(|d| d.as_str())
+        .map(str::to_owned))
+}
+
+/// What the run knows at its start about which hours need work.
+struct Dirt {
+    /// Hours whose carry into the next hour has a marker.
+    done: BTreeSet<i64>,
+    /// Hours late objects landed in.
+    late: BTreeSet<i64>,
+    /// Hours with a directory in some table.
+    hours: BTreeSet<i64>,
+    /// Hours from here on are also checked for small objects (the rescan).
+    recent: i64,
+}
+
+impl Dirt {
+    /// Whether hour `h` needs work for its own sake: its carry is missing, late objects landed
+    /// in it, or (recent hours) it holds small objects.
+    async fn is_dirty(&self, store: &dyn ObjectStore, h: i64) -> Result<bool, CompactError> {
+        if !self.done.contains(&(h + 3600)) || self.late.contains(&h) {
+            return Ok(true);
+        }
+        if h >= self.recent && self.hours.contains(&h) {
+            for t in COMPACTED_TABLES {
+                let parts = hour_partitions(store, t, h).await?;
+                if parts.values().flatten().any(is_small) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// The first hour in `from..=to` that needs work.
+    async fn first_dirty(
+        &self,
+        store: &dyn ObjectStore,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<i64>, CompactError> {
+        for h in (from..=to).step_by(3600) {
+            if self.is_dirty(store, h).await? {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn is_small(meta: &ObjectMeta) -> bool {
@@ -626,7 +700,7 @@ fn merge_failure(e: MergeError, previous: bool) -> Failure {
 /// What a finished pass wrote.
 struct Written {
     rows: usize,
-    carried: Option<(usize, CarryStats)>,
+    carried: Option<(usize, CarryStats, [u8; 32])>,
 }
 
 /// Runs a job to the end. An object that turns out unreadable part way (a corrupt page) is
@@ -637,7 +711,7 @@ async fn run_job(
     mut job: Job<'_>,
     cfg: &CompactConfig,
     report: &mut HourReport,
-) -> Result<Option<String>, CompactError> {
+) -> Result<Option<(String, [u8; 32])>, CompactError> {
     // Small objects that declared the lake order and were found out of it: sorted from then on.
     let mut resort: HashSet<Path> = HashSet::new();
     loop {
@@ -717,12 +791,12 @@ async fn run_job(
                     metrics::counter!("natlake_compact_objects_merged_total", "table" => job.table.as_str())
                         .increment(smalls.len() as u64);
                 }
-                let Some((carry_rows, st)) = w.carried else {
+                let Some((carry_rows, st, digest)) = w.carried else {
                     return Ok(None);
                 };
                 report.carried += st.carried;
                 report.expired += st.expired;
-                let dir = job.carry.map(|c| c.dir);
+                let dir = job.carry.map(|c| (c.dir, digest));
                 return Ok(dir.filter(|_| carry_rows > 0));
             }
             Err(Failure::Input {
@@ -752,7 +826,17 @@ async fn pass(
     mut carry_sink: Option<ParquetSink>,
     cfg: &CompactConfig,
 ) -> Result<Written, Failure> {
-    let result = stream(job, inputs, previous, &mut sink, &mut carry_sink, cfg).await;
+    let mut digest = RowDigest::new();
+    let result = stream(
+        job,
+        inputs,
+        previous,
+        &mut sink,
+        &mut carry_sink,
+        &mut digest,
+        cfg,
+    )
+    .await;
     match result {
         Ok(stats) => {
             let rows = match sink {
@@ -760,7 +844,7 @@ async fn pass(
                 None => 0,
             };
             let carried = match (carry_sink, stats) {
-                (Some(s), Some(st)) => Some((s.finish().await?.0, st)),
+                (Some(s), Some(st)) => Some((s.finish().await?.0, st, digest.finish())),
                 _ => None,
             };
             Ok(Written { rows, carried })
@@ -781,6 +865,7 @@ async fn stream(
     previous: Vec<MergeInput>,
     sink: &mut Option<ParquetSink>,
     carry_sink: &mut Option<ParquetSink>,
+    digest: &mut RowDigest,
     cfg: &CompactConfig,
 ) -> Result<Option<CarryStats>, Failure> {
     let mut events = SortedMerge::new(job.table, inputs, cfg.merge)
@@ -824,6 +909,7 @@ async fn stream(
             CarryWants::Done => break,
         }
         while let Some(out) = carry.take_output() {
+            digest.update(&out)?;
             if let Some(s) = carry_sink.as_mut() {
                 s.write(&out).await?;
             }
@@ -871,7 +957,8 @@ async fn work_hour(
         range_start,
         idle_cutoff,
     };
-    let mut written = BTreeSet::new();
+    // Carry partitions written, with the digest of their rows.
+    let mut written = BTreeMap::new();
     for table in COMPACTED_TABLES {
         for (dir, metas) in hour_partitions(store.as_ref(), table, hour).await? {
             let carry = match (table, net_of(&dir)) {
@@ -886,8 +973,8 @@ async fn work_hour(
                 metas,
                 carry,
             };
-            if let Some(carry_dir) = run_job(store, job, cfg, &mut report).await? {
-                written.insert(carry_dir);
+            if let Some((carry_dir, digest)) = run_job(store, job, cfg, &mut report).await? {
+                written.insert(carry_dir, digest);
             }
         }
     }
@@ -899,18 +986,23 @@ async fn work_hour(
             metas: Vec::new(),
             carry: Some(carry_job(&net, metas)),
         };
-        if let Some(carry_dir) = run_job(store, job, cfg, &mut report).await? {
-            written.insert(carry_dir);
+        if let Some((carry_dir, digest)) = run_job(store, job, cfg, &mut report).await? {
+            written.insert(carry_dir, digest);
         }
     }
     // A carry computed earlier from data since rewritten must not survive.
     for (dir, metas) in stale {
-        if !written.contains(&dir) {
+        if !written.contains_key(&dir) {
             for m in metas {
                 store.delete(&m.location).await?;
             }
         }
     }
+    let marker_key = Path::from(layout::carry_marker_key(next).as_str());
+    let before = recorded_digest(store.as_ref(), &marker_key).await?;
+    let digest = digest::of_hour(&written);
+    report.carry_unchanged = before.as_deref() == Some(digest.as_str());
+    report.carry_digest = Some(digest);
     let marker = serde_json::json!({
         "hour": layout::hour_label(next * 1_000_000),
         "from": &report,
@@ -918,7 +1010,7 @@ async fn work_hour(
     });
     store
         .put(
-            &Path::from(layout::carry_marker_key(next).as_str()),
+            &marker_key,
             PutPayload::from(serde_json::to_vec_pretty(&marker)?),
         )
         .await?;
@@ -953,29 +1045,19 @@ pub async fn run(
         .into_iter()
         .filter(|m| m.hour <= last_finished)
         .collect();
-    let late_hours: BTreeSet<i64> = late.iter().map(|m| m.hour).collect();
-    let recent = layout::hour_start(now - cfg.rescan);
-    let mut start = None;
-    for h in (first..=last_finished).step_by(3600) {
-        let mut dirty = !done.contains(&(h + 3600)) || late_hours.contains(&h);
-        if !dirty && h >= recent && hours.contains(&h) {
-            for t in COMPACTED_TABLES {
-                let parts = hour_partitions(store, t, h).await?;
-                if parts.values().flatten().any(is_small) {
-                    dirty = true;
-                    break;
-                }
-            }
-        }
-        if dirty {
-            start = Some(h);
-            break;
-        }
-    }
-    let Some(start) = start else {
+    let dirt = Dirt {
+        late: late.iter().map(|m| m.hour).collect(),
+        recent: layout::hour_start(now - cfg.rescan),
+        hours,
+        done,
+    };
+    let Some(start) = dirt
+        .first_dirty(store.as_ref(), first, last_finished)
+        .await?
+    else {
         return Ok(Report::default());
     };
-    if start == first && !done.contains(&first) {
+    if start == first && !dirt.done.contains(&first) {
         // Nothing lies before the lake's first hour: its carry is empty and complete. Marking
         // it lets lookups in that hour read one hour instead of the whole lookback.
         let marker = serde_json::json!({
@@ -990,21 +1072,40 @@ pub async fn run(
             )
             .await?;
     }
-    let todo: Vec<i64> = (start..=last_finished).step_by(3600).collect();
     let mut report = Report::default();
     // The resume marker this run last wrote (see `late`).
     let mut resume: Option<String> = None;
-    for (i, &h) in todo.iter().take(cfg.max_hours.max(1)).enumerate() {
+    let mut todo = Some(start);
+    while let Some(h) = todo {
+        if report.hours.len() >= cfg.max_hours.max(1) {
+            report.remaining = ((last_finished - h) / 3600 + 1) as usize;
+            break;
+        }
         let r = work_hour(store, h, cfg).await?;
-        tracing::info!(hour = %r.hour, merged = r.objects_merged, carried = r.carried, expired = r.expired, "hour compacted");
+        tracing::info!(hour = %r.hour, merged = r.objects_merged, carried = r.carried, expired = r.expired, unchanged = r.carry_unchanged, "hour compacted");
+        // Work on an hour makes the later carries stale, unless the carry it wrote is the one
+        // already there: then the later ones are too, and the run goes on at the next hour that
+        // needs work of its own (a late object days back costs an hour or two, not days).
+        todo = if h + 3600 > last_finished {
+            None
+        } else if r.carry_unchanged {
+            dirt.first_dirty(store.as_ref(), h + 3600, last_finished)
+                .await?
+        } else {
+            Some(h + 3600)
+        };
+        if r.carry_unchanged {
+            metrics::counter!("natlake_compact_carry_unchanged_total").increment(1);
+        }
         report.hours.push(r);
         // Progress, hour by hour, so a run that fails or times out later is not done again
         // from its first hour: the carries into every hour through h + 1 now include what the
         // markers listed at the start named for hours up to h (each listed marker's hour is
         // due, so at or after the first hour worked on, and is passed once); a marker for every
-        // partition at h + 1 says the later ones do not yet (the next run resumes there).
-        let next = match todo.get(i + 1) {
-            Some(&n) => Some(late::mark_all(store, n).await?),
+        // partition at the next hour to work on says the later ones do not yet (the next run
+        // resumes there).
+        let next = match todo {
+            Some(n) => Some(late::mark_all(store, n).await?),
             None => None,
         };
         let done_markers = late
@@ -1022,7 +1123,6 @@ pub async fn run(
         }
         resume = next;
     }
-    report.remaining = todo.len().saturating_sub(report.hours.len());
     Ok(report)
 }
 

@@ -32,7 +32,11 @@ async fn normalized(store: &Arc<dyn ObjectStore>, n: u64, rows: &[Row], now: Mic
 }
 
 async fn who(lake: &Lake, at: Micros) -> Vec<String> {
-    let q = Question::new("198.51.100.7".parse().unwrap(), 5000, at);
+    who_port(lake, 5000, at).await
+}
+
+async fn who_port(lake: &Lake, port: u16, at: Micros) -> Vec<String> {
+    let q = Question::new("198.51.100.7".parse().unwrap(), port, at);
     let a = attribute(lake, &q).await.expect("attribute");
     a.attribution
         .matches
@@ -167,4 +171,71 @@ async fn a_run_cut_short_resumes_where_it_stopped() {
     assert_eq!(r.remaining, 0);
     assert_eq!(late_markers(&store).await, 0);
     assert!(who(&lake, H0 + 3 * H + 1800 * S).await.is_empty());
+}
+
+/// A device whose clock runs behind sends a whole session late into an old hour. Compaction
+/// recomputes from that hour only until the carry comes out as it was, not through every hour
+/// since — and the answers are those of a full recomputation.
+#[tokio::test]
+async fn a_late_session_costs_compaction_the_hours_it_spans() {
+    let (_dir, store, lake) = lake_with_open_mapping().await;
+    use NatEventKind::*;
+    let now = H0 + 6 * H + 11 * 60 * S;
+    let cfg = natlake_compact::CompactConfig::default();
+    let r = natlake_compact::run(&store, &cfg, now)
+        .await
+        .expect("compact");
+    assert_eq!((r.hours.len(), r.remaining), (6, 0), "{r:?}");
+    assert!(
+        r.hours.iter().all(|h| !h.carry_unchanged),
+        "first computation: {r:?}"
+    );
+
+    // 100.64.0.2 holds public port 5001 00:40–01:10, while 100.64.0.1 keeps 5000; both of its
+    // records arrive late (markers in hours 00 and 01).
+    let open = nat_row(H0 + 2400 * S, SessionCreate, "100.64.0.2", 5001, &raw(2), 0);
+    let close = nat_row(
+        H0 + H + 600 * S,
+        SessionDelete,
+        "100.64.0.2",
+        5001,
+        &raw(3),
+        0,
+    );
+    assert_eq!(normalized(&store, 2, &[open], now).await, 1);
+    assert_eq!(normalized(&store, 3, &[close], now).await, 1);
+
+    let r = natlake_compact::run(&store, &cfg, now)
+        .await
+        .expect("compact late");
+    let worked: Vec<(&str, bool)> = r
+        .hours
+        .iter()
+        .map(|h| (h.hour.as_str(), h.carry_unchanged))
+        .collect();
+    // 00: the carry into 01 gains the late mapping; 01: the carry into 02 is the old one again,
+    // so 02..05 are left as they are.
+    assert_eq!(
+        worked,
+        [("2026-11-23T00", false), ("2026-11-23T01", true)],
+        "{r:?}"
+    );
+    assert_eq!(r.remaining, 0);
+    assert_eq!(late_markers(&store).await, 0, "markers consumed");
+    // Nothing left to do.
+    let r = natlake_compact::run(&store, &cfg, now)
+        .await
+        .expect("again");
+    assert!(r.hours.is_empty(), "{r:?}");
+
+    // The answers: the late session in its span, the old mapping throughout.
+    assert_eq!(
+        who_port(&lake, 5001, H0 + H + 300 * S).await,
+        ["100.64.0.2"]
+    );
+    assert!(
+        who_port(&lake, 5001, H0 + 3 * H).await.is_empty(),
+        "closed at 01:10"
+    );
+    assert_eq!(who(&lake, H0 + 5 * H + 1800 * S).await, ["100.64.0.1"]);
 }
