@@ -149,10 +149,14 @@ impl Enricher {
                 env.enrichment.role = info.role.clone();
             }
             if env.subscriber.is_none() {
-                env.subscriber = self
-                    .identity_at(ip, time, vrf, env.device.as_deref())
-                    .map(str::to_owned)
-                    .or_else(|| matched.and_then(|(_, i)| i.subscriber.clone()));
+                // The prefix's subscriber (a customer's own static range) only where no identity
+                // source knows the address: when they disagree, or one cannot tell at a handover
+                // instant, nobody is named — falling back would name the prefix's owner instead.
+                env.subscriber = match self.holder_at(ip, time, vrf, env.device.as_deref()) {
+                    identity::Holder::One(s) => Some(s.to_owned()),
+                    identity::Holder::Ambiguous => None,
+                    identity::Holder::Nobody => matched.and_then(|(_, i)| i.subscriber.clone()),
+                };
             }
         }
         if let Some(ip) = dst {
@@ -211,22 +215,83 @@ mod tests {
     use super::*;
     use crate::model::{Envelope, Event, NatEvent, Provenance};
 
+    /// An identity source in which `user` holds 100.64.0.1 since 2020.
+    fn table(user: &str, scope: Scope) -> Arc<identity::IdentityTable> {
+        let csv = format!("ip,subscriber,start,end\n100.64.0.1,{user},2020-01-01T00:00:00Z,\n");
+        let mut t = identity::load(
+            csv.as_bytes(),
+            IdentityFormat::Csv,
+            &IdentityOptions::default(),
+        )
+        .unwrap()
+        .data;
+        t.scope = scope;
+        Arc::new(t)
+    }
+
+    /// A NAT event of inside address `src` in 2023.
+    fn row(src: &str, vrf: Option<&str>, device: Option<&str>) -> Row {
+        Row {
+            event: Event::Nat(NatEvent {
+                time: 1_700_000_000_000_000,
+                src_ip: src.parse().ok(),
+                vrf: vrf.map(Into::into),
+                ..NatEvent::default()
+            }),
+            envelope: Envelope {
+                device: device.map(Into::into),
+                ..Envelope::default()
+            },
+            provenance: Provenance {
+                raw_key: "raw/k".into(),
+                raw_record: 0,
+            },
+        }
+    }
+
+    /// When the identity sources cannot name one holder, the prefix's owner is not named in
+    /// their place; a pool's tenant is never a subscriber.
+    #[test]
+    fn a_prefix_owner_stands_in_only_where_no_identity_source_knows_the_address() {
+        let netbox = r#"[
+          {"prefix": "100.64.0.0/24", "tenant": {"name": "Acme GmbH"}, "is_pool": false},
+          {"prefix": "100.64.9.0/24", "tenant": {"name": "Carrier Wholesale"}, "is_pool": true}
+        ]"#;
+        let prefixes = prefixes::load(
+            netbox.as_bytes(),
+            prefixes::PrefixFormat::Netbox,
+            &prefixes::PrefixOptions::default(),
+        )
+        .unwrap()
+        .data;
+        let e = Enricher {
+            prefixes: Some(Arc::new(prefixes)),
+            identity: vec![
+                table("alice", Scope::default()),
+                table("bob", Scope::default()),
+            ],
+            ..Enricher::default()
+        };
+        let who = |src| {
+            let mut r = row(src, None, None);
+            e.apply(&mut r);
+            (
+                r.envelope.subscriber,
+                r.envelope.enrichment.prefix.map(|n| n.to_string()),
+            )
+        };
+        // RADIUS and DHCP disagree on 100.64.0.1: nobody, not the range's tenant.
+        assert_eq!(who("100.64.0.1"), (None, Some("100.64.0.0/24".into())));
+        // An address no identity source knows: the customer's own static range names them.
+        assert_eq!(who("100.64.0.9").0.as_deref(), Some("Acme GmbH"));
+        // A pool: its tenant names no one.
+        assert_eq!(who("100.64.9.9"), (None, Some("100.64.9.0/24".into())));
+    }
+
     /// Two regions reuse 100.64.0.0/10, each with its own RADIUS export: a source scoped to a
     /// VRF (or device) names subscribers only on that VRF's (device's) events.
     #[test]
     fn scoped_identity_sources_speak_only_for_their_vrf_or_device() {
-        let table = |user: &str, scope: Scope| {
-            let csv = format!("ip,subscriber,start,end\n100.64.0.1,{user},2020-01-01T00:00:00Z,\n");
-            let mut t = identity::load(
-                csv.as_bytes(),
-                IdentityFormat::Csv,
-                &IdentityOptions::default(),
-            )
-            .unwrap()
-            .data;
-            t.scope = scope;
-            Arc::new(t)
-        };
         let e = Enricher {
             identity: vec![
                 table(
@@ -246,24 +311,8 @@ mod tests {
             ],
             ..Enricher::default()
         };
-        let row = |vrf: Option<&str>, device: Option<&str>| Row {
-            event: Event::Nat(NatEvent {
-                time: 1_700_000_000_000_000,
-                src_ip: "100.64.0.1".parse().ok(),
-                vrf: vrf.map(Into::into),
-                ..NatEvent::default()
-            }),
-            envelope: Envelope {
-                device: device.map(Into::into),
-                ..Envelope::default()
-            },
-            provenance: Provenance {
-                raw_key: "raw/k".into(),
-                raw_record: 0,
-            },
-        };
         let who = |vrf, device| {
-            let mut r = row(vrf, device);
+            let mut r = row("100.64.0.1", vrf, device);
             e.apply(&mut r);
             r.envelope.subscriber
         };

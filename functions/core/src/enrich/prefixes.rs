@@ -5,7 +5,8 @@
 //!   […]}`), a bare list of prefix objects, or several pages concatenated as JSON lines. Per
 //!   prefix: `site.name` (NetBox < 4.2) or `scope.name` when `scope_type` is `dcim.site`
 //!   (4.2+), `role.name`, and the subscriber from the custom field the configuration names
-//!   (default `subscriber`), else `tenant.name`. Deprecated prefixes are skipped.
+//!   (default `subscriber`), else `tenant.name`; none for a prefix marked `is_pool` (its tenant
+//!   runs the pool). Deprecated prefixes are skipped.
 //! - CSV with a header: `prefix` (required), `subscriber` (or `tenant`), `site`, `role`, `vrf`.
 //!
 //! VRFs: NetBox's `vrf` (matched by its `name` or its `rd`) or the CSV's `vrf` column put a
@@ -216,11 +217,15 @@ fn netbox(
                 .then(|| name(p.get("scope")))
                 .flatten()
         });
+        // A pool (`is_pool`: CGNAT inside ranges, DHCP pools) is shared by many subscribers:
+        // its tenant is the operator or a reseller, never the person behind an address in it.
+        let pool = p.get("is_pool").and_then(Value::as_bool) == Some(true);
         let subscriber = json_text(
             p.get("custom_fields")
                 .and_then(|c| c.get(&opts.subscriber_field)),
         )
-        .or_else(|| name(p.get("tenant")));
+        .or_else(|| name(p.get("tenant")))
+        .filter(|_| !pool);
         let vrf = p.get("vrf");
         out.push(Entry {
             net,
