@@ -133,6 +133,10 @@ const TABLE: &[(u32, u16, Ie)] = &[
     (0, 40005, Ie::NselFwEvent),
     (0, 33000, Ie::NselIngressAcl),
     (0, 33002, Ie::NselFwExtEvent),
+    // Nokia's natInsideSvcid / natOutsideSvcid: the service (VPRN) the inside / outside
+    // address lives in — what other exporters call the ingress / egress VRF.
+    (PEN_NOKIA, 91, Ie::IngressVrf),
+    (PEN_NOKIA, 92, Ie::EgressVrf),
     (PEN_NOKIA, 93, Ie::NokiaSubscriber),
 ];
 

@@ -97,6 +97,16 @@ impl Fields {
         (h.export_secs != 0).then(|| i64::from(h.export_secs) * 1_000_000)
     }
 
+    /// The post-NAT source differs from the source: a translation, not a connection that
+    /// crossed the device untranslated. Cisco ASA fills the xlate source on every NSEL record,
+    /// equal to the real one when nothing was translated (as its syslog says `B == B'`); such a
+    /// record is a flow, and a NAT row for it would claim the host "held" its own address.
+    fn source_translated(&self) -> bool {
+        self.post_src_ip.is_some_and(|x| {
+            Some(x) != self.src_ip || self.post_src_port.is_some_and(|p| Some(p) != self.src_port)
+        })
+    }
+
     /// VRF id as the device numbers it; 0 is the global table, i.e. no VRF.
     fn vrf(&self) -> Option<String> {
         self.ingress_vrf
@@ -119,7 +129,7 @@ pub fn map_record(
     }
     match f.fw_event {
         Some(FW_DENIED | FW_ALERT) => return firewall(f, h, default_time),
-        Some(code @ (FW_CREATED | FW_DELETED)) if f.post_src_ip.is_some() => {
+        Some(code @ (FW_CREATED | FW_DELETED)) if f.source_translated() => {
             let kind = if code == FW_CREATED {
                 NatEventKind::SessionCreate
             } else {
@@ -142,6 +152,14 @@ fn nat_event(f: &Fields, h: &HeaderTimes, code: u8, default_time: Micros) -> Map
     };
     if f.src_ip.is_none() && f.post_src_ip.is_none() {
         return Mapped::Skipped("NAT event without addresses");
+    }
+    if f.post_src_ip.is_none() {
+        // Stored, it would sit in no public address's partition where no lookup reads: kept in
+        // rejects instead (the message, with the reason), e.g. a post-NAT address of a length
+        // other than 4 or 16 bytes.
+        return Mapped::Unrepresentable(format!(
+            "natEvent {code} without a post-NAT source address (IE 225 / 281)"
+        ));
     }
     let (x_port, x_port_end) = match kind {
         NatEventKind::PortBlockAlloc | NatEventKind::PortBlockRelease => match port_block(f) {
@@ -315,25 +333,28 @@ fn flow(f: &Fields, h: &HeaderTimes, exporter: Option<IpAddr>, default_time: Mic
         exporter,
         vrf: f.vrf(),
     };
-    let nat = f.post_src_ip.map(|x_ip| NatEvent {
-        time,
-        event: Some(NatEventKind::MappingObserved),
-        protocol: f.protocol,
-        src_ip: f.src_ip,
-        src_port: f.src_port,
-        x_ip: Some(x_ip),
-        x_port: f.post_src_port,
-        x_port_end: None,
-        dst_ip: f.dst_ip,
-        dst_port: f.dst_port,
-        vrf: rec.vrf.clone(),
-        direction: Some("out"),
-        end_time: end,
-        bytes_out: bytes,
-        bytes_in: f.responder_octets,
-        packets_out: packets,
-        packets_in: f.responder_packets,
-    });
+    let nat = f
+        .post_src_ip
+        .filter(|_| f.source_translated())
+        .map(|x_ip| NatEvent {
+            time,
+            event: Some(NatEventKind::MappingObserved),
+            protocol: f.protocol,
+            src_ip: f.src_ip,
+            src_port: f.src_port,
+            x_ip: Some(x_ip),
+            x_port: f.post_src_port,
+            x_port_end: None,
+            dst_ip: f.dst_ip,
+            dst_port: f.dst_port,
+            vrf: rec.vrf.clone(),
+            direction: Some("out"),
+            end_time: end,
+            bytes_out: bytes,
+            bytes_in: f.responder_octets,
+            packets_out: packets,
+            packets_in: f.responder_packets,
+        });
     let mut events = vec![Event::Flow(rec)];
     events.extend(nat.map(Event::Nat));
     Mapped::Events(events)
@@ -523,19 +544,35 @@ mod tests {
         };
         assert_eq!(fw.action, FirewallAction::Deny);
         assert_eq!(fw.rule.as_deref(), Some("ext 1001"));
-        // Created without translation: a flow.
-        let Mapped::Events(ev) = map_record(
+        // Created without translation — no xlate fields, or xlate fields that repeat the real
+        // source (ASA): a flow, and no NAT row beside it.
+        for post_src_ip in [None, base.src_ip] {
+            let Mapped::Events(ev) = map_record(
+                &Fields {
+                    fw_event: Some(1),
+                    post_src_ip,
+                    post_src_port: base.src_port,
+                    ..base.clone()
+                },
+                &H,
+                None,
+                0,
+            ) else {
+                panic!()
+            };
+            assert!(matches!(ev.as_slice(), [Event::Flow(_)]), "{ev:?}");
+        }
+        // The same address with another port is a translation (PAT on the host's address).
+        let same_ip = nat(map_record(
             &Fields {
                 fw_event: Some(1),
-                post_src_ip: None,
+                post_src_ip: base.src_ip,
                 ..base
             },
             &H,
             None,
             0,
-        ) else {
-            panic!()
-        };
-        assert!(matches!(ev.as_slice(), [Event::Flow(_)]));
+        ));
+        assert_eq!(same_ip.x_port, Some(7000));
     }
 }

@@ -157,16 +157,18 @@ fn cisco_asa_nsel_old_ids() {
     ]);
     assert_eq!(r.records(), 14, "logstash decode.size");
     assert_eq!(r.problems(), Vec::<&Problem>::new());
-    // record[1]: fw_event 2 (flow deleted) with xlate addresses -> session delete.
-    let n = r
-        .nat()
+    // record[1]: fw_event 2 (flow deleted), xlate source = real source (192.168.23.22): the
+    // connection crossed untranslated, so it is a flow, not a NAT session.
+    let f = r
+        .flows()
         .into_iter()
-        .find(|n| n.x_port == Some(17549))
+        .find(|f| f.post_nat_src_port == Some(17549))
         .expect("record[1]");
-    assert_eq!(n.event, Some(NatEventKind::SessionDelete));
-    assert_eq!(n.src_ip, Some(ip("192.168.23.22")));
-    assert_eq!(n.x_ip, Some(ip("192.168.23.22")));
+    assert_eq!(f.src_ip, Some(ip("192.168.23.22")));
+    assert_eq!(f.post_nat_src_ip, Some(ip("192.168.23.22")));
+    assert_eq!(f.post_nat_dst_ip, Some(ip("164.164.37.11")));
     assert_eq!(r.events.len() as u64, r.records(), "one event per record");
+    untranslated_is_never_nat(&r);
 }
 
 #[test]
@@ -178,24 +180,38 @@ fn cisco_asa_nsel_iana_ids() {
     ]);
     assert_eq!(r.records(), 19, "logstash decode.size");
     assert_eq!(r.problems(), Vec::<&Problem>::new());
-    // record[18]: 192.168.0.1:56651 -> 192.168.0.18:80, xlate identical, fw_event 2.
-    // The same connection's create is in the data too; record[18] is its teardown.
-    let n = r
-        .nat()
+    // record[18]: 192.168.0.1:56651 -> 192.168.0.18:80, xlate identical, fw_event 2: a flow.
+    let f = r
+        .flows()
         .into_iter()
-        .find(|n| n.src_port == Some(56651) && n.event == Some(NatEventKind::SessionDelete))
+        .find(|f| f.src_port == Some(56651) && f.dst_port == Some(80))
         .expect("record[18]");
     assert_eq!(
-        (n.src_ip, n.x_ip),
-        (Some(ip("192.168.0.1")), Some(ip("192.168.0.1")))
+        (f.src_ip, f.post_nat_src_ip, f.post_nat_src_port),
+        (
+            Some(ip("192.168.0.1")),
+            Some(ip("192.168.0.1")),
+            Some(56651)
+        )
     );
-    assert_eq!((n.dst_ip, n.dst_port), (Some(ip("192.168.0.18")), Some(80)));
-    assert_eq!(n.x_port, Some(56651));
-    // Cross-checked record (template 263): 192.168.0.2:61775 -> 192.168.0.17:80.
-    assert!(r.nat().iter().any(|n| n.src_ip == Some(ip("192.168.0.2"))
-        && n.src_port == Some(61775)
-        && n.dst_ip == Some(ip("192.168.0.17"))
-        && n.x_ip == Some(ip("192.168.0.2"))));
+    assert_eq!(f.dst_ip, Some(ip("192.168.0.18")));
+    // Cross-checked record (template 263): 192.168.0.2:61775 -> 192.168.0.17:80, postNAT
+    // identical.
+    assert!(r.flows().iter().any(|f| f.src_ip == Some(ip("192.168.0.2"))
+        && f.src_port == Some(61775)
+        && f.dst_ip == Some(ip("192.168.0.17"))
+        && f.post_nat_src_ip == Some(ip("192.168.0.2"))));
+    untranslated_is_never_nat(&r);
+}
+
+/// No NAT row says a host held its own address and port.
+fn untranslated_is_never_nat(r: &Run) {
+    let own: Vec<_> = r
+        .nat()
+        .into_iter()
+        .filter(|n| n.x_ip == n.src_ip && n.x_port == n.src_port)
+        .collect();
+    assert!(own.is_empty(), "{own:?}");
 }
 
 #[test]
@@ -304,6 +320,8 @@ fn nokia_subscriber_string() {
     assert_eq!((f.src_ip, f.src_port), (Some(ip("10.0.1.228")), Some(5878)));
     assert_eq!((f.dst_ip, f.dst_port), (Some(ip("10.0.0.34")), Some(80)));
     assert_eq!(f.protocol, Some(6));
+    // natInsideSvcid 100 (natOutsideSvcid 0): the inside address's VPRN is the row's VRF.
+    assert_eq!(f.vrf.as_deref(), Some("100"));
 }
 
 #[test]
