@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::enrich::{EnrichConfig, EnrichHandle};
 
 pub const STATE_PREFIX: &str = "_state/normalized";
+/// Where a raw object that failed every attempt is recorded (`<prefix>/<raw key>.json`).
+pub const DEAD_LETTER_PREFIX: &str = "_state/dead-letter";
 
 /// Settings of the normalize function.
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +118,11 @@ pub struct Report {
     /// IPFIX / NetFlow v9 data sets whose template was unknown (each one a reject).
     #[serde(default)]
     pub template_missing: u64,
+    /// Data sets that came before their template in the object (the exporter's periodic
+    /// template refresh later in the batch): decoded again at the object's end; those still
+    /// unknown then are counted in `template_missing`.
+    #[serde(default)]
+    pub template_late: u64,
     /// Decoded flow data records that hold nothing the lake keeps (NAT alarms, records without
     /// addresses); options data records are not counted here.
     #[serde(default)]
@@ -268,6 +275,7 @@ pub fn normalize_bytes(
     // so the object decodes the same alone, in any order, or on a re-run.
     let mut flows = netflow::Decoder::new();
     let mut flow_events: Vec<netflow::DecodedEvent> = Vec::new();
+    let mut before_template: Vec<Deferred> = Vec::new();
     while let Some(item) = reader.next_ref() {
         let (index, rec) = match item {
             Ok(x) => x,
@@ -308,6 +316,7 @@ pub fn normalize_bytes(
                     index,
                     &rec,
                     cfg,
+                    Some(&mut before_template),
                 );
             }
             continue;
@@ -327,6 +336,7 @@ pub fn normalize_bytes(
                     index,
                     &rec,
                     cfg,
+                    Some(&mut before_template),
                 );
                 continue;
             }
@@ -436,6 +446,30 @@ pub fn normalize_bytes(
             }
         }
     }
+    // Data sets whose template came later in the object (an exporter refreshes its templates
+    // every few minutes; after a relay restart the first data of a batch can precede them):
+    // once more with everything the object taught, then rejected if still unknown.
+    out.report.template_late = before_template.len() as u64;
+    for d in before_template {
+        let rec = RecordRef {
+            recv_ns: d.recv_ns,
+            kind: d.kind,
+            flags: 0,
+            peer: d.peer,
+            payload: &d.payload,
+        };
+        flow_events.clear();
+        decode_flow(
+            &mut out,
+            &mut flows,
+            &mut flow_events,
+            &shared_key,
+            d.index,
+            &rec,
+            cfg,
+            None,
+        );
+    }
     if let Some(enricher) = cfg.enricher.snapshot() {
         out.rows.iter_mut().for_each(|r| enricher.apply(r));
     }
@@ -462,9 +496,20 @@ impl PeerText {
     }
 }
 
+/// A data set of a record whose template the object had not yet shown.
+struct Deferred {
+    index: u64,
+    recv_ns: i64,
+    kind: InputKind,
+    peer: Option<std::net::SocketAddr>,
+    payload: Vec<u8>,
+}
+
 /// Decodes one IPFIX / NetFlow v9 datagram into rows; what cannot become rows (unknown
 /// templates, damage, unrepresentable records, absurd times) goes to rejects with its bytes.
-/// Context records (replayed templates) only teach the decoder.
+/// Context records (replayed templates) only teach the decoder. With `defer`, data sets of a
+/// data record whose template is unknown yet are set aside there instead of rejected.
+#[allow(clippy::too_many_arguments)]
 fn decode_flow(
     out: &mut Normalized,
     flows: &mut netflow::Decoder,
@@ -473,6 +518,7 @@ fn decode_flow(
     index: u64,
     rec: &RecordRef<'_>,
     cfg: &NormalizeConfig,
+    mut defer: Option<&mut Vec<Deferred>>,
 ) {
     let recv = rec.recv_ns.div_euclid(1000);
     let peer = rec.peer.map(|p| p.to_string());
@@ -501,6 +547,19 @@ fn decode_flow(
         }
     };
     for p in decoded.problems {
+        if let Some(d) = defer
+            .as_deref_mut()
+            .filter(|_| !context && p.kind == netflow::ProblemKind::MissingTemplate)
+        {
+            d.push(Deferred {
+                index,
+                recv_ns: rec.recv_ns,
+                kind: rec.kind,
+                peer: rec.peer,
+                payload: p.payload,
+            });
+            continue;
+        }
         let class = if p.kind == netflow::ProblemKind::MissingTemplate {
             out.report.template_missing += 1;
             RejectClass::MissingTemplate
@@ -663,6 +722,7 @@ pub async fn normalize_object(
     metrics::counter!("natlake_normalize_flow_records_total").increment(report.flow_records);
     metrics::counter!("natlake_normalize_template_missing_total")
         .increment(report.template_missing);
+    metrics::counter!("natlake_normalize_template_late_total").increment(report.template_late);
     metrics::histogram!("natlake_normalize_seconds").record(started.elapsed().as_secs_f64());
     tracing::info!(
         raw_key,
@@ -671,6 +731,7 @@ pub async fn normalize_object(
         rejects = report.rejects,
         flow_records = report.flow_records,
         template_missing = report.template_missing,
+        template_late = report.template_late,
         outputs = report.outputs.len(),
         "normalized"
     );
@@ -699,7 +760,7 @@ pub async fn normalize_with_retry(
             Err(e) => {
                 metrics::counter!("natlake_normalize_dead_letters_total").increment(1);
                 let body = serde_json::json!({"raw_key": raw_key, "error": e.to_string(), "attempts": attempt, "at": natlake_core::time::format_time(natlake_core::time::now_micros())});
-                let dl = Path::from(format!("_state/dead-letter/{raw_key}.json"));
+                let dl = Path::from(format!("{DEAD_LETTER_PREFIX}/{raw_key}.json"));
                 if let Err(pe) = store
                     .put(&dl, PutPayload::from(body.to_string().into_bytes()))
                     .await
@@ -1118,15 +1179,26 @@ mod tests {
         assert!(n.rows.iter().all(|r| r.provenance.raw_record == 1
             && r.envelope.format == "netflow_v9"
             && r.envelope.device.as_deref() == Some("192.0.2.9")));
-        let e = nat_rows(&n)
-            .into_iter()
-            .find(|e| e.x_port == Some(17549))
+        // record[1] of the spec: its xlate source repeats the real one (untranslated): a flow.
+        let f = n
+            .rows
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::Flow(f) if f.post_nat_src_port == Some(17549) => Some(f),
+                _ => None,
+            })
             .expect("record[1] of the spec");
-        assert_eq!(e.x_ip, Some("192.168.23.22".parse().unwrap()));
-        assert_eq!(
-            e.event,
-            Some(natlake_core::model::NatEventKind::SessionDelete)
-        );
+        assert_eq!(f.src_ip, Some("192.168.23.22".parse().unwrap()));
+        assert!(nat_rows(&n).is_empty(), "ASA #1 translates nothing");
+
+        // The data before its template in one object (a relay restarted: no context yet, the
+        // exporter's template refresh arrives after the first data): decoded at the object's end.
+        let late = flow_object(InputKind::Netflow, &[(false, &data), (false, &tpl)]);
+        let n = normalize_bytes("raw/netflow/d.nlraw.zst", &late, Format::Auto, &cfg);
+        assert_eq!(n.report.flow_records, 14, "{:?}", n.report);
+        assert!(n.report.template_late > 0);
+        assert_eq!((n.report.template_missing, n.rejects.len()), (0, 0));
+        assert!(n.rows.iter().all(|r| r.provenance.raw_record == 0));
 
         // Without the context the same data is kept in rejects, one per data set, with the
         // reason and the set's bytes.

@@ -46,6 +46,10 @@ enum Door {
         /// Poll the store for new raw objects this often (0 disables polling).
         #[arg(long, env = "NATLAKE_POLL", default_value = "5s", value_parser = natlake_core::runtime::parse_duration)]
         poll: Duration,
+        /// How far back the poller looks, every ten minutes, for raw objects nothing announced
+        /// (a relay's spool uploaded late into an old hour, a lost notification).
+        #[arg(long, env = "NATLAKE_RESCAN", default_value = "7days", value_parser = natlake_core::runtime::parse_duration)]
+        rescan: Duration,
         #[arg(long, env = "NATLAKE_WORKERS", default_value_t = 2)]
         workers: usize,
         /// Raw objects waiting for a worker, at most; beyond it notifications get 503 (MinIO
@@ -124,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Door::Serve {
             listen,
             poll,
+            rescan,
             workers,
             queue,
             webhook_token_sha256,
@@ -137,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
             }
             w.spawn(workers);
             if !poll.is_zero() {
-                tokio::spawn(n.clone().poll_forever(poll));
+                tokio::spawn(n.clone().poll_forever(poll, rescan));
             }
             let app = router(n)
                 .route("/healthz", axum::routing::get(|| async { "ok" }))

@@ -5,11 +5,12 @@
 //!   with a webhook token configured, 401 without MinIO's `Authorization` header and 403 with
 //!   a wrong one;
 //! - a poller that lists the recent `raw/` hours and picks up objects without a done-marker
-//!   (stores without notifications, missed notifications, restarts).
+//!   (stores without notifications, missed notifications, restarts), and every ten minutes
+//!   the last week's hours (objects a relay uploaded late into an old hour).
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::s3::S3Event;
 use axum::body::Bytes;
@@ -22,7 +23,9 @@ use object_store::ObjectStore;
 use tokio::sync::mpsc;
 
 use crate::events::{StoreScope, raw_keys};
-use crate::handler::{NormalizeConfig, is_done, normalize_with_retry};
+use crate::handler::{
+    DEAD_LETTER_PREFIX, NormalizeConfig, STATE_PREFIX, is_done, normalize_with_retry,
+};
 use crate::scan;
 use natlake_core::secret;
 
@@ -45,6 +48,10 @@ pub struct Workers {
 
 /// Default queue depth between notifications/poller and the workers.
 pub const QUEUE: usize = 10_000;
+/// How often the poller looks back further than the last two hours.
+pub const WIDE_PASS_EVERY: Duration = Duration::from_secs(600);
+/// How far back the poller's wide pass looks by default.
+pub const RESCAN: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts before a raw object is recorded as a dead letter.
 const ATTEMPTS: u32 = 5;
 
@@ -111,38 +118,71 @@ impl Normalizer {
         let _ = self.queue.send(key).await;
     }
 
-    /// Polls the store every `interval` for raw objects without a done-marker. The first pass
-    /// looks at every hour; later passes at the last two hours (plus keys queued before).
-    pub async fn poll_forever(self, interval: Duration) {
+    /// Polls the store every `interval` for raw objects without a done-marker: the last two
+    /// hours on every pass (a HEAD per key not seen before), and every [`WIDE_PASS_EVERY`] the
+    /// hours back to `rescan` by listings — the first pass every hour there is. Raw keys are
+    /// named by the hour their batch began, so a relay that uploads from its spool hours late
+    /// (the store was down) writes into old hours; if that object's notification is lost, only
+    /// the wide pass finds it. Dead letters are left to the operator (`normalize backfill`).
+    pub async fn poll_forever(self, interval: Duration, rescan: Duration) {
+        self.poll_with(interval, rescan, WIDE_PASS_EVERY).await
+    }
+
+    async fn poll_with(self, interval: Duration, rescan: Duration, wide_every: Duration) {
         let mut seen: HashSet<String> = HashSet::new();
-        let mut first = true;
+        let mut last_wide: Option<Instant> = None;
         loop {
-            let since = if first {
-                None
+            let wide = last_wide.is_none_or(|t| t.elapsed() >= wide_every);
+            let narrow = format!("hour={}", natlake_raw::key::hour_label(now_secs() - 3600));
+            let listed = if wide {
+                let since = last_wide
+                    .map(|_| natlake_raw::key::hour_label(now_secs() - rescan.as_secs() as i64));
+                let markers = [STATE_PREFIX, DEAD_LETTER_PREFIX];
+                scan::pending_keys(&self.store, "raw", since.as_deref(), None, &markers)
+                    .await
+                    .map(|keys| (keys, true))
             } else {
-                Some(natlake_raw::key::hour_label(now_secs() - 3600))
+                let since = natlake_raw::key::hour_label(now_secs() - 3600);
+                scan::raw_keys(&self.store, "raw", Some(&since), None)
+                    .await
+                    .map(|keys| (keys, false))
             };
-            match scan::raw_keys(&self.store, "raw", since.as_deref(), None).await {
-                Ok(keys) => {
+            match listed {
+                Ok((keys, pending)) => {
                     for key in keys {
                         if seen.contains(&key) {
                             continue;
                         }
-                        match is_done(&self.store, &key).await {
-                            Ok(true) => {}
-                            Ok(false) => self.enqueue(key.clone()).await,
-                            Err(e) => {
-                                tracing::warn!(key, error = %e, "checking done-marker failed");
-                                continue;
+                        if !pending {
+                            match is_done(&self.store, &key).await {
+                                Ok(true) => {
+                                    seen.insert(key);
+                                    continue;
+                                }
+                                Ok(false) => {}
+                                Err(e) => {
+                                    tracing::warn!(key, error = %e, "checking done-marker failed");
+                                    continue;
+                                }
                             }
                         }
+                        if last_wide.is_some() && pending && hour_of(&key) < narrow.as_str() {
+                            // Outside the narrow window: a notification was lost (or never sent).
+                            metrics::counter!("natlake_normalize_poll_found_late_total")
+                                .increment(1);
+                        }
+                        self.enqueue(key.clone()).await;
                         seen.insert(key);
                     }
-                    first = false;
-                    // Forget keys older than the window the next pass lists: bounded memory.
+                    if wide {
+                        last_wide = Some(Instant::now());
+                    }
+                    // Forget keys older than the window the narrow pass lists: bounded memory.
+                    // (A key the wide pass queued is looked at again by the next wide pass; the
+                    // handler skips it if it is done by then.)
                     let cutoff =
                         format!("hour={}", natlake_raw::key::hour_label(now_secs() - 7200));
-                    seen.retain(|k| k.split('/').nth(2).is_some_and(|h| h >= cutoff.as_str()));
+                    seen.retain(|k| hour_of(k) >= cutoff.as_str());
                 }
                 Err(e) => {
                     metrics::counter!("natlake_normalize_poll_errors_total").increment(1);
@@ -152,6 +192,11 @@ impl Normalizer {
             tokio::time::sleep(interval).await;
         }
     }
+}
+
+/// The `hour=…` part of a raw key (`raw/<kind>/hour=…/<name>`); empty when it has none.
+fn hour_of(key: &str) -> &str {
+    key.split('/').nth(2).unwrap_or("")
 }
 
 impl Workers {
@@ -255,4 +300,127 @@ pub fn router(n: Normalizer) -> Router {
     Router::new()
         .route("/v1/notify", post(notify))
         .with_state(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natlake_raw::{BatchHeader, BatchWriter, InputKind, Record};
+    use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    /// A raw object of one conntrack line, its batch begun at `created_secs`.
+    fn raw_object(created_secs: i64) -> (String, Vec<u8>) {
+        let header = BatchHeader {
+            format_version: natlake_raw::VERSION,
+            relay_id: "edge".into(),
+            batch_id: format!("b{created_secs}"),
+            kind: InputKind::SyslogUdp,
+            created_ns: created_secs * 1_000_000_000,
+            labels: Default::default(),
+        };
+        let line = format!(
+            "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [{created_secs}.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000"
+        );
+        let mut w = BatchWriter::new(&header, 3).unwrap();
+        w.push(&Record {
+            recv_ns: created_secs * 1_000_000_000,
+            kind: InputKind::SyslogUdp,
+            flags: 0,
+            peer: Some("192.0.2.1:514".parse().unwrap()),
+            payload: line.into_bytes(),
+        })
+        .unwrap();
+        let key = natlake_raw::key::raw_key(
+            InputKind::SyslogUdp,
+            header.created_ns,
+            &header.relay_id,
+            &header.batch_id,
+        );
+        (key, w.finish().unwrap())
+    }
+
+    /// A relay's spool uploads a batch begun three hours ago, and its notification is lost:
+    /// the poller's narrow pass (the last two hours) never lists that hour, its wide pass does.
+    #[tokio::test]
+    async fn the_poller_finds_an_object_uploaded_late_into_an_old_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = natlake_store::dir_url(dir.path()).unwrap();
+        let store = natlake_store::open(&url, &Default::default()).unwrap();
+        let n = Normalizer::start(
+            store.clone(),
+            StoreScope::from_url(&url),
+            NormalizeConfig::default(),
+            1,
+        );
+        let (key, bytes) = raw_object(now_secs() - 3 * 3600);
+        let wide_every = Duration::from_millis(300);
+        tokio::spawn(n.poll_with(Duration::from_millis(20), RESCAN, wide_every));
+        // After the first pass (which looks at every hour) the object lands.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store
+            .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+            .await
+            .unwrap();
+        let start = Instant::now();
+        while !is_done(&store, &key).await.unwrap() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{key} never normalized"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The wide pass's listing: raw objects with neither a done-marker nor a dead letter, in
+    /// the hours asked for.
+    #[tokio::test]
+    async fn pending_keys_leaves_out_done_and_dead_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = natlake_store::dir_url(dir.path()).unwrap();
+        let store = natlake_store::open(&url, &Default::default()).unwrap();
+        let put = |k: String| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(&Path::from(k.as_str()), PutPayload::from_static(b"x"))
+                    .await
+                    .unwrap();
+            }
+        };
+        let old = "raw/syslog_udp/hour=2026-11-20T05";
+        for name in ["a", "b", "c"] {
+            put(format!("{old}/{name}{}", natlake_raw::SUFFIX)).await;
+        }
+        put(format!(
+            "raw/syslog_udp/hour=2026-11-24T00/d{}",
+            natlake_raw::SUFFIX
+        ))
+        .await;
+        put(format!(
+            "{STATE_PREFIX}/{old}/a{}.json",
+            natlake_raw::SUFFIX
+        ))
+        .await;
+        put(format!(
+            "{DEAD_LETTER_PREFIX}/{old}/b{}.json",
+            natlake_raw::SUFFIX
+        ))
+        .await;
+        let markers = [STATE_PREFIX, DEAD_LETTER_PREFIX];
+        let all = scan::pending_keys(&store, "raw", None, None, &markers)
+            .await
+            .unwrap();
+        assert_eq!(
+            all,
+            [
+                format!("{old}/c{}", natlake_raw::SUFFIX),
+                format!("raw/syslog_udp/hour=2026-11-24T00/d{}", natlake_raw::SUFFIX)
+            ]
+        );
+        let recent = scan::pending_keys(&store, "raw", Some("2026-11-21T00"), None, &markers)
+            .await
+            .unwrap();
+        assert_eq!(recent.len(), 1, "{recent:?}");
+    }
 }

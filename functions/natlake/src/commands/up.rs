@@ -130,7 +130,10 @@ impl Stack {
             .map(|n| n.get())
             .unwrap_or(2);
         let normalizer = Normalizer::start(store.clone(), StoreScope::from_url(&url), cfg, workers);
-        tokio::spawn(normalizer.clone().poll_forever(Duration::from_millis(500)));
+        tokio::spawn(normalizer.clone().poll_forever(
+            Duration::from_millis(500),
+            natlake_normalize::service::RESCAN,
+        ));
 
         let compactor = natlake_compact::service::Compactor::new(
             store.clone(),
