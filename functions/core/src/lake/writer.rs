@@ -235,21 +235,31 @@ fn properties(
             props = props
                 .set_column_dictionary_enabled(col.clone(), false)
                 .set_column_encoding(col.clone(), Encoding::DELTA_BINARY_PACKED);
+        } else if opts.ingest && !single && INGEST_DELTA.contains(&field.name().as_str()) {
+            // A few hundred rows per object: counters, record indices, inside ports and
+            // addresses hardly repeat, so a dictionary is built only to be paid for (compaction
+            // keeps it: across objects they do repeat). One value is still a one-entry
+            // dictionary (above). Deltas, bit-packed, instead of plain values under LZ4: the
+            // numbers take their few significant bits and addresses share their prefix with
+            // the one before, so nothing is left to compress (60 objects of the 3-hour day:
+            // nat_events 4.63 -> 4.12 MB, 2,576 -> 2,536 M instructions).
+            let encoding = if matches!(field.data_type(), DataType::Utf8) {
+                Encoding::DELTA_BYTE_ARRAY
+            } else {
+                Encoding::DELTA_BINARY_PACKED
+            };
+            props = props
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col.clone(), encoding);
         } else if field.name() == "src_port" {
             // Inside ports are random: a dictionary of up to 64k values costs more than it
             // saves; plain values under zstd are near their 16 bits.
             props = props.set_column_dictionary_enabled(col.clone(), false);
             plain = true;
-        } else if opts.ingest && !single && INGEST_PLAIN.contains(&field.name().as_str()) {
-            // A few hundred rows per object: counters, record indices and addresses hardly
-            // repeat, so a dictionary is built only to be paid for (compaction keeps it: across
-            // objects they do repeat). One value is still a one-entry dictionary (above).
-            props = props.set_column_dictionary_enabled(col.clone(), false);
-            plain = true;
         }
         if opts.ingest && opts.lz4 && !plain {
-            // Per-object outputs compress only their plain columns (LZ4 takes addresses,
-            // counters and record indices to 0.33-0.83 of their size). Bit-packed deltas and
+            // Per-object outputs compress only their plain columns (none now: addresses,
+            // counters and record indices are deltas, above). Bit-packed deltas and
             // dictionary indices leave it nothing to find (0.93-1.0 on the 3-hour day's
             // nat_events objects), and on a page of a few hundred bytes its per-call set-up
             // (a zeroed hash table) costs more than the page: they stay as they are.
@@ -268,10 +278,12 @@ fn properties(
     Ok(props.build())
 }
 
-/// Columns of normalize's per-object outputs written without a dictionary (see `properties`):
-/// counters, record indices, and the inside and destination addresses (they repeat little in
-/// a few hundred rows: interning the addresses cost 1.2 % of normalize's instructions).
-const INGEST_PLAIN: [&str; 9] = [
+/// Columns of normalize's per-object outputs written without a dictionary, as deltas (see
+/// `properties`): counters, record indices, inside ports, and the inside and destination
+/// addresses (they repeat little in a few hundred rows: interning the addresses cost 1.2 % of
+/// normalize's instructions).
+const INGEST_DELTA: [&str; 10] = [
+    "src_port",
     "src_ip",
     "dst_ip",
     "raw_record",
@@ -1100,6 +1112,68 @@ mod tests {
         assert_eq!(recs, vec![1, 2, 0, 1]);
     }
 
+    /// Per-object outputs store distinct addresses, ports, counters and record indices as
+    /// deltas, uncompressed, and read back as the same rows as compaction's encoding.
+    #[test]
+    fn per_object_outputs_store_distinct_values_as_deltas() {
+        let rows: Vec<Row> = (0..500u32)
+            .map(|i| {
+                let inside = format!("100.64.{}.{}", i % 7, (i * 37) % 251);
+                let mut r = nat_row(
+                    H + i64::from(i) * 1_000,
+                    SessionDelete,
+                    &inside,
+                    1024 + i as u16,
+                    "k",
+                    u64::from((i * 7_919) % 500),
+                );
+                if let Event::Nat(e) = &mut r.event {
+                    e.src_port = Some(1 + ((i * 40_503) % 65_535) as u16);
+                    e.dst_ip = format!("2001:db8::{:x}", i * 13).parse().ok();
+                    // Counters missing on some rows (a session's create carries none).
+                    e.bytes_out = (i % 3 != 0).then_some(u64::from(i) * 1_234_567);
+                    e.packets_in = Some(u64::from(i % 11));
+                }
+                r
+            })
+            .collect();
+        let out = encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &WriteOptions::ingest()).unwrap();
+        let file = SerializedFileReader::new(out[0].1.clone()).unwrap();
+        let rg = file.metadata().row_group(0);
+        let col = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+        };
+        for (name, want) in [
+            ("src_ip", Encoding::DELTA_BYTE_ARRAY),
+            ("dst_ip", Encoding::DELTA_BYTE_ARRAY),
+            ("src_port", Encoding::DELTA_BINARY_PACKED),
+            ("bytes_out", Encoding::DELTA_BINARY_PACKED),
+            ("packets_in", Encoding::DELTA_BINARY_PACKED),
+            ("raw_record", Encoding::DELTA_BINARY_PACKED),
+        ] {
+            let c = col(name);
+            let encodings: Vec<_> = c.encodings().collect();
+            assert!(encodings.contains(&want), "{name}: {encodings:?}");
+            assert!(
+                !encodings.contains(&Encoding::RLE_DICTIONARY),
+                "{name}: {encodings:?}"
+            );
+            assert_eq!(c.compression(), Compression::UNCOMPRESSED, "{name}");
+        }
+        let read = |b: &Bytes| {
+            let batches = crate::lake::read::parquet_batches(b.clone()).unwrap();
+            arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+        };
+        let full =
+            encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
+        let got = read(&out[0].1);
+        assert_eq!(got.num_rows(), 500);
+        assert_eq!(got, read(&full[0].1));
+    }
+
     #[test]
     fn encodings_per_column() {
         let rows: Vec<Row> = (0..300u16)
@@ -1159,7 +1233,7 @@ mod tests {
         let (rec, comp) = enc("raw_record");
         assert!(rec.contains(&Encoding::RLE_DICTIONARY), "{rec:?}");
         assert!(matches!(comp, Compression::ZSTD(_)));
-        // normalize's per-object outputs: no dictionary for distinct values, zstd level 1.
+        // normalize's per-object outputs: no dictionary for distinct values, deltas instead.
         let opts = WriteOptions::ingest();
         assert!(opts.ingest);
         let out = encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &opts).unwrap();
@@ -1175,14 +1249,18 @@ mod tests {
             !encodings.contains(&Encoding::RLE_DICTIONARY),
             "{encodings:?}"
         );
-        // LZ4_RAW where anything is compressed; statistics only where queries filter.
+        assert!(
+            encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+            "{encodings:?}"
+        );
+        // Nothing left to compress; statistics only where queries filter.
         let col = |name: &str| {
             rg.columns()
                 .iter()
                 .find(|c| c.column_path().string() == name)
                 .unwrap()
         };
-        assert_eq!(col("raw_record").compression(), Compression::LZ4_RAW);
+        assert_eq!(col("raw_record").compression(), Compression::UNCOMPRESSED);
         assert_eq!(col("subscriber").compression(), Compression::UNCOMPRESSED);
         // Bit-packed deltas are left as they are.
         for name in ["time", "recv_delay_us", "x_port"] {
