@@ -1081,6 +1081,14 @@ pub async fn run(
             report.remaining = ((last_finished - h) / 3600 + 1) as usize;
             break;
         }
+        // Before the hour's work publishes a carry into h + 1, a resume marker there says the
+        // carries after it are not yet recomputed from it: should the run stop between the
+        // two, the next run, finding that carry's digest already in its marker, would
+        // otherwise take the later carries (computed from the old one) as current.
+        let ahead = match h + 3600 {
+            n if n <= last_finished => Some(late::mark_all(store, n).await?),
+            _ => None,
+        };
         let r = work_hour(store, h, cfg).await?;
         tracing::info!(hour = %r.hour, merged = r.objects_merged, carried = r.carried, expired = r.expired, unchanged = r.carry_unchanged, "hour compacted");
         // Work on an hour makes the later carries stale, unless the carry it wrote is the one
@@ -1105,6 +1113,7 @@ pub async fn run(
         // partition at the next hour to work on says the later ones do not yet (the next run
         // resumes there).
         let next = match todo {
+            Some(n) if n == h + 3600 => ahead.clone(),
             Some(n) => Some(late::mark_all(store, n).await?),
             None => None,
         };
@@ -1112,7 +1121,8 @@ pub async fn run(
             .iter()
             .filter(|m| m.hour == h)
             .map(|m| m.key.clone())
-            .chain(resume.take());
+            .chain(resume.take())
+            .chain(ahead);
         for key in done_markers {
             if Some(&key) != next.as_ref() {
                 match store.delete(&Path::from(key.as_str())).await {
