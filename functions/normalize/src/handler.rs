@@ -305,20 +305,43 @@ pub fn normalize_bytes(
         let is_flow = matches!(rec.kind, InputKind::Ipfix | InputKind::Netflow);
         if rec.is_context() {
             out.report.context += 1;
-            if is_flow {
-                // Replayed templates: learned, never turned into rows.
-                flow_events.clear();
-                decode_flow(
-                    &mut out,
-                    &mut flows,
-                    &mut flow_events,
-                    &shared_key,
-                    index,
-                    &rec,
-                    cfg,
-                    Some(&mut before_template),
-                );
+        }
+        if is_flow {
+            // Replayed templates (context records) are learned, never turned into rows.
+            flow_events.clear();
+            let waiting = before_template.len();
+            let learned = decode_flow(
+                &mut out,
+                &mut flows,
+                &mut flow_events,
+                &shared_key,
+                index,
+                &rec,
+                cfg,
+                Some(&mut before_template),
+            );
+            out.report.template_late += (before_template.len() - waiting) as u64;
+            // Data sets that came before their template are decoded with the first
+            // definition that follows them (a template id redefined later in the object, after
+            // an exporter's restart, must not decode them).
+            if learned > 0 && !before_template.is_empty() {
+                for d in std::mem::take(&mut before_template) {
+                    flow_events.clear();
+                    decode_flow(
+                        &mut out,
+                        &mut flows,
+                        &mut flow_events,
+                        &shared_key,
+                        d.index,
+                        &d.as_record(),
+                        cfg,
+                        Some(&mut before_template),
+                    );
+                }
             }
+            continue;
+        }
+        if rec.is_context() {
             continue;
         }
         let recv = rec.recv_ns.div_euclid(1000);
@@ -326,20 +349,6 @@ pub fn normalize_bytes(
         // parsing some of them.
         let peer = || rec.peer.map(|p| p.to_string());
         let format = match rec.kind {
-            InputKind::Ipfix | InputKind::Netflow => {
-                flow_events.clear();
-                decode_flow(
-                    &mut out,
-                    &mut flows,
-                    &mut flow_events,
-                    &shared_key,
-                    index,
-                    &rec,
-                    cfg,
-                    Some(&mut before_template),
-                );
-                continue;
-            }
             // The relay renders netlink events as `conntrack -E -o timestamp,extended` lines.
             InputKind::ConntrackNetlink => Format::Conntrack,
             _ => format,
@@ -446,18 +455,8 @@ pub fn normalize_bytes(
             }
         }
     }
-    // Data sets whose template came later in the object (an exporter refreshes its templates
-    // every few minutes; after a relay restart the first data of a batch can precede them):
-    // once more with everything the object taught, then rejected if still unknown.
-    out.report.template_late = before_template.len() as u64;
+    // Data sets whose template never came in the object: rejected, with their bytes.
     for d in before_template {
-        let rec = RecordRef {
-            recv_ns: d.recv_ns,
-            kind: d.kind,
-            flags: 0,
-            peer: d.peer,
-            payload: &d.payload,
-        };
         flow_events.clear();
         decode_flow(
             &mut out,
@@ -465,7 +464,7 @@ pub fn normalize_bytes(
             &mut flow_events,
             &shared_key,
             d.index,
-            &rec,
+            &d.as_record(),
             cfg,
             None,
         );
@@ -496,7 +495,9 @@ impl PeerText {
     }
 }
 
-/// A data set of a record whose template the object had not yet shown.
+/// A data set of a record whose template the object had not yet shown (an exporter refreshes
+/// its templates every few minutes; after a relay restart the first data of a batch can
+/// precede them).
 struct Deferred {
     index: u64,
     recv_ns: i64,
@@ -505,10 +506,23 @@ struct Deferred {
     payload: Vec<u8>,
 }
 
+impl Deferred {
+    fn as_record(&self) -> RecordRef<'_> {
+        RecordRef {
+            recv_ns: self.recv_ns,
+            kind: self.kind,
+            flags: 0,
+            peer: self.peer,
+            payload: &self.payload,
+        }
+    }
+}
+
 /// Decodes one IPFIX / NetFlow v9 datagram into rows; what cannot become rows (unknown
 /// templates, damage, unrepresentable records, absurd times) goes to rejects with its bytes.
 /// Context records (replayed templates) only teach the decoder. With `defer`, data sets of a
-/// data record whose template is unknown yet are set aside there instead of rejected.
+/// data record whose template is unknown yet are set aside there instead of rejected. Returns
+/// how many templates the datagram defined.
 #[allow(clippy::too_many_arguments)]
 fn decode_flow(
     out: &mut Normalized,
@@ -519,7 +533,7 @@ fn decode_flow(
     rec: &RecordRef<'_>,
     cfg: &NormalizeConfig,
     mut defer: Option<&mut Vec<Deferred>>,
-) {
+) -> u64 {
     let recv = rec.recv_ns.div_euclid(1000);
     let peer = rec.peer.map(|p| p.to_string());
     let kind = rec.kind.as_str();
@@ -543,9 +557,10 @@ fn decode_flow(
                 peer,
                 rec.payload.to_vec(),
             ));
-            return;
+            return 0;
         }
     };
+    let learned = decoded.templates;
     for p in decoded.problems {
         if let Some(d) = defer
             .as_deref_mut()
@@ -584,7 +599,7 @@ fn decode_flow(
         ));
     }
     if context {
-        return;
+        return learned;
     }
     out.report.flow_records += decoded.data_records;
     out.report.flow_skipped += decoded.skipped;
@@ -634,6 +649,7 @@ fn decode_flow(
             rec.payload.to_vec(),
         ));
     }
+    learned
 }
 
 fn marker_key(raw_key: &str) -> Path {
