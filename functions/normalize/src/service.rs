@@ -123,13 +123,18 @@ impl Normalizer {
     /// hours back to `rescan` by listings — the first pass every hour there is. Raw keys are
     /// named by the hour their batch began, so a relay that uploads from its spool hours late
     /// (the store was down) writes into old hours; if that object's notification is lost, only
-    /// the wide pass finds it. Dead letters are left to the operator (`normalize backfill`).
+    /// the wide pass finds it. Dead letters are retried by the first pass after a restart
+    /// only (or a backfill).
     pub async fn poll_forever(self, interval: Duration, rescan: Duration) {
         self.poll_with(interval, rescan, WIDE_PASS_EVERY).await
     }
 
     async fn poll_with(self, interval: Duration, rescan: Duration, wide_every: Duration) {
         let mut seen: HashSet<String> = HashSet::new();
+        // Keys a wide pass queued that were still pending at the last wide pass: queued or in
+        // a worker's hands, not to be queued again (a backlog longer than a pass would be
+        // normalized twice over).
+        let mut wide_queued: HashSet<String> = HashSet::new();
         let mut last_wide: Option<Instant> = None;
         loop {
             let wide = last_wide.is_none_or(|t| t.elapsed() >= wide_every);
@@ -137,8 +142,14 @@ impl Normalizer {
             let listed = if wide {
                 let since = last_wide
                     .map(|_| natlake_raw::key::hour_label(now_secs() - rescan.as_secs() as i64));
-                let markers = [STATE_PREFIX, DEAD_LETTER_PREFIX];
-                scan::pending_keys(&self.store, "raw", since.as_deref(), None, &markers)
+                // The first pass (a restart) retries dead letters too, as an operator would
+                // expect after fixing what made them fail; later ones leave them be.
+                let markers: &[&str] = if last_wide.is_none() {
+                    &[STATE_PREFIX]
+                } else {
+                    &[STATE_PREFIX, DEAD_LETTER_PREFIX]
+                };
+                scan::pending_keys(&self.store, "raw", since.as_deref(), None, markers)
                     .await
                     .map(|keys| (keys, true))
             } else {
@@ -149,8 +160,12 @@ impl Normalizer {
             };
             match listed {
                 Ok((keys, pending)) => {
+                    if pending {
+                        let now_pending: HashSet<&String> = keys.iter().collect();
+                        wide_queued.retain(|k| now_pending.contains(k));
+                    }
                     for key in keys {
-                        if seen.contains(&key) {
+                        if seen.contains(&key) || wide_queued.contains(&key) {
                             continue;
                         }
                         if !pending {
@@ -172,14 +187,16 @@ impl Normalizer {
                                 .increment(1);
                         }
                         self.enqueue(key.clone()).await;
+                        if pending {
+                            wide_queued.insert(key.clone());
+                        }
                         seen.insert(key);
                     }
                     if wide {
                         last_wide = Some(Instant::now());
                     }
-                    // Forget keys older than the window the narrow pass lists: bounded memory.
-                    // (A key the wide pass queued is looked at again by the next wide pass; the
-                    // handler skips it if it is done by then.)
+                    // Forget keys older than the window the narrow pass lists: bounded memory
+                    // (`wide_queued` holds only keys still pending).
                     let cutoff =
                         format!("hour={}", natlake_raw::key::hour_label(now_secs() - 7200));
                     seen.retain(|k| hour_of(k) >= cutoff.as_str());
@@ -209,6 +226,11 @@ impl Workers {
                 loop {
                     let next = rx.lock().await.recv().await;
                     let Some(key) = next else { break };
+                    // A key can be queued twice (a webhook and the poller, MinIO retrying a
+                    // notification): the second finds the first's done marker.
+                    if is_done(&store, &key).await.unwrap_or(false) {
+                        continue;
+                    }
                     // Failures are retried and dead-lettered inside; the worker keeps going.
                     let _ = normalize_with_retry(&store, &key, &cfg, ATTEMPTS).await;
                 }
