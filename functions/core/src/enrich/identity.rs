@@ -244,9 +244,22 @@ fn cut(mut v: Vec<Interval>) -> Vec<Interval> {
 fn parse_net(s: &str) -> Option<IpNet> {
     let s = s.trim();
     if s.contains('/') {
-        s.parse::<IpNet>().ok().map(|n| n.trunc())
+        s.parse::<IpNet>()
+            .ok()
+            .map(|n| n.trunc())
+            .filter(|n| one_holder(*n))
     } else {
         s.parse::<IpAddr>().ok().map(IpNet::from)
+    }
+}
+
+/// Whether one subscriber can hold `net`: not shorter than an IPv4 /16 or an IPv6 /32. A pool
+/// or an ISP's allocation typed in by mistake would otherwise give every address in it a second
+/// holder (every answer ambiguous) or a holder where there is none.
+fn one_holder(net: IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => n.prefix_len() >= 16,
+        IpNet::V6(n) => n.prefix_len() >= 32,
     }
 }
 
@@ -409,7 +422,7 @@ fn acct(a: &Attrs) -> Result<Option<Acct>, String> {
         };
         let net = if prefix {
             // host bits dropped: the prefix is its network.
-            text.trim().parse::<IpNet>().ok().map(|n| n.trunc())
+            parse_net(text).filter(|_| text.contains('/'))
         } else {
             text.trim().parse::<IpAddr>().ok().map(IpNet::from)
         };
@@ -595,7 +608,10 @@ fn kea(
         // rows (0 / 1, prefix_len 128) and lease4 rows hold the address.
         let net = if field(&rec, lease_type) == Some("2") {
             let len = field(&rec, prefix_len).and_then(|s| s.parse::<u8>().ok());
-            match len.and_then(|l| IpNet::new(ip, l).ok()) {
+            match len
+                .and_then(|l| IpNet::new(ip, l).ok())
+                .filter(|n| one_holder(*n))
+            {
                 Some(n) => n.trunc(),
                 None => {
                     stats.bad(format!(
@@ -1058,6 +1074,31 @@ server-duid \"\\000\\001\\000\\001\";\n";
             )
             .is_err()
         );
+    }
+
+    /// A pool or an allocation typed in as one subscriber's prefix is refused, not held.
+    #[test]
+    fn prefixes_too_wide_for_one_subscriber_are_refused() {
+        let csv = "ip,subscriber,start,end\n\
+                   100.64.0.0/10,carrier,2026-11-23T00:00:00Z,\n\
+                   2001:db8::/29,isp,2026-11-23T00:00:00Z,\n\
+                   203.0.113.0/24,acme,2026-11-23T00:00:00Z,\n\
+                   2001:db8:1200::/48,bob,2026-11-23T00:00:00Z,\n";
+        let l = load(
+            csv.as_bytes(),
+            IdentityFormat::Csv,
+            &IdentityOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((l.stats.loaded, l.stats.bad), (2, 2), "{:?}", l.stats);
+        let at = t("2026-11-23T12:00:00Z");
+        assert_eq!(l.data.lookup(ip("100.64.1.1"), at), Holder::Nobody);
+        assert_eq!(l.data.lookup(ip("203.0.113.9"), at), Holder::One("acme"));
+        assert_eq!(
+            l.data.lookup(ip("2001:db8:1200:5::1"), at),
+            Holder::One("bob")
+        );
+        assert_eq!(l.data.lookup(ip("2001:db8:99::1"), at), Holder::Nobody);
     }
 
     #[test]
