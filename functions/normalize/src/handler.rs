@@ -325,19 +325,13 @@ pub fn normalize_bytes(
             // definition that follows them (a template id redefined later in the object, after
             // an exporter's restart, must not decode them).
             if learned > 0 && !before_template.is_empty() {
-                for d in std::mem::take(&mut before_template) {
-                    flow_events.clear();
-                    decode_flow(
-                        &mut out,
-                        &mut flows,
-                        &mut flow_events,
-                        &shared_key,
-                        d.index,
-                        &d.as_record(),
-                        cfg,
-                        Some(&mut before_template),
-                    );
-                }
+                let waiting = std::mem::take(&mut before_template);
+                let mut flow = FlowState {
+                    decoder: &mut flows,
+                    events: &mut flow_events,
+                    key: &shared_key,
+                };
+                flow.decode_again(&mut out, waiting, cfg, Some(&mut before_template));
             }
             continue;
         }
@@ -456,19 +450,12 @@ pub fn normalize_bytes(
         }
     }
     // Data sets whose template never came in the object: rejected, with their bytes.
-    for d in before_template {
-        flow_events.clear();
-        decode_flow(
-            &mut out,
-            &mut flows,
-            &mut flow_events,
-            &shared_key,
-            d.index,
-            &d.as_record(),
-            cfg,
-            None,
-        );
-    }
+    let mut flow = FlowState {
+        decoder: &mut flows,
+        events: &mut flow_events,
+        key: &shared_key,
+    };
+    flow.decode_again(&mut out, before_template, cfg, None);
     if let Some(enricher) = cfg.enricher.snapshot() {
         out.rows.iter_mut().for_each(|r| enricher.apply(r));
     }
@@ -504,6 +491,39 @@ struct Deferred {
     kind: InputKind,
     peer: Option<std::net::SocketAddr>,
     payload: Vec<u8>,
+}
+
+/// What decoding a flow datagram of the object uses.
+struct FlowState<'a> {
+    decoder: &'a mut netflow::Decoder,
+    events: &'a mut Vec<netflow::DecodedEvent>,
+    key: &'a std::sync::Arc<str>,
+}
+
+impl FlowState<'_> {
+    /// Decodes set-aside data sets again; with `defer`, those still without a template go back
+    /// there, else to rejects.
+    fn decode_again(
+        &mut self,
+        out: &mut Normalized,
+        waiting: Vec<Deferred>,
+        cfg: &NormalizeConfig,
+        mut defer: Option<&mut Vec<Deferred>>,
+    ) {
+        for d in waiting {
+            self.events.clear();
+            decode_flow(
+                out,
+                self.decoder,
+                self.events,
+                self.key,
+                d.index,
+                &d.as_record(),
+                cfg,
+                defer.as_deref_mut(),
+            );
+        }
+    }
 }
 
 impl Deferred {
