@@ -45,6 +45,21 @@ async fn who_port(lake: &Lake, port: u16, at: Micros) -> Vec<String> {
         .collect()
 }
 
+/// One compaction run at `now` over a lake compacted never before: every one of its `hours`
+/// finished hours worked on, none left.
+async fn compacted_through(
+    store: &Arc<dyn ObjectStore>,
+    now: Micros,
+    hours: usize,
+) -> natlake_compact::Report {
+    let cfg = natlake_compact::CompactConfig::default();
+    let r = natlake_compact::run(store, &cfg, now)
+        .await
+        .expect("compact");
+    assert_eq!((r.hours.len(), r.remaining), (hours, 0), "{r:?}");
+    r
+}
+
 async fn late_markers(store: &Arc<dyn ObjectStore>) -> usize {
     keys_under(store, late::LATE_DIR).await.len()
 }
@@ -124,12 +139,8 @@ async fn a_run_cut_short_resumes_where_it_stopped() {
     let (_dir, store, lake) = lake_with_open_mapping().await;
     use NatEventKind::*;
     let now = H0 + 4 * H + 11 * 60 * S;
-    let cfg = natlake_compact::CompactConfig::default();
     // Every hour compacted: the carries into 01..04 hold the mapping open.
-    let r = natlake_compact::run(&store, &cfg, now)
-        .await
-        .expect("compact");
-    assert_eq!((r.hours.len(), r.remaining), (4, 0), "{r:?}");
+    compacted_through(&store, now, 4).await;
     assert_eq!(who(&lake, H0 + 3 * H + 1800 * S).await, ["100.64.0.1"]);
 
     // Its delete lands late in hour 00; runs of two hours at most.
@@ -182,10 +193,7 @@ async fn a_late_session_costs_compaction_the_hours_it_spans() {
     use NatEventKind::*;
     let now = H0 + 6 * H + 11 * 60 * S;
     let cfg = natlake_compact::CompactConfig::default();
-    let r = natlake_compact::run(&store, &cfg, now)
-        .await
-        .expect("compact");
-    assert_eq!((r.hours.len(), r.remaining), (6, 0), "{r:?}");
+    let r = compacted_through(&store, now, 6).await;
     assert!(
         r.hours.iter().all(|h| !h.carry_unchanged),
         "first computation: {r:?}"
