@@ -247,3 +247,171 @@ async fn a_late_session_costs_compaction_the_hours_it_spans() {
     );
     assert_eq!(who(&lake, H0 + 5 * H + 1800 * S).await, ["100.64.0.1"]);
 }
+
+/// A store that takes no write after the one to `crash_after`: the process stopped there.
+/// Reads still work (what a crashed run read no longer matters; the next run reads afresh).
+#[derive(Debug)]
+struct CrashingStore {
+    inner: Arc<dyn ObjectStore>,
+    crash_after: object_store::path::Path,
+    crashed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for CrashingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CrashingStore({})", self.inner)
+    }
+}
+
+impl CrashingStore {
+    fn check(&self) -> object_store::Result<()> {
+        if self.crashed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(object_store::Error::Generic {
+                store: "crashing",
+                source: "the run crashed".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CrashingStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.check()?;
+        let r = self.inner.put_opts(location, payload, opts).await?;
+        if *location == self.crash_after {
+            self.crashed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(r)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.check()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        use futures::StreamExt;
+        if self.check().is_err() {
+            return locations
+                .map(|l| {
+                    l.and_then(|_| {
+                        Err(object_store::Error::Generic {
+                            store: "crashing",
+                            source: "the run crashed".into(),
+                        })
+                    })
+                })
+                .boxed();
+        }
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.check()?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Compaction stops (crashes, times out) right after publishing the carry into the hour after
+/// a late one, before it records anything else. That carry's marker already holds the new
+/// digest, so the next run, redoing the late hour, finds the carry "unchanged": it must still
+/// recompute the carries after it, which were computed from the old one.
+#[tokio::test]
+async fn a_run_that_stops_after_publishing_a_carry_recomputes_the_ones_after_it() {
+    let (_dir, store, lake) = lake_with_open_mapping().await;
+    use NatEventKind::*;
+    let now = H0 + 4 * H + 11 * 60 * S;
+    let cfg = natlake_compact::CompactConfig::default();
+    compacted_through(&store, now, 4).await;
+    assert_eq!(who(&lake, H0 + 3 * H + 1800 * S).await, ["100.64.0.1"]);
+
+    // The delete (00:20) lands late; the run stops once the carry into 01 is published.
+    let close = nat_row(H0 + 1200 * S, SessionDelete, "100.64.0.1", 5000, &raw(2), 0);
+    normalized(&store, 2, &[close], now).await;
+    let crash_after = object_store::path::Path::from(layout::carry_marker_key(H0 / S + 3600));
+    let crashing: Arc<dyn ObjectStore> = Arc::new(CrashingStore {
+        inner: store.clone(),
+        crash_after: crash_after.clone(),
+        crashed: Default::default(),
+    });
+    let err = natlake_compact::run(&crashing, &cfg, now).await;
+    assert!(err.is_err(), "the run went on after its crash: {err:?}");
+    use object_store::ObjectStoreExt;
+    store
+        .head(&crash_after)
+        .await
+        .expect("the carry marker was published before the crash");
+
+    // Until the next run, lookups after the late hour do not trust the carries.
+    assert!(who(&lake, H0 + 3 * H + 1800 * S).await.is_empty());
+
+    // The next run redoes hour 00 (its carry is now "unchanged") and still works 01..03.
+    let r = natlake_compact::run(&store, &cfg, now)
+        .await
+        .expect("resume");
+    let worked: Vec<&str> = r.hours.iter().map(|h| h.hour.as_str()).collect();
+    assert_eq!(
+        worked,
+        [
+            "2026-11-23T00",
+            "2026-11-23T01",
+            "2026-11-23T02",
+            "2026-11-23T03"
+        ],
+        "{r:?}"
+    );
+    assert_eq!(late_markers(&store).await, 0, "markers consumed");
+    // The mapping closed at 00:20: no hour after names 100.64.0.1.
+    for h in 1..4 {
+        assert!(
+            who(&lake, H0 + h * H + 1800 * S).await.is_empty(),
+            "hour {h} still names the closed mapping"
+        );
+    }
+    assert_eq!(who(&lake, H0 + 900 * S).await, ["100.64.0.1"]);
+}
