@@ -1258,6 +1258,76 @@ mod tests {
         }
     }
 
+    /// An exporter restarts within one object and redefines its template ids: data sets that
+    /// came before the first definition decode with that one, not with the last.
+    #[test]
+    fn data_before_a_template_decodes_with_the_definition_that_follows_it() {
+        let tpl = corpus_bin("netflow9_test_cisco_asa_1_tpl.dat");
+        let data = corpus_bin("netflow9_test_cisco_asa_1_data.dat");
+        // The same template ids with source and destination address swapped (IE 8 <-> 12).
+        let mut swapped = tpl.clone();
+        let (src, dst) = ([0u8, 8, 0, 4], [0u8, 12, 0, 4]);
+        let mut at = 20;
+        while at + 4 <= swapped.len() {
+            let field = [
+                swapped[at],
+                swapped[at + 1],
+                swapped[at + 2],
+                swapped[at + 3],
+            ];
+            if field == src {
+                swapped[at..at + 4].copy_from_slice(&dst);
+            } else if field == dst {
+                swapped[at..at + 4].copy_from_slice(&src);
+            }
+            at += 2;
+        }
+        assert_ne!(swapped, tpl);
+        let object = flow_object(
+            InputKind::Netflow,
+            &[
+                (false, &data),
+                (false, &tpl),
+                (false, &swapped),
+                (false, &data),
+            ],
+        );
+        let n = normalize_bytes(
+            "raw/netflow/e.nlraw.zst",
+            &object,
+            Format::Auto,
+            &NormalizeConfig::default(),
+        );
+        assert_eq!(
+            (n.report.template_missing, n.rejects.len()),
+            (0, 0),
+            "{:?}",
+            n.report
+        );
+        assert_eq!(n.report.flow_records, 28, "{:?}", n.report);
+        let of = |record: u64| -> Vec<&Row> {
+            n.rows
+                .iter()
+                .filter(|r| r.provenance.raw_record == record)
+                .collect()
+        };
+        // The first data: ASA #1 as its own template says — untranslated flows, record[1] from
+        // 192.168.23.22.
+        let first = of(0);
+        assert_eq!(first.len(), 14);
+        assert!(first.iter().all(|r| matches!(r.event, Event::Flow(_))));
+        assert!(first.iter().any(|r| matches!(&r.event,
+            Event::Flow(f) if f.post_nat_src_port == Some(17549)
+                && f.src_ip == Some("192.168.23.22".parse().unwrap()))));
+        // The data after the redefinition: addresses swapped, so the xlate source no longer
+        // repeats the source and the records read as translations.
+        let last = of(3);
+        assert_eq!(last.len(), 14);
+        assert!(last.iter().any(|r| matches!(r.event, Event::Nat(_))));
+        assert!(!last.iter().any(|r| matches!(&r.event,
+            Event::Flow(f) if f.src_ip == Some("192.168.23.22".parse().unwrap()))));
+    }
+
     #[tokio::test]
     async fn ipfix_objects_reach_the_lake_with_the_subscriber() {
         let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
