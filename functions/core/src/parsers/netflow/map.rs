@@ -107,12 +107,12 @@ impl Fields {
         })
     }
 
-    /// VRF id as the device numbers it; 0 is the global table, i.e. no VRF.
+    /// The inside VRF id as the device numbers it; 0 is the global table, i.e. no VRF. Only
+    /// the ingress id (IE 234, Nokia's natInsideSvcid) says it: RFC 8158 puts the private realm
+    /// there and the public one in the egress id, so the egress id never stands in — an inside
+    /// address labelled with the outside VRF would match the wrong identity source.
     fn vrf(&self) -> Option<String> {
-        self.ingress_vrf
-            .filter(|v| *v != 0)
-            .or(self.egress_vrf.filter(|v| *v != 0))
-            .map(|v| v.to_string())
+        self.ingress_vrf.filter(|v| *v != 0).map(|v| v.to_string())
     }
 }
 
@@ -424,6 +424,34 @@ mod tests {
             map_record(&f, &H, None, 0),
             Mapped::Unrepresentable(_)
         ));
+    }
+
+    /// The inside VRF comes from the ingress id alone: the egress id is the public realm's.
+    #[test]
+    fn the_vrf_is_the_inside_one_or_none() {
+        let base = Fields {
+            nat_event: Some(1),
+            src_ip: ip("100.64.0.1"),
+            src_port: Some(40000),
+            post_src_ip: ip("198.51.100.7"),
+            post_src_port: Some(61000),
+            ..Fields::default()
+        };
+        for (ingress, egress, want) in [
+            (Some(7), Some(9), Some("7")),
+            (Some(7), None, Some("7")),
+            (Some(0), Some(9), None),
+            (None, Some(9), None),
+            (None, None, None),
+        ] {
+            let f = Fields {
+                ingress_vrf: ingress,
+                egress_vrf: egress,
+                ..base.clone()
+            };
+            let n = nat(map_record(&f, &H, None, 0));
+            assert_eq!(n.vrf.as_deref(), want, "{ingress:?} {egress:?}");
+        }
     }
 
     #[test]
