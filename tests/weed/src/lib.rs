@@ -17,8 +17,13 @@ pub const BUCKET: &str = "lake";
 /// How long the server may take to start (a loaded CI box is slow).
 const READY: Duration = Duration::from_secs(90);
 
-/// A port in 20000–45000 that is free, with a free +10000 neighbour (weed's gRPC port). SeaweedFS
-/// derives its gRPC ports by adding 10000, so ports above 55535 do not work.
+/// Ports are probed here, then bound by weed a moment later: a port in Linux's ephemeral range
+/// (32768–60999 by default) can be taken in between as the source port of any outgoing
+/// connection on the box (a test's HTTP client, cargo), so both a port and its +10000 gRPC
+/// neighbour (SeaweedFS derives its gRPC ports by adding 10000) stay below it.
+const LOW_PORTS: std::ops::Range<u16> = 20_000..22_768;
+
+/// A port in `LOW_PORTS` that is free, with a free +10000 neighbour (weed's gRPC port).
 pub fn free_low_port() -> u16 {
     let seed = u64::from(std::process::id()) * 7919
         + std::time::SystemTime::now()
@@ -26,14 +31,15 @@ pub fn free_low_port() -> u16 {
             .map(|d| u64::from(d.subsec_nanos()))
             .unwrap_or(0);
     for i in 0..2000u64 {
-        let p = 20_000 + ((seed + i * 104_729) % 25_000) as u16;
+        let span = u64::from(LOW_PORTS.end - LOW_PORTS.start);
+        let p = LOW_PORTS.start + ((seed + i * 104_729) % span) as u16;
         if TcpListener::bind(("127.0.0.1", p)).is_ok()
             && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
         {
             return p;
         }
     }
-    panic!("no free port in 20000-45000")
+    panic!("no free port in {LOW_PORTS:?}")
 }
 
 /// The `weed` binary on PATH, or a clear failure saying how to get it.
@@ -71,7 +77,18 @@ impl Weed {
             ports: [free_low_port(), free_low_port(), free_low_port()],
             log: dir.join("weed.log"),
         };
-        w.spawn()?;
+        // Another test's server can still take a probed port before this one binds it: weed
+        // then exits at once, and a second choice of ports settles it.
+        let mut attempts = 0;
+        while let Err(e) = w.spawn() {
+            attempts += 1;
+            if attempts >= 3 || !format!("{e:#}").contains("address already in use") {
+                return Err(e);
+            }
+            w.kill();
+            w.s3_port = free_low_port();
+            w.ports = [free_low_port(), free_low_port(), free_low_port()];
+        }
         w.create_bucket()?;
         Ok(w)
     }
