@@ -454,7 +454,7 @@ pub fn nat_events() -> Vec<Column<Row>> {
         },
         Column {
             name: "vrf",
-            doc: "VRF / routing instance / conntrack zone as the device names it",
+            doc: "The inside VRF / routing instance / conntrack zone as the device names it (IPFIX: ingressVRFID, never the egress, public-side id; 0 = none)",
             get: Get::Str(nat_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
         },
         Column {
