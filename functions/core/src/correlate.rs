@@ -119,12 +119,17 @@ pub struct Interval {
     pub subscriber: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub other_subscribers: Vec<String>,
+    /// Times of the first and the last of this mapping's events that were read.
+    pub first_seen: Micros,
+    pub last_seen: Micros,
     pub evidence: Vec<Evidence>,
 }
 
 impl Interval {
     /// Another event of this mapping: its evidence, and its subscriber when it names another.
     fn absorb(&mut self, r: &NatRow) {
+        self.first_seen = self.first_seen.min(r.time);
+        self.last_seen = self.last_seen.max(r.time);
         let ev = Evidence {
             key: r.raw_key.clone(),
             record: r.raw_record,
@@ -227,6 +232,8 @@ fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
         end: None,
         subscriber: r.subscriber.clone(),
         other_subscribers: Vec::new(),
+        first_seen: r.time,
+        last_seen: r.time,
         evidence: vec![Evidence {
             key: r.raw_key.clone(),
             record: r.raw_record,
@@ -293,6 +300,7 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
             NatEventKind::MappingObserved => {
                 let mut iv = new_interval(&r, r.time, true);
                 iv.end = Some(r.end_time.unwrap_or(r.time).max(r.time));
+                iv.last_seen = iv.end.unwrap_or(r.time);
                 done.push(iv);
             }
             _ => match open.get_mut(&key) {
@@ -352,6 +360,13 @@ pub struct Candidate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriber_at_time: Option<String>,
     pub destinations: Vec<(Option<IpAddr>, Option<u16>)>,
+    /// Times of the first and last of its events that were read.
+    pub first_seen: Micros,
+    pub last_seen: Micros,
+    /// Why its own events do not establish that it held the port at the question's time (its
+    /// opening or its close was never read); any makes the answer ambiguous.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub doubts: Vec<String>,
     pub evidence: Vec<Evidence>,
     /// Set when the candidate was computed from a deterministic NAT configuration rather than
     /// read from logs (then `evidence` is empty).
@@ -407,9 +422,14 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
             other_subscribers: Vec::new(),
             subscriber_at_time: None,
             destinations: Vec::new(),
+            first_seen: iv.first_seen,
+            last_seen: iv.last_seen,
+            doubts: Vec::new(),
             evidence: Vec::new(),
             rule: None,
         });
+        c.first_seen = c.first_seen.min(iv.first_seen);
+        c.last_seen = c.last_seen.max(iv.last_seen);
         if iv.start < c.start {
             c.start = iv.start;
             c.start_known = iv.start_known;
@@ -433,12 +453,64 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
         c.evidence.dedup();
         c.destinations.sort();
         c.destinations.dedup();
+        // Only a close (or interim record) after the question's time was read: the mapping
+        // may have begun after it, its create lost.
+        if !c.start_known && c.first_seen > at + window {
+            c.doubts.push(format!(
+                "its opening was not read: its first event read is at {}, after the question's time",
+                crate::time::format_time(c.first_seen)
+            ));
+        }
     }
     matches.sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
     Attribution {
-        ambiguous: names(&matches).len() > 1,
+        ambiguous: names(&matches).len() > 1 || matches.iter().any(|c| !c.doubts.is_empty()),
         matches,
     }
+}
+
+/// Whether two mappings are held by different hosts: another inside address (or VRF), unless
+/// both name the same subscriber.
+fn other_holder(c: &Candidate, iv: &Interval) -> bool {
+    if let (Some(a), Some(b)) = (&c.subscriber, &iv.subscriber)
+        && a == b
+    {
+        return false;
+    }
+    (c.src_ip, &c.vrf) != (iv.src_ip, &iv.vrf)
+}
+
+/// Doubts a candidate still open at the question's time whose close was never read when another
+/// host began holding the same public port (`all`: every interval of the port that was read,
+/// those a destination filter left out included) after the candidate's last event and by the
+/// question's time: its close was most likely lost (a UDP syslog line), and naming it would
+/// name whoever held the port last before the loss. (A NAT that shares one public port between
+/// hosts towards different destinations makes this a false doubt; the answer then errs
+/// towards ambiguous, never towards a name.)
+pub fn doubt_superseded(att: &mut Attribution, all: &[Interval], at: Micros, window: Micros) {
+    for c in att.matches.iter_mut().filter(|c| c.end.is_none()) {
+        let protocols_meet = |iv: &Interval| {
+            c.protocol.is_none() || iv.protocol.is_none() || c.protocol == iv.protocol
+        };
+        let later = all
+            .iter()
+            .filter(|iv| {
+                iv.start > c.last_seen
+                    && iv.start <= at + window
+                    && protocols_meet(iv)
+                    && other_holder(c, iv)
+            })
+            .min_by_key(|iv| iv.start);
+        if let Some(iv) = later {
+            let who = iv.src_ip.map(|i| i.to_string()).unwrap_or_default();
+            c.doubts.push(format!(
+                "its close was not read, and {who} held this public port from {}, after this mapping's last event at {}",
+                crate::time::format_time(iv.start),
+                crate::time::format_time(c.last_seen)
+            ));
+        }
+    }
+    att.ambiguous = att.ambiguous || att.matches.iter().any(|c| !c.doubts.is_empty());
 }
 
 /// Who the candidates name: their subscribers, else their inside address in its VRF (the same
@@ -801,6 +873,129 @@ mod tests {
         assert_eq!(ivs.len(), 1);
         assert_eq!(ivs[0].start, 100 * S);
         assert!(!ivs[0].start_known);
+    }
+
+    /// Attribution as the lookup makes it: the intervals of what was read, then the doubts
+    /// other hosts' mappings raise.
+    fn answer(rows: Vec<NatRow>, at: Micros) -> Attribution {
+        let ivs = intervals(rows, 0);
+        let mut att = attribute(ivs.clone(), at, 2 * S);
+        doubt_superseded(&mut att, &ivs, at, 2 * S);
+        att
+    }
+
+    /// A's delete was lost; B held the port after A's create. At 11:00 A is the only mapping
+    /// open — naming A would name whoever held the port last before the loss.
+    #[test]
+    fn an_open_mapping_another_host_held_the_port_after_is_in_doubt() {
+        use NatEventKind::*;
+        let h = 3600 * S;
+        let a = row(9 * h, SessionCreate, "100.64.0.1", 40000, 5000, 0);
+        let b_open = row(
+            9 * h + 1800 * S,
+            SessionCreate,
+            "100.64.0.2",
+            40001,
+            5000,
+            1,
+        );
+        let b_close = row(
+            9 * h + 2400 * S,
+            SessionDelete,
+            "100.64.0.2",
+            40001,
+            5000,
+            2,
+        );
+        let rows = vec![a.clone(), b_open.clone(), b_close.clone()];
+
+        let at_11 = answer(rows.clone(), 11 * h);
+        assert_eq!(at_11.matches.len(), 1);
+        assert_eq!(at_11.matches[0].src_ip, a.src_ip);
+        assert!(at_11.ambiguous, "{at_11:?}");
+        assert!(
+            at_11.matches[0].doubts[0].contains("100.64.0.2"),
+            "{at_11:?}"
+        );
+        // Before B came, A's holding stands on its own events.
+        let at_915 = answer(rows.clone(), 9 * h + 900 * S);
+        assert!(
+            !at_915.ambiguous && at_915.matches[0].doubts.is_empty(),
+            "{at_915:?}"
+        );
+        // The same subscriber behind another address is not another holder.
+        let named_rows = vec![
+            named(a.clone(), "sub-1"),
+            named(b_open.clone(), "sub-1"),
+            named(b_close.clone(), "sub-1"),
+        ];
+        assert!(!answer(named_rows, 11 * h).ambiguous);
+        // Another protocol's mapping on the same port number is not this port changing hands.
+        let udp = |mut r: NatRow| {
+            r.protocol = Some(17);
+            r
+        };
+        let rows_udp = vec![a.clone(), udp(b_open), udp(b_close)];
+        assert!(!answer(rows_udp, 11 * h).ambiguous);
+    }
+
+    /// A port block's interim record after another host's use of one of its ports shows the
+    /// block still held: no doubt. Without it, the block is in doubt.
+    #[test]
+    fn an_interim_record_after_the_other_host_clears_the_doubt() {
+        use NatEventKind::*;
+        let mut alloc = block_alloc();
+        alloc.time = 0;
+        let other =
+            |t: Micros, ev: NatEventKind, rec: u64| row(t, ev, "100.64.0.2", 40001, 4100, rec);
+        let mut rows = vec![
+            alloc.clone(),
+            other(1800 * S, SessionCreate, 1),
+            other(2400 * S, SessionDelete, 2),
+        ];
+        let at = 5400 * S;
+        let doubted = answer(rows.clone(), at);
+        let block = doubted
+            .matches
+            .iter()
+            .find(|c| c.x_port_end == Some(4159))
+            .expect("the block");
+        assert!(!block.doubts.is_empty() && doubted.ambiguous, "{doubted:?}");
+        let mut interim = alloc.clone();
+        interim.event = PortBlockInterim;
+        interim.time = 3600 * S;
+        interim.raw_record = 3;
+        rows.push(interim);
+        let clear = answer(rows, at);
+        assert_eq!(clear.matches.len(), 1, "{clear:?}");
+        assert_eq!(clear.matches[0].last_seen, 3600 * S);
+        assert!(
+            !clear.ambiguous && clear.matches[0].doubts.is_empty(),
+            "{clear:?}"
+        );
+    }
+
+    /// Only a delete was read, after the question's time: the mapping may have begun after it.
+    #[test]
+    fn a_mapping_seen_only_after_the_questions_time_is_in_doubt() {
+        let close = row(
+            600 * S,
+            NatEventKind::SessionDelete,
+            "100.64.0.9",
+            1,
+            5000,
+            4,
+        );
+        let before = answer(vec![close.clone()], 300 * S);
+        assert_eq!(before.matches.len(), 1);
+        assert!(!before.matches[0].start_known);
+        assert!(
+            before.ambiguous && before.matches[0].doubts[0].contains("opening"),
+            "{before:?}"
+        );
+        // At its delete (within the window) its own event shows it held.
+        let at = answer(vec![close], 599 * S);
+        assert!(!at.ambiguous && at.matches[0].doubts.is_empty(), "{at:?}");
     }
 
     #[test]

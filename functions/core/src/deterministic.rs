@@ -937,6 +937,10 @@ pub fn merge(
             other_subscribers: Vec::new(),
             subscriber_at_time: None,
             destinations: Vec::new(),
+            // Computed, not read: no events.
+            first_seen: start,
+            last_seen: start,
+            doubts: Vec::new(),
             evidence: Vec::new(),
             rule: Some(RuleEvidence {
                 config: config.to_string(),

@@ -185,6 +185,10 @@ fn candidate_json(a: &Answer, c: &Candidate) -> Value {
         "prefix": e.and_then(|e| e.prefix.as_deref()),
         "role": e.and_then(|e| e.role.as_deref()),
         "destinations": c.destinations.iter().map(|(ip, port)| json!({"dst_ip": ip.map(|i| i.to_string()), "dst_port": port})).collect::<Vec<_>>(),
+        // The span of its events that were read, and why they do not establish the holding.
+        "first_seen": c.rule.is_none().then(|| format_time(c.first_seen)),
+        "last_seen": c.rule.is_none().then(|| format_time(c.last_seen)),
+        "doubts": c.doubts,
         "evidence": evidence_json(c),
     })
 }

@@ -302,6 +302,8 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
     let answer = attribute_logs(lake, q).await?;
     let mut answer = add_deterministic(lake, q, answer).await;
+    // What could not be read may hold another holder: the answer is not a confident one.
+    answer.attribution.ambiguous |= !answer.errors.is_empty();
     lake.identity.refresh(&lake.store).await;
     if let Some(sources) = lake.identity.snapshot() {
         correlate::add_identity_at(&mut answer.attribution, |c| match c.src_ip {
@@ -446,10 +448,18 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         })
         .collect();
     let range_start = layout::hour_start(from) * 1_000_000;
-    let mut ivs = correlate::intervals(rows, range_start);
-    ivs.retain(|iv| q.destination_fits(iv));
+    let all = correlate::intervals(rows, range_start);
+    let ivs: Vec<_> = all
+        .iter()
+        .filter(|iv| q.destination_fits(iv))
+        .cloned()
+        .collect();
+    let mut attribution = correlate::attribute(ivs, q.at, q.window);
+    // Other hosts' mappings to other destinations count here too: they show the port changed
+    // hands even when the question names one destination.
+    correlate::doubt_superseded(&mut attribution, &all, q.at, q.window);
     Ok(Answer {
-        attribution: correlate::attribute(ivs, q.at, q.window),
+        attribution,
         read_from: from,
         read_until: until,
         carry_hour: carry.map(|c| layout::hour_label(c * 1_000_000)),
