@@ -19,8 +19,10 @@ fn req<'a>(p: &'a Params, name: &str) -> Result<&'a str, String> {
 
 fn ip(p: &Params, name: &str) -> Result<IpAddr, String> {
     let v = req(p, name)?;
+    // As the parsers store addresses: ::ffff:a.b.c.d is the IPv4 address a.b.c.d.
     v.trim()
-        .parse()
+        .parse::<IpAddr>()
+        .map(|ip| ip.to_canonical())
         .map_err(|_| format!("{name}: {v:?} is not an IPv4 or IPv6 address"))
 }
 
@@ -174,6 +176,14 @@ mod tests {
             (q.port, q.at, q.protocol, q.window),
             (5000, 1_700_000_000_000_000, Some(6), DEFAULT_WINDOW)
         );
+        // An IPv4-mapped IPv6 address asks about the IPv4 address (its partition).
+        let mapped = question(&p(&[
+            ("ip", "::ffff:198.51.100.7"),
+            ("port", "5000"),
+            ("at", "1700000000"),
+        ]))
+        .unwrap();
+        assert_eq!(mapped.ip, q.ip);
         let e = |pairs: &[(&str, &str)]| question(&p(pairs)).unwrap_err();
         assert_eq!(
             e(&[("port", "1"), ("at", "1700000000")]),

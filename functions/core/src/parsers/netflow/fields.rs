@@ -231,9 +231,10 @@ fn ip(b: &[u8]) -> Option<IpAddr> {
         4 => <[u8; 4]>::try_from(b)
             .ok()
             .map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+        // An IPv4-mapped address is stored as the IPv4 one, as the text parsers store it.
         16 => <[u8; 16]>::try_from(b)
             .ok()
-            .map(|a| IpAddr::V6(Ipv6Addr::from(a))),
+            .map(|a| IpAddr::V6(Ipv6Addr::from(a)).to_canonical()),
         _ => None,
     }
 }
@@ -397,6 +398,13 @@ mod tests {
         );
         f.set(Ie::SrcIp4, &[10, 0, 0]); // wrong length: ignored, not misread
         assert_eq!(f.src_ip, None);
+        // An IPv4-mapped IPv6 address is the IPv4 address (its partition, its lookups).
+        f.set(
+            Ie::SrcIp6,
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 100, 64, 0, 1],
+        );
+        assert_eq!(f.src_ip, Some("100.64.0.1".parse().unwrap()));
+        f.src_ip = None;
         f.set(Ie::PostSrcPort, &[0, 0]);
         assert_eq!(f.post_src_port, None);
         f.set(Ie::SrcPort, &[0xee, 0x49]);

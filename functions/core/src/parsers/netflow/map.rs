@@ -180,7 +180,7 @@ fn nat_event(f: &Fields, h: &HeaderTimes, code: u8, default_time: Micros) -> Map
         })
         .or_else(|| Fields::export_time(h))
         .unwrap_or(default_time);
-    Mapped::Events(vec![Event::Nat(NatEvent {
+    nat_row(NatEvent {
         time,
         event: Some(kind),
         protocol: f.protocol.filter(|p| *p != 0),
@@ -198,7 +198,14 @@ fn nat_event(f: &Fields, h: &HeaderTimes, code: u8, default_time: Micros) -> Map
         bytes_in: f.responder_octets,
         packets_out: f.initiator_packets,
         packets_in: f.responder_packets,
-    })])
+    })
+}
+
+/// One NAT row, without ICMP (and GRE) identifiers in its port columns, as the text parsers
+/// store them: an identifier equal to an asked port is not that port.
+fn nat_row(mut e: NatEvent) -> Mapped {
+    crate::parsers::fields::clean_ports(&mut e);
+    Mapped::Events(vec![Event::Nat(e)])
 }
 
 /// Port block bounds: start and end (362), or start, size (364) and step (363). A step above 1
@@ -239,7 +246,7 @@ fn nsel_session(f: &Fields, h: &HeaderTimes, kind: NatEventKind, default_time: M
         .or_else(|| f.start_time(h))
         .or_else(|| Fields::export_time(h))
         .unwrap_or(default_time);
-    Mapped::Events(vec![Event::Nat(NatEvent {
+    nat_row(NatEvent {
         time,
         event: Some(kind),
         protocol: f.protocol.filter(|p| *p != 0),
@@ -257,7 +264,7 @@ fn nsel_session(f: &Fields, h: &HeaderTimes, kind: NatEventKind, default_time: M
         bytes_in: f.responder_octets,
         packets_out: f.initiator_packets.or(f.packets),
         packets_in: f.responder_packets,
-    })])
+    })
 }
 
 fn firewall(f: &Fields, h: &HeaderTimes, default_time: Micros) -> Mapped {
@@ -354,6 +361,10 @@ fn flow(f: &Fields, h: &HeaderTimes, exporter: Option<IpAddr>, default_time: Mic
             bytes_in: f.responder_octets,
             packets_out: packets,
             packets_in: f.responder_packets,
+        })
+        .map(|mut e| {
+            crate::parsers::fields::clean_ports(&mut e);
+            e
         });
     let mut events = vec![Event::Flow(rec)];
     events.extend(nat.map(Event::Nat));
@@ -424,6 +435,35 @@ mod tests {
             map_record(&f, &H, None, 0),
             Mapped::Unrepresentable(_)
         ));
+    }
+
+    /// ICMP identifiers are not ports: an asked port must not match one.
+    #[test]
+    fn icmp_identifiers_are_not_stored_as_ports() {
+        let f = Fields {
+            nat_event: Some(1),
+            protocol: Some(1),
+            src_ip: ip("100.64.0.1"),
+            src_port: Some(771),
+            post_src_ip: ip("198.51.100.7"),
+            post_src_port: Some(5000),
+            dst_ip: ip("192.0.2.1"),
+            dst_port: Some(2048),
+            ..Fields::default()
+        };
+        let n = nat(map_record(&f, &H, None, 0));
+        assert_eq!((n.x_ip, n.protocol), (ip("198.51.100.7"), Some(1)));
+        assert_eq!((n.src_port, n.x_port, n.dst_port), (None, None, None));
+        let tcp = nat(map_record(
+            &Fields {
+                protocol: Some(6),
+                ..f
+            },
+            &H,
+            None,
+            0,
+        ));
+        assert_eq!((tcp.src_port, tcp.x_port), (Some(771), Some(5000)));
     }
 
     /// The inside VRF comes from the ingress id alone: the egress id is the public realm's.
