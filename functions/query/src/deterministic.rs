@@ -335,6 +335,8 @@ valid_from = "2026-11-20T00:00:00Z"
             "{:?}",
             a.errors
         );
+        // What could not be read may name someone: not a confident answer.
+        assert!(a.attribution.ambiguous);
         // Publishing over an invalid stored copy is refused too (its history cannot be checked).
         assert!(matches!(
             publish(&store, &DetConfig::parse(V1).unwrap()).await,
