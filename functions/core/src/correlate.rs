@@ -254,6 +254,11 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
             .then(a.raw_record.cmp(&b.raw_record))
     });
     let mut open: BTreeMap<MappingKey, Interval> = BTreeMap::new();
+    // An opening event for a mapping already open since earlier: more evidence for it — unless
+    // a close of it follows at the same instant (opens sort first) that the device did not log
+    // after it (a later record of the same raw object): then the close ends the old holding and
+    // this opens the next (a block released and allocated again in one second).
+    let mut reopened: BTreeMap<MappingKey, NatRow> = BTreeMap::new();
     let mut done: Vec<Interval> = Vec::new();
     // Per mapping, its last closed interval (an index into `done`).
     let mut closed: BTreeMap<MappingKey, usize> = BTreeMap::new();
@@ -271,7 +276,12 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
             k if k.opens() => match open.get_mut(&key) {
                 // A repeated create for a mapping already open (e.g. two collectors) is more
                 // evidence for the same interval, not a new one.
-                Some(iv) => iv.absorb(&r),
+                Some(iv) => {
+                    iv.absorb(&r);
+                    if iv.start < r.time {
+                        reopened.insert(key, r);
+                    }
+                }
                 None => {
                     open.insert(key, new_interval(&r, r.time, true));
                 }
@@ -292,10 +302,23 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                         new_interval(&r, start, false)
                     }
                 };
+                let reopen = reopened.remove(&key).filter(|o| {
+                    o.time == r.time && !(o.raw_key == r.raw_key && o.raw_record < r.raw_record)
+                });
+                if let Some(o) = &reopen {
+                    let ev = Evidence {
+                        key: o.raw_key.clone(),
+                        record: o.raw_record,
+                    };
+                    iv.evidence.retain(|e| *e != ev);
+                }
                 iv.absorb(&r);
                 iv.end = Some(r.time);
-                closed.insert(key, done.len());
+                closed.insert(key.clone(), done.len());
                 done.push(iv);
+                if let Some(o) = reopen {
+                    open.insert(key, new_interval(&o, o.time, true));
+                }
             }
             NatEventKind::MappingObserved => {
                 let mut iv = new_interval(&r, r.time, true);
@@ -873,6 +896,43 @@ mod tests {
         assert_eq!(ivs.len(), 1);
         assert_eq!(ivs[0].start, 100 * S);
         assert!(!ivs[0].start_known);
+    }
+
+    /// A block released and allocated again to the same host in the same second: the release
+    /// ends the old holding, the allocation opens the next (opens sort before closes at one
+    /// instant, so the allocation must not be taken as more evidence for the old one).
+    #[test]
+    fn a_release_and_a_new_allocation_in_one_second_leave_the_block_held() {
+        use NatEventKind::*;
+        let alloc = block_alloc();
+        let mut release = alloc.clone();
+        release.event = PortBlockRelease;
+        release.time = 200 * S;
+        release.raw_record = 1;
+        let mut again = alloc.clone();
+        again.time = 200 * S;
+        again.raw_record = 2;
+        let ivs = intervals(vec![alloc, release.clone(), again.clone()], 0);
+        assert_eq!(ivs.len(), 2, "{ivs:?}");
+        let old = ivs.iter().find(|iv| iv.start == 100 * S).expect("old");
+        assert_eq!(old.end, Some(200 * S));
+        assert_eq!(
+            old.evidence.iter().map(|e| e.record).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        let new = ivs.iter().find(|iv| iv.start == 200 * S).expect("new");
+        assert_eq!((new.end, new.start_known), (None, true));
+        let att = attribute(ivs, 300 * S, 2 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
+        assert_eq!(att.matches[0].end, None, "still held at 300 s");
+        // Logged the other way round (the allocation first): one holding, ended by the release.
+        let mut first = again.clone();
+        first.raw_record = 1;
+        let mut then = release.clone();
+        then.raw_record = 2;
+        let ivs = intervals(vec![block_alloc(), first, then], 0);
+        assert_eq!(ivs.len(), 1, "{ivs:?}");
+        assert_eq!(ivs[0].end, Some(200 * S));
     }
 
     /// Attribution as the lookup makes it: the intervals of what was read, then the doubts
