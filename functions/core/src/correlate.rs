@@ -566,7 +566,10 @@ fn names(matches: &[Candidate]) -> Vec<String> {
 /// subscriber of their own time, by the identity data normalize had then: a port block held
 /// while the inside address changed hands, or identity data that lagged behind, leave it
 /// stale. A different holder now named makes the answer ambiguous (both are listed); so does
-/// a source that cannot tell (a handover instant). Sources that know no one change nothing.
+/// a source that cannot tell (a handover instant). Sources that know no one change nothing;
+/// a source that shows the inside address held by no one at that time (between two of its
+/// holdings) puts the candidate in doubt: its mapping outlived the address's assignment (a
+/// lost close), or the source missed a session.
 pub fn add_identity_at<'a>(
     att: &mut Attribution,
     mut holder: impl FnMut(&Candidate) -> crate::enrich::identity::Holder<'a>,
@@ -578,6 +581,13 @@ pub fn add_identity_at<'a>(
         }
         match holder(c) {
             Holder::Nobody => {}
+            Holder::Free => {
+                c.doubts.push(
+                    "the identity sources show its inside address held by no one at the question's time"
+                        .to_string(),
+                );
+                att.ambiguous = true;
+            }
             Holder::Ambiguous => att.ambiguous = true,
             Holder::One(s) => {
                 c.subscriber_at_time = Some(s.to_string());
@@ -819,6 +829,12 @@ mod tests {
         let mut a = base.clone();
         add_identity_at(&mut a, |_: &Candidate| Holder::Nobody);
         assert_eq!(a, base);
+        // They show the inside address held by no one then (between two of its sessions): the
+        // mapping outlived the assignment, or a session was missed — in doubt.
+        let mut a = base.clone();
+        add_identity_at(&mut a, |_: &Candidate| Holder::Free);
+        assert!(a.ambiguous);
+        assert!(a.matches[0].doubts[0].contains("held by no one"), "{a:?}");
         // Events recorded no subscriber: the holder at the time names one, plainly.
         let rows = vec![row(100 * S, SessionCreate, "100.64.0.1", 40000, 5000, 0)];
         let mut a = attribute(intervals(rows, 0), 150 * S, 2 * S);

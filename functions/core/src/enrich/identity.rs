@@ -76,7 +76,11 @@ impl Interval {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Holder<'a> {
+    /// The source does not speak of the address at that time.
     Nobody,
+    /// The source shows the address held by no one then: the time falls between two of its
+    /// holdings (after one ended, before the next began), so the source covers it.
+    Free,
     One(&'a str),
     /// More than one subscriber fits the time.
     Ambiguous,
@@ -84,10 +88,12 @@ pub enum Holder<'a> {
 
 impl<'a> Holder<'a> {
     /// Two answers for the same address and time together: `Ambiguous` when either is, or
-    /// when they name different subscribers.
+    /// when they name different subscribers; a holder named by one outweighs the other's
+    /// "free" (a static assignment in one source, a lapsed lease in another).
     pub fn and(self, other: Holder<'a>) -> Holder<'a> {
         match (self, other) {
             (Holder::Nobody, h) | (h, Holder::Nobody) => h,
+            (Holder::Free, h) | (h, Holder::Free) => h,
             (Holder::One(a), Holder::One(b)) if a == b => Holder::One(a),
             _ => Holder::Ambiguous,
         }
@@ -212,7 +218,14 @@ fn holder_in(v: &[Interval], t: Micros) -> Holder<'_> {
             }
         }
     }
-    found.map_or(Holder::Nobody, Holder::One)
+    match found {
+        Some(s) => Holder::One(s),
+        // Between a holding that ended before t and one that begins after it.
+        None if upto > 0 && upto < v.len() && v[upto - 1].end.is_some_and(|e| e < t) => {
+            Holder::Free
+        }
+        None => Holder::Nobody,
+    }
 }
 
 /// One key's intervals sorted, overlaps between different holders cut at the later start,
@@ -891,7 +904,7 @@ mod tests {
             id.lookup(a, t("2026-11-23T10:30:00Z")),
             Holder::One("alice@isp.example")
         );
-        assert_eq!(id.lookup(a, t("2026-11-23T10:30:30Z")), Holder::Nobody);
+        assert_eq!(id.lookup(a, t("2026-11-23T10:30:30Z")), Holder::Free);
         assert_eq!(
             id.lookup(a, t("2026-11-23T10:31:00Z")),
             Holder::One("bob@isp.example")
@@ -927,7 +940,7 @@ mod tests {
         // Alice's Stop was lost: Bob's Start ends her session. At that very second both fit.
         assert_eq!(id.lookup(a, t("2026-11-23T12:00:00Z")), Holder::Ambiguous);
         assert_eq!(id.lookup(a, t("2026-11-23T12:00:01Z")), Holder::One("bob"));
-        assert_eq!(id.lookup(a, t("2026-11-23T13:30:00Z")), Holder::Nobody);
+        assert_eq!(id.lookup(a, t("2026-11-23T13:30:00Z")), Holder::Free);
         // An Interim-Update without its Start (no session time): held from the update on.
         assert_eq!(
             id.lookup(a, t("2026-11-23T14:00:00Z")),
@@ -979,7 +992,7 @@ mod tests {
             id.lookup(a, t("2026-11-23T09:09:59Z")),
             Holder::One("00:00:5e:00:53:01")
         );
-        assert_eq!(id.lookup(a, t("2026-11-23T09:10:01Z")), Holder::Nobody);
+        assert_eq!(id.lookup(a, t("2026-11-23T09:10:01Z")), Holder::Free);
         // The next client: 09:33:20 to 10:33:20.
         assert_eq!(
             id.lookup(a, t("2026-11-23T10:00:00Z")),
@@ -1179,7 +1192,8 @@ server-duid \"\\000\\001\\000\\001\";\n";
                 (slaac, "2026-11-23T09:00:05Z", alice),
                 // The Stop closes the session's /56 though it does not name it.
                 (slaac, "2026-11-23T11:00:00Z", alice),
-                (slaac, "2026-11-23T11:00:01Z", Holder::Nobody),
+                // Between alice's /56 and bob's: the source shows it held by no one.
+                (slaac, "2026-11-23T11:00:01Z", Holder::Free),
                 (wan, "2026-11-23T11:00:01Z", Holder::Nobody),
                 ("100.64.0.7", "2026-11-23T10:00:00Z", alice),
                 (privacy, "2026-11-23T12:00:01Z", Holder::One("bob")),

@@ -98,7 +98,7 @@ impl Enricher {
     ) -> Option<&str> {
         match self.holder_at(inside, time, vrf, device) {
             identity::Holder::One(s) => Some(s),
-            identity::Holder::Nobody | identity::Holder::Ambiguous => None,
+            identity::Holder::Nobody | identity::Holder::Free | identity::Holder::Ambiguous => None,
         }
     }
 
@@ -114,13 +114,9 @@ impl Enricher {
     ) -> identity::Holder<'_> {
         let mut found = identity::Holder::Nobody;
         for t in self.identity.iter().filter(|t| t.scope.covers(vrf, device)) {
-            match (t.lookup(inside, time), &found) {
-                (identity::Holder::Nobody, _) => {}
-                (identity::Holder::Ambiguous, _) => return identity::Holder::Ambiguous,
-                (identity::Holder::One(s), identity::Holder::One(f)) if *f != s => {
-                    return identity::Holder::Ambiguous;
-                }
-                (one, _) => found = one,
+            found = found.and(t.lookup(inside, time));
+            if found == identity::Holder::Ambiguous {
+                break;
             }
         }
         found
@@ -154,7 +150,8 @@ impl Enricher {
                 // instant, nobody is named — falling back would name the prefix's owner instead.
                 env.subscriber = match self.holder_at(ip, time, vrf, env.device.as_deref()) {
                     identity::Holder::One(s) => Some(s.to_owned()),
-                    identity::Holder::Ambiguous => None,
+                    // Known to the sources, held by no one then: not the prefix's owner either.
+                    identity::Holder::Ambiguous | identity::Holder::Free => None,
                     identity::Holder::Nobody => matched.and_then(|(_, i)| i.subscriber.clone()),
                 };
             }
