@@ -115,11 +115,11 @@ pub struct CarryStats {
     pub expired: usize,
 }
 
-/// A row of the carry's input: its record (raw key numbered by [`RawKeys`], record index) and
-/// the mapping it is about.
-type EventKey = (u32, u64, IpAddr, Option<u16>, Option<IpAddr>, Option<u16>);
-/// A row by its record and public port only.
-type LooseKey = (u32, u64, IpAddr, Option<u16>);
+/// A row of one (x_ip, x_port) group by its record (raw key numbered by [`RawKeys`], record
+/// index).
+type RecordKey = (u32, u64);
+/// A row of a group by its record and inside address:port: the mapping it is about.
+type EventKey = (u32, u64, Option<IpAddr>, Option<u16>);
 
 /// The raw keys of one carry's rows, numbered: the maps below hash and copy integers instead of
 /// cloning and hashing an object key per row (hashing those keys alone took 6.6 % of
@@ -137,13 +137,9 @@ impl RawKeys {
         id
     }
 
-    fn loose(&self, e: &Evidence, x_ip: IpAddr, x_port: Option<u16>) -> Option<LooseKey> {
-        Some((*self.0.get(e.key.as_str())?, e.record, x_ip, x_port))
+    fn record(&self, e: &Evidence) -> Option<RecordKey> {
+        Some((*self.0.get(e.key.as_str())?, e.record))
     }
-}
-
-fn event_key(id: u32, r: &NatRow) -> EventKey {
-    (id, r.raw_record, r.x_ip, r.x_port, r.src_ip, r.src_port)
 }
 
 /// The carry into the next hour: from the previous carry and this hour's events (both
@@ -172,101 +168,139 @@ pub fn carry(
         _ => concat_batches(&schema, &parts)?,
     };
     let indexed = nat_rows_indexed(&all)?;
-    let hour_end = range_start.saturating_add(3_600_000_000);
-    // One raw record can hold several events (an IPFIX datagram: many ports, maybe several
-    // subscribers on one port), so a row is found by its record *and* its mapping.
-    let mut raw_keys = RawKeys::default();
-    let mut last_seen: HashMap<LooseKey, Micros> = HashMap::new();
-    // Each row's key, kept by its index in `all`: the rows themselves go to the correlation.
-    let mut keys: Vec<(usize, EventKey)> = Vec::with_capacity(indexed.len());
-    for (i, r) in &indexed {
-        let key = event_key(raw_keys.id(&r.raw_key), r);
-        // A span was last seen at its end.
-        let t = r.end_time.map_or(r.time, |e| e.max(r.time));
-        let e = last_seen.entry((key.0, key.1, key.2, key.3)).or_insert(t);
-        *e = (*e).max(t);
-        keys.push((*i, key));
-    }
-    let rows: Vec<NatRow> = indexed.into_iter().map(|(_, r)| r).collect();
-    let mut stats = CarryStats::default();
-    let mut wanted: HashSet<EventKey> = HashSet::new();
-    // Mappings whose events name more than one subscriber carry every row that says so: a
-    // lookup in a later hour must see the change too (the opening row alone would name its
-    // subscriber plainly).
-    let mut every: HashSet<LooseKey> = HashSet::new();
-    for iv in correlate::intervals(rows, range_start) {
-        // Closed before the hour's end: done. A closed interval that reaches past it is a
-        // single record stating its span (a delete is never later than its hour).
-        if iv
-            .end
-            .is_some_and(|e| e < hour_end || iv.evidence.len() > 1)
-        {
-            continue;
-        }
-        let last = iv
-            .evidence
-            .iter()
-            .filter_map(|e| last_seen.get(&raw_keys.loose(e, iv.x_ip, iv.x_port)?))
-            .max()
-            .map_or(iv.start, |t| *t);
-        if last < idle_cutoff {
-            stats.expired += 1;
-            continue;
-        }
-        if let Some((id, record, ..)) = iv
-            .evidence
-            .first()
-            .and_then(|e| raw_keys.loose(e, iv.x_ip, iv.x_port))
-        {
-            stats.carried += 1;
-            wanted.insert((id, record, iv.x_ip, iv.x_port, iv.src_ip, iv.src_port));
-        }
-        if !iv.other_subscribers.is_empty() {
-            every.extend(
-                iv.evidence
-                    .iter()
-                    .filter_map(|e| raw_keys.loose(e, iv.x_ip, iv.x_port)),
-            );
-        }
-    }
-    // The first row of each wanted event; a mapping whose fields the correlation completed
-    // from later rows (its opening row lacks the inside address) is found by record and port.
-    let mut picked: Vec<u32> = Vec::new();
-    let mut found: HashSet<EventKey> = HashSet::new();
-    for (i, k) in &keys {
-        if wanted.contains(k) && found.insert(*k) {
-            picked.push(*i as u32);
-        }
-    }
-    let mut loose_found: HashSet<LooseKey> = HashSet::new();
-    let missing: HashSet<LooseKey> = wanted
+    // Every row of a mapping, and so of its intervals, has the same (x_ip, x_port): each such
+    // group is carried on its own, its rows in their order in `all`. The correlation's sort
+    // and maps then stay as small as a group (on the whole chunk they took half the carry's
+    // instructions), and the maps below key a row by its record alone.
+    let mut order: Vec<(IpAddr, Option<u16>, u32)> = indexed
         .iter()
-        .filter(|k| !found.contains(*k))
-        .map(|&(id, record, ip, port, _, _)| (id, record, ip, port))
+        .enumerate()
+        .map(|(j, (_, r))| (r.x_ip, r.x_port, j as u32))
         .collect();
-    if !missing.is_empty() {
-        for &(i, (id, record, ip, port, _, _)) in &keys {
-            let k = (id, record, ip, port);
-            if missing.contains(&k) && loose_found.insert(k) {
-                picked.push(i as u32);
-            }
-        }
-        picked.sort_unstable();
-        picked.dedup();
+    order.sort_unstable();
+    let mut slots: Vec<Option<(usize, NatRow)>> = indexed.into_iter().map(Some).collect();
+    let mut group = Group {
+        range_start,
+        hour_end: range_start.saturating_add(3_600_000_000),
+        idle_cutoff,
+        raw_keys: RawKeys::default(),
+        stats: CarryStats::default(),
+        picked: Vec::new(),
+    };
+    for g in order.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let rows: Vec<(usize, NatRow)> = g
+            .iter()
+            .filter_map(|&(_, _, j)| slots.get_mut(j as usize)?.take())
+            .collect();
+        group.carry(rows);
     }
-    if !every.is_empty() {
-        for &(i, (id, record, ip, port, _, _)) in &keys {
-            if every.contains(&(id, record, ip, port)) {
-                picked.push(i as u32);
-            }
-        }
-        picked.sort_unstable();
-        picked.dedup();
-    }
+    let Group {
+        mut picked, stats, ..
+    } = group;
+    picked.sort_unstable();
+    picked.dedup();
     let indices = UInt32Array::from(picked);
     let picked = take_record_batch(&all, &indices)?;
     let merged = merge(Table::NatCarry, std::slice::from_ref(&picked))?;
     Ok((merged, stats))
+}
+
+/// The carry of one (x_ip, x_port) group at a time; see [`carry`].
+struct Group {
+    range_start: Micros,
+    hour_end: Micros,
+    idle_cutoff: Micros,
+    raw_keys: RawKeys,
+    stats: CarryStats,
+    /// Indices (in the carry's input) of the rows carried.
+    picked: Vec<u32>,
+}
+
+impl Group {
+    /// Carries the rows (with their indices, ascending) of one group.
+    fn carry(&mut self, rows: Vec<(usize, NatRow)>) {
+        // One raw record can hold several events (an IPFIX datagram: many ports, maybe several
+        // subscribers on one port), so a row is found by its record *and* its mapping.
+        let mut last_seen: HashMap<RecordKey, Micros> = HashMap::with_capacity(rows.len());
+        // Each row's key, kept by its index: the rows themselves go to the correlation.
+        let mut keys: Vec<(usize, EventKey)> = Vec::with_capacity(rows.len());
+        let rows: Vec<NatRow> = rows
+            .into_iter()
+            .map(|(i, r)| {
+                let key = (self.raw_keys.id(&r.raw_key), r.raw_record, r.src_ip, r.src_port);
+                // A span was last seen at its end.
+                let t = r.end_time.map_or(r.time, |e| e.max(r.time));
+                let e = last_seen.entry((key.0, key.1)).or_insert(t);
+                *e = (*e).max(t);
+                keys.push((i, key));
+                r
+            })
+            .collect();
+        let mut wanted: HashSet<EventKey> = HashSet::new();
+        // Mappings whose events name more than one subscriber carry every row that says so: a
+        // lookup in a later hour must see the change too (the opening row alone would name its
+        // subscriber plainly).
+        let mut every: HashSet<RecordKey> = HashSet::new();
+        for iv in correlate::intervals(rows, self.range_start) {
+            // Closed before the hour's end: done. A closed interval that reaches past it is a
+            // single record stating its span (a delete is never later than its hour).
+            if iv
+                .end
+                .is_some_and(|e| e < self.hour_end || iv.evidence.len() > 1)
+            {
+                continue;
+            }
+            let last = iv
+                .evidence
+                .iter()
+                .filter_map(|e| last_seen.get(&self.raw_keys.record(e)?))
+                .max()
+                .map_or(iv.start, |t| *t);
+            if last < self.idle_cutoff {
+                self.stats.expired += 1;
+                continue;
+            }
+            if let Some((id, record)) = iv.evidence.first().and_then(|e| self.raw_keys.record(e))
+            {
+                self.stats.carried += 1;
+                wanted.insert((id, record, iv.src_ip, iv.src_port));
+            }
+            if !iv.other_subscribers.is_empty() {
+                every.extend(iv.evidence.iter().filter_map(|e| self.raw_keys.record(e)));
+            }
+        }
+        if wanted.is_empty() && every.is_empty() {
+            return;
+        }
+        // The first row of each wanted event; a mapping whose fields the correlation completed
+        // from later rows (its opening row lacks the inside address) is found by its record.
+        let mut found: HashSet<EventKey> = HashSet::new();
+        for (i, k) in &keys {
+            if wanted.contains(k) && found.insert(*k) {
+                self.picked.push(*i as u32);
+            }
+        }
+        let missing: HashSet<RecordKey> = wanted
+            .iter()
+            .filter(|k| !found.contains(*k))
+            .map(|&(id, record, _, _)| (id, record))
+            .collect();
+        if !missing.is_empty() {
+            let mut loose_found: HashSet<RecordKey> = HashSet::new();
+            for &(i, (id, record, _, _)) in &keys {
+                if missing.contains(&(id, record)) && loose_found.insert((id, record)) {
+                    self.picked.push(i as u32);
+                }
+            }
+        }
+        if !every.is_empty() {
+            for &(i, (id, record, _, _)) in &keys {
+                if every.contains(&(id, record)) {
+                    self.picked.push(i as u32);
+                }
+            }
+        }
+    }
 }
 
 /// Which input [`CarryBuilder`] needs next.
