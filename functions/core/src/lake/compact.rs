@@ -227,7 +227,12 @@ impl Group {
         let rows: Vec<NatRow> = rows
             .into_iter()
             .map(|(i, r)| {
-                let key = (self.raw_keys.id(&r.raw_key), r.raw_record, r.src_ip, r.src_port);
+                let key = (
+                    self.raw_keys.id(&r.raw_key),
+                    r.raw_record,
+                    r.src_ip,
+                    r.src_port,
+                );
                 // A span was last seen at its end.
                 let t = r.end_time.map_or(r.time, |e| e.max(r.time));
                 let e = last_seen.entry((key.0, key.1)).or_insert(t);
@@ -260,10 +265,17 @@ impl Group {
                 self.stats.expired += 1;
                 continue;
             }
-            if let Some((id, record)) = iv.evidence.first().and_then(|e| self.raw_keys.record(e))
-            {
+            if let Some((id, record)) = iv.evidence.first().and_then(|e| self.raw_keys.record(e)) {
                 self.stats.carried += 1;
                 wanted.insert((id, record, iv.src_ip, iv.src_port));
+                // Its latest event too (a port block's interim record): the next hour's idle
+                // check counts from it, not from the opening — a block held for days with an
+                // interim record every day must not expire a week after its allocation.
+                if let Some(last) = iv.evidence.last().and_then(|e| self.raw_keys.record(e))
+                    && last != (id, record)
+                {
+                    wanted.insert((last.0, last.1, iv.src_ip, iv.src_port));
+                }
             }
             if !iv.other_subscribers.is_empty() {
                 every.extend(iv.evidence.iter().filter_map(|e| self.raw_keys.record(e)));
@@ -767,6 +779,42 @@ mod tests {
             .collect();
         let a = correlate::attribute(correlate::intervals(rows, h0 + H), h0 + H + 60 * S, 2 * S);
         assert!(a.ambiguous, "{a:?}");
+    }
+
+    /// A port block allocated long ago and kept alive by interim records: the carry holds its
+    /// latest interim record beside the allocation, so the idle limit counts from the interim
+    /// in every later hour, not from the allocation.
+    #[test]
+    fn a_block_kept_alive_by_interim_records_is_carried_past_the_idle_limit() {
+        use NatEventKind::*;
+        let h0 = 100 * H;
+        let alloc = nat(h0 + 10 * S, PortBlockAlloc, "100.64.1.1", 4096, "raw/0", 0);
+        let interim = nat(
+            h0 + 50 * 60 * S,
+            PortBlockInterim,
+            "100.64.1.1",
+            4096,
+            "raw/0",
+            1,
+        );
+        let (c1, st) = carry(None, Some(&object(&[alloc, interim])), h0, 0).unwrap();
+        assert_eq!((st.carried, st.expired), (1, 0));
+        assert_eq!(
+            ports(&c1),
+            [
+                (4096, "port_block_alloc".into()),
+                (4096, "port_block_interim".into())
+            ]
+        );
+        // An hour later, with an idle limit that the allocation is past but the interim is not:
+        // still held.
+        let cutoff = h0 + 30 * 60 * S;
+        let (c2, st) = carry(Some(&c1), None, h0 + H, cutoff).unwrap();
+        assert_eq!((st.carried, st.expired), (1, 0), "{st:?}");
+        assert_eq!(c2.num_rows(), 2);
+        // Past the interim too: expired.
+        let (_, st) = carry(Some(&c2), None, h0 + 2 * H, h0 + H).unwrap();
+        assert_eq!((st.carried, st.expired), (0, 1));
     }
 
     /// Feeds `previous` and `events` to a [`CarryBuilder`] in slices of `step` rows.
