@@ -118,8 +118,15 @@ pub struct CarryStats {
 /// A row of one (x_ip, x_port) group by its record (raw key numbered by [`RawKeys`], record
 /// index).
 type RecordKey = (u32, u64);
-/// A row of a group by its record and inside address:port: the mapping it is about.
-type EventKey = (u32, u64, Option<IpAddr>, Option<u16>);
+/// A row of a group by its record, inside address:port and destination: the mapping it is about.
+type EventKey = (
+    u32,
+    u64,
+    Option<IpAddr>,
+    Option<u16>,
+    Option<IpAddr>,
+    Option<u16>,
+);
 
 /// The raw keys of one carry's rows, numbered: the maps below hash and copy integers instead of
 /// cloning and hashing an object key per row (hashing those keys alone took 6.6 % of
@@ -227,11 +234,15 @@ impl Group {
         let rows: Vec<NatRow> = rows
             .into_iter()
             .map(|(i, r)| {
+                // The destination too: one record can close one session and open another of
+                // the same inside address:port on this public port (an IPFIX datagram).
                 let key = (
                     self.raw_keys.id(&r.raw_key),
                     r.raw_record,
                     r.src_ip,
                     r.src_port,
+                    r.dst_ip,
+                    r.dst_port,
                 );
                 // A span was last seen at its end.
                 let t = r.end_time.map_or(r.time, |e| e.max(r.time));
@@ -267,14 +278,21 @@ impl Group {
             }
             if let Some((id, record)) = iv.evidence.first().and_then(|e| self.raw_keys.record(e)) {
                 self.stats.carried += 1;
-                wanted.insert((id, record, iv.src_ip, iv.src_port));
+                wanted.insert((id, record, iv.src_ip, iv.src_port, iv.dst_ip, iv.dst_port));
                 // Its latest event too (a port block's interim record): the next hour's idle
                 // check counts from it, not from the opening — a block held for days with an
                 // interim record every day must not expire a week after its allocation.
                 if let Some(last) = iv.evidence.last().and_then(|e| self.raw_keys.record(e))
                     && last != (id, record)
                 {
-                    wanted.insert((last.0, last.1, iv.src_ip, iv.src_port));
+                    wanted.insert((
+                        last.0,
+                        last.1,
+                        iv.src_ip,
+                        iv.src_port,
+                        iv.dst_ip,
+                        iv.dst_port,
+                    ));
                 }
             }
             if !iv.other_subscribers.is_empty() {
@@ -295,18 +313,18 @@ impl Group {
         let missing: HashSet<RecordKey> = wanted
             .iter()
             .filter(|k| !found.contains(*k))
-            .map(|&(id, record, _, _)| (id, record))
+            .map(|&(id, record, ..)| (id, record))
             .collect();
         if !missing.is_empty() {
             let mut loose_found: HashSet<RecordKey> = HashSet::new();
-            for &(i, (id, record, _, _)) in &keys {
+            for &(i, (id, record, ..)) in &keys {
                 if missing.contains(&(id, record)) && loose_found.insert((id, record)) {
                     self.picked.push(i as u32);
                 }
             }
         }
         if !every.is_empty() {
-            for &(i, (id, record, _, _)) in &keys {
+            for &(i, (id, record, ..)) in &keys {
                 if every.contains(&(id, record)) {
                     self.picked.push(i as u32);
                 }
@@ -815,6 +833,45 @@ mod tests {
         // Past the interim too: expired.
         let (_, st) = carry(Some(&c2), None, h0 + 2 * H, h0 + H).unwrap();
         assert_eq!((st.carried, st.expired), (0, 1));
+    }
+
+    /// One record (an IPFIX datagram) closes a session of 100.64.1.1:40000 to one
+    /// destination and opens another to a second, on the same public port: the open one's row
+    /// is carried, not the closed one's.
+    #[test]
+    fn the_open_sessions_row_is_carried_when_one_record_holds_both() {
+        use NatEventKind::*;
+        let h0 = 100 * H;
+        let with_dst = |mut r: Row, dst: &str| {
+            if let crate::model::Event::Nat(n) = &mut r.event {
+                n.dst_ip = dst.parse().ok();
+            }
+            r
+        };
+        let first = with_dst(
+            nat(h0 + 10 * S, SessionCreate, "100.64.1.1", 5000, "raw/0", 0),
+            "192.0.2.1",
+        );
+        let close = with_dst(
+            nat(h0 + 20 * S, SessionDelete, "100.64.1.1", 5000, "raw/0", 1),
+            "192.0.2.1",
+        );
+        let open = with_dst(
+            nat(h0 + 20 * S, SessionCreate, "100.64.1.1", 5000, "raw/0", 1),
+            "192.0.2.2",
+        );
+        let (c1, st) = carry(None, Some(&object(&[first, close, open])), h0, 0).unwrap();
+        assert_eq!(st.carried, 1);
+        let rows: Vec<NatRow> = nat_rows_indexed(&c1)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(
+            (rows[0].event, rows[0].dst_ip),
+            (SessionCreate, "192.0.2.2".parse().ok())
+        );
     }
 
     /// Feeds `previous` and `events` to a [`CarryBuilder`] in slices of `step` rows.
