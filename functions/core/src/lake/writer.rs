@@ -11,14 +11,18 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::arrow_writer::{
+    ArrowRowGroupWriterFactory, ArrowWriterOptions, compute_leaves,
+};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use super::columns::{self, Column, schema_of};
+use super::constant;
 use super::layout;
 use crate::model::{Event, Reject, Row, Table};
 
@@ -360,6 +364,9 @@ pub fn encode_batch(
 ) -> Result<Bytes, LakeError> {
     let schema = batch.schema();
     let props = properties(table, batch, opts)?;
+    if opts.ingest && !opts.bloom_filters && !opts.page_index {
+        return encode_per_object(batch, props);
+    }
     let mut buf = Vec::with_capacity(4096);
     // Per-object outputs leave out the Arrow schema (a 2 KB base64 footer entry, encoded anew
     // for each file): every lake reader conforms batches to the table's own schema
@@ -369,6 +376,61 @@ pub fn encode_batch(
         .with_skip_arrow_metadata(opts.ingest);
     let mut w = ArrowWriter::try_new_with_options(&mut buf, schema, options)?;
     w.write(batch)?;
+    w.close()?;
+    Ok(Bytes::from(buf))
+}
+
+/// Normalize's per-object outputs: `ArrowWriter`'s encoding, except that a column chunk of one
+/// value or none is written as its pages directly ([`constant`]): on the 3-hour day's objects
+/// about half the columns of a chunk are such, and the column writer spent a dictionary lookup,
+/// a level and an index on each of their rows. No Arrow schema in the footer (see
+/// [`encode_batch`]); no bloom filters or page index (see [`WriteOptions::ingest`]).
+fn encode_per_object(batch: &RecordBatch, props: WriterProperties) -> Result<Bytes, LakeError> {
+    let schema = batch.schema();
+    let parquet_schema = ArrowSchemaConverter::new()
+        .with_coerce_types(props.coerce_types())
+        .convert(&schema)?;
+    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    let props = Arc::new(props);
+    let mut buf = Vec::with_capacity(4096);
+    let mut w = SerializedFileWriter::new(
+        &mut buf,
+        parquet_schema.root_schema_ptr(),
+        Arc::clone(&props),
+    )?;
+    let factory = ArrowRowGroupWriterFactory::new(&w, Arc::clone(&schema));
+    let mut start = 0;
+    let mut index = 0;
+    while start < batch.num_rows() {
+        let len = group_rows.min(batch.num_rows() - start);
+        let part = batch.slice(start, len);
+        let writers = factory.create_column_writers(index)?;
+        let mut group = w.next_row_group()?;
+        for (i, (writer, (field, array))) in writers
+            .into_iter()
+            .zip(schema.fields().iter().zip(part.columns()))
+            .enumerate()
+        {
+            let descr = parquet_schema.column(i);
+            let all_null = array.null_count() == array.len();
+            let single = !all_null && single_value(array.as_ref());
+            let stats = props.statistics_enabled(descr.path()) != EnabledStatistics::None;
+            if all_null || single {
+                if let Some(c) = constant::chunk(&descr, array.as_ref(), all_null, single, stats)? {
+                    group.append_column(&c.bytes, c.close)?;
+                    continue;
+                }
+            }
+            let mut writer = writer;
+            for leaf in compute_leaves(field, array)? {
+                writer.write(&leaf)?;
+            }
+            writer.close()?.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        start += len;
+        index += 1;
+    }
     w.close()?;
     Ok(Bytes::from(buf))
 }
