@@ -37,71 +37,68 @@ pub struct Chunk {
     pub close: ColumnCloseResult,
 }
 
-/// The chunk of `array` when every row of it is null (`all_null`) or holds one value
-/// (`single`); None when it is neither, or of a type or shape left to the column writer.
-/// `statistics`: whether the column keeps (column-chunk) statistics.
-pub fn chunk(
+/// The chunk of `rows` nulls in a column of type `t`; None for a type or shape left to the
+/// column writer. `statistics`: whether the column keeps (column-chunk) statistics.
+pub fn null_chunk(
     descr: &ColumnDescPtr,
-    array: &dyn Array,
-    all_null: bool,
-    single: bool,
+    t: &DataType,
+    rows: usize,
     statistics: bool,
 ) -> Result<Option<Chunk>, ParquetError> {
-    let rows = array.len();
-    // A flat nullable column (every lake column): definition level 1 is a value, 0 a null.
-    if rows == 0 || descr.max_def_level() != 1 || descr.max_rep_level() != 0 {
-        return Ok(None);
-    }
-    let Ok(n) = u32::try_from(rows) else {
+    let Some(n) = flat_rows(descr, rows) else {
         return Ok(None);
     };
-    let signed = descr.sort_order().is_signed();
-    let mut out = TrackedWrite::new(Vec::with_capacity(128));
+    let stats = match statistics {
+        false => None,
+        true => match null_statistics(t, rows as u64) {
+            Some(s) => Some(s),
+            None => return Ok(None),
+        },
+    };
+    let mut out = TrackedWrite::new(Vec::with_capacity(64));
     let mut pages = SerializedPageWriter::new(&mut out);
-    if all_null {
-        let stats = match statistics {
-            false => None,
-            true => match null_statistics(array.data_type(), rows as u64) {
-                Some(s) => Some(s),
-                None => return Ok(None),
-            },
-        };
-        let data = levels(n, false);
-        let spec = pages.write_page(uncompressed(Page::DataPage {
-            buf: data,
-            num_values: n,
+    let spec = pages.write_page(data_page(levels(n, false), n, Encoding::PLAIN))?;
+    drop(pages);
+    let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+        .set_page_encoding_stats(vec![PageEncodingStats {
+            page_type: PageType::DATA_PAGE,
             encoding: Encoding::PLAIN,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        }))?;
-        drop(pages);
-        let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
-            .set_compression(Compression::UNCOMPRESSED)
-            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
-            .set_page_encoding_stats(vec![PageEncodingStats {
-                page_type: PageType::DATA_PAGE,
-                encoding: Encoding::PLAIN,
-                count: 1,
-            }])
-            .set_total_compressed_size(spec.compressed_size as i64)
-            .set_total_uncompressed_size(spec.uncompressed_size as i64)
-            .set_num_values(i64::from(n))
-            .set_data_page_offset(spec.offset as i64);
-        if let Some(s) = stats {
-            b = b.set_statistics(s);
-        }
-        return finish(out, b, n);
+            count: 1,
+        }])
+        .set_total_compressed_size(spec.compressed_size as i64)
+        .set_total_uncompressed_size(spec.uncompressed_size as i64)
+        .set_num_values(i64::from(n))
+        .set_data_page_offset(spec.offset as i64);
+    if let Some(s) = stats {
+        b = b.set_statistics(s);
     }
-    if !single {
+    finish(out, b, n)
+}
+
+/// The chunk of `rows` rows that all hold `one`'s (first) value; None for a type or shape left
+/// to the column writer, or a value longer than parquet keeps whole in statistics.
+pub fn single_chunk(
+    descr: &ColumnDescPtr,
+    one: &dyn Array,
+    rows: usize,
+    statistics: bool,
+) -> Result<Option<Chunk>, ParquetError> {
+    let Some(n) = flat_rows(descr, rows) else {
+        return Ok(None);
+    };
+    if one.is_empty() {
         return Ok(None);
     }
-    let Some((plain, stats)) = plain_value(array, signed) else {
+    let Some((plain, stats)) = plain_value(one, descr.sort_order().is_signed()) else {
         return Ok(None);
     };
     if statistics && plain.len() > MAX_STATS_VALUE + 4 {
         return Ok(None);
     }
+    let mut out = TrackedWrite::new(Vec::with_capacity(128));
+    let mut pages = SerializedPageWriter::new(&mut out);
     let dict = pages.write_page(uncompressed(Page::DictionaryPage {
         buf: plain.into(),
         num_values: 1,
@@ -112,14 +109,7 @@ pub fn chunk(
     let mut data = levels(n, true).to_vec();
     data.push(0);
     varint(&mut data, u64::from(n) << 1);
-    let spec = pages.write_page(uncompressed(Page::DataPage {
-        buf: data.into(),
-        num_values: n,
-        encoding: Encoding::RLE_DICTIONARY,
-        def_level_encoding: Encoding::RLE,
-        rep_level_encoding: Encoding::RLE,
-        statistics: None,
-    }))?;
+    let spec = pages.write_page(data_page(data.into(), n, Encoding::RLE_DICTIONARY))?;
     drop(pages);
     let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
         .set_compression(Compression::UNCOMPRESSED)
@@ -149,6 +139,28 @@ pub fn chunk(
         b = b.set_statistics(stats);
     }
     finish(out, b, n)
+}
+
+/// The row count as a page holds it, for a flat nullable column (every lake column:
+/// definition level 1 is a value, 0 a null); None for other shapes or no rows.
+fn flat_rows(descr: &ColumnDescPtr, rows: usize) -> Option<u32> {
+    if rows == 0 || descr.max_def_level() != 1 || descr.max_rep_level() != 0 {
+        return None;
+    }
+    u32::try_from(rows).ok()
+}
+
+/// A v1 data page of `n` values, levels in RLE, without page statistics (the writer keeps
+/// them per column chunk here).
+fn data_page(buf: Bytes, n: u32, encoding: Encoding) -> CompressedPage {
+    uncompressed(Page::DataPage {
+        buf,
+        num_values: n,
+        encoding,
+        def_level_encoding: Encoding::RLE,
+        rep_level_encoding: Encoding::RLE,
+        statistics: None,
+    })
 }
 
 fn uncompressed(page: Page) -> CompressedPage {
