@@ -76,6 +76,68 @@ impl<R> Column<R> {
     }
 }
 
+/// What a column holds for a set of rows, as normalize's per-object writer takes it.
+pub enum Built {
+    /// No row has a value.
+    Null,
+    /// Every row has this value: a one-row array.
+    Single(ArrayRef),
+    /// Anything else: the column's array.
+    Values(ArrayRef),
+}
+
+impl<R> Column<R> {
+    /// [`Column::build`], except that a column whose rows are all null or all one value is
+    /// found out by comparing each row's value with the first and is not built (a per-object
+    /// output's raw key, format, device, enrichment and the fields its vendor never logs: over
+    /// half of its column chunks). Other columns cost the comparisons up to their first
+    /// differing row, then the build.
+    pub fn build_or_constant(&self, rows: &[&R]) -> Built {
+        let null = match &self.get {
+            Get::Time(f) | Get::I64(f) => same_value(*f, rows),
+            Get::I16(f) => same_value(*f, rows),
+            Get::I32(f) => same_value(*f, rows),
+            Get::Str(f) => same_text(*f, rows),
+            Get::Bin(_) => None,
+        };
+        match null {
+            Some(true) => Built::Null,
+            Some(false) => Built::Single(self.build(&rows[..1])),
+            None => Built::Values(self.build(rows)),
+        }
+    }
+}
+
+/// Some(whether it is null) when every row has the first row's value; None otherwise or
+/// without rows.
+fn same_value<R, T: PartialEq>(f: fn(&R) -> Option<T>, rows: &[&R]) -> Option<bool> {
+    let (first, rest) = rows.split_first()?;
+    let v = f(first);
+    rest.iter().all(|r| f(r) == v).then_some(v.is_none())
+}
+
+/// [`same_value`] for text: each row's text is appended after the first's, compared with it
+/// and cut off again.
+fn same_text<R>(f: fn(&R, &mut TextBuf) -> bool, rows: &[&R]) -> Option<bool> {
+    let (first, rest) = rows.split_first()?;
+    let mut buf = TextBuf(Vec::new());
+    let present = f(first, &mut buf);
+    if !present {
+        // An extractor that wrote before saying "null" leaves nothing behind.
+        buf.0.clear();
+    }
+    let n = buf.0.len();
+    for r in rest {
+        let p = f(r, &mut buf);
+        let same = p == present && (!p || buf.0[n..] == buf.0[..n]);
+        buf.0.truncate(n);
+        if !same {
+            return None;
+        }
+    }
+    Some(!present)
+}
+
 /// A primitive column collected straight into its value buffer (one allocation of the exact
 /// size) with a validity bitmap made only when a value is missing: the same array as a
 /// `PrimitiveBuilder` gives (0 in null slots), without its per-value call and capacity checks

@@ -2,6 +2,7 @@
 
 pub mod columns;
 pub mod compact;
+mod constant;
 pub mod late;
 pub mod layout;
 pub mod merge;

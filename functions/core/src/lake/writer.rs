@@ -6,19 +6,24 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
+use arrow::array::ArrayRef;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::arrow_writer::{
+    ArrowRowGroupWriterFactory, ArrowWriterOptions, compute_leaves,
+};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
-use super::columns::{self, Column, schema_of};
+use super::columns::{self, Built, Column, schema_of};
+use super::constant;
 use super::layout;
 use crate::model::{Event, Reject, Row, Table};
 
@@ -162,10 +167,11 @@ fn bloom_columns(table: Table) -> &'static [&'static str] {
 /// dictionary and zstd: their pages are a few bytes of definition levels.
 fn properties(
     table: Table,
-    batch: &RecordBatch,
+    schema: &Schema,
+    kinds: &[Kind],
+    rows: usize,
     opts: &WriteOptions,
 ) -> Result<WriterProperties, LakeError> {
-    let schema = batch.schema();
     let sorting: Vec<SortingColumn> = sort_columns(table)
         .iter()
         .filter_map(|name| schema.index_of(name).ok())
@@ -197,7 +203,7 @@ fn properties(
         .set_key_value_metadata(Some(vec![sort_order_marker()]))
         .set_created_by(format!("natlake {}", env!("CARGO_PKG_VERSION")));
     let second_sort = sort_columns(table).get(1).copied();
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+    for (field, kind) in schema.fields().iter().zip(kinds) {
         let col = ColumnPath::from(field.name().as_str());
         if opts.ingest && !filter_columns(table, field.name()) {
             // Min/max of every page of a column nobody filters on (for strings a comparison
@@ -205,13 +211,13 @@ fn properties(
             // hundred rows, read whole until compaction rewrites it with full statistics.
             props = props.set_column_statistics_enabled(col.clone(), EnabledStatistics::None);
         }
-        if array.null_count() == array.len() {
+        if *kind == Kind::Null {
             props = props
                 .set_column_compression(col.clone(), Compression::UNCOMPRESSED)
                 .set_column_dictionary_enabled(col, false);
             continue;
         }
-        let single = single_value(array.as_ref());
+        let single = *kind == Kind::Single;
         if single {
             // One value (the raw key, the format, often the device): a one-entry dictionary
             // and a run of index 0 are a few bytes; zstd would only add its frame and the
@@ -267,7 +273,7 @@ fn properties(
         }
     }
     if opts.bloom_filters {
-        let ndv = batch.num_rows().clamp(1, row_group_rows) as u64;
+        let ndv = rows.clamp(1, row_group_rows) as u64;
         for c in bloom_columns(table) {
             let col = ColumnPath::from(*c);
             props = props
@@ -294,6 +300,31 @@ const INGEST_DELTA: [&str; 10] = [
     "bytes",
     "packets",
 ];
+
+/// What the writer's settings look at in a column: no value, one value, or several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Single,
+    Values,
+}
+
+/// The [`Kind`] of each of a batch's columns (an empty column counts as null).
+fn kinds(batch: &RecordBatch) -> Vec<Kind> {
+    batch
+        .columns()
+        .iter()
+        .map(|a| {
+            if a.null_count() == a.len() {
+                Kind::Null
+            } else if single_value(a.as_ref()) {
+                Kind::Single
+            } else {
+                Kind::Values
+            }
+        })
+        .collect()
+}
 
 /// True when every row holds the same non-null value.
 fn single_value(array: &dyn arrow::array::Array) -> bool {
@@ -347,9 +378,20 @@ pub fn encode<R>(
     opts: &WriteOptions,
 ) -> Result<Bytes, LakeError> {
     let schema = schema_of(cols);
+    if per_object(opts) {
+        let built: Vec<Built> = cols.iter().map(|c| c.build_or_constant(rows)).collect();
+        return encode_per_object(table, &schema, &built, rows.len(), opts, |i, start, len| {
+            cols[i].build(&rows[start..start + len])
+        });
+    }
     let arrays = cols.iter().map(|c| c.build(rows)).collect::<Vec<_>>();
     let batch = RecordBatch::try_new(schema, arrays)?;
     encode_batch(table, &batch, opts)
+}
+
+/// Whether `opts` are normalize's per-object settings, which [`encode_per_object`] writes.
+fn per_object(opts: &WriteOptions) -> bool {
+    opts.ingest && !opts.bloom_filters && !opts.page_index
 }
 
 /// Encodes one batch (already in the order to write) as one Parquet file.
@@ -359,7 +401,22 @@ pub fn encode_batch(
     opts: &WriteOptions,
 ) -> Result<Bytes, LakeError> {
     let schema = batch.schema();
-    let props = properties(table, batch, opts)?;
+    let kinds = kinds(batch);
+    if per_object(opts) {
+        let built: Vec<Built> = kinds
+            .iter()
+            .zip(batch.columns())
+            .map(|(k, a)| match k {
+                Kind::Null => Built::Null,
+                Kind::Single => Built::Single(a.slice(0, 1)),
+                Kind::Values => Built::Values(Arc::clone(a)),
+            })
+            .collect();
+        return encode_per_object(table, &schema, &built, batch.num_rows(), opts, |i, s, n| {
+            batch.column(i).slice(s, n)
+        });
+    }
+    let props = properties(table, &schema, &kinds, batch.num_rows(), opts)?;
     let mut buf = Vec::with_capacity(4096);
     // Per-object outputs leave out the Arrow schema (a 2 KB base64 footer entry, encoded anew
     // for each file): every lake reader conforms batches to the table's own schema
@@ -369,6 +426,79 @@ pub fn encode_batch(
         .with_skip_arrow_metadata(opts.ingest);
     let mut w = ArrowWriter::try_new_with_options(&mut buf, schema, options)?;
     w.write(batch)?;
+    w.close()?;
+    Ok(Bytes::from(buf))
+}
+
+/// Normalize's per-object outputs: `ArrowWriter`'s encoding, except that a column chunk of one
+/// value or none is written as its pages directly ([`constant`]): on the 3-hour day's objects
+/// over half the column chunks are such, and the column writer spent a dictionary lookup, a
+/// level and an index on each of their rows. No Arrow schema in the footer (see
+/// [`encode_batch`]); no bloom filters or page index (see [`WriteOptions::ingest`]).
+///
+/// `built` holds the columns of `rows` rows; `values(i, start, len)` builds rows
+/// `start..start + len` of column `i` when a column of one value or none has to go through
+/// the column writer after all (a value too long to keep whole in statistics).
+fn encode_per_object(
+    table: Table,
+    schema: &SchemaRef,
+    built: &[Built],
+    rows: usize,
+    opts: &WriteOptions,
+    values: impl Fn(usize, usize, usize) -> ArrayRef,
+) -> Result<Bytes, LakeError> {
+    let kinds: Vec<Kind> = built
+        .iter()
+        .map(|b| match b {
+            Built::Null => Kind::Null,
+            Built::Single(_) => Kind::Single,
+            Built::Values(_) => Kind::Values,
+        })
+        .collect();
+    let props = properties(table, schema, &kinds, rows, opts)?;
+    let parquet_schema = ArrowSchemaConverter::new()
+        .with_coerce_types(props.coerce_types())
+        .convert(schema)?;
+    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    let props = Arc::new(props);
+    let mut buf = Vec::with_capacity(4096);
+    let mut w = SerializedFileWriter::new(
+        &mut buf,
+        parquet_schema.root_schema_ptr(),
+        Arc::clone(&props),
+    )?;
+    let factory = ArrowRowGroupWriterFactory::new(&w, Arc::clone(schema));
+    let mut start = 0;
+    let mut index = 0;
+    while start < rows {
+        let len = group_rows.min(rows - start);
+        let writers = factory.create_column_writers(index)?;
+        let mut group = w.next_row_group()?;
+        for (i, (mut writer, field)) in writers.into_iter().zip(schema.fields()).enumerate() {
+            let descr = parquet_schema.column(i);
+            let stats = props.statistics_enabled(descr.path()) != EnabledStatistics::None;
+            let chunk = match &built[i] {
+                Built::Null => constant::null_chunk(&descr, field.data_type(), len, stats)?,
+                Built::Single(one) => constant::single_chunk(&descr, one.as_ref(), len, stats)?,
+                Built::Values(_) => None,
+            };
+            if let Some(c) = chunk {
+                group.append_column(&c.bytes, c.close)?;
+                continue;
+            }
+            let array = match &built[i] {
+                Built::Values(a) => a.slice(start, len),
+                _ => values(i, start, len),
+            };
+            for leaf in compute_leaves(field, &array)? {
+                writer.write(&leaf)?;
+            }
+            writer.close()?.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        start += len;
+        index += 1;
+    }
     w.close()?;
     Ok(Bytes::from(buf))
 }
@@ -1172,6 +1302,101 @@ mod tests {
         let got = read(&out[0].1);
         assert_eq!(got.num_rows(), 500);
         assert_eq!(got, read(&full[0].1));
+    }
+
+    /// Per-object outputs write columns of one value or none as their pages directly: the same
+    /// rows and the same statistics as parquet's column writer gives them, in every row group.
+    #[test]
+    fn per_object_columns_of_one_value_or_none_read_back_with_their_statistics() {
+        let rows: Vec<Row> = (0..700u16)
+            .map(|i| {
+                let mut r = nat_row(
+                    H + i64::from(i) * 1_000,
+                    SessionCreate,
+                    "100.64.0.9",
+                    1024 + i,
+                    "raw/x/k.nlraw.zst",
+                    u64::from(i),
+                );
+                if let Event::Nat(e) = &mut r.event {
+                    // Null in some rows only: not a column of one value.
+                    e.dst_port = (i % 5 != 0).then_some(443);
+                }
+                r
+            })
+            .collect();
+        let opts = WriteOptions {
+            row_group_rows: 300,
+            ..WriteOptions::ingest()
+        };
+        let out = encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &opts).unwrap();
+        let full =
+            encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap();
+        let read = |b: &Bytes| {
+            let batches = crate::lake::read::parquet_batches(b.clone()).unwrap();
+            arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+        };
+        assert_eq!(read(&out[0].1).num_rows(), 700);
+        assert_eq!(read(&out[0].1), read(&full[0].1));
+        let file = SerializedFileReader::new(out[0].1.clone()).unwrap();
+        assert_eq!(file.metadata().num_row_groups(), 3);
+        for (g, rg) in file.metadata().row_groups().iter().enumerate() {
+            let col = |name: &str| {
+                rg.columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == name)
+                    .unwrap()
+            };
+            let n = rg.num_rows() as u64;
+            // One value: a one-entry dictionary, uncompressed, min = max on filter columns.
+            for name in ["x_ip", "protocol", "raw_key", "device", "format", "event"] {
+                let c = col(name);
+                assert!(c.dictionary_page_offset().is_some(), "{name} in {g}");
+                let encodings: Vec<_> = c.encodings().collect();
+                assert!(encodings.contains(&Encoding::RLE_DICTIONARY), "{name}");
+                assert_eq!(c.compression(), Compression::UNCOMPRESSED, "{name}");
+            }
+            let x_ip = col("x_ip").statistics().unwrap();
+            assert_eq!(x_ip.min_bytes_opt(), Some(&b"198.51.100.7"[..]));
+            assert_eq!(x_ip.max_bytes_opt(), Some(&b"198.51.100.7"[..]));
+            assert_eq!(x_ip.null_count_opt(), Some(0));
+            let protocol = col("protocol").statistics().unwrap();
+            assert_eq!(protocol.min_bytes_opt(), Some(&6i32.to_le_bytes()[..]));
+            assert_eq!(protocol.null_count_opt(), Some(0));
+            assert!(col("raw_key").statistics().is_none());
+            // No value: definition levels alone; a filter column counts its nulls.
+            let end = col("end_time");
+            assert!(end.dictionary_page_offset().is_none());
+            let s = end.statistics().unwrap();
+            assert_eq!((s.min_bytes_opt(), s.null_count_opt()), (None, Some(n)));
+            assert!(col("subscriber").statistics().is_none());
+            // Several values: parquet's writer, as before.
+            let dst = col("dst_port");
+            assert!(dst.dictionary_page_offset().is_some());
+        }
+    }
+
+    /// A value longer than parquet keeps whole in statistics goes through its column writer,
+    /// which truncates the statistics as compaction's files have them.
+    #[test]
+    fn per_object_long_single_values_keep_the_writers_statistics() {
+        use arrow::array::StringArray;
+        use arrow::datatypes::Field;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let long = "x".repeat(100);
+        let schema = Arc::new(Schema::new(vec![Field::new("x_ip", DataType::Utf8, true)]));
+        let values: ArrayRef = Arc::new(StringArray::from(vec![long.as_str(); 3]));
+        let batch = RecordBatch::try_new(schema, vec![values]).unwrap();
+        let b = encode_batch(Table::NatEvents, &batch, &WriteOptions::ingest()).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(b.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        let back: Vec<RecordBatch> = reader.map(|r| r.unwrap()).collect();
+        assert_eq!(back[0].column(0).as_ref(), batch.column(0).as_ref());
+        let file = SerializedFileReader::new(b).unwrap();
+        let stats = file.metadata().row_group(0).column(0).statistics().unwrap();
+        assert_eq!(stats.min_bytes_opt().map(<[u8]>::len), Some(64));
     }
 
     #[test]
