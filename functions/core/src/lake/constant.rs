@@ -58,7 +58,6 @@ pub fn null_chunk(
     let mut out = TrackedWrite::new(Vec::with_capacity(64));
     let mut pages = SerializedPageWriter::new(&mut out);
     let spec = pages.write_page(data_page(levels(n, false), n, Encoding::PLAIN))?;
-    drop(pages);
     let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
         .set_compression(Compression::UNCOMPRESSED)
         .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
@@ -110,7 +109,6 @@ pub fn single_chunk(
     data.push(0);
     varint(&mut data, u64::from(n) << 1);
     let spec = pages.write_page(data_page(data.into(), n, Encoding::RLE_DICTIONARY))?;
-    drop(pages);
     let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
         .set_compression(Compression::UNCOMPRESSED)
         .set_encodings(vec![
