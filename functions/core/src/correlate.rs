@@ -487,7 +487,7 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
     }
     matches.sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
     Attribution {
-        ambiguous: names(&matches).len() > 1 || matches.iter().any(|c| !c.doubts.is_empty()),
+        ambiguous: unsettled(&matches),
         matches,
     }
 }
@@ -533,7 +533,13 @@ pub fn doubt_superseded(att: &mut Attribution, all: &[Interval], at: Micros, win
             ));
         }
     }
-    att.ambiguous = att.ambiguous || att.matches.iter().any(|c| !c.doubts.is_empty());
+    att.ambiguous = att.ambiguous || unsettled(&att.matches);
+}
+
+/// Whether the candidates leave the answer open: they name more than one subscriber (or host),
+/// or one of them is in doubt.
+fn unsettled(matches: &[Candidate]) -> bool {
+    names(matches).len() > 1 || matches.iter().any(|c| !c.doubts.is_empty())
 }
 
 /// Who the candidates name: their subscribers, else their inside address in its VRF (the same
@@ -586,7 +592,6 @@ pub fn add_identity_at<'a>(
                     "the identity sources show its inside address held by no one at the question's time"
                         .to_string(),
                 );
-                att.ambiguous = true;
             }
             Holder::Ambiguous => att.ambiguous = true,
             Holder::One(s) => {
@@ -595,7 +600,7 @@ pub fn add_identity_at<'a>(
             }
         }
     }
-    att.ambiguous = att.ambiguous || names(&att.matches).len() > 1;
+    att.ambiguous = att.ambiguous || unsettled(&att.matches);
 }
 
 #[cfg(test)]

@@ -201,11 +201,15 @@ fn nat_event(f: &Fields, h: &HeaderTimes, code: u8, default_time: Micros) -> Map
     })
 }
 
-/// One NAT row, without ICMP (and GRE) identifiers in its port columns, as the text parsers
-/// store them: an identifier equal to an asked port is not that port.
-fn nat_row(mut e: NatEvent) -> Mapped {
+/// A NAT event without ICMP (and GRE) identifiers in its port columns, as the text parsers
+/// store it: an identifier equal to an asked port is not that port.
+fn without_icmp_ports(mut e: NatEvent) -> NatEvent {
     crate::parsers::fields::clean_ports(&mut e);
-    Mapped::Events(vec![Event::Nat(e)])
+    e
+}
+
+fn nat_row(e: NatEvent) -> Mapped {
+    Mapped::Events(vec![Event::Nat(without_icmp_ports(e))])
 }
 
 /// Port block bounds: start and end (362), or start, size (364) and step (363). A step above 1
@@ -362,10 +366,7 @@ fn flow(f: &Fields, h: &HeaderTimes, exporter: Option<IpAddr>, default_time: Mic
             packets_out: packets,
             packets_in: f.responder_packets,
         })
-        .map(|mut e| {
-            crate::parsers::fields::clean_ports(&mut e);
-            e
-        });
+        .map(without_icmp_ports);
     let mut events = vec![Event::Flow(rec)];
     events.extend(nat.map(Event::Nat));
     Mapped::Events(events)
