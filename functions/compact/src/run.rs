@@ -30,7 +30,7 @@ use natlake_core::lake::merge::{
 };
 use natlake_core::lake::sink::ParquetSink;
 use natlake_core::lake::writer::{LakeError, WriteOptions};
-use natlake_core::lake::{late, layout};
+use natlake_core::lake::{late, layout, state};
 use natlake_core::model::{Micros, Table};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
@@ -43,7 +43,7 @@ pub const COMPACTED: &str = "compacted.parquet";
 /// Name of a carry object.
 pub const CARRY: &str = "carry.parquet";
 /// Where objects that cannot be read are copied, with the reason, before they are set aside.
-pub const QUARANTINE_DIR: &str = "_state/quarantine/";
+pub use natlake_core::lake::state::QUARANTINE_DIR;
 
 const HOUR: Micros = 3_600_000_000;
 
@@ -151,6 +151,11 @@ pub struct HourReport {
     pub carry_unchanged: bool,
     /// Objects that could not be read: copied to `_state/quarantine/` and set aside.
     pub quarantined: Vec<String>,
+    /// Objects quarantined earlier whose key a new object took (its raw object normalized
+    /// again) and that merged: their quarantine entries are removed, so lookups stop reporting
+    /// the rows as missing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restored: Vec<String>,
 }
 
 /// What a run did.
@@ -616,21 +621,43 @@ async fn quarantine(
 ) -> Result<(), CompactError> {
     tracing::error!(key = %meta.location, reason, "unreadable lake object quarantined");
     metrics::counter!("natlake_compact_quarantined_total").increment(1);
-    let base = format!("{QUARANTINE_DIR}{}", meta.location);
+    let key = meta.location.as_ref();
     // A server-side copy: the object is not held in memory whatever its size.
     store
-        .copy(&meta.location, &Path::from(base.as_str()))
+        .copy(
+            &meta.location,
+            &Path::from(state::quarantine_key(key).as_str()),
+        )
         .await?;
-    let why = serde_json::json!({ "key": meta.location.as_ref(), "reason": reason });
+    let why = serde_json::json!({ "key": key, "reason": reason });
     store
         .put(
-            &Path::from(format!("{base}.reason.json").as_str()),
+            &Path::from(state::quarantine_reason_key(key).as_str()),
             PutPayload::from(serde_json::to_vec(&why)?),
         )
         .await?;
     // Set aside, not kept in the lake: a reader would fail on it at every lookup. Its rows are
     // still in the raw object it came from; re-normalizing restores them.
     store.delete(&meta.location).await?;
+    Ok(())
+}
+
+/// Removes the quarantine entry of `key`: a new object at that key merged into the lake.
+async fn restore(store: &dyn ObjectStore, key: &str) -> Result<(), CompactError> {
+    tracing::info!(
+        key,
+        "quarantined lake object restored by a new object at its key"
+    );
+    metrics::counter!("natlake_compact_restored_total").increment(1);
+    for k in [
+        state::quarantine_key(key),
+        state::quarantine_reason_key(key),
+    ] {
+        match store.delete(&Path::from(k.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(())
 }
 
@@ -710,6 +737,7 @@ async fn run_job(
     store: &Arc<dyn ObjectStore>,
     mut job: Job<'_>,
     cfg: &CompactConfig,
+    quarantined: &HashSet<String>,
     report: &mut HourReport,
 ) -> Result<Option<(String, [u8; 32])>, CompactError> {
     // Small objects that declared the lake order and were found out of it: sorted from then on.
@@ -777,6 +805,13 @@ async fn run_job(
             Ok(w) => {
                 for m in &smalls {
                     store.delete(&m.location).await?;
+                }
+                for m in smalls
+                    .iter()
+                    .filter(|m| quarantined.contains(m.location.as_ref()))
+                {
+                    restore(store.as_ref(), m.location.as_ref()).await?;
+                    report.restored.push(m.location.to_string());
                 }
                 report.objects_spilled += spilled;
                 report.runs_merged += events.runs_merged + previous.runs_merged;
@@ -957,6 +992,17 @@ async fn work_hour(
         range_start,
         idle_cutoff,
     };
+    // Objects of this hour set aside earlier: one listing per table, normally empty.
+    let mut quarantined = HashSet::new();
+    for table in COMPACTED_TABLES {
+        let dir = layout::hour_dir(table, hour);
+        quarantined.extend(
+            state::quarantined(store, &dir)
+                .await?
+                .into_iter()
+                .map(|g| g.key),
+        );
+    }
     // Carry partitions written, with the digest of their rows.
     let mut written = BTreeMap::new();
     for table in COMPACTED_TABLES {
@@ -973,7 +1019,9 @@ async fn work_hour(
                 metas,
                 carry,
             };
-            if let Some((carry_dir, digest)) = run_job(store, job, cfg, &mut report).await? {
+            if let Some((carry_dir, digest)) =
+                run_job(store, job, cfg, &quarantined, &mut report).await?
+            {
                 written.insert(carry_dir, digest);
             }
         }
@@ -986,7 +1034,9 @@ async fn work_hour(
             metas: Vec::new(),
             carry: Some(carry_job(&net, metas)),
         };
-        if let Some((carry_dir, digest)) = run_job(store, job, cfg, &mut report).await? {
+        if let Some((carry_dir, digest)) =
+            run_job(store, job, cfg, &quarantined, &mut report).await?
+        {
             written.insert(carry_dir, digest);
         }
     }

@@ -247,6 +247,47 @@ async fn unreadable_object_is_quarantined_with_its_reason() {
             .contains("parquet"),
         "{why}"
     );
+
+    // The raw object normalized again puts a readable object at the key: once it is merged,
+    // the quarantine entry goes (lookups stop reporting its rows as missing) and its rows are in.
+    let raw9 = raw(9999);
+    normalize_like(
+        &store,
+        &raw9,
+        &[nat_row(
+            H0 + 30 * S,
+            SessionCreate,
+            "100.64.0.9",
+            1009,
+            &raw9,
+            0,
+        )],
+    )
+    .await;
+    assert!(
+        keys(&store, &part).await.contains(&bad),
+        "{bad} written again"
+    );
+    let r = run(&store, &CompactConfig::default(), H0 + H + 12 * 60 * S)
+        .await
+        .unwrap();
+    let hour0 = r.hours.iter().find(|h| h.hour == layout::hour_label(H0));
+    assert_eq!(
+        hour0.map(|h| h.restored.clone()),
+        Some(vec![bad.clone()]),
+        "{r:?}"
+    );
+    assert_eq!(
+        keys(&store, "_state/quarantine/").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        carry_into(&store, H0 + H).await,
+        [
+            (1000, "session_create".to_owned()),
+            (1009, "session_create".to_owned())
+        ]
+    );
 }
 
 /// A record of a whole session (FortiGate, PAN-OS, a flow with post-NAT fields) is stored in

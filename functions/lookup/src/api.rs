@@ -110,6 +110,7 @@ fn answer_summary(a: &Value) -> Value {
         })).collect::<Vec<_>>()),
         "ambiguous": a["ambiguous"],
         "errors": a["errors"].as_array().map(Vec::len),
+        "unread": a["unread_total"],
         "error": a.get("error"),
     })
 }
@@ -208,6 +209,9 @@ pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
         "carry_hour": a.carry_hour,
         "objects_read": a.objects,
         "errors": a.errors,
+        // Raw objects not (yet) normalized and partition objects set aside, in the hours read.
+        "unread": a.unread,
+        "unread_total": a.unread_total,
         "deterministic": a.deterministic,
     })
 }

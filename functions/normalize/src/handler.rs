@@ -17,9 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::enrich::{EnrichConfig, EnrichHandle};
 
-pub const STATE_PREFIX: &str = "_state/normalized";
-/// Where a raw object that failed every attempt is recorded (`<prefix>/<raw key>.json`).
-pub const DEAD_LETTER_PREFIX: &str = "_state/dead-letter";
+pub use natlake_core::lake::state::{DEAD_LETTER_PREFIX, NORMALIZED_PREFIX as STATE_PREFIX};
 
 /// Settings of the normalize function.
 #[derive(Debug, Clone, Deserialize)]
@@ -673,7 +671,7 @@ fn decode_flow(
 }
 
 fn marker_key(raw_key: &str) -> Path {
-    Path::from(format!("{STATE_PREFIX}/{raw_key}.json"))
+    natlake_core::lake::state::marker_key(STATE_PREFIX, raw_key)
 }
 
 /// Whether a raw object was already normalized (its marker exists).
@@ -796,7 +794,7 @@ pub async fn normalize_with_retry(
             Err(e) => {
                 metrics::counter!("natlake_normalize_dead_letters_total").increment(1);
                 let body = serde_json::json!({"raw_key": raw_key, "error": e.to_string(), "attempts": attempt, "at": natlake_core::time::format_time(natlake_core::time::now_micros())});
-                let dl = Path::from(format!("{DEAD_LETTER_PREFIX}/{raw_key}.json"));
+                let dl = natlake_core::lake::state::marker_key(DEAD_LETTER_PREFIX, raw_key);
                 if let Err(pe) = store
                     .put(&dl, PutPayload::from(body.to_string().into_bytes()))
                     .await

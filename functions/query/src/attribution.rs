@@ -8,6 +8,7 @@ use natlake_core::deterministic;
 use natlake_core::model::{Micros, NatEventKind, Table};
 use serde::Serialize;
 
+use natlake_core::lake::state::{self, Gap};
 use natlake_core::lake::{late, layout};
 
 use crate::{Lake, ObjectError, QueryError, duck};
@@ -62,6 +63,8 @@ impl Question {
 }
 
 pub const DEFAULT_WINDOW: Micros = 2_000_000;
+/// Gaps listed in an answer at most (a backlog of thousands of raw objects is counted, not listed).
+pub const UNREAD_LISTED: usize = 50;
 pub const DEFAULT_LOOKBACK: Micros = 24 * 3_600_000_000;
 
 /// The answer with what it was computed from.
@@ -80,6 +83,12 @@ pub struct Answer {
     pub objects: usize,
     /// Partition objects that could not be read: the answer may be incomplete when non-empty.
     pub errors: Vec<ObjectError>,
+    /// Data the answer could not see (the first [`UNREAD_LISTED`]): raw objects received in
+    /// the hours read that are in no table yet or failed, and this address's partition objects
+    /// in those hours that compaction set aside. Any makes the answer ambiguous.
+    pub unread: Vec<Gap>,
+    /// How many there are in all.
+    pub unread_total: usize,
     /// The deterministic NAT configuration consulted, when there is one.
     pub deterministic: Option<DeterministicUse>,
     /// The inside enrichment of the events read, by evidence; see [`Answer::enrichment_of`].
@@ -302,8 +311,9 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
     let answer = attribute_logs(lake, q).await?;
     let mut answer = add_deterministic(lake, q, answer).await;
-    // What could not be read may hold another holder: the answer is not a confident one.
-    answer.attribution.ambiguous |= !answer.errors.is_empty();
+    // What could not be read, or is not in the lake yet, may hold another holder: the answer
+    // is not a confident one.
+    answer.attribution.ambiguous |= !answer.errors.is_empty() || answer.unread_total > 0;
     lake.identity.refresh(&lake.store).await;
     if let Some(sources) = lake.identity.snapshot() {
         correlate::add_identity_at(&mut answer.attribution, |c| match c.src_ip {
@@ -415,6 +425,35 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     })
 }
 
+/// What the lake lacks for the hours a plan reads: raw objects received from the hour before its
+/// first through its last that are in no table (pending or failed: events are filed by the time
+/// the device gave them, and a device's records reach the relay within the hour, or late — those
+/// are in later hours' objects, see `late`), and the address's partition objects in those hours
+/// (and its carry) that compaction set aside, unless an object has since taken the key again.
+async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<Vec<Gap>, QueryError> {
+    let since = layout::hour_label(plan.from - 3_600_000_000);
+    let until = layout::hour_label(plan.until);
+    let mut dirs: Vec<String> = layout::hours_between(plan.from, plan.until)
+        .map(|h| layout::partition_dir(Table::NatEvents, h, Some(q.ip)))
+        .collect();
+    if let Some(c) = plan.carry {
+        dirs.push(layout::partition_dir(Table::NatCarry, c, Some(q.ip)));
+    }
+    let set_aside =
+        futures::future::try_join_all(dirs.iter().map(|d| state::quarantined(&lake.store, d)));
+    let (mut gaps, set_aside) =
+        futures::try_join!(state::unnormalized(&lake.store, &since, &until), set_aside)?;
+    let present: std::collections::HashSet<&str> =
+        plan.objects.iter().map(|m| m.location.as_ref()).collect();
+    gaps.extend(
+        set_aside
+            .into_iter()
+            .flatten()
+            .filter(|g| !present.contains(g.key.as_str())),
+    );
+    Ok(gaps)
+}
+
 async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryError> {
     let Plan {
         carry,
@@ -423,6 +462,18 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         ref objects,
     } = *plan;
     let (files, mut errors) = lake.local_paths(objects).await;
+    let mut unread = match unread(lake, q, plan).await {
+        Ok(gaps) => gaps,
+        Err(e) => {
+            errors.push(ObjectError {
+                key: state::NORMALIZED_PREFIX.to_string(),
+                error: format!("could not check what the lake is missing: {e}"),
+            });
+            Vec::new()
+        }
+    };
+    let unread_total = unread.len();
+    unread.truncate(UNREAD_LISTED);
     let lake2 = lake.clone();
     let q2 = q.clone();
     let (rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
@@ -465,6 +516,8 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         carry_hour: carry.map(|c| layout::hour_label(c * 1_000_000)),
         objects: objects.len(),
         errors,
+        unread,
+        unread_total,
         deterministic: None,
         enrichment,
     })
@@ -758,5 +811,116 @@ mod tests {
             (Some("sub-1"), &["sub-2".to_string()][..])
         );
         assert_eq!(c.subscriber_at_time.as_deref(), Some("sub-2"));
+    }
+
+    /// Data not in the lake for the hours an answer reads makes it ambiguous and is listed: a
+    /// raw object not yet normalized, one normalize gave up on (with its error), a partition
+    /// object compaction set aside (with its reason) — until normalized, or until an object
+    /// took the quarantined key again. Raw objects of hours the answer does not read are not.
+    #[tokio::test]
+    async fn data_missing_from_the_lake_makes_the_answer_ambiguous() {
+        use natlake_core::lake::state::{
+            DEAD_LETTER_PREFIX, GapState, NORMALIZED_PREFIX, quarantine_key, quarantine_reason_key,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let k = "raw/k.nlraw.zst";
+        let rows = [
+            nat_row(
+                T0 + 10_000_000,
+                NatEventKind::SessionCreate,
+                "100.64.0.1",
+                2000,
+                k,
+                0,
+            ),
+            nat_row(
+                T0 + 50_000_000,
+                NatEventKind::SessionDelete,
+                "100.64.0.1",
+                2000,
+                k,
+                1,
+            ),
+        ];
+        let lake = lake_with(dir.path(), &rows);
+        let put = |key: &str, body: &str| {
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        };
+        let raw_dir = "raw/syslog_udp/hour=2026-11-01T00";
+        let (done, late) = (
+            format!("{raw_dir}/r_1.nlraw.zst"),
+            format!("{raw_dir}/r_2.nlraw.zst"),
+        );
+        put(&done, "x");
+        put(&format!("{NORMALIZED_PREFIX}/{done}.json"), "{}");
+        put(&late, "x");
+        // Received hours after the answer's last: not its concern.
+        put("raw/syslog_udp/hour=2026-11-01T09/r_3.nlraw.zst", "x");
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let question = Question::new(ip, 2000, T0 + 30_000_000);
+        let ask = || attribute(&lake, &question);
+        let unread = |a: &Answer| {
+            a.unread
+                .iter()
+                .map(|g| (g.key.clone(), g.state, g.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+
+        let a = ask().await.unwrap();
+        assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
+        assert!(a.attribution.ambiguous, "{a:?}");
+        assert_eq!(unread(&a), [(late.clone(), GapState::Pending, None)]);
+        assert_eq!(a.unread_total, 1);
+
+        put(
+            &format!("{DEAD_LETTER_PREFIX}/{late}.json"),
+            r#"{"raw_key": "r_2", "error": "zstd: unexpected end of frame"}"#,
+        );
+        let a = ask().await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        assert_eq!(
+            unread(&a),
+            [(
+                late.clone(),
+                GapState::Failed,
+                Some("zstd: unexpected end of frame".to_owned())
+            )]
+        );
+
+        put(&format!("{NORMALIZED_PREFIX}/{late}.json"), "{}");
+        let a = ask().await.unwrap();
+        assert!(!a.attribution.ambiguous, "{a:?}");
+        assert_eq!(a.unread_total, 0, "{a:?}");
+
+        let part = layout::partition_dir(Table::NatEvents, T0 / 1_000_000, Some(ip));
+        let gone = format!("{part}r_9.parquet");
+        put(&quarantine_key(&gone), "PAR1");
+        put(
+            &quarantine_reason_key(&gone),
+            r#"{"key": "k", "reason": "bad magic"}"#,
+        );
+        let a = ask().await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        assert_eq!(
+            unread(&a),
+            [(
+                gone.clone(),
+                GapState::Quarantined,
+                Some("bad magic".to_owned())
+            )]
+        );
+
+        // Its raw object normalized again (not yet compacted): the key holds an object again.
+        let first = std::fs::read_dir(dir.path().join(&part))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        std::fs::copy(first, dir.path().join(&gone)).unwrap();
+        let a = ask().await.unwrap();
+        assert!(!a.attribution.ambiguous, "{a:?}");
+        assert_eq!(a.unread_total, 0, "{a:?}");
     }
 }

@@ -8,4 +8,5 @@ pub mod layout;
 pub mod merge;
 pub mod read;
 pub mod sink;
+pub mod state;
 pub mod writer;

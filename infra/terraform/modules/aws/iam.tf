@@ -1,7 +1,7 @@
 # One role per function, each allowed only the prefixes its code touches:
 #   normalize  reads raw/ and its enrichment (config/, enrich/), writes lake/, its done markers and the markers of objects it writes into ended hours (_state/late/) (Lambda retries; failures go to SQS)
-#   compact    reads, rewrites and deletes lake/ objects, keeps its carry markers in _state/carry/, consumes _state/late/ and sets unreadable objects aside in _state/quarantine/
-#   lookup     lists and reads lake/, lists the carry markers in _state/carry/ and the late markers in _state/late/, reads config/ (deterministic NAT, enrichment) and enrich/ (identity sources), writes audit/
+#   compact    reads, rewrites and deletes lake/ objects, keeps its carry markers in _state/carry/, consumes _state/late/, sets unreadable objects aside in _state/quarantine/ (and removes them there once a new object took their key)
+#   lookup     lists and reads lake/, lists the carry markers in _state/carry/ and the late markers in _state/late/, lists raw/ with its done markers and dead letters and _state/quarantine/ (reads their reasons), reads config/ (deterministic NAT, enrichment) and enrich/ (identity sources), writes audit/
 #   relay      writes raw/ and nothing else
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -71,7 +71,7 @@ data "aws_iam_policy_document" "compact" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}_state/quarantine/*"]
     }
   }
   statement {
@@ -83,6 +83,12 @@ data "aws_iam_policy_document" "compact" {
     sid       = "CompactState"
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = [local.objects["_state/carry"], local.objects["_state/quarantine"]]
+  }
+  statement {
+    # A quarantined object whose key a new object took (its raw object normalized again).
+    sid       = "ReleaseQuarantine"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.objects["_state/quarantine"]]
   }
   statement {
     sid       = "ConsumeLateMarkers"
@@ -111,19 +117,26 @@ data "aws_iam_policy_document" "compact" {
 
 data "aws_iam_policy_document" "lookup" {
   statement {
+    # raw/ and the normalize and compact state: what an answer could not see is reported.
     sid       = "ListLake"
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/quarantine/*"]
     }
   }
   statement {
     sid       = "ReadLake"
     actions   = ["s3:GetObject"]
     resources = [local.objects["lake"]]
+  }
+  statement {
+    # The reasons of dead letters and quarantined objects.
+    sid       = "ReadFailures"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/quarantine"]]
   }
   statement {
     # config/deterministic_nat.toml, the enrichment configuration and its identity sources.

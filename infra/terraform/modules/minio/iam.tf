@@ -1,9 +1,9 @@
 # A MinIO user per role (the access key is the user name), each with a policy scoped to the
 # prefixes its code touches:
 #   relay      PutObject raw/
-#   normalize  list/read raw/, check and write done markers, write lake/ and dead letters
-#   compact    list/read/rewrite/delete lake/, keep its carry markers in _state/carry/, set unreadable objects aside in _state/quarantine/
-#   lookup     list/read lake/, write audit/
+#   normalize  list/read raw/, check and write done markers, write lake/, dead letters and the markers of objects it writes into ended hours (_state/late/)
+#   compact    list/read/rewrite/delete lake/, keep its carry markers in _state/carry/, consume _state/late/, set unreadable objects aside in _state/quarantine/ (and remove them there once a new object took their key)
+#   lookup     list/read lake/, list the carry and late markers, list raw/ with its done markers and dead letters and _state/quarantine/ (read their reasons), write audit/
 #   analysts   list/read lake/
 
 data "minio_iam_policy_document" "relay" {
@@ -37,6 +37,7 @@ data "minio_iam_policy_document" "normalize" {
       local.objects["lake"],
       local.objects["_state/normalized"],
       local.objects["_state/dead-letter"],
+      local.objects["_state/late"],
     ]
   }
 }
@@ -49,7 +50,7 @@ data "minio_iam_policy_document" "compact" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}_state/quarantine/*"]
     }
   }
   statement {
@@ -62,23 +63,41 @@ data "minio_iam_policy_document" "compact" {
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = [local.objects["_state/carry"], local.objects["_state/quarantine"]]
   }
+  statement {
+    # A quarantined object whose key a new object took (its raw object normalized again).
+    sid       = "ReleaseQuarantine"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.objects["_state/quarantine"]]
+  }
+  statement {
+    sid       = "ConsumeLateMarkers"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = [local.objects["_state/late"]]
+  }
 }
 
 data "minio_iam_policy_document" "lookup" {
   statement {
+    # raw/ and the normalize and compact state: what an answer could not see is reported.
     sid       = "ListLake"
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/quarantine/*"]
     }
   }
   statement {
     sid       = "ReadLake"
     actions   = ["s3:GetObject"]
     resources = [local.objects["lake"]]
+  }
+  statement {
+    # The reasons of dead letters and quarantined objects.
+    sid       = "ReadFailures"
+    actions   = ["s3:GetObject"]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/quarantine"]]
   }
   statement {
     sid       = "WriteAudit"
