@@ -3,7 +3,7 @@
 //! Pure functions over rows the query layer fetched. The rule errs towards "ambiguous" and "no
 //! match" rather than a guess: a wrong answer names an innocent person.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -536,6 +536,66 @@ pub fn doubt_superseded(att: &mut Attribution, all: &[Interval], at: Micros, win
     att.ambiguous = att.ambiguous || unsettled(&att.matches);
 }
 
+/// Rechecks the answer at a device's own time for the question when its clock is shown to run
+/// ahead of the relay's by more than the window. `ahead`: one of the device's events reached the
+/// relay that long before the time the device gave it, so its clock is at least that far ahead
+/// (transit only adds delay; a device behind cannot be told from one that logs late, and is not
+/// checked). What happened at `at` the device stamped near `at + ahead`: its candidates named at
+/// one of the two times and not at the other are in doubt, and those named only at the device's
+/// time are added, in doubt. `ivs`: the intervals the answer was computed from.
+pub fn doubt_clock_ahead(
+    att: &mut Attribution,
+    ivs: &[Interval],
+    at: Micros,
+    window: Micros,
+    device: Option<&str>,
+    ahead: Micros,
+) {
+    if ahead <= window {
+        return;
+    }
+    let own: Vec<Interval> = ivs
+        .iter()
+        .filter(|iv| iv.device.as_deref() == device)
+        .cloned()
+        .collect();
+    let shifted = attribute(own, at + ahead, window);
+    let key = |c: &Candidate| (c.src_ip, c.src_port, c.protocol, c.vrf.clone(), c.x_port);
+    let at_device: BTreeSet<_> = shifted.matches.iter().map(key).collect();
+    let at_relay: BTreeSet<_> = att
+        .matches
+        .iter()
+        .filter(|c| c.device.as_deref() == device)
+        .map(key)
+        .collect();
+    let why = format!(
+        "the clock of device {} runs at least {:.3} s ahead of the relay's (one of its events arrived that long before its own time)",
+        device.unwrap_or("(unnamed)"),
+        ahead as f64 / 1e6
+    );
+    let device_time = crate::time::format_time(at + ahead);
+    for c in att
+        .matches
+        .iter_mut()
+        .filter(|c| c.device.as_deref() == device && !at_device.contains(&key(c)))
+    {
+        c.doubts.push(format!(
+            "{why}: at the device's time for the question, {device_time}, this mapping did not hold the port"
+        ));
+    }
+    for mut c in shifted
+        .matches
+        .into_iter()
+        .filter(|c| !at_relay.contains(&key(c)))
+    {
+        c.doubts.push(format!(
+            "{why}: this mapping held the port at the device's time for the question, {device_time}, not at the question's"
+        ));
+        att.matches.push(c);
+    }
+    att.ambiguous = att.ambiguous || unsettled(&att.matches);
+}
+
 /// Whether the candidates leave the answer open: they name more than one subscriber (or host),
 /// or one of them is in doubt.
 fn unsettled(matches: &[Candidate]) -> bool {
@@ -963,6 +1023,65 @@ mod tests {
         let mut att = attribute(ivs.clone(), at, 2 * S);
         doubt_superseded(&mut att, &ivs, at, 2 * S);
         att
+    }
+
+    /// cgn1's clock runs 60 s ahead: A (10:00:00–10:00:30 by its clock) really held the port
+    /// from 09:59:00; B took it at 10:00:40 by the clock. A question at 09:59:45 true time is
+    /// 10:00:45 at the device: B held it then, not A — the answer at the question's time alone
+    /// (no one) would hide B. Another device's candidates are left alone, and a clock ahead by
+    /// no more than the window changes nothing.
+    #[test]
+    fn a_device_clock_ahead_of_the_relays_is_checked_at_the_devices_time() {
+        use NatEventKind::*;
+        let t = 36_000 * S;
+        let a_open = row(t, SessionCreate, "100.64.0.1", 40000, 5000, 0);
+        let a_close = row(t + 30 * S, SessionDelete, "100.64.0.1", 40000, 5000, 1);
+        let b_open = row(t + 40 * S, SessionCreate, "100.64.0.2", 40001, 5000, 2);
+        let mut other = row(t - 100 * S, SessionCreate, "100.64.9.9", 40009, 5000, 3);
+        other.device = Some("cgn2".into());
+        let ivs = intervals(vec![a_open, a_close, b_open, other], 0);
+        let at = t - 15 * S;
+
+        let mut att = attribute(ivs.clone(), at, 2 * S);
+        assert_eq!(
+            att.matches.len(),
+            1,
+            "only cgn2's mapping at the relay's time"
+        );
+        doubt_clock_ahead(&mut att, &ivs, at, 2 * S, Some("cgn1"), 60 * S);
+        let named: Vec<_> = att
+            .matches
+            .iter()
+            .map(|c| c.src_ip.unwrap().to_string())
+            .collect();
+        assert_eq!(named, ["100.64.9.9", "100.64.0.2"], "{att:?}");
+        assert!(att.ambiguous);
+        assert!(att.matches[0].doubts.is_empty(), "{att:?}");
+        assert!(
+            att.matches[1].doubts[0].contains("at least 60.000 s ahead"),
+            "{att:?}"
+        );
+
+        let mut att = attribute(ivs.clone(), t + 10 * S, 2 * S);
+        let before = att.clone();
+        doubt_clock_ahead(&mut att, &ivs, t + 10 * S, 2 * S, Some("cgn1"), 2 * S);
+        assert_eq!(att, before, "within the window: no change");
+        let mut att = attribute(ivs.clone(), t + 10 * S, 2 * S);
+        doubt_clock_ahead(&mut att, &ivs, t + 10 * S, 2 * S, Some("cgn1"), 60 * S);
+        // At the relay's 10:00:10 A is named, at the device's 10:01:10 B: both, in doubt (cgn2's
+        // mapping, open at both, is not).
+        let named: Vec<_> = att
+            .matches
+            .iter()
+            .map(|c| (c.src_ip.unwrap().to_string(), c.doubts.len()))
+            .collect();
+        let named: Vec<_> = named.iter().map(|(ip, d)| (ip.as_str(), *d)).collect();
+        assert_eq!(
+            named,
+            [("100.64.0.1", 1), ("100.64.9.9", 0), ("100.64.0.2", 1)],
+            "{att:?}"
+        );
+        assert!(att.ambiguous);
     }
 
     /// A's delete was lost; B held the port after A's create. At 11:00 A is the only mapping

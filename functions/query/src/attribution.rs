@@ -210,6 +210,32 @@ fn fetch_rows_with(
     Ok(out)
 }
 
+/// Devices whose clocks run ahead of the relay's, by how much at least: the most negative
+/// receive delay among the public address's rows in [from, until] (a row received before the
+/// time its device gave it), for the devices where it is below zero.
+fn clocks_ahead(
+    conn: &duckdb::Connection,
+    files: &[PathBuf],
+    q: &Question,
+    from: Micros,
+    until: Micros,
+) -> Result<Vec<(Option<String>, Micros)>, QueryError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT device, -min(recv_delay_us) FROM read_parquet({}, union_by_name = true) \
+         WHERE x_ip = ? AND epoch_us(time) BETWEEN ? AND ? \
+         GROUP BY device HAVING min(recv_delay_us) < 0 ORDER BY device",
+        duck::path_list(files.iter().map(|p| p.as_path()))
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(duckdb::params![q.ip.to_string(), from, until], |row| {
+        Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Maps a result row to a NatRow; None for rows the lake should never hold (unknown event
 /// names, unparseable addresses), which are skipped rather than guessed at.
 pub(crate) fn row_to_nat(row: &duckdb::Row<'_>) -> duckdb::Result<Option<NatRow>> {
@@ -476,15 +502,20 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     unread.truncate(UNREAD_LISTED);
     let lake2 = lake.clone();
     let q2 = q.clone();
-    let (rows, errors) = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
+    let rows = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
         let conn = lake2.connection()?;
         let rows = read_resilient(&files, &mut errors, |paths| {
             fetch_rows(&conn, paths, &q2, until)
         });
-        Ok((rows, errors))
+        let paths: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
+        // Objects without the column (older versions) or unreadable ones (in `errors` already)
+        // leave the clocks unchecked.
+        let ahead = clocks_ahead(&conn, &paths, &q2, from, until).unwrap_or_default();
+        Ok((rows, errors, ahead))
     })
     .await
     .map_err(|e| QueryError::Internal(e.to_string()))??;
+    let (rows, errors, ahead) = (rows.0, rows.1, rows.2);
     // The same row twice (a merged object beside the objects it replaced, a raw object
     // normalized twice) is one event; several events of one record (an IPFIX datagram) are not.
     let rows = correlate::drop_copies(rows);
@@ -505,10 +536,20 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         .filter(|iv| q.destination_fits(iv))
         .cloned()
         .collect();
-    let mut attribution = correlate::attribute(ivs, q.at, q.window);
+    let mut attribution = correlate::attribute(ivs.clone(), q.at, q.window);
     // Other hosts' mappings to other destinations count here too: they show the port changed
     // hands even when the question names one destination.
     correlate::doubt_superseded(&mut attribution, &all, q.at, q.window);
+    for (device, by) in ahead {
+        correlate::doubt_clock_ahead(
+            &mut attribution,
+            &ivs,
+            q.at,
+            q.window,
+            device.as_deref(),
+            by,
+        );
+    }
     Ok(Answer {
         attribution,
         read_from: from,
@@ -922,5 +963,69 @@ mod tests {
         let a = ask().await.unwrap();
         assert!(!a.attribution.ambiguous, "{a:?}");
         assert_eq!(a.unread_total, 0, "{a:?}");
+    }
+
+    /// A device whose events reached the relay 90 s before the times it gave them runs at least
+    /// 90 s ahead: a question at 00:00:50 is 00:02:20 by its clock, when B held the port — the
+    /// answer names B, in doubt and ambiguous, instead of no one.
+    #[tokio::test]
+    async fn a_device_clock_ahead_of_the_relays_is_reported_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = "raw/k.nlraw.zst";
+        let s = 1_000_000;
+        let mut rows = [
+            nat_row(
+                T0 + 100 * s,
+                NatEventKind::SessionCreate,
+                "100.64.0.1",
+                2000,
+                k,
+                0,
+            ),
+            nat_row(
+                T0 + 130 * s,
+                NatEventKind::SessionDelete,
+                "100.64.0.1",
+                2000,
+                k,
+                1,
+            ),
+            nat_row(
+                T0 + 140 * s,
+                NatEventKind::SessionCreate,
+                "100.64.0.2",
+                2000,
+                k,
+                2,
+            ),
+        ];
+        for r in &mut rows {
+            r.envelope.recv_time = r.event.time() - 90 * s;
+        }
+        let lake = lake_with(dir.path(), &rows);
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let a = attribute(&lake, &Question::new(ip, 2000, T0 + 50 * s))
+            .await
+            .unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let named: Vec<_> = a.attribution.matches.iter().map(|c| c.src_ip).collect();
+        assert_eq!(named, [Some("100.64.0.2".parse().unwrap())], "{a:?}");
+        assert!(
+            a.attribution.matches[0].doubts[0].contains("cgn1 runs at least 90.000 s ahead"),
+            "{a:?}"
+        );
+        // The same rows received in time: no one held the port at 00:00:50.
+        for r in &mut rows {
+            r.envelope.recv_time = r.event.time() + s;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake_with(dir.path(), &rows);
+        let a = attribute(&lake, &Question::new(ip, 2000, T0 + 50 * s))
+            .await
+            .unwrap();
+        assert!(
+            a.attribution.matches.is_empty() && !a.attribution.ambiguous,
+            "{a:?}"
+        );
     }
 }
