@@ -93,6 +93,22 @@ impl Fields {
             .and_then(|v| v.checked_mul(1000))
     }
 
+    /// When a NAT event happened: its own stamp first; an opening when its flow started, a
+    /// close (a teardown without a stamp) when its flow ended — at its start it would end the
+    /// mapping before the traffic it carried.
+    fn event_time(&self, h: &HeaderTimes, kind: NatEventKind, default_time: Micros) -> Micros {
+        self.observation_time()
+            .or_else(|| {
+                if kind.closes() {
+                    self.end_time(h).or_else(|| self.start_time(h))
+                } else {
+                    self.start_time(h)
+                }
+            })
+            .or_else(|| Fields::export_time(h))
+            .unwrap_or(default_time)
+    }
+
     fn export_time(h: &HeaderTimes) -> Option<Micros> {
         (h.export_secs != 0).then(|| i64::from(h.export_secs) * 1_000_000)
     }
@@ -168,18 +184,7 @@ fn nat_event(f: &Fields, h: &HeaderTimes, code: u8, default_time: Micros) -> Map
         },
         _ => (f.post_src_port, None),
     };
-    // The event's own stamp first; a delete without one happened when the flow ended.
-    let time = f
-        .observation_time()
-        .or_else(|| {
-            if kind.closes() {
-                f.end_time(h).or_else(|| f.start_time(h))
-            } else {
-                f.start_time(h)
-            }
-        })
-        .or_else(|| Fields::export_time(h))
-        .unwrap_or(default_time);
+    let time = f.event_time(h, kind, default_time);
     nat_row(NatEvent {
         time,
         event: Some(kind),
@@ -245,11 +250,7 @@ fn port_block(f: &Fields) -> Result<(Option<u16>, Option<u16>), String> {
 
 /// NSEL flow create / teardown with translated addresses.
 fn nsel_session(f: &Fields, h: &HeaderTimes, kind: NatEventKind, default_time: Micros) -> Mapped {
-    let time = f
-        .observation_time()
-        .or_else(|| f.start_time(h))
-        .or_else(|| Fields::export_time(h))
-        .unwrap_or(default_time);
+    let time = f.event_time(h, kind, default_time);
     nat_row(NatEvent {
         time,
         event: Some(kind),
@@ -596,6 +597,29 @@ mod tests {
             0,
         ));
         assert_eq!(create.event, Some(NatEventKind::SessionCreate));
+        // A teardown with no event stamp ends the mapping when its flow ended, not at its start
+        // (which would close it before the traffic it carried); its create, at the start.
+        let unstamped = Fields {
+            observation_ms: None,
+            start: Some(1_700_000_000_000_000),
+            end: Some(1_700_000_090_000_000),
+            ..base.clone()
+        };
+        for (code, kind, time) in [
+            (1, NatEventKind::SessionCreate, 1_700_000_000_000_000),
+            (2, NatEventKind::SessionDelete, 1_700_000_090_000_000),
+        ] {
+            let row = nat(map_record(
+                &Fields {
+                    fw_event: Some(code),
+                    ..unstamped.clone()
+                },
+                &H,
+                None,
+                0,
+            ));
+            assert_eq!((row.event, row.time), (Some(kind), time));
+        }
         let Mapped::Events(ev) = map_record(
             &Fields {
                 fw_event: Some(3),
