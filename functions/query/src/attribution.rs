@@ -487,22 +487,11 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         until,
         ref objects,
     } = *plan;
-    let (files, mut errors) = lake.local_paths(objects).await;
-    let mut unread = match unread(lake, q, plan).await {
-        Ok(gaps) => gaps,
-        Err(e) => {
-            errors.push(ObjectError {
-                key: state::NORMALIZED_PREFIX.to_string(),
-                error: format!("could not check what the lake is missing: {e}"),
-            });
-            Vec::new()
-        }
-    };
-    let unread_total = unread.len();
-    unread.truncate(UNREAD_LISTED);
+    let (files, errors) = lake.local_paths(objects).await;
     let lake2 = lake.clone();
     let q2 = q.clone();
     let rows = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
+        let mut errors = errors;
         let conn = lake2.connection()?;
         let rows = read_resilient(&files, &mut errors, |paths| {
             fetch_rows(&conn, paths, &q2, until)
@@ -512,10 +501,19 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         // leave the clocks unchecked.
         let ahead = clocks_ahead(&conn, &paths, &q2, from, until).unwrap_or_default();
         Ok((rows, errors, ahead))
-    })
-    .await
-    .map_err(|e| QueryError::Internal(e.to_string()))??;
-    let (rows, errors, ahead) = (rows.0, rows.1, rows.2);
+    });
+    // The listings run while DuckDB reads.
+    let (unread, rows) = tokio::join!(unread(lake, q, plan), rows);
+    let (rows, mut errors, ahead) = rows.map_err(|e| QueryError::Internal(e.to_string()))??;
+    let mut unread = unread.unwrap_or_else(|e| {
+        errors.push(ObjectError {
+            key: state::NORMALIZED_PREFIX.to_string(),
+            error: format!("could not check what the lake is missing: {e}"),
+        });
+        Vec::new()
+    });
+    let unread_total = unread.len();
+    unread.truncate(UNREAD_LISTED);
     // The same row twice (a merged object beside the objects it replaced, a raw object
     // normalized twice) is one event; several events of one record (an IPFIX datagram) are not.
     let rows = correlate::drop_copies(rows);
