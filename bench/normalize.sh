@@ -12,6 +12,9 @@
 #
 # Environment (all optional):
 #   SUBSCRIBERS, PUBLIC_IPS, SESSIONS_PER_HOUR, HOURS   the generated day (20000, 64, 10, 24)
+#   BATCH_AGE=60             seconds of event time per raw object (the relay's batch.max_age);
+#                            the day is ~108 events/s, so its objects are far from the relay's
+#                            8 MiB: 3600 gives objects closer to what a busy relay fills by size
 #   ROW_GROUPS="8192 65536"  also normalize + compact with these row-group sizes and report
 #                            speed, bytes and the rows a point lookup must decode
 #   SKIP_DUCKDB=1            leave out the DuckDB side
@@ -57,14 +60,14 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 log "load: $(uptime)"
-log "generate: $SUBSCRIBERS subscribers, $PUBLIC_IPS public addresses, $SESSIONS_PER_HOUR sessions/subscriber/hour, $HOURS h"
+log "generate: $SUBSCRIBERS subscribers, $PUBLIC_IPS public addresses, $SESSIONS_PER_HOUR sessions/subscriber/hour, $HOURS h, raw objects of ${BATCH_AGE:-60} s"
 mkdir -p "$W/store"
 # The log lines as a file only for DuckDB's parsing run (3.3 GB for the full day).
 lines=()
 if [ "${SKIP_DUCKDB:-0}" != 1 ]; then lines=(--lines "$W/lines.txt"); fi
 "$BIN/natlake-bench-cgnat" mix --store "file://$W/store" --json "$W/rows.jsonl" --csv "$W/rows.csv" "${lines[@]}" \
   --subscribers "$SUBSCRIBERS" --public-ips "$PUBLIC_IPS" --sessions-per-hour "$SESSIONS_PER_HOUR" \
-  --hours "$HOURS" --start "$START" | tee "$W/gen.json"
+  --hours "$HOURS" --start "$START" --batch-age "${BATCH_AGE:-60}" | tee "$W/gen.json"
 ROWS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$W/gen.json")
 echo "raw objects: $(du -sb "$W/store/raw" | cut -f1) bytes; JSON lines $(stat -c %s "$W/rows.jsonl") bytes; CSV $(stat -c %s "$W/rows.csv") bytes"
 

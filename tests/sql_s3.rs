@@ -2,7 +2,8 @@
 //! object_store into a local directory DuckDB reads (natlake's DuckDB has no httpfs), and the
 //! answers equal those over a `file://` store normalized from the same raw objects. `--since /
 //! --until` copy only those hours; an object removed from the store (as compaction removes small
-//! files) leaves the copy too, so no row is counted twice; the audit log is a table.
+//! files) leaves the copy too, so no row is counted twice; the audit log is a table. `natlake
+//! lookup` on the same store lists what the lake lacks (raw objects pending or failed).
 
 use std::process::Command;
 
@@ -154,5 +155,71 @@ async fn run() -> anyhow::Result<()> {
         .output()?;
     let err = String::from_utf8_lossy(&bad.stderr);
     ensure!(!bad.status.success() && err.contains("copying"), "{err}");
+
+    // 4. `natlake lookup` over S3 says what the lake lacks for the hours it reads, from the
+    // listings of raw/ and the state markers on the S3 server: nothing while every raw object
+    // is normalized; a raw object of 10h put since is pending, then failed once a dead letter
+    // names it.
+    let q = rows(
+        &natlake(
+            &weed,
+            &[
+                "sql",
+                "--store",
+                &local_url,
+                "--output",
+                "json",
+                "SELECT x_ip, x_port, epoch_us(time) // 1000000 AS t FROM nat_events \
+                 WHERE hour = '2026-11-23T10' AND x_port IS NOT NULL ORDER BY time LIMIT 1",
+            ],
+        )?
+        .0,
+    )?;
+    let (ip, port, at) = (
+        q[0]["x_ip"].as_str().context("x_ip")?.to_owned(),
+        q[0]["x_port"].to_string(),
+        q[0]["t"].to_string(),
+    );
+    let lookup = || -> anyhow::Result<Value> {
+        let (out, _) = natlake(
+            &weed,
+            &[
+                "lookup", "--store", &url, "--ip", &ip, "--port", &port, "--at", &at,
+            ],
+        )?;
+        Ok(serde_json::from_str(&out)?)
+    };
+    let a = lookup()?;
+    ensure!(
+        !a["matches"].as_array().context("matches")?.is_empty(),
+        "{a}"
+    );
+    ensure!(
+        a["unread_total"] == 0 && a["unread"] == serde_json::json!([]),
+        "{a}"
+    );
+    let batch = "019ab0c0-2b40-7000-8000-000000000019";
+    let late = natlake_raw::key::raw_key(InputKind::ConntrackNetlink, T10 + 120, "cgn-1", batch);
+    let bytes = fixtures::raw_object(
+        InputKind::ConntrackNetlink,
+        T10 + 120,
+        "cgn-1",
+        batch,
+        &lines,
+    )?;
+    fixtures::put(&s3, &late, bytes).await?;
+    let a = lookup()?;
+    ensure!(a["ambiguous"] == true && a["unread_total"] == 1, "{a}");
+    ensure!(
+        a["unread"][0]["key"] == late.as_str() && a["unread"][0]["state"] == "pending",
+        "{a}"
+    );
+    let dead = format!("_state/dead-letter/{late}.json");
+    fixtures::put(&s3, &dead, br#"{"error": "zstd: truncated"}"#.to_vec()).await?;
+    let a = lookup()?;
+    ensure!(
+        a["unread"][0]["state"] == "failed" && a["unread"][0]["reason"] == "zstd: truncated",
+        "{a}"
+    );
     Ok(())
 }

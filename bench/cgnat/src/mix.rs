@@ -51,9 +51,15 @@ pub struct MixArgs {
     #[arg(long)]
     lines: Option<PathBuf>,
     /// Close a raw object at this many uncompressed bytes, as the relay does (its default);
-    /// objects are also closed every 60 s of event time. A busy CGNAT fills them by size.
+    /// objects are also closed every `batch_age` seconds of event time. A busy CGNAT fills them
+    /// by size.
     #[arg(long, default_value_t = 8 << 20)]
     batch_bytes: u64,
+    /// Close a raw object after this many seconds of event time (the relay's `batch.max_age`,
+    /// default 60). The generated day is ~108 events/s; a longer age gives the objects a busier
+    /// relay fills by size.
+    #[arg(long, default_value_t = 60)]
+    batch_age: i64,
     #[command(flatten)]
     day: crate::DayArgs,
 }
@@ -438,13 +444,15 @@ struct Open {
     records: u64,
 }
 
-/// Raw objects, one open per input kind, closed every 60 s of event time or at `batch_bytes`
-/// like the relay.
+/// Raw objects, one open per input kind, closed every `batch_age` of event time or at
+/// `batch_bytes` like the relay.
 struct Sinks {
     store: natlake_store::DynStore,
     /// A copy of every payload, newline-terminated (`--lines`).
     lines: Option<BufWriter<std::fs::File>>,
     batch_bytes: u64,
+    /// µs.
+    batch_age: i64,
     open: HashMap<InputKind, Open>,
     seq: u64,
     objects: u64,
@@ -460,14 +468,14 @@ impl Sinks {
         payload: &[u8],
     ) -> anyhow::Result<(String, u64)> {
         let kind = device.kind();
-        let window = t.div_euclid(60 * SEC);
+        let window = t.div_euclid(self.batch_age);
         if self.open.get(&kind).is_some_and(|o| o.window != window) {
             self.flush(kind).await?;
         }
         if !self.open.contains_key(&kind) {
             self.seq += 1;
             let batch = format!("00000000-0000-7000-8000-{:012x}", self.seq);
-            let created_ns = window * 60 * SEC * 1000;
+            let created_ns = window * self.batch_age * 1000;
             let header = BatchHeader {
                 format_version: natlake_raw::VERSION,
                 relay_id: RELAY.into(),
@@ -749,10 +757,14 @@ pub async fn mix(a: MixArgs) -> anyhow::Result<()> {
             })
             .transpose()
     };
+    if !(1..=86_400).contains(&a.batch_age) {
+        bail!("--batch-age must be 1..=86400 seconds");
+    }
     let mut sinks = Sinks {
         store: natlake_store::open(&a.store, &Default::default())?,
         lines: create(&a.lines)?,
         batch_bytes: a.batch_bytes,
+        batch_age: a.batch_age * SEC,
         open: HashMap::new(),
         seq: 0,
         objects: 0,
