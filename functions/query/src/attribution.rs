@@ -456,7 +456,7 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
 /// the device gave them, and a device's records reach the relay within the hour, or late — those
 /// are in later hours' objects, see `late`), and the address's partition objects in those hours
 /// (and its carry) that compaction set aside, unless an object has since taken the key again.
-async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<Vec<Gap>, QueryError> {
+async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<state::RawListing, QueryError> {
     let since = layout::hour_label(plan.from - 3_600_000_000);
     let until = layout::hour_label(plan.until);
     let mut dirs: Vec<String> = layout::hours_between(plan.from, plan.until)
@@ -467,17 +467,41 @@ async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<Vec<Gap>, Quer
     }
     let set_aside =
         futures::future::try_join_all(dirs.iter().map(|d| state::quarantined(&lake.store, d)));
-    let (mut gaps, set_aside) =
-        futures::try_join!(state::unnormalized(&lake.store, &since, &until), set_aside)?;
+    let (mut listing, set_aside) =
+        futures::try_join!(state::raw_listing(&lake.store, &since, &until), set_aside)?;
     let present: std::collections::HashSet<&str> =
         plan.objects.iter().map(|m| m.location.as_ref()).collect();
-    gaps.extend(
+    listing.gaps.extend(
         set_aside
             .into_iter()
             .flatten()
             .filter(|g| !present.contains(g.key.as_str())),
     );
-    Ok(gaps)
+    Ok(listing)
+}
+
+/// The relays that logged about the address (in `rows`) whose newest raw object in the store was
+/// stored before the question's time (and window): what they received since is not in the lake,
+/// and may hold the mapping that ended or began just before the question's time.
+fn not_received(rows: &[NatRow], newest: &state::RawListing, q: &Question) -> Vec<Gap> {
+    let relays: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| state::relay_of(&r.raw_key))
+        .collect();
+    relays
+        .into_iter()
+        .filter_map(|relay| {
+            let (key, stored) = newest.newest.get(relay)?;
+            (*stored < q.at + q.window).then(|| Gap {
+                key: key.clone(),
+                state: state::GapState::NotReceived,
+                reason: Some(format!(
+                    "relay {relay} stored nothing it received after {}: what it received since is not in the lake",
+                    natlake_core::time::format_time(*stored)
+                )),
+            })
+        })
+        .collect()
 }
 
 async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryError> {
@@ -505,15 +529,13 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     // The listings run while DuckDB reads.
     let (unread, rows) = tokio::join!(unread(lake, q, plan), rows);
     let (rows, mut errors, ahead) = rows.map_err(|e| QueryError::Internal(e.to_string()))??;
-    let mut unread = unread.unwrap_or_else(|e| {
+    let listing = unread.unwrap_or_else(|e| {
         errors.push(ObjectError {
             key: state::NORMALIZED_PREFIX.to_string(),
             error: format!("could not check what the lake is missing: {e}"),
         });
-        Vec::new()
+        state::RawListing::default()
     });
-    let unread_total = unread.len();
-    unread.truncate(UNREAD_LISTED);
     // The same row twice (a merged object beside the objects it replaced, a raw object
     // normalized twice) is one event; several events of one record (an IPFIX datagram) are not.
     let rows = correlate::drop_copies(rows);
@@ -527,6 +549,10 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
             row
         })
         .collect();
+    let mut unread = not_received(&rows, &listing, q);
+    unread.extend(listing.gaps);
+    let unread_total = unread.len();
+    unread.truncate(UNREAD_LISTED);
     let range_start = layout::hour_start(from) * 1_000_000;
     let all = correlate::intervals(rows, range_start);
     let ivs: Vec<_> = all
@@ -1025,5 +1051,58 @@ mod tests {
             a.attribution.matches.is_empty() && !a.attribution.ambiguous,
             "{a:?}"
         );
+    }
+
+    /// A relay whose newest raw object was stored before the question's time has not delivered
+    /// what it received since: the answer, from that relay's events, lists it and is ambiguous —
+    /// until an object it stored after the question's time is in the store. A relay that did not
+    /// log about the address is not listed.
+    #[tokio::test]
+    async fn a_relay_that_stored_nothing_after_the_questions_time_is_reported() {
+        use natlake_core::lake::state::{GapState, NORMALIZED_PREFIX};
+        let dir = tempfile::tempdir().unwrap();
+        let raw_dir = "raw/conntrack/hour=2026-11-01T00";
+        let k1 = format!("{raw_dir}/cgn-1_0001.nlraw.zst");
+        let rows = [nat_row(
+            T0 + 10_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.1",
+            2000,
+            &k1,
+            0,
+        )];
+        let lake = lake_with(dir.path(), &rows);
+        let stored = |key: &str, at: Micros| {
+            for k in [key.to_owned(), format!("{NORMALIZED_PREFIX}/{key}.json")] {
+                let path = dir.path().join(k);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let f = std::fs::File::create(&path).unwrap();
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(at as u64);
+                f.set_modified(t).unwrap();
+            }
+        };
+        stored(&k1, T0 + 20_000_000);
+        // Another relay, stored before the question too, that logged nothing about it.
+        stored(&format!("{raw_dir}/cgn-2_0001.nlraw.zst"), T0 + 20_000_000);
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let question = Question::new(ip, 2000, T0 + 600_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let got: Vec<_> = a.unread.iter().map(|g| (g.key.as_str(), g.state)).collect();
+        assert_eq!(got, [(k1.as_str(), GapState::NotReceived)], "{a:?}");
+        assert!(
+            a.unread[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("relay cgn-1"),
+            "{a:?}"
+        );
+
+        let k2 = format!("{raw_dir}/cgn-1_0002.nlraw.zst");
+        stored(&k2, T0 + 700_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
     }
 }

@@ -12,7 +12,7 @@
 //! answer could not see everything it needs (a raw object not yet, or never, normalized; a lake
 //! object set aside) instead of answering as if the lake were whole.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -66,6 +66,25 @@ pub enum GapState {
     /// A lake object compaction could not read and set aside: its rows are in no answer until
     /// the raw object it came from is normalized again.
     Quarantined,
+    /// What a relay received after its newest raw object in the store (`key`): still in the
+    /// relay's open batch or its spool, or lost with the relay.
+    NotReceived,
+}
+
+/// The raw objects of some hours: what of them is in no table, and each relay's newest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawListing {
+    pub gaps: Vec<Gap>,
+    /// By relay id: its newest raw object's key and when it was stored (µs; its records were
+    /// all received before).
+    pub newest: BTreeMap<String, (String, crate::model::Micros)>,
+}
+
+/// The relay id in a raw key (`…/<relay>_<batch>.nlraw.zst`; relay ids have no `_`).
+pub fn relay_of(raw_key: &str) -> Option<&str> {
+    natlake_raw::key::stem(raw_key)
+        .split_once('_')
+        .map(|(relay, _)| relay)
 }
 
 /// The `raw/<kind>/hour=H/` directories under `prefix` whose hour label lies in [since, until]
@@ -147,22 +166,39 @@ pub async fn marked(
         .collect())
 }
 
-/// Raw objects received in the hours [since, until] (labels) that are in no table: pending (no
-/// done marker, no dead letter) and failed (a dead letter and no done marker since — a later run
-/// that succeeded leaves the dead letter behind), oldest first. A dead letter counts even when
-/// its raw object has expired: its records are lost to the lake either way.
-pub async fn unnormalized(
+/// The raw objects of the hours [since, until] (labels): those in no table, pending (no done
+/// marker, no dead letter) and failed (a dead letter and no done marker since — a later run
+/// that succeeded leaves the dead letter behind), oldest first — a dead letter counts even when
+/// its raw object has expired: its records are lost to the lake either way; and each relay's
+/// newest object.
+pub async fn raw_listing(
     store: &Arc<dyn ObjectStore>,
     since: &str,
     until: &str,
-) -> Result<Vec<Gap>, object_store::Error> {
+) -> Result<RawListing, object_store::Error> {
     let dirs = raw_hour_dirs(store, "raw", Some(since), Some(until)).await?;
     let per_dir = dirs.iter().map(|dir| async move {
-        let (raw, done, dead) = futures::try_join!(
-            list_raw(store, dir),
+        let (metas, done, dead) = futures::try_join!(
+            store
+                .list(Some(dir))
+                .try_filter(|m| futures::future::ready(
+                    m.location.as_ref().ends_with(natlake_raw::SUFFIX)
+                ))
+                .try_collect::<Vec<_>>(),
             marked(store, NORMALIZED_PREFIX, dir),
             marked(store, DEAD_LETTER_PREFIX, dir),
         )?;
+        let mut newest: BTreeMap<String, (String, crate::model::Micros)> = BTreeMap::new();
+        for m in &metas {
+            let key = m.location.as_ref();
+            let Some(relay) = relay_of(key) else { continue };
+            let stored = m.last_modified.timestamp_micros();
+            let e = newest.entry(relay.to_owned()).or_default();
+            if stored > e.1 {
+                *e = (key.to_owned(), stored);
+            }
+        }
+        let raw = metas.into_iter().map(|m| m.location.to_string());
         let mut gaps: Vec<Gap> = dead
             .iter()
             .filter(|k| !done.contains(*k))
@@ -181,19 +217,24 @@ pub async fn unnormalized(
                     reason: None,
                 }),
         );
-        Ok::<_, object_store::Error>(gaps)
+        Ok::<_, object_store::Error>((gaps, newest))
     });
-    let mut gaps: Vec<Gap> = futures::future::try_join_all(per_dir)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
-    gaps.sort_by(|a, b| a.key.cmp(&b.key));
-    let failed = gaps.iter_mut().filter(|g| g.state == GapState::Failed);
+    let mut out = RawListing::default();
+    for (gaps, newest) in futures::future::try_join_all(per_dir).await? {
+        out.gaps.extend(gaps);
+        for (relay, (key, stored)) in newest {
+            let e = out.newest.entry(relay).or_default();
+            if stored > e.1 {
+                *e = (key, stored);
+            }
+        }
+    }
+    out.gaps.sort_by(|a, b| a.key.cmp(&b.key));
+    let failed = out.gaps.iter_mut().filter(|g| g.state == GapState::Failed);
     for g in failed.take(REASONS_READ) {
         g.reason = read_reason(store, &marker_key(DEAD_LETTER_PREFIX, &g.key), "/error").await;
     }
-    Ok(gaps)
+    Ok(out)
 }
 
 /// Objects of the lake partition directory `dir` that compaction set aside as unreadable, with
@@ -260,6 +301,8 @@ mod tests {
             "x",
         )
         .await;
+        // Stored last (a later modification time than the others).
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         put(&store, "raw/ipfix/hour=2026-11-24T11/r_f.nlraw.zst", "x").await;
         put(
             &store,
@@ -293,10 +336,11 @@ mod tests {
             r#"{"error": "gone"}"#,
         )
         .await;
-        let gaps = unnormalized(&store, "2026-11-24T10", "2026-11-24T11")
+        let listing = raw_listing(&store, "2026-11-24T10", "2026-11-24T11")
             .await
             .unwrap();
-        let got: Vec<(&str, GapState, Option<&str>)> = gaps
+        let got: Vec<(&str, GapState, Option<&str>)> = listing
+            .gaps
             .iter()
             .map(|g| (g.key.as_str(), g.state, g.reason.as_deref()))
             .collect();
@@ -324,6 +368,16 @@ mod tests {
                     Some("gone")
                 ),
             ]
+        );
+        // Relay `r`'s newest object in those hours is the last one stored (r_f).
+        let newest: Vec<(&str, &str)> = listing
+            .newest
+            .iter()
+            .map(|(relay, (key, _))| (relay.as_str(), key.as_str()))
+            .collect();
+        assert_eq!(
+            newest,
+            [("r", "raw/ipfix/hour=2026-11-24T11/r_f.nlraw.zst")]
         );
     }
 
