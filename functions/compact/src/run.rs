@@ -38,10 +38,7 @@ use serde::Serialize;
 
 use crate::digest::{self, RowDigest};
 
-/// Name of the merged object of a partition.
-pub const COMPACTED: &str = "compacted.parquet";
-/// Name of a carry object.
-pub const CARRY: &str = "carry.parquet";
+pub use natlake_core::lake::layout::{CARRY, COMPACTED};
 /// Where objects that cannot be read are copied, with the reason, before they are set aside.
 pub use natlake_core::lake::state::QUARANTINE_DIR;
 

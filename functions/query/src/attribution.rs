@@ -455,7 +455,7 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
 /// first through its last that are in no table (pending or failed: events are filed by the time
 /// the device gave them, and a device's records reach the relay within the hour, or late — those
 /// are in later hours' objects, see `late`), and the address's partition objects in those hours
-/// (and its carry) that compaction set aside, unless an object has since taken the key again.
+/// (and its carry) that compaction set aside, unless normalize has since written the key again.
 async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<state::RawListing, QueryError> {
     let since = layout::hour_label(plan.from - 3_600_000_000);
     let until = layout::hour_label(plan.until);
@@ -469,13 +469,19 @@ async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<state::RawList
         futures::future::try_join_all(dirs.iter().map(|d| state::quarantined(&lake.store, d)));
     let (mut listing, set_aside) =
         futures::try_join!(state::raw_listing(&lake.store, &since, &until), set_aside)?;
+    // A normalize output at a quarantined key again is its raw object normalized again; a new
+    // merged or carry object is not the old one restored (it holds none of the old one's rows).
     let present: std::collections::HashSet<&str> =
         plan.objects.iter().map(|m| m.location.as_ref()).collect();
+    let restored = |key: &str| {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        present.contains(key) && name != layout::COMPACTED && name != layout::CARRY
+    };
     listing.gaps.extend(
         set_aside
             .into_iter()
             .flatten()
-            .filter(|g| !present.contains(g.key.as_str())),
+            .filter(|g| !restored(&g.key)),
     );
     Ok(listing)
 }
@@ -983,10 +989,18 @@ mod tests {
             .map(|e| e.unwrap().path())
             .find(|p| p.extension().is_some_and(|e| e == "parquet"))
             .unwrap();
-        std::fs::copy(first, dir.path().join(&gone)).unwrap();
+        std::fs::copy(&first, dir.path().join(&gone)).unwrap();
         let a = ask().await.unwrap();
         assert!(!a.attribution.ambiguous, "{a:?}");
         assert_eq!(a.unread_total, 0, "{a:?}");
+
+        // A merged object set aside is not restored by the next merged object at its key.
+        let merged = format!("{part}{}", layout::COMPACTED);
+        put(&quarantine_key(&merged), "PAR1");
+        std::fs::copy(&first, dir.path().join(&merged)).unwrap();
+        let a = ask().await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        assert_eq!(unread(&a), [(merged, GapState::Quarantined, None)]);
     }
 
     /// A device whose events reached the relay 90 s before the times it gave them runs at least

@@ -101,6 +101,11 @@ pub fn parse_hour_label(label: &str) -> Option<i64> {
     (natlake_raw::key::hour_label(secs) == label).then_some(secs)
 }
 
+/// Name of the merged object of a partition (compaction's).
+pub const COMPACTED: &str = "compacted.parquet";
+/// Name of a carry object (compaction's).
+pub const CARRY: &str = "carry.parquet";
+
 /// Where the compact function records that the carry into an hour is complete.
 pub const CARRY_MARKER_DIR: &str = "_state/carry/";
 
