@@ -800,15 +800,17 @@ async fn run_job(
         );
         match pass(&job, event_inputs, previous_inputs, sink, carry_sink, cfg).await {
             Ok(w) => {
-                for m in &smalls {
-                    store.delete(&m.location).await?;
-                }
+                // Before the small objects go: a run stopped in between leaves an entry whose
+                // key is still in the lake (cleared next time), never one whose key is gone.
                 for m in smalls
                     .iter()
                     .filter(|m| quarantined.contains(m.location.as_ref()))
                 {
                     restore(store.as_ref(), m.location.as_ref()).await?;
                     report.restored.push(m.location.to_string());
+                }
+                for m in &smalls {
+                    store.delete(&m.location).await?;
                 }
                 report.objects_spilled += spilled;
                 report.runs_merged += events.runs_merged + previous.runs_merged;

@@ -537,7 +537,7 @@ pub fn doubt_superseded(att: &mut Attribution, all: &[Interval], at: Micros, win
 }
 
 /// Rechecks the answer at a device's own time for the question when its clock is shown to run
-/// ahead of the relay's by more than the window. `ahead`: one of the device's events reached the
+/// ahead of the relay's by more than the window (and a second). `ahead`: one of the device's events reached the
 /// relay that long before the time the device gave it, so its clock is at least that far ahead
 /// (transit only adds delay; a device behind cannot be told from one that logs late, and is not
 /// checked). What happened at `at` the device stamped near `at + ahead`: its candidates named at
@@ -551,7 +551,8 @@ pub fn doubt_clock_ahead(
     device: Option<&str>,
     ahead: Micros,
 ) {
-    if ahead <= window {
+    // A second at least: second-stamped devices and NetFlow's second-resolution export time.
+    if ahead <= window.max(1_000_000) {
         return;
     }
     let own: Vec<Interval> = ivs

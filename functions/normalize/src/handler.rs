@@ -784,7 +784,19 @@ pub async fn normalize_with_retry(
     let mut attempt = 1;
     loop {
         match normalize_object(store, raw_key, cfg).await {
-            Ok(r) => return Ok(r),
+            Ok(r) => {
+                // A dead letter of an earlier run is resolved: lookups would otherwise report
+                // the object as failed once its done marker expires (with raw/, long before
+                // the dead letter, kept as long as the lake).
+                let dl = natlake_core::lake::state::marker_key(DEAD_LETTER_PREFIX, raw_key);
+                match store.delete(&dl).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(raw_key, error = %e, "could not remove the dead letter")
+                    }
+                }
+                return Ok(r);
+            }
             Err(e) if e.is_transient() && attempt < attempts => {
                 tracing::warn!(raw_key, attempt, error = %e, "normalize failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -925,6 +937,37 @@ mod tests {
             keys(&store, "lake").await,
             before,
             "a second run writes the same keys"
+        );
+    }
+
+    /// An object that failed before and is normalized by a later run loses its dead letter
+    /// (lookups report dead letters as lost data for as long as the lake keeps them); one that
+    /// fails every attempt gets one.
+    #[tokio::test]
+    async fn a_later_success_removes_the_dead_letter() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let key = "raw/syslog_udp/hour=2023-11-14T22/t_d.nlraw.zst";
+        let dead = natlake_core::lake::state::marker_key(DEAD_LETTER_PREFIX, key);
+        let cfg = NormalizeConfig::default();
+        // Not there yet: the only attempt fails, and the failure is recorded.
+        assert!(normalize_with_retry(&store, key, &cfg, 1).await.is_err());
+        assert!(store.head(&dead).await.is_ok(), "dead letter written");
+        store
+            .put(
+                &Path::from(key),
+                PutPayload::from(raw_object(&[CT_NEW.as_bytes()])),
+            )
+            .await
+            .unwrap();
+        let r = normalize_with_retry(&store, key, &cfg, 1).await.unwrap();
+        assert_eq!(r.events, 1);
+        assert!(is_done(&store, key).await.unwrap());
+        assert!(
+            matches!(
+                store.head(&dead).await,
+                Err(object_store::Error::NotFound { .. })
+            ),
+            "dead letter removed"
         );
     }
 

@@ -402,6 +402,14 @@ struct Plan {
     from: Micros,
     until: Micros,
     objects: Vec<object_store::ObjectMeta>,
+    /// What `_state/` said before the objects were listed (see [`state_before`]).
+    state: Result<StateSeen, String>,
+}
+
+/// Raw objects not (yet) in the lake, as listed before a plan's partitions.
+struct StateSeen {
+    raw: state::RawListing,
+    failed: Vec<Gap>,
 }
 
 async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
@@ -433,6 +441,12 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     };
     // The hour after the window too, so a mapping that closed soon after `at` gets its end.
     let until = (h1 + 2 * 3600) * 1_000_000 - 1;
+    // Before the partitions: normalize writes a raw object's lake objects, then its done
+    // marker, so an object done by this listing has its rows in the partition listing below,
+    // and one not yet done is reported — never neither.
+    let state = state_before(lake, q, from, until)
+        .await
+        .map_err(|e| e.to_string());
     let mut objects = lake
         .partition_objects(Table::NatEvents, q.ip, from, until)
         .await?;
@@ -448,27 +462,51 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
         from,
         until,
         objects,
+        state,
     })
 }
 
-/// What the lake lacks for the hours a plan reads: raw objects received from the hour before its
-/// first through its last that are in no table (pending or failed: events are filed by the time
-/// the device gave them, and a device's records reach the relay within the hour, or late — those
-/// are in later hours' objects, see `late`), and the address's partition objects in those hours
-/// (and its carry) that compaction set aside, unless normalize has since written the key again.
-async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<state::RawListing, QueryError> {
-    let since = layout::hour_label(plan.from - 3_600_000_000);
-    let until = layout::hour_label(plan.until);
+/// Raw objects created this long after the question's time are not counted as pending: what
+/// they hold the relay received after it (a batch keeps its creation hour through retries and
+/// the spool), so only a device's own delay could put an event of that time in them.
+const PENDING_AFTER: Micros = 10 * 60_000_000;
+
+/// The raw objects that are not in the lake: pending ones received from the hour before `from`
+/// through `until` (events are filed by the time the device gave them and reach the relay within
+/// seconds; pending objects older than that are a backlog the normalize service's poller works
+/// through), with each relay's newest object; and failed ones over the whole lookback — the
+/// carry that lets an answer start late was computed without them, and they do not go away.
+async fn state_before(
+    lake: &Lake,
+    q: &Question,
+    from: Micros,
+    until: Micros,
+) -> Result<StateSeen, QueryError> {
+    let (raw_since, raw_until) = (
+        layout::hour_label(from - 3_600_000_000),
+        layout::hour_label(until),
+    );
+    let failed_since = layout::hour_label(q.at - q.window - q.lookback - 3_600_000_000);
+    let newest_relevant = layout::hour_label(q.at + q.window + PENDING_AFTER);
+    let (raw, failed) = futures::try_join!(
+        state::raw_listing(&lake.store, &raw_since, &raw_until),
+        state::dead_letters(&lake.store, &failed_since, &newest_relevant),
+    )?;
+    Ok(StateSeen { raw, failed })
+}
+
+/// The address's partition objects in the hours a plan reads (and its carry) that compaction
+/// set aside, unless normalize has since written the key again.
+async fn set_aside(lake: &Lake, q: &Question, plan: &Plan) -> Result<Vec<Gap>, QueryError> {
     let mut dirs: Vec<String> = layout::hours_between(plan.from, plan.until)
         .map(|h| layout::partition_dir(Table::NatEvents, h, Some(q.ip)))
         .collect();
     if let Some(c) = plan.carry {
         dirs.push(layout::partition_dir(Table::NatCarry, c, Some(q.ip)));
     }
-    let set_aside =
-        futures::future::try_join_all(dirs.iter().map(|d| state::quarantined(&lake.store, d)));
-    let (mut listing, set_aside) =
-        futures::try_join!(state::raw_listing(&lake.store, &since, &until), set_aside)?;
+    let listed =
+        futures::future::try_join_all(dirs.iter().map(|d| state::quarantined(&lake.store, d)))
+            .await?;
     // A normalize output at a quarantined key again is its raw object normalized again; a new
     // merged or carry object is not the old one restored (it holds none of the old one's rows).
     let present: std::collections::HashSet<&str> =
@@ -477,27 +515,46 @@ async fn unread(lake: &Lake, q: &Question, plan: &Plan) -> Result<state::RawList
         let name = key.rsplit('/').next().unwrap_or(key);
         present.contains(key) && name != layout::COMPACTED && name != layout::CARRY
     };
-    listing.gaps.extend(
-        set_aside
-            .into_iter()
-            .flatten()
-            .filter(|g| !restored(&g.key)),
+    Ok(listed
+        .into_iter()
+        .flatten()
+        .filter(|g| !restored(&g.key))
+        .collect())
+}
+
+/// Everything the answer could not see: failed raw objects, pending ones created by shortly
+/// after the question's time, relays that have not delivered, objects set aside.
+fn gaps(seen: &StateSeen, rows: &[NatRow], set_aside: Vec<Gap>, q: &Question) -> Vec<Gap> {
+    let newest_relevant = layout::hour_label(q.at + q.window + PENDING_AFTER);
+    let mut out = not_received(rows, &seen.raw, q);
+    out.extend(seen.failed.iter().cloned());
+    out.extend(
+        seen.raw
+            .pending
+            .iter()
+            .filter(|g| state::hour_of(&g.key).is_some_and(|h| h <= newest_relevant.as_str()))
+            .cloned(),
     );
-    Ok(listing)
+    out.extend(set_aside);
+    out
 }
 
 /// The relays that logged about the address (in `rows`) whose newest raw object in the store was
 /// stored before the question's time (and window): what they received since is not in the lake,
 /// and may hold the mapping that ended or began just before the question's time.
-fn not_received(rows: &[NatRow], newest: &state::RawListing, q: &Question) -> Vec<Gap> {
-    let relays: std::collections::BTreeSet<&str> = rows
+fn not_received(rows: &[NatRow], raw: &state::RawListing, q: &Question) -> Vec<Gap> {
+    let relays: std::collections::BTreeSet<(String, String)> = rows
         .iter()
-        .filter_map(|r| state::relay_of(&r.raw_key))
+        .filter_map(|r| {
+            let (kind, relay) = (state::kind_of(&r.raw_key)?, state::relay_of(&r.raw_key)?);
+            Some((kind.to_owned(), relay.to_owned()))
+        })
         .collect();
     relays
         .into_iter()
-        .filter_map(|relay| {
-            let (key, stored) = newest.newest.get(relay)?;
+        .filter_map(|kr| {
+            let relay = &kr.1;
+            let (key, stored) = raw.newest.get(&kr)?;
             (*stored < q.at + q.window).then(|| Gap {
                 key: key.clone(),
                 state: state::GapState::NotReceived,
@@ -516,6 +573,7 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         from,
         until,
         ref objects,
+        ..
     } = *plan;
     let (files, errors) = lake.local_paths(objects).await;
     let lake2 = lake.clone();
@@ -532,15 +590,18 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         let ahead = clocks_ahead(&conn, &paths, &q2, from, until).unwrap_or_default();
         Ok((rows, errors, ahead))
     });
-    // The listings run while DuckDB reads.
-    let (unread, rows) = tokio::join!(unread(lake, q, plan), rows);
+    // The quarantine listings run while DuckDB reads.
+    let (set_aside, rows) = tokio::join!(set_aside(lake, q, plan), rows);
     let (rows, mut errors, ahead) = rows.map_err(|e| QueryError::Internal(e.to_string()))??;
-    let listing = unread.unwrap_or_else(|e| {
+    let unchecked = |errors: &mut Vec<ObjectError>, e: String| {
         errors.push(ObjectError {
-            key: state::NORMALIZED_PREFIX.to_string(),
+            key: "_state/".to_string(),
             error: format!("could not check what the lake is missing: {e}"),
-        });
-        state::RawListing::default()
+        })
+    };
+    let set_aside = set_aside.unwrap_or_else(|e| {
+        unchecked(&mut errors, e.to_string());
+        Vec::new()
     });
     // The same row twice (a merged object beside the objects it replaced, a raw object
     // normalized twice) is one event; several events of one record (an IPFIX datagram) are not.
@@ -555,8 +616,13 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
             row
         })
         .collect();
-    let mut unread = not_received(&rows, &listing, q);
-    unread.extend(listing.gaps);
+    let mut unread = match &plan.state {
+        Ok(seen) => gaps(seen, &rows, set_aside, q),
+        Err(e) => {
+            unchecked(&mut errors, e.clone());
+            set_aside
+        }
+    };
     let unread_total = unread.len();
     unread.truncate(UNREAD_LISTED);
     let range_start = layout::hour_start(from) * 1_000_000;
@@ -927,8 +993,10 @@ mod tests {
         put(&done, "x");
         put(&format!("{NORMALIZED_PREFIX}/{done}.json"), "{}");
         put(&late, "x");
-        // Received hours after the answer's last: not its concern.
+        // Received hours after the answer's last: not its concern; nor is an object created
+        // more than ten minutes after the question's time (what it holds came later).
         put("raw/syslog_udp/hour=2026-11-01T09/r_3.nlraw.zst", "x");
+        put("raw/syslog_udp/hour=2026-11-01T01/r_4.nlraw.zst", "x");
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let question = Question::new(ip, 2000, T0 + 30_000_000);
         let ask = || attribute(&lake, &question);
@@ -1118,5 +1186,43 @@ mod tests {
         stored(&k2, T0 + 700_000_000);
         let a = attribute(&lake, &question).await.unwrap();
         assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+    }
+
+    /// A raw object normalize gave up on counts over the whole lookback, also before the hour
+    /// whose carry the answer starts from: the carry was computed without it.
+    #[tokio::test]
+    async fn a_failed_object_before_the_carry_hour_is_reported() {
+        use natlake_core::lake::state::{DEAD_LETTER_PREFIX, GapState};
+        let dir = tempfile::tempdir().unwrap();
+        let k = "raw/k.nlraw.zst";
+        let h = 3_600_000_000;
+        let rows = [nat_row(
+            T0 + 3 * h + 10_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.1",
+            2000,
+            k,
+            0,
+        )];
+        let lake = lake_with(dir.path(), &rows);
+        let put = |key: &str, body: &str| {
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        };
+        put(&layout::carry_marker_key((T0 + 3 * h) / 1_000_000), "{}");
+        let lost = "raw/syslog_udp/hour=2026-11-01T00/r_1.nlraw.zst";
+        put(
+            &format!("{DEAD_LETTER_PREFIX}/{lost}.json"),
+            r#"{"error": "zstd: truncated"}"#,
+        );
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let a = attribute(&lake, &Question::new(ip, 2000, T0 + 3 * h + 1_800_000_000))
+            .await
+            .unwrap();
+        assert_eq!(a.carry_hour.as_deref(), Some("2026-11-01T03"), "{a:?}");
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let got: Vec<_> = a.unread.iter().map(|g| (g.key.as_str(), g.state)).collect();
+        assert_eq!(got, [(lost, GapState::Failed)], "{a:?}");
     }
 }

@@ -71,13 +71,14 @@ pub enum GapState {
     NotReceived,
 }
 
-/// The raw objects of some hours: what of them is in no table, and each relay's newest.
+/// The raw objects of some hours: those no normalize run has finished, and each relay's newest.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawListing {
-    pub gaps: Vec<Gap>,
-    /// By relay id: its newest raw object's key and when it was stored (µs; its records were
-    /// all received before).
-    pub newest: BTreeMap<String, (String, crate::model::Micros)>,
+    /// Pending: neither a done marker nor a dead letter.
+    pub pending: Vec<Gap>,
+    /// By (input kind, relay id): its newest raw object's key and when it was stored (µs; the
+    /// records in it were all received before).
+    pub newest: BTreeMap<(String, String), (String, crate::model::Micros)>,
 }
 
 /// The relay id in a raw key (`…/<relay>_<batch>.nlraw.zst`; relay ids have no `_`).
@@ -85,6 +86,16 @@ pub fn relay_of(raw_key: &str) -> Option<&str> {
     natlake_raw::key::stem(raw_key)
         .split_once('_')
         .map(|(relay, _)| relay)
+}
+
+/// The input kind in a raw key (`raw/<kind>/…`).
+pub fn kind_of(raw_key: &str) -> Option<&str> {
+    raw_key.strip_prefix("raw/")?.split('/').next()
+}
+
+/// The hour label of a raw key (`…/hour=<label>/…`): the hour its batch was created in.
+pub fn hour_of(raw_key: &str) -> Option<&str> {
+    raw_key.split('/').find_map(|seg| seg.strip_prefix("hour="))
 }
 
 /// The `raw/<kind>/hour=H/` directories under `prefix` whose hour label lies in [since, until]
@@ -166,11 +177,9 @@ pub async fn marked(
         .collect())
 }
 
-/// The raw objects of the hours [since, until] (labels): those in no table, pending (no done
-/// marker, no dead letter) and failed (a dead letter and no done marker since — a later run
-/// that succeeded leaves the dead letter behind), oldest first — a dead letter counts even when
-/// its raw object has expired: its records are lost to the lake either way; and each relay's
-/// newest object.
+/// The raw objects of the hours [since, until] (labels) that no normalize run has finished and
+/// none gave up on (pending: in flight, or a backlog), oldest first, and each relay's newest
+/// object of each kind.
 pub async fn raw_listing(
     store: &Arc<dyn ObjectStore>,
     since: &str,
@@ -188,53 +197,97 @@ pub async fn raw_listing(
             marked(store, NORMALIZED_PREFIX, dir),
             marked(store, DEAD_LETTER_PREFIX, dir),
         )?;
-        let mut newest: BTreeMap<String, (String, crate::model::Micros)> = BTreeMap::new();
-        for m in &metas {
-            let key = m.location.as_ref();
-            let Some(relay) = relay_of(key) else { continue };
-            let stored = m.last_modified.timestamp_micros();
-            let e = newest.entry(relay.to_owned()).or_default();
-            if stored > e.1 {
-                *e = (key.to_owned(), stored);
-            }
-        }
-        let raw = metas.into_iter().map(|m| m.location.to_string());
-        let mut gaps: Vec<Gap> = dead
-            .iter()
-            .filter(|k| !done.contains(*k))
-            .map(|k| Gap {
-                key: k.clone(),
-                state: GapState::Failed,
-                reason: None,
-            })
-            .collect();
-        gaps.extend(
-            raw.into_iter()
-                .filter(|k| !done.contains(k) && !dead.contains(k))
-                .map(|key| Gap {
-                    key,
-                    state: GapState::Pending,
-                    reason: None,
-                }),
-        );
-        Ok::<_, object_store::Error>((gaps, newest))
+        Ok::<_, object_store::Error>((metas, done, dead))
     });
     let mut out = RawListing::default();
-    for (gaps, newest) in futures::future::try_join_all(per_dir).await? {
-        out.gaps.extend(gaps);
-        for (relay, (key, stored)) in newest {
-            let e = out.newest.entry(relay).or_default();
-            if stored > e.1 {
-                *e = (key, stored);
+    for (metas, done, dead) in futures::future::try_join_all(per_dir).await? {
+        for m in metas {
+            let key = m.location.as_ref();
+            if let (Some(kind), Some(relay)) = (kind_of(key), relay_of(key)) {
+                let stored = m.last_modified.timestamp_micros();
+                let e = out
+                    .newest
+                    .entry((kind.to_owned(), relay.to_owned()))
+                    .or_default();
+                if stored > e.1 {
+                    *e = (key.to_owned(), stored);
+                }
+            }
+            if !done.contains(key) && !dead.contains(key) {
+                out.pending.push(Gap {
+                    key: key.to_owned(),
+                    state: GapState::Pending,
+                    reason: None,
+                });
             }
         }
     }
-    out.gaps.sort_by(|a, b| a.key.cmp(&b.key));
-    let failed = out.gaps.iter_mut().filter(|g| g.state == GapState::Failed);
-    for g in failed.take(REASONS_READ) {
-        g.reason = read_reason(store, &marker_key(DEAD_LETTER_PREFIX, &g.key), "/error").await;
-    }
+    out.pending.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// Raw objects of the hours [since, until] (labels) normalize gave up on and no later run
+/// normalized (a dead letter without a done marker), with the dead letter's error, oldest first.
+/// Listed from the dead letters themselves, which outlive the raw objects and their done
+/// markers (a run that succeeds later removes its dead letter): a lost object is reported for
+/// as long as the lake holds its hours.
+pub async fn dead_letters(
+    store: &Arc<dyn ObjectStore>,
+    since: &str,
+    until: &str,
+) -> Result<Vec<Gap>, object_store::Error> {
+    let root = Path::from(format!("{DEAD_LETTER_PREFIX}/raw"));
+    let kinds = store
+        .list_with_delimiter(Some(&root))
+        .await?
+        .common_prefixes;
+    let per_kind = kinds
+        .iter()
+        .map(|kind| async move { store.list(Some(kind)).try_collect::<Vec<_>>().await });
+    let mut keys: Vec<String> = Vec::new();
+    for metas in futures::future::try_join_all(per_kind).await? {
+        keys.extend(metas.iter().filter_map(|m| {
+            let key = m
+                .location
+                .as_ref()
+                .strip_prefix(DEAD_LETTER_PREFIX)?
+                .strip_prefix('/')?
+                .strip_suffix(".json")?;
+            let hour = hour_of(key)?;
+            (since <= hour && hour <= until).then(|| key.to_owned())
+        }));
+    }
+    keys.sort();
+    // A dead letter left by a run before dead letters were removed on success: its object was
+    // normalized if a done marker says so.
+    let checks = keys.into_iter().map(|key| async move {
+        match store.head(&marker_key(NORMALIZED_PREFIX, &key)).await {
+            Ok(_) => Ok(None),
+            Err(object_store::Error::NotFound { .. }) => Ok(Some(key)),
+            Err(e) => Err(e),
+        }
+    });
+    let failed: Vec<String> = futures::future::try_join_all(checks)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let reasons = futures::future::join_all(
+        failed
+            .iter()
+            .take(REASONS_READ)
+            .map(|key| read_reason(store, marker_key(DEAD_LETTER_PREFIX, key), "/error")),
+    )
+    .await;
+    Ok(failed
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| Gap {
+            key,
+            state: GapState::Failed,
+            reason: reasons.get(i).cloned().flatten(),
+        })
+        .collect())
 }
 
 /// Objects of the lake partition directory `dir` that compaction set aside as unreadable, with
@@ -258,16 +311,23 @@ pub async fn quarantined(
         })
         .collect();
     gaps.sort_by(|a, b| a.key.cmp(&b.key));
-    for g in gaps.iter_mut().take(REASONS_READ) {
-        let why = Path::from(quarantine_reason_key(&g.key).as_str());
-        g.reason = read_reason(store, &why, "/reason").await;
+    let reasons = futures::future::join_all(gaps.iter().take(REASONS_READ).map(|g| {
+        read_reason(
+            store,
+            Path::from(quarantine_reason_key(&g.key).as_str()),
+            "/reason",
+        )
+    }))
+    .await;
+    for (g, why) in gaps.iter_mut().zip(reasons) {
+        g.reason = why;
     }
     Ok(gaps)
 }
 
 /// A JSON record's reason field; None when it cannot be read (the gap is reported all the same).
-async fn read_reason(store: &Arc<dyn ObjectStore>, key: &Path, pointer: &str) -> Option<String> {
-    let bytes = store.get(key).await.ok()?.bytes().await.ok()?;
+async fn read_reason(store: &Arc<dyn ObjectStore>, key: Path, pointer: &str) -> Option<String> {
+    let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     v.pointer(pointer)?.as_str().map(str::to_owned)
 }
@@ -286,98 +346,74 @@ mod tests {
             .unwrap();
     }
 
-    /// Pending and failed raw objects of the hours asked, with the dead letter's error; a dead
-    /// letter whose object was normalized since is no gap, and neither are other hours.
+    /// Pending raw objects of the hours asked and each relay's newest object per kind; failed
+    /// ones from the dead letters, with the error — one whose raw object expired too, and not
+    /// one whose object a later run normalized.
     #[tokio::test]
-    async fn unnormalized_raw_objects_are_pending_or_failed() {
+    async fn raw_objects_not_normalized_are_pending_or_failed() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let dir = "raw/syslog_udp/hour=2026-11-24T10";
         for n in ["a", "b", "c", "d"] {
             put(&store, &format!("{dir}/r_{n}.nlraw.zst"), "x").await;
         }
-        put(
-            &store,
-            "raw/syslog_udp/hour=2026-11-24T12/r_e.nlraw.zst",
-            "x",
-        )
-        .await;
+        let late = "raw/syslog_udp/hour=2026-11-24T12/r_e.nlraw.zst";
+        put(&store, late, "x").await;
         // Stored last (a later modification time than the others).
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         put(&store, "raw/ipfix/hour=2026-11-24T11/r_f.nlraw.zst", "x").await;
+        let done = |key: &str| format!("{NORMALIZED_PREFIX}/{key}.json");
+        let dead = |key: &str| format!("{DEAD_LETTER_PREFIX}/{key}.json");
+        put(&store, &done(&format!("{dir}/r_a.nlraw.zst")), "{}").await;
+        // Failed, then normalized by a later run that left the dead letter: no gap.
+        put(&store, &done(&format!("{dir}/r_b.nlraw.zst")), "{}").await;
+        put(&store, &dead(&format!("{dir}/r_b.nlraw.zst")), "{}").await;
+        let c = format!("{dir}/r_c.nlraw.zst");
         put(
             &store,
-            &format!("{NORMALIZED_PREFIX}/{dir}/r_a.nlraw.zst.json"),
-            "{}",
-        )
-        .await;
-        // Failed, then normalized by a later run: no gap.
-        put(
-            &store,
-            &format!("{NORMALIZED_PREFIX}/{dir}/r_b.nlraw.zst.json"),
-            "{}",
-        )
-        .await;
-        put(
-            &store,
-            &format!("{DEAD_LETTER_PREFIX}/{dir}/r_b.nlraw.zst.json"),
-            "{}",
-        )
-        .await;
-        put(
-            &store,
-            &format!("{DEAD_LETTER_PREFIX}/{dir}/r_c.nlraw.zst.json"),
+            &dead(&c),
             r#"{"raw_key": "x", "error": "zstd: truncated"}"#,
         )
         .await;
-        // A dead letter whose raw object expired still counts.
-        put(
-            &store,
-            &format!("{DEAD_LETTER_PREFIX}/{dir}/r_gone.nlraw.zst.json"),
-            r#"{"error": "gone"}"#,
-        )
-        .await;
+        // A dead letter whose raw object (and hour directory) expired still counts.
+        let gone = "raw/syslog_udp/hour=2026-11-24T09/r_gone.nlraw.zst";
+        put(&store, &dead(gone), r#"{"error": "gone"}"#).await;
+        put(&store, &dead(late), "{}").await;
+
         let listing = raw_listing(&store, "2026-11-24T10", "2026-11-24T11")
             .await
             .unwrap();
-        let got: Vec<(&str, GapState, Option<&str>)> = listing
-            .gaps
+        let pending: Vec<&str> = listing.pending.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(
+            pending,
+            [
+                "raw/ipfix/hour=2026-11-24T11/r_f.nlraw.zst",
+                "raw/syslog_udp/hour=2026-11-24T10/r_d.nlraw.zst",
+            ]
+        );
+        let kinds: Vec<(&str, &str)> = listing
+            .newest
+            .keys()
+            .map(|(kind, relay)| (kind.as_str(), relay.as_str()))
+            .collect();
+        assert_eq!(kinds, [("ipfix", "r"), ("syslog_udp", "r")]);
+        let ipfix = &listing.newest[&("ipfix".to_owned(), "r".to_owned())];
+        assert_eq!(ipfix.0, "raw/ipfix/hour=2026-11-24T11/r_f.nlraw.zst");
+        let syslog = &listing.newest[&("syslog_udp".to_owned(), "r".to_owned())];
+        assert!(syslog.1 < ipfix.1, "{listing:?}");
+
+        let failed = dead_letters(&store, "2026-11-24T09", "2026-11-24T11")
+            .await
+            .unwrap();
+        let got: Vec<(&str, GapState, Option<&str>)> = failed
             .iter()
             .map(|g| (g.key.as_str(), g.state, g.reason.as_deref()))
             .collect();
         assert_eq!(
             got,
-            vec![
-                (
-                    "raw/ipfix/hour=2026-11-24T11/r_f.nlraw.zst",
-                    GapState::Pending,
-                    None
-                ),
-                (
-                    "raw/syslog_udp/hour=2026-11-24T10/r_c.nlraw.zst",
-                    GapState::Failed,
-                    Some("zstd: truncated")
-                ),
-                (
-                    "raw/syslog_udp/hour=2026-11-24T10/r_d.nlraw.zst",
-                    GapState::Pending,
-                    None
-                ),
-                (
-                    "raw/syslog_udp/hour=2026-11-24T10/r_gone.nlraw.zst",
-                    GapState::Failed,
-                    Some("gone")
-                ),
+            [
+                (gone, GapState::Failed, Some("gone")),
+                (c.as_str(), GapState::Failed, Some("zstd: truncated")),
             ]
-        );
-        // Relay `r`'s newest object in those hours is the last one stored (r_f).
-        let newest: Vec<(&str, &str)> = listing
-            .newest
-            .iter()
-            .map(|(relay, (key, _))| (relay.as_str(), key.as_str()))
-            .collect();
-        assert_eq!(
-            newest,
-            [("r", "raw/ipfix/hour=2026-11-24T11/r_f.nlraw.zst")]
         );
     }
 

@@ -113,6 +113,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "store" {
   }
 
   rule {
+    # Copies of lake objects compaction could not read: lake data, kept no longer than the lake.
+    id     = "quarantine"
+    status = "Enabled"
+    filter {
+      prefix = "${local.root}_state/quarantine/"
+    }
+    expiration {
+      days = var.lake_retention_days
+    }
+  }
+
+  rule {
     id     = "audit"
     status = "Enabled"
     filter {

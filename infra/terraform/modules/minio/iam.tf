@@ -1,7 +1,7 @@
 # A MinIO user per role (the access key is the user name), each with a policy scoped to the
 # prefixes its code touches:
 #   relay      PutObject raw/
-#   normalize  list/read raw/, check and write done markers, write lake/, dead letters and the markers of objects it writes into ended hours (_state/late/)
+#   normalize  list/read raw/, check and write done markers, write lake/, write (and, once resolved, delete) dead letters and the markers of objects it writes into ended hours (_state/late/)
 #   compact    list/read/rewrite/delete lake/, keep its carry markers in _state/carry/, consume _state/late/, set unreadable objects aside in _state/quarantine/ (and remove them there once a new object took their key)
 #   lookup     list/read lake/, list the carry and late markers, list raw/ with its done markers and dead letters and _state/quarantine/ (read their reasons), write audit/
 #   analysts   list/read lake/
@@ -22,7 +22,7 @@ data "minio_iam_policy_document" "normalize" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}raw/*", "${local.root}_state/normalized/*"]
+      values   = ["${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*"]
     }
   }
   statement {
@@ -39,6 +39,12 @@ data "minio_iam_policy_document" "normalize" {
       local.objects["_state/dead-letter"],
       local.objects["_state/late"],
     ]
+  }
+  statement {
+    # The dead letter of an object a later run normalized.
+    sid       = "ResolveDeadLetters"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.objects["_state/dead-letter"]]
   }
 }
 

@@ -78,6 +78,12 @@ resource "minio_ilm_policy" "store" {
     expiration = "${var.lake_retention_days}d"
   }
   rule {
+    # Copies of lake objects compaction could not read: lake data, kept no longer than the lake.
+    id         = "quarantine"
+    filter     = "${local.root}_state/quarantine/"
+    expiration = "${var.lake_retention_days}d"
+  }
+  rule {
     id         = "audit"
     filter     = "${local.root}audit/"
     expiration = "${var.audit_retention_days}d"
