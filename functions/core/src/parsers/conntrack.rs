@@ -32,7 +32,6 @@ use super::util::{
     MICROS_PER_SEC, ascii_words, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32,
     parse_u64, trim_ws,
 };
-use crate::model::protocol_number as proto_number;
 
 const FORMAT: &str = "conntrack";
 
@@ -124,15 +123,24 @@ pub(crate) fn build_event(
 
 /// Layer-4 protocol names as libnetfilter_conntrack prints them. "unknown" is followed by the
 /// number; it yields `Some(None)`.
+/// The numbers are `protocol_number`'s (`l4_names_number_as_protocol_number_does`), written out:
+/// looking the name up again cost ~100 instructions per line.
 pub(crate) fn l4_name(tok: &str) -> Option<Option<u8>> {
-    match tok {
-        "unknown" => Some(None),
-        "dccp" => Some(Some(33)),
-        "tcp" | "udp" | "udplite" | "icmp" | "icmpv6" | "sctp" | "gre" | "esp" | "ah" | "igmp" => {
-            Some(proto_number(tok))
-        }
-        _ => None,
-    }
+    Some(Some(match tok {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        "icmpv6" => 58,
+        "udplite" => 136,
+        "sctp" => 132,
+        "gre" => 47,
+        "esp" => 50,
+        "ah" => 51,
+        "igmp" => 2,
+        "dccp" => 33,
+        "unknown" => return Some(None),
+        _ => return None,
+    }))
 }
 
 /// Cheap check used by format detection.
@@ -349,6 +357,25 @@ mod tests {
     /// T0 stands for the caller's default time.
     fn one(line: &str) -> NatEvent {
         nat(one_pushed(line, |l, out| parse(l, T0, out)))
+    }
+
+    #[test]
+    fn l4_names_number_as_protocol_number_does() {
+        for name in [
+            "tcp", "udp", "icmp", "icmpv6", "udplite", "sctp", "gre", "esp", "ah", "igmp",
+        ] {
+            assert_eq!(
+                l4_name(name),
+                Some(crate::model::protocol_number(name)),
+                "{name}"
+            );
+            assert!(crate::model::protocol_number(name).is_some(), "{name}");
+        }
+        assert_eq!(l4_name("dccp"), Some(Some(33)));
+        assert_eq!(l4_name("unknown"), Some(None));
+        for other in ["TCP", "tcp ", "", "ipv4", "6"] {
+            assert_eq!(l4_name(other), None, "{other:?}");
+        }
     }
 
     #[test]

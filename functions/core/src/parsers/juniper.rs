@@ -436,7 +436,7 @@ impl<'a> Lookup<'a> for SessionParams<'a> {
     fn get(&self, key: &str) -> Option<&'a str> {
         Self::slot(key)
             .and_then(|i| self.slots.get(i).copied().flatten())
-            .map(str::trim)
+            .map(trim_ws)
             .filter(|v| !is_null(v))
     }
 }
