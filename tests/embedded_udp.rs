@@ -143,7 +143,9 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
         || {
             let nat = files_with_suffix(&lake.join("nat_events"), ".parquet");
             let rej = files_with_suffix(&lake.join("rejects"), ".parquet");
-            Ok((!nat.is_empty() && !rej.is_empty()).then_some(()))
+            // And its done marker, written last: until then answers list the object as pending.
+            let done = files_with_suffix(&dir.path().join("_state/normalized"), ".json");
+            Ok((!nat.is_empty() && !rej.is_empty() && !done.is_empty()).then_some(()))
         },
     )?;
     let nat_files = files_with_suffix(&lake.join("nat_events"), ".parquet");

@@ -194,14 +194,30 @@ fn seen_lines(out: &str) -> Vec<Seen> {
         .collect()
 }
 
+/// The answer, once the lake has caught up: `natlake up` keeps receiving while the test asks, so
+/// an answer may list a raw object still being normalized (`pending`) or a batch the relay has
+/// not stored yet (`not_received`) — asked again until none is left (20 s at most).
 fn lookup(data_dir: &std::path::Path, ip: &str, port: u16, at: &str, extra: &[&str]) -> Value {
-    let out = run(Command::new(NATLAKE)
-        .args(["lookup", "--data-dir"])
-        .arg(data_dir)
-        .args(["--ip", ip, "--port", &port.to_string(), "--at", at])
-        .args(extra))
-    .unwrap();
-    serde_json::from_str(&out).unwrap()
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = run(Command::new(NATLAKE)
+            .args(["lookup", "--data-dir"])
+            .arg(data_dir)
+            .args(["--ip", ip, "--port", &port.to_string(), "--at", at])
+            .args(extra))
+        .unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let in_flight = v["unread"].as_array().is_some_and(|gaps| {
+            !gaps.is_empty()
+                && gaps
+                    .iter()
+                    .all(|g| g["state"] == "pending" || g["state"] == "not_received")
+        });
+        if !in_flight || std::time::Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// The (src_ip, src_port) of every match.

@@ -540,8 +540,10 @@ fn gaps(seen: &StateSeen, rows: &[NatRow], set_aside: Vec<Gap>, q: &Question) ->
 }
 
 /// The relays that logged about the address (in `rows`) whose newest raw object in the store was
-/// stored before the question's time (and window): what they received since is not in the lake,
-/// and may hold the mapping that ended or began just before the question's time.
+/// stored before the question's time: what they received since is not in the lake, and may hold
+/// the mapping that ended or began just before the question's time. (Not before the end of the
+/// window: a question asked seconds after its time would always wait on the relay's open batch
+/// for what only the window's tolerance reaches.)
 fn not_received(rows: &[NatRow], raw: &state::RawListing, q: &Question) -> Vec<Gap> {
     let relays: std::collections::BTreeSet<(String, String)> = rows
         .iter()
@@ -555,7 +557,7 @@ fn not_received(rows: &[NatRow], raw: &state::RawListing, q: &Question) -> Vec<G
         .filter_map(|kr| {
             let relay = &kr.1;
             let (key, stored) = raw.newest.get(&kr)?;
-            (*stored < q.at + q.window).then(|| Gap {
+            (*stored < q.at).then(|| Gap {
                 key: key.clone(),
                 state: state::GapState::NotReceived,
                 reason: Some(format!(
