@@ -671,6 +671,13 @@ mod tests {
 
     const T0: i64 = 1_793_491_200_000_000; // 2026-11-01T00:00:00Z
 
+    /// Writes `body` at `key` under `dir`, making its directories.
+    fn put_file(dir: &std::path::Path, key: &str, body: &str) {
+        let path = dir.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+
     /// A `file://` lake in `dir` holding `rows` as normalize writes them (one raw object).
     fn lake_with(dir: &std::path::Path, rows: &[natlake_core::model::Row]) -> Lake {
         for (o, bytes) in
@@ -982,11 +989,7 @@ mod tests {
             ),
         ];
         let lake = lake_with(dir.path(), &rows);
-        let put = |key: &str, body: &str| {
-            let path = dir.path().join(key);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, body).unwrap();
-        };
+        let put = |key: &str, body: &str| put_file(dir.path(), key, body);
         let raw_dir = "raw/syslog_udp/hour=2026-11-01T00";
         let (done, late) = (
             format!("{raw_dir}/r_1.nlraw.zst"),
@@ -1207,11 +1210,7 @@ mod tests {
             0,
         )];
         let lake = lake_with(dir.path(), &rows);
-        let put = |key: &str, body: &str| {
-            let path = dir.path().join(key);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, body).unwrap();
-        };
+        let put = |key: &str, body: &str| put_file(dir.path(), key, body);
         put(&layout::carry_marker_key((T0 + 3 * h) / 1_000_000), "{}");
         let lost = "raw/syslog_udp/hour=2026-11-01T00/r_1.nlraw.zst";
         put(
