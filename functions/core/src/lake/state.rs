@@ -36,6 +36,14 @@ pub fn marker_key(state: &str, raw_key: &str) -> Path {
     Path::from(format!("{state}/{raw_key}.json"))
 }
 
+/// The raw key a `state` marker is for: [`marker_key`] read backwards.
+fn marked_key<'a>(state: &str, marker: &'a str) -> Option<&'a str> {
+    marker
+        .strip_prefix(state)?
+        .strip_prefix('/')?
+        .strip_suffix(".json")
+}
+
 /// Where compaction copies an unreadable lake object.
 pub fn quarantine_key(lake_key: &str) -> String {
     format!("{QUARANTINE_DIR}{lake_key}")
@@ -165,15 +173,8 @@ pub async fn marked(
     let under = Path::from(format!("{state}/{dir}"));
     let metas: Vec<_> = store.list(Some(&under)).try_collect().await?;
     Ok(metas
-        .into_iter()
-        .filter_map(|m| {
-            m.location
-                .as_ref()
-                .strip_prefix(state)?
-                .strip_prefix('/')?
-                .strip_suffix(".json")
-                .map(str::to_owned)
-        })
+        .iter()
+        .filter_map(|m| marked_key(state, m.location.as_ref()).map(str::to_owned))
         .collect())
 }
 
@@ -247,12 +248,7 @@ pub async fn dead_letters(
     let mut keys: Vec<String> = Vec::new();
     for metas in futures::future::try_join_all(per_kind).await? {
         keys.extend(metas.iter().filter_map(|m| {
-            let key = m
-                .location
-                .as_ref()
-                .strip_prefix(DEAD_LETTER_PREFIX)?
-                .strip_prefix('/')?
-                .strip_suffix(".json")?;
+            let key = marked_key(DEAD_LETTER_PREFIX, m.location.as_ref())?;
             let hour = hour_of(key)?;
             (since <= hour && hour <= until).then(|| key.to_owned())
         }));
