@@ -4,7 +4,9 @@
 //! connections; for each one, the public address:port and time *the server saw* is looked up and
 //! must name the true subscriber's inside address:port. An unknown port gets no match; a public
 //! port reused by another subscriber inside the window is flagged ambiguous, never guessed. The
-//! same answers must come back after the compact function has run (through the carry).
+//! same answers must come back after the compact function has run (through the carry). A port
+//! forward (DNAT of a public address:port to subscriber A's server) is looked up by its public
+//! address and port and must name A's server.
 //!
 //! Needs root (namespaces, iptables, netlink); skips with a message only where namespaces cannot
 //! be made. CI runs it as root.
@@ -19,6 +21,9 @@ const NATLAKE: &str = env!("CARGO_BIN_EXE_natlake");
 const SRV_IP: &str = "192.0.2.10";
 const POOL: &str = "198.51.100.20-198.51.100.21";
 const REUSE_IP: &str = "198.51.100.30";
+/// Public address and port forwarded to subscriber A's server, 100.64.1.2:80.
+const FORWARD_IP: &str = "198.51.100.40";
+const FORWARD_PORT: u16 = 8443;
 
 /// Namespaces and processes of one test, removed on drop (also when an assertion fails).
 struct Lab {
@@ -86,7 +91,8 @@ fn lab() -> Option<Lab> {
 
 /// subscriber A 100.64.1.2 and B 100.64.2.2 — CGN — server 192.0.2.10. TCP/UDP to the server
 /// is SNATed to a two-address pool with ports 20000–20999; UDP to port 7777 is SNATed to a
-/// single public address and port, so that a second subscriber must reuse it.
+/// single public address and port, so that a second subscriber must reuse it. TCP from outside
+/// to 198.51.100.40:8443 is forwarded (DNAT) to subscriber A's 100.64.1.2:80.
 fn build(lab: &Lab) {
     let (cgn, srv, a, b) = (lab.ns("cgn"), lab.ns("srv"), lab.ns("suba"), lab.ns("subb"));
     for n in [&srv, &a, &b] {
@@ -119,7 +125,8 @@ fn build(lab: &Lab) {
     lab.sh(
         "cgn",
         &format!(
-            "iptables -t nat -A POSTROUTING -o cs -p udp --dport 7777 -j SNAT --to-source {REUSE_IP}:40000
+            "iptables -t nat -A PREROUTING -i cs -d {FORWARD_IP} -p tcp --dport {FORWARD_PORT} -j DNAT --to-destination 100.64.1.2:80
+             iptables -t nat -A POSTROUTING -o cs -p udp --dport 7777 -j SNAT --to-source {REUSE_IP}:40000
              iptables -t nat -A POSTROUTING -o cs -p tcp -j SNAT --to-source {POOL}:20000-20999
              iptables -t nat -A POSTROUTING -o cs -p udp -j SNAT --to-source {POOL}:20000-20999
              sysctl -q -w net.ipv4.ip_forward=1 net.netfilter.nf_conntrack_timestamp=1 net.netfilter.nf_conntrack_acct=1"
@@ -164,6 +171,25 @@ import socket, sys
 me, srv, sport = sys.argv[1], sys.argv[2], int(sys.argv[3])
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((me, sport))
 u.sendto(("%s %d\n" % (me, sport)).encode(), (srv, 7777))
+"#;
+
+/// Subscriber A's server behind the port forward: accepts one connection and prints the
+/// remote's address and port and the time.
+const FORWARDED_SERVER: &str = r#"
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("100.64.1.2", 80)); s.listen(8)
+print("ready", flush=True)
+c, peer = s.accept(); t = time.time()
+c.recv(200); c.sendall(b"k"); c.close()
+print(peer[0], peer[1], "%.6f" % t, flush=True)
+"#;
+
+/// A remote connecting to an address and port.
+const REMOTE_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(b"hello"); s.recv(1); s.close()
 "#;
 
 /// One line the server printed.
@@ -321,6 +347,44 @@ fn lookups_name_the_true_subscriber_behind_real_snat() {
     );
     assert_ne!(reuse[0].inside_ip, reuse[1].inside_ip);
 
+    // The port forward: the server (a remote) connects to the forwarded public port.
+    let fwd_out = dir.path().join("forwarded.txt");
+    let fwd = lab
+        .exec("suba", &["python3", "-c", FORWARDED_SERVER])
+        .stdout(std::fs::File::create(&fwd_out).unwrap())
+        .spawn()
+        .unwrap();
+    lab.children.push(fwd);
+    wait_for(Duration::from_secs(20), "the forwarded server", || {
+        Ok(std::fs::read_to_string(&fwd_out)?
+            .contains("ready")
+            .then_some(()))
+    })
+    .unwrap();
+    run(&mut lab.exec(
+        "srv",
+        &[
+            "python3",
+            "-c",
+            REMOTE_CLIENT,
+            FORWARD_IP,
+            &FORWARD_PORT.to_string(),
+        ],
+    ))
+    .unwrap();
+    let forwarded_at = wait_for(
+        Duration::from_secs(20),
+        "the forwarded server to see the remote",
+        || {
+            let out = std::fs::read_to_string(&fwd_out)?;
+            Ok(out.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[0] == SRV_IP).then(|| f[2].to_owned())
+            }))
+        },
+    )
+    .unwrap();
+
     // Every connection the server saw resolves to the subscriber who made it, once the lake
     // has the events (relay batches close every second; normalize polls).
     let first = &tcp[0];
@@ -360,6 +424,26 @@ fn lookups_name_the_true_subscriber_behind_real_snat() {
             assert_eq!(v["ambiguous"], false, "{phase}: {v}");
             assert!(!v["matches"][0]["evidence"].as_array().unwrap().is_empty());
         }
+        // The forwarded public port names A's server, not the remote that connected.
+        let v = lookup(
+            &data,
+            FORWARD_IP,
+            FORWARD_PORT,
+            &forwarded_at,
+            &["--proto", "tcp"],
+        );
+        assert_eq!(
+            matched(&v),
+            [("100.64.1.2".to_owned(), 80)],
+            "{phase}: port forward answered {v}"
+        );
+        assert_eq!(v["ambiguous"], false, "{phase}: {v}");
+        // Its far end is the remote that connected.
+        assert_eq!(
+            v["matches"][0]["destinations"][0]["dst_ip"], SRV_IP,
+            "{phase}: {v}"
+        );
+
         // A port of the pool nobody used: no match, not a guess.
         let unused = (20000..21000)
             .find(|p| !tcp.iter().any(|s| s.public_port == *p))

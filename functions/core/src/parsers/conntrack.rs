@@ -11,7 +11,17 @@
 //!   — replies travel to the translated address. Without source NAT the reply goes back to the
 //!   original source, so the same rule yields `x = original src:sport`: the host's own address is
 //!   its public address. That is deliberate: the event is still evidence of who used the address.
-//!   `direction` is "out" only when a translation is visible.
+//!   `direction` is "out" only when a source translation is visible.
+//! - Inbound destination NAT (a port forward): no source translation, the reply comes from
+//!   another address or port than the original was sent to (`reply.src:sport ≠ orig.dst:dport`),
+//!   and the original sender is a global address. The public side is then the ORIGINAL
+//!   destination and the inside host the reply's source: `x = orig.dst:dport`,
+//!   `src = reply.src:sport`, `dst = orig.src:sport` (the remote), `direction = "in"`, counters
+//!   seen from the inside host. Otherwise the entry would sit in the remote's partition as the
+//!   remote using its own address, and a question about the forwarded public port would find
+//!   nothing. A sender in private, shared (100.64/10), loopback or link-local space is a
+//!   subscriber being redirected (a transparent proxy, `REDIRECT`), not a port forward: its own
+//!   address stays the public one, as without NAT.
 //! - `[NEW]` → SessionCreate, `[DESTROY]` → SessionDelete. `[UPDATE]` lines are validated but
 //!   produce no event: the mapping is fixed when the entry is created, and UPDATE only reports
 //!   state changes (SYN_RECV, ESTABLISHED, FIN_WAIT …) that would multiply rows 3–5× per TCP
@@ -100,6 +110,28 @@ pub(crate) fn build_event(
         CtKind::Update => return None,
     };
     let translated = reply.dst != orig.src || reply.dport != orig.sport;
+    let forwarded = reply.src != orig.dst || reply.sport != orig.dport;
+    if !translated && forwarded && orig.src.is_some_and(|a| !is_local_scope(a)) {
+        return Some(NatEvent {
+            time,
+            event: Some(event),
+            protocol,
+            src_ip: reply.src,
+            src_port: reply.sport,
+            x_ip: orig.dst,
+            x_port: orig.dport,
+            x_port_end: None,
+            dst_ip: orig.src,
+            dst_port: orig.sport,
+            vrf: zone.filter(|z| *z != 0).map(|z| z.to_string()),
+            direction: Some("in"),
+            end_time: (kind == CtKind::Listing).then_some(time),
+            bytes_out: reply.bytes,
+            bytes_in: orig.bytes,
+            packets_out: reply.packets,
+            packets_in: orig.packets,
+        });
+    }
     Some(NatEvent {
         time,
         event: Some(event),
@@ -119,6 +151,31 @@ pub(crate) fn build_event(
         packets_out: orig.packets,
         packets_in: reply.packets,
     })
+}
+
+/// Addresses a subscriber or a local service uses, never a remote on the Internet: RFC 1918,
+/// shared (RFC 6598), loopback, link-local, unspecified, IPv6 unique-local.
+fn is_local_scope(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_local_scope(IpAddr::V4(v4)),
+            None => {
+                let s0 = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (s0 & 0xfe00) == 0xfc00
+                    || (s0 & 0xffc0) == 0xfe80
+            }
+        },
+    }
 }
 
 /// Layer-4 protocol names as libnetfilter_conntrack prints them. "unknown" is followed by the
@@ -432,6 +489,49 @@ mod tests {
         assert_eq!((e.x_ip, e.x_port), (ip("198.51.100.20"), Some(5000)));
         assert_eq!(e.direction, None);
         assert_eq!(e.time, T0);
+    }
+
+    #[test]
+    fn inbound_port_forward_sits_in_the_public_addresss_partition() {
+        // Remote 198.51.100.9 → public 203.0.113.5:8080, forwarded to 192.168.1.10:80.
+        let e = one(
+            "[1700000000.000001]\t[DESTROY] tcp      6 src=198.51.100.9 dst=203.0.113.5 sport=51000 dport=8080 packets=5 bytes=400 src=192.168.1.10 dst=198.51.100.9 sport=80 dport=51000 packets=4 bytes=9000 [ASSURED]",
+        );
+        assert_eq!((e.x_ip, e.x_port), (ip("203.0.113.5"), Some(8080)));
+        assert_eq!((e.src_ip, e.src_port), (ip("192.168.1.10"), Some(80)));
+        assert_eq!((e.dst_ip, e.dst_port), (ip("198.51.100.9"), Some(51000)));
+        assert_eq!(e.direction, Some("in"));
+        assert_eq!(
+            (e.bytes_out, e.bytes_in, e.packets_out, e.packets_in),
+            (Some(9000), Some(400), Some(4), Some(5))
+        );
+        // Same port, only the address forwarded; and IPv6.
+        let e = one(
+            "    [NEW] udp      17 30 src=2001:db8:9::1 dst=2001:db8:ff::1 sport=4000 dport=53 [UNREPLIED] src=2001:db8:aa::53 dst=2001:db8:9::1 sport=53 dport=4000",
+        );
+        assert_eq!((e.x_ip, e.x_port), (ip("2001:db8:ff::1"), Some(53)));
+        assert_eq!(e.src_ip, ip("2001:db8:aa::53"));
+        assert_eq!(e.direction, Some("in"));
+        // A subscriber in private or shared space redirected to a local proxy is not a
+        // port forward: its own address stays the public one.
+        for src in ["10.0.0.160", "100.64.3.4", "127.0.0.1", "fd00::1"] {
+            let (d, r) = if src.contains(':') {
+                ("2001:db8::8", "fd00::fe")
+            } else {
+                ("198.51.100.8", "10.0.0.1")
+            };
+            let e = one(&format!(
+                "    [NEW] tcp      6 120 SYN_SENT src={src} dst={d} sport=42174 dport=443 [UNREPLIED] src={r} dst={src} sport=3129 dport=42174"
+            ));
+            assert_eq!((e.x_ip, e.x_port), (ip(src), Some(42174)), "{src}");
+            assert_eq!(e.direction, None, "{src}");
+        }
+        // Source and destination NAT both (hairpin): the source translation decides.
+        let e = one(
+            "    [NEW] tcp      6 120 SYN_SENT src=198.51.100.9 dst=203.0.113.5 sport=51000 dport=8080 [UNREPLIED] src=192.168.1.10 dst=192.168.1.1 sport=80 dport=61000",
+        );
+        assert_eq!((e.x_ip, e.x_port), (ip("192.168.1.1"), Some(61000)));
+        assert_eq!(e.direction, Some("out"));
     }
 
     #[test]
