@@ -123,6 +123,10 @@ pub struct Interval {
     pub first_seen: Micros,
     pub last_seen: Micros,
     pub evidence: Vec<Evidence>,
+    /// A mapping seen at one instant only (a session start log, a conntrack listing, a
+    /// one-packet flow): held then, for how long is not known (see [`doubt_seen_once`]).
+    #[serde(skip)]
+    pub instant: bool,
 }
 
 impl Interval {
@@ -192,6 +196,20 @@ type MappingKey = (
     Option<u16>,
 );
 
+/// [`MappingKey`]'s fields, borrowed from an interval.
+type MappingRef<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<u8>,
+    IpAddr,
+    Option<u16>,
+    Option<u16>,
+    Option<IpAddr>,
+    Option<u16>,
+    Option<IpAddr>,
+    Option<u16>,
+);
+
 fn mapping_key(r: &NatRow) -> MappingKey {
     // Port-block and address events have no destination; sessions pair per destination because
     // one public port can carry several conntrack entries at once (endpoint-independent mapping).
@@ -238,6 +256,7 @@ fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
             key: r.raw_key.clone(),
             record: r.raw_record,
         }],
+        instant: false,
     }
 }
 
@@ -324,6 +343,7 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 let mut iv = new_interval(&r, r.time, true);
                 iv.end = Some(r.end_time.unwrap_or(r.time).max(r.time));
                 iv.last_seen = iv.end.unwrap_or(r.time);
+                iv.instant = iv.end == Some(r.time);
                 done.push(iv);
             }
             _ => match open.get_mut(&key) {
@@ -533,6 +553,102 @@ pub fn doubt_superseded(att: &mut Attribution, all: &[Interval], at: Micros, win
             ));
         }
     }
+    att.ambiguous = att.ambiguous || unsettled(&att.matches);
+}
+
+/// How long after a mapping seen at one instant it may still be held, by protocol: RFC 5382's
+/// least idle timeout for an established TCP session (2 h 4 min) for TCP and protocols not
+/// known; UDP 5 min (RFC 4787 asks for at least 2 and recommends 5; the common defaults are
+/// 30 s to 3 min); ICMP 60 s (RFC 5508).
+pub fn seen_once_reach(protocol: Option<u8>) -> Micros {
+    match protocol {
+        Some(17) => 300_000_000,
+        Some(1 | 58) => 60_000_000,
+        _ => 7_440_000_000,
+    }
+}
+
+/// Whether another record of the same mapping read covers or follows `iv`'s instant (a
+/// whole-session record, an open create, a later listing): then `iv` says nothing of its own
+/// about how long the mapping was held.
+pub fn seen_once_superseded(iv: &Interval, all: &[Interval]) -> bool {
+    fn mapping(a: &Interval) -> MappingRef<'_> {
+        (
+            a.device.as_deref(),
+            a.vrf.as_deref(),
+            a.protocol,
+            a.x_ip,
+            a.x_port,
+            a.x_port_end,
+            a.src_ip,
+            a.src_port,
+            a.dst_ip,
+            a.dst_port,
+        )
+    }
+    all.iter().any(|o| {
+        *o != *iv
+            && mapping(o) == mapping(iv)
+            && (o.start > iv.start || o.end.is_none_or(|e| e >= iv.start))
+    })
+}
+
+/// Adds, in doubt, a mapping seen at one instant only (`Interval::instant`) before the
+/// question's time and within [`seen_once_reach`] of it, when nothing read shows it ended: no
+/// other record of the same mapping covers or follows that instant, and no other host was seen
+/// on the public port after it, by the question's time. PAN-OS and FortiGate log a session's
+/// start, then its whole record only when it ends: without this, a question asked during a
+/// long session would be answered "no one" for a port in use. `candidates`: the intervals the
+/// answer may name (those the question's destination fits); `all`: every interval read.
+pub fn doubt_seen_once(
+    att: &mut Attribution,
+    candidates: &[Interval],
+    all: &[Interval],
+    at: Micros,
+    window: Micros,
+) {
+    let protocols_meet = |a: &Interval, b: &Interval| {
+        a.protocol.is_none() || b.protocol.is_none() || a.protocol == b.protocol
+    };
+    for iv in candidates.iter().filter(|iv| {
+        iv.instant && iv.start < at - window && at - iv.start <= seen_once_reach(iv.protocol)
+    }) {
+        let ended_or_followed = seen_once_superseded(iv, all);
+        let taken_over = all.iter().any(|o| {
+            o.start > iv.start
+                && o.start <= at + window
+                && protocols_meet(o, iv)
+                && (o.src_ip, &o.vrf) != (iv.src_ip, &iv.vrf)
+                && !(o.subscriber.is_some() && o.subscriber == iv.subscriber)
+        });
+        let named = att.matches.iter().any(|c| {
+            (
+                c.src_ip, c.src_port, c.protocol, &c.vrf, &c.device, c.x_port,
+            ) == (
+                iv.src_ip,
+                iv.src_port,
+                iv.protocol,
+                &iv.vrf,
+                &iv.device,
+                iv.x_port,
+            )
+        });
+        if ended_or_followed || taken_over || named {
+            continue;
+        }
+        let Some(mut c) = attribute(vec![iv.clone()], iv.start, 0).matches.pop() else {
+            continue;
+        };
+        c.end = None;
+        c.distance = at - iv.start;
+        c.doubts.push(format!(
+            "seen only at {} (a session start log, a listing or a one-packet flow) and no record of its end was read: whether it was still held at the question's time is not known",
+            crate::time::format_time(iv.start)
+        ));
+        att.matches.push(c);
+    }
+    att.matches
+        .sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
     att.ambiguous = att.ambiguous || unsettled(&att.matches);
 }
 
@@ -1221,5 +1337,91 @@ mod tests {
         assert_eq!((pb.start, pb.end), (100 * S, Some(900 * S)));
         let o = ivs.iter().find(|i| i.x_port == Some(7000)).unwrap();
         assert_eq!((o.start, o.end), (1000 * S, Some(1010 * S)));
+    }
+
+    /// A PAN-OS-like device logged A's session start at 10:00 and nothing since: at 10:20 A is
+    /// named, in doubt. Its end record (the whole session, 10:00–10:05) settles it: no one at
+    /// 10:20. B seen on the port after A's start, or the question past the reach, or another
+    /// record of A's mapping after its start: not added.
+    #[test]
+    fn a_mapping_seen_once_is_named_in_doubt_until_its_end_is_read() {
+        use NatEventKind::*;
+        let t = 36_000 * S;
+        let start = |t| {
+            let mut r = row(t, MappingObserved, "100.64.0.1", 40000, 5000, 0);
+            r.end_time = Some(t);
+            r
+        };
+        let ask = |rows: Vec<NatRow>, at: Micros| {
+            let all = intervals(rows, 0);
+            let mut att = attribute(all.clone(), at, 2 * S);
+            doubt_seen_once(&mut att, &all, &all, at, 2 * S);
+            att
+        };
+        let att = ask(vec![start(t)], t + 1200 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
+        let c = &att.matches[0];
+        assert_eq!(
+            (c.src_ip, c.start, c.end),
+            (Some("100.64.0.1".parse().unwrap()), t, None)
+        );
+        assert_eq!(c.distance, 1200 * S);
+        assert!(c.doubts[0].contains("seen only at"), "{att:?}");
+        assert!(att.ambiguous);
+
+        // The end log: the whole session, 10:00–10:05.
+        let mut end = row(t, MappingObserved, "100.64.0.1", 40000, 5000, 1);
+        end.end_time = Some(t + 300 * S);
+        let att = ask(vec![start(t), end.clone()], t + 1200 * S);
+        assert!(att.matches.is_empty(), "{att:?}");
+        assert!(!att.ambiguous);
+        // Within the session the end record names A with no doubt.
+        let att = ask(vec![start(t), end], t + 200 * S);
+        assert_eq!(att.matches.len(), 1);
+        assert!(!att.ambiguous, "{att:?}");
+
+        // B on the port after A's start: B's, not A's.
+        let b = row(t + 600 * S, SessionCreate, "100.64.0.2", 40001, 5000, 2);
+        let att = ask(vec![start(t), b], t + 1200 * S);
+        let named: Vec<_> = att
+            .matches
+            .iter()
+            .map(|c| c.src_ip.unwrap().to_string())
+            .collect();
+        assert_eq!(named, ["100.64.0.2"], "{att:?}");
+        assert!(!att.ambiguous);
+        // B's mapping is another destination, and the question names A's: still B's port.
+        let mut b = row(t + 600 * S, SessionCreate, "100.64.0.2", 40001, 5000, 2);
+        b.dst_ip = Some("192.0.2.1".parse().unwrap());
+        let all = intervals(vec![start(t), b], 0);
+        let fits: Vec<_> = all
+            .iter()
+            .filter(|iv| iv.dst_ip == Some("203.0.113.80".parse().unwrap()))
+            .cloned()
+            .collect();
+        let mut att = attribute(fits.clone(), t + 1200 * S, 2 * S);
+        doubt_seen_once(&mut att, &fits, &all, t + 1200 * S, 2 * S);
+        assert!(att.matches.is_empty(), "{att:?}");
+
+        // Past the reach of an idle TCP session; a UDP one's is shorter.
+        let reach = seen_once_reach(Some(6));
+        assert_eq!(ask(vec![start(t)], t + reach).matches.len(), 1);
+        assert!(ask(vec![start(t)], t + reach + S).matches.is_empty());
+        let udp = |t| {
+            let mut r = start(t);
+            r.protocol = Some(17);
+            r
+        };
+        assert_eq!(ask(vec![udp(t)], t + 300 * S).matches.len(), 1);
+        assert!(ask(vec![udp(t)], t + 1200 * S).matches.is_empty());
+        // A later record of the same mapping (a second listing) is the one named.
+        let att = ask(vec![start(t), start(t + 60 * S)], t + 1200 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
+        assert_eq!(att.matches[0].start, t + 60 * S);
+        // An open create covering the instant: named by its own interval, not twice.
+        let open = row(t - 60 * S, SessionCreate, "100.64.0.1", 40000, 5000, 3);
+        let att = ask(vec![open, start(t)], t + 1200 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
+        assert!(!att.ambiguous, "{att:?}");
     }
 }

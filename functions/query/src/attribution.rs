@@ -638,6 +638,7 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     // Other hosts' mappings to other destinations count here too: they show the port changed
     // hands even when the question names one destination.
     correlate::doubt_superseded(&mut attribution, &all, q.at, q.window);
+    correlate::doubt_seen_once(&mut attribution, &ivs, &all, q.at, q.window);
     for (device, by) in ahead {
         correlate::doubt_clock_ahead(
             &mut attribution,
@@ -1074,6 +1075,52 @@ mod tests {
         let a = ask().await.unwrap();
         assert!(a.attribution.ambiguous, "{a:?}");
         assert_eq!(unread(&a), [(merged, GapState::Quarantined, None)]);
+    }
+
+    /// A session start log (a mapping seen at 00:01:40 only) answers a question ten minutes
+    /// later with its subscriber, in doubt; once the whole-session record is in the lake (the
+    /// session ended at 00:03:20), no one held the port then.
+    #[tokio::test]
+    async fn a_session_seen_only_at_its_start_is_named_in_doubt() {
+        let s = 1_000_000;
+        let observed = |end: Micros, record: u64| {
+            let mut r = nat_row(
+                T0 + 100 * s,
+                NatEventKind::MappingObserved,
+                "100.64.0.1",
+                2000,
+                "raw/k.nlraw.zst",
+                record,
+            );
+            if let natlake_core::model::Event::Nat(e) = &mut r.event {
+                e.end_time = Some(end);
+            }
+            r
+        };
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake_with(dir.path(), &[observed(T0 + 100 * s, 0)]);
+        let a = attribute(&lake, &Question::new(ip, 2000, T0 + 700 * s))
+            .await
+            .unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let named: Vec<_> = a.attribution.matches.iter().map(|c| c.src_ip).collect();
+        assert_eq!(named, [Some("100.64.0.1".parse().unwrap())], "{a:?}");
+        assert!(
+            a.attribution.matches[0].doubts[0].contains("seen only at"),
+            "{a:?}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake_with(
+            dir.path(),
+            &[observed(T0 + 100 * s, 0), observed(T0 + 200 * s, 1)],
+        );
+        let a = attribute(&lake, &Question::new(ip, 2000, T0 + 700 * s))
+            .await
+            .unwrap();
+        assert!(a.attribution.matches.is_empty(), "{a:?}");
+        assert!(!a.attribution.ambiguous, "{a:?}");
     }
 
     /// A device whose events reached the relay 90 s before the times it gave them runs at least

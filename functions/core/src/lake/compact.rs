@@ -257,12 +257,23 @@ impl Group {
         // lookup in a later hour must see the change too (the opening row alone would name its
         // subscriber plainly).
         let mut every: HashSet<RecordKey> = HashSet::new();
-        for iv in correlate::intervals(rows, self.range_start) {
+        let ivs = correlate::intervals(rows, self.range_start);
+        for iv in &ivs {
+            // A mapping seen at one instant that no record read shows ended is named, in doubt,
+            // by lookups up to its idle reach (`correlate::doubt_seen_once`): carried that far,
+            // so the answer does not change when the hour is compacted.
+            let seen_once = iv.instant
+                && iv
+                    .start
+                    .saturating_add(correlate::seen_once_reach(iv.protocol))
+                    >= self.hour_end
+                && !correlate::seen_once_superseded(iv, &ivs);
             // Closed before the hour's end: done. A closed interval that reaches past it is a
             // single record stating its span (a delete is never later than its hour).
-            if iv
-                .end
-                .is_some_and(|e| e < self.hour_end || iv.evidence.len() > 1)
+            if !seen_once
+                && iv
+                    .end
+                    .is_some_and(|e| e < self.hour_end || iv.evidence.len() > 1)
             {
                 continue;
             }
@@ -759,6 +770,34 @@ mod tests {
         // Nothing in, nothing carried.
         let (c3, st) = carry(None, None, h0, cutoff).unwrap();
         assert_eq!((c3.num_rows(), st.carried), (0, 0));
+    }
+
+    /// A session seen only at its start is carried as long as lookups name it (its idle reach):
+    /// F's start log 30 minutes before the hour's end is carried into the next hour and not into
+    /// the one after; G's start log, followed by G's whole-session record, is not carried; H's
+    /// UDP start log 10 minutes before the end is past its reach.
+    #[test]
+    fn a_session_seen_only_at_its_start_is_carried_while_lookups_name_it() {
+        let h0 = 100 * H;
+        let cutoff = h0 + H - 7 * 24 * H;
+        let mut udp = span(h0 + 50 * 60 * S, h0 + 50 * 60 * S, "100.64.0.9", 9000, 3);
+        if let crate::model::Event::Nat(e) = &mut udp.event {
+            e.protocol = Some(17);
+        }
+        let ev0 = object(&[
+            span(h0 + 30 * 60 * S, h0 + 30 * 60 * S, "100.64.0.7", 7000, 0),
+            span(h0 + 5 * 60 * S, h0 + 5 * 60 * S, "100.64.0.8", 8000, 1),
+            span(h0 + 5 * 60 * S, h0 + 20 * 60 * S, "100.64.0.8", 8000, 2),
+            udp,
+        ]);
+        let (c1, st) = carry(None, Some(&ev0), h0, cutoff).unwrap();
+        assert_eq!(ports(&c1), vec![(7000, "mapping_observed".into())]);
+        assert_eq!(st.carried, 1);
+        // Two hours on: 2 h 30 min after F's start log, past TCP's 2 h 4 min.
+        let (c2, _) = carry(Some(&c1), None, h0 + H, cutoff + H).unwrap();
+        assert_eq!(ports(&c2), vec![(7000, "mapping_observed".into())]);
+        let (c3, _) = carry(Some(&c2), None, h0 + 2 * H, cutoff + 2 * H).unwrap();
+        assert_eq!(c3.num_rows(), 0);
     }
 
     /// A port block whose inside address changed hands while it was held: the carry keeps the

@@ -224,7 +224,8 @@ pub fn parse(
     {
         // A start log is the mapping seen at one instant, not an opening: the session's end
         // comes as a whole-session record, which closes nothing, so an opening would stay open
-        // (and name this subscriber) until the carry's idle limit.
+        // (and name this subscriber) until the carry's idle limit. Until the end record is
+        // read, lookups name it in doubt (`correlate::doubt_seen_once`).
         let is_start = action == "start";
         out.push(Event::Nat(NatEvent {
             time: if is_start { end } else { start },

@@ -199,7 +199,8 @@ pub fn parse(line: &str, device: Clock, out: &mut Vec<Event>) -> Result<usize, P
         && (x_ip != src_ip || (nat_sport.is_some() && nat_sport != src_port))
     {
         // A start log is the mapping seen at one instant, not an opening: the end log is a
-        // whole-session record that closes nothing, so an opening would never close.
+        // whole-session record that closes nothing, so an opening would never close. Until
+        // that end log is read, lookups name it in doubt (`correlate::doubt_seen_once`).
         let is_start = subtype == "start";
         out.push(Event::Nat(NatEvent {
             time: start,
