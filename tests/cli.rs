@@ -39,6 +39,7 @@ fn every_subcommand_has_help() -> anyhow::Result<()> {
         "normalize",
         "compact",
         "sql",
+        "dead-letters",
     ] {
         assert!(
             subcommands.contains(&want),

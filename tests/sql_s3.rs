@@ -221,5 +221,59 @@ async fn run() -> anyhow::Result<()> {
         a["unread"][0]["state"] == "failed" && a["unread"][0]["reason"] == "zstd: truncated",
         "{a}"
     );
+    ensure!(a["accepted_losses"] == serde_json::json!([]), "{a}");
+
+    // 5. The operator lists the dead letters, checks the object and accepts its loss: the
+    // answer is no longer ambiguous and says what it was computed without.
+    let (out, _) = natlake(&weed, &["dead-letters", "list", "--store", &url])?;
+    let listed: Vec<Value> = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        listed
+            == [serde_json::json!({"key": late, "state": "failed", "reason": "zstd: truncated"})],
+        "{out}"
+    );
+    let refused = Command::new(NATLAKE)
+        .args(["dead-letters", "accept", "--store", &url, "--reason", ""])
+        .arg(&late)
+        .envs(weed.env())
+        .output()?;
+    ensure!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("a reason is required"),
+        "{refused:?}"
+    );
+    let (out, _) = natlake(
+        &weed,
+        &[
+            "dead-letters",
+            "accept",
+            "--store",
+            &url,
+            "--reason",
+            "test object, checked with natlake raw cat",
+            &late,
+        ],
+    )?;
+    let accepted: Value = serde_json::from_str(out.trim())?;
+    ensure!(accepted["error"] == "zstd: truncated", "{out}");
+    let a = lookup()?;
+    ensure!(
+        a["ambiguous"] == false && a["unread_total"] == 0,
+        "accepted loss still ambiguous: {a}"
+    );
+    ensure!(
+        a["accepted_losses"]
+            == serde_json::json!([{"key": late, "state": "accepted",
+                "reason": "test object, checked with natlake raw cat"}]),
+        "{a}"
+    );
+    let (out, _) = natlake(&weed, &["dead-letters", "list", "--store", &url])?;
+    ensure!(
+        out.contains("\"state\":\"accepted\"") && !out.contains("failed"),
+        "{out}"
+    );
     Ok(())
 }

@@ -111,6 +111,7 @@ fn answer_summary(a: &Value) -> Value {
         "ambiguous": a["ambiguous"],
         "errors": a["errors"].as_array().map(Vec::len),
         "unread": a["unread_total"],
+        "accepted_losses": a["accepted_losses"].as_array().map(Vec::len),
         "error": a.get("error"),
     })
 }
@@ -212,6 +213,8 @@ pub fn answer_json(q: &attribution::Question, a: &Answer) -> Value {
         // Raw objects not (yet) normalized and partition objects set aside, in the hours read.
         "unread": a.unread,
         "unread_total": a.unread_total,
+        // Raw objects lost whose loss an operator accepted: said, but not ambiguous.
+        "accepted_losses": a.accepted_losses,
         "deterministic": a.deterministic,
     })
 }

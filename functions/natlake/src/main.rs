@@ -35,6 +35,9 @@ enum Cmd {
     /// Raw batch objects.
     #[command(subcommand)]
     Raw(commands::raw::Cmd),
+    /// Raw objects normalize gave up on; accepting their loss after checking them.
+    #[command(subcommand)]
+    DeadLetters(commands::dead_letters::Cmd),
 }
 
 #[tokio::main]
@@ -50,6 +53,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Normalize(a) => commands::normalize::run(a).await,
         Cmd::Compact(a) => commands::compact::run(a).await,
         Cmd::Raw(c) => commands::raw::run(c).await,
+        Cmd::DeadLetters(c) => commands::dead_letters::run(c).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

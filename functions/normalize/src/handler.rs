@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::enrich::{EnrichConfig, EnrichHandle};
 
-pub use natlake_core::lake::state::{DEAD_LETTER_PREFIX, NORMALIZED_PREFIX as STATE_PREFIX};
+pub use natlake_core::lake::state::{
+    ACCEPTED_PREFIX, DEAD_LETTER_PREFIX, NORMALIZED_PREFIX as STATE_PREFIX,
+};
 
 /// Settings of the normalize function.
 #[derive(Debug, Clone, Deserialize)]
@@ -785,14 +787,16 @@ pub async fn normalize_with_retry(
     loop {
         match normalize_object(store, raw_key, cfg).await {
             Ok(r) => {
-                // A dead letter of an earlier run is resolved: lookups would otherwise report
-                // the object as failed once its done marker expires (with raw/, long before
-                // the dead letter, kept as long as the lake).
-                let dl = natlake_core::lake::state::marker_key(DEAD_LETTER_PREFIX, raw_key);
-                match store.delete(&dl).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(raw_key, error = %e, "could not remove the dead letter")
+                // A dead letter of an earlier run, or an accepted loss, is resolved: lookups
+                // would otherwise report the object as failed or lost once its done marker
+                // expires (with raw/, long before these, kept as long as the lake).
+                for state in [DEAD_LETTER_PREFIX, ACCEPTED_PREFIX] {
+                    let key = natlake_core::lake::state::marker_key(state, raw_key);
+                    match store.delete(&key).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            tracing::warn!(raw_key, marker = %key, error = %e, "could not remove the marker")
+                        }
                     }
                 }
                 return Ok(r);
@@ -944,7 +948,7 @@ mod tests {
     /// (lookups report dead letters as lost data for as long as the lake keeps them); one that
     /// fails every attempt gets one.
     #[tokio::test]
-    async fn a_later_success_removes_the_dead_letter() {
+    async fn a_later_success_removes_the_dead_letter_and_the_acceptance() {
         let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let key = "raw/syslog_udp/hour=2023-11-14T22/t_d.nlraw.zst";
         let dead = natlake_core::lake::state::marker_key(DEAD_LETTER_PREFIX, key);
@@ -952,6 +956,9 @@ mod tests {
         // Not there yet: the only attempt fails, and the failure is recorded.
         assert!(normalize_with_retry(&store, key, &cfg, 1).await.is_err());
         assert!(store.head(&dead).await.is_ok(), "dead letter written");
+        // An operator accepted the loss; then the object turned up after all.
+        let accepted = natlake_core::lake::state::marker_key(ACCEPTED_PREFIX, key);
+        store.put(&accepted, PutPayload::from("{}")).await.unwrap();
         store
             .put(
                 &Path::from(key),
@@ -962,13 +969,15 @@ mod tests {
         let r = normalize_with_retry(&store, key, &cfg, 1).await.unwrap();
         assert_eq!(r.events, 1);
         assert!(is_done(&store, key).await.unwrap());
-        assert!(
-            matches!(
-                store.head(&dead).await,
-                Err(object_store::Error::NotFound { .. })
-            ),
-            "dead letter removed"
-        );
+        for (marker, what) in [(dead, "dead letter"), (accepted, "acceptance")] {
+            assert!(
+                matches!(
+                    store.head(&marker).await,
+                    Err(object_store::Error::NotFound { .. })
+                ),
+                "{what} removed"
+            );
+        }
     }
 
     /// A real export packet from the shared corpus (read at test time, never copied here).

@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::events::{StoreScope, raw_keys};
 use crate::handler::{
-    DEAD_LETTER_PREFIX, NormalizeConfig, STATE_PREFIX, is_done, normalize_with_retry,
+    ACCEPTED_PREFIX, DEAD_LETTER_PREFIX, NormalizeConfig, STATE_PREFIX, is_done,
+    normalize_with_retry,
 };
 use crate::scan;
 use natlake_core::secret;
@@ -143,11 +144,13 @@ impl Normalizer {
                 let since = last_wide
                     .map(|_| natlake_raw::key::hour_label(now_secs() - rescan.as_secs() as i64));
                 // The first pass (a restart) retries dead letters too, as an operator would
-                // expect after fixing what made them fail; later ones leave them be.
+                // expect after fixing what made them fail; later ones leave them be. Accepted
+                // losses are never retried here (a backfill may): failing again would undo
+                // the acceptance.
                 let markers: &[&str] = if last_wide.is_none() {
-                    &[STATE_PREFIX]
+                    &[STATE_PREFIX, ACCEPTED_PREFIX]
                 } else {
-                    &[STATE_PREFIX, DEAD_LETTER_PREFIX]
+                    &[STATE_PREFIX, DEAD_LETTER_PREFIX, ACCEPTED_PREFIX]
                 };
                 scan::pending_keys(&self.store, "raw", since.as_deref(), None, markers)
                     .await

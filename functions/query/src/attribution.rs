@@ -89,6 +89,10 @@ pub struct Answer {
     pub unread: Vec<Gap>,
     /// How many there are in all.
     pub unread_total: usize,
+    /// Raw objects of the lookback normalize could not read whose loss an operator accepted
+    /// (the first [`UNREAD_LISTED`]; `natlake dead-letters accept`), with the operator's reason:
+    /// listed so the answer says what it was computed without, but not making it ambiguous.
+    pub accepted_losses: Vec<Gap>,
     /// The deterministic NAT configuration consulted, when there is one.
     pub deterministic: Option<DeterministicUse>,
     /// The inside enrichment of the events read, by evidence; see [`Answer::enrichment_of`].
@@ -410,6 +414,7 @@ struct Plan {
 struct StateSeen {
     raw: state::RawListing,
     failed: Vec<Gap>,
+    accepted: Vec<Gap>,
 }
 
 async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
@@ -488,11 +493,20 @@ async fn state_before(
     );
     let failed_since = layout::hour_label(q.at - q.window - q.lookback - 3_600_000_000);
     let newest_relevant = layout::hour_label(q.at + q.window + PENDING_AFTER);
-    let (raw, failed) = futures::try_join!(
+    let (raw, (failed, accepted)) = futures::try_join!(
         state::raw_listing(&lake.store, &raw_since, &raw_until),
-        state::dead_letters(&lake.store, &failed_since, &newest_relevant),
+        state::losses(
+            &lake.store,
+            &failed_since,
+            &newest_relevant,
+            state::REASONS_READ
+        ),
     )?;
-    Ok(StateSeen { raw, failed })
+    Ok(StateSeen {
+        raw,
+        failed,
+        accepted,
+    })
 }
 
 /// The address's partition objects in the hours a plan reads (and its carry) that compaction
@@ -627,6 +641,10 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     };
     let unread_total = unread.len();
     unread.truncate(UNREAD_LISTED);
+    let accepted_losses = match &plan.state {
+        Ok(seen) => seen.accepted.iter().take(UNREAD_LISTED).cloned().collect(),
+        Err(_) => Vec::new(),
+    };
     let range_start = layout::hour_start(from) * 1_000_000;
     let all = correlate::intervals(rows, range_start);
     let ivs: Vec<_> = all
@@ -658,6 +676,7 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
         errors,
         unread,
         unread_total,
+        accepted_losses,
         deterministic: None,
         enrichment,
     })

@@ -4,6 +4,7 @@
 //! ```text
 //! _state/normalized/<raw key>.json        normalize finished the raw object
 //! _state/dead-letter/<raw key>.json       normalize gave up on it ({"error": …})
+//! _state/accepted/<raw key>.json          an operator accepted its loss ({"reason": …, "error": …})
 //! _state/quarantine/<lake key>            compaction could not read a lake object: its copy,
 //! _state/quarantine/<lake key>.reason.json   and why ({"reason": …})
 //! ```
@@ -24,12 +25,16 @@ use serde::Serialize;
 pub const NORMALIZED_PREFIX: &str = "_state/normalized";
 /// Raw objects normalize gave up on after its retries.
 pub const DEAD_LETTER_PREFIX: &str = "_state/dead-letter";
+/// Raw objects whose loss an operator accepted after checking them (`natlake dead-letters
+/// accept`): a foreign file dropped in `raw/`, an object of a device that serves no question.
+/// Lookups still list them, apart from what makes an answer ambiguous.
+pub const ACCEPTED_PREFIX: &str = "_state/accepted";
 /// Lake objects compaction could not read, copied here with the reason and removed from the lake.
 pub const QUARANTINE_DIR: &str = "_state/quarantine/";
 
-/// Reasons read per listing at most: a backlog of thousands of failures is reported by key, not
-/// fetched object by object on every lookup.
-const REASONS_READ: usize = 20;
+/// Reasons read per listing at most by lookups: a backlog of thousands of failures is reported
+/// by key, not fetched object by object on every lookup.
+pub const REASONS_READ: usize = 20;
 
 /// `<state>/<raw key>.json`.
 pub fn marker_key(state: &str, raw_key: &str) -> Path {
@@ -71,6 +76,9 @@ pub enum GapState {
     Pending,
     /// A raw object normalize gave up on (a dead letter): its records are in no table.
     Failed,
+    /// A raw object whose loss an operator accepted: its records are in no table, and the
+    /// operator judged that no answer needs them.
+    Accepted,
     /// A lake object compaction could not read and set aside: its rows are in no answer until
     /// the raw object it came from is normalized again.
     Quarantined,
@@ -188,7 +196,7 @@ pub async fn raw_listing(
 ) -> Result<RawListing, object_store::Error> {
     let dirs = raw_hour_dirs(store, "raw", Some(since), Some(until)).await?;
     let per_dir = dirs.iter().map(|dir| async move {
-        let (metas, done, dead) = futures::try_join!(
+        let (metas, done, dead, accepted) = futures::try_join!(
             store
                 .list(Some(dir))
                 .try_filter(|m| futures::future::ready(
@@ -197,11 +205,12 @@ pub async fn raw_listing(
                 .try_collect::<Vec<_>>(),
             marked(store, NORMALIZED_PREFIX, dir),
             marked(store, DEAD_LETTER_PREFIX, dir),
+            marked(store, ACCEPTED_PREFIX, dir),
         )?;
-        Ok::<_, object_store::Error>((metas, done, dead))
+        Ok::<_, object_store::Error>((metas, done, dead, accepted))
     });
     let mut out = RawListing::default();
-    for (metas, done, dead) in futures::future::try_join_all(per_dir).await? {
+    for (metas, done, dead, accepted) in futures::future::try_join_all(per_dir).await? {
         for m in metas {
             let key = m.location.as_ref();
             if let (Some(kind), Some(relay)) = (kind_of(key), relay_of(key)) {
@@ -214,7 +223,7 @@ pub async fn raw_listing(
                     *e = (key.to_owned(), stored);
                 }
             }
-            if !done.contains(key) && !dead.contains(key) {
+            if !done.contains(key) && !dead.contains(key) && !accepted.contains(key) {
                 out.pending.push(Gap {
                     key: key.to_owned(),
                     state: GapState::Pending,
@@ -227,17 +236,15 @@ pub async fn raw_listing(
     Ok(out)
 }
 
-/// Raw objects of the hours [since, until] (labels) normalize gave up on and no later run
-/// normalized (a dead letter without a done marker), with the dead letter's error, oldest first.
-/// Listed from the dead letters themselves, which outlive the raw objects and their done
-/// markers (a run that succeeds later removes its dead letter): a lost object is reported for
-/// as long as the lake holds its hours.
-pub async fn dead_letters(
+/// The raw keys of the hours [since, until] (labels) that have a `state` marker, oldest first:
+/// listed from the markers themselves, which outlive the raw objects.
+async fn marked_in_hours(
     store: &Arc<dyn ObjectStore>,
+    state: &str,
     since: &str,
     until: &str,
-) -> Result<Vec<Gap>, object_store::Error> {
-    let root = Path::from(format!("{DEAD_LETTER_PREFIX}/raw"));
+) -> Result<Vec<String>, object_store::Error> {
+    let root = Path::from(format!("{state}/raw"));
     let kinds = store
         .list_with_delimiter(Some(&root))
         .await?
@@ -248,14 +255,95 @@ pub async fn dead_letters(
     let mut keys: Vec<String> = Vec::new();
     for metas in futures::future::try_join_all(per_kind).await? {
         keys.extend(metas.iter().filter_map(|m| {
-            let key = marked_key(DEAD_LETTER_PREFIX, m.location.as_ref())?;
+            let key = marked_key(state, m.location.as_ref())?;
             let hour = hour_of(key)?;
             (since <= hour && hour <= until).then(|| key.to_owned())
         }));
     }
     keys.sort();
-    // A dead letter left by a run before dead letters were removed on success: its object was
-    // normalized if a done marker says so.
+    Ok(keys)
+}
+
+/// `keys` as gaps in `state`, with the reason read from each one's `marker` (the first
+/// `reasons`) at `pointer`.
+async fn gaps_with_reasons(
+    store: &Arc<dyn ObjectStore>,
+    keys: Vec<String>,
+    reasons: usize,
+    state: GapState,
+    marker: &str,
+    pointer: &str,
+) -> Vec<Gap> {
+    let reasons = futures::future::join_all(
+        keys.iter()
+            .take(reasons)
+            .map(|key| read_reason(store, marker_key(marker, key), pointer)),
+    )
+    .await;
+    keys.into_iter()
+        .enumerate()
+        .map(|(i, key)| Gap {
+            key,
+            state,
+            reason: reasons.get(i).cloned().flatten(),
+        })
+        .collect()
+}
+
+/// Raw objects lost for good, of the hours [since, until] (labels), oldest first:
+/// - failed: normalize gave up on them and no later run normalized them (a dead letter without a
+///   done marker), with the dead letter's error;
+/// - accepted: an operator accepted the loss (see [`accept_loss`]), with the operator's reason.
+///
+/// Listed from the dead letters and acceptances themselves, which outlive the raw objects and
+/// their done markers (a run that succeeds later removes both): a lost object is reported for
+/// as long as the lake holds its hours.
+pub async fn losses(
+    store: &Arc<dyn ObjectStore>,
+    since: &str,
+    until: &str,
+    reasons: usize,
+) -> Result<(Vec<Gap>, Vec<Gap>), object_store::Error> {
+    let (dead, accepted) = futures::try_join!(
+        marked_in_hours(store, DEAD_LETTER_PREFIX, since, until),
+        marked_in_hours(store, ACCEPTED_PREFIX, since, until),
+    )?;
+    // An accepted object that failed again (a backfill retried it) stays accepted.
+    let acc: HashSet<&str> = accepted.iter().map(String::as_str).collect();
+    let dead: Vec<String> = dead
+        .into_iter()
+        .filter(|k| !acc.contains(k.as_str()))
+        .collect();
+    // A dead letter left by a run before dead letters were removed on success, or an object
+    // normalized where neither is removed (the Lambda handler): not lost if a done marker says so.
+    let (failed, accepted) =
+        futures::try_join!(not_normalized(store, dead), not_normalized(store, accepted))?;
+    let (failed, accepted) = futures::join!(
+        gaps_with_reasons(
+            store,
+            failed,
+            reasons,
+            GapState::Failed,
+            DEAD_LETTER_PREFIX,
+            "/error"
+        ),
+        gaps_with_reasons(
+            store,
+            accepted,
+            reasons,
+            GapState::Accepted,
+            ACCEPTED_PREFIX,
+            "/reason"
+        ),
+    );
+    Ok((failed, accepted))
+}
+
+/// The keys without a done marker (one HEAD request each: losses are few).
+async fn not_normalized(
+    store: &Arc<dyn ObjectStore>,
+    keys: Vec<String>,
+) -> Result<Vec<String>, object_store::Error> {
     let checks = keys.into_iter().map(|key| async move {
         match store.head(&marker_key(NORMALIZED_PREFIX, &key)).await {
             Ok(_) => Ok(None),
@@ -263,27 +351,97 @@ pub async fn dead_letters(
             Err(e) => Err(e),
         }
     });
-    let failed: Vec<String> = futures::future::try_join_all(checks)
+    Ok(futures::future::try_join_all(checks)
         .await?
         .into_iter()
         .flatten()
-        .collect();
-    let reasons = futures::future::join_all(
-        failed
-            .iter()
-            .take(REASONS_READ)
-            .map(|key| read_reason(store, marker_key(DEAD_LETTER_PREFIX, key), "/error")),
-    )
-    .await;
-    Ok(failed
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| Gap {
-            key,
-            state: GapState::Failed,
-            reason: reasons.get(i).cloned().flatten(),
-        })
         .collect())
+}
+
+/// What [`accept_loss`] recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Acceptance {
+    pub raw_key: String,
+    /// Why the operator accepted the loss.
+    pub reason: String,
+    /// The dead letter's error, when there was one (none where failures go to a queue instead,
+    /// as on AWS).
+    pub error: Option<String>,
+    pub accepted_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("{0} was normalized: there is no loss to accept")]
+    Normalized(String),
+    #[error("{0}: no such raw object and no dead letter for it")]
+    Unknown(String),
+    #[error("{0} is not a raw object key (raw/<kind>/hour=<hour>/<relay>_<batch>{suffix})", suffix = natlake_raw::SUFFIX)]
+    NotRaw(String),
+    #[error("a reason is required")]
+    NoReason,
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+}
+
+/// Records that an operator accepted the loss of a raw object normalize could not read, after
+/// checking it, and removes its dead letter: lookups then list it under the accepted losses
+/// instead of making every answer over its hours ambiguous. The acceptance is written before
+/// the dead letter is removed, so a failure in between leaves the object accepted (and is
+/// reported; accepting again finishes). A later normalize run that succeeds removes it.
+pub async fn accept_loss(
+    store: &Arc<dyn ObjectStore>,
+    raw_key: &str,
+    reason: &str,
+    now: crate::model::Micros,
+) -> Result<Acceptance, AcceptError> {
+    if reason.trim().is_empty() {
+        return Err(AcceptError::NoReason);
+    }
+    if kind_of(raw_key).is_none()
+        || hour_of(raw_key).is_none()
+        || !raw_key.ends_with(natlake_raw::SUFFIX)
+    {
+        return Err(AcceptError::NotRaw(raw_key.to_owned()));
+    }
+    match store.head(&marker_key(NORMALIZED_PREFIX, raw_key)).await {
+        Ok(_) => return Err(AcceptError::Normalized(raw_key.to_owned())),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let dead = marker_key(DEAD_LETTER_PREFIX, raw_key);
+    let error = read_reason(store, dead.clone(), "/error").await;
+    if error.is_none() {
+        // No dead letter (or an unreadable one): the raw object itself must exist.
+        match store.head(&dead).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                match store.head(&Path::from(raw_key)).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(AcceptError::Unknown(raw_key.to_owned()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let acceptance = Acceptance {
+        raw_key: raw_key.to_owned(),
+        reason: reason.trim().to_owned(),
+        error,
+        accepted_at: crate::time::format_time(now),
+    };
+    let body = serde_json::to_vec(&acceptance).unwrap_or_default();
+    store
+        .put(&marker_key(ACCEPTED_PREFIX, raw_key), body.into())
+        .await?;
+    match store.delete(&dead).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(acceptance)
 }
 
 /// Objects of the lake partition directory `dir` that compaction set aside as unreadable, with
@@ -397,9 +555,10 @@ mod tests {
         let syslog = &listing.newest[&("syslog_udp".to_owned(), "r".to_owned())];
         assert!(syslog.1 < ipfix.1, "{listing:?}");
 
-        let failed = dead_letters(&store, "2026-11-24T09", "2026-11-24T11")
+        let (failed, accepted) = losses(&store, "2026-11-24T09", "2026-11-24T11", REASONS_READ)
             .await
             .unwrap();
+        assert!(accepted.is_empty());
         let got: Vec<(&str, GapState, Option<&str>)> = failed
             .iter()
             .map(|g| (g.key.as_str(), g.state, g.reason.as_deref()))
@@ -409,6 +568,86 @@ mod tests {
             [
                 (gone, GapState::Failed, Some("gone")),
                 (c.as_str(), GapState::Failed, Some("zstd: truncated")),
+            ]
+        );
+    }
+
+    /// An operator accepts the loss of a failed object (its dead letter goes, the error is kept)
+    /// and of one that failed where no dead letter is written: neither is failed or pending any
+    /// more; both are listed as accepted. Acceptance needs a reason and a raw object that was not
+    /// normalized.
+    #[tokio::test]
+    async fn an_accepted_loss_is_neither_failed_nor_pending() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = "raw/syslog_udp/hour=2026-11-24T10";
+        let (a, b, c) = (
+            format!("{dir}/r_a.nlraw.zst"),
+            format!("{dir}/r_b.nlraw.zst"),
+            format!("{dir}/r_c.nlraw.zst"),
+        );
+        for k in [&a, &b, &c] {
+            put(&store, k, "x").await;
+        }
+        put(
+            &store,
+            &format!("{DEAD_LETTER_PREFIX}/{a}.json"),
+            r#"{"error": "not a natlake raw object"}"#,
+        )
+        .await;
+        put(&store, &format!("{NORMALIZED_PREFIX}/{c}.json"), "{}").await;
+        let t = crate::time::parse_time("2026-11-24T12:00:00Z").unwrap();
+
+        let got = accept_loss(&store, &a, " a foreign file ", t)
+            .await
+            .unwrap();
+        assert_eq!(got.error.as_deref(), Some("not a natlake raw object"));
+        assert_eq!(got.reason, "a foreign file");
+        assert!(
+            store
+                .head(&marker_key(DEAD_LETTER_PREFIX, &a))
+                .await
+                .is_err(),
+            "dead letter removed"
+        );
+        // No dead letter (failures went to a queue): the raw object itself is accepted.
+        let got = accept_loss(&store, &b, "device decommissioned", t)
+            .await
+            .unwrap();
+        assert_eq!(got.error, None);
+
+        for (key, reason, want) in [
+            (c.as_str(), "x", "was normalized"),
+            (&format!("{dir}/r_z.nlraw.zst"), "x", "no such raw object"),
+            (a.as_str(), "  ", "reason is required"),
+            ("lake/nat_events/x.parquet", "x", "not a raw object key"),
+        ] {
+            let e = accept_loss(&store, key, reason, t).await.unwrap_err();
+            assert!(e.to_string().contains(want), "{key}: {e}");
+        }
+
+        let listing = raw_listing(&store, "2026-11-24T10", "2026-11-24T10")
+            .await
+            .unwrap();
+        assert!(listing.pending.is_empty(), "{listing:?}");
+        // A backfill retried the accepted object and it failed again: still accepted.
+        put(&store, &format!("{DEAD_LETTER_PREFIX}/{a}.json"), "{}").await;
+        let (failed, accepted) = losses(&store, "2026-11-24T10", "2026-11-24T10", REASONS_READ)
+            .await
+            .unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        let got: Vec<(&str, GapState, Option<&str>)> = accepted
+            .iter()
+            .map(|g| (g.key.as_str(), g.state, g.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (a.as_str(), GapState::Accepted, Some("a foreign file")),
+                (
+                    b.as_str(),
+                    GapState::Accepted,
+                    Some("device decommissioned")
+                ),
             ]
         );
     }

@@ -1,4 +1,5 @@
 pub mod compact;
+pub mod dead_letters;
 pub mod demo;
 pub mod lookup;
 pub mod normalize;

@@ -124,7 +124,7 @@ data "aws_iam_policy_document" "lookup" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/quarantine/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/accepted/*", "${local.root}_state/quarantine/*"]
     }
   }
   statement {
@@ -133,10 +133,11 @@ data "aws_iam_policy_document" "lookup" {
     resources = [local.objects["lake"]]
   }
   statement {
-    # The reasons of dead letters and quarantined objects.
+    # The reasons of dead letters, accepted losses and quarantined objects, and the done
+    # markers (HEAD) that show a dead-lettered object normalized since.
     sid       = "ReadFailures"
     actions   = ["s3:GetObject"]
-    resources = [local.objects["_state/dead-letter"], local.objects["_state/quarantine"]]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"], local.objects["_state/normalized"]]
   }
   statement {
     # config/deterministic_nat.toml, the enrichment configuration and its identity sources.

@@ -102,6 +102,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "store" {
   }
 
   rule {
+    # Raw objects whose loss an operator accepted: reported by lookups as long as the lake.
+    id     = "accepted-losses"
+    status = "Enabled"
+    filter {
+      prefix = "${local.root}_state/accepted/"
+    }
+    expiration {
+      days = var.lake_retention_days
+    }
+  }
+
+  rule {
     id     = "compact-state"
     status = "Enabled"
     filter {

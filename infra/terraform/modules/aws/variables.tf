@@ -44,7 +44,7 @@ variable "raw_expiration_days" {
 }
 
 variable "lake_retention_days" {
-  description = "Days after which Parquet objects in lake/ (and _state/carry/, _state/dead-letter/, _state/quarantine/) expire: the retention your data-retention obligations set. No default on purpose."
+  description = "Days after which Parquet objects in lake/ (and _state/carry/, _state/dead-letter/, _state/accepted/, _state/quarantine/) expire: the retention your data-retention obligations set. No default on purpose."
   type        = number
 
   validation {

@@ -22,7 +22,7 @@ data "minio_iam_policy_document" "normalize" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*"]
+      values   = ["${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/accepted/*"]
     }
   }
   statement {
@@ -41,10 +41,10 @@ data "minio_iam_policy_document" "normalize" {
     ]
   }
   statement {
-    # The dead letter of an object a later run normalized.
+    # The dead letter (or accepted loss) of an object a later run normalized.
     sid       = "ResolveDeadLetters"
     actions   = ["s3:DeleteObject"]
-    resources = [local.objects["_state/dead-letter"]]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"]]
   }
 }
 
@@ -91,7 +91,7 @@ data "minio_iam_policy_document" "lookup" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/quarantine/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/accepted/*", "${local.root}_state/quarantine/*"]
     }
   }
   statement {
@@ -100,10 +100,11 @@ data "minio_iam_policy_document" "lookup" {
     resources = [local.objects["lake"]]
   }
   statement {
-    # The reasons of dead letters and quarantined objects.
+    # The reasons of dead letters, accepted losses and quarantined objects, and the done
+    # markers (HEAD) that show a dead-lettered object normalized since.
     sid       = "ReadFailures"
     actions   = ["s3:GetObject"]
-    resources = [local.objects["_state/dead-letter"], local.objects["_state/quarantine"]]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"], local.objects["_state/normalized"]]
   }
   statement {
     sid       = "WriteAudit"

@@ -8,7 +8,7 @@ locals {
 
   bucket_arn = "arn:aws:s3:::${minio_s3_bucket.store.bucket}"
   objects = {
-    for p in ["raw", "lake", "audit", "_state/normalized", "_state/dead-letter", "_state/carry", "_state/quarantine", "_state/late"] :
+    for p in ["raw", "lake", "audit", "_state/normalized", "_state/dead-letter", "_state/accepted", "_state/carry", "_state/quarantine", "_state/late"] :
     p => "${local.bucket_arn}/${local.root}${p}/*"
   }
 
@@ -70,6 +70,12 @@ resource "minio_ilm_policy" "store" {
   rule {
     id         = "dead-letters"
     filter     = "${local.root}_state/dead-letter/"
+    expiration = "${var.lake_retention_days}d"
+  }
+  rule {
+    # Raw objects whose loss an operator accepted: reported by lookups as long as the lake.
+    id         = "accepted-losses"
+    filter     = "${local.root}_state/accepted/"
     expiration = "${var.lake_retention_days}d"
   }
   rule {

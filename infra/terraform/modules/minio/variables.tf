@@ -49,7 +49,7 @@ variable "raw_expiration_days" {
 }
 
 variable "lake_retention_days" {
-  description = "Days after which lake/ objects, compaction state (carry, quarantine) and dead letters expire: your retention obligation. No default on purpose."
+  description = "Days after which lake/ objects, compaction state (carry, quarantine), dead letters and accepted losses expire: your retention obligation. No default on purpose."
   type        = number
 
   validation {
