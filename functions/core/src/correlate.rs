@@ -3,7 +3,7 @@
 //! Pure functions over rows the query layer fetched. The rule errs towards "ambiguous" and "no
 //! match" rather than a guess: a wrong answer names an innocent person.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -123,10 +123,12 @@ pub struct Interval {
     pub first_seen: Micros,
     pub last_seen: Micros,
     pub evidence: Vec<Evidence>,
-    /// A mapping seen at one instant only (a session start log, a conntrack listing, a
-    /// one-packet flow): held then, for how long is not known (see [`doubt_seen_once`]).
+    /// A mapping seen at instants only (session start logs, conntrack listing lines, one-packet
+    /// flows): held from its first sighting to its last (`start`..`end`; sightings of the same
+    /// mapping less than its idle reach apart are one holding), for how long after is not known
+    /// (see [`doubt_seen_once`]).
     #[serde(skip)]
-    pub instant: bool,
+    pub sighted: bool,
 }
 
 impl Interval {
@@ -256,7 +258,7 @@ fn new_interval(r: &NatRow, start: Micros, start_known: bool) -> Interval {
             key: r.raw_key.clone(),
             record: r.raw_record,
         }],
-        instant: false,
+        sighted: false,
     }
 }
 
@@ -281,6 +283,8 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
     let mut done: Vec<Interval> = Vec::new();
     // Per mapping, its last closed interval (an index into `done`).
     let mut closed: BTreeMap<MappingKey, usize> = BTreeMap::new();
+    // Per mapping, its latest span of sightings (an index into `done`).
+    let mut sightings: BTreeMap<MappingKey, usize> = BTreeMap::new();
     let unknown_start =
         |closed: &BTreeMap<MappingKey, usize>, done: &[Interval], key: &MappingKey, t: Micros| {
             let after = closed
@@ -340,10 +344,27 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 }
             }
             NatEventKind::MappingObserved => {
+                // No end: a sighting (a session start log, a listing line, a packet log line).
+                let sighted = r.end_time.is_none();
+                if sighted {
+                    // Seen again within its idle reach (or a copy from another collector):
+                    // held in between, as between a create and its delete; another host seen
+                    // in between is a candidate too.
+                    if let Some(&i) = sightings.get(&key)
+                        && let Some(last) = done[i].end
+                        && r.time - last <= seen_once_reach(r.protocol)
+                    {
+                        done[i].absorb(&r);
+                        done[i].end = Some(r.time);
+                        continue;
+                    }
+                    sightings.insert(key, done.len());
+                }
+                let end = r.end_time.unwrap_or(r.time).max(r.time);
                 let mut iv = new_interval(&r, r.time, true);
-                iv.end = Some(r.end_time.unwrap_or(r.time).max(r.time));
-                iv.last_seen = iv.end.unwrap_or(r.time);
-                iv.instant = iv.end == Some(r.time);
+                iv.end = Some(end);
+                iv.last_seen = end;
+                iv.sighted = sighted;
                 done.push(iv);
             }
             _ => match open.get_mut(&key) {
@@ -568,10 +589,13 @@ pub fn seen_once_reach(protocol: Option<u8>) -> Micros {
     }
 }
 
-/// Whether another record of the same mapping read covers or follows `iv`'s instant (a
-/// whole-session record, an open create, a later listing): then `iv` says nothing of its own
-/// about how long the mapping was held.
-pub fn seen_once_superseded(iv: &Interval, all: &[Interval]) -> bool {
+/// For each interval of `all` that is a span of sightings, whether another record of the same
+/// mapping covers its last sighting or follows it by `until` (a whole-session record, an open
+/// create, a sighting past the idle reach): then the span says nothing of its own about how long
+/// after its last sighting the mapping was held. Records after `until` (the question's time and
+/// window) do not settle it: the question falls before them. One pass over `all`, grouped by
+/// mapping.
+pub fn sightings_superseded(all: &[Interval], until: Micros) -> Vec<bool> {
     fn mapping(a: &Interval) -> MappingRef<'_> {
         (
             a.device.as_deref(),
@@ -586,20 +610,34 @@ pub fn seen_once_superseded(iv: &Interval, all: &[Interval]) -> bool {
             a.dst_port,
         )
     }
-    all.iter().any(|o| {
-        *o != *iv
-            && mapping(o) == mapping(iv)
-            && (o.start > iv.start || o.end.is_none_or(|e| e >= iv.start))
-    })
+    let mut by_mapping: HashMap<MappingRef<'_>, Vec<usize>> = HashMap::new();
+    for (i, iv) in all.iter().enumerate() {
+        by_mapping.entry(mapping(iv)).or_default().push(i);
+    }
+    let mut out = vec![false; all.len()];
+    for group in by_mapping.values() {
+        for &i in group.iter().filter(|&&i| all[i].sighted) {
+            let last = all[i].end.unwrap_or(all[i].start);
+            out[i] = group.iter().any(|&j| {
+                let o = &all[j];
+                j != i
+                    && ((o.start <= last && o.end.is_none_or(|e| e >= last))
+                        || (o.start > last && o.start <= until))
+            });
+        }
+    }
+    out
 }
 
-/// Adds, in doubt, a mapping seen at one instant only (`Interval::instant`) before the
+/// Adds, in doubt, a mapping seen at instants only (`Interval::sighted`), last before the
 /// question's time and within [`seen_once_reach`] of it, when nothing read shows it ended: no
-/// other record of the same mapping covers or follows that instant, and no other host was seen
-/// on the public port after it, by the question's time. PAN-OS and FortiGate log a session's
-/// start, then its whole record only when it ends: without this, a question asked during a
-/// long session would be answered "no one" for a port in use. `candidates`: the intervals the
-/// answer may name (those the question's destination fits); `all`: every interval read.
+/// other record of the same mapping covers its last sighting or follows it by the question's
+/// time. PAN-OS and FortiGate log a session's start, then its whole record only when it ends:
+/// without this, a question asked during a long session would be answered "no one" for a port
+/// in use. Another host seen on the public port after the last sighting is named in the doubt,
+/// not taken as proof the mapping ended: a NAT may share one public port between hosts towards
+/// different destinations. `candidates`: the intervals the answer may name (those the
+/// question's destination fits); `all`: every interval read.
 pub fn doubt_seen_once(
     att: &mut Attribution,
     candidates: &[Interval],
@@ -607,20 +645,16 @@ pub fn doubt_seen_once(
     at: Micros,
     window: Micros,
 ) {
+    let superseded = sightings_superseded(candidates, at + window);
     let protocols_meet = |a: &Interval, b: &Interval| {
         a.protocol.is_none() || b.protocol.is_none() || a.protocol == b.protocol
     };
-    for iv in candidates.iter().filter(|iv| {
-        iv.instant && iv.start < at - window && at - iv.start <= seen_once_reach(iv.protocol)
+    let mut added = Vec::new();
+    for (iv, _) in candidates.iter().zip(&superseded).filter(|(iv, gone)| {
+        let last = iv.end.unwrap_or(iv.start);
+        iv.sighted && !**gone && last < at - window && at - last <= seen_once_reach(iv.protocol)
     }) {
-        let ended_or_followed = seen_once_superseded(iv, all);
-        let taken_over = all.iter().any(|o| {
-            o.start > iv.start
-                && o.start <= at + window
-                && protocols_meet(o, iv)
-                && (o.src_ip, &o.vrf) != (iv.src_ip, &iv.vrf)
-                && !(o.subscriber.is_some() && o.subscriber == iv.subscriber)
-        });
+        let last = iv.end.unwrap_or(iv.start);
         let named = att.matches.iter().any(|c| {
             (
                 c.src_ip, c.src_port, c.protocol, &c.vrf, &c.device, c.x_port,
@@ -633,20 +667,40 @@ pub fn doubt_seen_once(
                 iv.x_port,
             )
         });
-        if ended_or_followed || taken_over || named {
+        if named {
             continue;
         }
-        let Some(mut c) = attribute(vec![iv.clone()], iv.start, 0).matches.pop() else {
+        let Some(mut c) = attribute(vec![iv.clone()], last, 0).matches.pop() else {
             continue;
         };
         c.end = None;
-        c.distance = at - iv.start;
+        c.distance = at - last;
         c.doubts.push(format!(
-            "seen only at {} (a session start log, a listing or a one-packet flow) and no record of its end was read: whether it was still held at the question's time is not known",
-            crate::time::format_time(iv.start)
+            "seen last at {} (a session start log, a listing or a packet log line) and no record of its end was read: whether it was still held at the question's time is not known",
+            crate::time::format_time(last)
         ));
-        att.matches.push(c);
+        // The first other host on the port after the last sighting (a lost end record, or a
+        // port shared towards other destinations).
+        if let Some(o) = all
+            .iter()
+            .filter(|o| {
+                o.start > last
+                    && o.start <= at + window
+                    && protocols_meet(o, iv)
+                    && (o.src_ip, &o.vrf) != (iv.src_ip, &iv.vrf)
+                    && !(o.subscriber.is_some() && o.subscriber == iv.subscriber)
+            })
+            .min_by_key(|o| o.start)
+        {
+            c.doubts.push(format!(
+                "{} held this public port from {}, after this mapping's last sighting",
+                o.src_ip.map(|i| i.to_string()).unwrap_or_default(),
+                crate::time::format_time(o.start)
+            ));
+        }
+        added.push(c);
     }
+    att.matches.extend(added);
     att.matches
         .sort_by(|a, b| a.distance.cmp(&b.distance).then(b.start.cmp(&a.start)));
     att.ambiguous = att.ambiguous || unsettled(&att.matches);
@@ -1341,24 +1395,21 @@ mod tests {
 
     /// A PAN-OS-like device logged A's session start at 10:00 and nothing since: at 10:20 A is
     /// named, in doubt. Its end record (the whole session, 10:00–10:05) settles it: no one at
-    /// 10:20. B seen on the port after A's start, or the question past the reach, or another
-    /// record of A's mapping after its start: not added.
+    /// 10:20. Past the reach of its protocol, or with another record of A's mapping after the last
+    /// sighting by the question's time: not added. Another host on the port since: still named,
+    /// in doubt, with that host named in the doubt.
     #[test]
     fn a_mapping_seen_once_is_named_in_doubt_until_its_end_is_read() {
         use NatEventKind::*;
         let t = 36_000 * S;
-        let start = |t| {
-            let mut r = row(t, MappingObserved, "100.64.0.1", 40000, 5000, 0);
-            r.end_time = Some(t);
-            r
-        };
+        let seen = |t| row(t, MappingObserved, "100.64.0.1", 40000, 5000, 0);
         let ask = |rows: Vec<NatRow>, at: Micros| {
             let all = intervals(rows, 0);
             let mut att = attribute(all.clone(), at, 2 * S);
             doubt_seen_once(&mut att, &all, &all, at, 2 * S);
             att
         };
-        let att = ask(vec![start(t)], t + 1200 * S);
+        let att = ask(vec![seen(t)], t + 1200 * S);
         assert_eq!(att.matches.len(), 1, "{att:?}");
         let c = &att.matches[0];
         assert_eq!(
@@ -1366,61 +1417,74 @@ mod tests {
             (Some("100.64.0.1".parse().unwrap()), t, None)
         );
         assert_eq!(c.distance, 1200 * S);
-        assert!(c.doubts[0].contains("seen only at"), "{att:?}");
+        assert!(c.doubts[0].contains("seen last at"), "{att:?}");
         assert!(att.ambiguous);
 
         // The end log: the whole session, 10:00–10:05.
         let mut end = row(t, MappingObserved, "100.64.0.1", 40000, 5000, 1);
         end.end_time = Some(t + 300 * S);
-        let att = ask(vec![start(t), end.clone()], t + 1200 * S);
+        let att = ask(vec![seen(t), end.clone()], t + 1200 * S);
         assert!(att.matches.is_empty(), "{att:?}");
         assert!(!att.ambiguous);
         // Within the session the end record names A with no doubt.
-        let att = ask(vec![start(t), end], t + 200 * S);
+        let att = ask(vec![seen(t), end], t + 200 * S);
         assert_eq!(att.matches.len(), 1);
         assert!(!att.ambiguous, "{att:?}");
+        // A whole session of no length (closed as it began) is not a sighting.
+        let mut zero = seen(t);
+        zero.end_time = Some(t);
+        assert!(ask(vec![zero], t + 1200 * S).matches.is_empty());
 
-        // B on the port after A's start: B's, not A's.
+        // B on the port after A's start: B's, and A in doubt (a lost end log, or a port shared
+        // towards another destination), the doubt naming B.
         let b = row(t + 600 * S, SessionCreate, "100.64.0.2", 40001, 5000, 2);
-        let att = ask(vec![start(t), b], t + 1200 * S);
+        let att = ask(vec![seen(t), b], t + 1200 * S);
         let named: Vec<_> = att
             .matches
             .iter()
-            .map(|c| c.src_ip.unwrap().to_string())
+            .map(|c| (c.src_ip.unwrap().to_string(), c.doubts.len()))
             .collect();
-        assert_eq!(named, ["100.64.0.2"], "{att:?}");
-        assert!(!att.ambiguous);
-        // B's mapping is another destination, and the question names A's: still B's port.
-        let mut b = row(t + 600 * S, SessionCreate, "100.64.0.2", 40001, 5000, 2);
-        b.dst_ip = Some("192.0.2.1".parse().unwrap());
-        let all = intervals(vec![start(t), b], 0);
-        let fits: Vec<_> = all
-            .iter()
-            .filter(|iv| iv.dst_ip == Some("203.0.113.80".parse().unwrap()))
-            .cloned()
-            .collect();
-        let mut att = attribute(fits.clone(), t + 1200 * S, 2 * S);
-        doubt_seen_once(&mut att, &fits, &all, t + 1200 * S, 2 * S);
-        assert!(att.matches.is_empty(), "{att:?}");
+        assert_eq!(
+            named,
+            [("100.64.0.2".to_owned(), 0), ("100.64.0.1".to_owned(), 2)],
+            "{att:?}"
+        );
+        assert!(att.matches[1].doubts[1].contains("100.64.0.2 held this public port"));
+        assert!(att.ambiguous);
 
         // Past the reach of an idle TCP session; a UDP one's is shorter.
         let reach = seen_once_reach(Some(6));
-        assert_eq!(ask(vec![start(t)], t + reach).matches.len(), 1);
-        assert!(ask(vec![start(t)], t + reach + S).matches.is_empty());
+        assert_eq!(ask(vec![seen(t)], t + reach).matches.len(), 1);
+        assert!(ask(vec![seen(t)], t + reach + S).matches.is_empty());
         let udp = |t| {
-            let mut r = start(t);
+            let mut r = seen(t);
             r.protocol = Some(17);
             r
         };
         assert_eq!(ask(vec![udp(t)], t + 300 * S).matches.len(), 1);
         assert!(ask(vec![udp(t)], t + 1200 * S).matches.is_empty());
-        // A later record of the same mapping (a second listing) is the one named.
-        let att = ask(vec![start(t), start(t + 60 * S)], t + 1200 * S);
+
+        // Listings every 15 minutes: held in between (one span, no doubt), and named in doubt
+        // after the last one; a copy of a sighting from a second collector changes nothing.
+        let mut copy = seen(t);
+        copy.raw_key = "raw/other".into();
+        let rows = vec![seen(t), copy, seen(t + 900 * S)];
+        let att = ask(rows.clone(), t + 420 * S);
         assert_eq!(att.matches.len(), 1, "{att:?}");
-        assert_eq!(att.matches[0].start, t + 60 * S);
-        // An open create covering the instant: named by its own interval, not twice.
+        assert_eq!((att.matches[0].start, att.ambiguous), (t, false), "{att:?}");
+        let att = ask(rows, t + 1200 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
+        assert!(att.matches[0].doubts[0].contains("seen last at"), "{att:?}");
+        // UDP sightings further apart than UDP's reach are two holdings: between them, the
+        // first is named in doubt (the later one, after the question, does not settle it).
+        let att = ask(vec![udp(t), udp(t + 900 * S)], t + 200 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
+        assert_eq!(att.matches[0].start, t);
+        assert!(att.ambiguous);
+
+        // An open create covering the sighting: named by its own interval, not twice.
         let open = row(t - 60 * S, SessionCreate, "100.64.0.1", 40000, 5000, 3);
-        let att = ask(vec![open, start(t)], t + 1200 * S);
+        let att = ask(vec![open, seen(t)], t + 1200 * S);
         assert_eq!(att.matches.len(), 1, "{att:?}");
         assert!(!att.ambiguous, "{att:?}");
     }

@@ -27,7 +27,9 @@ pub enum NatEventKind {
     /// The address binding ended.
     AddressRelease,
     /// The mapping was seen in use between `time` and `end_time` (flow records with post-NAT
-    /// fields): evidence of an interval without create/delete events.
+    /// fields, whole-session records): evidence of an interval without create/delete events.
+    /// Without `end_time`, a sighting (a session start log, a listing line, a packet log line):
+    /// held at `time`, its end not known.
     MappingObserved,
 }
 
@@ -108,7 +110,8 @@ pub struct NatEvent {
     pub vrf: Option<String>,
     /// "out" (inside → outside) or "in".
     pub direction: Option<&'static str>,
-    /// End of an observed interval (MappingObserved) or the device's session end time.
+    /// End of an observed interval (MappingObserved; None for a sighting, whose end is not
+    /// known) or the device's session end time.
     pub end_time: Option<Micros>,
     pub bytes_out: Option<u64>,
     pub bytes_in: Option<u64>,

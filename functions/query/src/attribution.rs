@@ -1102,7 +1102,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_seen_only_at_its_start_is_named_in_doubt() {
         let s = 1_000_000;
-        let observed = |end: Micros, record: u64| {
+        let observed = |end: Option<Micros>, record: u64| {
             let mut r = nat_row(
                 T0 + 100 * s,
                 NatEventKind::MappingObserved,
@@ -1112,13 +1112,13 @@ mod tests {
                 record,
             );
             if let natlake_core::model::Event::Nat(e) = &mut r.event {
-                e.end_time = Some(end);
+                e.end_time = end;
             }
             r
         };
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let lake = lake_with(dir.path(), &[observed(T0 + 100 * s, 0)]);
+        let lake = lake_with(dir.path(), &[observed(None, 0)]);
         let a = attribute(&lake, &Question::new(ip, 2000, T0 + 700 * s))
             .await
             .unwrap();
@@ -1126,14 +1126,14 @@ mod tests {
         let named: Vec<_> = a.attribution.matches.iter().map(|c| c.src_ip).collect();
         assert_eq!(named, [Some("100.64.0.1".parse().unwrap())], "{a:?}");
         assert!(
-            a.attribution.matches[0].doubts[0].contains("seen only at"),
+            a.attribution.matches[0].doubts[0].contains("seen last at"),
             "{a:?}"
         );
 
         let dir = tempfile::tempdir().unwrap();
         let lake = lake_with(
             dir.path(),
-            &[observed(T0 + 100 * s, 0), observed(T0 + 200 * s, 1)],
+            &[observed(None, 0), observed(Some(T0 + 200 * s), 1)],
         );
         let a = attribute(&lake, &Question::new(ip, 2000, T0 + 700 * s))
             .await

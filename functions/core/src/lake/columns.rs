@@ -526,7 +526,7 @@ pub fn nat_events() -> Vec<Column<Row>> {
         },
         Column {
             name: "end_time",
-            doc: "End of an observed mapping (flows) or the device's session end",
+            doc: "End of an observed mapping (flows, whole-session records) or the device's session end; null on a mapping_observed sighting (start log, listing line, packet log line): its end is not known",
             get: Get::Time(nat!(r, e => e.end_time)),
         },
         Column {

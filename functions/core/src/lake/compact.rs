@@ -258,16 +258,19 @@ impl Group {
         // subscriber plainly).
         let mut every: HashSet<RecordKey> = HashSet::new();
         let ivs = correlate::intervals(rows, self.range_start);
-        for iv in &ivs {
-            // A mapping seen at one instant that no record read shows ended is named, in doubt,
-            // by lookups up to its idle reach (`correlate::doubt_seen_once`): carried that far,
-            // so the answer does not change when the hour is compacted.
-            let seen_once = iv.instant
+        // Every record of the group is older than a question that reads this carry.
+        let superseded = correlate::sightings_superseded(&ivs, Micros::MAX);
+        for (iv, superseded) in ivs.iter().zip(superseded) {
+            // A mapping seen at instants that no record read shows ended is named, in doubt, by
+            // lookups up to its idle reach after its last sighting (`correlate::doubt_seen_once`):
+            // carried that far, so the answer does not change when the hour is compacted.
+            let seen_once = iv.sighted
+                && !superseded
                 && iv
-                    .start
+                    .end
+                    .unwrap_or(iv.start)
                     .saturating_add(correlate::seen_once_reach(iv.protocol))
-                    >= self.hour_end
-                && !correlate::seen_once_superseded(iv, &ivs);
+                    >= self.hour_end;
             // Closed before the hour's end: done. A closed interval that reaches past it is a
             // single record stating its span (a delete is never later than its hour).
             if !seen_once
@@ -780,15 +783,28 @@ mod tests {
     fn a_session_seen_only_at_its_start_is_carried_while_lookups_name_it() {
         let h0 = 100 * H;
         let cutoff = h0 + H - 7 * 24 * H;
-        let mut udp = span(h0 + 50 * 60 * S, h0 + 50 * 60 * S, "100.64.0.9", 9000, 3);
+        // A sighting: no end time.
+        let seen = |t, inside, port, record| {
+            nat(
+                t,
+                NatEventKind::MappingObserved,
+                inside,
+                port,
+                "raw/0",
+                record,
+            )
+        };
+        let mut udp = seen(h0 + 50 * 60 * S, "100.64.0.9", 9000, 3);
         if let crate::model::Event::Nat(e) = &mut udp.event {
             e.protocol = Some(17);
         }
         let ev0 = object(&[
-            span(h0 + 30 * 60 * S, h0 + 30 * 60 * S, "100.64.0.7", 7000, 0),
-            span(h0 + 5 * 60 * S, h0 + 5 * 60 * S, "100.64.0.8", 8000, 1),
+            seen(h0 + 30 * 60 * S, "100.64.0.7", 7000, 0),
+            seen(h0 + 5 * 60 * S, "100.64.0.8", 8000, 1),
             span(h0 + 5 * 60 * S, h0 + 20 * 60 * S, "100.64.0.8", 8000, 2),
             udp,
+            // A whole session of no length is not a sighting.
+            span(h0 + 40 * 60 * S, h0 + 40 * 60 * S, "100.64.0.10", 10000, 4),
         ]);
         let (c1, st) = carry(None, Some(&ev0), h0, cutoff).unwrap();
         assert_eq!(ports(&c1), vec![(7000, "mapping_observed".into())]);

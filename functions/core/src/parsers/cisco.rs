@@ -356,7 +356,8 @@ fn connection(
                 Some(_) => Some("out"),
                 None => None,
             },
-            end_time: Some(time),
+            // A connection built is a sighting: its end is not known here.
+            end_time: close.then_some(time),
             ..NatEvent::default()
         };
         clean_ports(&mut e);
@@ -802,7 +803,8 @@ mod tests {
                     let connection = line.contains(" connection ");
                     if connection {
                         assert_eq!(n.event, Some(NatEventKind::MappingObserved));
-                        // The span: the duration the line states, or the log instant alone.
+                        // The span: the duration a teardown states, or the log instant alone; a
+                        // connection built is a sighting (no end).
                         let secs = line
                             .split(" duration ")
                             .nth(1)
@@ -811,12 +813,8 @@ mod tests {
                                 d.split(':')
                                     .fold(0i64, |acc, f| acc * 60 + f.parse::<i64>().unwrap())
                             });
-                        assert_eq!(
-                            n.end_time.map(|e| e - n.time),
-                            Some(secs * 1_000_000),
-                            "line {}",
-                            smp.line_no
-                        );
+                        let want = (!line.contains("Built")).then_some(secs * 1_000_000);
+                        assert_eq!(n.end_time.map(|e| e - n.time), want, "line {}", smp.line_no);
                     } else if line.contains("Teardown") || line.contains("Deleted") {
                         assert!(n.event.is_some_and(NatEventKind::closes));
                     } else {

@@ -26,7 +26,8 @@
 //!   produce no event: the mapping is fixed when the entry is created, and UPDATE only reports
 //!   state changes (SYN_RECV, ESTABLISHED, FIN_WAIT …) that would multiply rows 3–5× per TCP
 //!   session without adding attribution evidence.
-//! - Listing lines (no event tag) are snapshots: MappingObserved with `end_time = time`.
+//! - Listing lines (no event tag) are snapshots: MappingObserved without `end_time` (a
+//!   sighting: held then, its end not known).
 //! - `packets=`/`bytes=` of the original direction are `*_out`, of the reply `*_in`.
 //! - `zone=N` becomes `vrf = "N"`; zone 0 is the default zone and maps to None, so /proc lines
 //!   (which always print `zone=0`) and `conntrack -E` lines (which omit it) agree.
@@ -125,7 +126,7 @@ pub(crate) fn build_event(
             dst_port: orig.sport,
             vrf: zone.filter(|z| *z != 0).map(|z| z.to_string()),
             direction: Some("in"),
-            end_time: (kind == CtKind::Listing).then_some(time),
+            end_time: None,
             bytes_out: reply.bytes,
             bytes_in: orig.bytes,
             packets_out: reply.packets,
@@ -145,7 +146,7 @@ pub(crate) fn build_event(
         dst_port: orig.dport,
         vrf: zone.filter(|z| *z != 0).map(|z| z.to_string()),
         direction: translated.then_some("out"),
-        end_time: (kind == CtKind::Listing).then_some(time),
+        end_time: None,
         bytes_out: orig.bytes,
         bytes_in: reply.bytes,
         packets_out: orig.packets,
@@ -556,7 +557,8 @@ mod tests {
             (e.protocol, e.event),
             (Some(47), Some(NatEventKind::MappingObserved))
         );
-        assert_eq!(e.end_time, Some(T0));
+        // A listing line is a sighting: its end is not known.
+        assert_eq!((e.time, e.end_time), (T0, None));
     }
 
     #[test]

@@ -240,7 +240,8 @@ pub fn parse(
             dst_port,
             vrf,
             direction: Some("out"),
-            end_time: Some(end),
+            // A start log is a sighting: its end is not known.
+            end_time: (!is_start).then_some(end),
             bytes_out: sent,
             bytes_in: rcvd,
             packets_out: sent_pkt,
@@ -369,7 +370,8 @@ mod tests {
             panic!()
         };
         assert_eq!(n.event, Some(NatEventKind::MappingObserved));
-        assert_eq!((n.time, n.end_time), (T0, Some(T0)));
+        // A start log is a sighting: its end is not known.
+        assert_eq!((n.time, n.end_time), (T0, None));
         assert_eq!(
             (n.src_ip, n.x_ip, n.x_port),
             (ip("2001:db8::7"), ip("203.0.113.7"), Some(1040))

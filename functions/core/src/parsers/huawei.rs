@@ -248,7 +248,8 @@ fn session(
         let mut e = NatEvent {
             time: begin.unwrap_or(time),
             event: Some(NatEventKind::MappingObserved),
-            end_time: Some(end.or(begin).unwrap_or(time)),
+            // Without EndTime, a sighting: its end is not known.
+            end_time: end,
             ..base
         };
         clean_ports(&mut e);

@@ -126,7 +126,8 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
             dst_ip: Some(dst.0),
             dst_port: dst.1,
             direction: Some("out"),
-            end_time: Some(default_time),
+            // A packet log line is a sighting: the mapping's end is not known.
+            end_time: None,
             ..NatEvent::default()
         }),
         _ => {
@@ -315,7 +316,7 @@ mod tests {
                 panic!("line {}", smp.line_no)
             };
             assert_eq!(e.event, Some(NatEventKind::MappingObserved));
-            assert_eq!((e.time, e.end_time), (time, Some(time)));
+            assert_eq!((e.time, e.end_time), (time, None), "a sighting");
             // Independent reading of "NAT (a:p->x:y)->b:q".
             let nat = smp.line.split("NAT (").nth(1).unwrap();
             let (inner, after) = nat.split_once(")->").unwrap();

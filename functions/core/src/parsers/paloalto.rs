@@ -215,7 +215,8 @@ pub fn parse(line: &str, device: Clock, out: &mut Vec<Event>) -> Result<usize, P
             dst_port,
             vrf,
             direction: Some("out"),
-            end_time: Some(if is_start { start } else { generated }),
+            // A start log is a sighting: its end is not known.
+            end_time: (!is_start).then_some(generated),
             bytes_out: count(32)?,
             bytes_in: count(33)?,
             packets_out: count(44)?,
@@ -371,7 +372,7 @@ mod tests {
         };
         assert_eq!(
             (n.event, n.time, n.end_time),
-            (Some(NatEventKind::MappingObserved), T0, Some(T0))
+            (Some(NatEventKind::MappingObserved), T0, None)
         );
         // A quoted rule with a comma; no source NAT: a flow, with the DNAT'd destination.
         let Event::Flow(f) = run(
