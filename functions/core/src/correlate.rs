@@ -198,20 +198,6 @@ type MappingKey = (
     Option<u16>,
 );
 
-/// [`MappingKey`]'s fields, borrowed from an interval.
-type MappingRef<'a> = (
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<u8>,
-    IpAddr,
-    Option<u16>,
-    Option<u16>,
-    Option<IpAddr>,
-    Option<u16>,
-    Option<IpAddr>,
-    Option<u16>,
-);
-
 fn mapping_key(r: &NatRow) -> MappingKey {
     // Port-block and address events have no destination; sessions pair per destination because
     // one public port can carry several conntrack entries at once (endpoint-independent mapping).
@@ -589,40 +575,54 @@ pub fn seen_once_reach(protocol: Option<u8>) -> Micros {
     }
 }
 
-/// For each interval of `all` that is a span of sightings, whether another record of the same
-/// mapping covers its last sighting or follows it by `until` (a whole-session record, an open
-/// create, a sighting past the idle reach): then the span says nothing of its own about how long
-/// after its last sighting the mapping was held. Records after `until` (the question's time and
-/// window) do not settle it: the question falls before them. One pass over `all`, grouped by
-/// mapping.
+/// For each interval of `all` that is a span of sightings, whether another record says how long
+/// after its last sighting the mapping was held: a record of the same mapping (the same
+/// destination too) that covers the last sighting or follows it by `until` (a whole-session
+/// record, an open create, a sighting past the idle reach), or a record of the same inside and
+/// public address:port for every destination that covers it (an ASA translation, whose delete
+/// bounds the connections built under it). Records after `until` (the question's
+/// time and window) do not settle it: the question falls before them. One pass over `all`,
+/// grouped by inside and public address:port.
 pub fn sightings_superseded(all: &[Interval], until: Micros) -> Vec<bool> {
-    fn mapping(a: &Interval) -> MappingRef<'_> {
+    type Holding<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<u8>,
+        IpAddr,
+        Option<u16>,
+        Option<IpAddr>,
+        Option<u16>,
+    );
+    fn holding(a: &Interval) -> Holding<'_> {
         (
             a.device.as_deref(),
             a.vrf.as_deref(),
             a.protocol,
             a.x_ip,
             a.x_port,
-            a.x_port_end,
             a.src_ip,
             a.src_port,
-            a.dst_ip,
-            a.dst_port,
         )
     }
-    let mut by_mapping: HashMap<MappingRef<'_>, Vec<usize>> = HashMap::new();
+    let mut by_holding: HashMap<Holding<'_>, Vec<usize>> = HashMap::new();
     for (i, iv) in all.iter().enumerate() {
-        by_mapping.entry(mapping(iv)).or_default().push(i);
+        by_holding.entry(holding(iv)).or_default().push(i);
     }
     let mut out = vec![false; all.len()];
-    for group in by_mapping.values() {
+    for group in by_holding.values() {
         for &i in group.iter().filter(|&&i| all[i].sighted) {
-            let last = all[i].end.unwrap_or(all[i].start);
+            let iv = &all[i];
+            let last = iv.end.unwrap_or(iv.start);
             out[i] = group.iter().any(|&j| {
                 let o = &all[j];
+                let same = (o.dst_ip, o.dst_port) == (iv.dst_ip, iv.dst_port);
+                // A translation for every destination bounds the connections made under it;
+                // another destination's session says nothing of this one's end.
+                let every_destination = o.dst_ip.is_none() && o.dst_port.is_none();
+                let covers = o.start <= last && o.end.is_none_or(|e| e >= last);
                 j != i
-                    && ((o.start <= last && o.end.is_none_or(|e| e >= last))
-                        || (o.start > last && o.start <= until))
+                    && ((same || every_destination) && covers
+                        || (same && o.start > last && o.start <= until))
             });
         }
     }
@@ -1480,6 +1480,30 @@ mod tests {
         let att = ask(vec![udp(t), udp(t + 900 * S)], t + 200 * S);
         assert_eq!(att.matches.len(), 1, "{att:?}");
         assert_eq!(att.matches[0].start, t);
+        assert!(att.ambiguous);
+
+        // An ASA translation (no destination) created before and deleted after a connection
+        // built under it: the delete bounds the connection, no doubt at 10:20.
+        let mut xlate = row(t - 60 * S, SessionCreate, "100.64.0.1", 40000, 5000, 4);
+        xlate.dst_ip = None;
+        xlate.dst_port = None;
+        let mut xdel = xlate.clone();
+        xdel.event = SessionDelete;
+        xdel.time = t + 30 * S;
+        xdel.raw_record = 5;
+        let att = ask(vec![xlate, seen(t), xdel], t + 1200 * S);
+        assert!(att.matches.is_empty(), "{att:?}");
+        // The same subscriber's session towards another destination, later or covering, says
+        // nothing of this one's end.
+        let mut other = row(t + 300 * S, MappingObserved, "100.64.0.1", 40000, 5000, 6);
+        other.dst_ip = Some("192.0.2.1".parse().unwrap());
+        other.end_time = Some(t + 310 * S);
+        let att = ask(vec![seen(t), other.clone()], t + 1200 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
+        assert!(att.ambiguous);
+        other.time = t - 10 * S;
+        let att = ask(vec![seen(t), other], t + 1200 * S);
+        assert_eq!(att.matches.len(), 1, "{att:?}");
         assert!(att.ambiguous);
 
         // An open create covering the sighting: named by its own interval, not twice.

@@ -774,6 +774,22 @@ pub async fn normalize_object(
     Ok(report)
 }
 
+/// Removes what earlier runs or an operator recorded about a raw object that is now normalized:
+/// its dead letter, an accepted loss. Lookups would otherwise report the object as failed or
+/// lost once its done marker expires (with raw/, long before these, kept as long as the lake).
+/// A failure is logged, not returned: the object is normalized all the same.
+pub async fn clear_markers(store: &Arc<dyn ObjectStore>, raw_key: &str, states: &[&str]) {
+    for state in states {
+        let key = natlake_core::lake::state::marker_key(state, raw_key);
+        match store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(raw_key, marker = %key, error = %e, "could not remove the marker")
+            }
+        }
+    }
+}
+
 /// Retries transient failures with backoff; after the last attempt the failure is recorded under
 /// `_state/dead-letter/` (never dropped silently) and returned.
 pub async fn normalize_with_retry(
@@ -787,18 +803,7 @@ pub async fn normalize_with_retry(
     loop {
         match normalize_object(store, raw_key, cfg).await {
             Ok(r) => {
-                // A dead letter of an earlier run, or an accepted loss, is resolved: lookups
-                // would otherwise report the object as failed or lost once its done marker
-                // expires (with raw/, long before these, kept as long as the lake).
-                for state in [DEAD_LETTER_PREFIX, ACCEPTED_PREFIX] {
-                    let key = natlake_core::lake::state::marker_key(state, raw_key);
-                    match store.delete(&key).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => {
-                            tracing::warn!(raw_key, marker = %key, error = %e, "could not remove the marker")
-                        }
-                    }
-                }
+                clear_markers(store, raw_key, &[DEAD_LETTER_PREFIX, ACCEPTED_PREFIX]).await;
                 return Ok(r);
             }
             Err(e) if e.is_transient() && attempt < attempts => {

@@ -339,23 +339,22 @@ pub async fn losses(
     Ok((failed, accepted))
 }
 
-/// The keys without a done marker (one HEAD request each: losses are few).
+/// The keys without a done marker: one listing of the done markers per hour directory of the
+/// keys (losses are few). Not a HEAD per key: S3 answers a HEAD of a missing object with 403,
+/// not 404, to a role without an unconditioned `s3:ListBucket`, which lookups do not have.
 async fn not_normalized(
     store: &Arc<dyn ObjectStore>,
     keys: Vec<String>,
 ) -> Result<Vec<String>, object_store::Error> {
-    let checks = keys.into_iter().map(|key| async move {
-        match store.head(&marker_key(NORMALIZED_PREFIX, &key)).await {
-            Ok(_) => Ok(None),
-            Err(object_store::Error::NotFound { .. }) => Ok(Some(key)),
-            Err(e) => Err(e),
-        }
-    });
-    Ok(futures::future::try_join_all(checks)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    let dirs: std::collections::BTreeSet<Path> = keys
+        .iter()
+        .filter_map(|k| k.rsplit_once('/').map(|(dir, _)| Path::from(dir)))
+        .collect();
+    let listed =
+        futures::future::try_join_all(dirs.iter().map(|dir| marked(store, NORMALIZED_PREFIX, dir)))
+            .await?;
+    let done: HashSet<String> = listed.into_iter().flatten().collect();
+    Ok(keys.into_iter().filter(|k| !done.contains(k)).collect())
 }
 
 /// What [`accept_loss`] recorded.
@@ -380,12 +379,17 @@ pub enum AcceptError {
     NotRaw(String),
     #[error("a reason is required")]
     NoReason,
+    #[error(
+        "{0} has no dead letter: it may still be normalized; accept it anyway with --force (failures on AWS go to the failure queue, not to dead letters)"
+    )]
+    NoDeadLetter(String),
     #[error(transparent)]
     Store(#[from] object_store::Error),
 }
 
 /// Records that an operator accepted the loss of a raw object normalize could not read, after
-/// checking it, and removes its dead letter: lookups then list it under the accepted losses
+/// checking it, and removes its dead letter (an object without one only with `force`: it may
+/// merely not be normalized yet): lookups then list it under the accepted losses
 /// instead of making every answer over its hours ambiguous. The acceptance is written before
 /// the dead letter is removed, so a failure in between leaves the object accepted (and is
 /// reported; accepting again finishes). A later normalize run that succeeds removes it.
@@ -393,6 +397,7 @@ pub async fn accept_loss(
     store: &Arc<dyn ObjectStore>,
     raw_key: &str,
     reason: &str,
+    force: bool,
     now: crate::model::Micros,
 ) -> Result<Acceptance, AcceptError> {
     if reason.trim().is_empty() {
@@ -412,9 +417,13 @@ pub async fn accept_loss(
     let dead = marker_key(DEAD_LETTER_PREFIX, raw_key);
     let error = read_reason(store, dead.clone(), "/error").await;
     if error.is_none() {
-        // No dead letter (or an unreadable one): the raw object itself must exist.
+        // No dead letter (or an unreadable one): only with `force` (failures on AWS go to the
+        // failure queue), and the raw object itself must exist.
         match store.head(&dead).await {
             Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) if !force => {
+                return Err(AcceptError::NoDeadLetter(raw_key.to_owned()));
+            }
             Err(object_store::Error::NotFound { .. }) => {
                 match store.head(&Path::from(raw_key)).await {
                     Ok(_) => {}
@@ -597,7 +606,7 @@ mod tests {
         put(&store, &format!("{NORMALIZED_PREFIX}/{c}.json"), "{}").await;
         let t = crate::time::parse_time("2026-11-24T12:00:00Z").unwrap();
 
-        let got = accept_loss(&store, &a, " a foreign file ", t)
+        let got = accept_loss(&store, &a, " a foreign file ", false, t)
             .await
             .unwrap();
         assert_eq!(got.error.as_deref(), Some("not a natlake raw object"));
@@ -609,8 +618,13 @@ mod tests {
                 .is_err(),
             "dead letter removed"
         );
-        // No dead letter (failures went to a queue): the raw object itself is accepted.
-        let got = accept_loss(&store, &b, "device decommissioned", t)
+        // No dead letter (failures went to a queue): refused unless forced, then the raw object
+        // itself is accepted.
+        let e = accept_loss(&store, &b, "device decommissioned", false, t)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("--force"), "{e}");
+        let got = accept_loss(&store, &b, "device decommissioned", true, t)
             .await
             .unwrap();
         assert_eq!(got.error, None);
@@ -621,7 +635,7 @@ mod tests {
             (a.as_str(), "  ", "reason is required"),
             ("lake/nat_events/x.parquet", "x", "not a raw object key"),
         ] {
-            let e = accept_loss(&store, key, reason, t).await.unwrap_err();
+            let e = accept_loss(&store, key, reason, true, t).await.unwrap_err();
             assert!(e.to_string().contains(want), "{key}: {e}");
         }
 

@@ -14,14 +14,15 @@
 //!   `direction` is "out" only when a source translation is visible.
 //! - Inbound destination NAT (a port forward): no source translation, the reply comes from
 //!   another address or port than the original was sent to (`reply.src:sport ≠ orig.dst:dport`),
-//!   and the original sender is a global address. The public side is then the ORIGINAL
-//!   destination and the inside host the reply's source: `x = orig.dst:dport`,
-//!   `src = reply.src:sport`, `dst = orig.src:sport` (the remote), `direction = "in"`, counters
-//!   seen from the inside host. Otherwise the entry would sit in the remote's partition as the
-//!   remote using its own address, and a question about the forwarded public port would find
-//!   nothing. A sender in private, shared (100.64/10), loopback or link-local space is a
-//!   subscriber being redirected (a transparent proxy, `REDIRECT`), not a port forward: its own
-//!   address stays the public one, as without NAT.
+//!   and the original sender is a global address. A second event then has the ORIGINAL
+//!   destination as the public side and the reply's source as the inside host:
+//!   `x = orig.dst:dport`, `src = reply.src:sport`, `dst = orig.src:sport` (the remote),
+//!   `direction = "in"`, counters seen from the inside host — else a question about the
+//!   forwarded public port would find nothing. The first event (the sender at its own address)
+//!   is kept: conntrack cannot tell a port forward from a subscriber with a public address being
+//!   redirected (DNS to the ISP's resolver, a captive portal), who must still be found by its own
+//!   address. A sender in private, shared (100.64/10), loopback or link-local space is a
+//!   subscriber being redirected (a transparent proxy, `REDIRECT`): the first event only.
 //! - `[NEW]` → SessionCreate, `[DESTROY]` → SessionDelete. `[UPDATE]` lines are validated but
 //!   produce no event: the mapping is fixed when the entry is created, and UPDATE only reports
 //!   state changes (SYN_RECV, ESTABLISHED, FIN_WAIT …) that would multiply rows 3–5× per TCP
@@ -94,26 +95,30 @@ pub(crate) struct Tuple {
     pub bytes: Option<u64>,
 }
 
-/// Builds the NAT event for a NEW / DESTROY / listing entry (see the module doc for the rules).
-/// Shared with the JSON form. Returns None for UPDATE.
-pub(crate) fn build_event(
+/// The NAT events of a NEW / DESTROY / listing entry, pushed to `out` (see the module doc for
+/// the rules): one, or two for a destination NAT from a global address. Shared with the JSON
+/// form. Pushes nothing for UPDATE; returns how many it pushed.
+pub(crate) fn push_events(
     kind: CtKind,
     protocol: Option<u8>,
     orig: &Tuple,
     reply: &Tuple,
     zone: Option<u32>,
     time: Micros,
-) -> Option<NatEvent> {
+    out: &mut Vec<Event>,
+) -> usize {
     let event = match kind {
         CtKind::New => NatEventKind::SessionCreate,
         CtKind::Destroy => NatEventKind::SessionDelete,
         CtKind::Listing => NatEventKind::MappingObserved,
-        CtKind::Update => return None,
+        CtKind::Update => return 0,
     };
+    let vrf = || zone.filter(|z| *z != 0).map(|z| z.to_string());
     let translated = reply.dst != orig.src || reply.dport != orig.sport;
     let forwarded = reply.src != orig.dst || reply.sport != orig.dport;
+    let mut n = 0;
     if !translated && forwarded && orig.src.is_some_and(|a| !is_local_scope(a)) {
-        return Some(NatEvent {
+        out.push(Event::Nat(NatEvent {
             time,
             event: Some(event),
             protocol,
@@ -124,16 +129,20 @@ pub(crate) fn build_event(
             x_port_end: None,
             dst_ip: orig.src,
             dst_port: orig.sport,
-            vrf: zone.filter(|z| *z != 0).map(|z| z.to_string()),
+            vrf: vrf(),
             direction: Some("in"),
             end_time: None,
             bytes_out: reply.bytes,
             bytes_in: orig.bytes,
             packets_out: reply.packets,
             packets_in: orig.packets,
-        });
+        }));
+        n += 1;
     }
-    Some(NatEvent {
+    // The sender's own view too, also beside a forward: a subscriber with a public address
+    // whose traffic is redirected (DNS to the ISP's resolver, a captive portal) is still
+    // found by its own address and port.
+    out.push(Event::Nat(NatEvent {
         time,
         event: Some(event),
         protocol,
@@ -144,14 +153,15 @@ pub(crate) fn build_event(
         x_port_end: None,
         dst_ip: orig.dst,
         dst_port: orig.dport,
-        vrf: zone.filter(|z| *z != 0).map(|z| z.to_string()),
+        vrf: vrf(),
         direction: translated.then_some("out"),
         end_time: None,
         bytes_out: orig.bytes,
         bytes_in: reply.bytes,
         packets_out: orig.packets,
         packets_in: reply.packets,
-    })
+    }));
+    n + 1
 }
 
 /// Addresses a subscriber or a local service uses, never a remote on the Internet: RFC 1918,
@@ -298,13 +308,15 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
         return Err(err("missing reply tuple (second src=/dst=)"));
     }
     let time = time.unwrap_or(default_time);
-    match build_event(kind, Some(protocol), &orig, &reply, fields.zone, time) {
-        Some(ev) => {
-            out.push(Event::Nat(ev));
-            Ok(1)
-        }
-        None => Ok(0),
-    }
+    Ok(push_events(
+        kind,
+        Some(protocol),
+        &orig,
+        &reply,
+        fields.zone,
+        time,
+        out,
+    ))
 }
 
 struct Fields {
@@ -494,8 +506,15 @@ mod tests {
 
     #[test]
     fn inbound_port_forward_sits_in_the_public_addresss_partition() {
+        // Both events of a line: the forward's, then the sender's own.
+        let two = |line: &str| -> (NatEvent, NatEvent) {
+            let mut out = Vec::new();
+            assert_eq!(parse(line, T0, &mut out), Ok(2), "{line}");
+            let own = nat(out.pop().unwrap());
+            (nat(out.pop().unwrap()), own)
+        };
         // Remote 198.51.100.9 → public 203.0.113.5:8080, forwarded to 192.168.1.10:80.
-        let e = one(
+        let (e, own) = two(
             "[1700000000.000001]\t[DESTROY] tcp      6 src=198.51.100.9 dst=203.0.113.5 sport=51000 dport=8080 packets=5 bytes=400 src=192.168.1.10 dst=198.51.100.9 sport=80 dport=51000 packets=4 bytes=9000 [ASSURED]",
         );
         assert_eq!((e.x_ip, e.x_port), (ip("203.0.113.5"), Some(8080)));
@@ -506,13 +525,19 @@ mod tests {
             (e.bytes_out, e.bytes_in, e.packets_out, e.packets_in),
             (Some(9000), Some(400), Some(4), Some(5))
         );
-        // Same port, only the address forwarded; and IPv6.
-        let e = one(
+        assert_eq!(e.time, own.time);
+        // The sender at its own address, as without NAT.
+        assert_eq!((own.x_ip, own.x_port), (ip("198.51.100.9"), Some(51000)));
+        assert_eq!((own.src_ip, own.direction), (ip("198.51.100.9"), None));
+        // Same port, only the address forwarded; and IPv6 (or a subscriber with a public IPv6
+        // address whose DNS is redirected: still found at its own address and port).
+        let (e, own) = two(
             "    [NEW] udp      17 30 src=2001:db8:9::1 dst=2001:db8:ff::1 sport=4000 dport=53 [UNREPLIED] src=2001:db8:aa::53 dst=2001:db8:9::1 sport=53 dport=4000",
         );
         assert_eq!((e.x_ip, e.x_port), (ip("2001:db8:ff::1"), Some(53)));
         assert_eq!(e.src_ip, ip("2001:db8:aa::53"));
         assert_eq!(e.direction, Some("in"));
+        assert_eq!((own.x_ip, own.x_port), (ip("2001:db8:9::1"), Some(4000)));
         // A subscriber in private or shared space redirected to a local proxy is not a
         // port forward: its own address stays the public one.
         for src in ["10.0.0.160", "100.64.3.4", "127.0.0.1", "fd00::1"] {

@@ -19,12 +19,12 @@
 //! XML-to-JSON converters of `conntrack -o xml`), `SrcIP`/`DstIP`/`SrcPort`/`DstPort`/`Proto`,
 //! and tuples with the address and port keys directly in `Original`/`Reply`.
 //!
-//! The NAT mapping rules are the text parser's (`conntrack::build_event`): x = reply dst.
+//! The NAT mapping rules are the text parser's (`conntrack::push_events`): x = reply dst.
 
 use serde::Deserialize;
 
 use super::ParseError;
-use super::conntrack::{CtKind, Tuple, build_event};
+use super::conntrack::{CtKind, Tuple, push_events};
 use super::util::Scalar;
 use crate::model::protocol_number as proto_number;
 use crate::model::{Event, Micros};
@@ -218,13 +218,7 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
         .as_ref()
         .and_then(Scalar::as_epoch_micros)
         .unwrap_or(default_time);
-    match build_event(kind, protocol, &orig, &reply, zone, time) {
-        Some(ev) => {
-            out.push(Event::Nat(ev));
-            Ok(1)
-        }
-        None => Ok(0),
-    }
+    Ok(push_events(kind, protocol, &orig, &reply, zone, time, out))
 }
 
 fn tuple(m: &Meta<'_>) -> Result<Tuple, &'static str> {

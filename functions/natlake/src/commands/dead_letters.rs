@@ -23,8 +23,8 @@ pub enum Cmd {
         until: Option<String>,
     },
     /// Accept the loss of raw objects after checking them (`natlake raw cat`): lookups then list
-    /// them under `accepted_losses`, with the reason, instead of answering ambiguous. Works for
-    /// objects without a dead letter too (where failures go to a queue, as on AWS). A later
+    /// them under `accepted_losses`, with the reason, instead of answering ambiguous. An object
+    /// without a dead letter (where failures go to a queue, as on AWS) needs --force. A later
     /// normalize run that succeeds removes the acceptance. Prints what it recorded.
     Accept {
         #[command(flatten)]
@@ -32,6 +32,9 @@ pub enum Cmd {
         /// Why the loss is acceptable (kept with it and shown in every answer over its hours).
         #[arg(long)]
         reason: String,
+        /// Accept objects that have no dead letter (failed on AWS, in the failure queue).
+        #[arg(long)]
+        force: bool,
         /// Raw object keys (raw/<kind>/hour=…/….nlraw.zst).
         #[arg(required = true)]
         keys: Vec<String>,
@@ -56,13 +59,18 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 writeln!(out, "{}", serde_json::to_string(g)?)?;
             }
         }
-        Cmd::Accept { lake, reason, keys } => {
+        Cmd::Accept {
+            lake,
+            reason,
+            force,
+            keys,
+        } => {
             let url = lake.url()?;
             let store = natlake_store::open(&url, &Default::default())?;
             let now = natlake_core::time::now_micros();
             let mut failed = 0;
             for key in &keys {
-                match state::accept_loss(&store, key, &reason, now).await {
+                match state::accept_loss(&store, key, &reason, force, now).await {
                     Ok(a) => writeln!(out, "{}", serde_json::to_string(&a)?)?,
                     Err(e) => {
                         eprintln!("natlake: {key}: {e}");

@@ -44,6 +44,12 @@ data "aws_iam_policy_document" "normalize" {
     ]
   }
   statement {
+    # An accepted loss (natlake dead-letters accept) of an object a later run normalized.
+    sid       = "ResolveAcceptedLosses"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.objects["_state/accepted"]]
+  }
+  statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.fn["normalize"].arn}:*"]
@@ -133,11 +139,10 @@ data "aws_iam_policy_document" "lookup" {
     resources = [local.objects["lake"]]
   }
   statement {
-    # The reasons of dead letters, accepted losses and quarantined objects, and the done
-    # markers (HEAD) that show a dead-lettered object normalized since.
+    # The reasons of dead letters, accepted losses and quarantined objects.
     sid       = "ReadFailures"
     actions   = ["s3:GetObject"]
-    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"], local.objects["_state/normalized"]]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"]]
   }
   statement {
     # config/deterministic_nat.toml, the enrichment configuration and its identity sources.

@@ -100,11 +100,10 @@ data "minio_iam_policy_document" "lookup" {
     resources = [local.objects["lake"]]
   }
   statement {
-    # The reasons of dead letters, accepted losses and quarantined objects, and the done
-    # markers (HEAD) that show a dead-lettered object normalized since.
+    # The reasons of dead letters, accepted losses and quarantined objects.
     sid       = "ReadFailures"
     actions   = ["s3:GetObject"]
-    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"], local.objects["_state/normalized"]]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"]]
   }
   statement {
     sid       = "WriteAudit"
