@@ -604,11 +604,15 @@ pub fn sightings_superseded(all: &[Interval], until: Micros) -> Vec<bool> {
             a.src_port,
         )
     }
+    let mut out = vec![false; all.len()];
+    // Most groups (compaction calls this per public port and hour) have no sighting.
+    if !all.iter().any(|iv| iv.sighted) {
+        return out;
+    }
     let mut by_holding: HashMap<Holding<'_>, Vec<usize>> = HashMap::new();
     for (i, iv) in all.iter().enumerate() {
         by_holding.entry(holding(iv)).or_default().push(i);
     }
-    let mut out = vec![false; all.len()];
     for group in by_holding.values() {
         for &i in group.iter().filter(|&&i| all[i].sighted) {
             let iv = &all[i];
