@@ -198,6 +198,19 @@ type MappingKey = (
     Option<u16>,
 );
 
+/// Whether two mappings are the same inside and public address:port (any destination).
+fn same_holding(a: &MappingKey, b: &MappingKey) -> bool {
+    (&a.0, &a.1, a.2, a.3, a.4, a.5, a.6, a.7) == (&b.0, &b.1, b.2, b.3, b.4, b.5, b.6, b.7)
+}
+
+/// A record of a mapping in use at an instant whose end it does not state: a session start log,
+/// a listing line, a packet log line (`end_time` null). One whose end is its start is read so
+/// too: objects written before sightings had a null `end_time` stored them that way, and a
+/// session closed as it began leaves the mapping's own end as unknown as a sighting does.
+pub fn is_sighting(r: &NatRow) -> bool {
+    r.event == NatEventKind::MappingObserved && r.end_time.is_none_or(|e| e <= r.time)
+}
+
 fn mapping_key(r: &NatRow) -> MappingKey {
     // Port-block and address events have no destination; sessions pair per destination because
     // one public port can carry several conntrack entries at once (endpoint-independent mapping).
@@ -281,6 +294,17 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
         };
     for r in rows {
         let key = mapping_key(&r);
+        let sighting = is_sighting(&r);
+        if !sighting && !sightings.is_empty() {
+            // Any other record of the mapping — an open, a close, a whole session — ends a span
+            // of sightings: the next one is another holding. A record for every destination
+            // (an ASA translation) ends those of every destination.
+            if key.8.is_none() && key.9.is_none() {
+                sightings.retain(|k, _| !same_holding(k, &key));
+            } else {
+                sightings.remove(&key);
+            }
+        }
         match r.event {
             k if k.opens() => match open.get_mut(&key) {
                 // A repeated create for a mapping already open (e.g. two collectors) is more
@@ -330,9 +354,7 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 }
             }
             NatEventKind::MappingObserved => {
-                // No end: a sighting (a session start log, a listing line, a packet log line).
-                let sighted = r.end_time.is_none();
-                if sighted {
+                if sighting {
                     // Seen again within its idle reach (or a copy from another collector):
                     // held in between, as between a create and its delete; another host seen
                     // in between is a candidate too.
@@ -350,7 +372,7 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 let mut iv = new_interval(&r, r.time, true);
                 iv.end = Some(end);
                 iv.last_seen = end;
-                iv.sighted = sighted;
+                iv.sighted = sighting;
                 done.push(iv);
             }
             _ => match open.get_mut(&key) {
@@ -575,20 +597,35 @@ pub fn seen_once_reach(protocol: Option<u8>) -> Micros {
     }
 }
 
-/// For each interval of `all` that is a span of sightings, whether another record says how long
-/// after its last sighting the mapping was held: a record of the same mapping (the same
-/// destination too) that covers the last sighting or follows it by `until` (a whole-session
-/// record, an open create, a sighting past the idle reach), or a record of the same inside and
-/// public address:port for every destination that covers it (an ASA translation, whose delete
-/// bounds the connections built under it). Records after `until` (the question's
-/// time and window) do not settle it: the question falls before them. One pass over `all`,
-/// grouped by inside and public address:port.
-pub fn sightings_superseded(all: &[Interval], until: Micros) -> Vec<bool> {
+/// What the other records read say of a span of sightings (see [`sightings`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SightingFate {
+    /// Another record says how long after its last sighting the mapping was held.
+    pub settled: bool,
+    /// The same mapping was sighted again later (after `until` too): seen on both sides of a
+    /// question between the two.
+    pub seen_again: bool,
+}
+
+/// For each interval of `all`, what the others say of it when it is a span of sightings
+/// (`Interval::sighted`; the default otherwise). It is settled by a record of the same mapping
+/// (the same destination too) that covers its last sighting or follows it by `until` (a
+/// whole-session record, an open create, a sighting past the idle reach), or by a record of the
+/// same inside and public address:port for every destination that covers it (an ASA
+/// translation, whose delete bounds the connections built under it). Records after `until`
+/// (the question's time and window) do not settle it: the question falls before them. Empty
+/// when no interval is a sighting (compaction asks per public port and hour). Grouped by
+/// mapping, so one inside port talking to many destinations stays linear.
+pub fn sightings(all: &[Interval], until: Micros) -> Vec<SightingFate> {
+    if !all.iter().any(|iv| iv.sighted) {
+        return Vec::new();
+    }
     type Holding<'a> = (
         Option<&'a str>,
         Option<&'a str>,
         Option<u8>,
         IpAddr,
+        Option<u16>,
         Option<u16>,
         Option<IpAddr>,
         Option<u16>,
@@ -600,48 +637,52 @@ pub fn sightings_superseded(all: &[Interval], until: Micros) -> Vec<bool> {
             a.protocol,
             a.x_ip,
             a.x_port,
+            a.x_port_end,
             a.src_ip,
             a.src_port,
         )
     }
-    let mut out = vec![false; all.len()];
-    // Most groups (compaction calls this per public port and hour) have no sighting.
-    if !all.iter().any(|iv| iv.sighted) {
-        return out;
-    }
-    let mut by_holding: HashMap<Holding<'_>, Vec<usize>> = HashMap::new();
+    let mut by_mapping: HashMap<(Holding<'_>, Option<IpAddr>, Option<u16>), Vec<usize>> =
+        HashMap::new();
+    // Records for every destination, by holding.
+    let mut every: HashMap<Holding<'_>, Vec<usize>> = HashMap::new();
     for (i, iv) in all.iter().enumerate() {
-        by_holding.entry(holding(iv)).or_default().push(i);
+        if iv.dst_ip.is_none() && iv.dst_port.is_none() {
+            every.entry(holding(iv)).or_default().push(i);
+        }
+        by_mapping
+            .entry((holding(iv), iv.dst_ip, iv.dst_port))
+            .or_default()
+            .push(i);
     }
-    for group in by_holding.values() {
-        for &i in group.iter().filter(|&&i| all[i].sighted) {
-            let iv = &all[i];
-            let last = iv.end.unwrap_or(iv.start);
-            out[i] = group.iter().any(|&j| {
-                let o = &all[j];
-                let same = (o.dst_ip, o.dst_port) == (iv.dst_ip, iv.dst_port);
-                // A translation for every destination bounds the connections made under it;
-                // another destination's session says nothing of this one's end.
-                let every_destination = o.dst_ip.is_none() && o.dst_port.is_none();
-                let covers = o.start <= last && o.end.is_none_or(|e| e >= last);
-                j != i
-                    && ((same || every_destination) && covers
-                        || (same && o.start > last && o.start <= until))
-            });
+    let mut out = vec![SightingFate::default(); all.len()];
+    for (i, iv) in all.iter().enumerate().filter(|(_, iv)| iv.sighted) {
+        let last = iv.end.unwrap_or(iv.start);
+        let covers = |o: &Interval| o.start <= last && o.end.is_none_or(|e| e >= last);
+        let same = &by_mapping[&(holding(iv), iv.dst_ip, iv.dst_port)];
+        let fate = &mut out[i];
+        for &j in same.iter().filter(|&&j| j != i) {
+            let o = &all[j];
+            fate.settled |= covers(o) || (o.start > last && o.start <= until);
+            fate.seen_again |= o.sighted && o.start > last;
+        }
+        if let Some(ev) = every.get(&holding(iv)) {
+            fate.settled |= ev.iter().any(|&j| j != i && covers(&all[j]));
         }
     }
     out
 }
 
 /// Adds, in doubt, a mapping seen at instants only (`Interval::sighted`), last before the
-/// question's time and within [`seen_once_reach`] of it, when nothing read shows it ended: no
-/// other record of the same mapping covers its last sighting or follows it by the question's
-/// time. PAN-OS and FortiGate log a session's start, then its whole record only when it ends:
-/// without this, a question asked during a long session would be answered "no one" for a port
-/// in use. Another host seen on the public port after the last sighting is named in the doubt,
-/// not taken as proof the mapping ended: a NAT may share one public port between hosts towards
-/// different destinations. `candidates`: the intervals the answer may name (those the
-/// question's destination fits); `all`: every interval read.
+/// question's time, when nothing read shows it ended (see [`sightings`]) and the question falls
+/// within [`seen_once_reach`] of its last sighting — or before a later sighting of the same
+/// mapping: seen on both sides, with no record of an end between. PAN-OS and FortiGate log a
+/// session's start, then its whole record only when it ends: without this, a question asked
+/// during a long session would be answered "no one" for a port in use. Another host seen on
+/// the public port after the last sighting is named in the doubt, not taken as proof the
+/// mapping ended: a NAT may share one public port between hosts towards different
+/// destinations. `candidates`: the intervals the answer may name (those the question's
+/// destination fits); `all`: every interval read.
 pub fn doubt_seen_once(
     att: &mut Attribution,
     candidates: &[Interval],
@@ -649,29 +690,44 @@ pub fn doubt_seen_once(
     at: Micros,
     window: Micros,
 ) {
-    let superseded = sightings_superseded(candidates, at + window);
+    let fates = sightings(candidates, at + window);
     let protocols_meet = |a: &Interval, b: &Interval| {
         a.protocol.is_none() || b.protocol.is_none() || a.protocol == b.protocol
     };
-    let mut added = Vec::new();
-    for (iv, _) in candidates.iter().zip(&superseded).filter(|(iv, gone)| {
+    let mut added: Vec<Candidate> = Vec::new();
+    for (iv, fate) in candidates.iter().zip(&fates) {
         let last = iv.end.unwrap_or(iv.start);
-        iv.sighted && !**gone && last < at - window && at - last <= seen_once_reach(iv.protocol)
-    }) {
-        let last = iv.end.unwrap_or(iv.start);
-        let named = att.matches.iter().any(|c| {
+        let within = at - last <= seen_once_reach(iv.protocol) || fate.seen_again;
+        if !iv.sighted || fate.settled || last >= at - window || !within {
+            continue;
+        }
+        let key = |c: &Candidate| {
             (
-                c.src_ip, c.src_port, c.protocol, &c.vrf, &c.device, c.x_port,
-            ) == (
-                iv.src_ip,
-                iv.src_port,
-                iv.protocol,
-                &iv.vrf,
-                &iv.device,
-                iv.x_port,
+                c.src_ip,
+                c.src_port,
+                c.protocol,
+                c.vrf.clone(),
+                c.device.clone(),
+                c.x_port,
             )
-        });
-        if named {
+        };
+        let this = (
+            iv.src_ip,
+            iv.src_port,
+            iv.protocol,
+            iv.vrf.clone(),
+            iv.device.clone(),
+            iv.x_port,
+        );
+        if att.matches.iter().any(|c| key(c) == this) {
+            continue;
+        }
+        // The same inside address:port sighted towards another destination too: one candidate.
+        if let Some(c) = added.iter_mut().find(|c| key(c) == this) {
+            c.evidence.extend(iv.evidence.iter().cloned());
+            if iv.dst_ip.is_some() || iv.dst_port.is_some() {
+                c.destinations.push((iv.dst_ip, iv.dst_port));
+            }
             continue;
         }
         let Some(mut c) = attribute(vec![iv.clone()], last, 0).matches.pop() else {
@@ -703,6 +759,12 @@ pub fn doubt_seen_once(
             ));
         }
         added.push(c);
+    }
+    for c in &mut added {
+        c.evidence.sort();
+        c.evidence.dedup();
+        c.destinations.sort();
+        c.destinations.dedup();
     }
     att.matches.extend(added);
     att.matches
@@ -1434,10 +1496,11 @@ mod tests {
         let att = ask(vec![seen(t), end], t + 200 * S);
         assert_eq!(att.matches.len(), 1);
         assert!(!att.ambiguous, "{att:?}");
-        // A whole session of no length (closed as it began) is not a sighting.
+        // A record whose end is its start reads as a sighting (objects written before null
+        // end times stored sightings so).
         let mut zero = seen(t);
         zero.end_time = Some(t);
-        assert!(ask(vec![zero], t + 1200 * S).matches.is_empty());
+        assert_eq!(ask(vec![zero], t + 1200 * S).matches.len(), 1);
 
         // B on the port after A's start: B's, and A in doubt (a lost end log, or a port shared
         // towards another destination), the doubt naming B.
@@ -1480,11 +1543,27 @@ mod tests {
         assert_eq!(att.matches.len(), 1, "{att:?}");
         assert!(att.matches[0].doubts[0].contains("seen last at"), "{att:?}");
         // UDP sightings further apart than UDP's reach are two holdings: between them, the
-        // first is named in doubt (the later one, after the question, does not settle it).
-        let att = ask(vec![udp(t), udp(t + 900 * S)], t + 200 * S);
+        // first is named in doubt (the later one, after the question, does not settle it),
+        // past the reach too (seen on both sides).
+        for at in [t + 200 * S, t + 600 * S] {
+            let att = ask(vec![udp(t), udp(t + 900 * S)], at);
+            assert_eq!(att.matches.len(), 1, "{att:?}");
+            assert_eq!(att.matches[0].start, t);
+            assert!(att.ambiguous);
+        }
+        // A close of the mapping between two sightings ends the first holding: between them,
+        // after the close, no one (conntrack listing, DESTROY, NEW of the same 5-tuple,
+        // listing).
+        let del = row(t + 60 * S, SessionDelete, "100.64.0.1", 40000, 5000, 7);
+        let new = row(t + 2400 * S, SessionCreate, "100.64.0.1", 40000, 5000, 8);
+        let att = ask(vec![seen(t), del, new, seen(t + 2700 * S)], t + 1200 * S);
+        assert!(att.matches.is_empty(), "{att:?}");
+        // The same inside address:port sighted towards two destinations: one candidate.
+        let mut d2 = seen(t + 10 * S);
+        d2.dst_ip = Some("192.0.2.2".parse().unwrap());
+        let att = ask(vec![seen(t), d2], t + 1200 * S);
         assert_eq!(att.matches.len(), 1, "{att:?}");
-        assert_eq!(att.matches[0].start, t);
-        assert!(att.ambiguous);
+        assert_eq!(att.matches[0].destinations.len(), 2, "{att:?}");
 
         // An ASA translation (no destination) created before and deleted after a connection
         // built under it: the delete bounds the connection, no doubt at 10:20.

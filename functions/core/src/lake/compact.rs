@@ -259,8 +259,9 @@ impl Group {
         let mut every: HashSet<RecordKey> = HashSet::new();
         let ivs = correlate::intervals(rows, self.range_start);
         // Every record of the group is older than a question that reads this carry.
-        let superseded = correlate::sightings_superseded(&ivs, Micros::MAX);
-        for (iv, superseded) in ivs.iter().zip(superseded) {
+        let fates = correlate::sightings(&ivs, Micros::MAX);
+        for (i, iv) in ivs.iter().enumerate() {
+            let superseded = fates.get(i).is_some_and(|f| f.settled);
             // A mapping seen at instants that no record read shows ended is named, in doubt, by
             // lookups up to its idle reach after its last sighting (`correlate::doubt_seen_once`):
             // carried that far, so the answer does not change when the hour is compacted.
@@ -803,15 +804,22 @@ mod tests {
             seen(h0 + 5 * 60 * S, "100.64.0.8", 8000, 1),
             span(h0 + 5 * 60 * S, h0 + 20 * 60 * S, "100.64.0.8", 8000, 2),
             udp,
-            // A whole session of no length is not a sighting.
+            // A record whose end is its start reads as a sighting (as objects written before
+            // null end times stored them).
             span(h0 + 40 * 60 * S, h0 + 40 * 60 * S, "100.64.0.10", 10000, 4),
         ]);
         let (c1, st) = carry(None, Some(&ev0), h0, cutoff).unwrap();
-        assert_eq!(ports(&c1), vec![(7000, "mapping_observed".into())]);
-        assert_eq!(st.carried, 1);
+        assert_eq!(
+            ports(&c1),
+            vec![
+                (7000, "mapping_observed".into()),
+                (10000, "mapping_observed".into())
+            ]
+        );
+        assert_eq!(st.carried, 2);
         // Two hours on: 2 h 30 min after F's start log, past TCP's 2 h 4 min.
         let (c2, _) = carry(Some(&c1), None, h0 + H, cutoff + H).unwrap();
-        assert_eq!(ports(&c2), vec![(7000, "mapping_observed".into())]);
+        assert_eq!(ports(&c2).len(), 2);
         let (c3, _) = carry(Some(&c2), None, h0 + 2 * H, cutoff + 2 * H).unwrap();
         assert_eq!(c3.num_rows(), 0);
     }

@@ -141,7 +141,9 @@ pub(crate) fn push_events(
     }
     // The sender's own view too, also beside a forward: a subscriber with a public address
     // whose traffic is redirected (DNS to the ISP's resolver, a captive portal) is still
-    // found by its own address and port.
+    // found by its own address and port. Beside a forward it carries no counters: the traffic
+    // views would count the session's bytes twice.
+    let counted = n == 0;
     out.push(Event::Nat(NatEvent {
         time,
         event: Some(event),
@@ -156,10 +158,10 @@ pub(crate) fn push_events(
         vrf: vrf(),
         direction: translated.then_some("out"),
         end_time: None,
-        bytes_out: orig.bytes,
-        bytes_in: reply.bytes,
-        packets_out: orig.packets,
-        packets_in: reply.packets,
+        bytes_out: orig.bytes.filter(|_| counted),
+        bytes_in: reply.bytes.filter(|_| counted),
+        packets_out: orig.packets.filter(|_| counted),
+        packets_in: reply.packets.filter(|_| counted),
     }));
     n + 1
 }
@@ -526,9 +528,13 @@ mod tests {
             (Some(9000), Some(400), Some(4), Some(5))
         );
         assert_eq!(e.time, own.time);
-        // The sender at its own address, as without NAT.
+        // The sender at its own address, as without NAT, its counters on the forward only.
         assert_eq!((own.x_ip, own.x_port), (ip("198.51.100.9"), Some(51000)));
         assert_eq!((own.src_ip, own.direction), (ip("198.51.100.9"), None));
+        assert_eq!(
+            (own.bytes_out, own.bytes_in, own.packets_out),
+            (None, None, None)
+        );
         // Same port, only the address forwarded; and IPv6 (or a subscriber with a public IPv6
         // address whose DNS is redirected: still found at its own address and port).
         let (e, own) = two(

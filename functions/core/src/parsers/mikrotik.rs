@@ -14,7 +14,7 @@
 //!   both. A source translation (x:y differs from a:p) is the mapping attribution needs: the
 //!   line becomes a NAT event with `src = a:p`, `x = x:y`, `dst = b:q` (the address the
 //!   subscriber sent to). The line is one packet, not a session start or end, so the kind is
-//!   mapping_observed at that instant (`end_time = time`).
+//!   mapping_observed at that instant with no `end_time`: a sighting, its end not known.
 //! - Without a source translation the line is a firewall event. RouterOS does not print the
 //!   rule's action, so the verdict comes from the prefix words as for iptables (`…-accept` →
 //!   allow, `drop` → deny, none → log). The rule is the prefix, else the chain.
