@@ -106,6 +106,11 @@ pub fn structured_tail(msg: &str) -> Option<&str> {
     let b = msg.as_bytes();
     for sp in memchr::memchr_iter(b' ', b) {
         let at = sp + 1;
+        // Every family starts with R, J or M: one byte turns most words away before six
+        // prefix compares.
+        if !matches!(b.get(at), Some(b'R' | b'J' | b'M')) {
+            continue;
+        }
         let Some(rest) = msg.get(at..) else { continue };
         if !FAMILIES.iter().any(|f| rest.starts_with(f)) {
             continue;
@@ -902,6 +907,16 @@ mod tests {
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
+
+    #[test]
+    fn families_start_with_the_bytes_structured_tail_checks() {
+        for f in FAMILIES {
+            assert!(
+                matches!(f.as_bytes().first(), Some(b'R' | b'J' | b'M')),
+                "{f}"
+            );
+        }
+    }
 
     #[test]
     fn session_params_read_like_the_list() {
