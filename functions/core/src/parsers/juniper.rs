@@ -32,7 +32,7 @@ use super::fields::{
     port_range, quoted_params, sum, translated,
 };
 use super::util::{
-    MICROS_PER_SEC, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64, trim_ws,
+    MICROS_PER_SEC, find_any, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64, trim_ws,
     whitespace_tokens,
 };
 use super::{ParseCtx, ParseError};
@@ -115,8 +115,10 @@ pub fn structured_tail(msg: &str) -> Option<&str> {
         if !FAMILIES.iter().any(|f| rest.starts_with(f)) {
             continue;
         }
-        let tok = rest.split(' ').next().unwrap_or("");
-        let after = rest.get(tok.len()..).unwrap_or("");
+        // An inlined byte search: `split(' ')` set up a char searcher (~170 instructions).
+        let end = find_any(rest.as_bytes(), [b' ']).unwrap_or(rest.len());
+        let tok = rest.get(..end).unwrap_or("");
+        let after = rest.get(end..).unwrap_or("");
         if TAGS.iter().any(|t| tok.starts_with(t)) && after.starts_with(" [") {
             return Some(rest);
         }
@@ -244,7 +246,7 @@ fn find_tag(body: &str) -> Result<(&str, &str), ParseError> {
     let mut rest = body;
     for _ in 0..12 {
         let t = rest.trim_start();
-        let end = t.find(' ').unwrap_or(t.len());
+        let end = find_any(t.as_bytes(), [b' ']).unwrap_or(t.len());
         let raw = t.get(..end).unwrap_or("");
         let after = t.get(end..).unwrap_or("");
         let mut tok = raw;
