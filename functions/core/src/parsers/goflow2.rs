@@ -21,7 +21,7 @@
 use serde::Deserialize;
 
 use super::ParseError;
-use super::util::{Scalar, set_ip, set_port};
+use super::util::{Scalar, parse_u64, set_ip, set_port};
 use crate::model::protocol_number as proto_number;
 use crate::model::{Event, FlowRecord, Micros, NatEvent, NatEventKind};
 
@@ -31,116 +31,266 @@ fn err(reason: impl Into<String>) -> ParseError {
     ParseError::new(FORMAT, reason)
 }
 
-/// The fields natlake reads. Several spellings of the same datum are separate fields (not
-/// aliases) where one record could carry more than one of them, since serde rejects a
-/// duplicate field; they are merged in `first_ip` / `first_port`.
-#[derive(Deserialize)]
+/// The fields natlake reads, by slot. Several spellings of the same datum are separate slots
+/// (not one) where one record could carry more than one of them, since a duplicate key is an
+/// error; they are merged in `first_ip` / `first_port`.
+const RECEIVED_NS: usize = 0;
+const RECEIVED: usize = 1;
+const START_NS: usize = 2;
+const END_NS: usize = 3;
+const START_MS: usize = 4;
+const END_MS: usize = 5;
+const START: usize = 6;
+const END: usize = 7;
+const TS_START: usize = 8;
+const TS_END: usize = 9;
+const BYTES: usize = 10;
+const PACKETS: usize = 11;
+const SRC: usize = 12;
+const DST: usize = 13;
+const PROTO: usize = 14;
+const SRC_PORT: usize = 15;
+const DST_PORT: usize = 16;
+const IN_IF: usize = 17;
+const OUT_IF: usize = 18;
+const SAMPLER: usize = 19;
+const SAMPLING_RATE: usize = 20;
+const VRF: usize = 21;
+/// Post-NAT source address, source port, destination address and port: the slots of each
+/// datum's spellings, in the order they are tried.
+const POST_SRC_IP: std::ops::Range<usize> = 22..31;
+const POST_SRC_PORT: std::ops::Range<usize> = 31..38;
+const POST_DST_IP: std::ops::Range<usize> = 38..45;
+const POST_DST_PORT: std::ops::Range<usize> = 45..50;
+const SLOTS: usize = 50;
+
+/// The slot a key fills; None for keys natlake does not read. One table for both readers.
+fn slot(key: &str) -> Option<usize> {
+    Some(match key {
+        "time_received_ns" | "TimeReceivedNs" => RECEIVED_NS,
+        "time_received" | "TimeReceived" => RECEIVED,
+        "time_flow_start_ns" | "TimeFlowStartNs" => START_NS,
+        "time_flow_end_ns" | "TimeFlowEndNs" => END_NS,
+        "time_flow_start_ms" | "TimeFlowStartMs" => START_MS,
+        "time_flow_end_ms" | "TimeFlowEndMs" => END_MS,
+        "time_flow_start" | "TimeFlowStart" => START,
+        "time_flow_end" | "TimeFlowEnd" => END,
+        "timestamp_start" => TS_START,
+        "timestamp_end" => TS_END,
+        "bytes" | "Bytes" => BYTES,
+        "packets" | "Packets" => PACKETS,
+        "src_addr" | "SrcAddr" | "ip_src" | "src_ip" => SRC,
+        "dst_addr" | "DstAddr" | "ip_dst" | "dst_ip" => DST,
+        "proto" | "Proto" | "ip_proto" | "protocol" => PROTO,
+        "src_port" | "SrcPort" | "port_src" => SRC_PORT,
+        "dst_port" | "DstPort" | "port_dst" => DST_PORT,
+        "in_if" | "InIf" | "iface_in" => IN_IF,
+        "out_if" | "OutIf" | "iface_out" => OUT_IF,
+        "sampler_address" | "SamplerAddress" | "peer_ip_src" => SAMPLER,
+        "sampling_rate" | "SamplingRate" => SAMPLING_RATE,
+        "vrf" | "vrf_name" | "VrfName" => VRF,
+        // Post-NAT source address, in the spellings mappings and collectors use.
+        "post_nat_src_ipv4_address" => 22,
+        "post_nat_src_ipv6_address" => 23,
+        "post_nat_source_ipv4_address" => 24,
+        "post_nat_source_ipv6_address" => 25,
+        "post_nat_src_addr" => 26,
+        "post_nat_src_ip" => 27,
+        "post_nat_ip_src" => 28,
+        "postnat" => 29,
+        "postnat_src" => 30,
+        // Post-NAT source port.
+        "post_nat_src_transport_port" => 31,
+        "post_napt_source_transport_port" => 32,
+        "post_nat_source_transport_port" => 33,
+        "post_nat_src_port" => 34,
+        "post_nat_port_src" => 35,
+        "postnat_port" => 36,
+        "postnat_src_port" => 37,
+        // Post-NAT destination.
+        "post_nat_dst_ipv4_address" => 38,
+        "post_nat_dst_ipv6_address" => 39,
+        "post_nat_destination_ipv4_address" => 40,
+        "post_nat_destination_ipv6_address" => 41,
+        "post_nat_dst_addr" => 42,
+        "post_nat_dst_ip" => 43,
+        "post_nat_ip_dst" => 44,
+        "post_nat_dst_transport_port" => 45,
+        "post_napt_destination_transport_port" => 46,
+        "post_nat_destination_transport_port" => 47,
+        "post_nat_dst_port" => 48,
+        "post_nat_port_dst" => 49,
+        _ => return None,
+    })
+}
+
+/// One record's values by slot (`null` and absent are both None).
+#[derive(Debug, PartialEq)]
 struct FlowJson<'a> {
-    #[serde(borrow, alias = "TimeReceivedNs")]
-    time_received_ns: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "TimeReceived")]
-    time_received: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "TimeFlowStartNs")]
-    time_flow_start_ns: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "TimeFlowEndNs")]
-    time_flow_end_ns: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "TimeFlowStartMs")]
-    time_flow_start_ms: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "TimeFlowEndMs")]
-    time_flow_end_ms: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "TimeFlowStart")]
-    time_flow_start: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "TimeFlowEnd")]
-    time_flow_end: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    timestamp_start: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    timestamp_end: Option<Scalar<'a>>,
+    slots: [Option<Scalar<'a>>; SLOTS],
+}
 
-    #[serde(borrow, alias = "Bytes")]
-    bytes: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "Packets")]
-    packets: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "SrcAddr", alias = "ip_src", alias = "src_ip")]
-    src_addr: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "DstAddr", alias = "ip_dst", alias = "dst_ip")]
-    dst_addr: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "Proto", alias = "ip_proto", alias = "protocol")]
-    proto: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "SrcPort", alias = "port_src")]
-    src_port: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "DstPort", alias = "port_dst")]
-    dst_port: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "InIf", alias = "iface_in")]
-    in_if: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "OutIf", alias = "iface_out")]
-    out_if: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "SamplerAddress", alias = "peer_ip_src")]
-    sampler_address: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "SamplingRate")]
-    sampling_rate: Option<Scalar<'a>>,
-    #[serde(borrow, alias = "vrf_name", alias = "VrfName")]
-    vrf: Option<Scalar<'a>>,
+impl<'a> FlowJson<'a> {
+    fn new() -> Self {
+        FlowJson {
+            slots: std::array::from_fn(|_| None),
+        }
+    }
 
-    // Post-NAT source address, in the spellings mappings and collectors use.
-    #[serde(borrow)]
-    post_nat_src_ipv4_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_src_ipv6_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_source_ipv4_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_source_ipv6_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_src_addr: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_src_ip: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_ip_src: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    postnat: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    postnat_src: Option<Scalar<'a>>,
-    // Post-NAT source port.
-    #[serde(borrow)]
-    post_nat_src_transport_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_napt_source_transport_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_source_transport_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_src_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_port_src: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    postnat_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    postnat_src_port: Option<Scalar<'a>>,
-    // Post-NAT destination.
-    #[serde(borrow)]
-    post_nat_dst_ipv4_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_dst_ipv6_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_destination_ipv4_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_destination_ipv6_address: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_dst_addr: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_dst_ip: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_ip_dst: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_dst_transport_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_napt_destination_transport_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_destination_transport_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_dst_port: Option<Scalar<'a>>,
-    #[serde(borrow)]
-    post_nat_port_dst: Option<Scalar<'a>>,
+    fn get(&self, i: usize) -> Option<&Scalar<'a>> {
+        self.slots.get(i).and_then(Option::as_ref)
+    }
+}
+
+/// The general reader: any JSON object, a key given twice is an error, other keys are skipped.
+impl<'de: 'a, 'a> Deserialize<'de> for FlowJson<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FlowVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FlowVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for FlowVisitor<'a> {
+    type Value = FlowJson<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a flow record object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut j = FlowJson::new();
+        let mut seen = 0u64;
+        while let Some(Key(key, at)) = map.next_key()? {
+            match at.and_then(|i| j.slots.get_mut(i).map(|s| (i, s))) {
+                Some((i, s)) => {
+                    if seen & (1 << i) != 0 {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    seen |= 1 << i;
+                    *s = map.next_value()?;
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(j)
+    }
+}
+
+/// A key and its slot.
+struct Key(String, Option<usize>);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                let at = slot(v);
+                // Only a known key is named again (in a duplicate's error).
+                Ok(Key(at.map(|_| v.to_owned()).unwrap_or_default(), at))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The flat object goflow2 writes, read without serde: keys and strings without escapes or
+/// control characters, unsigned integers below 10^19, `null`, JSON whitespace. Anything
+/// else — escapes, signs, fractions, nested values, booleans, a key given twice, a syntax
+/// error — returns None and the line goes to serde_json, which reads it or names the error;
+/// what this returns is what serde_json would (`fast_reader_agrees_with_serde`).
+fn read_flat(line: &str) -> Option<FlowJson<'_>> {
+    let b = line.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut j = FlowJson::new();
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(j);
+    }
+    let mut seen = 0u64;
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key, next) = plain_string(line, i + 1)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let (value, next) = plain_scalar(line, skip_ws(b, i + 1))?;
+        if let Some(at) = slot(key) {
+            let s = j.slots.get_mut(at)?;
+            if seen & (1 << at) != 0 {
+                return None;
+            }
+            seen |= 1 << at;
+            *s = value;
+        }
+        i = skip_ws(b, next);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(j),
+            _ => return None,
+        }
+    }
+}
+
+/// JSON's whitespace from `i` on.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b
+        .get(i)
+        .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        i += 1;
+    }
+    i
+}
+
+/// The string whose text starts at `from` (after its quote) and the index after its closing
+/// quote; None if it holds an escape or a control character, or has no end.
+fn plain_string(line: &str, from: usize) -> Option<(&str, usize)> {
+    let b = line.as_bytes();
+    let len = memchr::memchr2(b'"', b'\\', b.get(from..)?)?;
+    let end = from + len;
+    if b.get(end) != Some(&b'"') || b.get(from..end)?.iter().any(|c| *c < 0x20) {
+        return None;
+    }
+    Some((line.get(from..end)?, end + 1))
+}
+
+/// A string, an unsigned integer below 10^19 (no leading zero) or `null` at `i`, and the
+/// index after it; None for anything else. The caller checks what follows.
+fn plain_scalar(line: &str, i: usize) -> Option<(Option<Scalar<'_>>, usize)> {
+    let b = line.as_bytes();
+    match b.get(i)? {
+        b'"' => {
+            let (v, next) = plain_string(line, i + 1)?;
+            Some((Some(Scalar::Str(std::borrow::Cow::Borrowed(v))), next))
+        }
+        b'n' => (b.get(i..i + 4)? == b"null").then_some((None, i + 4)),
+        b'0'..=b'9' => {
+            let digits = b
+                .get(i..)?
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if digits > 19 || (digits > 1 && b.get(i) == Some(&b'0')) {
+                return None;
+            }
+            let v = parse_u64(line.get(i..i + digits)?)?;
+            Some((Some(Scalar::U64(v)), i + digits))
+        }
+        _ => None,
+    }
 }
 
 /// Keys whose presence marks a flow record, for format detection.
@@ -165,90 +315,61 @@ pub fn looks_like(body: &str) -> bool {
 /// Parses one JSON line: one Flow event, plus a MappingObserved NAT event when the record has
 /// a post-NAT source address. Returns the number of events pushed.
 pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<usize, ParseError> {
-    let j: FlowJson<'_> =
-        serde_json::from_str(line.trim()).map_err(|e| err(format!("invalid JSON: {e}")))?;
-    let ip = |v: &Option<Scalar<'_>>| v.as_ref().and_then(Scalar::as_ip);
-    let port = |v: &Option<Scalar<'_>>| v.as_ref().and_then(Scalar::as_port);
-    let num = |v: &Option<Scalar<'_>>| v.as_ref().and_then(Scalar::as_u64);
-    let when = |v: &Option<Scalar<'_>>| v.as_ref().and_then(Scalar::as_epoch_micros);
+    let line = line.trim();
+    let j = match read_flat(line) {
+        Some(j) => j,
+        None => serde_json::from_str::<FlowJson<'_>>(line)
+            .map_err(|e| err(format!("invalid JSON: {e}")))?,
+    };
+    let ip = |i: usize| j.get(i).and_then(Scalar::as_ip);
+    let port = |i: usize| j.get(i).and_then(Scalar::as_port);
+    let num = |i: usize| j.get(i).and_then(Scalar::as_u64);
+    let when = |i: usize| j.get(i).and_then(Scalar::as_epoch_micros);
 
-    let src_ip = ip(&j.src_addr);
-    let dst_ip = ip(&j.dst_addr);
+    let src_ip = ip(SRC);
+    let dst_ip = ip(DST);
     if src_ip.is_none() && dst_ip.is_none() {
         return Err(err("no source or destination address"));
     }
-    let start = when(&j.time_flow_start_ns)
-        .or_else(|| when(&j.time_flow_start_ms))
-        .or_else(|| when(&j.time_flow_start))
-        .or_else(|| when(&j.timestamp_start));
-    let end = when(&j.time_flow_end_ns)
-        .or_else(|| when(&j.time_flow_end_ms))
-        .or_else(|| when(&j.time_flow_end))
-        .or_else(|| when(&j.timestamp_end));
-    let received = when(&j.time_received_ns).or_else(|| when(&j.time_received));
+    let start = when(START_NS)
+        .or_else(|| when(START_MS))
+        .or_else(|| when(START))
+        .or_else(|| when(TS_START));
+    let end = when(END_NS)
+        .or_else(|| when(END_MS))
+        .or_else(|| when(END))
+        .or_else(|| when(TS_END));
+    let received = when(RECEIVED_NS).or_else(|| when(RECEIVED));
     let time = start.or(received).unwrap_or(default_time);
 
-    let protocol = j.proto.as_ref().and_then(|p| match p {
+    let protocol = j.get(PROTO).and_then(|p| match p {
         Scalar::Str(s) => proto_number(s),
         other => other.as_u64().and_then(|n| u8::try_from(n).ok()),
     });
-    let post_src_ip = first_ip(&[
-        &j.post_nat_src_ipv4_address,
-        &j.post_nat_src_ipv6_address,
-        &j.post_nat_source_ipv4_address,
-        &j.post_nat_source_ipv6_address,
-        &j.post_nat_src_addr,
-        &j.post_nat_src_ip,
-        &j.post_nat_ip_src,
-        &j.postnat,
-        &j.postnat_src,
-    ]);
-    let post_src_port = first_port(&[
-        &j.post_nat_src_transport_port,
-        &j.post_napt_source_transport_port,
-        &j.post_nat_source_transport_port,
-        &j.post_nat_src_port,
-        &j.post_nat_port_src,
-        &j.postnat_port,
-        &j.postnat_src_port,
-    ]);
-    let post_dst_ip = first_ip(&[
-        &j.post_nat_dst_ipv4_address,
-        &j.post_nat_dst_ipv6_address,
-        &j.post_nat_destination_ipv4_address,
-        &j.post_nat_destination_ipv6_address,
-        &j.post_nat_dst_addr,
-        &j.post_nat_dst_ip,
-        &j.post_nat_ip_dst,
-    ]);
-    let post_dst_port = first_port(&[
-        &j.post_nat_dst_transport_port,
-        &j.post_napt_destination_transport_port,
-        &j.post_nat_destination_transport_port,
-        &j.post_nat_dst_port,
-        &j.post_nat_port_dst,
-    ]);
+    let post_src_ip = first_ip(&j, POST_SRC_IP);
+    let post_src_port = first_port(&j, POST_SRC_PORT);
+    let post_dst_ip = first_ip(&j, POST_DST_IP);
+    let post_dst_port = first_port(&j, POST_DST_PORT);
     let flow = FlowRecord {
         time,
         end_time: end,
         protocol,
         src_ip,
-        src_port: port(&j.src_port),
+        src_port: port(SRC_PORT),
         dst_ip,
-        dst_port: port(&j.dst_port),
+        dst_port: port(DST_PORT),
         post_nat_src_ip: post_src_ip,
         post_nat_src_port: post_src_port,
         post_nat_dst_ip: post_dst_ip,
         post_nat_dst_port: post_dst_port,
-        bytes: num(&j.bytes),
-        packets: num(&j.packets),
-        in_if: num(&j.in_if).and_then(|v| u32::try_from(v).ok()),
-        out_if: num(&j.out_if).and_then(|v| u32::try_from(v).ok()),
-        sampling_rate: num(&j.sampling_rate).filter(|r| *r != 0),
-        exporter: ip(&j.sampler_address),
+        bytes: num(BYTES),
+        packets: num(PACKETS),
+        in_if: num(IN_IF).and_then(|v| u32::try_from(v).ok()),
+        out_if: num(OUT_IF).and_then(|v| u32::try_from(v).ok()),
+        sampling_rate: num(SAMPLING_RATE).filter(|r| *r != 0),
+        exporter: ip(SAMPLER),
         vrf: j
-            .vrf
-            .as_ref()
+            .get(VRF)
             .and_then(Scalar::as_str)
             .filter(|v| !v.is_empty())
             .map(str::to_owned),
@@ -282,12 +403,15 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
     }
 }
 
-fn first_ip(fields: &[&Option<Scalar<'_>>]) -> Option<std::net::IpAddr> {
-    fields.iter().find_map(|f| set_ip(f))
+/// The first slot of `slots` that holds a set address (see [`set_ip`]).
+fn first_ip(j: &FlowJson<'_>, slots: std::ops::Range<usize>) -> Option<std::net::IpAddr> {
+    let vals = j.slots.get(slots)?;
+    vals.iter().find_map(set_ip)
 }
 
-fn first_port(fields: &[&Option<Scalar<'_>>]) -> Option<u16> {
-    fields.iter().find_map(|f| set_port(f))
+fn first_port(j: &FlowJson<'_>, slots: std::ops::Range<usize>) -> Option<u16> {
+    let vals = j.slots.get(slots)?;
+    vals.iter().find_map(set_port)
 }
 
 #[cfg(test)]
@@ -482,6 +606,108 @@ mod tests {
             .filter(|s| s.line.contains("\"ip_src\": \"2001:"))
             .count();
         assert_eq!(v6, 1, "one pmacct IPv6 record");
+    }
+
+    /// Wherever the serde-free reader answers, serde_json reads the same values; and it does
+    /// answer for the shape goflow2 writes (otherwise it would only add cost).
+    #[test]
+    fn fast_reader_agrees_with_serde() {
+        let goflow = r#"{"type":"IPFIX","time_received_ns":1793498220188778000,"sequence_num":389653,"sampling_rate":0,"sampler_address":"192.0.2.14","time_flow_start_ns":1793498213631774000,"time_flow_end_ns":1793498220168778000,"bytes":7260,"packets":15,"src_addr":"100.64.18.187","dst_addr":"39.51.43.54","etype":"IPv4","proto":"TCP","src_port":7210,"dst_port":443,"in_if":2,"out_if":3,"post_nat_src_ipv4_address":"198.18.4.4","post_nat_src_transport_port":3898}"#;
+        let fast = read_flat(goflow).expect("goflow2's own shape is read without serde");
+        assert_eq!(fast.get(SRC), Some(&Scalar::Str("100.64.18.187".into())));
+        assert_eq!(
+            fast.get(RECEIVED_NS),
+            Some(&Scalar::U64(1_793_498_220_188_778_000))
+        );
+        let mut lines: Vec<String> = vec![goflow.to_owned()];
+        for smp in test_corpus::samples("goflow2.jsonl") {
+            lines.push(smp.line.clone());
+        }
+        // Every known key (each slot's spellings) and an unknown one, with each kind of value.
+        let keys = [
+            "src_addr",
+            "SrcAddr",
+            "ip_src",
+            "src_ip",
+            "TimeFlowStart",
+            "timestamp_end",
+            "vrf",
+            "VrfName",
+            "postnat",
+            "post_nat_port_dst",
+            "post_napt_source_transport_port",
+            "Bytes",
+            "iface_out",
+            "unknown",
+            "",
+        ];
+        let values = [
+            "\"1.2.3.4\"",
+            "17",
+            "0",
+            "null",
+            "\"\"",
+            "-1",
+            "1.5",
+            "1e3",
+            "true",
+            "[1]",
+            "{\"a\":1}",
+            "\"a\\\"b\"",
+            "\"\\u0041\"",
+            "01",
+            "9999999999999999999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "\"tab\there\"",
+            "nul",
+            "\"x",
+        ];
+        for k in keys {
+            for v in values {
+                lines.push(format!(r#"{{"dst_addr":"5.6.7.8","{k}":{v}}}"#));
+                lines.push(format!(r#"{{ "{k}" : {v} , "bytes":3 }}"#));
+                lines.push(format!("\t{{\"{k}\":{v}}}\r\n"));
+            }
+        }
+        for odd in [
+            "{}",
+            "{ }",
+            "",
+            "{",
+            "}",
+            "[1,2]",
+            "null",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{\"a\":1}x",
+            "{\"a\":1}}",
+            "{,}",
+            "{\"bytes\":1,\"Bytes\":2}",
+            "{\"bytes\":null,\"bytes\":2}",
+            "{\"ip_src\":\"1.2.3.4\",\"src_addr\":\"1.2.3.4\"}",
+            "{\"u\":1,\"u\":2}",
+            "{\"a\\u0062\":1}",
+            "{\"by\\tes\":1}",
+            "{\"bytes\":1 2}",
+            "{'bytes':1}",
+        ] {
+            lines.push(odd.to_owned());
+        }
+        let mut fast_count = 0;
+        for line in &lines {
+            let line = line.trim();
+            let slow = serde_json::from_str::<FlowJson<'_>>(line);
+            if let Some(fast) = read_flat(line) {
+                fast_count += 1;
+                assert_eq!(slow.as_ref().ok(), Some(&fast), "{line}");
+            }
+        }
+        assert!(
+            fast_count > lines.len() / 4,
+            "{fast_count} of {}",
+            lines.len()
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::fields::{
     port_range, quoted_params, sum, translated,
 };
 use super::util::{
-    MICROS_PER_SEC, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64, trim_ws,
+    MICROS_PER_SEC, find_any, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64, trim_ws,
     whitespace_tokens,
 };
 use super::{ParseCtx, ParseError};
@@ -106,12 +106,19 @@ pub fn structured_tail(msg: &str) -> Option<&str> {
     let b = msg.as_bytes();
     for sp in memchr::memchr_iter(b' ', b) {
         let at = sp + 1;
+        // Every family starts with R, J or M: one byte turns most words away before six
+        // prefix compares.
+        if !matches!(b.get(at), Some(b'R' | b'J' | b'M')) {
+            continue;
+        }
         let Some(rest) = msg.get(at..) else { continue };
         if !FAMILIES.iter().any(|f| rest.starts_with(f)) {
             continue;
         }
-        let tok = rest.split(' ').next().unwrap_or("");
-        let after = rest.get(tok.len()..).unwrap_or("");
+        // An inlined byte search: `split(' ')` set up a char searcher (~170 instructions).
+        let end = find_any(rest.as_bytes(), [b' ']).unwrap_or(rest.len());
+        let tok = rest.get(..end).unwrap_or("");
+        let after = rest.get(end..).unwrap_or("");
         if TAGS.iter().any(|t| tok.starts_with(t)) && after.starts_with(" [") {
             return Some(rest);
         }
@@ -239,7 +246,7 @@ fn find_tag(body: &str) -> Result<(&str, &str), ParseError> {
     let mut rest = body;
     for _ in 0..12 {
         let t = rest.trim_start();
-        let end = t.find(' ').unwrap_or(t.len());
+        let end = find_any(t.as_bytes(), [b' ']).unwrap_or(t.len());
         let raw = t.get(..end).unwrap_or("");
         let after = t.get(end..).unwrap_or("");
         let mut tok = raw;
@@ -902,6 +909,16 @@ mod tests {
     use super::super::util::{civil_micros, test_corpus};
     use super::super::{Format, parse_message};
     use super::*;
+
+    #[test]
+    fn families_start_with_the_bytes_structured_tail_checks() {
+        for f in FAMILIES {
+            assert!(
+                matches!(f.as_bytes().first(), Some(b'R' | b'J' | b'M')),
+                "{f}"
+            );
+        }
+    }
 
     #[test]
     fn session_params_read_like_the_list() {

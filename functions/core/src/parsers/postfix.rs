@@ -33,8 +33,11 @@ fn err(reason: impl Into<String>) -> ParseError {
 
 /// Postfix syslog tags: `postfix/smtpd`, `postfix-incoming/smtpd` (multi-instance), ….
 pub fn is_tag(app: &str) -> bool {
-    app.split_once('/')
-        .is_some_and(|(a, p)| a.starts_with("postfix") && !p.is_empty())
+    // "postfix" holds no '/', so the prefix test first turns other tags away without a search.
+    app.starts_with("postfix")
+        && app
+            .split_once('/')
+            .is_some_and(|(a, p)| a.starts_with("postfix") && !p.is_empty())
 }
 
 /// Cheap check used by format detection on bodies without a syslog tag.

@@ -236,9 +236,23 @@ pub(crate) fn find_any<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<u
         .map(|p| at + p)
 }
 
+#[inline]
 pub(crate) fn parse_u64(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
+    }
+    // Nineteen digits stay below 10^19 < 2^64: only a twentieth can overflow, so shorter
+    // numbers (ports, counters, stamps: all of them in practice) skip the checked arithmetic.
+    if s.len() < 20 {
+        let mut v: u64 = 0;
+        for b in s.bytes() {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + u64::from(d);
+        }
+        return Some(v);
     }
     let mut v: u64 = 0;
     for b in s.bytes() {
@@ -251,6 +265,7 @@ pub(crate) fn parse_u64(s: &str) -> Option<u64> {
     Some(v)
 }
 
+#[inline]
 pub(crate) fn parse_u16(s: &str) -> Option<u16> {
     parse_u64(s).and_then(|v| u16::try_from(v).ok())
 }
@@ -791,6 +806,14 @@ pub(crate) fn closest_year(
         local_recv.div_euclid(MICROS_PER_SEC * 86_400),
     ))
     .ok()?;
+    // The same date a year earlier or later is 365 or 366 days away: within 182 days of the
+    // receive time, the receive year's date is nearer than both, so they need not be built.
+    const HALF_YEAR: i64 = 182 * 86_400 * MICROS_PER_SEC;
+    if let Some(t) = civil_micros(year, month, day, h, mi, s, 0)
+        && t.saturating_sub(local_recv).saturating_abs() <= HALF_YEAR
+    {
+        return Some(year);
+    }
     let mut best: Option<(i32, i64)> = None;
     for y in [year - 1, year, year + 1] {
         let Some(t) = civil_micros(y, month, day, h, mi, s, 0) else {
@@ -833,6 +856,97 @@ impl BsdTs {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_u64_agrees_with_checked_arithmetic() {
+        fn checked(s: &str) -> Option<u64> {
+            if s.is_empty() || s.len() > 20 {
+                return None;
+            }
+            s.bytes().try_fold(0u64, |v, b| {
+                let d = b.wrapping_sub(b'0');
+                (d <= 9).then_some(())?;
+                v.checked_mul(10)?.checked_add(u64::from(d))
+            })
+        }
+        let mut cases: Vec<String> = [
+            "",
+            "0",
+            "7",
+            "443",
+            "65535",
+            "65536",
+            "+5",
+            "-1",
+            " 1",
+            "1 ",
+            "0x10",
+            "١",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "09999999999999999999",
+            "9999999999999999999",
+            "000000000000000000443",
+            "1844674407370955161",
+            "1.5",
+        ]
+        .map(String::from)
+        .to_vec();
+        for n in 1..=21 {
+            cases.push("9".repeat(n));
+            cases.push(format!("1{}", "0".repeat(n)));
+            cases.push(format!("{}a", "1".repeat(n)));
+        }
+        for c in &cases {
+            assert_eq!(parse_u64(c), checked(c), "{c:?}");
+            assert_eq!(
+                parse_u16(c),
+                checked(c).and_then(|v| u16::try_from(v).ok()),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn closest_year_is_the_nearest_of_three() {
+        use crate::time::{Clock, Zone};
+        // The three candidates compared in full, as before the half-year shortcut.
+        fn nearest(c: Clock, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i32> {
+            let local = c.near + i64::from(c.offset_near()) * super::MICROS_PER_SEC;
+            let year = super::year_from_days(local.div_euclid(super::MICROS_PER_SEC * 86_400));
+            let year = i32::try_from(year).ok()?;
+            let mut best: Option<(i32, i64)> = None;
+            for y in [year - 1, year, year + 1] {
+                let Some(t) = super::civil_micros(y, mo, d, h, mi, s, 0) else {
+                    continue;
+                };
+                let dist = (t - local).abs();
+                if best.is_none_or(|(_, b)| dist < b) {
+                    best = Some((y, dist));
+                }
+            }
+            best.map(|(y, _)| y)
+        }
+        let base = super::civil_micros(2023, 1, 1, 0, 0, 0, 0).unwrap();
+        for day in (0..(3 * 366)).step_by(7) {
+            for offset in [0, 3600 * 13, -3600 * 11] {
+                let recv = base + day * 86_400 * super::MICROS_PER_SEC + 12_345_678;
+                let c = Clock::new(Zone::Fixed(offset), recv);
+                for mo in 1..=12 {
+                    for d in [1, 2, 15, 28, 29, 30, 31] {
+                        for (h, mi, s) in [(0, 0, 0), (12, 30, 1), (23, 59, 59)] {
+                            assert_eq!(
+                                super::closest_year(c, mo, d, h, mi, s),
+                                nearest(c, mo, d, h, mi, s),
+                                "{day} {offset} {mo}-{d} {h}:{mi}:{s}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn whitespace_tokens_agree_with_split_whitespace() {
         let mut cases: Vec<String> = [
