@@ -464,19 +464,37 @@ type InsideKey = (
     Option<u16>,
 );
 
+/// The inside host an interval names: what one candidate stands for.
+fn inside_key(iv: &Interval) -> InsideKey {
+    (
+        iv.src_ip,
+        iv.src_port,
+        iv.protocol,
+        iv.vrf.clone(),
+        iv.device.clone(),
+        iv.x_port,
+    )
+}
+
+impl Candidate {
+    fn inside_key(&self) -> InsideKey {
+        (
+            self.src_ip,
+            self.src_port,
+            self.protocol,
+            self.vrf.clone(),
+            self.device.clone(),
+            self.x_port,
+        )
+    }
+}
+
 /// Applies the attribution rule to the intervals of one public address:port.
 pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution {
     let mut by_inside: BTreeMap<InsideKey, Candidate> = BTreeMap::new();
     for iv in ivs.into_iter().filter(|iv| overlaps(iv, at, window)) {
         let d = distance(&iv, at);
-        let key = (
-            iv.src_ip,
-            iv.src_port,
-            iv.protocol,
-            iv.vrf.clone(),
-            iv.device.clone(),
-            iv.x_port,
-        );
+        let key = inside_key(&iv);
         let c = by_inside.entry(key).or_insert_with(|| Candidate {
             src_ip: iv.src_ip,
             src_port: iv.src_port,
@@ -701,29 +719,12 @@ pub fn doubt_seen_once(
         if !iv.sighted || fate.settled || last >= at - window || !within {
             continue;
         }
-        let key = |c: &Candidate| {
-            (
-                c.src_ip,
-                c.src_port,
-                c.protocol,
-                c.vrf.clone(),
-                c.device.clone(),
-                c.x_port,
-            )
-        };
-        let this = (
-            iv.src_ip,
-            iv.src_port,
-            iv.protocol,
-            iv.vrf.clone(),
-            iv.device.clone(),
-            iv.x_port,
-        );
-        if att.matches.iter().any(|c| key(c) == this) {
+        let this = inside_key(iv);
+        if att.matches.iter().any(|c| c.inside_key() == this) {
             continue;
         }
         // The same inside address:port sighted towards another destination too: one candidate.
-        if let Some(c) = added.iter_mut().find(|c| key(c) == this) {
+        if let Some(c) = added.iter_mut().find(|c| c.inside_key() == this) {
             c.evidence.extend(iv.evidence.iter().cloned());
             if iv.dst_ip.is_some() || iv.dst_port.is_some() {
                 c.destinations.push((iv.dst_ip, iv.dst_port));
