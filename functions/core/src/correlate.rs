@@ -464,19 +464,8 @@ type InsideKey = (
     Option<u16>,
 );
 
-/// The inside host an interval names: what one candidate stands for.
-fn inside_key(iv: &Interval) -> InsideKey {
-    (
-        iv.src_ip,
-        iv.src_port,
-        iv.protocol,
-        iv.vrf.clone(),
-        iv.device.clone(),
-        iv.x_port,
-    )
-}
-
 impl Candidate {
+    /// The inside host it stands for (its key in [`attribute`]).
     fn inside_key(&self) -> InsideKey {
         (
             self.src_ip,
@@ -494,7 +483,14 @@ pub fn attribute(ivs: Vec<Interval>, at: Micros, window: Micros) -> Attribution 
     let mut by_inside: BTreeMap<InsideKey, Candidate> = BTreeMap::new();
     for iv in ivs.into_iter().filter(|iv| overlaps(iv, at, window)) {
         let d = distance(&iv, at);
-        let key = inside_key(&iv);
+        let key = (
+            iv.src_ip,
+            iv.src_port,
+            iv.protocol,
+            iv.vrf.clone(),
+            iv.device.clone(),
+            iv.x_port,
+        );
         let c = by_inside.entry(key).or_insert_with(|| Candidate {
             src_ip: iv.src_ip,
             src_port: iv.src_port,
@@ -709,33 +705,28 @@ pub fn doubt_seen_once(
     window: Micros,
 ) {
     let fates = sightings(candidates, at + window);
-    let protocols_meet = |a: &Interval, b: &Interval| {
-        a.protocol.is_none() || b.protocol.is_none() || a.protocol == b.protocol
+    let open: Vec<Interval> = candidates
+        .iter()
+        .zip(&fates)
+        .filter(|(iv, fate)| {
+            let last = iv.end.unwrap_or(iv.start);
+            iv.sighted
+                && !fate.settled
+                && last < at - window
+                && (at - last <= seen_once_reach(iv.protocol) || fate.seen_again)
+        })
+        .map(|(iv, _)| iv.clone())
+        .collect();
+    let Some(reach) = open.iter().map(|iv| at - iv.end.unwrap_or(iv.start)).max() else {
+        return;
     };
-    let mut added: Vec<Candidate> = Vec::new();
-    for (iv, fate) in candidates.iter().zip(&fates) {
-        let last = iv.end.unwrap_or(iv.start);
-        let within = at - last <= seen_once_reach(iv.protocol) || fate.seen_again;
-        if !iv.sighted || fate.settled || last >= at - window || !within {
-            continue;
-        }
-        let this = inside_key(iv);
-        if att.matches.iter().any(|c| c.inside_key() == this) {
-            continue;
-        }
-        // The same inside address:port sighted towards another destination too: one candidate.
-        if let Some(c) = added.iter_mut().find(|c| c.inside_key() == this) {
-            c.evidence.extend(iv.evidence.iter().cloned());
-            if iv.dst_ip.is_some() || iv.dst_port.is_some() {
-                c.destinations.push((iv.dst_ip, iv.dst_port));
-            }
-            continue;
-        }
-        let Some(mut c) = attribute(vec![iv.clone()], last, 0).matches.pop() else {
-            continue;
-        };
+    // One candidate per inside host (sighted towards several destinations: one), its
+    // `distance` from its latest sighting: the attribution rule with a window reaching them all.
+    let mut added = attribute(open, at, reach).matches;
+    added.retain(|c| !att.matches.iter().any(|m| m.inside_key() == c.inside_key()));
+    for c in &mut added {
+        let last = at - c.distance;
         c.end = None;
-        c.distance = at - last;
         c.doubts.push(format!(
             "seen last at {} (a session start log, a listing or a packet log line) and no record of its end was read: whether it was still held at the question's time is not known",
             crate::time::format_time(last)
@@ -747,9 +738,9 @@ pub fn doubt_seen_once(
             .filter(|o| {
                 o.start > last
                     && o.start <= at + window
-                    && protocols_meet(o, iv)
-                    && (o.src_ip, &o.vrf) != (iv.src_ip, &iv.vrf)
-                    && !(o.subscriber.is_some() && o.subscriber == iv.subscriber)
+                    && (c.protocol.is_none() || o.protocol.is_none() || c.protocol == o.protocol)
+                    && (o.src_ip, &o.vrf) != (c.src_ip, &c.vrf)
+                    && !(o.subscriber.is_some() && o.subscriber == c.subscriber)
             })
             .min_by_key(|o| o.start)
         {
@@ -759,13 +750,6 @@ pub fn doubt_seen_once(
                 crate::time::format_time(o.start)
             ));
         }
-        added.push(c);
-    }
-    for c in &mut added {
-        c.evidence.sort();
-        c.evidence.dedup();
-        c.destinations.sort();
-        c.destinations.dedup();
     }
     att.matches.extend(added);
     att.matches
