@@ -559,7 +559,8 @@ pub struct SinkConfig {
     pub store: String,
     #[serde(default)]
     pub s3: natlake_store::S3Options,
-    /// Puts in flight at once (files are started in spool order).
+    /// Input kinds uploading at once. One kind's batches are put one at a time, in spool order,
+    /// so a newer batch never lands while an older one of its kind is still retried.
     #[serde(default = "d_upload_concurrency")]
     pub upload_concurrency: usize,
     /// First retry delay after a failed put; doubles up to `retry_max` (with jitter).

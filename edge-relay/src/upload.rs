@@ -85,9 +85,15 @@ async fn run(
             let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
             continue;
         }
-        futures::stream::iter(entries)
-            .for_each_concurrent(sink.upload_concurrency, |e| {
-                upload_one(&spool, &store, &counters, &backoff, e)
+        // One input kind's batches are put one after another, in spool order; kinds go side by
+        // side. Lookups take a relay's newest stored object of a kind as the point up to which
+        // that kind is in the lake (`not_received`): true only if no older batch of the kind is
+        // still being retried while a newer one lands.
+        futures::stream::iter(by_kind(entries))
+            .for_each_concurrent(sink.upload_concurrency, |batches| async {
+                for e in batches {
+                    upload_one(&spool, &store, &counters, &backoff, e).await;
+                }
             })
             .await;
     }
@@ -171,6 +177,22 @@ async fn upload_one(
     }
 }
 
+/// Spool entries grouped by input kind (`raw/<kind>/…`), each group in spool order, the groups
+/// in the order of their oldest entry.
+fn by_kind(entries: Vec<SpoolEntry>) -> Vec<Vec<SpoolEntry>> {
+    let mut groups: Vec<(String, Vec<SpoolEntry>)> = Vec::new();
+    for e in entries {
+        // The key's directory above `hour=…` (the whole directory for a key without one).
+        let dir = e.key.rsplit_once('/').map_or("", |(d, _)| d);
+        let kind = dir.split_once("/hour=").map_or(dir, |(k, _)| k).to_owned();
+        match groups.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, g)) => g.push(e),
+            None => groups.push((kind, vec![e])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
 /// The store's error, with what to do about it when it is a refusal of the credentials.
 fn describe(err: &object_store::Error) -> String {
     match err {
@@ -249,6 +271,56 @@ fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch whose put keeps failing holds back the newer batches of its kind, not those of
+    /// other kinds; once it lands, the rest follow.
+    #[tokio::test]
+    async fn a_failing_batch_holds_back_its_kind_only() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let spool_dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(Counters::default());
+        let spool = Arc::new(Spool::open(spool_dir.path(), 1 << 20, counters.clone()).unwrap());
+        let (older, newer, other) = (
+            "raw/ipfix/hour=2026-11-24T10/r1_a.nlraw.zst",
+            "raw/ipfix/hour=2026-11-24T11/r1_b.nlraw.zst",
+            "raw/syslog_udp/hour=2026-11-24T10/r1_c.nlraw.zst",
+        );
+        for key in [older, newer, other] {
+            spool.write(key, 1, key.as_bytes()).unwrap();
+        }
+        // A regular file where the older batch's hour directory goes: its put fails.
+        let blocker = store_dir.path().join("raw/ipfix/hour=2026-11-24T10");
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let store: DynStore = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(store_dir.path()).unwrap(),
+        );
+        let sink = SinkConfig {
+            upload_concurrency: 2,
+            retry_initial: Duration::from_millis(5),
+            retry_max: Duration::from_millis(20),
+            ..SinkConfig::default()
+        };
+        let uploader = Uploader::start(spool.clone(), store, sink, counters.clone());
+        let stored = |key: &str| store_dir.path().join(key).is_file();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(stored(other) && counters.upload_errors.load(Ordering::Relaxed) >= 5) {
+            assert!(Instant::now() < deadline, "the other kind was not uploaded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !stored(newer),
+            "a newer ipfix batch landed while an older one was failing"
+        );
+        std::fs::remove_file(&blocker).unwrap();
+        uploader.notifier().notify_one();
+        while !(stored(older) && stored(newer)) {
+            assert!(Instant::now() < deadline, "the held-back batches were not uploaded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        uploader.stop(Duration::from_secs(5)).await;
+        assert_eq!(spool.files(), 0);
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
