@@ -315,7 +315,10 @@ mod tests {
         std::fs::remove_file(&blocker).unwrap();
         uploader.notifier().notify_one();
         while !(stored(older) && stored(newer)) {
-            assert!(Instant::now() < deadline, "the held-back batches were not uploaded");
+            assert!(
+                Instant::now() < deadline,
+                "the held-back batches were not uploaded"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         uploader.stop(Duration::from_secs(5)).await;
