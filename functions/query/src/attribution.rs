@@ -339,8 +339,11 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
 /// starting from the newest completed carry at or before `at - window` (within the lookback);
 /// without one, from `at - window - lookback`.
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
+    let t = std::time::Instant::now();
     let answer = attribute_logs(lake, q).await?;
+    let t_logs = t.elapsed();
     let mut answer = add_deterministic(lake, q, answer).await;
+    tracing::debug!(logs = ?t_logs, total = ?t.elapsed(), "timing attribute");
     // What could not be read, or is not in the lake yet, may hold another holder: the answer
     // is not a confident one.
     answer.attribution.ambiguous |= !answer.errors.is_empty() || answer.unread_total > 0;
@@ -434,12 +437,15 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     // A carry computed before late objects landed in an hour before it is stale until
     // compaction runs again: start from a carry at or before the oldest such hour.
     // (Transient: until the compact function's next run, which may then mean reading days.)
+    let t = std::time::Instant::now();
     let late = late::hours_for(&lake.store, &layout::net_value(Some(q.ip))).await?;
+    let t_late = t.elapsed();
     let (lo, newest_trusted) = match late.first() {
         Some(&l) if l < h0 => (lo.min(l - q.lookback / 1_000_000), l),
         _ => (lo, h0),
     };
     let carry = carry_hour(lake, lo, newest_trusted).await?;
+    let t_carry = t.elapsed();
     let from = match carry {
         Some(c) => c * 1_000_000,
         None => q.at - q.lookback - q.window,
@@ -452,6 +458,7 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     let state = state_before(lake, q, from, until)
         .await
         .map_err(|e| e.to_string());
+    let t_state = t.elapsed();
     let mut objects = lake
         .partition_objects(Table::NatEvents, q.ip, from, until)
         .await?;
@@ -462,6 +469,8 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
                 .await?,
         );
     }
+    // Where an answer's time goes (RUST_LOG=natlake_query=debug), each since the plan began.
+    tracing::debug!(late = ?t_late, carry = ?t_carry, state = ?t_state, partitions = ?t.elapsed(), "timing plan");
     Ok(Plan {
         carry,
         from,
@@ -596,18 +605,30 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     let q2 = q.clone();
     let rows = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
         let mut errors = errors;
+        let t = std::time::Instant::now();
         let conn = lake2.connection()?;
         let rows = read_resilient(&files, &mut errors, |paths| {
             fetch_rows(&conn, paths, &q2, until)
         });
+        let t_rows = t.elapsed();
         let paths: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
         // Objects without the column (older versions) or unreadable ones (in `errors` already)
         // leave the clocks unchecked.
         let ahead = clocks_ahead(&conn, &paths, &q2, from, until).unwrap_or_default();
+        tracing::debug!(rows = ?t_rows, clocks = ?t.elapsed(), n = paths.len(), "timing duck");
         Ok((rows, errors, ahead))
     });
     // The quarantine listings run while DuckDB reads.
-    let (set_aside, rows) = tokio::join!(set_aside(lake, q, plan), rows);
+    let t = std::time::Instant::now();
+    let (set_aside, rows) = tokio::join!(
+        async {
+            let r = set_aside(lake, q, plan).await;
+            tracing::debug!(set_aside = ?t.elapsed(), "timing set_aside");
+            r
+        },
+        rows
+    );
+    let t_join = t.elapsed();
     let (rows, mut errors, ahead) = rows.map_err(|e| QueryError::Internal(e.to_string()))??;
     let unchecked = |errors: &mut Vec<ObjectError>, e: String| {
         errors.push(ObjectError {
@@ -667,6 +688,7 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
             by,
         );
     }
+    tracing::debug!(join = ?t_join, total = ?t.elapsed(), "timing read");
     Ok(Answer {
         attribution,
         read_from: from,
