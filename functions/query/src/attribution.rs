@@ -732,6 +732,63 @@ mod tests {
         Lake::open(&format!("file://{}", dir.display()), &dir.join("scratch")).unwrap()
     }
 
+    /// DuckDB keeps Parquet footers between lookups: an object replaced at the same key (as
+    /// compaction replaces its merged objects, here within the same second) is read anew, not
+    /// through the old object's footer.
+    #[tokio::test]
+    async fn an_object_replaced_at_its_key_is_read_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let opening = |inside: &str, sub: &str| {
+            let mut r = nat_row(
+                T0 + 10_000_000,
+                NatEventKind::SessionCreate,
+                inside,
+                2000,
+                "raw/k.nlraw.zst",
+                0,
+            );
+            r.envelope.subscriber = Some(sub.into());
+            r
+        };
+        let lake = lake_with(dir.path(), &[opening("100.64.0.1", "sub-1")]);
+        let q = Question::new("198.51.100.7".parse().unwrap(), 2000, T0 + 30_000_000);
+        let subscribers = |a: &Answer| {
+            a.attribution
+                .matches
+                .iter()
+                .map(|c| c.subscriber.clone())
+                .collect::<Vec<_>>()
+        };
+        let a = attribute(&lake, &q).await.unwrap();
+        assert_eq!(subscribers(&a), [Some("sub-1".to_string())], "{a:?}");
+        // Another holder, and more rows (another footer), at the same key.
+        let mut rows = vec![opening("100.64.0.2", "sub-2")];
+        for port in 3000..3100 {
+            rows.push(nat_row(
+                T0 + 20_000_000,
+                NatEventKind::SessionCreate,
+                "100.64.0.3",
+                port,
+                "raw/k.nlraw.zst",
+                u64::from(port),
+            ));
+        }
+        for (o, bytes) in
+            writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap()
+        {
+            object_store::ObjectStoreExt::put(
+                &lake.store,
+                &object_store::path::Path::from(o.key.as_str()),
+                bytes.into(),
+            )
+            .await
+            .unwrap();
+        }
+        let b = attribute(&lake, &q).await.unwrap();
+        assert_eq!(subscribers(&b), [Some("sub-2".to_string())], "{b:?}");
+        assert!(b.errors.is_empty(), "{b:?}");
+    }
+
     /// The enrichment normalize stored with a subscriber's events is in the answer that names
     /// the subscriber; a subscriber whose events carry none gets none, even when they share a
     /// raw record with an enriched one.
