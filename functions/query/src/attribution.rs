@@ -740,7 +740,7 @@ mod tests {
 
     /// DuckDB keeps Parquet footers between lookups: an object replaced at the same key (as
     /// compaction replaces its merged objects, here within the same second) is read anew, not
-    /// through the old object's footer.
+    /// through the old object's footer, and a new object beside it changes the answer.
     #[tokio::test]
     async fn an_object_replaced_at_its_key_is_read_anew() {
         let dir = tempfile::tempdir().unwrap();
@@ -793,6 +793,30 @@ mod tests {
         let b = attribute(&lake, &q).await.unwrap();
         assert_eq!(subscribers(&b), [Some("sub-2".to_string())], "{b:?}");
         assert!(b.errors.is_empty(), "{b:?}");
+        // A new object beside it (another raw object's rows): sub-2's mapping closed before.
+        let close = nat_row(
+            T0 + 20_000_000,
+            NatEventKind::SessionDelete,
+            "100.64.0.2",
+            2000,
+            "raw/k2.nlraw.zst",
+            0,
+        );
+        for (o, bytes) in
+            writer::encode_outputs("raw/k2.nlraw.zst", &[close], &[], &WriteOptions::default())
+                .unwrap()
+        {
+            object_store::ObjectStoreExt::put(
+                &lake.store,
+                &object_store::path::Path::from(o.key.as_str()),
+                bytes.into(),
+            )
+            .await
+            .unwrap();
+        }
+        let c = attribute(&lake, &q).await.unwrap();
+        assert!(c.attribution.matches.is_empty(), "{c:?}");
+        assert!(c.errors.is_empty(), "{c:?}");
     }
 
     /// The enrichment normalize stored with a subscriber's events is in the answer that names
