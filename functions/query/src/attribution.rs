@@ -738,6 +738,22 @@ mod tests {
         Lake::open(&format!("file://{}", dir.display()), &dir.join("scratch")).unwrap()
     }
 
+    /// Writes the lake objects of `rows` from `raw_key` through the lake's store, as normalize
+    /// publishes them (a put replaces an object by rename).
+    async fn publish(lake: &Lake, raw_key: &str, rows: &[natlake_core::model::Row]) {
+        for (o, bytes) in
+            writer::encode_outputs(raw_key, rows, &[], &WriteOptions::default()).unwrap()
+        {
+            object_store::ObjectStoreExt::put(
+                &lake.store,
+                &object_store::path::Path::from(o.key.as_str()),
+                bytes.into(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
     /// DuckDB keeps Parquet footers between lookups: an object replaced at the same key (as
     /// compaction replaces its merged objects, here within the same second) is read anew, not
     /// through the old object's footer, and a new object beside it changes the answer.
@@ -779,17 +795,7 @@ mod tests {
                 u64::from(port),
             ));
         }
-        for (o, bytes) in
-            writer::encode_outputs("raw/k.nlraw.zst", &rows, &[], &WriteOptions::default()).unwrap()
-        {
-            object_store::ObjectStoreExt::put(
-                &lake.store,
-                &object_store::path::Path::from(o.key.as_str()),
-                bytes.into(),
-            )
-            .await
-            .unwrap();
-        }
+        publish(&lake, "raw/k.nlraw.zst", &rows).await;
         let b = attribute(&lake, &q).await.unwrap();
         assert_eq!(subscribers(&b), [Some("sub-2".to_string())], "{b:?}");
         assert!(b.errors.is_empty(), "{b:?}");
@@ -802,18 +808,7 @@ mod tests {
             "raw/k2.nlraw.zst",
             0,
         );
-        for (o, bytes) in
-            writer::encode_outputs("raw/k2.nlraw.zst", &[close], &[], &WriteOptions::default())
-                .unwrap()
-        {
-            object_store::ObjectStoreExt::put(
-                &lake.store,
-                &object_store::path::Path::from(o.key.as_str()),
-                bytes.into(),
-            )
-            .await
-            .unwrap();
-        }
+        publish(&lake, "raw/k2.nlraw.zst", &[close]).await;
         let c = attribute(&lake, &q).await.unwrap();
         assert!(c.attribution.matches.is_empty(), "{c:?}");
         assert!(c.errors.is_empty(), "{c:?}");
