@@ -13,7 +13,7 @@ use crate::QueryError;
 ///
 /// GLOBAL: a plain `SET` of a session-scoped setting holds for this connection only, not for
 /// the clones [`crate::Lake::connection`] hands out, which then parsed every file's footer
-/// twice per query (bind and scan: over half of a lookup's DuckDB time).
+/// twice per query (bind and scan: ~45 % of a lookup's DuckDB CPU on the bench's lake).
 pub fn connect(scratch: &Path) -> Result<Connection, QueryError> {
     let config = duckdb::Config::default().enable_autoload_extension(false)?;
     let conn = Connection::open_in_memory_with_flags(config)?;
