@@ -228,11 +228,15 @@ async fn attribution_handler(
         Ok(q) => q,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
+    let t = std::time::Instant::now();
     match attribution::attribute(&api.lake, &q).await {
         Ok(a) => {
+            let t_attr = t.elapsed();
             let answer = answer_json(&q, &a);
             let summary = answer_summary(&answer);
-            audited(&api, &caller, "attribution", json!(p), summary, answer).await
+            let r = audited(&api, &caller, "attribution", json!(p), summary, answer).await;
+            tracing::debug!(attribute = ?t_attr, total = ?t.elapsed(), "timing handler");
+            r
         }
         Err(e) => query_error(e),
     }

@@ -13,6 +13,8 @@ use natlake_core::lake::{late, layout};
 
 use crate::{Lake, ObjectError, QueryError, duck};
 
+mod scan;
+
 /// An attribution question.
 #[derive(Debug, Clone)]
 pub struct Question {
@@ -339,8 +341,11 @@ async fn carry_hour(lake: &Lake, lo: i64, hi: i64) -> Result<Option<i64>, QueryE
 /// starting from the newest completed carry at or before `at - window` (within the lookback);
 /// without one, from `at - window - lookback`.
 pub async fn attribute(lake: &Lake, q: &Question) -> Result<Answer, QueryError> {
+    let t = std::time::Instant::now();
     let answer = attribute_logs(lake, q).await?;
+    let t_logs = t.elapsed();
     let mut answer = add_deterministic(lake, q, answer).await;
+    tracing::debug!(logs = ?t_logs, total = ?t.elapsed(), "timing attribute");
     // What could not be read, or is not in the lake yet, may hold another holder: the answer
     // is not a confident one.
     answer.attribution.ambiguous |= !answer.errors.is_empty() || answer.unread_total > 0;
@@ -434,12 +439,15 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     // A carry computed before late objects landed in an hour before it is stale until
     // compaction runs again: start from a carry at or before the oldest such hour.
     // (Transient: until the compact function's next run, which may then mean reading days.)
+    let t = std::time::Instant::now();
     let late = late::hours_for(&lake.store, &layout::net_value(Some(q.ip))).await?;
+    let t_late = t.elapsed();
     let (lo, newest_trusted) = match late.first() {
         Some(&l) if l < h0 => (lo.min(l - q.lookback / 1_000_000), l),
         _ => (lo, h0),
     };
     let carry = carry_hour(lake, lo, newest_trusted).await?;
+    let t_carry = t.elapsed();
     let from = match carry {
         Some(c) => c * 1_000_000,
         None => q.at - q.lookback - q.window,
@@ -452,6 +460,7 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     let state = state_before(lake, q, from, until)
         .await
         .map_err(|e| e.to_string());
+    let t_state = t.elapsed();
     let mut objects = lake
         .partition_objects(Table::NatEvents, q.ip, from, until)
         .await?;
@@ -462,6 +471,8 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
                 .await?,
         );
     }
+    // Where an answer's time goes (RUST_LOG=natlake_query=debug), each since the plan began.
+    tracing::debug!(late = ?t_late, carry = ?t_carry, state = ?t_state, partitions = ?t.elapsed(), "timing plan");
     Ok(Plan {
         carry,
         from,
@@ -596,18 +607,34 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
     let q2 = q.clone();
     let rows = tokio::task::spawn_blocking(move || -> Result<_, QueryError> {
         let mut errors = errors;
+        let t = std::time::Instant::now();
         let conn = lake2.connection()?;
+        let paths: Vec<PathBuf> = files.iter().map(|(_, p)| p.clone()).collect();
+        if let Some((rows, ahead)) = scan::rows_and_clocks(&conn, &paths, &q2, from, until) {
+            tracing::debug!(rows_and_clocks = ?t.elapsed(), n = paths.len(), "timing duck");
+            return Ok((rows, errors, ahead));
+        }
         let rows = read_resilient(&files, &mut errors, |paths| {
             fetch_rows(&conn, paths, &q2, until)
         });
-        let paths: Vec<PathBuf> = files.into_iter().map(|(_, p)| p).collect();
+        let t_rows = t.elapsed();
         // Objects without the column (older versions) or unreadable ones (in `errors` already)
         // leave the clocks unchecked.
         let ahead = clocks_ahead(&conn, &paths, &q2, from, until).unwrap_or_default();
+        tracing::debug!(rows = ?t_rows, clocks = ?t.elapsed(), n = paths.len(), "timing duck");
         Ok((rows, errors, ahead))
     });
     // The quarantine listings run while DuckDB reads.
-    let (set_aside, rows) = tokio::join!(set_aside(lake, q, plan), rows);
+    let t = std::time::Instant::now();
+    let (set_aside, rows) = tokio::join!(
+        async {
+            let r = set_aside(lake, q, plan).await;
+            tracing::debug!(set_aside = ?t.elapsed(), "timing set_aside");
+            r
+        },
+        rows
+    );
+    let t_join = t.elapsed();
     let (rows, mut errors, ahead) = rows.map_err(|e| QueryError::Internal(e.to_string()))??;
     let unchecked = |errors: &mut Vec<ObjectError>, e: String| {
         errors.push(ObjectError {
@@ -667,6 +694,7 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
             by,
         );
     }
+    tracing::debug!(join = ?t_join, total = ?t.elapsed(), "timing read");
     Ok(Answer {
         attribution,
         read_from: from,
@@ -708,6 +736,82 @@ mod tests {
             std::fs::write(path, bytes).unwrap();
         }
         Lake::open(&format!("file://{}", dir.display()), &dir.join("scratch")).unwrap()
+    }
+
+    /// Writes the lake objects of `rows` from `raw_key` through the lake's store, as normalize
+    /// publishes them (a put replaces an object by rename).
+    async fn publish(lake: &Lake, raw_key: &str, rows: &[natlake_core::model::Row]) {
+        for (o, bytes) in
+            writer::encode_outputs(raw_key, rows, &[], &WriteOptions::default()).unwrap()
+        {
+            object_store::ObjectStoreExt::put(
+                &lake.store,
+                &object_store::path::Path::from(o.key.as_str()),
+                bytes.into(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    /// DuckDB keeps Parquet footers between lookups: an object replaced at the same key (as
+    /// compaction replaces its merged objects, here within the same second) is read anew, not
+    /// through the old object's footer, and a new object beside it changes the answer.
+    #[tokio::test]
+    async fn an_object_replaced_at_its_key_is_read_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let opening = |inside: &str, sub: &str| {
+            let mut r = nat_row(
+                T0 + 10_000_000,
+                NatEventKind::SessionCreate,
+                inside,
+                2000,
+                "raw/k.nlraw.zst",
+                0,
+            );
+            r.envelope.subscriber = Some(sub.into());
+            r
+        };
+        let lake = lake_with(dir.path(), &[opening("100.64.0.1", "sub-1")]);
+        let q = Question::new("198.51.100.7".parse().unwrap(), 2000, T0 + 30_000_000);
+        let subscribers = |a: &Answer| {
+            a.attribution
+                .matches
+                .iter()
+                .map(|c| c.subscriber.clone())
+                .collect::<Vec<_>>()
+        };
+        let a = attribute(&lake, &q).await.unwrap();
+        assert_eq!(subscribers(&a), [Some("sub-1".to_string())], "{a:?}");
+        // Another holder, and more rows (another footer), at the same key.
+        let mut rows = vec![opening("100.64.0.2", "sub-2")];
+        for port in 3000..3100 {
+            rows.push(nat_row(
+                T0 + 20_000_000,
+                NatEventKind::SessionCreate,
+                "100.64.0.3",
+                port,
+                "raw/k.nlraw.zst",
+                u64::from(port),
+            ));
+        }
+        publish(&lake, "raw/k.nlraw.zst", &rows).await;
+        let b = attribute(&lake, &q).await.unwrap();
+        assert_eq!(subscribers(&b), [Some("sub-2".to_string())], "{b:?}");
+        assert!(b.errors.is_empty(), "{b:?}");
+        // A new object beside it (another raw object's rows): sub-2's mapping closed before.
+        let close = nat_row(
+            T0 + 20_000_000,
+            NatEventKind::SessionDelete,
+            "100.64.0.2",
+            2000,
+            "raw/k2.nlraw.zst",
+            0,
+        );
+        publish(&lake, "raw/k2.nlraw.zst", &[close]).await;
+        let c = attribute(&lake, &q).await.unwrap();
+        assert!(c.attribution.matches.is_empty(), "{c:?}");
+        assert!(c.errors.is_empty(), "{c:?}");
     }
 
     /// The enrichment normalize stored with a subscriber's events is in the answer that names
