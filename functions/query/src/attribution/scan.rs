@@ -17,6 +17,9 @@ const NAT_WIDTH: usize = 17;
 /// A device whose clock runs ahead, and by how much at least (see `clocks_ahead`).
 pub(super) type Ahead = (Option<String>, Micros);
 
+/// The question's rows with their enrichment, and the devices ahead.
+pub(super) type RowsAndClocks = (Vec<(NatRow, InsideEnrichment)>, Vec<Ahead>);
+
 /// What `fetch_rows` and `clocks_ahead` return for `files`, from one query; None when it
 /// cannot be answered so (objects without the receive-delay column, an unreadable object):
 /// the caller then reads as before, rows object by object and the clocks apart.
@@ -26,7 +29,7 @@ pub(super) fn rows_and_clocks(
     q: &Question,
     from: Micros,
     until: Micros,
-) -> Option<(Vec<(NatRow, InsideEnrichment)>, Vec<Ahead>)> {
+) -> Option<RowsAndClocks> {
     if files.is_empty() {
         return Some((Vec::new(), Vec::new()));
     }
@@ -46,7 +49,7 @@ fn query(
     from: Micros,
     until: Micros,
     enriched: bool,
-) -> Result<(Vec<(NatRow, InsideEnrichment)>, Vec<Ahead>), QueryError> {
+) -> Result<RowsAndClocks, QueryError> {
     let extra = if enriched {
         format!(", {ENRICHMENT_COLUMNS}")
     } else {
@@ -131,7 +134,8 @@ mod tests {
         let s = 1_000_000;
         let mut rows = Vec::new();
         // (device, seconds received after its time, x_ip, x_port, protocol, time)
-        let specs: [(Option<&str>, i64, &str, u16, u8, i64); 9] = [
+        type Spec<'a> = (Option<&'a str>, i64, &'a str, u16, u8, i64);
+        let specs: [Spec; 9] = [
             (Some("cgn1"), -90, "198.51.100.7", 2000, 6, 100),
             (Some("cgn1"), -30, "198.51.100.7", 3000, 6, 200),
             (Some("cgn2"), -5, "198.51.100.7", 4000, 17, 300),
