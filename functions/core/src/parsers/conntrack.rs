@@ -41,8 +41,8 @@ use std::net::IpAddr;
 
 use super::ParseError;
 use super::util::{
-    MICROS_PER_SEC, ascii_words, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32,
-    parse_u64, trim_ws,
+    MICROS_PER_SEC, ascii_words, find_any, fraction_micros, parse_ip, parse_u8, parse_u16,
+    parse_u32, parse_u64, trim_ws,
 };
 
 const FORMAT: &str = "conntrack";
@@ -410,8 +410,9 @@ fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseE
 /// `[inside]rest` → (inside, rest).
 fn bracket(s: &str) -> Option<(&str, &str)> {
     let body = s.strip_prefix('[')?;
-    // A byte scan: the span is a few bytes, shorter than the char searcher's set-up.
-    let close = body.bytes().position(|c| c == b']')?;
+    // Eight bytes at a time: the `-o timestamp` stamp is 17 bytes, the char searcher's
+    // set-up costs more than the scan, a byte loop 3 instructions a byte.
+    let close = find_any(body.as_bytes(), [b']'])?;
     Some((body.get(..close)?, body.get(close + 1..)?))
 }
 
