@@ -339,8 +339,10 @@ fn restarted_twice(index: u64) -> RawError {
     }
 }
 
-/// The reader's buffer when reading ahead.
-const CHUNK: usize = 256 * 1024;
+/// The reader's buffer when reading ahead. Zeroed once per object, so kept small: 256 KiB
+/// cost normalize 0.7 % of its instructions in that memset; at 64 KiB the unconsumed tail (a
+/// step and a part record) moves to the front every 32 KiB instead of every 128 KiB.
+const CHUNK: usize = 64 * 1024;
 /// Decoded bytes asked of the input at a time when reading ahead (unless a record needs more):
 /// zstd copies them out of its window, and copies this short stay vector moves.
 const STEP: usize = 4 * 1024;

@@ -41,8 +41,8 @@ use std::net::IpAddr;
 
 use super::ParseError;
 use super::util::{
-    MICROS_PER_SEC, ascii_words, fraction_micros, parse_ip, parse_u8, parse_u16, parse_u32,
-    parse_u64, trim_ws,
+    MICROS_PER_SEC, ascii_words, find_any, fraction_micros, parse_ip, parse_u8, parse_u16,
+    parse_u32, parse_u64, trim_ws,
 };
 
 const FORMAT: &str = "conntrack";
@@ -321,6 +321,18 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
     ))
 }
 
+/// The `key=` tokens [`scan_fields`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Src,
+    Dst,
+    Sport,
+    Dport,
+    Packets,
+    Bytes,
+    Zone,
+}
+
 struct Fields {
     orig: Tuple,
     reply: Tuple,
@@ -348,41 +360,48 @@ fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseE
             in_bracket = !tok.ends_with(']');
             continue;
         }
-        // Only keys starting with s/d/p/b/z matter; most tokens are skipped on one byte.
-        if !matches!(
-            tok.as_bytes().first(),
-            Some(b's' | b'd' | b'p' | b'b' | b'z')
-        ) {
-            continue;
-        }
-        // Keys are a few bytes: a plain scan beats the char searcher's setup.
-        let Some(eq) = tok.bytes().position(|c| c == b'=') else {
-            continue;
+        // The keys we read, recognised by their prefix with the '=' (the key is what precedes
+        // a token's first '='): one dispatch on the first byte, then a short compare, instead
+        // of finding the '=' and matching the key text (~21 tokens a line).
+        let t = tok.as_bytes();
+        let (key, n) = match t.first() {
+            Some(b's') if t.starts_with(b"src=") => (Key::Src, 4),
+            Some(b's') if t.starts_with(b"sport=") => (Key::Sport, 6),
+            Some(b'd') if t.starts_with(b"dst=") => (Key::Dst, 4),
+            Some(b'd') if t.starts_with(b"dport=") => (Key::Dport, 6),
+            Some(b'p') if t.starts_with(b"packets=") => (Key::Packets, 8),
+            Some(b'b') if t.starts_with(b"bytes=") => (Key::Bytes, 6),
+            Some(b'z') if t.starts_with(b"zone=") => (Key::Zone, 5),
+            Some(b'z') if t.starts_with(b"zone-orig=") => (Key::Zone, 10),
+            _ => continue,
         };
-        let (Some(k), Some(v)) = (tok.get(..eq), tok.get(eq + 1..)) else {
+        let (Some(k), Some(v)) = (tok.get(..n - 1), tok.get(n..)) else {
             continue;
         };
         // The second src= opens the reply tuple.
-        if k == "src" && (if in_reply { f.reply.src } else { f.orig.src }).is_some() {
+        if key == Key::Src && (if in_reply { f.reply.src } else { f.orig.src }).is_some() {
             if in_reply {
                 return Err(err("more than two tuples"));
             }
             in_reply = true;
         }
         let t = if in_reply { &mut f.reply } else { &mut f.orig };
-        match k {
-            "src" => t.src = Some(parse_ip(v).ok_or_else(|| err(format!("bad src={v}")))?),
-            "dst" => t.dst = Some(parse_ip(v).ok_or_else(|| err(format!("bad dst={v}")))?),
-            "sport" => t.sport = Some(parse_u16(v).ok_or_else(|| err(format!("bad sport={v}")))?),
-            "dport" => t.dport = Some(parse_u16(v).ok_or_else(|| err(format!("bad dport={v}")))?),
-            "packets" => {
+        match key {
+            Key::Src => t.src = Some(parse_ip(v).ok_or_else(|| err(format!("bad src={v}")))?),
+            Key::Dst => t.dst = Some(parse_ip(v).ok_or_else(|| err(format!("bad dst={v}")))?),
+            Key::Sport => {
+                t.sport = Some(parse_u16(v).ok_or_else(|| err(format!("bad sport={v}")))?)
+            }
+            Key::Dport => {
+                t.dport = Some(parse_u16(v).ok_or_else(|| err(format!("bad dport={v}")))?)
+            }
+            Key::Packets => {
                 t.packets = Some(parse_u64(v).ok_or_else(|| err(format!("bad packets={v}")))?)
             }
-            "bytes" => t.bytes = Some(parse_u64(v).ok_or_else(|| err(format!("bad bytes={v}")))?),
-            "zone" | "zone-orig" => {
-                f.zone = Some(parse_u32(v).ok_or_else(|| err(format!("bad {k}={v}")))?)
+            Key::Bytes => {
+                t.bytes = Some(parse_u64(v).ok_or_else(|| err(format!("bad bytes={v}")))?)
             }
-            _ => {}
+            Key::Zone => f.zone = Some(parse_u32(v).ok_or_else(|| err(format!("bad {k}={v}")))?),
         }
     }
     Ok(f)
@@ -391,8 +410,9 @@ fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseE
 /// `[inside]rest` → (inside, rest).
 fn bracket(s: &str) -> Option<(&str, &str)> {
     let body = s.strip_prefix('[')?;
-    // A byte scan: the span is a few bytes, shorter than the char searcher's set-up.
-    let close = body.bytes().position(|c| c == b']')?;
+    // Eight bytes at a time: the `-o timestamp` stamp is 17 bytes, the char searcher's
+    // set-up costs more than the scan, a byte loop 3 instructions a byte.
+    let close = find_any(body.as_bytes(), [b']'])?;
     Some((body.get(..close)?, body.get(close + 1..)?))
 }
 

