@@ -147,6 +147,28 @@ const ENRICHMENT_COLUMNS: &str = "site, prefix, role";
 
 /// The NAT event columns as [`row_to_nat`] expects them.
 pub(crate) const NAT_COLUMNS: &str = "epoch_us(time), event, protocol, src_ip, src_port, x_ip, x_port, x_port_end, dst_ip, dst_port, vrf, direction, device, epoch_us(end_time), subscriber, raw_key, raw_record";
+/// How many [`NAT_COLUMNS`] there are, and where `device` is among them.
+const NAT_WIDTH: usize = 17;
+const DEVICE_COLUMN: usize = 12;
+
+/// The rows that concern ip:port, by parameters (x_ip, port, port, protocol, protocol, until):
+/// single ports, port blocks containing it, and address-level bindings, at or before `until`.
+const ROW_FILTER: &str = "x_ip = ? AND ((x_port IS NULL AND event IN ('address_bind', 'address_release')) \
+                             OR (x_port <= ? AND coalesce(x_port_end, x_port) >= ?)) \
+           AND (?::SMALLINT IS NULL OR protocol IS NULL OR protocol = ?::SMALLINT) \
+           AND epoch_us(time) <= ?";
+
+/// The inside enrichment read after the [`NAT_COLUMNS`] (none from objects without it).
+fn enrichment_of(row: &duckdb::Row<'_>, enriched: bool) -> duckdb::Result<InsideEnrichment> {
+    if !enriched {
+        return Ok(InsideEnrichment::default());
+    }
+    Ok(InsideEnrichment {
+        site: row.get(NAT_WIDTH)?,
+        prefix: row.get(NAT_WIDTH + 1)?,
+        role: row.get(NAT_WIDTH + 2)?,
+    })
+}
 
 /// The rows of the given files that concern ip:port (single ports, port blocks containing it,
 /// and address-level bindings), at or before `until`, with their inside enrichment. A row with
@@ -182,10 +204,7 @@ fn fetch_rows_with(
     };
     let sql = format!(
         "SELECT {NAT_COLUMNS}{extra} FROM read_parquet({}, union_by_name = true) \
-         WHERE x_ip = ? AND ((x_port IS NULL AND event IN ('address_bind', 'address_release')) \
-                             OR (x_port <= ? AND coalesce(x_port_end, x_port) >= ?)) \
-           AND (?::SMALLINT IS NULL OR protocol IS NULL OR protocol = ?::SMALLINT) \
-           AND epoch_us(time) <= ?",
+         WHERE {ROW_FILTER}",
         duck::path_list(files.iter().map(|p| p.as_path()))
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -194,17 +213,10 @@ fn fetch_rows_with(
     let rows = stmt.query_map(
         duckdb::params![q.ip.to_string(), port, port, proto, proto, until],
         |row| {
-            let nat = row_to_nat(row)?;
-            let enrichment = if enriched {
-                InsideEnrichment {
-                    site: row.get(17)?,
-                    prefix: row.get(18)?,
-                    role: row.get(19)?,
-                }
-            } else {
-                InsideEnrichment::default()
+            let Some(nat) = row_to_nat(row)? else {
+                return Ok(None);
             };
-            Ok(nat.map(|n| (n, enrichment)))
+            Ok(Some((nat, enrichment_of(row, enriched)?)))
         },
     )?;
     let mut out = Vec::new();
@@ -718,6 +730,14 @@ mod tests {
     use super::*;
 
     const T0: i64 = 1_793_491_200_000_000; // 2026-11-01T00:00:00Z
+
+    /// The column positions the readers use are those of the column list.
+    #[test]
+    fn column_positions_match_the_list() {
+        let cols: Vec<&str> = NAT_COLUMNS.split(", ").collect();
+        assert_eq!(cols.len(), NAT_WIDTH);
+        assert_eq!(cols[DEVICE_COLUMN], "device");
+    }
 
     /// Writes `body` at `key` under `dir`, making its directories.
     fn put_file(dir: &std::path::Path, key: &str, body: &str) {

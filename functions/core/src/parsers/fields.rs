@@ -103,7 +103,7 @@ impl<'a> Iterator for QuotedParams<'a> {
 
     // Inlined into the loops that walk it: a call per parameter (~30 per RT_FLOW line) paid
     // for saving six registers and building the masks' constants again each time. `always`:
-    // the release build (thin LTO) kept it out of line with a plain hint.
+    // the release build kept it out of line with a plain hint (thin LTO at the time).
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.s;

@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use natlake_core::correlate::NatRow;
 use natlake_core::model::Micros;
 
-use super::{ENRICHMENT_COLUMNS, InsideEnrichment, NAT_COLUMNS, Question, row_to_nat};
+use super::{
+    DEVICE_COLUMN, ENRICHMENT_COLUMNS, InsideEnrichment, NAT_COLUMNS, NAT_WIDTH, Question,
+    ROW_FILTER, enrichment_of, row_to_nat,
+};
 use crate::{QueryError, duck};
-
-/// Where `device` is in [`NAT_COLUMNS`] (the clock rows carry it there).
-const DEVICE: usize = 12;
-const NAT_WIDTH: usize = 17;
 
 /// A device whose clock runs ahead, and by how much at least (see `clocks_ahead`).
 pub(super) type Ahead = (Option<String>, Micros);
@@ -58,17 +57,13 @@ fn query(
     let width = NAT_WIDTH + if enriched { 3 } else { 0 };
     // The clock rows: the device in its column, NULL elsewhere, and how far ahead last.
     let clock_cols: Vec<&str> = (0..width)
-        .map(|i| if i == DEVICE { "device" } else { "NULL" })
+        .map(|i| if i == DEVICE_COLUMN { "device" } else { "NULL" })
         .collect();
     // The same filters as `fetch_rows_with` and `clocks_ahead` (`recv_delay_us < 0` keeps what
     // their HAVING kept, and lets DuckDB skip row groups whose statistics show no such row).
     let sql = format!(
         "WITH f AS (SELECT * FROM read_parquet({}, union_by_name = true) WHERE x_ip = ?) \
-         SELECT {NAT_COLUMNS}{extra}, NULL::BIGINT FROM f \
-         WHERE ((x_port IS NULL AND event IN ('address_bind', 'address_release')) \
-                OR (x_port <= ? AND coalesce(x_port_end, x_port) >= ?)) \
-           AND (?::SMALLINT IS NULL OR protocol IS NULL OR protocol = ?::SMALLINT) \
-           AND epoch_us(time) <= ? \
+         SELECT {NAT_COLUMNS}{extra}, NULL::BIGINT FROM f WHERE {ROW_FILTER} \
          UNION ALL \
          SELECT {}, -min(recv_delay_us) FROM f \
          WHERE recv_delay_us < 0 AND epoch_us(time) BETWEEN ? AND ? GROUP BY device",
@@ -82,6 +77,7 @@ fn query(
     let mut ahead = Vec::new();
     let mut result = stmt.query(duckdb::params![
         q.ip.to_string(),
+        q.ip.to_string(),
         port,
         port,
         proto,
@@ -92,22 +88,13 @@ fn query(
     ])?;
     while let Some(row) = result.next()? {
         if let Some(by) = row.get::<_, Option<i64>>(width)? {
-            ahead.push((row.get::<_, Option<String>>(DEVICE)?, by));
+            ahead.push((row.get::<_, Option<String>>(DEVICE_COLUMN)?, by));
             continue;
         }
         let Some(nat) = row_to_nat(row)? else {
             continue;
         };
-        let enrichment = if enriched {
-            InsideEnrichment {
-                site: row.get(NAT_WIDTH)?,
-                prefix: row.get(NAT_WIDTH + 1)?,
-                role: row.get(NAT_WIDTH + 2)?,
-            }
-        } else {
-            InsideEnrichment::default()
-        };
-        rows.push((nat, enrichment));
+        rows.push((nat, enrichment_of(row, enriched)?));
     }
     // `clocks_ahead`'s ORDER BY device: DuckDB sorts NULL last.
     ahead.sort_by(|a, b| (a.0.is_none(), &a.0).cmp(&(b.0.is_none(), &b.0)));
