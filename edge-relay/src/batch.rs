@@ -52,6 +52,8 @@ pub struct Chunk {
     pub kind: InputKind,
     pub data: Vec<u8>,
     pub msgs: Vec<MsgMeta>,
+    /// Set once the chunk had to wait for room; released when the batcher has taken it in.
+    held: Option<Held>,
 }
 
 impl Chunk {
@@ -60,6 +62,7 @@ impl Chunk {
             kind,
             data: Vec::new(),
             msgs: Vec::new(),
+            held: None,
         }
     }
 
@@ -68,6 +71,7 @@ impl Chunk {
             kind,
             data: Vec::with_capacity(bytes),
             msgs: Vec::with_capacity(msgs),
+            held: None,
         }
     }
 
@@ -109,7 +113,13 @@ pub(crate) enum Input {
     Flush(oneshot::Sender<()>),
     /// Like flush, then exit.
     Shutdown(oneshot::Sender<()>),
+    /// Answer, once every batch closed before is in the spool, with the oldest receive time in
+    /// each kind's open batch (for the heartbeat).
+    Mark(oneshot::Sender<OpenOldest>),
 }
+
+/// By [`slot`]: the oldest receive time (ns) in the kind's open batch, `None` when none is open.
+pub(crate) type OpenOldest = [Option<i64>; InputKind::ALL.len()];
 
 /// The sending side of the queue (cloned into every source).
 #[derive(Clone)]
@@ -118,6 +128,64 @@ pub(crate) struct QueueTx {
     queued: Arc<AtomicU64>,
     max_bytes: u64,
     counters: Arc<Counters>,
+    waiting: Arc<Waiting>,
+}
+
+/// Chunks that had to wait for room in the queue (TCP, tailed files), from their first refusal
+/// until the batcher has taken them in: the heartbeat must not claim their messages stored
+/// because its mark overtook them.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    next: AtomicU64,
+    held: Mutex<Vec<(u64, InputKind, i64)>>,
+}
+
+impl Waiting {
+    /// The oldest receive time (ns) of the held chunks of each kind, by [`slot`].
+    pub fn oldest(&self) -> OpenOldest {
+        let mut out = OpenOldest::default();
+        for &(_, kind, ns) in self.held.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let o = &mut out[slot(kind)];
+            *o = Some(o.map_or(ns, |v: i64| v.min(ns)));
+        }
+        out
+    }
+
+    fn hold(self: &Arc<Self>, chunk: &mut Chunk) {
+        if chunk.held.is_some() {
+            return;
+        }
+        let Some(oldest) = chunk.msgs.iter().map(|m| m.recv_ns).min() else {
+            return;
+        };
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, chunk.kind, oldest));
+        chunk.held = Some(Held {
+            waiting: self.clone(),
+            id,
+        });
+    }
+}
+
+/// A chunk's entry in [`Waiting`], removed when the chunk is dropped (taken in by the batcher,
+/// or dropped and counted).
+#[derive(Debug)]
+struct Held {
+    waiting: Arc<Waiting>,
+    id: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.waiting
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|h| h.0 != self.id);
+    }
 }
 
 pub(crate) struct QueueRx {
@@ -134,6 +202,7 @@ pub(crate) fn queue(chunks: usize, max_bytes: u64, counters: Arc<Counters>) -> (
             queued: queued.clone(),
             max_bytes,
             counters,
+            waiting: Arc::default(),
         },
         QueueRx { rx, queued },
     )
@@ -178,7 +247,11 @@ impl QueueTx {
     pub async fn push_wait(&self, chunk: Chunk, wait: Duration, source: &str) -> bool {
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(1);
-        let mut chunk = chunk;
+        let mut chunk = match self.try_push(chunk) {
+            Ok(()) => return true,
+            Err(c) => c,
+        };
+        self.hold(&mut chunk);
         loop {
             match self.try_push(chunk) {
                 Ok(()) => return true,
@@ -193,6 +266,24 @@ impl QueueTx {
                 }
             }
         }
+    }
+
+    /// Registers a chunk that has to wait for room (see [`Waiting`]); once is enough.
+    pub fn hold(&self, chunk: &mut Chunk) {
+        self.waiting.hold(chunk)
+    }
+
+    /// The chunks sources hold while they wait for room.
+    pub fn waiting(&self) -> &Waiting {
+        &self.waiting
+    }
+
+    /// Asks the batcher for its open batches' oldest receive times, once everything queued
+    /// before is in an open batch and every batch closed before is in the spool.
+    pub async fn mark(&self) -> Result<OpenOldest, RelayError> {
+        let (tx, rx) = oneshot::channel();
+        self.send_control(Input::Mark(tx)).await?;
+        rx.await.map_err(|_| RelayError::Stopped)
     }
 
     fn count_full(&self, c: Chunk, source: &str) {
@@ -311,6 +402,9 @@ impl Batcher {
 struct Open {
     writer: RawWriter,
     created_ns: i64,
+    /// The oldest receive time among its records (a record may have waited in the queue, so
+    /// it can be older than `created_ns`).
+    oldest_ns: i64,
     batch_id: String,
     deadline: Instant,
     payload_bytes: u64,
@@ -346,6 +440,7 @@ struct SpoolJob {
     key: String,
     kind: InputKind,
     records: u64,
+    oldest_ns: i64,
     payload_bytes: u64,
     bytes: Vec<u8>,
 }
@@ -470,7 +565,7 @@ impl Drop for SpoolWriter {
 }
 
 fn write_job(spool: &Spool, uploader: &Notify, counters: &Counters, job: SpoolJob) {
-    match spool.write(&job.key, job.records, &job.bytes) {
+    match spool.write(&job.key, job.records, job.oldest_ns, &job.bytes) {
         Ok(()) => uploader.notify_one(),
         Err(reason) => counters.count_drop(reason, job.kind, job.records, job.payload_bytes),
     }
@@ -478,7 +573,7 @@ fn write_job(spool: &Spool, uploader: &Notify, counters: &Counters, job: SpoolJo
 
 static ENCODE_LOG: RateLimit = RateLimit::new(Duration::from_secs(10));
 
-fn slot(kind: InputKind) -> usize {
+pub(crate) fn slot(kind: InputKind) -> usize {
     kind.code() as usize - 1
 }
 
@@ -502,6 +597,17 @@ impl Worker {
                     self.close_all(CloseReason::Flush);
                     self.spooler.barrier();
                     let _ = ack.send(());
+                }
+                Ok(Input::Mark(ack)) => {
+                    self.spooler.barrier();
+                    let mut out = OpenOldest::default();
+                    for (o, slot) in self.open.iter().zip(out.iter_mut()) {
+                        *slot = o
+                            .as_ref()
+                            .filter(|o| o.writer.records() > 0)
+                            .map(|o| o.oldest_ns);
+                    }
+                    let _ = ack.send(out);
                 }
                 Ok(Input::Shutdown(ack)) => {
                     self.close_all(CloseReason::Flush);
@@ -570,7 +676,10 @@ impl Worker {
                 );
             }
             match o.writer.push_parts(m.recv_ns, kind, 0, m.peer, payload) {
-                Ok(()) => o.payload_bytes += payload.len() as u64,
+                Ok(()) => {
+                    o.payload_bytes += payload.len() as u64;
+                    o.oldest_ns = o.oldest_ns.min(m.recv_ns);
+                }
                 Err(e) => {
                     self.counters.count_drop(
                         DropReason::EncodeError,
@@ -604,6 +713,7 @@ impl Worker {
         Ok(Open {
             writer,
             created_ns,
+            oldest_ns: i64::MAX,
             batch_id,
             deadline: Instant::now() + self.s.max_age,
             payload_bytes: 0,
@@ -644,6 +754,7 @@ impl Worker {
             key,
             kind,
             records,
+            oldest_ns: o.oldest_ns.min(o.created_ns),
             payload_bytes: o.payload_bytes,
             bytes,
         });
@@ -677,6 +788,38 @@ mod tests {
             got,
             vec![(1, b"ab".to_vec()), (2, vec![]), (3, b"cde".to_vec())]
         );
+    }
+
+    /// A chunk that had to wait for room stays in the heartbeat's view until the batcher has
+    /// taken it in, not just until it is in the queue (a mark queued before it would answer
+    /// without it).
+    #[test]
+    fn a_waiting_chunk_is_held_until_the_batcher_takes_it() {
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = queue(1, 100_000, counters);
+        let mk = |recv_ns: i64| {
+            let mut c = Chunk::new(InputKind::SyslogTcp);
+            c.push(recv_ns, None, b"x");
+            c.push(recv_ns + 1, None, b"y");
+            c
+        };
+        let held = |tx: &QueueTx| tx.waiting().oldest()[slot(InputKind::SyslogTcp)];
+        tx.try_push(mk(5)).unwrap();
+        let mut c = tx.try_push(mk(3)).unwrap_err();
+        assert_eq!(held(&tx), None);
+        tx.hold(&mut c);
+        tx.hold(&mut c);
+        assert_eq!(held(&tx), Some(3));
+        let first = rx.rx.recv().unwrap();
+        drop(first);
+        tx.try_push(c).unwrap();
+        assert_eq!(held(&tx), Some(3), "in the queue, not yet taken in");
+        match rx.rx.recv().unwrap() {
+            Input::Chunk(c) => drop(c),
+            _ => panic!("a chunk was queued"),
+        }
+        assert_eq!(held(&tx), None);
+        assert!(tx.waiting().held.lock().unwrap().is_empty());
     }
 
     #[test]

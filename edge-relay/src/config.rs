@@ -44,6 +44,7 @@
 //! [sink]
 //! store = "s3://bucket/prefix"      # or file:///var/lib/natlake
 //! upload_concurrency = 2
+//! heartbeat_interval = "30s"        # _state/relays/<relay>.json: what is stored, up to when
 //! [sink.s3]                         # optional; AWS_* variables otherwise
 //! endpoint = "http://127.0.0.1:8333"
 //!
@@ -568,6 +569,11 @@ pub struct SinkConfig {
     pub retry_initial: Duration,
     #[serde(default = "d_retry_max", with = "duration")]
     pub retry_max: Duration,
+    /// How often the relay rewrites its heartbeat (`_state/relays/<relay>.json`): the time up
+    /// to which everything it received of each kind is stored. Lookups use it to tell a relay
+    /// that is behind or gone from one that has delivered.
+    #[serde(default = "d_heartbeat_interval", with = "duration")]
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for SinkConfig {
@@ -578,6 +584,7 @@ impl Default for SinkConfig {
             upload_concurrency: d_upload_concurrency(),
             retry_initial: d_retry_initial(),
             retry_max: d_retry_max(),
+            heartbeat_interval: d_heartbeat_interval(),
         }
     }
 }
@@ -698,6 +705,9 @@ fn d_retry_initial() -> Duration {
     Duration::from_millis(200)
 }
 fn d_retry_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_heartbeat_interval() -> Duration {
     Duration::from_secs(30)
 }
 fn d_spool_max() -> ByteSize {
@@ -911,6 +921,9 @@ impl RelayConfig {
         }
         if !(1..=64).contains(&self.sink.upload_concurrency) {
             return bad("sink.upload_concurrency must be 1..=64".into());
+        }
+        if self.sink.heartbeat_interval < Duration::from_millis(10) {
+            return bad("sink.heartbeat_interval must be at least 10ms".into());
         }
         if self.sink.retry_initial.is_zero() || self.sink.retry_max < self.sink.retry_initial {
             return bad("sink.retry_initial must be positive and at most sink.retry_max".into());

@@ -16,10 +16,14 @@
 //!                delete the spool file only after the store confirmed the put
 //! ```
 //!
+//! Beside them, the heartbeat task rewrites `_state/relays/<relay>.json`: up to when each kind
+//! is stored (see [`natlake_raw::heartbeat`]).
+//!
 //! The all-in-one binary embeds it with [`Relay::start`] and stops it with [`RelayHandle::shutdown`].
 
 mod batch;
 pub mod config;
+mod heartbeat;
 pub mod metrics;
 mod raw_writer;
 mod sources;
@@ -306,8 +310,12 @@ impl Relay {
                 "replaying batches left in the spool"
             );
         }
-        let uploader =
-            upload::Uploader::start(spool.clone(), store, cfg.sink.clone(), counters.clone());
+        let uploader = upload::Uploader::start(
+            spool.clone(),
+            store.clone(),
+            cfg.sink.clone(),
+            counters.clone(),
+        );
 
         let (queue_tx, queue_rx) = batch::queue(
             cfg.batch.queue_chunks,
@@ -333,6 +341,19 @@ impl Relay {
             source,
         })?;
 
+        let heartbeat = heartbeat::HeartbeatTask::start(
+            heartbeat::Beat {
+                relay_id: cfg.relay_id(),
+                started_us: now_ns() / 1000,
+                kinds: source_kinds(&cfg.sources),
+                store: store.clone(),
+                spool: spool.clone(),
+                queue: queue_tx.clone(),
+                counters: counters.clone(),
+            },
+            cfg.sink.heartbeat_interval,
+        );
+
         let stop = sources::Stop::new();
         let (bound, running) =
             match sources::start_all(&cfg.sources, &cfg.spool.dir, &queue_tx, &counters, &stop)
@@ -341,6 +362,7 @@ impl Relay {
                 Ok(v) => v,
                 Err(e) => {
                     // Release the spool lock and the threads before reporting.
+                    heartbeat.stop().await;
                     let _ = batcher.shutdown(&queue_tx).await;
                     uploader.stop(Duration::ZERO).await;
                     return Err(e);
@@ -356,6 +378,7 @@ impl Relay {
         {
             Ok(m) => m,
             Err(source) => {
+                heartbeat.stop().await;
                 stop.stop_all(running.tasks).await;
                 let _ = batcher.shutdown(&queue_tx).await;
                 uploader.stop(Duration::ZERO).await;
@@ -380,6 +403,7 @@ impl Relay {
             udp_inodes: running.udp_inodes,
             source_tasks: running.tasks,
             metrics,
+            heartbeat,
             shutdown_timeout: cfg.shutdown_timeout,
         })
     }
@@ -397,6 +421,7 @@ pub struct RelayHandle {
     udp_inodes: Vec<(String, u64)>,
     source_tasks: Vec<sources::SourceTask>,
     metrics: metrics::MetricsTask,
+    heartbeat: heartbeat::HeartbeatTask,
     shutdown_timeout: Duration,
 }
 
@@ -462,8 +487,10 @@ impl RelayHandle {
             udp_inodes,
             source_tasks,
             metrics: metrics_task,
+            heartbeat,
             ..
         } = self;
+        let beat = heartbeat.stop().await;
         // Last look at the kernel's drop counters while our sockets still exist.
         metrics::refresh_kernel_drops(&udp_inodes, &counters);
         stop.stop_all(source_tasks).await;
@@ -471,6 +498,18 @@ impl RelayHandle {
         drop(queue_tx);
         let left = deadline.saturating_duration_since(Instant::now());
         uploader.stop(left).await;
+        // What is stored now, and that nothing more is received: lookups stop waiting on the
+        // open batch of a relay stopped on purpose, not on what is left in its spool.
+        if let Some(beat) = beat {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            match tokio::time::timeout(left, beat.last()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the last heartbeat"),
+                Err(_) => tracing::warn!("timed out writing the last heartbeat"),
+            }
+        }
         metrics_task.stop().await;
         let stats = snapshot(&counters, &spool);
         if stats.spool_files > 0 {
@@ -484,6 +523,25 @@ impl RelayHandle {
         flushed?;
         Ok(stats)
     }
+}
+
+/// The input kinds the sources produce (a flow listener takes both IPFIX and NetFlow v9).
+fn source_kinds(sources: &[SourceConfig]) -> Vec<InputKind> {
+    let mut kinds: Vec<InputKind> = Vec::new();
+    for s in sources {
+        let more: &[InputKind] = match s {
+            SourceConfig::IpfixUdp(_) | SourceConfig::NetflowUdp(_) => {
+                &[InputKind::Ipfix, InputKind::Netflow]
+            }
+            _ => &[s.kind()],
+        };
+        for k in more {
+            if !kinds.contains(k) {
+                kinds.push(*k);
+            }
+        }
+    }
+    kinds
 }
 
 /// One template-replaying batcher hook per flow kind that a source may produce.

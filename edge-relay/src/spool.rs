@@ -1,9 +1,10 @@
 //! The spool: every finished batch is on disk (fsynced) before it is uploaded, and leaves the disk
 //! only after the store confirmed it.
 //!
-//! Files are named `<spool_ns:020>-<seq:08>-<records>_<key>.spool` where `<key>` is the object key
-//! with `%` and `/` percent-encoded, so a restart knows where each file goes and in which order
-//! they were written. A batch is written as `.tmp-<name>`, fsynced, renamed to its final name and
+//! Files are named `<spool_ns:020>-<seq:08>-<records>-<oldest_ns>_<key>.spool` where `<key>` is
+//! the object key with `%` and `/` percent-encoded and `<oldest_ns>` the oldest receive time in
+//! the batch (for the heartbeat; names from before it lack it), so a restart knows where each
+//! file goes and in which order they were written. A batch is written as `.tmp-<name>`, fsynced, renamed to its final name and
 //! the directory fsynced: a crash leaves either a complete file or a temp file, and temp files are
 //! deleted at start. A lock file keeps two relays from sharing one spool.
 
@@ -28,6 +29,8 @@ pub struct SpoolEntry {
     /// Object key it is uploaded under.
     pub key: String,
     pub records: u64,
+    /// The oldest receive time in the batch (ns); `None` for a file spooled by an older relay.
+    pub oldest_ns: Option<i64>,
     pub size: u64,
 }
 
@@ -111,7 +114,13 @@ impl Spool {
 
     /// Writes a finished batch durably. On failure the caller counts the batch as dropped for the
     /// returned reason (already logged here at a bounded rate).
-    pub fn write(&self, key: &str, records: u64, data: &[u8]) -> Result<(), DropReason> {
+    pub fn write(
+        &self,
+        key: &str,
+        records: u64,
+        oldest_ns: i64,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
         let size = data.len() as u64;
         if self.bytes() + size > self.max_bytes {
             if let Some(suppressed) = FULL_LOG.allow() {
@@ -129,8 +138,9 @@ impl Spool {
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!(
-            "{:020}-{seq:08}-{records}_{}{SUFFIX}",
+            "{:020}-{seq:08}-{records}-{}_{}{SUFFIX}",
             now_ns().max(0),
+            oldest_ns.max(0),
             encode_key(key)
         );
         // Counted before the rename: from then on the uploader may see the file and remove it
@@ -191,7 +201,7 @@ impl Spool {
             if name.starts_with('.') {
                 continue;
             }
-            let Some((records, key)) = parse_name(name) else {
+            let Some((records, oldest_ns, key)) = parse_name(name) else {
                 if let Some(suppressed) = ODD_LOG.allow() {
                     tracing::warn!(
                         file = name,
@@ -211,6 +221,7 @@ impl Spool {
                 path: entry.path(),
                 key,
                 records,
+                oldest_ns,
                 size,
             });
         }
@@ -259,12 +270,16 @@ fn decode_key(s: &str) -> Option<String> {
     Some(out)
 }
 
-/// `(records, key)` of a spool file name.
-fn parse_name(name: &str) -> Option<(u64, String)> {
+/// `(records, oldest receive time, key)` of a spool file name.
+fn parse_name(name: &str) -> Option<(u64, Option<i64>, String)> {
     let stem = name.strip_suffix(SUFFIX)?;
     let (prefix, key) = stem.split_once('_')?;
     let mut parts = prefix.split('-');
     let (ns, seq, records) = (parts.next()?, parts.next()?, parts.next()?);
+    let oldest = match parts.next() {
+        Some(o) => Some(o.parse().ok()?),
+        None => None,
+    };
     if parts.next().is_some()
         || !ns.bytes().all(|b| b.is_ascii_digit())
         || !seq.bytes().all(|b| b.is_ascii_digit())
@@ -273,7 +288,7 @@ fn parse_name(name: &str) -> Option<(u64, String)> {
     }
     let records = records.parse().ok()?;
     let key = decode_key(key)?;
-    (!key.is_empty()).then_some((records, key))
+    (!key.is_empty()).then_some((records, oldest, key))
 }
 
 #[cfg(test)]
@@ -283,8 +298,18 @@ mod tests {
     #[test]
     fn names_round_trip_keys() {
         let key = "raw/syslog_udp/hour=2023-11-14T22/edge-1_0190-xyz.nlraw.zst";
-        let name = format!("{:020}-{:08}-{}_{}{SUFFIX}", 17, 3, 42, encode_key(key));
-        assert_eq!(parse_name(&name), Some((42, key.to_string())));
+        let name = format!(
+            "{:020}-{:08}-{}-{}_{}{SUFFIX}",
+            17,
+            3,
+            42,
+            5,
+            encode_key(key)
+        );
+        assert_eq!(parse_name(&name), Some((42, Some(5), key.to_string())));
+        // As an older relay named its files: no oldest receive time.
+        let old = format!("{:020}-{:08}-{}_{}{SUFFIX}", 17, 3, 42, encode_key(key));
+        assert_eq!(parse_name(&old), Some((42, None, key.to_string())));
         assert_eq!(decode_key("a%25b%2Fc"), Some("a%b/c".to_string()));
         assert_eq!(decode_key("bad%2"), None);
         assert_eq!(parse_name("notes.txt"), None);
@@ -296,10 +321,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(Counters::default());
         let spool = Spool::open(dir.path(), 100, counters.clone()).unwrap();
-        spool.write("raw/a/1", 1, &[1; 40]).unwrap();
-        spool.write("raw/a/2", 2, &[2; 40]).unwrap();
+        spool.write("raw/a/1", 1, 10, &[1; 40]).unwrap();
+        spool.write("raw/a/2", 2, 20, &[2; 40]).unwrap();
         assert_eq!(
-            spool.write("raw/a/3", 3, &[3; 40]),
+            spool.write("raw/a/3", 3, 30, &[3; 40]),
             Err(DropReason::SpoolFull)
         );
         assert_eq!((spool.files(), spool.bytes()), (2, 80));
@@ -308,7 +333,7 @@ mod tests {
             l.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
             ["raw/a/1", "raw/a/2"]
         );
-        assert_eq!(l[1].records, 2);
+        assert_eq!((l[1].records, l[1].oldest_ns), (2, Some(20)));
         // A second relay cannot take the same spool.
         assert!(matches!(
             Spool::open(dir.path(), 100, counters.clone()),

@@ -286,7 +286,7 @@ mod tests {
             "raw/syslog_udp/hour=2026-11-24T10/r1_c.nlraw.zst",
         );
         for key in [older, newer, other] {
-            spool.write(key, 1, key.as_bytes()).unwrap();
+            spool.write(key, 1, 0, key.as_bytes()).unwrap();
         }
         // A regular file where the older batch's hour directory goes: its put fails.
         let blocker = store_dir.path().join("raw/ipfix/hour=2026-11-24T10");

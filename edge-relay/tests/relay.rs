@@ -721,3 +721,92 @@ async fn a_tcp_peer_that_never_finishes_a_frame_is_closed_at_idle_timeout() {
     );
     assert_eq!(all_records(store.path())[0].payload, b"hello");
 }
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// The relay's heartbeat in a file store, once one written after `after_us` is there.
+async fn heartbeat_after(store: &Path, after_us: i64) -> natlake_raw::heartbeat::Heartbeat {
+    let path = store.join(natlake_raw::heartbeat::key("test-relay"));
+    let start = Instant::now();
+    loop {
+        if let Ok(b) = std::fs::read(&path) {
+            // A half-read file is impossible (written by rename) but a stale one is not.
+            let hb: natlake_raw::heartbeat::Heartbeat = serde_json::from_slice(&b).unwrap();
+            if hb.written_us > after_us {
+                return hb;
+            }
+        }
+        assert!(start.elapsed() < DEADLINE, "no heartbeat after {after_us}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The heartbeat claims a kind stored only up to the oldest message not in a stored object:
+/// held at a message's receive time while it sits in the open batch and while its batch is in
+/// the spool failing to upload; past it once the store confirmed the batch; and at the stop,
+/// the last heartbeat says the relay stopped with everything stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_claims_only_what_is_stored() {
+    let store = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut cfg = base_config(store.path(), spool.path());
+    cfg.sink.heartbeat_interval = Duration::from_millis(50);
+    udp_source(&mut cfg);
+    let relay = Relay::start(cfg).await.unwrap();
+    let claim = |hb: &natlake_raw::heartbeat::Heartbeat| hb.complete_through("syslog_udp").unwrap();
+
+    // Nothing received yet: stored up to the mark, less what a source may hold in hand (1 s).
+    let t0 = now_us();
+    let hb = heartbeat_after(store.path(), t0).await;
+    assert_eq!(
+        hb.kinds.keys().collect::<Vec<_>>(),
+        ["syslog_udp"],
+        "{hb:?}"
+    );
+    assert!(claim(&hb) >= t0 - 1_000_000, "{hb:?}");
+    assert!(!hb.stopped);
+
+    // A message in the open batch holds the claim at its receive time.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let before = now_us();
+    send_udp(&relay, &sock, &syslog_lines("held", 1)).await;
+    let after = now_us();
+    let hb = heartbeat_after(store.path(), after + 1_500_000).await;
+    assert!(
+        (before..=after).contains(&claim(&hb)),
+        "{before} {after} {hb:?}"
+    );
+    assert_eq!(hb.kinds["syslog_udp"].spooled_batches, 0);
+
+    // Closed and spooled, but the store refuses it: the claim stays.
+    let blocker = store.path().join("raw");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    relay.flush_now().await.unwrap();
+    wait_for("failed uploads", || relay.stats().upload_errors >= 2).await;
+    let hb = heartbeat_after(store.path(), now_us()).await;
+    assert!(
+        (before..=after).contains(&claim(&hb)),
+        "{before} {after} {hb:?}"
+    );
+    assert_eq!(hb.kinds["syslog_udp"].spooled_batches, 1, "{hb:?}");
+
+    // Stored: the claim moves past it.
+    std::fs::remove_file(&blocker).unwrap();
+    relay.wait_uploaded(DEADLINE).await.unwrap();
+    let hb = heartbeat_after(store.path(), now_us() + 1_500_000).await;
+    assert!(claim(&hb) > after, "{after} {hb:?}");
+    assert_eq!(hb.kinds["syslog_udp"].spooled_batches, 0);
+
+    // Stopped: nothing in hand, nothing open, nothing spooled.
+    send_udp(&relay, &sock, &syslog_lines("last", 1)).await;
+    let stop = now_us();
+    relay.shutdown().await.unwrap();
+    let hb = heartbeat_after(store.path(), stop).await;
+    assert!(hb.stopped && claim(&hb) >= stop, "{stop} {hb:?}");
+    assert_eq!(all_records(store.path()).len(), 2);
+}

@@ -29,6 +29,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+pub mod heartbeat;
+
 pub const MAGIC: &[u8; 5] = b"NLRAW";
 pub const VERSION: u8 = 1;
 /// File name suffix of raw objects.
@@ -1086,6 +1088,35 @@ pub mod key {
         (if m <= 2 { y + 1 } else { y }, m, d)
     }
 
+    /// A [`hour_label`] read back: the hour's start in Unix seconds.
+    pub fn parse_hour_label(label: &str) -> Option<i64> {
+        let b = label.as_bytes();
+        if b.len() != 13 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let s = label.get(r)?;
+            s.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| s.parse().ok())?
+        };
+        let (y, m, d, h) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?);
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 {
+            return None;
+        }
+        // Days from civil (H. Hinnant), the inverse of `civil_from_days`.
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400 + h * 3600;
+        // A label that does not round-trip (31 February) is not one.
+        (hour_label(secs) == label).then_some(secs)
+    }
+
     /// The file name stem of a raw key (what lake objects derived from it are named after).
     pub fn stem(key: &str) -> &str {
         let name = key.rsplit('/').next().unwrap_or(key);
@@ -1095,6 +1126,22 @@ pub mod key {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn hour_labels_read_back() {
+            for secs in [0, 1_795_510_800, 951_782_400, -3600] {
+                assert_eq!(parse_hour_label(&hour_label(secs)), Some(secs));
+            }
+            for bad in [
+                "2026-02-31T00",
+                "2026-11-24T24",
+                "2026-11-24 10",
+                "2026-11-2",
+                "2026-1a-24T10",
+            ] {
+                assert_eq!(parse_hour_label(bad), None, "{bad}");
+            }
+        }
 
         #[test]
         fn keys_are_hive_style_and_unique_per_batch() {

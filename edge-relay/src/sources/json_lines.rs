@@ -443,6 +443,7 @@ impl Tailer {
                 Ok(()) => return,
                 Err(c) => chunk = c,
             }
+            self.queue.hold(&mut chunk);
             if self.stop.load(Ordering::Relaxed) {
                 let since = *stopping_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_secs(60) {

@@ -8,6 +8,7 @@ use natlake_core::deterministic;
 use natlake_core::model::{Micros, NatEventKind, Table};
 use serde::Serialize;
 
+use natlake_core::lake::relays::{self, heartbeat};
 use natlake_core::lake::state::{self, Gap};
 use natlake_core::lake::{late, layout};
 
@@ -432,6 +433,8 @@ struct StateSeen {
     raw: state::RawListing,
     failed: Vec<Gap>,
     accepted: Vec<Gap>,
+    /// Read before `raw`: what a heartbeat says is stored is then in the raw listing.
+    relays: relays::Relays,
 }
 
 async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
@@ -452,13 +455,18 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     // compaction runs again: start from a carry at or before the oldest such hour.
     // (Transient: until the compact function's next run, which may then mean reading days.)
     let t = std::time::Instant::now();
-    let late = late::hours_for(&lake.store, &layout::net_value(Some(q.ip))).await?;
-    let t_late = t.elapsed();
-    let (lo, newest_trusted) = match late.first() {
-        Some(&l) if l < h0 => (lo.min(l - q.lookback / 1_000_000), l),
-        _ => (lo, h0),
-    };
-    let carry = carry_hour(lake, lo, newest_trusted).await?;
+    // The relays' heartbeats beside the markers: both before the raw listing.
+    let (relays, carry) = futures::join!(relays::list(&lake.store), async {
+        let late = late::hours_for(&lake.store, &layout::net_value(Some(q.ip))).await?;
+        let t_late = t.elapsed();
+        let (lo, newest_trusted) = match late.first() {
+            Some(&l) if l < h0 => (lo.min(l - q.lookback / 1_000_000), l),
+            _ => (lo, h0),
+        };
+        let carry = carry_hour(lake, lo, newest_trusted).await?;
+        Ok::<_, QueryError>((carry, t_late))
+    });
+    let (carry, t_late) = carry?;
     let t_carry = t.elapsed();
     let from = match carry {
         Some(c) => c * 1_000_000,
@@ -469,9 +477,12 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     // Before the partitions: normalize writes a raw object's lake objects, then its done
     // marker, so an object done by this listing has its rows in the partition listing below,
     // and one not yet done is reported — never neither.
-    let state = state_before(lake, q, from, until)
-        .await
-        .map_err(|e| e.to_string());
+    let state = match relays {
+        Ok(relays) => state_before(lake, q, from, until, relays)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(format!("listing the relays' heartbeats: {e}")),
+    };
     let t_state = t.elapsed();
     let mut objects = lake
         .partition_objects(Table::NatEvents, q.ip, from, until)
@@ -509,6 +520,7 @@ async fn state_before(
     q: &Question,
     from: Micros,
     until: Micros,
+    relays: relays::Relays,
 ) -> Result<StateSeen, QueryError> {
     let (raw_since, raw_until) = (
         layout::hour_label(from - 3_600_000_000),
@@ -529,6 +541,7 @@ async fn state_before(
         raw,
         failed,
         accepted,
+        relays,
     })
 }
 
@@ -561,9 +574,9 @@ async fn set_aside(lake: &Lake, q: &Question, plan: &Plan) -> Result<Vec<Gap>, Q
 
 /// Everything the answer could not see: failed raw objects, pending ones created by shortly
 /// after the question's time, relays that have not delivered, objects set aside.
-fn gaps(seen: &StateSeen, rows: &[NatRow], set_aside: Vec<Gap>, q: &Question) -> Vec<Gap> {
+fn gaps(seen: &StateSeen, received: Vec<Gap>, set_aside: Vec<Gap>, q: &Question) -> Vec<Gap> {
     let newest_relevant = layout::hour_label(q.at + q.window + PENDING_AFTER);
-    let mut out = not_received(rows, &seen.raw, q);
+    let mut out = received;
     out.extend(seen.failed.iter().cloned());
     out.extend(
         seen.raw
@@ -576,34 +589,85 @@ fn gaps(seen: &StateSeen, rows: &[NatRow], set_aside: Vec<Gap>, q: &Question) ->
     out
 }
 
-/// The relays that logged about the address (in `rows`) whose newest raw object in the store was
-/// stored before the question's time: what they received since is not in the lake, and may hold
-/// the mapping that ended or began just before the question's time. (Not before the end of the
+/// What the relays that logged about the address (in `rows`, the carry's included) have not
+/// delivered by the question's time — it may hold the mapping that ended or began just before
+/// it — and the retired ones among them (for the accepted losses). (Not before the end of the
 /// window: a question asked seconds after its time would always wait on the relay's open batch
 /// for what only the window's tolerance reaches.)
-fn not_received(rows: &[NatRow], raw: &state::RawListing, q: &Question) -> Vec<Gap> {
-    let relays: std::collections::BTreeSet<(String, String)> = rows
+///
+/// A relay's heartbeat says up to when each kind is stored, and stays behind when the relay
+/// dies. A relay without one (written before heartbeats) is judged by its newest raw object of
+/// the kind in the hours listed: stored before the question's time, what it received since is
+/// not in the lake — which says nothing once its last object falls out of those hours.
+fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, Vec<Gap>) {
+    use natlake_core::time::format_time;
+    let logged: std::collections::BTreeSet<(&str, &str)> = rows
         .iter()
-        .filter_map(|r| {
-            let (kind, relay) = (state::kind_of(&r.raw_key)?, state::relay_of(&r.raw_key)?);
-            Some((kind.to_owned(), relay.to_owned()))
-        })
+        .filter_map(|r| Some((state::kind_of(&r.raw_key)?, state::relay_of(&r.raw_key)?)))
         .collect();
-    relays
-        .into_iter()
-        .filter_map(|kr| {
-            let relay = &kr.1;
-            let (key, stored) = raw.newest.get(&kr)?;
-            (*stored < q.at).then(|| Gap {
-                key: key.clone(),
-                state: state::GapState::NotReceived,
-                reason: Some(format!(
-                    "relay {relay} stored nothing it received after {}: what it received since is not in the lake",
-                    natlake_core::time::format_time(*stored)
-                )),
-            })
-        })
-        .collect()
+    let (mut gaps, mut retired) = (Vec::new(), Vec::new());
+    let gap = |key: String, reason: String| Gap {
+        key,
+        state: state::GapState::NotReceived,
+        reason: Some(reason),
+    };
+    for (kind, relay) in logged {
+        if let Some(r) = seen.relays.retirement(relay) {
+            if !retired
+                .iter()
+                .any(|g: &Gap| g.key == heartbeat::retired_key(relay))
+            {
+                retired.push(Gap {
+                    key: heartbeat::retired_key(relay),
+                    state: state::GapState::Retired,
+                    reason: Some(format!(
+                        "relay {relay} retired at {}: {}",
+                        format_time(r.at_us),
+                        r.reason
+                    )),
+                });
+            }
+            continue;
+        }
+        match seen.relays.heartbeats.get(relay) {
+            Some(Ok(hb)) => {
+                // A kind the relay no longer names has nothing left in it to deliver.
+                let Some(through) = hb.complete_through(kind) else {
+                    continue;
+                };
+                if through < q.at {
+                    let stopped = if hb.stopped { "; it stopped then" } else { "" };
+                    gaps.push(gap(
+                        heartbeat::key(relay),
+                        format!(
+                            "relay {relay} has stored what it received of {kind} up to {} (heartbeat of {}{stopped}): what it received since is not in the lake",
+                            format_time(through),
+                            format_time(hb.written_us),
+                        ),
+                    ));
+                }
+            }
+            Some(Err(e)) => gaps.push(gap(
+                heartbeat::key(relay),
+                format!("relay {relay}: {e}: what it has stored is unknown"),
+            )),
+            None => {
+                let kr = (kind.to_owned(), relay.to_owned());
+                if let Some((key, stored)) = seen.raw.newest.get(&kr)
+                    && *stored < q.at
+                {
+                    gaps.push(gap(
+                        key.clone(),
+                        format!(
+                            "relay {relay} stored nothing it received after {}: what it received since is not in the lake",
+                            format_time(*stored)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    (gaps, retired)
 }
 
 async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryError> {
@@ -671,19 +735,23 @@ async fn read(lake: &Lake, q: &Question, plan: &Plan) -> Result<Answer, QueryErr
             row
         })
         .collect();
-    let mut unread = match &plan.state {
-        Ok(seen) => gaps(seen, &rows, set_aside, q),
+    let (mut unread, accepted_losses) = match &plan.state {
+        Ok(seen) => {
+            let (received, retired) = not_received(&rows, seen, q);
+            let accepted = retired
+                .into_iter()
+                .chain(seen.accepted.iter().cloned())
+                .take(UNREAD_LISTED)
+                .collect();
+            (gaps(seen, received, set_aside, q), accepted)
+        }
         Err(e) => {
             unchecked(&mut errors, e.clone());
-            set_aside
+            (set_aside, Vec::new())
         }
     };
     let unread_total = unread.len();
     unread.truncate(UNREAD_LISTED);
-    let accepted_losses = match &plan.state {
-        Ok(seen) => seen.accepted.iter().take(UNREAD_LISTED).cloned().collect(),
-        Err(_) => Vec::new(),
-    };
     let range_start = layout::hour_start(from) * 1_000_000;
     let all = correlate::intervals(rows, range_start);
     let ivs: Vec<_> = all
@@ -1381,6 +1449,131 @@ mod tests {
         stored(&k2, T0 + 700_000_000);
         let a = attribute(&lake, &question).await.unwrap();
         assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+    }
+
+    /// A relay's heartbeat says up to when each kind is stored. One that stays behind the
+    /// question's time (the relay died) keeps the answer ambiguous even when none of the
+    /// relay's raw objects is in the hours listed — where the newest-object rule alone says
+    /// nothing — until the relay catches up or an operator retires it; a heartbeat written
+    /// after the retirement undoes it.
+    #[tokio::test]
+    async fn a_relay_whose_heartbeat_stays_behind_is_reported_until_retired() {
+        use natlake_core::lake::state::GapState;
+        let dir = tempfile::tempdir().unwrap();
+        let k1 = "raw/conntrack/hour=2026-11-01T00/cgn-1_0001.nlraw.zst";
+        let rows = [nat_row(
+            T0 + 10_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.1",
+            2000,
+            k1,
+            0,
+        )];
+        let lake = lake_with(dir.path(), &rows);
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let question = Question::new(ip, 2000, T0 + 2 * 3_600_000_000);
+        let beat = |written_us: i64, through_us: i64| {
+            let hb = heartbeat::Heartbeat {
+                relay: "cgn-1".into(),
+                written_us,
+                started_us: T0,
+                stopped: false,
+                kinds: [(
+                    "conntrack".to_string(),
+                    heartbeat::KindProgress {
+                        complete_through_us: through_us,
+                        spooled_batches: 4,
+                    },
+                )]
+                .into(),
+                dropped: Default::default(),
+            };
+            put_file(
+                dir.path(),
+                &heartbeat::key("cgn-1"),
+                &serde_json::to_string(&hb).unwrap(),
+            );
+        };
+        // No heartbeat and no raw object of the relay listed: nothing to go by.
+        let a = attribute(&lake, &question).await.unwrap();
+        assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
+        assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+
+        // Stored up to T0 + 20 s, the heartbeat last written at T0 + 30 min.
+        beat(T0 + 1_800_000_000, T0 + 20_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let got: Vec<_> = a.unread.iter().map(|g| (g.key.as_str(), g.state)).collect();
+        assert_eq!(
+            got,
+            [("_state/relays/cgn-1.json", GapState::NotReceived)],
+            "{a:?}"
+        );
+        let reason = a.unread[0].reason.as_deref().unwrap();
+        assert!(
+            reason.contains("relay cgn-1") && reason.contains("2026-11-01T00:00:20"),
+            "{reason}"
+        );
+
+        // Caught up past the question's time: complete.
+        beat(T0 + 3 * 3_600_000_000, T0 + 3 * 3_600_000_000 - 1_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+
+        // Behind again, then retired: listed as an accepted loss, no longer ambiguous.
+        beat(T0 + 1_800_000_000, T0 + 20_000_000);
+        let store = lake.store.clone();
+        relays::retire(
+            &store,
+            "cgn-1",
+            "decommissioned 2026-11-01",
+            T0 + 3_600_000_000,
+        )
+        .await
+        .unwrap();
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+        let got: Vec<_> = a
+            .accepted_losses
+            .iter()
+            .map(|g| (g.key.as_str(), g.state))
+            .collect();
+        assert_eq!(
+            got,
+            [("_state/relays/cgn-1.retired.json", GapState::Retired)],
+            "{a:?}"
+        );
+        assert!(
+            a.accepted_losses[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("decommissioned 2026-11-01"),
+            "{a:?}"
+        );
+
+        // The relay came back after its retirement, still behind: ambiguous again.
+        beat(T0 + 3_600_000_000 + 1, T0 + 20_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(
+            a.attribution.ambiguous && a.accepted_losses.is_empty(),
+            "{a:?}"
+        );
+
+        // A heartbeat that cannot be read says nothing is known to be stored (and does not
+        // undo a retirement: this one is removed first).
+        std::fs::remove_file(dir.path().join(heartbeat::retired_key("cgn-1"))).unwrap();
+        put_file(dir.path(), &heartbeat::key("cgn-1"), "{");
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        assert!(
+            a.unread[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("unreadable heartbeat"),
+            "{a:?}"
+        );
     }
 
     /// A raw object normalize gave up on counts over the whole lookback, also before the hour

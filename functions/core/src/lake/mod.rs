@@ -7,6 +7,7 @@ pub mod late;
 pub mod layout;
 pub mod merge;
 pub mod read;
+pub mod relays;
 pub mod sink;
 pub mod state;
 pub mod writer;

@@ -82,9 +82,13 @@ pub enum GapState {
     /// A lake object compaction could not read and set aside: its rows are in no answer until
     /// the raw object it came from is normalized again.
     Quarantined,
-    /// What a relay received after its newest raw object in the store (`key`): still in the
-    /// relay's open batch or its spool, or lost with the relay.
+    /// What a relay received after its newest raw object in the store, or after the time its
+    /// heartbeat (`key`) says everything is stored up to: still in the relay's open batch or
+    /// its spool, or lost with the relay.
     NotReceived,
+    /// A relay an operator retired (`natlake relays retire`): what it did not deliver is lost,
+    /// and the operator judged that no answer needs it.
+    Retired,
 }
 
 /// The raw objects of some hours: those no normalize run has finished, and each relay's newest.

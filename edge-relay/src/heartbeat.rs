@@ -1,0 +1,224 @@
+//! The heartbeat: every `sink.heartbeat_interval` the relay rewrites
+//! `_state/relays/<relay>.json` ([`natlake_raw::heartbeat`]) with, for each input kind, the time
+//! before which everything it received is in a stored raw object. Lookups read it to tell a
+//! relay that has delivered from one that is behind or gone.
+//!
+//! Up to when a kind is stored is the oldest receive time among what is not: the open batch,
+//! the batches in the spool (closed, not yet confirmed by the store), the chunks that sources
+//! hold while waiting for room in the queue — and, for what a source has received but not yet
+//! handed over, the time of the mark less [`IN_HAND`]. The mark goes through the batcher's
+//! queue, so everything handed over before it is in an open batch or the spool by its answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use natlake_raw::InputKind;
+use natlake_raw::heartbeat::{self, Heartbeat, KindProgress};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio::sync::Notify;
+
+use crate::batch::{OpenOldest, QueueTx, slot};
+use crate::spool::Spool;
+use crate::{Counters, DropReason, DynStore, RateLimit, RelayError, now_ns};
+
+/// How long a source may hold what it received before handing it to the queue without waiting
+/// for room (one receive call's messages, stamped and handed over at once), in nanoseconds.
+const IN_HAND: i64 = 1_000_000_000;
+
+static ERROR_LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
+
+/// Everything a heartbeat is made from.
+pub(crate) struct Beat {
+    pub relay_id: String,
+    pub started_us: i64,
+    /// The kinds the configured sources produce.
+    pub kinds: Vec<InputKind>,
+    pub store: DynStore,
+    pub spool: Arc<Spool>,
+    pub queue: QueueTx,
+    pub counters: Arc<Counters>,
+}
+
+impl Beat {
+    /// The relay's progress now. `open` is the batcher's answer to a mark sent at `mark_ns`
+    /// (`None` after the batcher stopped: nothing is open then).
+    fn progress(&self, mark_ns: i64, open: Option<OpenOldest>, stopped: bool) -> Heartbeat {
+        let waiting = self.queue.waiting().oldest();
+        // After a stop nothing is in hand: every source stopped before the batcher.
+        let floor_us = (mark_ns - if stopped { 0 } else { IN_HAND }) / 1000;
+        let mut kinds: BTreeMap<&'static str, KindProgress> = BTreeMap::new();
+        for &k in &self.kinds {
+            entry(&mut kinds, k, floor_us);
+        }
+        for kind in InputKind::ALL {
+            let i = slot(kind);
+            for ns in [open.and_then(|o| o[i]), waiting[i]].into_iter().flatten() {
+                older(entry(&mut kinds, kind, floor_us), ns);
+            }
+        }
+        match self.spool.list() {
+            Ok(entries) => {
+                for e in entries {
+                    let Some(kind) = spooled_kind(&e.key) else {
+                        continue;
+                    };
+                    // A file from an older relay does not name its oldest receive time: the
+                    // start of the hour before its batch's, which no record of it precedes
+                    // by more than the queue's delay.
+                    let ns = e.oldest_ns.unwrap_or_else(|| hour_before_ns(&e.key));
+                    let k = entry(&mut kinds, kind, floor_us);
+                    older(k, ns);
+                    k.spooled_batches += 1;
+                }
+            }
+            Err(err) => {
+                // Nothing can be claimed for any kind without the spool's contents.
+                for k in kinds.values_mut() {
+                    k.complete_through_us = k.complete_through_us.min(self.started_us);
+                }
+                if let Some(suppressed) = ERROR_LOG.allow() {
+                    tracing::error!(dir = %self.spool.dir().display(), error = %err, suppressed, "heartbeat: cannot list the spool");
+                }
+            }
+        }
+        let dropped = DropReason::ALL
+            .iter()
+            .filter_map(|r| {
+                let n = self.counters.dropped_messages[r.index()]
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                (n > 0).then(|| (r.as_str().to_string(), n))
+            })
+            .collect();
+        Heartbeat {
+            relay: natlake_raw::key::sanitize_relay_id(&self.relay_id),
+            written_us: now_ns() / 1000,
+            started_us: self.started_us,
+            stopped,
+            kinds: kinds.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            dropped,
+        }
+    }
+
+    /// Marks, then writes the heartbeat.
+    async fn beat(&self) -> Result<Heartbeat, BeatError> {
+        let mark_ns = now_ns();
+        let open = self.queue.mark().await?;
+        let hb = self.progress(mark_ns, Some(open), false);
+        self.put(&hb).await?;
+        Ok(hb)
+    }
+
+    /// The last heartbeat, after the batcher stopped and the uploader put what it could.
+    pub async fn last(&self) -> Result<Heartbeat, BeatError> {
+        let hb = self.progress(now_ns(), None, true);
+        self.put(&hb).await?;
+        Ok(hb)
+    }
+
+    async fn put(&self, hb: &Heartbeat) -> Result<(), BeatError> {
+        let body = serde_json::to_vec_pretty(hb).map_err(|e| BeatError::Encode(e.to_string()))?;
+        let key = ObjectPath::from(heartbeat::key(&self.relay_id));
+        self.store.put(&key, PutPayload::from(body)).await?;
+        ::metrics::counter!("edge_relay_heartbeats_total").increment(1);
+        let oldest = hb.kinds.values().map(|k| k.complete_through_us).min();
+        if let Some(us) = oldest {
+            ::metrics::gauge!("edge_relay_stored_through_seconds").set(us as f64 / 1e6);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BeatError {
+    #[error(transparent)]
+    Relay(#[from] RelayError),
+    #[error("put: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("encode: {0}")]
+    Encode(String),
+}
+
+/// The running heartbeat task.
+pub(crate) struct HeartbeatTask {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<Beat>,
+}
+
+impl HeartbeatTask {
+    pub fn start(beat: Beat, interval: Duration) -> Self {
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(beat, interval, stop.clone()));
+        Self { stop, task }
+    }
+
+    /// Stops the task and gives back what it needs for the last heartbeat.
+    pub async fn stop(self) -> Option<Beat> {
+        self.stop.notify_one();
+        self.task.await.ok()
+    }
+}
+
+async fn run(beat: Beat, interval: Duration, stop: Arc<Notify>) -> Beat {
+    loop {
+        match beat.beat().await {
+            Ok(hb) => tracing::debug!(kinds = ?hb.kinds, "heartbeat written"),
+            Err(BeatError::Relay(RelayError::Stopped)) => return beat,
+            Err(err) => {
+                ::metrics::counter!("edge_relay_heartbeat_errors_total").increment(1);
+                if let Some(suppressed) = ERROR_LOG.allow() {
+                    tracing::warn!(error = %err, suppressed, "cannot write the heartbeat; retrying at the next interval");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.notified() => return beat,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+fn entry<'a>(
+    kinds: &'a mut BTreeMap<&'static str, KindProgress>,
+    kind: InputKind,
+    floor_us: i64,
+) -> &'a mut KindProgress {
+    kinds.entry(kind.as_str()).or_insert(KindProgress {
+        complete_through_us: floor_us,
+        spooled_batches: 0,
+    })
+}
+
+/// Lowers a kind's claim to a receive time (ns) of something not yet stored.
+fn older(k: &mut KindProgress, ns: i64) {
+    k.complete_through_us = k.complete_through_us.min(ns.div_euclid(1000));
+}
+
+/// The input kind of a spooled batch's key (`raw/<kind>/…`).
+fn spooled_kind(key: &str) -> Option<InputKind> {
+    InputKind::parse(key.strip_prefix("raw/")?.split('/').next()?)
+}
+
+/// The start of the hour before a raw key's `hour=` label, in ns (0 when there is none).
+fn hour_before_ns(key: &str) -> i64 {
+    key.split('/')
+        .find_map(|seg| seg.strip_prefix("hour="))
+        .and_then(natlake_raw::key::parse_hour_label)
+        .map_or(0, |secs| (secs - 3600) * 1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spooled_keys_give_kind_and_a_floor() {
+        let key = "raw/ipfix/hour=2026-11-24T10/r1_a.nlraw.zst";
+        assert_eq!(spooled_kind(key), Some(InputKind::Ipfix));
+        assert_eq!(spooled_kind("other/x"), None);
+        // 2026-11-24T09:00:00Z
+        assert_eq!(hour_before_ns(key), 1_795_510_800 * 1_000_000_000);
+        assert_eq!(hour_before_ns("raw/ipfix/r1_a.nlraw.zst"), 0);
+    }
+}

@@ -1,0 +1,178 @@
+//! The relays' heartbeats and retirements under `_state/relays/` ([`natlake_raw::heartbeat`]):
+//! read by lookups to say when a relay has not delivered what it received, written by
+//! `natlake relays retire` when an operator declares a relay gone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+pub use natlake_raw::heartbeat::{self, Heartbeat, Retirement};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::model::Micros;
+
+/// Heartbeats and retirements as listed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Relays {
+    /// By relay id: its heartbeat, or why it could not be read.
+    pub heartbeats: BTreeMap<String, Result<Heartbeat, String>>,
+    /// By relay id (an unreadable retirement is left out: the relay is then waited on).
+    pub retired: BTreeMap<String, Retirement>,
+}
+
+impl Relays {
+    /// The relay's retirement, unless a heartbeat written after it shows the relay back.
+    pub fn retirement(&self, relay: &str) -> Option<&Retirement> {
+        let r = self.retired.get(relay)?;
+        match self.heartbeats.get(relay) {
+            Some(Ok(hb)) if hb.written_us > r.at_us => None,
+            _ => Some(r),
+        }
+    }
+}
+
+/// Reads at most this many objects at once.
+const READS_AT_ONCE: usize = 16;
+
+/// Lists `_state/relays/` and reads every heartbeat and retirement in it.
+pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Relays, object_store::Error> {
+    let metas: Vec<_> = store
+        .list(Some(&Path::from(heartbeat::PREFIX)))
+        .try_collect()
+        .await?;
+    let reads = metas.into_iter().filter_map(|m| {
+        let key = m.location.to_string();
+        let (relay, retired) = heartbeat::parse_key(&key)?;
+        let relay = relay.to_owned();
+        Some(async move {
+            let body = match store.get(&m.location).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            };
+            (relay, retired, body)
+        })
+    });
+    let mut out = Relays::default();
+    let mut got = futures::stream::iter(reads).buffer_unordered(READS_AT_ONCE);
+    while let Some((relay, retired, body)) = got.next().await {
+        let body = match body {
+            // Replaced or removed between the listing and the read: as if not listed.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => Err(e.to_string()),
+            Ok(b) => Ok(b),
+        };
+        if retired {
+            if let Ok(r) = body.and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                out.retired.insert(relay, r);
+            }
+        } else {
+            let hb = body.and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| format!("unreadable heartbeat: {e}"))
+            });
+            out.heartbeats.insert(relay, hb);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    #[error("a reason is required")]
+    NoReason,
+    #[error(
+        "relay {0} has no heartbeat in this store (relay ids are as in raw keys: `natlake relays list`)"
+    )]
+    Unknown(String),
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+}
+
+/// Records that an operator retired a relay: lookups stop waiting on what it did not deliver
+/// and list it under the accepted losses with `reason`. A heartbeat written later undoes it.
+pub async fn retire(
+    store: &Arc<dyn ObjectStore>,
+    relay: &str,
+    reason: &str,
+    now: Micros,
+) -> Result<Retirement, RetireError> {
+    if reason.trim().is_empty() {
+        return Err(RetireError::NoReason);
+    }
+    match store.head(&Path::from(heartbeat::key(relay))).await {
+        Ok(_) => {}
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(RetireError::Unknown(relay.to_owned()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let r = Retirement {
+        relay: natlake_raw::key::sanitize_relay_id(relay),
+        at_us: now,
+        reason: reason.trim().to_owned(),
+    };
+    let body = serde_json::to_vec(&r).unwrap_or_default();
+    store
+        .put(&Path::from(heartbeat::retired_key(relay)), body.into())
+        .await?;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(relay: &str, written_us: i64) -> Heartbeat {
+        Heartbeat {
+            relay: relay.into(),
+            written_us,
+            started_us: 0,
+            stopped: false,
+            kinds: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lists_heartbeats_and_retirements_and_a_later_heartbeat_undoes_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let put = |key: String, body: Vec<u8>| {
+            let store = store.clone();
+            async move { store.put(&Path::from(key), body.into()).await.unwrap() }
+        };
+        put(
+            heartbeat::key("a"),
+            serde_json::to_vec(&hb("a", 10)).unwrap(),
+        )
+        .await;
+        put(heartbeat::key("b"), b"{not json".to_vec()).await;
+        assert!(matches!(
+            retire(&store, "a", " ", 20).await,
+            Err(RetireError::NoReason)
+        ));
+        assert!(matches!(
+            retire(&store, "nobody", "gone", 20).await,
+            Err(RetireError::Unknown(_))
+        ));
+        retire(&store, "a", "decommissioned", 20).await.unwrap();
+        let l = list(&store).await.unwrap();
+        assert_eq!(l.heartbeats["a"], Ok(hb("a", 10)));
+        assert!(
+            l.heartbeats["b"]
+                .as_ref()
+                .is_err_and(|e| e.contains("unreadable"))
+        );
+        assert_eq!(l.retirement("a").unwrap().reason, "decommissioned");
+        assert_eq!(l.retirement("b"), None);
+        // The relay came back: its next heartbeat undoes the retirement.
+        put(
+            heartbeat::key("a"),
+            serde_json::to_vec(&hb("a", 30)).unwrap(),
+        )
+        .await;
+        assert_eq!(list(&store).await.unwrap().retirement("a"), None);
+    }
+}

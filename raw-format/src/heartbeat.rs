@@ -1,0 +1,126 @@
+//! A relay's progress record, `_state/relays/<relay>.json`: rewritten by the relay every
+//! `sink.heartbeat_interval`, read by lookups.
+//!
+//! A raw object says what a relay received up to the moment the batch opened; it cannot say
+//! that nothing else is on its way. The heartbeat does: for each input kind, the time before
+//! which every message the relay received is in a stored raw object (or counted as dropped).
+//! A relay that dies stops rewriting it, so its claim stays behind and every later question
+//! about what it logged stays reported as not received — until an operator retires the relay
+//! (`<relay>.retired.json`, written by `natlake relays retire`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where heartbeats and retirements live.
+pub const PREFIX: &str = "_state/relays";
+const RETIRED_SUFFIX: &str = ".retired.json";
+
+/// The heartbeat key of a relay (its id as it appears in raw keys).
+pub fn key(relay: &str) -> String {
+    format!("{PREFIX}/{}.json", crate::key::sanitize_relay_id(relay))
+}
+
+/// The retirement key of a relay.
+pub fn retired_key(relay: &str) -> String {
+    format!(
+        "{PREFIX}/{}{RETIRED_SUFFIX}",
+        crate::key::sanitize_relay_id(relay)
+    )
+}
+
+/// What a key under [`PREFIX`] is: `(relay, retired?)`; `None` for anything else.
+pub fn parse_key(key: &str) -> Option<(&str, bool)> {
+    let name = key.strip_prefix(PREFIX)?.strip_prefix('/')?;
+    if name.contains('/') {
+        return None;
+    }
+    if let Some(relay) = name.strip_suffix(RETIRED_SUFFIX) {
+        return (!relay.is_empty()).then_some((relay, true));
+    }
+    let relay = name.strip_suffix(".json")?;
+    (!relay.is_empty()).then_some((relay, false))
+}
+
+/// A relay's heartbeat. Times are microseconds since the Unix epoch on the relay's clock (the
+/// clock that stamps `recv_time`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub relay: String,
+    pub written_us: i64,
+    /// When this relay process started.
+    pub started_us: i64,
+    /// The relay's last heartbeat before it stopped on request: nothing is received after it.
+    #[serde(default)]
+    pub stopped: bool,
+    /// By input kind (`InputKind::as_str`): the kinds the relay receives or still holds.
+    pub kinds: BTreeMap<String, KindProgress>,
+    /// Messages dropped since the process started, by reason (counted, never stored).
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindProgress {
+    /// Every message of this kind the relay received before this time is in a stored raw
+    /// object, or was counted as dropped.
+    pub complete_through_us: i64,
+    /// Batches of this kind in the spool (closed, not yet confirmed by the store).
+    pub spooled_batches: u64,
+}
+
+impl Heartbeat {
+    /// Up to when `kind` is stored; `None` when the relay does not report the kind.
+    pub fn complete_through(&self, kind: &str) -> Option<i64> {
+        self.kinds.get(kind).map(|k| k.complete_through_us)
+    }
+}
+
+/// An operator's record that a relay is gone for good (decommissioned, or its loss accepted):
+/// lookups then no longer wait on it. A heartbeat written after `at_us` undoes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retirement {
+    pub relay: String,
+    pub at_us: i64,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        assert_eq!(key("edge-1"), "_state/relays/edge-1.json");
+        assert_eq!(parse_key(&key("edge-1")), Some(("edge-1", false)));
+        assert_eq!(parse_key(&retired_key("edge-1")), Some(("edge-1", true)));
+        assert_eq!(parse_key("_state/relays/x/y.json"), None);
+        assert_eq!(parse_key("_state/relays/.json"), None);
+        assert_eq!(parse_key("_state/normalized/a.json"), None);
+        // Ids are sanitized as in raw keys, so the lookup finds the relay of a raw key.
+        assert_eq!(key("edge 1/a"), "_state/relays/edge-1-a.json");
+    }
+
+    #[test]
+    fn reads_what_it_writes() {
+        let hb = Heartbeat {
+            relay: "r1".into(),
+            written_us: 2,
+            started_us: 1,
+            stopped: false,
+            kinds: [(
+                "syslog_udp".to_string(),
+                KindProgress {
+                    complete_through_us: 1,
+                    spooled_batches: 3,
+                },
+            )]
+            .into(),
+            dropped: BTreeMap::new(),
+        };
+        let back: Heartbeat = serde_json::from_slice(&serde_json::to_vec(&hb).unwrap()).unwrap();
+        assert_eq!(back, hb);
+        assert_eq!(back.complete_through("syslog_udp"), Some(1));
+        assert_eq!(back.complete_through("ipfix"), None);
+    }
+}
