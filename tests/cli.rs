@@ -40,6 +40,7 @@ fn every_subcommand_has_help() -> anyhow::Result<()> {
         "compact",
         "sql",
         "dead-letters",
+        "relays",
     ] {
         assert!(
             subcommands.contains(&want),
@@ -130,6 +131,51 @@ fn demo_answer_matches_lookup_and_its_evidence() -> anyhow::Result<()> {
     assert_eq!(
         with_ids["matches"][0]["subscriber_at_time"], "sub-demo",
         "{with_ids}"
+    );
+
+    // The embedded relay left its last heartbeat: stopped, with everything it received stored
+    // (so the answers above were complete), and the relay named in the evidence keys.
+    let relays = |args: &[&str]| -> anyhow::Result<Vec<Value>> {
+        json_lines(&run(Command::new(NATLAKE)
+            .arg("relays")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path()))?)
+    };
+    let listed = relays(&["list"])?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let relay = listed[0]["relay"].as_str().context("relay id")?.to_owned();
+    assert_eq!(listed[0]["stopped"], true, "{listed:?}");
+    let through = listed[0]["stored_through"]["syslog_udp"]
+        .as_str()
+        .context("stored_through")?;
+    assert!(through > at, "stored through {through}, asked about {at}");
+    let first_key = m[0]["evidence"][0]["key"]
+        .as_str()
+        .context("evidence key")?;
+    assert!(
+        first_key.contains(&format!("/{relay}_")),
+        "{relay} vs {first_key}"
+    );
+    let retired = relays(&["retire", "--reason", "demo over", &relay])?;
+    assert_eq!(retired[0]["reason"], "demo over", "{retired:?}");
+    assert_eq!(relays(&["list"])?[0]["retired"]["reason"], "demo over");
+    let unknown = Command::new(NATLAKE)
+        .args([
+            "relays",
+            "retire",
+            "--reason",
+            "x",
+            "no-such-relay",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no heartbeat"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
     );
 
     // Every piece of evidence names a raw object and a record index; the record is the

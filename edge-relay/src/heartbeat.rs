@@ -5,9 +5,14 @@
 //!
 //! Up to when a kind is stored is the oldest receive time among what is not: the open batch,
 //! the batches in the spool (closed, not yet confirmed by the store), the chunks that sources
-//! hold while waiting for room in the queue — and, for what a source has received but not yet
-//! handed over, the time of the mark less [`IN_HAND`]. The mark goes through the batcher's
-//! queue, so everything handed over before it is in an open batch or the spool by its answer.
+//! hold while waiting for room in the queue; else the time of the mark. The mark is sent
+//! through the batcher's queue [`IN_HAND`] after its time is taken, so what a source received
+//! before it has been handed over (or is held waiting for room) by then, and everything handed
+//! over before the mark is in an open batch or the spool by its answer.
+//!
+//! Besides every `heartbeat_interval`, a heartbeat follows each upload (at most one per
+//! [`AFTER_UPLOAD_GAP`]), so a question about the last minute stops waiting soon after the
+//! batch that holds its answer lands.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,8 +29,12 @@ use crate::spool::Spool;
 use crate::{Counters, DropReason, DynStore, RateLimit, RelayError, now_ns};
 
 /// How long a source may hold what it received before handing it to the queue without waiting
-/// for room (one receive call's messages, stamped and handed over at once), in nanoseconds.
-const IN_HAND: i64 = 1_000_000_000;
+/// for room (one receive call's messages, stamped and handed over at once): generous, since it
+/// only delays the heartbeat.
+const IN_HAND: Duration = Duration::from_secs(1);
+
+/// The least time between heartbeats that uploads prompt (the interval's, if shorter).
+const AFTER_UPLOAD_GAP: Duration = Duration::from_secs(5);
 
 static ERROR_LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
 
@@ -42,12 +51,11 @@ pub(crate) struct Beat {
 }
 
 impl Beat {
-    /// The relay's progress now. `open` is the batcher's answer to a mark sent at `mark_ns`
-    /// (`None` after the batcher stopped: nothing is open then).
+    /// The relay's progress at `mark_ns`. `open` is the batcher's answer to the mark (`None`
+    /// after the batcher stopped: nothing is open or in hand then).
     fn progress(&self, mark_ns: i64, open: Option<OpenOldest>, stopped: bool) -> Heartbeat {
         let waiting = self.queue.waiting().oldest();
-        // After a stop nothing is in hand: every source stopped before the batcher.
-        let floor_us = (mark_ns - if stopped { 0 } else { IN_HAND }) / 1000;
+        let floor_us = mark_ns.div_euclid(1000);
         let mut kinds: BTreeMap<&'static str, KindProgress> = BTreeMap::new();
         for &k in &self.kinds {
             entry(&mut kinds, k, floor_us);
@@ -104,6 +112,7 @@ impl Beat {
     /// Marks, then writes the heartbeat.
     async fn beat(&self) -> Result<Heartbeat, BeatError> {
         let mark_ns = now_ns();
+        tokio::time::sleep(IN_HAND).await;
         let open = self.queue.mark().await?;
         let hb = self.progress(mark_ns, Some(open), false);
         self.put(&hb).await?;
@@ -147,9 +156,10 @@ pub(crate) struct HeartbeatTask {
 }
 
 impl HeartbeatTask {
-    pub fn start(beat: Beat, interval: Duration) -> Self {
+    /// `uploaded` is poked by the uploader after each batch the store confirmed.
+    pub fn start(beat: Beat, interval: Duration, uploaded: Arc<Notify>) -> Self {
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run(beat, interval, stop.clone()));
+        let task = tokio::spawn(run(beat, interval, uploaded, stop.clone()));
         Self { stop, task }
     }
 
@@ -160,8 +170,10 @@ impl HeartbeatTask {
     }
 }
 
-async fn run(beat: Beat, interval: Duration, stop: Arc<Notify>) -> Beat {
+async fn run(beat: Beat, interval: Duration, uploaded: Arc<Notify>, stop: Arc<Notify>) -> Beat {
+    let gap = interval.min(AFTER_UPLOAD_GAP);
     loop {
+        let started = tokio::time::Instant::now();
         match beat.beat().await {
             Ok(hb) => tracing::debug!(kinds = ?hb.kinds, "heartbeat written"),
             Err(BeatError::Relay(RelayError::Stopped)) => return beat,
@@ -174,7 +186,13 @@ async fn run(beat: Beat, interval: Duration, stop: Arc<Notify>) -> Beat {
         }
         tokio::select! {
             _ = stop.notified() => return beat,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep_until(started + interval) => {}
+            _ = uploaded.notified() => {
+                tokio::select! {
+                    _ = stop.notified() => return beat,
+                    _ = tokio::time::sleep_until(started + gap) => {}
+                }
+            }
         }
     }
 }

@@ -352,6 +352,7 @@ impl Relay {
                 counters: counters.clone(),
             },
             cfg.sink.heartbeat_interval,
+            uploader.uploaded(),
         );
 
         let stop = sources::Stop::new();

@@ -21,6 +21,7 @@ use crate::{Counters, DynStore, RateLimit};
 
 pub(crate) struct Uploader {
     notify: Arc<Notify>,
+    uploaded: Arc<Notify>,
     spool: Arc<Spool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -35,9 +36,18 @@ impl Uploader {
         counters: Arc<Counters>,
     ) -> Self {
         let notify = Arc::new(Notify::new());
-        let task = tokio::spawn(run(spool.clone(), store, sink, counters, notify.clone()));
+        let uploaded = Arc::new(Notify::new());
+        let task = tokio::spawn(run(
+            spool.clone(),
+            store,
+            sink,
+            counters,
+            notify.clone(),
+            uploaded.clone(),
+        ));
         Self {
             notify,
+            uploaded,
             spool,
             task,
         }
@@ -46,6 +56,11 @@ impl Uploader {
     /// What the batcher pokes after spooling a batch.
     pub fn notifier(&self) -> Arc<Notify> {
         self.notify.clone()
+    }
+
+    /// What the uploader pokes after the store confirmed a batch (for the heartbeat).
+    pub fn uploaded(&self) -> Arc<Notify> {
+        self.uploaded.clone()
     }
 
     /// Lets uploads go on until the spool is empty or `timeout` passed, then stops. An upload cut
@@ -67,6 +82,7 @@ async fn run(
     sink: SinkConfig,
     counters: Arc<Counters>,
     notify: Arc<Notify>,
+    uploaded: Arc<Notify>,
 ) {
     let backoff = Backoff::new(sink.retry_initial, sink.retry_max);
     loop {
@@ -93,6 +109,7 @@ async fn run(
             .for_each_concurrent(sink.upload_concurrency, |batches| async {
                 for e in batches {
                     upload_one(&spool, &store, &counters, &backoff, e).await;
+                    uploaded.notify_one();
                 }
             })
             .await;

@@ -38,6 +38,9 @@ enum Cmd {
     /// Raw objects normalize gave up on; accepting their loss after checking them.
     #[command(subcommand)]
     DeadLetters(commands::dead_letters::Cmd),
+    /// Relays' heartbeats (up to when each input is stored); retiring a relay gone for good.
+    #[command(subcommand)]
+    Relays(commands::relays::Cmd),
 }
 
 #[tokio::main]
@@ -54,6 +57,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Compact(a) => commands::compact::run(a).await,
         Cmd::Raw(c) => commands::raw::run(c).await,
         Cmd::DeadLetters(c) => commands::dead_letters::run(c).await,
+        Cmd::Relays(c) => commands::relays::run(c).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -612,57 +612,57 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
         reason: Some(reason),
     };
     for (kind, relay) in logged {
-        if let Some(r) = seen.relays.retirement(relay) {
-            if !retired
-                .iter()
-                .any(|g: &Gap| g.key == heartbeat::retired_key(relay))
-            {
-                retired.push(Gap {
-                    key: heartbeat::retired_key(relay),
-                    state: state::GapState::Retired,
-                    reason: Some(format!(
-                        "relay {relay} retired at {}: {}",
-                        format_time(r.at_us),
-                        r.reason
-                    )),
-                });
-            }
-            continue;
-        }
-        match seen.relays.heartbeats.get(relay) {
-            Some(Ok(hb)) => {
-                // A kind the relay no longer names has nothing left in it to deliver.
-                let Some(through) = hb.complete_through(kind) else {
-                    continue;
-                };
-                if through < q.at {
+        let behind = match seen.relays.heartbeats.get(relay) {
+            // A kind the relay no longer names has nothing left in it to deliver.
+            Some(Ok(hb)) => hb
+                .complete_through(kind)
+                .filter(|through| *through < q.at)
+                .map(|through| {
                     let stopped = if hb.stopped { "; it stopped then" } else { "" };
-                    gaps.push(gap(
+                    gap(
                         heartbeat::key(relay),
                         format!(
                             "relay {relay} has stored what it received of {kind} up to {} (heartbeat of {}{stopped}): what it received since is not in the lake",
                             format_time(through),
                             format_time(hb.written_us),
                         ),
-                    ));
-                }
-            }
-            Some(Err(e)) => gaps.push(gap(
+                    )
+                }),
+            Some(Err(e)) => Some(gap(
                 heartbeat::key(relay),
                 format!("relay {relay}: {e}: what it has stored is unknown"),
             )),
-            None => {
-                let kr = (kind.to_owned(), relay.to_owned());
-                if let Some((key, stored)) = seen.raw.newest.get(&kr)
-                    && *stored < q.at
-                {
-                    gaps.push(gap(
+            None => seen
+                .raw
+                .newest
+                .get(&(kind.to_owned(), relay.to_owned()))
+                .filter(|(_, stored)| *stored < q.at)
+                .map(|(key, stored)| {
+                    gap(
                         key.clone(),
                         format!(
                             "relay {relay} stored nothing it received after {}: what it received since is not in the lake",
                             format_time(*stored)
                         ),
-                    ));
+                    )
+                }),
+        };
+        let Some(behind) = behind else { continue };
+        // Retired: what it did not deliver is an accepted loss, listed once per relay.
+        match seen.relays.retirement(relay) {
+            None => gaps.push(behind),
+            Some(r) => {
+                let key = heartbeat::retired_key(relay);
+                if !retired.iter().any(|g: &Gap| g.key == key) {
+                    retired.push(Gap {
+                        key,
+                        state: state::GapState::Retired,
+                        reason: Some(format!(
+                            "relay {relay} retired at {}: {}",
+                            format_time(r.at_us),
+                            r.reason
+                        )),
+                    });
                 }
             }
         }

@@ -5,6 +5,7 @@ pub mod lookup;
 pub mod normalize;
 pub mod parse;
 pub mod raw;
+pub mod relays;
 pub mod sql;
 pub mod up;
 
