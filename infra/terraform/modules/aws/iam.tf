@@ -1,8 +1,8 @@
 # One role per function, each allowed only the prefixes its code touches:
 #   normalize  reads raw/ and its enrichment (config/, enrich/), writes lake/, its done markers and the markers of objects it writes into ended hours (_state/late/) (Lambda retries; failures go to SQS)
 #   compact    reads, rewrites and deletes lake/ objects, keeps its carry markers in _state/carry/, consumes _state/late/, sets unreadable objects aside in _state/quarantine/ (and removes them there once a new object took their key)
-#   lookup     lists and reads lake/, lists the carry markers in _state/carry/ and the late markers in _state/late/, lists raw/ with its done markers and dead letters and _state/quarantine/ (reads their reasons), reads config/ (deterministic NAT, enrichment) and enrich/ (identity sources), writes audit/
-#   relay      writes raw/ and nothing else
+#   lookup     lists and reads lake/, lists the carry markers in _state/carry/ and the late markers in _state/late/, lists raw/ with its done markers and dead letters and _state/quarantine/ (reads their reasons), lists/reads the relays' heartbeats (_state/relays/), reads config/ (deterministic NAT, enrichment) and enrich/ (identity sources), writes audit/
+#   relay      writes raw/ and its heartbeat in _state/relays/, nothing else
 
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
@@ -130,7 +130,7 @@ data "aws_iam_policy_document" "lookup" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/accepted/*", "${local.root}_state/quarantine/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/accepted/*", "${local.root}_state/quarantine/*", "${local.root}_state/relays/*"]
     }
   }
   statement {
@@ -139,10 +139,11 @@ data "aws_iam_policy_document" "lookup" {
     resources = [local.objects["lake"]]
   }
   statement {
-    # The reasons of dead letters, accepted losses and quarantined objects.
+    # The reasons of dead letters, accepted losses and quarantined objects; the relays'
+    # heartbeats and retirements.
     sid       = "ReadFailures"
     actions   = ["s3:GetObject"]
-    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"]]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"], local.objects["_state/relays"]]
   }
   statement {
     # config/deterministic_nat.toml, the enrichment configuration and its identity sources.
@@ -185,13 +186,19 @@ resource "aws_iam_role_policy" "fn" {
   policy   = local.function_policies[each.key]
 }
 
-# The edge relay: PutObject under raw/ only. A role for relays that can assume one; a user with
+# The edge relay: PutObject under raw/ and of its heartbeat under _state/relays/ only. A role for relays that can assume one; a user with
 # an access key only when asked for (relays outside AWS without Roles Anywhere).
 data "aws_iam_policy_document" "relay" {
   statement {
     sid       = "WriteRaw"
     actions   = ["s3:PutObject"]
     resources = [local.objects["raw"]]
+  }
+  statement {
+    # Its heartbeat: up to when each input is stored (lookups read it).
+    sid       = "WriteHeartbeat"
+    actions   = ["s3:PutObject"]
+    resources = [local.objects["_state/relays"]]
   }
   dynamic "statement" {
     for_each = local.sse_kms ? [1] : []
@@ -217,7 +224,7 @@ data "aws_iam_policy_document" "relay_assume" {
 resource "aws_iam_role" "relay" {
   count              = length(var.relay_trusted_principal_arns) > 0 ? 1 : 0
   name               = "${var.name}-relay"
-  description        = "natlake edge relay: PutObject under raw/ only"
+  description        = "natlake edge relay: PutObject under raw/ and _state/relays/ only"
   assume_role_policy = data.aws_iam_policy_document.relay_assume.json
   tags               = local.tags
 }

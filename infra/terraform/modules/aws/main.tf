@@ -19,7 +19,7 @@ locals {
   bucket_arn = aws_s3_bucket.store.arn
   # ARN of every object under a store prefix, e.g. local.objects["raw"] = arn:…:bucket/raw/*.
   objects = {
-    for p in ["raw", "lake", "audit", "athena-results", "config", "enrich", "_state/normalized", "_state/dead-letter", "_state/accepted", "_state/carry", "_state/quarantine", "_state/late"] :
+    for p in ["raw", "lake", "audit", "athena-results", "config", "enrich", "_state/normalized", "_state/dead-letter", "_state/accepted", "_state/carry", "_state/quarantine", "_state/late", "_state/relays"] :
     p => "${aws_s3_bucket.store.arn}/${local.root}${p}/*"
   }
 

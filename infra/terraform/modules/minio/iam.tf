@@ -1,9 +1,9 @@
 # A MinIO user per role (the access key is the user name), each with a policy scoped to the
 # prefixes its code touches:
-#   relay      PutObject raw/
+#   relay      PutObject raw/ and its heartbeat in _state/relays/
 #   normalize  list/read raw/, check and write done markers, write lake/, write (and, once resolved, delete) dead letters and the markers of objects it writes into ended hours (_state/late/)
 #   compact    list/read/rewrite/delete lake/, keep its carry markers in _state/carry/, consume _state/late/, set unreadable objects aside in _state/quarantine/ (and remove them there once a new object took their key)
-#   lookup     list/read lake/, list the carry and late markers, list raw/ with its done markers and dead letters and _state/quarantine/ (read their reasons), write audit/
+#   lookup     list/read lake/, list the carry and late markers, list raw/ with its done markers and dead letters and _state/quarantine/ (read their reasons), list/read the relays' heartbeats (_state/relays/), write audit/
 #   analysts   list/read lake/
 
 data "minio_iam_policy_document" "relay" {
@@ -11,6 +11,12 @@ data "minio_iam_policy_document" "relay" {
     sid       = "WriteRaw"
     actions   = ["s3:PutObject"]
     resources = [local.objects["raw"]]
+  }
+  statement {
+    # Its heartbeat: up to when each input is stored (lookups read it).
+    sid       = "WriteHeartbeat"
+    actions   = ["s3:PutObject"]
+    resources = [local.objects["_state/relays"]]
   }
 }
 
@@ -91,7 +97,7 @@ data "minio_iam_policy_document" "lookup" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/accepted/*", "${local.root}_state/quarantine/*"]
+      values   = ["${local.root}lake/*", "${local.root}_state/carry/*", "${local.root}_state/late/*", "${local.root}raw/*", "${local.root}_state/normalized/*", "${local.root}_state/dead-letter/*", "${local.root}_state/accepted/*", "${local.root}_state/quarantine/*", "${local.root}_state/relays/*"]
     }
   }
   statement {
@@ -100,10 +106,11 @@ data "minio_iam_policy_document" "lookup" {
     resources = [local.objects["lake"]]
   }
   statement {
-    # The reasons of dead letters, accepted losses and quarantined objects.
+    # The reasons of dead letters, accepted losses and quarantined objects; the relays'
+    # heartbeats and retirements.
     sid       = "ReadFailures"
     actions   = ["s3:GetObject"]
-    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"]]
+    resources = [local.objects["_state/dead-letter"], local.objects["_state/accepted"], local.objects["_state/quarantine"], local.objects["_state/relays"]]
   }
   statement {
     sid       = "WriteAudit"

@@ -8,7 +8,7 @@ locals {
 
   bucket_arn = "arn:aws:s3:::${minio_s3_bucket.store.bucket}"
   objects = {
-    for p in ["raw", "lake", "audit", "_state/normalized", "_state/dead-letter", "_state/accepted", "_state/carry", "_state/quarantine", "_state/late"] :
+    for p in ["raw", "lake", "audit", "_state/normalized", "_state/dead-letter", "_state/accepted", "_state/carry", "_state/quarantine", "_state/late", "_state/relays"] :
     p => "${local.bucket_arn}/${local.root}${p}/*"
   }
 
