@@ -149,34 +149,44 @@ pub(crate) enum BeatError {
     Encode(String),
 }
 
+/// How long a stop waits for a heartbeat under way (its put may hang on an unreachable store).
+const STOP_WAIT: Duration = Duration::from_secs(3);
+
 /// The running heartbeat task.
 pub(crate) struct HeartbeatTask {
+    beat: Arc<Beat>,
     stop: Arc<Notify>,
-    task: tokio::task::JoinHandle<Beat>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl HeartbeatTask {
     /// `uploaded` is poked by the uploader after each batch the store confirmed.
     pub fn start(beat: Beat, interval: Duration, uploaded: Arc<Notify>) -> Self {
+        let beat = Arc::new(beat);
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run(beat, interval, uploaded, stop.clone()));
-        Self { stop, task }
+        let task = tokio::spawn(run(beat.clone(), interval, uploaded, stop.clone()));
+        Self { beat, stop, task }
     }
 
-    /// Stops the task and gives back what it needs for the last heartbeat.
-    pub async fn stop(self) -> Option<Beat> {
+    /// Stops the task (cutting short a heartbeat that takes too long) and gives back what the
+    /// last heartbeat needs.
+    pub async fn stop(self) -> Arc<Beat> {
         self.stop.notify_one();
-        self.task.await.ok()
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(STOP_WAIT, self.task).await.is_err() {
+            abort.abort();
+        }
+        self.beat
     }
 }
 
-async fn run(beat: Beat, interval: Duration, uploaded: Arc<Notify>, stop: Arc<Notify>) -> Beat {
+async fn run(beat: Arc<Beat>, interval: Duration, uploaded: Arc<Notify>, stop: Arc<Notify>) {
     let gap = interval.min(AFTER_UPLOAD_GAP);
     loop {
         let started = tokio::time::Instant::now();
         match beat.beat().await {
             Ok(hb) => tracing::debug!(kinds = ?hb.kinds, "heartbeat written"),
-            Err(BeatError::Relay(RelayError::Stopped)) => return beat,
+            Err(BeatError::Relay(RelayError::Stopped)) => return,
             Err(err) => {
                 ::metrics::counter!("edge_relay_heartbeat_errors_total").increment(1);
                 if let Some(suppressed) = ERROR_LOG.allow() {
@@ -185,11 +195,11 @@ async fn run(beat: Beat, interval: Duration, uploaded: Arc<Notify>, stop: Arc<No
             }
         }
         tokio::select! {
-            _ = stop.notified() => return beat,
+            _ = stop.notified() => return,
             _ = tokio::time::sleep_until(started + interval) => {}
             _ = uploaded.notified() => {
                 tokio::select! {
-                    _ = stop.notified() => return beat,
+                    _ = stop.notified() => return,
                     _ = tokio::time::sleep_until(started + gap) => {}
                 }
             }

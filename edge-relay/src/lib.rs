@@ -501,15 +501,13 @@ impl RelayHandle {
         uploader.stop(left).await;
         // What is stored now, and that nothing more is received: lookups stop waiting on the
         // open batch of a relay stopped on purpose, not on what is left in its spool.
-        if let Some(beat) = beat {
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1));
-            match tokio::time::timeout(left, beat.last()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the last heartbeat"),
-                Err(_) => tracing::warn!("timed out writing the last heartbeat"),
-            }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        match tokio::time::timeout(left, beat.last()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the last heartbeat"),
+            Err(_) => tracing::warn!("timed out writing the last heartbeat"),
         }
         metrics_task.stop().await;
         let stats = snapshot(&counters, &spool);

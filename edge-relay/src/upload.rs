@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::Notify;
@@ -85,34 +84,55 @@ async fn run(
     uploaded: Arc<Notify>,
 ) {
     let backoff = Backoff::new(sink.retry_initial, sink.retry_max);
+    // One lane per input kind puts that kind's batches one after another, in spool order; lanes
+    // go side by side, up to `upload_concurrency`. A newer batch never lands while an older one
+    // of its kind is retried (lookups and the heartbeat rely on it), and a kind whose puts fail
+    // holds back no other: a lane that finished is replaced at once by the next of its kind.
+    let mut lanes: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+    let mut running: std::collections::HashMap<tokio::task::Id, String> = Default::default();
     loop {
-        let entries = match spool.list() {
-            Ok(v) => v,
+        match spool.list() {
+            Ok(entries) => {
+                for (kind, batches) in by_kind(entries) {
+                    if running.len() >= sink.upload_concurrency
+                        || running.values().any(|k| *k == kind)
+                    {
+                        continue;
+                    }
+                    let (spool, store, counters, backoff, uploaded) = (
+                        spool.clone(),
+                        store.clone(),
+                        counters.clone(),
+                        backoff.clone(),
+                        uploaded.clone(),
+                    );
+                    let lane = lanes.spawn(async move {
+                        for e in batches {
+                            upload_one(&spool, &store, &counters, &backoff, e).await;
+                            uploaded.notify_one();
+                        }
+                    });
+                    running.insert(lane.id(), kind);
+                }
+            }
             Err(e) => {
                 if let Some(suppressed) = ERROR_LOG.allow() {
                     tracing::error!(dir = %spool.dir().display(), error = %e, suppressed, "cannot list the spool");
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
             }
-        };
-        if entries.is_empty() {
-            // Woken by the batcher; the timeout is only a safety net.
-            let _ = tokio::time::timeout(Duration::from_secs(5), notify.notified()).await;
-            continue;
         }
-        // One input kind's batches are put one after another, in spool order; kinds go side by
-        // side. Lookups take a relay's newest stored object of a kind as the point up to which
-        // that kind is in the lake (`not_received`): true only if no older batch of the kind is
-        // still being retried while a newer one lands.
-        futures::stream::iter(by_kind(entries))
-            .for_each_concurrent(sink.upload_concurrency, |batches| async {
-                for e in batches {
-                    upload_one(&spool, &store, &counters, &backoff, e).await;
-                    uploaded.notify_one();
-                }
-            })
-            .await;
+        // Woken by the batcher or a finished lane; the timeout is only a safety net.
+        tokio::select! {
+            Some(done) = lanes.join_next_with_id() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                running.remove(&id);
+            }
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }
 
@@ -196,7 +216,7 @@ async fn upload_one(
 
 /// Spool entries grouped by input kind (`raw/<kind>/…`), each group in spool order, the groups
 /// in the order of their oldest entry.
-fn by_kind(entries: Vec<SpoolEntry>) -> Vec<Vec<SpoolEntry>> {
+fn by_kind(entries: Vec<SpoolEntry>) -> Vec<(String, Vec<SpoolEntry>)> {
     let mut groups: Vec<(String, Vec<SpoolEntry>)> = Vec::new();
     for e in entries {
         // The key's directory above `hour=…` (the whole directory for a key without one).
@@ -207,7 +227,7 @@ fn by_kind(entries: Vec<SpoolEntry>) -> Vec<Vec<SpoolEntry>> {
             None => groups.push((kind, vec![e])),
         }
     }
-    groups.into_iter().map(|(_, g)| g).collect()
+    groups
 }
 
 /// The store's error, with what to do about it when it is a refusal of the credentials.
@@ -246,6 +266,7 @@ fn describe(err: &object_store::Error) -> String {
 }
 
 /// Exponential backoff with "equal jitter": half the delay is fixed, half random.
+#[derive(Clone)]
 pub(crate) struct Backoff {
     initial: Duration,
     max: Duration,
@@ -336,6 +357,53 @@ mod tests {
                 Instant::now() < deadline,
                 "the held-back batches were not uploaded"
             );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        uploader.stop(Duration::from_secs(5)).await;
+        assert_eq!(spool.files(), 0);
+    }
+
+    /// While one kind's put keeps failing, batches of another kind spooled later still go out
+    /// (each kind has its own lane; the uploader does not wait for every kind to finish).
+    #[tokio::test]
+    async fn a_failing_kind_does_not_hold_back_later_batches_of_another() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let spool_dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(Counters::default());
+        let spool = Arc::new(Spool::open(spool_dir.path(), 1 << 20, counters.clone()).unwrap());
+        let stuck = "raw/ipfix/hour=2026-11-24T10/r1_a.nlraw.zst";
+        spool.write(stuck, 1, 0, b"a").unwrap();
+        let blocker = store_dir.path().join("raw/ipfix");
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let store: DynStore = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(store_dir.path()).unwrap(),
+        );
+        let sink = SinkConfig {
+            upload_concurrency: 2,
+            retry_initial: Duration::from_millis(5),
+            retry_max: Duration::from_millis(20),
+            ..SinkConfig::default()
+        };
+        let uploader = Uploader::start(spool.clone(), store, sink, counters.clone());
+        let stored = |key: &str| store_dir.path().join(key).is_file();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0..3 {
+            let key = format!("raw/syslog_udp/hour=2026-11-24T10/r1_s{i}.nlraw.zst");
+            spool.write(&key, 1, 0, key.as_bytes()).unwrap();
+            uploader.notifier().notify_one();
+            while !stored(&key) {
+                assert!(
+                    Instant::now() < deadline,
+                    "syslog batch {i} waited on the failing ipfix one"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        assert!(!stored(stuck) && counters.upload_errors.load(Ordering::Relaxed) > 0);
+        std::fs::remove_file(&blocker).unwrap();
+        while !stored(stuck) {
+            assert!(Instant::now() < deadline, "the ipfix batch never landed");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         uploader.stop(Duration::from_secs(5)).await;
