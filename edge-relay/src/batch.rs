@@ -287,11 +287,18 @@ impl QueueTx {
     }
 
     fn count_full(&self, c: Chunk, source: &str) {
-        self.counters.count_drop(
+        let since = c
+            .msgs
+            .iter()
+            .map(|m| m.recv_ns)
+            .min()
+            .unwrap_or_else(now_ns);
+        self.counters.count_drop_since(
             DropReason::QueueFull,
             c.kind,
             c.len() as u64,
             c.data.len() as u64,
+            since,
         );
         if let Some(suppressed) = QUEUE_FULL_LOG.allow() {
             tracing::warn!(
@@ -567,7 +574,13 @@ impl Drop for SpoolWriter {
 fn write_job(spool: &Spool, uploader: &Notify, counters: &Counters, job: SpoolJob) {
     match spool.write(&job.key, job.records, job.oldest_ns, &job.bytes) {
         Ok(()) => uploader.notify_one(),
-        Err(reason) => counters.count_drop(reason, job.kind, job.records, job.payload_bytes),
+        Err(reason) => counters.count_drop_since(
+            reason,
+            job.kind,
+            job.records,
+            job.payload_bytes,
+            job.oldest_ns,
+        ),
     }
 }
 
@@ -738,8 +751,13 @@ impl Worker {
         let bytes = match o.writer.finish() {
             Ok(b) => b,
             Err(e) => {
-                self.counters
-                    .count_drop(DropReason::EncodeError, kind, records, o.payload_bytes);
+                self.counters.count_drop_since(
+                    DropReason::EncodeError,
+                    kind,
+                    records,
+                    o.payload_bytes,
+                    o.oldest_ns.min(o.created_ns),
+                );
                 if let Some(suppressed) = ENCODE_LOG.allow() {
                     tracing::error!(%kind, records, error = %e, suppressed, "cannot finish a batch");
                 }

@@ -126,7 +126,30 @@ impl Beat {
         Ok(hb)
     }
 
+    /// Writes the spans of dropped messages that changed, before the heartbeat whose claim
+    /// passes them; what fails is written at the next heartbeat.
+    async fn put_drops(&self) -> Result<(), BeatError> {
+        let relay = natlake_raw::key::sanitize_relay_id(&self.relay_id);
+        let spans = self.counters.drops.take_changed(&relay, now_ns());
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for d in spans {
+            let key = ObjectPath::from(heartbeat::drops_key(&relay, &d.kind, d.first_us));
+            let body = serde_json::to_vec(&d).map_err(|e| BeatError::Encode(e.to_string()))?;
+            if let Err(e) = self.store.put(&key, PutPayload::from(body)).await {
+                first_error.get_or_insert(e);
+                failed.push(d);
+            }
+        }
+        self.counters.drops.retry(&failed);
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
     async fn put(&self, hb: &Heartbeat) -> Result<(), BeatError> {
+        self.put_drops().await?;
         let body = serde_json::to_vec_pretty(hb).map_err(|e| BeatError::Encode(e.to_string()))?;
         let key = ObjectPath::from(heartbeat::key(&self.relay_id));
         self.store.put(&key, PutPayload::from(body)).await?;

@@ -23,6 +23,7 @@
 
 mod batch;
 pub mod config;
+mod drops;
 mod heartbeat;
 pub mod metrics;
 mod raw_writer;
@@ -170,6 +171,8 @@ pub(crate) struct Counters {
     pub udp_receive_fallbacks: AtomicU64,
     /// The latest failed put, explained (cleared by nothing: it is history).
     pub last_upload_error: std::sync::Mutex<Option<String>>,
+    /// When drops happened, for the heartbeat to publish.
+    pub drops: drops::DropLog,
 }
 
 impl Counters {
@@ -183,8 +186,22 @@ impl Counters {
 }
 
 impl Counters {
-    /// Counts a drop of `messages` messages totalling `bytes` payload bytes.
+    /// Counts a drop of `messages` messages totalling `bytes` payload bytes, received now.
     pub fn count_drop(&self, reason: DropReason, kind: InputKind, messages: u64, bytes: u64) {
+        self.count_drop_since(reason, kind, messages, bytes, now_ns());
+    }
+
+    /// [`Counters::count_drop`] for messages received from `since_ns` on (a whole batch).
+    pub fn count_drop_since(
+        &self,
+        reason: DropReason,
+        kind: InputKind,
+        messages: u64,
+        bytes: u64,
+        since_ns: i64,
+    ) {
+        self.drops
+            .record(kind, reason.as_str(), messages, since_ns, now_ns());
         let i = reason.index();
         self.dropped_messages[i].fetch_add(messages, Ordering::Relaxed);
         self.dropped_bytes[i].fetch_add(bytes, Ordering::Relaxed);

@@ -396,6 +396,30 @@ async fn a_full_spool_drops_whole_batches_and_counts_them() {
         assert!(seen.insert(r.payload.clone()), "duplicate payload");
         assert!(payloads.contains(&r.payload));
     }
+    // The heartbeat recorded when: spans under _state/relays/drops/ whose counts add up, within
+    // the receive times of the records (the dropped batches were received among them).
+    let mut spans = Vec::new();
+    let dir = store.path().join(natlake_raw::heartbeat::DROPS_PREFIX);
+    for hour in std::fs::read_dir(&dir).unwrap() {
+        for f in std::fs::read_dir(hour.unwrap().path()).unwrap() {
+            let d: natlake_raw::heartbeat::DropSpan =
+                serde_json::from_slice(&std::fs::read(f.unwrap().path()).unwrap()).unwrap();
+            spans.push(d);
+        }
+    }
+    assert_eq!(
+        spans.iter().map(|d| d.reasons["spool_full"]).sum::<u64>(),
+        stats.dropped(DropReason::SpoolFull),
+        "{spans:?}"
+    );
+    let first = recs.iter().map(|r| r.recv_ns / 1000).min().unwrap();
+    for d in &spans {
+        assert_eq!(
+            (d.relay.as_str(), d.kind.as_str()),
+            ("test-relay", "syslog_udp")
+        );
+        assert!(d.first_us >= first - 1 && d.first_us <= d.last_us, "{d:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

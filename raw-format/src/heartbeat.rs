@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 /// Where heartbeats and retirements live.
 pub const PREFIX: &str = "_state/relays";
+/// Where relays record what they dropped, by the hour it began in (`hour=YYYY-MM-DDTHH/`).
+pub const DROPS_PREFIX: &str = "_state/relays/drops";
 const RETIRED_SUFFIX: &str = ".retired.json";
 
 /// The heartbeat key of a relay (its id as it appears in raw keys).
@@ -40,6 +42,43 @@ pub fn parse_key(key: &str) -> Option<(&str, bool)> {
     }
     let relay = name.strip_suffix(".json")?;
     (!relay.is_empty()).then_some((relay, false))
+}
+
+/// The key of a span of dropped messages: `<DROPS_PREFIX>/hour=H/<relay>_<kind>_<first_us>.json`.
+/// The span grows in place (the same key) until it closes.
+pub fn drops_key(relay: &str, kind: &str, first_us: i64) -> String {
+    format!(
+        "{}/{}_{kind}_{first_us}.json",
+        drops_dir(first_us.div_euclid(1_000_000)),
+        crate::key::sanitize_relay_id(relay)
+    )
+}
+
+/// The directory of the spans that began in the hour of `unix_secs`.
+pub fn drops_dir(unix_secs: i64) -> String {
+    format!("{DROPS_PREFIX}/hour={}", crate::key::hour_label(unix_secs))
+}
+
+/// `(relay, kind, first_us)` of a [`drops_key`].
+pub fn parse_drops_key(key: &str) -> Option<(&str, &str, i64)> {
+    let name = key.strip_prefix(DROPS_PREFIX)?.rsplit('/').next()?;
+    let stem = name.strip_suffix(".json")?;
+    // Relay ids have no `_`; kinds may (`syslog_udp`); the time has none.
+    let (relay, rest) = stem.split_once('_')?;
+    let (kind, first) = rest.rsplit_once('_')?;
+    Some((relay, kind, first.parse().ok()?))
+}
+
+/// Messages a relay received and could not keep (counted by reason), received within
+/// [first_us, last_us] on its clock. Written before the heartbeat whose claim passes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropSpan {
+    pub relay: String,
+    pub kind: String,
+    pub first_us: i64,
+    pub last_us: i64,
+    pub messages: u64,
+    pub reasons: BTreeMap<String, u64>,
 }
 
 /// A relay's heartbeat. Times are microseconds since the Unix epoch on the relay's clock (the
@@ -99,6 +138,16 @@ mod tests {
         assert_eq!(parse_key("_state/normalized/a.json"), None);
         // Ids are sanitized as in raw keys, so the lookup finds the relay of a raw key.
         assert_eq!(key("edge 1/a"), "_state/relays/edge-1-a.json");
+        let d = drops_key("edge-1", "syslog_udp", 1_795_510_800_000_001);
+        assert_eq!(
+            d,
+            "_state/relays/drops/hour=2026-11-24T09/edge-1_syslog_udp_1795510800000001.json"
+        );
+        assert_eq!(
+            parse_drops_key(&d),
+            Some(("edge-1", "syslog_udp", 1_795_510_800_000_001))
+        );
+        assert_eq!(parse_key(&d), None);
     }
 
     #[test]

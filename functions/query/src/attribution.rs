@@ -435,6 +435,9 @@ struct StateSeen {
     accepted: Vec<Gap>,
     /// Read before `raw`: what a heartbeat says is stored is then in the raw listing.
     relays: relays::Relays,
+    /// What relays dropped from shortly before `from` to the end of the question's window.
+    drops: Vec<relays::Dropped>,
+    from: Micros,
 }
 
 async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
@@ -505,6 +508,9 @@ async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
     })
 }
 
+/// Spans of dropped messages read per answer at most (the rest are reported by key).
+const DROPS_READ: usize = 50;
+
 /// Raw objects created this long after the question's time are not counted as pending: what
 /// they hold the relay received after it (a batch keeps its creation hour through retries and
 /// the spool), so only a device's own delay could put an event of that time in them.
@@ -528,7 +534,7 @@ async fn state_before(
     );
     let failed_since = layout::hour_label(q.at - q.window - q.lookback - 3_600_000_000);
     let newest_relevant = layout::hour_label(q.at + q.window + PENDING_AFTER);
-    let (raw, (failed, accepted)) = futures::try_join!(
+    let (raw, (failed, accepted), drops) = futures::try_join!(
         state::raw_listing(&lake.store, &raw_since, &raw_until),
         state::losses(
             &lake.store,
@@ -536,12 +542,21 @@ async fn state_before(
             &newest_relevant,
             state::REASONS_READ
         ),
+        // A span is at most ten minutes long: one that began before `from` may reach into it.
+        relays::drops(
+            &lake.store,
+            from.div_euclid(1_000_000) - 600,
+            (q.at + q.window).div_euclid(1_000_000),
+            DROPS_READ,
+        ),
     )?;
     Ok(StateSeen {
         raw,
         failed,
         accepted,
         relays,
+        drops,
+        from,
     })
 }
 
@@ -611,7 +626,7 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
         state: state::GapState::NotReceived,
         reason: Some(reason),
     };
-    for (kind, relay) in logged {
+    for &(kind, relay) in &logged {
         let behind = match seen.relays.heartbeats.get(relay) {
             // A kind the relay no longer names has nothing left in it to deliver.
             Some(Ok(hb)) => hb
@@ -647,7 +662,9 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
                     )
                 }),
         };
-        let Some(behind) = behind else { continue };
+        let Some(behind) = behind else {
+            continue;
+        };
         // Retired: what it did not deliver is an accepted loss, listed once per relay.
         match seen.relays.retirement(relay) {
             None => gaps.push(behind),
@@ -666,6 +683,35 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
                 }
             }
         }
+    }
+    // Messages these relays could not keep, received while the events read happened.
+    let (lo, hi) = (seen.from, q.at + q.window);
+    for d in &seen.drops {
+        if !logged.contains(&(d.kind.as_str(), d.relay.as_str())) {
+            continue;
+        }
+        let reason = match &d.span {
+            Ok(s) if s.last_us < lo || s.first_us > hi => continue,
+            Ok(s) => format!(
+                "relay {} dropped {} messages of {} received between {} and {} ({}): whatever they held is in no table",
+                s.relay,
+                s.messages,
+                s.kind,
+                format_time(s.first_us),
+                format_time(s.last_us),
+                s.reasons
+                    .iter()
+                    .map(|(r, n)| format!("{r}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => format!("relay {} dropped messages of {}: {e}", d.relay, d.kind),
+        };
+        gaps.push(Gap {
+            key: d.key.clone(),
+            state: state::GapState::Dropped,
+            reason: Some(reason),
+        });
     }
     (gaps, retired)
 }
@@ -1573,6 +1619,58 @@ mod tests {
                 .unwrap()
                 .contains("unreadable heartbeat"),
             "{a:?}"
+        );
+    }
+
+    /// Messages a relay that logged about the address dropped while the events read happened
+    /// make the answer ambiguous, with the relay's record of them; drops of other relays or
+    /// kinds, or outside the time read, do not.
+    #[tokio::test]
+    async fn messages_a_relay_dropped_in_the_time_read_are_reported() {
+        use natlake_core::lake::state::GapState;
+        let dir = tempfile::tempdir().unwrap();
+        let k1 = "raw/conntrack/hour=2026-11-01T00/cgn-1_0001.nlraw.zst";
+        let rows = [nat_row(
+            T0 + 10_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.1",
+            2000,
+            k1,
+            0,
+        )];
+        let lake = lake_with(dir.path(), &rows);
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let question = Question::new(ip, 2000, T0 + 1_800_000_000);
+        let span = |relay: &str, kind: &str, first_us: i64, last_us: i64| {
+            let d = heartbeat::DropSpan {
+                relay: relay.into(),
+                kind: kind.into(),
+                first_us,
+                last_us,
+                messages: 7,
+                reasons: [("queue_full".to_string(), 7)].into(),
+            };
+            let key = heartbeat::drops_key(relay, kind, first_us);
+            put_file(dir.path(), &key, &serde_json::to_string(&d).unwrap());
+            key
+        };
+        // Another relay, another kind, and after the window: not this answer's.
+        span("cgn-2", "conntrack", T0 + 60_000_000, T0 + 70_000_000);
+        span("cgn-1", "syslog_udp", T0 + 60_000_000, T0 + 70_000_000);
+        span("cgn-1", "conntrack", T0 + 7_200_000_000, T0 + 7_210_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+
+        let key = span("cgn-1", "conntrack", T0 + 60_000_000, T0 + 70_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert_eq!(a.attribution.matches.len(), 1, "{a:?}");
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let got: Vec<_> = a.unread.iter().map(|g| (g.key.as_str(), g.state)).collect();
+        assert_eq!(got, [(key.as_str(), GapState::Dropped)], "{a:?}");
+        let reason = a.unread[0].reason.as_deref().unwrap();
+        assert!(
+            reason.contains("dropped 7 messages") && reason.contains("queue_full: 7"),
+            "{reason}"
         );
     }
 

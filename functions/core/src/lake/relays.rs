@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-pub use natlake_raw::heartbeat::{self, Heartbeat, Retirement};
+pub use natlake_raw::heartbeat::{self, DropSpan, Heartbeat, Retirement};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -35,12 +35,12 @@ impl Relays {
 /// Reads at most this many objects at once.
 const READS_AT_ONCE: usize = 16;
 
-/// Lists `_state/relays/` and reads every heartbeat and retirement in it.
+/// Lists `_state/relays/` (not its `drops/`) and reads every heartbeat and retirement in it.
 pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Relays, object_store::Error> {
-    let metas: Vec<_> = store
-        .list(Some(&Path::from(heartbeat::PREFIX)))
-        .try_collect()
-        .await?;
+    let metas = store
+        .list_with_delimiter(Some(&Path::from(heartbeat::PREFIX)))
+        .await?
+        .objects;
     let reads = metas.into_iter().filter_map(|m| {
         let key = m.location.to_string();
         let (relay, retired) = heartbeat::parse_key(&key)?;
@@ -75,6 +75,69 @@ pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Relays, object_store::
         }
     }
     Ok(out)
+}
+
+/// A span of dropped messages as listed: its key, and the span when it could be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    pub key: String,
+    pub relay: String,
+    pub kind: String,
+    pub span: Result<DropSpan, String>,
+}
+
+/// The spans of dropped messages that began in the hours from `since` to `until` (Unix
+/// seconds); at most `max_read` are read, the rest keep their key and say so.
+pub async fn drops(
+    store: &Arc<dyn ObjectStore>,
+    since: i64,
+    until: i64,
+    max_read: usize,
+) -> Result<Vec<Dropped>, object_store::Error> {
+    let hours = (since.div_euclid(3600)..=until.div_euclid(3600)).map(|h| h * 3600);
+    let listed = futures::future::try_join_all(hours.map(|h| async move {
+        store
+            .list(Some(&Path::from(heartbeat::drops_dir(h))))
+            .try_collect::<Vec<_>>()
+            .await
+    }))
+    .await?;
+    let keys: Vec<String> = listed
+        .into_iter()
+        .flatten()
+        .map(|m| m.location.to_string())
+        .collect();
+    let reads = keys.into_iter().enumerate().filter_map(|(i, key)| {
+        let (relay, kind, _) = heartbeat::parse_drops_key(&key)?;
+        let (relay, kind) = (relay.to_owned(), kind.to_owned());
+        Some(async move {
+            let span = if i >= max_read {
+                Err(format!(
+                    "not read: more than {max_read} spans in these hours"
+                ))
+            } else {
+                match store.get(&Path::from(key.as_str())).await {
+                    Ok(r) => match r.bytes().await {
+                        Ok(b) => {
+                            serde_json::from_slice(&b).map_err(|e| format!("unreadable span: {e}"))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            Dropped {
+                key,
+                relay,
+                kind,
+                span,
+            }
+        })
+    });
+    Ok(futures::stream::iter(reads)
+        .buffer_unordered(READS_AT_ONCE)
+        .collect()
+        .await)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -86,6 +86,9 @@ pub enum GapState {
     /// heartbeat (`key`) says everything is stored up to: still in the relay's open batch or
     /// its spool, or lost with the relay.
     NotReceived,
+    /// Messages a relay received and could not keep (queue or spool full, oversized, …;
+    /// `key`: the relay's record of them): whatever they held is in no table.
+    Dropped,
     /// A relay an operator retired (`natlake relays retire`): what it did not deliver is lost,
     /// and the operator judged that no answer needs it.
     Retired,

@@ -114,6 +114,18 @@ resource "aws_s3_bucket_lifecycle_configuration" "store" {
   }
 
   rule {
+    # What relays dropped: reported by lookups over those hours, as long as the lake.
+    id     = "relay-drops"
+    status = "Enabled"
+    filter {
+      prefix = "${local.root}_state/relays/drops/"
+    }
+    expiration {
+      days = var.lake_retention_days
+    }
+  }
+
+  rule {
     id     = "compact-state"
     status = "Enabled"
     filter {

@@ -79,6 +79,12 @@ resource "minio_ilm_policy" "store" {
     expiration = "${var.lake_retention_days}d"
   }
   rule {
+    # What relays dropped: reported by lookups over those hours, as long as the lake.
+    id         = "relay-drops"
+    filter     = "${local.root}_state/relays/drops/"
+    expiration = "${var.lake_retention_days}d"
+  }
+  rule {
     id         = "compact-state"
     filter     = "${local.root}_state/carry/"
     expiration = "${var.lake_retention_days}d"
