@@ -310,14 +310,47 @@ fn jitter() -> f64 {
 mod tests {
     use super::*;
 
-    /// A batch whose put keeps failing holds back the newer batches of its kind, not those of
-    /// other kinds; once it lands, the rest follow.
-    #[tokio::test]
-    async fn a_failing_batch_holds_back_its_kind_only() {
+    /// A spool of `1 << 20` bytes, a `file://` store in which a regular file stands at
+    /// `blocked` (so puts below it fail), and an uploader over both with quick retries.
+    fn blocked_store(
+        blocked: &str,
+    ) -> (
+        tempfile::TempDir,
+        tempfile::TempDir,
+        Arc<Spool>,
+        Arc<Counters>,
+        DynStore,
+        std::path::PathBuf,
+    ) {
         let store_dir = tempfile::tempdir().unwrap();
         let spool_dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(Counters::default());
         let spool = Arc::new(Spool::open(spool_dir.path(), 1 << 20, counters.clone()).unwrap());
+        let blocker = store_dir.path().join(blocked);
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let store: DynStore = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(store_dir.path()).unwrap(),
+        );
+        (store_dir, spool_dir, spool, counters, store, blocker)
+    }
+
+    fn quick_retries() -> SinkConfig {
+        SinkConfig {
+            upload_concurrency: 2,
+            retry_initial: Duration::from_millis(5),
+            retry_max: Duration::from_millis(20),
+            ..SinkConfig::default()
+        }
+    }
+
+    /// A batch whose put keeps failing holds back the newer batches of its kind, not those of
+    /// other kinds; once it lands, the rest follow.
+    #[tokio::test]
+    async fn a_failing_batch_holds_back_its_kind_only() {
+        // A regular file where the older batch's hour directory goes: its put fails.
+        let (store_dir, _spool_dir, spool, counters, store, blocker) =
+            blocked_store("raw/ipfix/hour=2026-11-24T10");
         let (older, newer, other) = (
             "raw/ipfix/hour=2026-11-24T10/r1_a.nlraw.zst",
             "raw/ipfix/hour=2026-11-24T11/r1_b.nlraw.zst",
@@ -326,20 +359,7 @@ mod tests {
         for key in [older, newer, other] {
             spool.write(key, 1, 0, key.as_bytes()).unwrap();
         }
-        // A regular file where the older batch's hour directory goes: its put fails.
-        let blocker = store_dir.path().join("raw/ipfix/hour=2026-11-24T10");
-        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
-        std::fs::write(&blocker, b"not a directory").unwrap();
-        let store: DynStore = Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(store_dir.path()).unwrap(),
-        );
-        let sink = SinkConfig {
-            upload_concurrency: 2,
-            retry_initial: Duration::from_millis(5),
-            retry_max: Duration::from_millis(20),
-            ..SinkConfig::default()
-        };
-        let uploader = Uploader::start(spool.clone(), store, sink, counters.clone());
+        let uploader = Uploader::start(spool.clone(), store, quick_retries(), counters.clone());
         let stored = |key: &str| store_dir.path().join(key).is_file();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !(stored(other) && counters.upload_errors.load(Ordering::Relaxed) >= 5) {
@@ -367,25 +387,10 @@ mod tests {
     /// (each kind has its own lane; the uploader does not wait for every kind to finish).
     #[tokio::test]
     async fn a_failing_kind_does_not_hold_back_later_batches_of_another() {
-        let store_dir = tempfile::tempdir().unwrap();
-        let spool_dir = tempfile::tempdir().unwrap();
-        let counters = Arc::new(Counters::default());
-        let spool = Arc::new(Spool::open(spool_dir.path(), 1 << 20, counters.clone()).unwrap());
+        let (store_dir, _spool_dir, spool, counters, store, blocker) = blocked_store("raw/ipfix");
         let stuck = "raw/ipfix/hour=2026-11-24T10/r1_a.nlraw.zst";
         spool.write(stuck, 1, 0, b"a").unwrap();
-        let blocker = store_dir.path().join("raw/ipfix");
-        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
-        std::fs::write(&blocker, b"not a directory").unwrap();
-        let store: DynStore = Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(store_dir.path()).unwrap(),
-        );
-        let sink = SinkConfig {
-            upload_concurrency: 2,
-            retry_initial: Duration::from_millis(5),
-            retry_max: Duration::from_millis(20),
-            ..SinkConfig::default()
-        };
-        let uploader = Uploader::start(spool.clone(), store, sink, counters.clone());
+        let uploader = Uploader::start(spool.clone(), store, quick_retries(), counters.clone());
         let stored = |key: &str| store_dir.path().join(key).is_file();
         let deadline = Instant::now() + Duration::from_secs(10);
         for i in 0..3 {

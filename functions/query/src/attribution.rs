@@ -1497,6 +1497,18 @@ mod tests {
         assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
     }
 
+    /// One mapping at T0 + 10 s, logged by relay `cgn-1` (conntrack).
+    fn relay_row() -> natlake_core::model::Row {
+        nat_row(
+            T0 + 10_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.1",
+            2000,
+            "raw/conntrack/hour=2026-11-01T00/cgn-1_0001.nlraw.zst",
+            0,
+        )
+    }
+
     /// A relay's heartbeat says up to when each kind is stored. One that stays behind the
     /// question's time (the relay died) keeps the answer ambiguous even when none of the
     /// relay's raw objects is in the hours listed — where the newest-object rule alone says
@@ -1506,16 +1518,7 @@ mod tests {
     async fn a_relay_whose_heartbeat_stays_behind_is_reported_until_retired() {
         use natlake_core::lake::state::GapState;
         let dir = tempfile::tempdir().unwrap();
-        let k1 = "raw/conntrack/hour=2026-11-01T00/cgn-1_0001.nlraw.zst";
-        let rows = [nat_row(
-            T0 + 10_000_000,
-            NatEventKind::SessionCreate,
-            "100.64.0.1",
-            2000,
-            k1,
-            0,
-        )];
-        let lake = lake_with(dir.path(), &rows);
+        let lake = lake_with(dir.path(), &[relay_row()]);
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let question = Question::new(ip, 2000, T0 + 2 * 3_600_000_000);
         let beat = |written_us: i64, through_us: i64| {
@@ -1629,16 +1632,7 @@ mod tests {
     async fn messages_a_relay_dropped_in_the_time_read_are_reported() {
         use natlake_core::lake::state::GapState;
         let dir = tempfile::tempdir().unwrap();
-        let k1 = "raw/conntrack/hour=2026-11-01T00/cgn-1_0001.nlraw.zst";
-        let rows = [nat_row(
-            T0 + 10_000_000,
-            NatEventKind::SessionCreate,
-            "100.64.0.1",
-            2000,
-            k1,
-            0,
-        )];
-        let lake = lake_with(dir.path(), &rows);
+        let lake = lake_with(dir.path(), &[relay_row()]);
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let question = Question::new(ip, 2000, T0 + 1_800_000_000);
         let span = |relay: &str, kind: &str, first_us: i64, last_us: i64| {
