@@ -11,6 +11,7 @@
 #   QUESTIONS                questions asked of each system (default 1000)
 #   SKIP_S3=1, SKIP_PG=1     leave out SeaweedFS or PostgreSQL
 #   SKIP_BUILD=1             use the binaries already built
+#   LOOKUP_BIN               the lookup binary to ask (default: the debug build in CARGO_TARGET_DIR)
 #   KEEP=1                   keep the work directory
 #   CARGO_TARGET_DIR         default $HOME/.cache/natlake/target (the test build: the bundled DuckDB
 #                            is compiled once there, at -O1 — see Cargo.toml's profiles)
@@ -29,7 +30,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/natlake/target}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GEN=$CARGO_TARGET_DIR/release/natlake-bench-cgnat
 NATLAKE=$CARGO_TARGET_DIR/debug/natlake
-LOOKUP=$CARGO_TARGET_DIR/debug/lookup
+# LOOKUP_BIN: another lookup binary (e.g. an older build, for an interleaved comparison).
+LOOKUP=${LOOKUP_BIN:-$CARGO_TARGET_DIR/debug/lookup}
 
 W=$(mktemp -d /tmp/natlake-attr-bench.XXXXXX)
 PIDS=()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use natlake_raw::InputKind;
-use natlake_raw::heartbeat::DropSpan;
+use natlake_raw::heartbeat::{DropSpan, UNCLEAN_STOP};
 
 use crate::batch::slot;
 
@@ -151,10 +151,12 @@ impl DropLog {
                         .reasons
                         .iter()
                         .filter_map(|(r, n)| {
-                            crate::DropReason::ALL
+                            let r = crate::DropReason::ALL
                                 .iter()
-                                .find(|x| x.as_str() == r)
-                                .map(|x| (x.as_str(), *n))
+                                .map(|x| x.as_str())
+                                .chain([UNCLEAN_STOP])
+                                .find(|x| x == r)?;
+                            Some((r, *n))
                         })
                         .collect(),
                     dirty: true,

@@ -38,6 +38,82 @@ const AFTER_UPLOAD_GAP: Duration = Duration::from_secs(5);
 
 static ERROR_LOG: RateLimit = RateLimit::new(Duration::from_secs(60));
 
+/// The last heartbeat, kept in the spool directory too: a start that finds one not marked
+/// `stopped` follows an unclean stop, which lost what was received after its claim and not yet
+/// spooled (the open batch, the queue).
+const LOCAL: &str = ".heartbeat.json";
+
+/// Reads the previous run's local heartbeat and, after an unclean stop, records a span of
+/// unknown loss per kind from its claim to now; then marks this run as started (not stopped),
+/// so that a run killed before its first heartbeat is caught too.
+pub(crate) fn recover(
+    spool_dir: &std::path::Path,
+    relay_id: &str,
+    kinds: &[InputKind],
+    counters: &Counters,
+) {
+    let path = spool_dir.join(LOCAL);
+    let now = now_ns();
+    if let Ok(bytes) = std::fs::read(&path) {
+        match serde_json::from_slice::<Heartbeat>(&bytes) {
+            Ok(prev) if !prev.stopped => {
+                for (kind, p) in &prev.kinds {
+                    let Some(kind) = InputKind::parse(kind) else {
+                        continue;
+                    };
+                    counters.drops.record(
+                        kind,
+                        heartbeat::UNCLEAN_STOP,
+                        0,
+                        p.complete_through_us.saturating_mul(1000),
+                        now,
+                    );
+                }
+                tracing::warn!(
+                    since_us = prev.kinds.values().map(|k| k.complete_through_us).min(),
+                    "the previous run did not stop cleanly: what it received and had not spooled is lost (recorded as unclean_stop)"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable local heartbeat")
+            }
+        }
+    }
+    let started = Heartbeat {
+        relay: natlake_raw::key::sanitize_relay_id(relay_id),
+        written_us: now / 1000,
+        started_us: now / 1000,
+        stopped: false,
+        kinds: kinds
+            .iter()
+            .map(|k| {
+                let p = KindProgress {
+                    complete_through_us: now / 1000,
+                    spooled_batches: 0,
+                };
+                (k.as_str().to_owned(), p)
+            })
+            .collect(),
+        dropped: BTreeMap::new(),
+    };
+    write_local(spool_dir, &started);
+}
+
+/// Writes the local copy (temp file, rename); a failure is logged, not fatal.
+fn write_local(spool_dir: &std::path::Path, hb: &Heartbeat) {
+    let tmp = spool_dir.join(".tmp-heartbeat.json");
+    let result = serde_json::to_vec(hb)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|()| std::fs::rename(&tmp, spool_dir.join(LOCAL)));
+    if let Err(e) = result
+        && let Some(suppressed) = ERROR_LOG.allow()
+    {
+        tracing::warn!(dir = %spool_dir.display(), error = %e, suppressed, "cannot keep the local heartbeat");
+    }
+}
+
 /// Everything a heartbeat is made from.
 pub(crate) struct Beat {
     pub relay_id: String,
@@ -149,6 +225,7 @@ impl Beat {
     }
 
     async fn put(&self, hb: &Heartbeat) -> Result<(), BeatError> {
+        write_local(self.spool.dir(), hb);
         self.put_drops().await?;
         let body = serde_json::to_vec_pretty(hb).map_err(|e| BeatError::Encode(e.to_string()))?;
         let key = ObjectPath::from(heartbeat::key(&self.relay_id));

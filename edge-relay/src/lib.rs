@@ -327,6 +327,13 @@ impl Relay {
                 "replaying batches left in the spool"
             );
         }
+        // With the spool locked: only this relay reads and writes its local heartbeat.
+        heartbeat::recover(
+            &cfg.spool.dir,
+            &cfg.relay_id(),
+            &source_kinds(&cfg.sources),
+            &counters,
+        );
         let uploader = upload::Uploader::start(
             spool.clone(),
             store.clone(),

@@ -140,6 +140,10 @@ fn kill_9_under_load_then_restart_uploads_every_spooled_batch_once() {
     // kill -9 while the load goes on.
     // SAFETY: kill on our own child's pid.
     assert_eq!(unsafe { libc::kill(relay.0.id() as i32, libc::SIGKILL) }, 0);
+    let killed_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
     let status = relay.0.wait().unwrap();
     assert!(!status.success());
     stop.store(true, Ordering::Relaxed);
@@ -230,4 +234,30 @@ fn kill_9_under_load_then_restart_uploads_every_spooled_batch_once() {
         log_text.contains("replaying batches left in the spool"),
         "{log_text}"
     );
+    // The restart knew the first run stopped uncleanly and recorded when (not how many): a span
+    // from the last heartbeat's claim to the restart, which lookups report; the graceful stop
+    // after it is marked as such.
+    assert!(log_text.contains("did not stop cleanly"), "{log_text}");
+    let drops = store.join(natlake_raw::heartbeat::DROPS_PREFIX);
+    let spans: Vec<natlake_raw::heartbeat::DropSpan> = std::fs::read_dir(&drops)
+        .unwrap()
+        .flat_map(|h| std::fs::read_dir(h.unwrap().path()).unwrap())
+        .map(|f| serde_json::from_slice(&std::fs::read(f.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    let unclean: Vec<_> = spans
+        .iter()
+        .filter(|d| d.reasons.contains_key(natlake_raw::heartbeat::UNCLEAN_STOP))
+        .collect();
+    assert_eq!(unclean.len(), 1, "{spans:?}");
+    let d = unclean[0];
+    assert_eq!((d.relay.as_str(), d.kind.as_str()), ("k9", "syslog_udp"));
+    assert!(
+        d.first_us <= killed_us && killed_us <= d.last_us,
+        "{killed_us} {d:?}"
+    );
+    let hb: natlake_raw::heartbeat::Heartbeat = serde_json::from_slice(
+        &std::fs::read(store.join(natlake_raw::heartbeat::key("k9"))).unwrap(),
+    )
+    .unwrap();
+    assert!(hb.stopped, "{hb:?}");
 }

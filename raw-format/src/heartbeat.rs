@@ -69,6 +69,10 @@ pub fn parse_drops_key(key: &str) -> Option<(&str, &str, i64)> {
     Some((relay, kind, first.parse().ok()?))
 }
 
+/// The reason of a span an unclean stop left (kill -9, crash, power loss): the relay lost what
+/// it had received and not yet spooled; how many messages is unknown (counted 0).
+pub const UNCLEAN_STOP: &str = "unclean_stop";
+
 /// Messages a relay received and could not keep (counted by reason), received within
 /// [first_us, last_us] on its clock. Written before the heartbeat whose claim passes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

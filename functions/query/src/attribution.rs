@@ -692,6 +692,13 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
         }
         let reason = match &d.span {
             Ok(s) if s.last_us < lo || s.first_us > hi => continue,
+            Ok(s) if s.reasons.contains_key(heartbeat::UNCLEAN_STOP) => format!(
+                "relay {} stopped uncleanly (killed, crashed or lost power): what it received of {} between {} and {} and had not spooled is lost",
+                s.relay,
+                s.kind,
+                format_time(s.first_us),
+                format_time(s.last_us),
+            ),
             Ok(s) => format!(
                 "relay {} dropped {} messages of {} received between {} and {} ({}): whatever they held is in no table",
                 s.relay,
@@ -1665,6 +1672,31 @@ mod tests {
         assert!(
             reason.contains("dropped 7 messages") && reason.contains("queue_full: 7"),
             "{reason}"
+        );
+
+        // An unclean stop: when is known, how many is not.
+        let d = heartbeat::DropSpan {
+            relay: "cgn-1".into(),
+            kind: "conntrack".into(),
+            first_us: T0 + 100_000_000,
+            last_us: T0 + 160_000_000,
+            messages: 0,
+            reasons: [(heartbeat::UNCLEAN_STOP.to_string(), 0)].into(),
+        };
+        put_file(
+            dir.path(),
+            &heartbeat::drops_key("cgn-1", "conntrack", d.first_us),
+            &serde_json::to_string(&d).unwrap(),
+        );
+        let a = attribute(&lake, &question).await.unwrap();
+        assert_eq!(a.unread.len(), 2, "{a:?}");
+        assert!(
+            a.unread.iter().any(|g| g
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("relay cgn-1 stopped uncleanly")),
+            "{a:?}"
         );
     }
 
