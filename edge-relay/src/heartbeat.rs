@@ -76,7 +76,20 @@ pub(crate) fn recover(
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable local heartbeat")
+                // Written with fsync before its rename, so this is damage, not a torn write:
+                // how it stopped is unknown, so count it as unclean from an hour before the
+                // file's last write (a guess, said so in the log).
+                let since = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i64 - 3_600_000_000_000);
+                for &kind in kinds {
+                    counters
+                        .drops
+                        .record(kind, heartbeat::UNCLEAN_STOP, 0, since, now);
+                }
+                tracing::error!(file = %path.display(), error = %e, "the local heartbeat is unreadable: recording an unclean stop from an hour before its last write");
             }
         }
     }
@@ -100,12 +113,17 @@ pub(crate) fn recover(
     write_local(spool_dir, &started);
 }
 
-/// Writes the local copy (temp file, rename); a failure is logged, not fatal.
+/// Writes the local copy (temp file, fsync, rename); a failure is logged, not fatal.
 fn write_local(spool_dir: &std::path::Path, hb: &Heartbeat) {
+    use std::io::Write;
     let tmp = spool_dir.join(".tmp-heartbeat.json");
     let result = serde_json::to_vec(hb)
         .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|b| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&b)?;
+            f.sync_all()
+        })
         .and_then(|()| std::fs::rename(&tmp, spool_dir.join(LOCAL)));
     if let Err(e) = result
         && let Some(suppressed) = ERROR_LOG.allow()
@@ -225,7 +243,9 @@ impl Beat {
     }
 
     async fn put(&self, hb: &Heartbeat) -> Result<(), BeatError> {
-        write_local(self.spool.dir(), hb);
+        // An fsync may stall: off the runtime's threads.
+        let (dir, local) = (self.spool.dir().to_path_buf(), hb.clone());
+        let _ = tokio::task::spawn_blocking(move || write_local(&dir, &local)).await;
         self.put_drops().await?;
         let body = serde_json::to_vec_pretty(hb).map_err(|e| BeatError::Encode(e.to_string()))?;
         let key = ObjectPath::from(heartbeat::key(&self.relay_id));
