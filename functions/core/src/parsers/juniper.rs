@@ -32,8 +32,8 @@ use super::fields::{
     port_range, quoted_params, sum, translated,
 };
 use super::util::{
-    MICROS_PER_SEC, find_any, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64, trim_ws,
-    whitespace_tokens,
+    MICROS_PER_SEC, find_any, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64,
+    trim_start_ws, trim_ws, whitespace_tokens,
 };
 use super::{ParseCtx, ParseError};
 use crate::model::{
@@ -147,7 +147,7 @@ pub fn parse(
         return screenos(body, ctx, out);
     }
     let (tag, rest) = find_tag(body)?;
-    let rest = rest.trim_start();
+    let rest = trim_start_ws(rest);
     let sd = rest.strip_prefix('[');
     let ev = match (tag_kind(tag), sd) {
         // Sessions are most of what SRXs log: their ~35 parameters are read in one pass that
@@ -245,7 +245,7 @@ fn tag_kind(tag: &str) -> Option<Tag> {
 fn find_tag(body: &str) -> Result<(&str, &str), ParseError> {
     let mut rest = body;
     for _ in 0..12 {
-        let t = rest.trim_start();
+        let t = trim_start_ws(rest);
         let end = find_any(t.as_bytes(), [b' ']).unwrap_or(t.len());
         let raw = t.get(..end).unwrap_or("");
         let after = t.get(end..).unwrap_or("");
@@ -267,7 +267,7 @@ fn find_tag(body: &str) -> Result<(&str, &str), ParseError> {
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if is_ident && FAMILIES.iter().any(|f| tok.starts_with(f)) {
-            let app_name = after.trim_start().starts_with("- ");
+            let app_name = trim_start_ws(after).starts_with("- ");
             if !app_name {
                 return Ok((tok, after));
             }
