@@ -667,9 +667,11 @@ fn split_token(s: &str) -> (&str, &str) {
     // Junos MSGIDs run to ~25 bytes.
     let i = word_end(s.as_bytes(), 0);
     if i < s.len() {
+        // The byte at `i` is whitespace: past it, the rest usually starts with a visible byte,
+        // which `trim_start_ws` returns at once.
         (
             s.get(..i).unwrap_or(s),
-            trim_start_ws(s.get(i..).unwrap_or("")),
+            trim_start_ws(s.get(i + 1..).unwrap_or("")),
         )
     } else {
         (s, "")
