@@ -450,7 +450,11 @@ impl<'a> Lookup<'a> for SessionParams<'a> {
 
 /// An address field that is present must parse: a masked or garbled address is an error, not
 /// a silently missing value.
-#[inline]
+///
+/// This and the other field readers are always inlined, so that `SessionParams::get` by a
+/// constant name folds to its slot: out of line, each call matched the name again (~60
+/// instructions of a port's ~150).
+#[inline(always)]
 fn ip_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<IpAddr>, ParseError> {
     match p.get(key) {
         Some(v) => parse_ip(v)
@@ -460,7 +464,7 @@ fn ip_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<IpAdd
     }
 }
 
-#[inline]
+#[inline(always)]
 fn port_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<u16>, ParseError> {
     match p.get(key) {
         Some(v) => parse_u16(v)
@@ -470,12 +474,12 @@ fn port_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<u16
     }
 }
 
-#[inline]
+#[inline(always)]
 fn count_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Option<u64> {
     p.get(key).and_then(parse_u64)
 }
 
-#[inline]
+#[inline(always)]
 fn protocol_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Result<Option<u8>, ParseError> {
     if let Some(v) = p.get("protocol-id") {
         return parse_u8(v)
@@ -485,7 +489,7 @@ fn protocol_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Result<Option<u8>, Parse
     Ok(p.get("protocol-name").and_then(protocol_number))
 }
 
-#[inline]
+#[inline(always)]
 fn vrf_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Option<String> {
     p.get("routing-instance")
         .or_else(|| p.get("src-vrf-grp"))
