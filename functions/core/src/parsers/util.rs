@@ -351,7 +351,7 @@ fn could_be_v6(b: &[u8]) -> bool {
 /// Plain dotted-quad IPv4 (what nearly every NAT log prints) without the standard parser's
 /// general machinery. Accepts exactly what `Ipv4Addr::from_str` accepts of that shape (1–3
 /// digits per octet, no leading zeros, ≤ 255); None sends anything else to the full parser.
-fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+pub(crate) fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
     // "0.0.0.0" to "255.255.255.255": anything shorter or longer is not this shape.
     if !(7..=15).contains(&b.len()) {
         return None;
