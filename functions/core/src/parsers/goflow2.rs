@@ -21,7 +21,7 @@
 use serde::Deserialize;
 
 use super::ParseError;
-use super::util::{Scalar, set_ip, set_port};
+use super::util::{Scalar, find_by_words, set_ip, set_port, word_hits};
 use crate::model::protocol_number as proto_number;
 use crate::model::{Event, FlowRecord, Micros, NatEvent, NatEventKind};
 
@@ -273,31 +273,13 @@ fn plain_string(line: &str, from: usize) -> Option<(&str, usize)> {
 fn string_stop(b: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = b.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let w = u64::from_le_bytes(bytes);
-        let quote = w ^ (LO * u64::from(b'"'));
-        let escape = w ^ (LO * u64::from(b'\\'));
-        // Bytes equal to either (a zero byte of `quote` / `escape`) or below 0x20 flagged; the
-        // lowest flag is always a true one (borrows only reach bytes above a flagged one), and
+    find_by_words(
+        b,
+        // Bytes below 0x20 flagged like the two needles: the lowest flag is a true one, and
         // bytes with the high bit set are never flagged.
-        let hits = (quote.wrapping_sub(LO) | escape.wrapping_sub(LO) | w.wrapping_sub(LO * 0x20))
-            & !w
-            & HI;
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|c| matches!(c, b'"' | b'\\') || *c < 0x20)
-        .map(|p| at + p)
+        |w| word_hits(w, [b'"', b'\\']) | (w.wrapping_sub(LO * 0x20) & !w & HI),
+        |c| matches!(c, b'"' | b'\\') || c < 0x20,
+    )
 }
 
 /// A string, an unsigned integer below 10^19 (no leading zero) or `null` at `i`, and the

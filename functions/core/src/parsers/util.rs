@@ -241,22 +241,25 @@ impl<'a> Iterator for AsciiWords<'a> {
 /// call into `memchr`, whose vector set-up is paid again at every stop.
 #[inline]
 pub(crate) fn find_any<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+    find_by_words(hay, |w| word_hits(w, needles), |b| needles.contains(&b))
+}
+
+/// Position of the first byte of `hay` that `is_stop` accepts, eight bytes at a time:
+/// `flags(word)` sets the high bit of stop bytes, exactly for the lowest one (the flags above
+/// it may be false); the last bytes go through `is_stop` one by one.
+#[inline(always)]
+pub(crate) fn find_by_words(
+    hay: &[u8],
+    flags: impl Fn(u64) -> u64,
+    is_stop: impl Fn(u8) -> bool,
+) -> Option<usize> {
     let mut chunks = hay.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
         let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
             break;
         };
-        let w = u64::from_le_bytes(bytes);
-        let mut hits = 0;
-        for n in needles {
-            // A zero byte of `x` is a match; the lowest flagged byte is always a true one
-            // (borrows only reach bytes above a zero), and only the lowest is used.
-            let x = w ^ (LO * u64::from(n));
-            hits |= x.wrapping_sub(LO) & !x & HI;
-        }
+        let hits = flags(u64::from_le_bytes(bytes));
         if hits != 0 {
             return Some(at + (hits.trailing_zeros() / 8) as usize);
         }
@@ -265,8 +268,23 @@ pub(crate) fn find_any<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<u
     chunks
         .remainder()
         .iter()
-        .position(|b| needles.contains(b))
+        .position(|b| is_stop(*b))
         .map(|p| at + p)
+}
+
+/// The high bit of each byte of `w` equal to one of `needles`, for its lowest one only: the
+/// lowest flagged byte is always a true match (borrows only reach bytes above a zero of
+/// `w ^ needle`), the flags above it may not be.
+#[inline(always)]
+pub(crate) fn word_hits<const N: usize>(w: u64, needles: [u8; N]) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut hits = 0;
+    for n in needles {
+        let x = w ^ (LO * u64::from(n));
+        hits |= x.wrapping_sub(LO) & !x & HI;
+    }
+    hits
 }
 
 // Always inlined (the plain hint left ~850,000 calls per 125,000 rows out of line, ~50
