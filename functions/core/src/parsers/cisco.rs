@@ -34,8 +34,8 @@ use std::net::IpAddr;
 
 use super::fields::{addr_port, clean_ports, duration_hms, port_for, translated};
 use super::util::{
-    MICROS_PER_SEC, contains_lit, find_lit, parse_bsd_prefix, parse_u8, parse_u64,
-    whitespace_tokens,
+    MICROS_PER_SEC, contains_lit, find_any, find_lit, parse_bsd_prefix, parse_u8, parse_u64,
+    split_once_byte, whitespace_tokens,
 };
 use super::{ParseCtx, ParseError};
 use crate::model::{
@@ -84,11 +84,21 @@ pub fn looks_like(body: &str) -> bool {
 }
 
 /// Offset just past the `%` of a `%ASA-` / `%PIX-` / `%FTD-` / `%FWSM-` tag in `head`.
+/// A byte search from `%` to `%`: `match_indices('%')` set up a char searcher per line.
 fn platform_tag_at(head: &str) -> Option<usize> {
-    head.match_indices('%').map(|(i, _)| i + 1).find(|&i| {
-        head.get(i..)
+    let b = head.as_bytes();
+    let mut from = 0;
+    while let Some(p) = b.get(from..).and_then(|r| find_any(r, [b'%'])) {
+        let i = from + p + 1;
+        if head
+            .get(i..)
             .is_some_and(|r| PLATFORMS.iter().any(|p| r.starts_with(p)))
-    })
+        {
+            return Some(i);
+        }
+        from = i;
+    }
+    None
 }
 
 /// `302020: text` → text.
@@ -200,7 +210,7 @@ fn endpoint(tok: &str) -> (Option<IpAddr>, Option<u16>) {
     if let Some(v) = addr_port(t, '/') {
         return (Some(v.0), v.1);
     }
-    if let Some((_, rest)) = t.split_once(':')
+    if let Some((_, rest)) = split_once_byte(t, b':')
         && let Some(v) = addr_port(rest, '/')
     {
         return (Some(v.0), v.1);

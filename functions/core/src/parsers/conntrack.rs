@@ -42,7 +42,7 @@ use std::net::IpAddr;
 use super::ParseError;
 use super::util::{
     MICROS_PER_SEC, ascii_words, find_any, fraction_micros, parse_ip, parse_u8, parse_u16,
-    parse_u32, parse_u64, trim_ws,
+    parse_u32, parse_u64, trim_start_ws, trim_ws,
 };
 
 const FORMAT: &str = "conntrack";
@@ -215,14 +215,15 @@ pub(crate) fn l4_name(tok: &str) -> Option<Option<u8>> {
 
 /// Cheap check used by format detection.
 pub fn looks_like(body: &str) -> bool {
-    let mut s = body.trim_start();
+    let mut s = trim_start_ws(body);
     if s.starts_with('[')
         && let Some((inside, after)) = bracket(s)
-        && inside
-            .trim_start()
-            .starts_with(|c: char| c.is_ascii_digit())
+        && trim_start_ws(inside)
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_digit)
     {
-        s = after.trim_start();
+        s = trim_start_ws(after);
     }
     let mut toks = ascii_words(s);
     let first = toks.next().unwrap_or("");
@@ -246,14 +247,15 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
     let mut time = None;
     if s.starts_with('[')
         && let Some((inside, after)) = bracket(s)
-        && inside
-            .trim_start()
-            .starts_with(|c: char| c.is_ascii_digit())
+        && trim_start_ws(inside)
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_digit)
     {
         time = Some(
             parse_event_stamp(inside).ok_or_else(|| err(format!("bad timestamp [{inside}]")))?,
         );
-        s = after.trim_start();
+        s = trim_start_ws(after);
     }
     // Event tag: "[NEW]" (right-aligned in the output), or "NEW" in old versions.
     let mut kind = CtKind::Listing;
@@ -420,7 +422,7 @@ fn bracket(s: &str) -> Option<(&str, &str)> {
 /// builds printed `%-6ld` — µs left-aligned and space-padded, so "[1459848491.18004 ]" means
 /// 18004 µs, not 0.18004 s. Trailing padding inside the bracket marks that form.
 fn parse_event_stamp(inside: &str) -> Option<Micros> {
-    let t = inside.trim_start();
+    let t = trim_start_ws(inside);
     let padded = t.ends_with(|c: char| c.is_ascii_whitespace());
     let t = t.trim_end();
     let (sec, frac) = match t.bytes().position(|c| c == b'.') {

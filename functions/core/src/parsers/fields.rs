@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::util::{
-    MICROS_PER_SEC, civil_micros, find_any, parse_ip, parse_u16, parse_u64, trim_ws,
+    MICROS_PER_SEC, civil_micros, dotted_quad, find_any, parse_ip, parse_u16, parse_u64, trim_ws,
 };
 use crate::model::{Micros, NatEvent};
 use crate::time::Clock;
@@ -28,6 +28,15 @@ pub(crate) fn addr_port(s: &str, sep: char) -> Option<(IpAddr, Option<u16>)> {
         && let Some((a, p)) = rsplit_once(s, sep)
     {
         return Some((parse_ip(a)?, Some(parse_u16(trim_ws(p))?)));
+    }
+    // `a.b.c.d:port` (JSERVICES, conntrack JSON): a dotted quad before the last colon is never
+    // part of an IPv6 address (its IPv4 part comes last), so the whole is not tried first; that
+    // try failed only after a second scan of the text.
+    if sep == ':'
+        && let Some((a, p)) = rsplit_once(s, ':')
+        && let Some(v4) = dotted_quad(a.as_bytes())
+    {
+        return Some((IpAddr::V4(v4), Some(parse_u16(trim_ws(p))?)));
     }
     if let Some(ip) = parse_ip(s) {
         // "2001:db8::1" is an address, not "2001:db8:" port 1; an IPv4 never contains ':'.
@@ -355,6 +364,46 @@ mod tests {
         assert_eq!(addr_port("10.0.0.1:70000", ':'), None);
         assert_eq!(addr_port("a.b.c.d/1", '/'), None);
         assert_eq!(addr_port("", ':'), None);
+    }
+
+    #[test]
+    fn colon_ports_after_a_dotted_quad_read_as_before() {
+        // `addr_port` before the dotted-quad shortcut: the whole text as an address first.
+        fn whole_first(s: &str) -> Option<(IpAddr, Option<u16>)> {
+            let s = trim_ws(s);
+            if let Some(ip) = parse_ip(s) {
+                if ip.is_ipv4() || !looks_like_v6_with_port(s) {
+                    return Some((ip, None));
+                }
+            }
+            let (a, p) = rsplit_once(s, ':')?;
+            Some((parse_ip(a)?, Some(parse_u16(trim_ws(p))?)))
+        }
+        let addrs = [
+            "10.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "::ffff",
+            "::ffff:1.2.3.4",
+            "2001:db8::1",
+            "1.2.3.4:5",
+            "",
+            " 1.2.3.4",
+            "1.2.3.4 ",
+        ];
+        let ports = [
+            "5000", "0", "65535", "65536", "", " 80", "x", "1.2.3.4", ":80", "::1",
+        ];
+        for a in addrs {
+            for p in ports {
+                let t = format!("{a}:{p}");
+                assert_eq!(addr_port(&t, ':'), whole_first(&t), "{t:?}");
+            }
+            assert_eq!(addr_port(a, ':'), whole_first(a), "{a:?}");
+        }
     }
 
     #[test]

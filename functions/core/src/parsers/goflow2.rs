@@ -21,7 +21,7 @@
 use serde::Deserialize;
 
 use super::ParseError;
-use super::util::{Scalar, parse_u64, set_ip, set_port};
+use super::util::{Scalar, find_by_words, set_ip, set_port, word_hits};
 use crate::model::protocol_number as proto_number;
 use crate::model::{Event, FlowRecord, Micros, NatEvent, NatEventKind};
 
@@ -259,12 +259,27 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// quote; None if it holds an escape or a control character, or has no end.
 fn plain_string(line: &str, from: usize) -> Option<(&str, usize)> {
     let b = line.as_bytes();
-    let len = memchr::memchr2(b'"', b'\\', b.get(from..)?)?;
-    let end = from + len;
-    if b.get(end) != Some(&b'"') || b.get(from..end)?.iter().any(|c| *c < 0x20) {
+    let end = from + string_stop(b.get(from..)?)?;
+    if b.get(end) != Some(&b'"') {
         return None;
     }
     Some((line.get(from..end)?, end + 1))
+}
+
+/// Position of the first `"`, `\` or control byte (below 0x20) of `b`, eight bytes at a time:
+/// keys and values are ~5–20 bytes, where a `memchr2` call and a second pass for control bytes
+/// cost ~100 instructions a string.
+#[inline]
+fn string_stop(b: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    find_by_words(
+        b,
+        // Bytes below 0x20 flagged like the two needles: the lowest flag is a true one, and
+        // bytes with the high bit set are never flagged.
+        |w| word_hits(w, [b'"', b'\\']) | (w.wrapping_sub(LO * 0x20) & !w & HI),
+        |c| matches!(c, b'"' | b'\\') || c < 0x20,
+    )
 }
 
 /// A string, an unsigned integer below 10^19 (no leading zero) or `null` at `i`, and the
@@ -277,16 +292,25 @@ fn plain_scalar(line: &str, i: usize) -> Option<(Option<Scalar<'_>>, usize)> {
             Some((Some(Scalar::Str(std::borrow::Cow::Borrowed(v))), next))
         }
         b'n' => (b.get(i..i + 4)? == b"null").then_some((None, i + 4)),
-        b'0'..=b'9' => {
-            let digits = b
-                .get(i..)?
-                .iter()
-                .take_while(|c| c.is_ascii_digit())
-                .count();
-            if digits > 19 || (digits > 1 && b.get(i) == Some(&b'0')) {
+        first @ b'0'..=b'9' => {
+            // Counted and read in one pass (goflow2's nanosecond stamps are 19 digits).
+            // Nineteen digits stay below 10^19 < 2^64; a twentieth is refused.
+            let mut v: u64 = 0;
+            let mut digits = 0;
+            for c in b.get(i..)? {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                if digits == 19 {
+                    return None;
+                }
+                v = v * 10 + u64::from(d);
+                digits += 1;
+            }
+            if digits > 1 && *first == b'0' {
                 return None;
             }
-            let v = parse_u64(line.get(i..i + digits)?)?;
             Some((Some(Scalar::U64(v)), i + digits))
         }
         _ => None,
@@ -662,6 +686,18 @@ mod tests {
             "\"tab\there\"",
             "nul",
             "\"x",
+            // Long strings: the stops eight bytes at a time, control bytes and escapes past
+            // the first word, bytes above 0x7f and DEL.
+            "\"abcdefghijklmnopqrstuvwxyz0123456789\"",
+            "\"abcdefghij\u{1}klm\"",
+            "\"abcdefghijklmnopq\u{1f}\"",
+            "\"abcdefghi\\\"j\"",
+            "\"abcdefghijklmnop\\u0041\"",
+            "\"\u{e9}\u{20ac}\u{a2}abcdefgh\u{7f}\u{a2}\u{a2}\"",
+            "\"\u{a2}\u{a2}\u{a2}\u{a2}\u{a2}\u{a2}\u{a2}\u{a2}\u{a2}\"",
+            "1234567890123456789",
+            "00",
+            "0",
         ];
         for k in keys {
             for v in values {

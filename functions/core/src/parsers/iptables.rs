@@ -21,7 +21,7 @@ use crate::model::{Event, FirewallAction, FirewallEvent, Micros};
 use memchr::memmem::Finder;
 
 use super::ParseError;
-use super::util::{parse_ip, parse_u16, parse_u32};
+use super::util::{find_any, parse_ip, parse_u16, parse_u32, split_once_byte};
 use crate::model::protocol_number as proto_number;
 
 const FORMAT: &str = "iptables";
@@ -55,7 +55,7 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
         ) {
             continue;
         }
-        let Some((k, v)) = tok.split_once('=') else {
+        let Some((k, v)) = split_once_byte(tok, b'=') else {
             continue;
         };
         let slot = match k {
@@ -145,7 +145,9 @@ fn find_in(s: &str) -> Option<usize> {
     while let Some(rel) = IN.find(s.get(from..)?.as_bytes()) {
         let at = from + rel;
         let after = s.get(at + 3..)?;
-        let val_end = after.find(' ').unwrap_or(after.len());
+        // A byte search: `str::find(char)` sets up a char searcher per call (~170
+        // instructions), and detection runs this over most lines.
+        let val_end = find_any(after.as_bytes(), [b' ']).unwrap_or(after.len());
         if after.get(val_end..).is_some_and(|r| r.starts_with(" OUT=")) {
             return Some(at);
         }

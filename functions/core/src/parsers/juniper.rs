@@ -32,8 +32,8 @@ use super::fields::{
     port_range, quoted_params, sum, translated,
 };
 use super::util::{
-    MICROS_PER_SEC, find_any, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64, trim_ws,
-    whitespace_tokens,
+    MICROS_PER_SEC, find_any, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64,
+    trim_start_ws, trim_ws, whitespace_tokens,
 };
 use super::{ParseCtx, ParseError};
 use crate::model::{
@@ -147,7 +147,7 @@ pub fn parse(
         return screenos(body, ctx, out);
     }
     let (tag, rest) = find_tag(body)?;
-    let rest = rest.trim_start();
+    let rest = trim_start_ws(rest);
     let sd = rest.strip_prefix('[');
     let ev = match (tag_kind(tag), sd) {
         // Sessions are most of what SRXs log: their ~35 parameters are read in one pass that
@@ -245,7 +245,7 @@ fn tag_kind(tag: &str) -> Option<Tag> {
 fn find_tag(body: &str) -> Result<(&str, &str), ParseError> {
     let mut rest = body;
     for _ in 0..12 {
-        let t = rest.trim_start();
+        let t = trim_start_ws(rest);
         let end = find_any(t.as_bytes(), [b' ']).unwrap_or(t.len());
         let raw = t.get(..end).unwrap_or("");
         let after = t.get(end..).unwrap_or("");
@@ -267,7 +267,7 @@ fn find_tag(body: &str) -> Result<(&str, &str), ParseError> {
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if is_ident && FAMILIES.iter().any(|f| tok.starts_with(f)) {
-            let app_name = after.trim_start().starts_with("- ");
+            let app_name = trim_start_ws(after).starts_with("- ");
             if !app_name {
                 return Ok((tok, after));
             }
@@ -450,7 +450,11 @@ impl<'a> Lookup<'a> for SessionParams<'a> {
 
 /// An address field that is present must parse: a masked or garbled address is an error, not
 /// a silently missing value.
-#[inline]
+///
+/// This and the other field readers are always inlined, so that `SessionParams::get` by a
+/// constant name folds to its slot: out of line, each call matched the name again (~60
+/// instructions of a port's ~150).
+#[inline(always)]
 fn ip_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<IpAddr>, ParseError> {
     match p.get(key) {
         Some(v) => parse_ip(v)
@@ -460,7 +464,7 @@ fn ip_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<IpAdd
     }
 }
 
-#[inline]
+#[inline(always)]
 fn port_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<u16>, ParseError> {
     match p.get(key) {
         Some(v) => parse_u16(v)
@@ -470,12 +474,12 @@ fn port_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Result<Option<u16
     }
 }
 
-#[inline]
+#[inline(always)]
 fn count_field<'a, P: Lookup<'a> + ?Sized>(p: &P, key: &str) -> Option<u64> {
     p.get(key).and_then(parse_u64)
 }
 
-#[inline]
+#[inline(always)]
 fn protocol_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Result<Option<u8>, ParseError> {
     if let Some(v) = p.get("protocol-id") {
         return parse_u8(v)
@@ -485,7 +489,7 @@ fn protocol_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Result<Option<u8>, Parse
     Ok(p.get("protocol-name").and_then(protocol_number))
 }
 
-#[inline]
+#[inline(always)]
 fn vrf_field<'a, P: Lookup<'a> + ?Sized>(p: &P) -> Option<String> {
     p.get("routing-instance")
         .or_else(|| p.get("src-vrf-grp"))
