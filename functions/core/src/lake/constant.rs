@@ -141,7 +141,7 @@ pub fn single_chunk(
 
 /// The row count as a page holds it, for a flat nullable column (every lake column:
 /// definition level 1 is a value, 0 a null); None for other shapes or no rows.
-fn flat_rows(descr: &ColumnDescPtr, rows: usize) -> Option<u32> {
+pub(super) fn flat_rows(descr: &ColumnDescPtr, rows: usize) -> Option<u32> {
     if rows == 0 || descr.max_def_level() != 1 || descr.max_rep_level() != 0 {
         return None;
     }
@@ -150,7 +150,7 @@ fn flat_rows(descr: &ColumnDescPtr, rows: usize) -> Option<u32> {
 
 /// A v1 data page of `n` values, levels in RLE, without page statistics (the writer keeps
 /// them per column chunk here).
-fn data_page(buf: Bytes, n: u32, encoding: Encoding) -> CompressedPage {
+pub(super) fn data_page(buf: Bytes, n: u32, encoding: Encoding) -> CompressedPage {
     uncompressed(Page::DataPage {
         buf,
         num_values: n,
@@ -161,12 +161,12 @@ fn data_page(buf: Bytes, n: u32, encoding: Encoding) -> CompressedPage {
     })
 }
 
-fn uncompressed(page: Page) -> CompressedPage {
+pub(super) fn uncompressed(page: Page) -> CompressedPage {
     let len = page.buffer().len();
     CompressedPage::new(page, len)
 }
 
-fn finish(
+pub(super) fn finish(
     out: TrackedWrite<Vec<u8>>,
     metadata: parquet::file::metadata::ColumnChunkMetaDataBuilder,
     n: u32,
@@ -196,7 +196,7 @@ fn levels(n: u32, present: bool) -> Bytes {
 }
 
 /// ULEB128, as RLE run headers are written.
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

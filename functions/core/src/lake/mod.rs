@@ -3,10 +3,13 @@
 pub mod columns;
 pub mod compact;
 mod constant;
+mod delta;
+mod dictionary;
 pub mod late;
 pub mod layout;
 pub mod merge;
 pub mod read;
+mod rle;
 pub mod sink;
 pub mod state;
 pub mod writer;
