@@ -26,7 +26,7 @@ use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::constant::{Chunk, data_page, finish, flat_rows, varint};
-use super::rle::{Rle, pack};
+use super::rle::Rle;
 
 /// Miniblocks per block, as parquet's encoder writes them.
 const MINIBLOCKS: usize = 4;
@@ -202,15 +202,20 @@ fn encode_text(
     out: &mut Vec<u8>,
     statistics: bool,
 ) -> Result<Option<(Statistics, usize)>, TooLong> {
+    let (offsets, data) = (a.value_offsets(), a.value_data());
+    let value = |i: usize| -> &[u8] {
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        data.get(start..end).unwrap_or_default()
+    };
     let present: Vec<&[u8]> = match nulls {
-        None => a.iter().flatten().map(str::as_bytes).collect(),
-        Some(b) => b.valid_indices().map(|i| a.value(i).as_bytes()).collect(),
+        None => (0..a.len()).map(value).collect(),
+        Some(b) => b.valid_indices().map(value).collect(),
     };
     let mut prefixes = Vec::with_capacity(present.len());
     let mut suffixes = Vec::with_capacity(present.len());
     let mut last: &[u8] = &[];
     for v in &present {
-        let p = last.iter().zip(*v).take_while(|(x, y)| x == y).count();
+        let p = common_prefix(last, v);
         prefixes.push(p as i32);
         suffixes.push((v.len() - p) as i32);
         last = v;
@@ -223,9 +228,17 @@ fn encode_text(
     if !statistics {
         return Ok(None);
     }
-    let (Some(min), Some(max)) = (present.iter().min(), present.iter().max()) else {
+    let Some((&first, rest)) = present.split_first() else {
         return Ok(None);
     };
+    let (mut min, mut max) = (first, first);
+    for &v in rest {
+        if v < min {
+            min = v;
+        } else if v > max {
+            max = v;
+        }
+    }
     if min.len() > MAX_STATS_VALUE || max.len() > MAX_STATS_VALUE {
         return Err(TooLong);
     }
@@ -241,6 +254,25 @@ fn encode_text(
     .with_backwards_compatible_min_max(false);
     let bytes = present.iter().map(|v| v.len()).sum();
     Ok(Some((Statistics::ByteArray(stats), bytes)))
+}
+
+/// The length of the prefix `a` and `b` share, compared eight bytes at a time (addresses share
+/// 4-10 bytes with the one before).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(&a[i..i + 8]), <[u8; 8]>::try_from(&b[i..i + 8]))
+        else {
+            break;
+        };
+        let diff = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
 }
 
 /// Appends the DELTA_BINARY_PACKED encoding of the present values of `values` to `out`; returns
@@ -316,16 +348,48 @@ fn write_block<P: Physical>(deltas: &[i64], out: &mut Vec<u8>) {
         let max = mini.iter().copied().max().unwrap_or(min);
         let width = u64::BITS - P::sub_u64(max, min).leading_zeros();
         out[widths_at + i] = width as u8;
-        if width == 0 {
-            continue;
-        }
-        // Padded to a whole miniblock, which then ends on a byte boundary at any width.
-        let mut packed = [0u64; 64];
-        for (p, d) in packed.iter_mut().zip(mini) {
-            *p = P::sub_u64(*d, min);
-        }
-        pack(out, &packed[..P::MINI], width);
+        // Padded with 0s to a whole miniblock, which then ends on a byte boundary at any width.
+        let values = mini.iter().map(|d| P::sub_u64(*d, min));
+        pack_iter(out, values, P::MINI, width);
     }
+}
+
+/// Appends `count` values bit-packed at `width` bits each, least significant bit first (as
+/// [`pack`]): those of `values`, then 0s. `count * width` is a multiple of 8.
+fn pack_iter(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, count: usize, width: u32) {
+    if width == 0 {
+        return;
+    }
+    let end = out.len() + count * width as usize / 8;
+    if width <= 32 {
+        // Whole 32-bit words out of a 64-bit accumulator.
+        let mut acc = 0u64;
+        let mut bits = 0u32;
+        for v in values {
+            acc |= v << bits;
+            bits += width;
+            if bits >= 32 {
+                out.extend_from_slice(&(acc as u32).to_le_bytes());
+                acc >>= 32;
+                bits -= 32;
+            }
+        }
+        out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
+    } else {
+        let mut acc = 0u128;
+        let mut bits = 0u32;
+        for v in values {
+            acc |= u128::from(v) << bits;
+            bits += width;
+            if bits >= 64 {
+                out.extend_from_slice(&(acc as u64).to_le_bytes());
+                acc >>= 64;
+                bits -= 64;
+            }
+        }
+        out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
+    }
+    out.resize(end, 0);
 }
 
 fn zigzag(v: i64) -> u64 {
