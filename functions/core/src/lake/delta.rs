@@ -11,22 +11,22 @@
 //! statistics its writer records. A test encodes the same columns through both and compares
 //! the files byte for byte.
 
-use std::sync::Arc;
-
 use arrow::array::{Array, AsArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType};
-use parquet::basic::{Compression, Encoding, PageType, Type as PhysicalType};
-use parquet::data_type::ByteArray;
+use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::PageWriter;
+use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram, PageEncodingStats};
+use parquet::file::metadata::LevelHistogram;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::constant::{Chunk, data_page, finish, flat_rows, varint};
-use super::rle::Rle;
+use super::constant::{
+    Chunk, data_page, data_page_metadata, finish, flat_column, text_fits, varint,
+};
+use super::rle::{Rle, pack};
 
 /// Miniblocks per block, as parquet's encoder writes them.
 const MINIBLOCKS: usize = 4;
@@ -42,25 +42,18 @@ pub fn delta_chunk(
     statistics: bool,
     page_bytes: usize,
 ) -> Result<Option<Chunk>, ParquetError> {
-    let Some(n) = flat_rows(descr, array.len()) else {
+    let Some((n, nulls)) = flat_column(descr, array) else {
         return Ok(None);
     };
-    let nulls = array.logical_nulls();
-    let nulls = nulls.as_ref().filter(|b| b.null_count() > 0);
+    let nulls = nulls.as_ref();
     let mut page = levels(nulls, n);
     let mut text_bytes = None;
     let mut encoding = Encoding::DELTA_BINARY_PACKED;
     let stats = match (array.data_type(), descr.physical_type()) {
         (DataType::Utf8, PhysicalType::BYTE_ARRAY) => {
             let a = array.as_string::<i32>();
-            let (Some(first), Some(last)) = (a.value_offsets().first(), a.value_offsets().last())
-            else {
-                return Ok(None);
-            };
-            let text = (last - first) as usize;
-            // The writer would start another page past its byte limit (never near it for one
-            // object's addresses); statistics of values past 64 bytes it truncates.
-            if text.saturating_add(8 * a.len()) >= page_bytes {
+            // Two lengths of at most 4 bytes each besides the text.
+            if !text_fits(a, 8, page_bytes) {
                 return Ok(None);
             }
             encoding = Encoding::DELTA_BYTE_ARRAY;
@@ -90,18 +83,7 @@ pub fn delta_chunk(
     let mut out = TrackedWrite::new(Vec::with_capacity(page.len() + 64));
     let mut pages = SerializedPageWriter::new(&mut out);
     let spec = pages.write_page(data_page(page.into(), n, encoding))?;
-    let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
-        .set_compression(Compression::UNCOMPRESSED)
-        .set_encodings(vec![Encoding::RLE, encoding])
-        .set_page_encoding_stats(vec![PageEncodingStats {
-            page_type: PageType::DATA_PAGE,
-            encoding,
-            count: 1,
-        }])
-        .set_total_compressed_size(spec.compressed_size as i64)
-        .set_total_uncompressed_size(spec.uncompressed_size as i64)
-        .set_num_values(i64::from(n))
-        .set_data_page_offset(spec.offset as i64);
+    let mut b = data_page_metadata(descr, encoding, &spec, n);
     if let Some(s) = stats {
         // The writer counts definition levels whenever it keeps statistics.
         let present = nulls.map_or(array.len(), |b| array.len() - b.null_count()) as i64;
@@ -262,8 +244,10 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
     while i + 8 <= n {
-        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(&a[i..i + 8]), <[u8; 8]>::try_from(&b[i..i + 8]))
-        else {
+        let (Ok(x), Ok(y)) = (
+            <[u8; 8]>::try_from(&a[i..i + 8]),
+            <[u8; 8]>::try_from(&b[i..i + 8]),
+        ) else {
             break;
         };
         let diff = u64::from_le_bytes(x) ^ u64::from_le_bytes(y);
@@ -272,7 +256,11 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         }
         i += 8;
     }
-    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
+    i + a[i..n]
+        .iter()
+        .zip(&b[i..n])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// Appends the DELTA_BINARY_PACKED encoding of the present values of `values` to `out`; returns
@@ -350,46 +338,8 @@ fn write_block<P: Physical>(deltas: &[i64], out: &mut Vec<u8>) {
         out[widths_at + i] = width as u8;
         // Padded with 0s to a whole miniblock, which then ends on a byte boundary at any width.
         let values = mini.iter().map(|d| P::sub_u64(*d, min));
-        pack_iter(out, values, P::MINI, width);
+        pack(out, values, P::MINI, width);
     }
-}
-
-/// Appends `count` values bit-packed at `width` bits each, least significant bit first (as
-/// [`pack`]): those of `values`, then 0s. `count * width` is a multiple of 8.
-fn pack_iter(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, count: usize, width: u32) {
-    if width == 0 {
-        return;
-    }
-    let end = out.len() + count * width as usize / 8;
-    if width <= 32 {
-        // Whole 32-bit words out of a 64-bit accumulator.
-        let mut acc = 0u64;
-        let mut bits = 0u32;
-        for v in values {
-            acc |= v << bits;
-            bits += width;
-            if bits >= 32 {
-                out.extend_from_slice(&(acc as u32).to_le_bytes());
-                acc >>= 32;
-                bits -= 32;
-            }
-        }
-        out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
-    } else {
-        let mut acc = 0u128;
-        let mut bits = 0u32;
-        for v in values {
-            acc |= u128::from(v) << bits;
-            bits += width;
-            if bits >= 64 {
-                out.extend_from_slice(&(acc as u64).to_le_bytes());
-                acc >>= 64;
-                bits -= 64;
-            }
-        }
-        out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
-    }
-    out.resize(end, 0);
 }
 
 fn zigzag(v: i64) -> u64 {

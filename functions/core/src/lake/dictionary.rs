@@ -11,23 +11,24 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
 };
-use parquet::basic::{Compression, Encoding, PageType, Type as PhysicalType};
+use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::column::page::{Page, PageWriter};
 use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, LevelHistogram, PageEncodingStats};
+use parquet::file::metadata::LevelHistogram;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::constant::{Chunk, data_page, finish, flat_rows, uncompressed};
+use super::constant::{
+    Chunk, data_page, dictionary_metadata, finish, flat_column, text_fits, uncompressed,
+};
 use super::delta::levels;
 use super::rle::Rle;
 
@@ -49,20 +50,16 @@ pub fn dictionary_chunk(
     statistics: bool,
     page_bytes: usize,
 ) -> Result<Option<Chunk>, ParquetError> {
-    let Some(n) = flat_rows(descr, array.len()) else {
+    let Some((n, nulls)) = flat_column(descr, array) else {
         return Ok(None);
     };
-    let nulls = array.logical_nulls();
-    let nulls = nulls.as_ref().filter(|b| b.null_count() > 0);
+    let nulls = nulls.as_ref();
     let null_count = nulls.map_or(0, |b| b.null_count() as u64);
     let encoded = match (array.data_type(), descr.physical_type()) {
         (DataType::Utf8, PhysicalType::BYTE_ARRAY) => {
             let a = array.as_string::<i32>();
-            let (Some(first), Some(last)) = (a.value_offsets().first(), a.value_offsets().last())
-            else {
-                return Ok(None);
-            };
-            if ((last - first) as usize).saturating_add(4 * a.len()) >= page_bytes {
+            // At most a 4-byte length per value besides the text (the dictionary page).
+            if !text_fits(a, 4, page_bytes) {
                 return Ok(None);
             }
             let values = present(a.len(), nulls, |i| a.value(i).as_bytes());
@@ -74,7 +71,11 @@ pub fn dictionary_chunk(
         // Parquet stores 16-bit integers as INT32.
         (DataType::Int16, PhysicalType::INT32) => {
             let v = array.as_primitive::<Int16Type>().values();
-            numbers(present(v.len(), nulls, |i| i32::from(v[i])), statistics, null_count)
+            numbers(
+                present(v.len(), nulls, |i| i32::from(v[i])),
+                statistics,
+                null_count,
+            )
         }
         (DataType::Int32, PhysicalType::INT32) => {
             let v = array.as_primitive::<Int32Type>().values();
@@ -117,30 +118,7 @@ pub fn dictionary_chunk(
         is_sorted: false,
     }))?;
     let spec = pages.write_page(data_page(data.into(), n, Encoding::RLE_DICTIONARY))?;
-    let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
-        .set_compression(Compression::UNCOMPRESSED)
-        .set_encodings(vec![
-            Encoding::PLAIN,
-            Encoding::RLE,
-            Encoding::RLE_DICTIONARY,
-        ])
-        .set_page_encoding_stats(vec![
-            PageEncodingStats {
-                page_type: PageType::DICTIONARY_PAGE,
-                encoding: Encoding::PLAIN,
-                count: 1,
-            },
-            PageEncodingStats {
-                page_type: PageType::DATA_PAGE,
-                encoding: Encoding::RLE_DICTIONARY,
-                count: 1,
-            },
-        ])
-        .set_total_compressed_size((dict.compressed_size + spec.compressed_size) as i64)
-        .set_total_uncompressed_size((dict.uncompressed_size + spec.uncompressed_size) as i64)
-        .set_num_values(i64::from(n))
-        .set_dictionary_page_offset(Some(dict.offset as i64))
-        .set_data_page_offset(spec.offset as i64);
+    let mut b = dictionary_metadata(descr, &dict, &spec, n);
     if statistics {
         let Some(s) = stats else {
             return Ok(None);
@@ -246,7 +224,13 @@ fn numbers<T: Number>(values: Vec<T>, statistics: bool, nulls: u64) -> Encoded {
     let mut dictionary = Vec::with_capacity(entries.len() * 8);
     entries.iter().for_each(|e| e.plain(&mut dictionary));
     let stats = statistics
-        .then(|| Some(T::statistics(*entries.iter().min()?, *entries.iter().max()?, nulls)))
+        .then(|| {
+            Some(T::statistics(
+                *entries.iter().min()?,
+                *entries.iter().max()?,
+                nulls,
+            ))
+        })
         .flatten();
     Encoded {
         dictionary,

@@ -132,27 +132,47 @@ impl Rle {
     fn close_bit_packed_run(&mut self) {
         let groups = self.pending.len() / GROUP;
         self.out.push(((groups << 1) | 1) as u8);
-        pack(&mut self.out, &self.pending, self.width);
+        let n = self.pending.len();
+        pack(&mut self.out, self.pending.iter().copied(), n, self.width);
         self.pending.clear();
     }
 }
 
-/// Appends `values` bit-packed at `width` bits each, least significant bit first (parquet's
-/// `BitWriter`); the last byte is padded with 0 bits.
-pub fn pack(out: &mut Vec<u8>, values: &[u64], width: u32) {
+/// Appends `count` values bit-packed at `width` bits each, least significant bit first (as
+/// parquet's `BitWriter` packs): those of `values`, then 0s. `count * width` is a multiple of 8
+/// (groups of 8 here, miniblocks of 32 or 64 in [`super::delta`]).
+pub fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, count: usize, width: u32) {
     if width == 0 {
         return;
     }
-    let mut acc: u128 = 0;
-    let mut bits = 0u32;
-    for &v in values {
-        acc |= u128::from(v) << bits;
-        bits += width;
-        if bits >= 64 {
-            out.extend_from_slice(&(acc as u64).to_le_bytes());
-            acc >>= 64;
-            bits -= 64;
+    let end = out.len() + count * width as usize / 8;
+    if width <= 32 {
+        // Whole 32-bit words out of a 64-bit accumulator.
+        let mut acc = 0u64;
+        let mut bits = 0u32;
+        for v in values {
+            acc |= v << bits;
+            bits += width;
+            if bits >= 32 {
+                out.extend_from_slice(&(acc as u32).to_le_bytes());
+                acc >>= 32;
+                bits -= 32;
+            }
         }
+        out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
+    } else {
+        let mut acc = 0u128;
+        let mut bits = 0u32;
+        for v in values {
+            acc |= u128::from(v) << bits;
+            bits += width;
+            if bits >= 64 {
+                out.extend_from_slice(&(acc as u64).to_le_bytes());
+                acc >>= 64;
+                bits -= 64;
+            }
+        }
+        out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
     }
-    out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
+    out.resize(end, 0);
 }

@@ -1798,9 +1798,11 @@ mod tests {
             seed
         };
         let mut cases = 0;
-        for (case, n) in [1usize, 2, 3, 8, 9, 33, 64, 65, 100, 129, 256, 257, 511, 530, 1025, 3000]
-            .into_iter()
-            .enumerate()
+        for (case, n) in [
+            1usize, 2, 3, 8, 9, 33, 64, 65, 100, 129, 256, 257, 511, 530, 1025, 3000,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let rows: Vec<Row> = (0..n)
                 .map(|i| {
@@ -1850,10 +1852,14 @@ mod tests {
                             e.event = Some(SessionCreate);
                         }
                         // Addresses sharing prefixes of any length, IPv6 among them.
-                        e.src_ip = format!("100.64.{}.{}", next() % 3, next() % 256).parse().ok();
+                        e.src_ip = format!("100.64.{}.{}", next() % 3, next() % 256)
+                            .parse()
+                            .ok();
                         e.dst_ip = match next() % 3 {
                             0 => format!("2001:db8::{:x}", next() % 4_096).parse().ok(),
-                            _ => format!("203.0.{}.{}", next() % 200, next() % 256).parse().ok(),
+                            _ => format!("203.0.{}.{}", next() % 200, next() % 256)
+                                .parse()
+                                .ok(),
                         }
                         .filter(|_| !null(next()));
                     }
@@ -1914,7 +1920,10 @@ mod tests {
         assert!(cases >= 32);
         let direct = DIRECT_CHUNKS.take();
         for kind in [Direct::Deltas, Direct::Dictionary] {
-            assert!(direct.iter().filter(|d| **d == kind).count() > 100, "{kind:?}");
+            assert!(
+                direct.iter().filter(|d| **d == kind).count() > 100,
+                "{kind:?}"
+            );
         }
         // Longer than a page: the writer's pages.
         let rows: Vec<Row> = (0..20_001u32)
