@@ -18,11 +18,11 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int16Type, Int32Type, Int64Type, TimeUnit};
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, PageType};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::metadata::{ColumnChunkMetaData, ColumnChunkMetaDataBuilder, PageEncodingStats};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
@@ -58,18 +58,7 @@ pub fn null_chunk(
     let mut out = TrackedWrite::new(Vec::with_capacity(64));
     let mut pages = SerializedPageWriter::new(&mut out);
     let spec = pages.write_page(data_page(levels(n, false), n, Encoding::PLAIN))?;
-    let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
-        .set_compression(Compression::UNCOMPRESSED)
-        .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
-        .set_page_encoding_stats(vec![PageEncodingStats {
-            page_type: PageType::DATA_PAGE,
-            encoding: Encoding::PLAIN,
-            count: 1,
-        }])
-        .set_total_compressed_size(spec.compressed_size as i64)
-        .set_total_uncompressed_size(spec.uncompressed_size as i64)
-        .set_num_values(i64::from(n))
-        .set_data_page_offset(spec.offset as i64);
+    let mut b = data_page_metadata(descr, Encoding::PLAIN, &spec, n);
     if let Some(s) = stats {
         b = b.set_statistics(s);
     }
@@ -109,7 +98,44 @@ pub fn single_chunk(
     data.push(0);
     varint(&mut data, u64::from(n) << 1);
     let spec = pages.write_page(data_page(data.into(), n, Encoding::RLE_DICTIONARY))?;
-    let mut b = ColumnChunkMetaData::builder(Arc::clone(descr))
+    let mut b = dictionary_metadata(descr, &dict, &spec, n);
+    if statistics {
+        b = b.set_statistics(stats);
+    }
+    finish(out, b, n)
+}
+
+/// What the column writer records of an uncompressed chunk of one data page (`spec`) of `n`
+/// levels whose values have `encoding` (levels are RLE).
+pub(super) fn data_page_metadata(
+    descr: &ColumnDescPtr,
+    encoding: Encoding,
+    spec: &PageWriteSpec,
+    n: u32,
+) -> ColumnChunkMetaDataBuilder {
+    ColumnChunkMetaData::builder(Arc::clone(descr))
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_encodings(vec![Encoding::RLE, encoding])
+        .set_page_encoding_stats(vec![PageEncodingStats {
+            page_type: PageType::DATA_PAGE,
+            encoding,
+            count: 1,
+        }])
+        .set_total_compressed_size(spec.compressed_size as i64)
+        .set_total_uncompressed_size(spec.uncompressed_size as i64)
+        .set_num_values(i64::from(n))
+        .set_data_page_offset(spec.offset as i64)
+}
+
+/// What the column writer records of an uncompressed chunk of a PLAIN dictionary page (`dict`)
+/// and one RLE_DICTIONARY data page (`data`) of `n` levels.
+pub(super) fn dictionary_metadata(
+    descr: &ColumnDescPtr,
+    dict: &PageWriteSpec,
+    data: &PageWriteSpec,
+    n: u32,
+) -> ColumnChunkMetaDataBuilder {
+    ColumnChunkMetaData::builder(Arc::clone(descr))
         .set_compression(Compression::UNCOMPRESSED)
         .set_encodings(vec![
             Encoding::PLAIN,
@@ -128,20 +154,42 @@ pub fn single_chunk(
                 count: 1,
             },
         ])
-        .set_total_compressed_size((dict.compressed_size + spec.compressed_size) as i64)
-        .set_total_uncompressed_size((dict.uncompressed_size + spec.uncompressed_size) as i64)
+        .set_total_compressed_size((dict.compressed_size + data.compressed_size) as i64)
+        .set_total_uncompressed_size((dict.uncompressed_size + data.uncompressed_size) as i64)
         .set_num_values(i64::from(n))
         .set_dictionary_page_offset(Some(dict.offset as i64))
-        .set_data_page_offset(spec.offset as i64);
-    if statistics {
-        b = b.set_statistics(stats);
-    }
-    finish(out, b, n)
+        .set_data_page_offset(data.offset as i64)
+}
+
+/// A flat column's row count as a page holds it ([`flat_rows`]) and its nulls, None when it
+/// has none.
+pub(super) fn flat_column(
+    descr: &ColumnDescPtr,
+    array: &dyn Array,
+) -> Option<(u32, Option<arrow::buffer::NullBuffer>)> {
+    let n = flat_rows(descr, array.len())?;
+    let nulls = array.logical_nulls().filter(|b| b.null_count() > 0);
+    Some((n, nulls))
+}
+
+/// Whether a text column fits in one page of `page_bytes` with `per_value` bytes besides each
+/// value's text (the column writer starts another page past it; never near it for one raw
+/// object's rows).
+pub(super) fn text_fits(
+    a: &arrow::array::StringArray,
+    per_value: usize,
+    page_bytes: usize,
+) -> bool {
+    let offsets = a.value_offsets();
+    let (Some(first), Some(last)) = (offsets.first(), offsets.last()) else {
+        return false;
+    };
+    ((last - first) as usize).saturating_add(per_value * a.len()) < page_bytes
 }
 
 /// The row count as a page holds it, for a flat nullable column (every lake column:
 /// definition level 1 is a value, 0 a null); None for other shapes or no rows.
-fn flat_rows(descr: &ColumnDescPtr, rows: usize) -> Option<u32> {
+pub(super) fn flat_rows(descr: &ColumnDescPtr, rows: usize) -> Option<u32> {
     if rows == 0 || descr.max_def_level() != 1 || descr.max_rep_level() != 0 {
         return None;
     }
@@ -150,7 +198,7 @@ fn flat_rows(descr: &ColumnDescPtr, rows: usize) -> Option<u32> {
 
 /// A v1 data page of `n` values, levels in RLE, without page statistics (the writer keeps
 /// them per column chunk here).
-fn data_page(buf: Bytes, n: u32, encoding: Encoding) -> CompressedPage {
+pub(super) fn data_page(buf: Bytes, n: u32, encoding: Encoding) -> CompressedPage {
     uncompressed(Page::DataPage {
         buf,
         num_values: n,
@@ -161,14 +209,14 @@ fn data_page(buf: Bytes, n: u32, encoding: Encoding) -> CompressedPage {
     })
 }
 
-fn uncompressed(page: Page) -> CompressedPage {
+pub(super) fn uncompressed(page: Page) -> CompressedPage {
     let len = page.buffer().len();
     CompressedPage::new(page, len)
 }
 
-fn finish(
+pub(super) fn finish(
     out: TrackedWrite<Vec<u8>>,
-    metadata: parquet::file::metadata::ColumnChunkMetaDataBuilder,
+    metadata: ColumnChunkMetaDataBuilder,
     n: u32,
 ) -> Result<Option<Chunk>, ParquetError> {
     let bytes = Bytes::from(out.into_inner()?);
@@ -196,7 +244,7 @@ fn levels(n: u32, present: bool) -> Bytes {
 }
 
 /// ULEB128, as RLE run headers are written.
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

@@ -24,6 +24,8 @@ use parquet::schema::types::ColumnPath;
 
 use super::columns::{self, Built, Column, schema_of};
 use super::constant;
+use super::delta;
+use super::dictionary;
 use super::layout;
 use crate::model::{Event, Reject, Row, Table};
 
@@ -458,6 +460,9 @@ fn encode_per_object(
     let shape = Shape::of(table, schema, kinds, opts)?;
     let props = &shape.props;
     let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+    // The writer starts a new page after this many rows: longer chunks of deltas go through it.
+    let page_rows = props.data_page_row_count_limit();
+    let page_bytes = props.data_page_size_limit();
     let mut buf = Vec::with_capacity(4096);
     let mut w = SerializedFileWriter::new(&mut buf, Arc::clone(&shape.root), Arc::clone(props))?;
     let parquet_schema = &shape.parquet;
@@ -473,17 +478,30 @@ fn encode_per_object(
             let chunk = match &built[i] {
                 Built::Null => constant::null_chunk(&descr, field.data_type(), len, stats)?,
                 Built::Single(one) => constant::single_chunk(&descr, one.as_ref(), len, stats)?,
+                Built::Values(a) if shape.direct[i] != Direct::No && len <= page_rows => {
+                    let a = a.slice(start, len);
+                    match shape.direct[i] {
+                        Direct::Deltas => delta::delta_chunk(&descr, &a, stats, page_bytes)?,
+                        _ => dictionary::dictionary_chunk(&descr, &a, stats, page_bytes)?,
+                    }
+                }
                 Built::Values(_) => None,
             };
             if let Some(c) = chunk {
+                #[cfg(test)]
+                if matches!(built[i], Built::Values(_)) {
+                    DIRECT_CHUNKS.with_borrow_mut(|n| n.push(shape.direct[i]));
+                }
                 group.append_column(&c.bytes, c.close)?;
                 continue;
             }
             let (array, writer) = match &built[i] {
-                Built::Values(a) => (a.slice(start, len), writers.next()),
+                Built::Values(a) if shape.direct[i] == Direct::No => {
+                    (a.slice(start, len), writers.next())
+                }
                 // A column of one value or none that has to go through a writer after all (a
-                // value too long to keep whole in statistics): rare, so a writer of every
-                // column is made to use one.
+                // value too long to keep whole in statistics), or one of deltas longer than a
+                // page: rare, so a writer of every column is made to use one.
                 _ => (
                     values(i, start, len),
                     shape.all.create_column_writers(index)?.into_iter().nth(i),
@@ -520,7 +538,9 @@ struct Shape {
     root: parquet::schema::types::TypePtr,
     parquet: parquet::schema::types::SchemaDescPtr,
     statistics: Vec<bool>,
-    /// Writers of the [`Kind::Values`] columns only, in schema order.
+    /// How each column's [`Kind::Values`] chunks are written.
+    direct: Vec<Direct>,
+    /// Writers of the other [`Kind::Values`] columns only, in schema order.
     values: ArrowRowGroupWriterFactory,
     /// Writers of every column.
     all: ArrowRowGroupWriterFactory,
@@ -590,12 +610,22 @@ impl Shape {
             )?;
             Ok(ArrowRowGroupWriterFactory::new(&w, arrow))
         };
+        let direct: Vec<Direct> = parquet
+            .columns()
+            .iter()
+            .zip(kinds)
+            .map(|(d, k)| match k {
+                Kind::Values => Direct::of(&props, d),
+                _ => Direct::No,
+            })
+            .collect();
         let values: Vec<_> = schema
             .fields()
             .iter()
             .zip(kinds)
-            .filter(|(_, k)| **k == Kind::Values)
-            .map(|(f, _)| Arc::clone(f))
+            .zip(&direct)
+            .filter(|((_, k), direct)| **k == Kind::Values && **direct == Direct::No)
+            .map(|((f, _), _)| Arc::clone(f))
             .collect();
         let values = factory(Arc::new(Schema::new(values)))?;
         let all = factory(Arc::clone(schema))?;
@@ -604,11 +634,71 @@ impl Shape {
             root: parquet.root_schema_ptr(),
             parquet: Arc::new(parquet),
             statistics,
+            direct,
             values,
             all,
             props,
         })
     }
+}
+
+/// How a column's chunks of several values are written: by parquet's column writer, or as
+/// their pages directly ([`delta`], [`dictionary`]) when its settings are normalize's
+/// per-object ones (`properties`): uncompressed v1 pages, as deltas or with a dictionary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    No,
+    Deltas,
+    Dictionary,
+}
+
+impl Direct {
+    fn of(props: &WriterProperties, d: &parquet::schema::types::ColumnDescriptor) -> Self {
+        use parquet::basic::Type;
+        let path = d.path();
+        if props.compression(path) != Compression::UNCOMPRESSED
+            || props.writer_version() != parquet::file::properties::WriterVersion::PARQUET_1_0
+            || props.statistics_enabled(path) == EnabledStatistics::Page
+            || props.bloom_filter_properties(path).is_some()
+            || !direct_enabled()
+        {
+            return Self::No;
+        }
+        let deltas = match d.physical_type() {
+            Type::INT32 | Type::INT64 => Encoding::DELTA_BINARY_PACKED,
+            Type::BYTE_ARRAY => Encoding::DELTA_BYTE_ARRAY,
+            _ => return Self::No,
+        };
+        if props.dictionary_enabled(path) {
+            Self::Dictionary
+        } else if props.encoding(path) == Some(deltas) {
+            Self::Deltas
+        } else {
+            Self::No
+        }
+    }
+}
+
+#[cfg(not(test))]
+fn direct_enabled() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests turn [`delta`] off to compare its files with the column writer's.
+    static WRITER_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How the chunks of several values written as their pages were written, for tests.
+    static DIRECT_CHUNKS: std::cell::RefCell<Vec<Direct>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+fn direct_enabled() -> bool {
+    !WRITER_ONLY.get()
 }
 
 /// One output object: where it goes and how many rows it holds.
@@ -1691,6 +1781,168 @@ mod tests {
         let file = SerializedFileReader::new(b).unwrap();
         let stats = file.metadata().row_group(0).column(0).statistics().unwrap();
         assert_eq!(stats.min_bytes_opt().map(<[u8]>::len), Some(64));
+    }
+
+    /// Per-object columns of several values are written as their pages (`delta`,
+    /// `dictionary`) exactly as parquet's column writer writes them: the files are the same
+    /// bytes, whatever the nulls, the values' spread (64-bit wrapping deltas included), the row
+    /// count against blocks, miniblocks and run groups, few or many distinct values, statistics
+    /// or none, several row groups, or a chunk longer than a page (left to the writer).
+    #[test]
+    fn per_object_pages_are_the_column_writers_bytes() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut cases = 0;
+        for (case, n) in [
+            1usize, 2, 3, 8, 9, 33, 64, 65, 100, 129, 256, 257, 511, 530, 1025, 3000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let rows: Vec<Row> = (0..n)
+                .map(|i| {
+                    let r0 = next();
+                    let mut r = nat_row(
+                        H + (r0 % 3_600_000_000) as i64,
+                        SessionDelete,
+                        "100.64.1.2",
+                        (next() % 65_536) as u16,
+                        "k",
+                        i as u64,
+                    );
+                    let nulls = match case % 4 {
+                        0 => 0,
+                        1 => 50,
+                        2 => 95,
+                        _ => 5,
+                    };
+                    let null = |v: u64| v % 100 < nulls;
+                    // Runs of nulls too: every 40th row starts 20 in a row.
+                    let run = case % 3 == 0 && i % 40 < 20;
+                    if let Event::Nat(e) = &mut r.event {
+                        e.src_port = (!null(next())).then_some((next() % 65_536) as u16);
+                        e.bytes_out = match next() % 4 {
+                            0 => Some(u64::MAX),
+                            1 => Some(0),
+                            _ => Some(next()),
+                        }
+                        .filter(|_| !run && !null(next()));
+                        e.bytes_in = (!null(next())).then_some(next() % 1_000);
+                        e.packets_out = Some(next() % 3);
+                        e.packets_in = (!run).then_some(7);
+                        e.end_time = (!null(next())).then_some(H + (next() % 1_000) as i64);
+                        // Dictionary columns of a few values, or many (dst_port).
+                        e.x_ip = format!("198.51.100.{}", next() % (1 + case as u64 % 5))
+                            .parse()
+                            .ok();
+                        e.protocol = Some(if next() % 4 == 0 { 17 } else { 6 });
+                        e.dst_port = match case % 3 {
+                            0 => (next() % 65_536) as u16,
+                            _ => [53, 443, 80][(next() % 3) as usize],
+                        }
+                        .into();
+                        e.dst_port = e.dst_port.filter(|_| !null(next()));
+                        e.direction = (!run).then_some(if next() % 2 == 0 { "out" } else { "in" });
+                        if next() % 2 == 0 {
+                            e.event = Some(SessionCreate);
+                        }
+                        // Addresses sharing prefixes of any length, IPv6 among them.
+                        e.src_ip = format!("100.64.{}.{}", next() % 3, next() % 256)
+                            .parse()
+                            .ok();
+                        e.dst_ip = match next() % 3 {
+                            0 => format!("2001:db8::{:x}", next() % 4_096).parse().ok(),
+                            _ => format!("203.0.{}.{}", next() % 200, next() % 256)
+                                .parse()
+                                .ok(),
+                        }
+                        .filter(|_| !null(next()));
+                    }
+                    r.envelope.device = Some(format!("cgn{}", next() % 3));
+                    if case % 2 == 1 && i % 3 == 0 {
+                        // Firewall rows: deltas of addresses that keep statistics (src_ip).
+                        let src = format!("10.0.{}.{}", next() % 2, next() % 256);
+                        r.event = Event::Firewall(crate::model::FirewallEvent {
+                            time: H + (next() % 3_600_000_000) as i64,
+                            action: crate::model::FirewallAction::Deny,
+                            rule: None,
+                            protocol: Some(6),
+                            src_ip: src.parse().ok().filter(|_| !null(next())),
+                            src_port: (!null(next())).then_some((next() % 65_536) as u16),
+                            dst_ip: "203.0.113.9".parse().ok(),
+                            dst_port: Some(22),
+                            in_if: None,
+                            out_if: None,
+                            length: (!null(next())).then_some((next() % 1_500) as u32),
+                            vrf: None,
+                        });
+                    }
+                    r
+                })
+                .collect();
+            for opts in [
+                WriteOptions::ingest(),
+                WriteOptions {
+                    row_group_rows: 300,
+                    ..WriteOptions::ingest()
+                },
+            ] {
+                let encode_with = |writer_only: bool| {
+                    WRITER_ONLY.set(writer_only);
+                    SHAPES.with_borrow_mut(Vec::clear);
+                    let out = encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &opts).unwrap();
+                    WRITER_ONLY.set(false);
+                    SHAPES.with_borrow_mut(Vec::clear);
+                    out
+                };
+                let (direct, writer) = (encode_with(false), encode_with(true));
+                assert_eq!(direct.len(), writer.len());
+                for ((o, a), (_, b)) in direct.iter().zip(&writer) {
+                    if a != b {
+                        let meta = |b: &Bytes| {
+                            let f = SerializedFileReader::new(b.clone()).unwrap();
+                            f.metadata().row_group(0).columns().to_vec()
+                        };
+                        for (x, y) in meta(a).iter().zip(meta(b)) {
+                            assert_eq!(x, &y, "{n} rows, case {case}, {}", o.key);
+                        }
+                    }
+                    assert!(a == b, "{n} rows, case {case}, {}: files differ", o.key);
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases >= 32);
+        let direct = DIRECT_CHUNKS.take();
+        for kind in [Direct::Deltas, Direct::Dictionary] {
+            assert!(
+                direct.iter().filter(|d| **d == kind).count() > 100,
+                "{kind:?}"
+            );
+        }
+        // Longer than a page: the writer's pages.
+        let rows: Vec<Row> = (0..20_001u32)
+            .map(|i| {
+                let mut r = nat_row(H + i64::from(i), SessionDelete, "100.64.1.2", 7, "k", 0);
+                if let Event::Nat(e) = &mut r.event {
+                    e.bytes_out = (i % 3 != 0).then_some(u64::from(i) * 977);
+                }
+                r
+            })
+            .collect();
+        let opts = WriteOptions::ingest();
+        WRITER_ONLY.set(true);
+        SHAPES.with_borrow_mut(Vec::clear);
+        let writer = encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &opts).unwrap();
+        WRITER_ONLY.set(false);
+        SHAPES.with_borrow_mut(Vec::clear);
+        let direct = encode_outputs("raw/x/k.nlraw.zst", &rows, &[], &opts).unwrap();
+        assert!(direct[0].1 == writer[0].1);
     }
 
     #[test]
