@@ -371,10 +371,10 @@ mod tests {
         // `addr_port` before the dotted-quad shortcut: the whole text as an address first.
         fn whole_first(s: &str) -> Option<(IpAddr, Option<u16>)> {
             let s = trim_ws(s);
-            if let Some(ip) = parse_ip(s) {
-                if ip.is_ipv4() || !looks_like_v6_with_port(s) {
-                    return Some((ip, None));
-                }
+            if let Some(ip) = parse_ip(s)
+                && (ip.is_ipv4() || !looks_like_v6_with_port(s))
+            {
+                return Some((ip, None));
             }
             let (a, p) = rsplit_once(s, ':')?;
             Some((parse_ip(a)?, Some(parse_u16(trim_ws(p))?)))
