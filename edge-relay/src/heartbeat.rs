@@ -345,13 +345,12 @@ fn older(k: &mut KindProgress, ns: i64) {
 
 /// The input kind of a spooled batch's key (`raw/<kind>/…`).
 fn spooled_kind(key: &str) -> Option<InputKind> {
-    InputKind::parse(key.strip_prefix("raw/")?.split('/').next()?)
+    InputKind::parse(natlake_raw::key::kind_of(key)?)
 }
 
 /// The start of the hour before a raw key's `hour=` label, in ns (0 when there is none).
 fn hour_before_ns(key: &str) -> i64 {
-    key.split('/')
-        .find_map(|seg| seg.strip_prefix("hour="))
+    natlake_raw::key::hour_of(key)
         .and_then(natlake_raw::key::parse_hour_label)
         .map_or(0, |secs| (secs - 3600) * 1_000_000_000)
 }

@@ -1088,6 +1088,16 @@ pub mod key {
         (if m <= 2 { y + 1 } else { y }, m, d)
     }
 
+    /// The input kind in a raw key (`raw/<kind>/…`).
+    pub fn kind_of(raw_key: &str) -> Option<&str> {
+        raw_key.strip_prefix("raw/")?.split('/').next()
+    }
+
+    /// The hour label of a raw key (`…/hour=<label>/…`): the hour its batch was created in.
+    pub fn hour_of(raw_key: &str) -> Option<&str> {
+        raw_key.split('/').find_map(|seg| seg.strip_prefix("hour="))
+    }
+
     /// A [`hour_label`] read back: the hour's start in Unix seconds.
     pub fn parse_hour_label(label: &str) -> Option<i64> {
         let b = label.as_bytes();

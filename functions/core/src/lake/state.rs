@@ -111,15 +111,7 @@ pub fn relay_of(raw_key: &str) -> Option<&str> {
         .map(|(relay, _)| relay)
 }
 
-/// The input kind in a raw key (`raw/<kind>/…`).
-pub fn kind_of(raw_key: &str) -> Option<&str> {
-    raw_key.strip_prefix("raw/")?.split('/').next()
-}
-
-/// The hour label of a raw key (`…/hour=<label>/…`): the hour its batch was created in.
-pub fn hour_of(raw_key: &str) -> Option<&str> {
-    raw_key.split('/').find_map(|seg| seg.strip_prefix("hour="))
-}
+pub use natlake_raw::key::{hour_of, kind_of};
 
 /// The `raw/<kind>/hour=H/` directories under `prefix` whose hour label lies in [since, until]
 /// (`YYYY-MM-DDTHH` labels compare as strings); a prefix without hour directories is its own leaf.
