@@ -178,6 +178,54 @@ fn demo_answer_matches_lookup_and_its_evidence() -> anyhow::Result<()> {
         String::from_utf8_lossy(&unknown.stderr)
     );
 
+    // What the relay dropped: nothing in the demo. A span as a relay records it (a burst its
+    // queue could not take, at the question's time) is listed, makes the answer ambiguous, and
+    // once an operator accepts it, is listed as an accepted loss instead.
+    let drops = |extra: &[&str]| {
+        let mut args = vec!["drops", "--since", at, "--until", at];
+        args.extend(extra);
+        relays(&args)
+    };
+    assert!(drops(&[])?.is_empty());
+    let at_us = natlake_core::time::parse_time(at)?;
+    let key = natlake_raw::heartbeat::drops_key(&relay, "syslog_udp", at_us);
+    let span = natlake_raw::heartbeat::DropSpan {
+        relay: relay.clone(),
+        kind: "syslog_udp".into(),
+        first_us: at_us,
+        last_us: at_us + 1_000_000,
+        messages: 12,
+        reasons: [("queue_full".to_string(), 12)].into(),
+    };
+    let path = dir.path().join(&key);
+    std::fs::create_dir_all(path.parent().context("span dir")?)?;
+    std::fs::write(&path, serde_json::to_vec(&span)?)?;
+    let listed = drops(&[])?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["key"], key.as_str(), "{listed:?}");
+    assert_eq!(listed[0]["messages"], 12, "{listed:?}");
+    assert!(listed[0].get("accepted").is_none(), "{listed:?}");
+    let dropped = lookup(&[])?;
+    assert_eq!(dropped["ambiguous"], true, "{dropped}");
+    assert_eq!(dropped["unread"][0]["key"], key.as_str(), "{dropped}");
+    assert_eq!(dropped["unread"][0]["state"], "dropped", "{dropped}");
+    let accepted = relays(&["accept-drops", "--reason", "demo burst, checked", &key])?;
+    assert_eq!(accepted[0]["reason"], "demo burst, checked", "{accepted:?}");
+    assert_eq!(drops(&[])?[0]["accepted"]["covers_span"], true);
+    let after = lookup(&[])?;
+    assert_eq!(after["ambiguous"], false, "{after}");
+    assert_eq!(after["matches"], answer["matches"], "{after}");
+    let losses = after["accepted_losses"]
+        .as_array()
+        .context("accepted_losses")?;
+    assert!(
+        losses.iter().any(|g| g["state"] == "accepted"
+            && g["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("demo burst, checked"))),
+        "{after}"
+    );
+
     // Every piece of evidence names a raw object and a record index; the record is the
     // conntrack line of this mapping (create or destroy).
     let evidence = m[0]["evidence"].as_array().context("evidence")?;

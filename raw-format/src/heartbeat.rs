@@ -6,7 +6,9 @@
 //! which every message the relay received is in a stored raw object (or counted as dropped).
 //! A relay that dies stops rewriting it, so its claim stays behind and every later question
 //! about what it logged stays reported as not received — until an operator retires the relay
-//! (`<relay>.retired.json`, written by `natlake relays retire`).
+//! (`<relay>.retired.json`, written by `natlake relays retire`). What a relay dropped goes into
+//! spans under [`DROPS_PREFIX`]; an operator who has checked one may accept its loss
+//! (`<span>.accepted.json`, written by `natlake relays accept-drops`).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,8 @@ pub const PREFIX: &str = "_state/relays";
 /// Where relays record what they dropped, by the hour it began in (`hour=YYYY-MM-DDTHH/`).
 pub const DROPS_PREFIX: &str = "_state/relays/drops";
 const RETIRED_SUFFIX: &str = ".retired.json";
+/// An operator's acceptance of a span of drops sits beside the span, so one listing finds both.
+const ACCEPTED_SUFFIX: &str = ".accepted.json";
 
 /// The heartbeat key of a relay (its id as it appears in raw keys).
 pub fn key(relay: &str) -> String {
@@ -63,10 +67,29 @@ pub fn drops_dir(unix_secs: i64) -> String {
 pub fn parse_drops_key(key: &str) -> Option<(&str, &str, i64)> {
     let name = key.strip_prefix(DROPS_PREFIX)?.rsplit('/').next()?;
     let stem = name.strip_suffix(".json")?;
+    if stem.ends_with(".accepted") {
+        return None;
+    }
     // Relay ids have no `_`; kinds may (`syslog_udp`); the time has none.
     let (relay, rest) = stem.split_once('_')?;
     let (kind, first) = rest.rsplit_once('_')?;
     Some((relay, kind, first.parse().ok()?))
+}
+
+/// The key of an operator's acceptance of the span at `span_key`; `None` if it is not a span's.
+pub fn drops_accepted_key(span_key: &str) -> Option<String> {
+    parse_drops_key(span_key)?;
+    Some(format!(
+        "{}{ACCEPTED_SUFFIX}",
+        span_key.strip_suffix(".json")?
+    ))
+}
+
+/// The span key an acceptance key ([`drops_accepted_key`]) is for.
+pub fn parse_drops_accepted_key(key: &str) -> Option<String> {
+    let span = format!("{}.json", key.strip_suffix(ACCEPTED_SUFFIX)?);
+    parse_drops_key(&span)?;
+    Some(span)
 }
 
 /// The reason of a span an unclean stop left (kill -9, crash, power loss): the relay lost what
@@ -128,6 +151,27 @@ pub struct Retirement {
     pub reason: String,
 }
 
+/// An operator's record that the messages of a span of drops are acceptable to lose (checked:
+/// no answer needs them). It covers the span as it was accepted: if the span grows after
+/// (more drops under the same key), lookups report it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropAcceptance {
+    /// The span's key.
+    pub key: String,
+    pub at_us: i64,
+    pub reason: String,
+    /// The span's `last_us` and `messages` when it was accepted.
+    pub last_us: i64,
+    pub messages: u64,
+}
+
+impl DropAcceptance {
+    /// Whether this acceptance still covers `span` (it has not grown since).
+    pub fn covers(&self, span: &DropSpan) -> bool {
+        span.last_us <= self.last_us && span.messages <= self.messages
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +196,15 @@ mod tests {
             Some(("edge-1", "syslog_udp", 1_795_510_800_000_001))
         );
         assert_eq!(parse_key(&d), None);
+        let a = drops_accepted_key(&d).unwrap();
+        assert_eq!(
+            a,
+            "_state/relays/drops/hour=2026-11-24T09/edge-1_syslog_udp_1795510800000001.accepted.json"
+        );
+        assert_eq!(parse_drops_key(&a), None);
+        assert_eq!(parse_drops_accepted_key(&a), Some(d.clone()));
+        assert_eq!(parse_drops_accepted_key(&d), None);
+        assert_eq!(drops_accepted_key("_state/relays/edge-1.json"), None);
     }
 
     #[test]

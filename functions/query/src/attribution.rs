@@ -606,7 +606,8 @@ fn gaps(seen: &StateSeen, received: Vec<Gap>, set_aside: Vec<Gap>, q: &Question)
 
 /// What the relays that logged about the address (in `rows`, the carry's included) have not
 /// delivered by the question's time — it may hold the mapping that ended or began just before
-/// it — and the retired ones among them (for the accepted losses). (Not before the end of the
+/// it, and what they dropped while the events read happened — with, apart, the losses an
+/// operator accepted among those (retired relays, accepted spans of drops). (Not before the end of the
 /// window: a question asked seconds after its time would always wait on the relay's open batch
 /// for what only the window's tolerance reaches.)
 ///
@@ -620,6 +621,7 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
         .iter()
         .filter_map(|r| Some((state::kind_of(&r.raw_key)?, state::relay_of(&r.raw_key)?)))
         .collect();
+    // `retired`: losses an operator accepted (retired relays, accepted spans of drops).
     let (mut gaps, mut retired) = (Vec::new(), Vec::new());
     let gap = |key: String, reason: String| Gap {
         key,
@@ -714,11 +716,29 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
             ),
             Err(e) => format!("relay {} dropped messages of {}: {e}", d.relay, d.kind),
         };
-        gaps.push(Gap {
-            key: d.key.clone(),
-            state: state::GapState::Dropped,
-            reason: Some(reason),
-        });
+        match d.accepted() {
+            Some(a) => retired.push(Gap {
+                key: heartbeat::drops_accepted_key(&d.key).unwrap_or_else(|| d.key.clone()),
+                state: state::GapState::Accepted,
+                reason: Some(format!(
+                    "{reason}; loss accepted at {}: {}",
+                    format_time(a.at_us),
+                    a.reason
+                )),
+            }),
+            None => {
+                let grown = if d.accepted.is_some() {
+                    " (accepted before; it has grown since)"
+                } else {
+                    ""
+                };
+                gaps.push(Gap {
+                    key: d.key.clone(),
+                    state: state::GapState::Dropped,
+                    reason: Some(format!("{reason}{grown}")),
+                })
+            }
+        }
     }
     (gaps, retired)
 }
@@ -1698,6 +1718,47 @@ mod tests {
                 .contains("relay cgn-1 stopped uncleanly")),
             "{a:?}"
         );
+
+        // An operator checks both and accepts their loss: the answer names the holder, and
+        // lists them as accepted losses.
+        let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
+        );
+        let stop_key = heartbeat::drops_key("cgn-1", "conntrack", d.first_us);
+        for k in [&key, &stop_key] {
+            relays::accept_drops(&store, k, "checked: cgn-1 was idle", T0 + 7_000_000_000)
+                .await
+                .unwrap();
+        }
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+        let got: Vec<_> = a
+            .accepted_losses
+            .iter()
+            .map(|g| (g.state, g.reason.as_deref().unwrap()))
+            .collect();
+        assert_eq!(got.len(), 2, "{a:?}");
+        assert!(
+            got.iter().all(|(s, r)| *s == GapState::Accepted
+                && r.contains("loss accepted at")
+                && r.contains("checked: cgn-1 was idle")),
+            "{got:?}"
+        );
+        // More drops join the first span after it was accepted: reported again.
+        span("cgn-1", "conntrack", T0 + 60_000_000, T0 + 90_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let got: Vec<_> = a.unread.iter().map(|g| (g.key.as_str(), g.state)).collect();
+        assert_eq!(got, [(key.as_str(), GapState::Dropped)], "{a:?}");
+        assert!(
+            a.unread[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("grown since"),
+            "{a:?}"
+        );
+        assert_eq!(a.accepted_losses.len(), 1, "{a:?}");
     }
 
     /// A raw object normalize gave up on counts over the whole lookback, also before the hour

@@ -1,12 +1,13 @@
 //! The relays' heartbeats and retirements under `_state/relays/` ([`natlake_raw::heartbeat`]):
 //! read by lookups to say when a relay has not delivered what it received, written by
-//! `natlake relays retire` when an operator declares a relay gone.
+//! `natlake relays retire` when an operator declares a relay gone and `natlake relays
+//! accept-drops` when one accepts the loss of what a relay dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-pub use natlake_raw::heartbeat::{self, DropSpan, Heartbeat, Retirement};
+pub use natlake_raw::heartbeat::{self, DropAcceptance, DropSpan, Heartbeat, Retirement};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -84,10 +85,34 @@ pub struct Dropped {
     pub relay: String,
     pub kind: String,
     pub span: Result<DropSpan, String>,
+    /// An operator's acceptance of the span, when one was listed and read.
+    pub accepted: Option<DropAcceptance>,
+}
+
+impl Dropped {
+    /// The acceptance, if it covers the span as read now (an unreadable span, or one grown
+    /// since it was accepted, is not covered).
+    pub fn accepted(&self) -> Option<&DropAcceptance> {
+        let span = self.span.as_ref().ok()?;
+        self.accepted.as_ref().filter(|a| a.covers(span))
+    }
+}
+
+/// Reads the JSON object at `key`.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+) -> Result<T, String> {
+    let bytes = match store.get(&Path::from(key)).await {
+        Ok(r) => r.bytes().await.map_err(|e| e.to_string())?,
+        Err(e) => return Err(e.to_string()),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable: {e}"))
 }
 
 /// The spans of dropped messages that began in the hours from `since` to `until` (Unix
-/// seconds); at most `max_read` are read, the rest keep their key and say so.
+/// seconds), with their acceptances; at most `max_read` spans are read, the rest keep their
+/// key and say so.
 pub async fn drops(
     store: &Arc<dyn ObjectStore>,
     since: i64,
@@ -107,37 +132,109 @@ pub async fn drops(
         .flatten()
         .map(|m| m.location.to_string())
         .collect();
-    let reads = keys.into_iter().enumerate().filter_map(|(i, key)| {
-        let (relay, kind, _) = heartbeat::parse_drops_key(&key)?;
-        let (relay, kind) = (relay.to_owned(), kind.to_owned());
-        Some(async move {
-            let span = if i >= max_read {
-                Err(format!(
-                    "not read: more than {max_read} spans in these hours"
-                ))
-            } else {
-                match store.get(&Path::from(key.as_str())).await {
-                    Ok(r) => match r.bytes().await {
-                        Ok(b) => {
-                            serde_json::from_slice(&b).map_err(|e| format!("unreadable span: {e}"))
-                        }
-                        Err(e) => Err(e.to_string()),
-                    },
-                    Err(e) => Err(e.to_string()),
-                }
-            };
-            Dropped {
-                key,
-                relay,
-                kind,
-                span,
-            }
+    let accepted: std::collections::BTreeSet<String> = keys
+        .iter()
+        .filter_map(|k| heartbeat::parse_drops_accepted_key(k))
+        .collect();
+    // Collected first: a stream over borrowing closures would not be `Send` for the lookup's
+    // handler (rustc's higher-ranked lifetime limitation).
+    let spans: Vec<(String, String, String, bool)> = keys
+        .iter()
+        .filter_map(|key| {
+            let (relay, kind, _) = heartbeat::parse_drops_key(key)?;
+            let accepted = accepted.contains(key);
+            Some((key.clone(), relay.to_owned(), kind.to_owned(), accepted))
         })
-    });
+        .collect();
+    let reads = spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, relay, kind, accepted))| {
+            async move {
+                if i >= max_read {
+                    let span = Err(format!(
+                        "not read: more than {max_read} spans in these hours"
+                    ));
+                    return Dropped {
+                        key,
+                        relay,
+                        kind,
+                        span,
+                        accepted: None,
+                    };
+                }
+                let span = read_json::<DropSpan>(store, &key)
+                    .await
+                    .map_err(|e| format!("cannot read the span: {e}"));
+                // An unreadable acceptance accepts nothing: the span stays reported.
+                let accepted = match heartbeat::drops_accepted_key(&key) {
+                    Some(a) if accepted && span.is_ok() => read_json(store, &a).await.ok(),
+                    _ => None,
+                };
+                Dropped {
+                    key,
+                    relay,
+                    kind,
+                    span,
+                    accepted,
+                }
+            }
+        });
     Ok(futures::stream::iter(reads)
         .buffer_unordered(READS_AT_ONCE)
         .collect()
         .await)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptDropsError {
+    #[error("a reason is required")]
+    NoReason,
+    #[error(
+        "{0} is not a span of drops (keys are `_state/relays/drops/hour=…/<relay>_<kind>_<µs>.json`, as answers list them)"
+    )]
+    NotASpan(String),
+    #[error("no span of drops at {0}")]
+    Unknown(String),
+    #[error("span {0} cannot be read ({1}): there is nothing to accept")]
+    Unreadable(String, String),
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+}
+
+/// Records that an operator accepted the loss of the messages of the span of drops at `key`,
+/// as it is now: lookups then list it under the accepted losses with `reason` instead of
+/// answering ambiguous. More drops added to the span later are reported again.
+pub async fn accept_drops(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    reason: &str,
+    now: Micros,
+) -> Result<DropAcceptance, AcceptDropsError> {
+    if reason.trim().is_empty() {
+        return Err(AcceptDropsError::NoReason);
+    }
+    let accepted_key =
+        heartbeat::drops_accepted_key(key).ok_or_else(|| AcceptDropsError::NotASpan(key.into()))?;
+    let bytes = match store.get(&Path::from(key)).await {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(AcceptDropsError::Unknown(key.into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let span: DropSpan = serde_json::from_slice(&bytes)
+        .map_err(|e| AcceptDropsError::Unreadable(key.into(), e.to_string()))?;
+    let a = DropAcceptance {
+        key: key.to_owned(),
+        at_us: now,
+        reason: reason.trim().to_owned(),
+        last_us: span.last_us,
+        messages: span.messages,
+    };
+    let body = serde_json::to_vec(&a).unwrap_or_default();
+    store.put(&Path::from(accepted_key), body.into()).await?;
+    Ok(a)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,5 +334,68 @@ mod tests {
         )
         .await;
         assert_eq!(list(&store).await.unwrap().retirement("a"), None);
+    }
+
+    #[tokio::test]
+    async fn an_accepted_span_of_drops_is_listed_as_accepted_until_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let t = 1_795_510_800_000_000; // 2026-11-24T09:00Z
+        let put_span = |last_us: i64, messages: u64| {
+            let store = store.clone();
+            let span = DropSpan {
+                relay: "edge-1".into(),
+                kind: "syslog_udp".into(),
+                first_us: t + 5,
+                last_us,
+                messages,
+                reasons: [("queue_full".to_string(), messages)].into(),
+            };
+            async move {
+                let key = heartbeat::drops_key("edge-1", "syslog_udp", t + 5);
+                let body = serde_json::to_vec(&span).unwrap();
+                store
+                    .put(&Path::from(key.as_str()), body.into())
+                    .await
+                    .unwrap();
+                key
+            }
+        };
+        let key = put_span(t + 10, 3).await;
+        let accept = |key: String, reason: &'static str| {
+            let store = store.clone();
+            async move { accept_drops(&store, &key, reason, t + 100).await }
+        };
+        assert!(matches!(
+            accept(key.clone(), "").await,
+            Err(AcceptDropsError::NoReason)
+        ));
+        assert!(matches!(
+            accept("_state/relays/edge-1.json".into(), "x").await,
+            Err(AcceptDropsError::NotASpan(_))
+        ));
+        let other = heartbeat::drops_key("edge-1", "syslog_udp", t + 6);
+        assert!(matches!(
+            accept(other, "x").await,
+            Err(AcceptDropsError::Unknown(_))
+        ));
+        let a = accept(key, "burst during the upgrade, checked")
+            .await
+            .unwrap();
+        assert_eq!((a.last_us, a.messages), (t + 10, 3));
+
+        let listed = drops(&store, t / 1_000_000, t / 1_000_000, 50)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1, "the acceptance is not a span: {listed:?}");
+        assert_eq!(listed[0].accepted(), Some(&a));
+        // The span grows: the acceptance no longer covers it.
+        put_span(t + 20, 4).await;
+        let listed = drops(&store, t / 1_000_000, t / 1_000_000, 50)
+            .await
+            .unwrap();
+        assert_eq!(listed[0].accepted, Some(a));
+        assert_eq!(listed[0].accepted(), None);
     }
 }

@@ -76,8 +76,9 @@ pub enum GapState {
     Pending,
     /// A raw object normalize gave up on (a dead letter): its records are in no table.
     Failed,
-    /// A raw object whose loss an operator accepted: its records are in no table, and the
-    /// operator judged that no answer needs them.
+    /// A loss an operator accepted — a raw object (`natlake dead-letters accept`) or a span of
+    /// messages a relay dropped (`natlake relays accept-drops`; `key`: the acceptance beside
+    /// the span): its records are in no table, and the operator judged no answer needs them.
     Accepted,
     /// A lake object compaction could not read and set aside: its rows are in no answer until
     /// the raw object it came from is normalized again.

@@ -1,11 +1,11 @@
-//! `natlake relays`: the relays' heartbeats (up to when each input kind is stored), and
-//! retiring a relay that is gone for good so lookups stop waiting on it.
+//! `natlake relays`: the relays' heartbeats (up to when each input kind is stored), retiring a
+//! relay that is gone for good so lookups stop waiting on it, and what relays dropped.
 
 use std::io::Write;
 
 use anyhow::Context;
 use natlake_core::lake::relays;
-use natlake_core::time::format_time;
+use natlake_core::time::{format_time, parse_time};
 
 use super::LakeArgs;
 
@@ -30,6 +30,32 @@ pub enum Cmd {
         /// Relay ids, as in raw keys (`natlake relays list`).
         #[arg(required = true)]
         relays: Vec<String>,
+    },
+    /// One JSON object per span of messages relays dropped (queue or spool full, oversized,
+    /// unclean stop, …) that began in the hours given, with its acceptance if any.
+    Drops {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// From (RFC 3339 or epoch seconds; default: a day before `--until`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (RFC 3339 or epoch seconds; default: now).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Accept the loss of spans of dropped messages after checking them (the relay was idle
+    /// for the addresses concerned, the device re-sent, …): answers then list each under
+    /// `accepted_losses`, with the reason, instead of answering ambiguous. A span that grows
+    /// after (more drops under the same key) is reported again. Prints what it recorded.
+    AcceptDrops {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Why the dropped messages are acceptable to lose.
+        #[arg(long)]
+        reason: String,
+        /// Span keys, as answers list them under `unread` (`natlake relays drops`).
+        #[arg(required = true)]
+        keys: Vec<String>,
     },
 }
 
@@ -95,6 +121,63 @@ pub async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 }
             }
             anyhow::ensure!(failed == 0, "{failed} of {} not retired", ids.len());
+        }
+        Cmd::Drops { lake, since, until } => {
+            let url = lake.url()?;
+            let store = natlake_store::open(&url, &Default::default())?;
+            let until = match until {
+                Some(t) => parse_time(&t)?,
+                None => natlake_core::time::now_micros(),
+            };
+            let since = match since {
+                Some(t) => parse_time(&t)?,
+                None => until - 86_400_000_000,
+            };
+            anyhow::ensure!(since <= until, "--since is after --until");
+            let spans = relays::drops(
+                &store,
+                since.div_euclid(1_000_000),
+                until.div_euclid(1_000_000),
+                usize::MAX,
+            )
+            .await
+            .with_context(|| format!("listing {url}"))?;
+            for d in &spans {
+                let mut v = serde_json::json!({ "key": d.key, "relay": d.relay, "kind": d.kind });
+                match &d.span {
+                    Ok(s) => {
+                        v["first"] = format_time(s.first_us).into();
+                        v["last"] = format_time(s.last_us).into();
+                        v["messages"] = s.messages.into();
+                        v["reasons"] = serde_json::to_value(&s.reasons)?;
+                    }
+                    Err(e) => v["error"] = e.clone().into(),
+                }
+                if let Some(a) = &d.accepted {
+                    v["accepted"] = serde_json::json!({
+                        "at": format_time(a.at_us),
+                        "reason": a.reason,
+                        "covers_span": d.accepted().is_some(),
+                    });
+                }
+                writeln!(out, "{v}")?;
+            }
+        }
+        Cmd::AcceptDrops { lake, reason, keys } => {
+            let url = lake.url()?;
+            let store = natlake_store::open(&url, &Default::default())?;
+            let now = natlake_core::time::now_micros();
+            let mut failed = 0;
+            for key in &keys {
+                match relays::accept_drops(&store, key, &reason, now).await {
+                    Ok(a) => writeln!(out, "{}", serde_json::to_string(&a)?)?,
+                    Err(e) => {
+                        eprintln!("natlake: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} of {} not accepted", keys.len());
         }
     }
     Ok(())
