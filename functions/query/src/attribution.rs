@@ -435,9 +435,10 @@ struct StateSeen {
     accepted: Vec<Gap>,
     /// Read before `raw`: what a heartbeat says is stored is then in the raw listing.
     relays: relays::Relays,
-    /// What relays dropped from shortly before `from` to the end of the question's window.
+    /// What relays dropped over the lookback, to the end of the question's window.
     drops: Vec<relays::Dropped>,
-    from: Micros,
+    /// The start of the lookback: spans that end before it are not the answer's.
+    drops_from: Micros,
 }
 
 async fn plan(lake: &Lake, q: &Question) -> Result<Plan, QueryError> {
@@ -533,6 +534,7 @@ async fn state_before(
         layout::hour_label(until),
     );
     let failed_since = layout::hour_label(q.at - q.window - q.lookback - 3_600_000_000);
+    let drops_from = (q.at - q.window - q.lookback).min(from);
     let newest_relevant = layout::hour_label(q.at + q.window + PENDING_AFTER);
     let (raw, (failed, accepted), drops) = futures::try_join!(
         state::raw_listing(&lake.store, &raw_since, &raw_until),
@@ -542,10 +544,12 @@ async fn state_before(
             &newest_relevant,
             state::REASONS_READ
         ),
-        // A span is at most ten minutes long: one that began before `from` may reach into it.
+        // Over the whole lookback, like failed objects: a create or delete dropped before the
+        // carry hour is missing from the carry too. A span is at most ten minutes long: one
+        // that began before the lookback may reach into it.
         relays::drops(
             &lake.store,
-            from.div_euclid(1_000_000) - 600,
+            drops_from.div_euclid(1_000_000) - 600,
             (q.at + q.window).div_euclid(1_000_000),
             DROPS_READ,
         ),
@@ -556,7 +560,7 @@ async fn state_before(
         accepted,
         relays,
         drops,
-        from,
+        drops_from,
     })
 }
 
@@ -687,7 +691,7 @@ fn not_received(rows: &[NatRow], seen: &StateSeen, q: &Question) -> (Vec<Gap>, V
         }
     }
     // Messages these relays could not keep, received while the events read happened.
-    let (lo, hi) = (seen.from, q.at + q.window);
+    let (lo, hi) = (seen.drops_from, q.at + q.window);
     for d in &seen.drops {
         if !logged.contains(&(d.kind.as_str(), d.relay.as_str())) {
             continue;
@@ -1793,5 +1797,57 @@ mod tests {
         assert!(a.attribution.ambiguous, "{a:?}");
         let got: Vec<_> = a.unread.iter().map(|g| (g.key.as_str(), g.state)).collect();
         assert_eq!(got, [(lost, GapState::Failed)], "{a:?}");
+    }
+
+    /// Likewise a span of drops: a create or delete the relay dropped before the carry hour is
+    /// missing from the carry the answer starts from. Spans before the lookback are not.
+    #[tokio::test]
+    async fn drops_before_the_carry_hour_are_reported_over_the_lookback() {
+        use natlake_core::lake::state::GapState;
+        let dir = tempfile::tempdir().unwrap();
+        let h = 3_600_000_000;
+        let rows = [nat_row(
+            T0 + 30 * h + 10_000_000,
+            NatEventKind::SessionCreate,
+            "100.64.0.1",
+            2000,
+            "raw/conntrack/hour=2026-11-02T06/cgn-1_0001.nlraw.zst",
+            0,
+        )];
+        let lake = lake_with(dir.path(), &rows);
+        put_file(
+            dir.path(),
+            &layout::carry_marker_key((T0 + 30 * h) / 1_000_000),
+            "{}",
+        );
+        let span = |first_us: i64| {
+            let d = heartbeat::DropSpan {
+                relay: "cgn-1".into(),
+                kind: "conntrack".into(),
+                first_us,
+                last_us: first_us + 5_000_000,
+                messages: 3,
+                reasons: [("spool_full".to_string(), 3)].into(),
+            };
+            let key = heartbeat::drops_key("cgn-1", "conntrack", first_us);
+            put_file(dir.path(), &key, &serde_json::to_string(&d).unwrap());
+            key
+        };
+        let question = Question::new(
+            "198.51.100.7".parse().unwrap(),
+            2000,
+            T0 + 30 * h + 1_800_000_000,
+        );
+        // 29 hours before: out of the day's lookback.
+        span(T0 + 90 * 60_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert_eq!(a.carry_hour.as_deref(), Some("2026-11-02T06"), "{a:?}");
+        assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
+        // Twenty hours before, long before the carry hour, inside the lookback.
+        let key = span(T0 + 10 * h + 600_000_000);
+        let a = attribute(&lake, &question).await.unwrap();
+        assert!(a.attribution.ambiguous, "{a:?}");
+        let got: Vec<_> = a.unread.iter().map(|g| (g.key.as_str(), g.state)).collect();
+        assert_eq!(got, [(key.as_str(), GapState::Dropped)], "{a:?}");
     }
 }

@@ -119,19 +119,17 @@ pub async fn drops(
     until: i64,
     max_read: usize,
 ) -> Result<Vec<Dropped>, object_store::Error> {
-    let hours = (since.div_euclid(3600)..=until.div_euclid(3600)).map(|h| h * 3600);
-    let listed = futures::future::try_join_all(hours.map(|h| async move {
-        store
-            .list(Some(&Path::from(heartbeat::drops_dir(h))))
-            .try_collect::<Vec<_>>()
-            .await
-    }))
-    .await?;
-    let keys: Vec<String> = listed
-        .into_iter()
-        .flatten()
-        .map(|m| m.location.to_string())
-        .collect();
+    // One listing from the first hour on (S3's StartAfter), not one per hour: the lookback of
+    // an answer is a day. Keys sort by hour; later hours are filtered out, not cut off, since a
+    // local filesystem does not list in order.
+    let offset = Path::from(heartbeat::drops_dir(since));
+    let past = heartbeat::drops_dir((until.div_euclid(3600) + 1) * 3600);
+    let keys: Vec<String> = store
+        .list_with_offset(Some(&Path::from(heartbeat::DROPS_PREFIX)), &offset)
+        .map_ok(|m| m.location.to_string())
+        .try_filter(|k| std::future::ready(*k < past))
+        .try_collect()
+        .await?;
     let accepted: std::collections::BTreeSet<String> = keys
         .iter()
         .filter_map(|k| heartbeat::parse_drops_accepted_key(k))
