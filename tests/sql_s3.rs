@@ -3,7 +3,8 @@
 //! answers equal those over a `file://` store normalized from the same raw objects. `--since /
 //! --until` copy only those hours; an object removed from the store (as compaction removes small
 //! files) leaves the copy too, so no row is counted twice; the audit log is a table. `natlake
-//! lookup` on the same store lists what the lake lacks (raw objects pending or failed).
+//! lookup` on the same store lists what the lake lacks (raw objects pending or failed, messages
+//! a relay dropped) and what an operator accepted.
 
 use std::process::Command;
 
@@ -274,6 +275,75 @@ async fn run() -> anyhow::Result<()> {
     ensure!(
         out.contains("\"state\":\"accepted\"") && !out.contains("failed"),
         "{out}"
+    );
+
+    // 6. Messages cgn-1 dropped five hours before the question — before any hour the answer
+    // reads, inside its day of lookback (one listing with StartAfter on the S3 server) — make
+    // the answer ambiguous; a span after the window does not. The operator lists the spans
+    // and accepts the loss of the first.
+    let at_us = at.parse::<i64>()? * 1_000_000;
+    let kind = InputKind::ConntrackNetlink.as_str();
+    let mut spans = Vec::new();
+    for first_us in [at_us - 5 * 3_600_000_000, at_us + 2 * 3_600_000_000] {
+        let key = natlake_raw::heartbeat::drops_key("cgn-1", kind, first_us);
+        let span = natlake_raw::heartbeat::DropSpan {
+            relay: "cgn-1".into(),
+            kind: kind.into(),
+            first_us,
+            last_us: first_us + 30_000_000,
+            messages: 40,
+            reasons: [("spool_full".to_string(), 40)].into(),
+        };
+        fixtures::put(&s3, &key, serde_json::to_vec(&span)?).await?;
+        spans.push(key);
+    }
+    let a = lookup()?;
+    ensure!(
+        a["ambiguous"] == true
+            && a["unread_total"] == 1
+            && a["unread"][0]["key"] == spans[0].as_str()
+            && a["unread"][0]["state"] == "dropped",
+        "{a}"
+    );
+    let (out, _) = natlake(
+        &weed,
+        &[
+            "relays",
+            "drops",
+            "--store",
+            &url,
+            "--since",
+            "2026-11-23T00:00:00Z",
+            "--until",
+            "2026-11-23T23:59:59Z",
+        ],
+    )?;
+    let listed = rows(&out)?;
+    ensure!(
+        listed.len() == 2 && listed.iter().all(|d| d["messages"] == 40),
+        "{out}"
+    );
+    natlake(
+        &weed,
+        &[
+            "relays",
+            "accept-drops",
+            "--store",
+            &url,
+            "--reason",
+            "spool full during a store outage, checked",
+            &spans[0],
+        ],
+    )?;
+    let a = lookup()?;
+    ensure!(a["ambiguous"] == false && a["unread_total"] == 0, "{a}");
+    let losses = a["accepted_losses"].as_array().context("accepted_losses")?;
+    ensure!(
+        losses.len() == 2
+            && losses.iter().any(|g| g["key"]
+                .as_str()
+                .is_some_and(|k| k.ends_with(".accepted.json"))),
+        "{a}"
     );
     Ok(())
 }
