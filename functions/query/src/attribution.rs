@@ -1529,6 +1529,27 @@ mod tests {
     }
 
     /// One mapping at T0 + 10 s, logged by relay `cgn-1` (conntrack).
+    /// Writes a span of drops as the relay does: `(first_us, last_us)`, `(reason, messages)`.
+    fn put_span(
+        dir: &std::path::Path,
+        relay: &str,
+        kind: &str,
+        (first_us, last_us): (i64, i64),
+        (reason, messages): (&str, u64),
+    ) -> String {
+        let d = heartbeat::DropSpan {
+            relay: relay.into(),
+            kind: kind.into(),
+            first_us,
+            last_us,
+            messages,
+            reasons: [(reason.to_string(), messages)].into(),
+        };
+        let key = heartbeat::drops_key(relay, kind, first_us);
+        put_file(dir, &key, &serde_json::to_string(&d).unwrap());
+        key
+    }
+
     fn relay_row() -> natlake_core::model::Row {
         nat_row(
             T0 + 10_000_000,
@@ -1667,17 +1688,13 @@ mod tests {
         let ip: IpAddr = "198.51.100.7".parse().unwrap();
         let question = Question::new(ip, 2000, T0 + 1_800_000_000);
         let span = |relay: &str, kind: &str, first_us: i64, last_us: i64| {
-            let d = heartbeat::DropSpan {
-                relay: relay.into(),
-                kind: kind.into(),
-                first_us,
-                last_us,
-                messages: 7,
-                reasons: [("queue_full".to_string(), 7)].into(),
-            };
-            let key = heartbeat::drops_key(relay, kind, first_us);
-            put_file(dir.path(), &key, &serde_json::to_string(&d).unwrap());
-            key
+            put_span(
+                dir.path(),
+                relay,
+                kind,
+                (first_us, last_us),
+                ("queue_full", 7),
+            )
         };
         // Another relay, another kind, and after the window: not this answer's.
         span("cgn-2", "conntrack", T0 + 60_000_000, T0 + 70_000_000);
@@ -1699,18 +1716,12 @@ mod tests {
         );
 
         // An unclean stop: when is known, how many is not.
-        let d = heartbeat::DropSpan {
-            relay: "cgn-1".into(),
-            kind: "conntrack".into(),
-            first_us: T0 + 100_000_000,
-            last_us: T0 + 160_000_000,
-            messages: 0,
-            reasons: [(heartbeat::UNCLEAN_STOP.to_string(), 0)].into(),
-        };
-        put_file(
+        let stop_key = put_span(
             dir.path(),
-            &heartbeat::drops_key("cgn-1", "conntrack", d.first_us),
-            &serde_json::to_string(&d).unwrap(),
+            "cgn-1",
+            "conntrack",
+            (T0 + 100_000_000, T0 + 160_000_000),
+            (heartbeat::UNCLEAN_STOP, 0),
         );
         let a = attribute(&lake, &question).await.unwrap();
         assert_eq!(a.unread.len(), 2, "{a:?}");
@@ -1725,14 +1736,15 @@ mod tests {
 
         // An operator checks both and accepts their loss: the answer names the holder, and
         // lists them as accepted losses.
-        let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
-        );
-        let stop_key = heartbeat::drops_key("cgn-1", "conntrack", d.first_us);
         for k in [&key, &stop_key] {
-            relays::accept_drops(&store, k, "checked: cgn-1 was idle", T0 + 7_000_000_000)
-                .await
-                .unwrap();
+            relays::accept_drops(
+                &lake.store,
+                k,
+                "checked: cgn-1 was idle",
+                T0 + 7_000_000_000,
+            )
+            .await
+            .unwrap();
         }
         let a = attribute(&lake, &question).await.unwrap();
         assert!(!a.attribution.ambiguous && a.unread.is_empty(), "{a:?}");
@@ -1821,17 +1833,8 @@ mod tests {
             "{}",
         );
         let span = |first_us: i64| {
-            let d = heartbeat::DropSpan {
-                relay: "cgn-1".into(),
-                kind: "conntrack".into(),
-                first_us,
-                last_us: first_us + 5_000_000,
-                messages: 3,
-                reasons: [("spool_full".to_string(), 3)].into(),
-            };
-            let key = heartbeat::drops_key("cgn-1", "conntrack", first_us);
-            put_file(dir.path(), &key, &serde_json::to_string(&d).unwrap());
-            key
+            let times = (first_us, first_us + 5_000_000);
+            put_span(dir.path(), "cgn-1", "conntrack", times, ("spool_full", 3))
         };
         let question = Question::new(
             "198.51.100.7".parse().unwrap(),
