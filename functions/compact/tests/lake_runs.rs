@@ -146,6 +146,24 @@ async fn carry_chains_hours_compacts_and_recomputes_after_late_data() {
     let again = run(&store, &cfg, now).await.unwrap();
     assert!(again.hours.is_empty(), "{again:?}");
 
+    // Late data in hour 0 that opens and closes within it: the carry into hour 1 (A) comes out
+    // with the digest its marker recorded, so the run stops after hour 0.
+    normalize_like(
+        &store,
+        &raw(5),
+        &[
+            nat_row(H0 + 40 * S, SessionCreate, "100.64.0.4", 4000, &raw(5), 0),
+            nat_row(H0 + 45 * S, SessionDelete, "100.64.0.4", 4000, &raw(5), 1),
+        ],
+    )
+    .await;
+    let short = run(&store, &cfg, now).await.unwrap();
+    assert_eq!(short.hours.len(), 1, "{short:?}");
+    assert!(
+        short.hours[0].carry_unchanged && short.hours[0].carried == 1,
+        "{short:?}"
+    );
+
     // Late data: A's delete, in hour 0, arrives after the hour was compacted. The run merges it
     // and recomputes every later carry: A is no longer carried anywhere.
     normalize_like(
@@ -183,7 +201,8 @@ async fn carry_chains_hours_compacts_and_recomputes_after_late_data() {
         .iter()
         .map(|b| b.num_rows())
         .sum();
-    assert_eq!(rows, 4, "the merged object holds each event once");
+    assert_eq!(rows, 6, "the merged object holds each event once");
+
 }
 
 #[tokio::test]
