@@ -5,153 +5,54 @@
 //! into an hour comes out with the same digest as the one its marker recorded, the later carries
 //! are unchanged too (their own inputs are), and the run can stop there instead of re-reading
 //! every hour since — which a device whose clock runs days slow would otherwise cause on every run.
-//!
-//! Every carry is hashed every hour, so the digest reads the columns' own buffers: per column,
-//! a stream of validity bytes, one of values (fixed-width values as stored, text and binary
-//! bytes) and, for text and binary, one of lengths; a null's value is zero or empty. The bytes
-//! hashed do not depend on how the rows were cut into batches. (Until session 16 the rows went
-//! through Arrow's row format, ~1,170 bytes a carried row. A marker with the old digest never
-//! matches a new one: the first run after the upgrade re-reads one more stretch of hours.)
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, GenericBinaryType, GenericStringType};
+use arrow::array::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use natlake_core::lake::writer::LakeError;
 use sha2::{Digest, Sha256};
 
 /// The rows of one partition's carry, in the order written.
 pub struct RowDigest {
-    columns: Vec<ColumnDigest>,
+    converter: Option<RowConverter>,
+    hash: Sha256,
 }
-
-/// One column's streams (separate, so that batch cuts do not interleave them differently).
-struct ColumnDigest {
-    validity: Sha256,
-    /// Text and binary: each value's length.
-    lengths: Sha256,
-    values: Sha256,
-    /// For types read by their row encoding (none in today's schema).
-    rows: Option<RowConverter>,
-}
-
-/// Validity bytes of a run without nulls, fed a slice at a time.
-const VALID: [u8; 1024] = [1; 1024];
 
 impl RowDigest {
     pub fn new() -> Self {
         RowDigest {
-            columns: Vec::new(),
+            converter: None,
+            hash: Sha256::new(),
         }
     }
 
-    /// Adds a batch's rows.
+    /// Adds a batch's rows. The row encoding (nulls normalised, one byte string per row) does
+    /// not depend on how the rows were cut into batches or on buffer layouts.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
-        if self.columns.is_empty() {
-            for f in batch.schema().fields() {
-                let rows = match f.data_type() {
-                    t if t.is_primitive() => None,
-                    DataType::Utf8 | DataType::Binary => None,
-                    t => Some(RowConverter::new(vec![SortField::new(t.clone())])?),
-                };
-                self.columns.push(ColumnDigest {
-                    validity: Sha256::new(),
-                    lengths: Sha256::new(),
-                    values: Sha256::new(),
-                    rows,
-                });
-            }
+        if self.converter.is_none() {
+            let fields = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            self.converter = Some(RowConverter::new(fields)?);
         }
-        for (c, col) in self.columns.iter_mut().zip(batch.columns()) {
-            c.update(col)?;
+        let Some(conv) = &self.converter else {
+            return Ok(());
+        };
+        let rows = conv.convert_columns(batch.columns())?;
+        for row in rows.iter() {
+            let bytes = row.as_ref();
+            self.hash.update((bytes.len() as u64).to_le_bytes());
+            self.hash.update(bytes);
         }
         Ok(())
     }
 
     pub fn finish(self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        for c in self.columns {
-            h.update(c.validity.finalize());
-            h.update(c.lengths.finalize());
-            h.update(c.values.finalize());
-        }
-        h.finalize().into()
-    }
-}
-
-impl ColumnDigest {
-    fn update(&mut self, col: &ArrayRef) -> Result<(), LakeError> {
-        let n = col.len();
-        match col.logical_nulls() {
-            None => {
-                for chunk in (0..n).step_by(VALID.len()) {
-                    self.validity.update(&VALID[..VALID.len().min(n - chunk)]);
-                }
-            }
-            Some(nulls) => {
-                let bytes: Vec<u8> = nulls.iter().map(u8::from).collect();
-                self.validity.update(&bytes);
-            }
-        }
-        if let Some(conv) = &self.rows {
-            let rows = conv.convert_columns(std::slice::from_ref(col))?;
-            for row in rows.iter() {
-                let bytes = row.as_ref();
-                self.values.update((bytes.len() as u64).to_le_bytes());
-                self.values.update(bytes);
-            }
-            return Ok(());
-        }
-        match col.data_type() {
-            DataType::Utf8 => {
-                let a = col.as_bytes::<GenericStringType<i32>>();
-                self.variable(a.value_offsets(), a.values(), col);
-            }
-            DataType::Binary => {
-                let a = col.as_bytes::<GenericBinaryType<i32>>();
-                self.variable(a.value_offsets(), a.values(), col);
-            }
-            t => {
-                // Fixed width: the values as stored, a null's slot as zeros (it may hold anything).
-                let width = t.primitive_width().unwrap_or(0);
-                let data = col.to_data();
-                let start = data.offset() * width;
-                let values = &data.buffers()[0].as_slice()[start..start + n * width];
-                if col.null_count() == 0 {
-                    self.values.update(values);
-                } else {
-                    let mut owned = values.to_vec();
-                    for (i, slot) in owned.chunks_mut(width).enumerate() {
-                        if col.is_null(i) {
-                            slot.fill(0);
-                        }
-                    }
-                    self.values.update(&owned);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Text or binary: each value's length (u32 LE) then its bytes; a null is length 0.
-    fn variable(&mut self, offsets: &[i32], data: &[u8], col: &ArrayRef) {
-        let mut lengths = Vec::with_capacity(4 * col.len());
-        for (i, w) in offsets.windows(2).enumerate() {
-            let len = if col.is_null(i) { 0 } else { w[1] - w[0] };
-            lengths.extend_from_slice(&(len as u32).to_le_bytes());
-        }
-        self.lengths.update(&lengths);
-        if col.null_count() == 0 {
-            let (lo, hi) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
-            self.values.update(&data[lo..hi]);
-        } else {
-            for (i, w) in offsets.windows(2).enumerate() {
-                if !col.is_null(i) {
-                    self.values.update(&data[w[0] as usize..w[1] as usize]);
-                }
-            }
-        }
+        self.hash.finalize().into()
     }
 }
 
