@@ -38,7 +38,8 @@ enum Cmd {
     /// Raw objects normalize gave up on; accepting their loss after checking them.
     #[command(subcommand)]
     DeadLetters(commands::dead_letters::Cmd),
-    /// Relays' heartbeats (up to when each input is stored); retiring a relay gone for good.
+    /// Relays' heartbeats (up to when each input is stored), what they dropped; retiring a relay
+    /// gone for good, accepting the loss of drops.
     #[command(subcommand)]
     Relays(commands::relays::Cmd),
 }
