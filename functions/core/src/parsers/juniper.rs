@@ -143,7 +143,10 @@ pub fn parse(
     // RT_FLOW line.
     static SCREENOS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new("NetScreen device_id="));
-    if SCREENOS.find(body.as_bytes()).is_some() {
+    // Only where detection looks for it (`looks_like`: the first 160 bytes), where ScreenOS
+    // prints it: searching the whole of a ~1,000-byte RT_FLOW line cost ~250 instructions, and
+    // the phrase inside a session's values does not make it a ScreenOS log.
+    if SCREENOS.find(head(body, 160).as_bytes()).is_some() {
         return screenos(body, ctx, out);
     }
     let (tag, rest) = find_tag(body)?;
@@ -1347,6 +1350,15 @@ mod tests {
             .replace(" routing-instance=\"CUST-A\"", "");
         let e = nat(one(&line6, &ctx()));
         assert_eq!((e.src_ip, e.vrf), (ip("2001:db8:1::2"), None));
+    }
+
+    #[test]
+    fn screenos_header_is_read_at_the_start_only() {
+        // The phrase in a session's values, past where ScreenOS prints its header, leaves the
+        // line an RT_FLOW session.
+        let line = r#"<14>1 2024-06-15T12:00:00.500+02:00 srx1 RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636.1.1.1.2.40 source-address="100.64.1.2" source-port="40000" destination-address="198.51.100.7" destination-port="443" nat-source-address="203.0.113.9" nat-source-port="1025" protocol-id="6" policy-name="NetScreen device_id=x"]"#;
+        let e = nat(one(line, &ctx()));
+        assert_eq!((e.x_ip, e.x_port), (ip("203.0.113.9"), Some(1025)));
     }
 
     #[test]
