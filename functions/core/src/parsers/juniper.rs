@@ -28,8 +28,8 @@
 use std::net::IpAddr;
 
 use super::fields::{
-    QuotedParams, addr_port, clean_ports, dec_epoch, hex_epoch, is_null, param, port_for,
-    port_range, quoted_params, sum, translated,
+    addr_port, clean_ports, dec_epoch, hex_epoch, is_null, param, port_for, port_range,
+    quoted_params, sum, translated,
 };
 use super::util::{
     MICROS_PER_SEC, find_any, parse_ip, parse_iso_prefix, parse_u8, parse_u16, parse_u64,
@@ -75,18 +75,32 @@ const FAMILIES: [&str; 6] = [
     "MSVCS_LOG_",
 ];
 
+/// What [`looks_like`] finds: the families and the ScreenOS header, each with the offset of
+/// its first `_` (`looks_like_marks_hold_an_underscore`).
+const MARKS: [(&str, usize); 7] = [
+    ("RT_FLOW", 2),
+    ("RT_NAT", 2),
+    ("RT_SRC_NAT", 2),
+    ("RT_SCREEN", 2),
+    ("JSERVICES_", 9),
+    ("MSVCS_LOG_", 5),
+    ("NetScreen device_id=", 16),
+];
+
 /// Cheap check used by format detection: a Junos tag near the start, or a ScreenOS header.
+///
+/// Every mark holds a `_`: one `memchr` for it, and each mark compared where its first `_`
+/// would put it (an occurrence of a mark has its first `_` there), instead of seven vector
+/// searches (~350 instructions for a Cisco line, which has no `_`).
 pub fn looks_like(body: &str) -> bool {
-    static FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
-        std::sync::LazyLock::new(|| {
-            FAMILIES
-                .iter()
-                .chain(std::iter::once(&"NetScreen device_id="))
-                .map(|f| memchr::memmem::Finder::new(f.as_bytes()))
-                .collect()
-        });
     let head = head(body, 160).as_bytes();
-    FINDERS.iter().any(|f| f.find(head).is_some())
+    memchr::memchr_iter(b'_', head).any(|at| {
+        MARKS.iter().any(|(mark, k)| {
+            at.checked_sub(*k)
+                .and_then(|start| head.get(start..))
+                .is_some_and(|r| r.starts_with(mark.as_bytes()))
+        })
+    })
 }
 
 fn head(s: &str, n: usize) -> &str {
@@ -143,7 +157,10 @@ pub fn parse(
     // RT_FLOW line.
     static SCREENOS: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new("NetScreen device_id="));
-    if SCREENOS.find(body.as_bytes()).is_some() {
+    // Only where detection looks for it (`looks_like`: the first 160 bytes), where ScreenOS
+    // prints it: searching the whole of a ~1,000-byte RT_FLOW line cost ~250 instructions, and
+    // the phrase inside a session's values does not make it a ScreenOS log.
+    if SCREENOS.find(head(body, 160).as_bytes()).is_some() {
         return screenos(body, ctx, out);
     }
     let (tag, rest) = find_tag(body)?;
@@ -399,17 +416,69 @@ const SESSION_KEYS: [&str; 15] = [
 ];
 
 impl<'a> SessionParams<'a> {
+    /// The pairs `QuotedParams` yields, kept for the 15 keys read
+    /// (`session_scan_reads_like_quoted_params` compares them on random text). Junos prints a
+    /// session's parameters in one order ([`ORDER`]), so the key after the last one read is
+    /// tried first: when the text is that name and a `=`, the key is read without searching
+    /// for its end or matching it against the names (text equal to a name holds none of the
+    /// bytes where `QuotedParams` stops before the `=`). Anything else takes the general way,
+    /// a search for the stops, and sets where the order continues.
     fn scan(sd: &'a str) -> Self {
+        let b = sd.as_bytes();
         let mut p = SessionParams::default();
-        for (k, v) in QuotedParams::new(sd) {
-            if let Some(i) = Self::slot(k)
-                && let Some(slot) = p.slots.get_mut(i)
+        let mut i = 0;
+        // The index in ORDER of the key expected next.
+        let mut next = 0;
+        loop {
+            while b.get(i) == Some(&b' ') {
+                i += 1;
+            }
+            if b.get(i).is_none_or(|c| *c == b']') {
+                return p;
+            }
+            let key_start = i;
+            let expected = ORDER.get(next).map(|(k, _)| k.as_bytes()).filter(|k| {
+                b.get(i..).is_some_and(|r| starts_with_key(r, k))
+                    && b.get(i + k.len()) == Some(&b'=')
+            });
+            let at = if let Some(k) = expected {
+                i += k.len();
+                Some(next)
+            } else {
+                i = b
+                    .get(i..)
+                    .and_then(|r| find_any(r, [b'=', b' ', b']']))
+                    .map_or(b.len(), |r| i + r);
+                if b.get(i) != Some(&b'=') {
+                    // A bare word (e.g. the SD-ID "junos@2636.1.1.1.2.39"): skip it.
+                    continue;
+                }
+                sd.get(key_start..i).and_then(order_index)
+            };
+            if let Some(n) = at {
+                next = n + 1;
+            }
+            i += 1;
+            let (start, end) = if b.get(i) == Some(&b'"') {
+                let start = i + 1;
+                let end = closing_quote(b, start);
+                i = end + 1;
+                (start, end)
+            } else {
+                let start = i;
+                i = b
+                    .get(i..)
+                    .and_then(|r| find_any(r, [b' ', b']']))
+                    .map_or(b.len(), |r| i + r);
+                (start, i)
+            };
+            if let Some(n) = at.and_then(|n| ORDER.get(n)).and_then(|(_, slot)| *slot)
+                && let Some(slot) = p.slots.get_mut(n)
                 && slot.is_none()
             {
-                *slot = Some(v);
+                *slot = sd.get(start..end);
             }
         }
-        p
     }
 
     /// The index of `key` in [`SESSION_KEYS`]; a `match` so the compiler dispatches on the
@@ -445,6 +514,155 @@ impl<'a> Lookup<'a> for SessionParams<'a> {
             .and_then(|i| self.slots.get(i).copied().flatten())
             .map(trim_ws)
             .filter(|v| !is_null(v))
+    }
+}
+
+/// RT_FLOW session parameters in the order Junos prints them (a close; a create leaves out
+/// `reason` and the counters), each with its index in [`SESSION_KEYS`] when a session reads
+/// it. Every name is made of `a-z`, `0-9` and `-`. A name missing here or a device printing
+/// another order costs a search, never a value.
+const ORDER: [(&str, Option<usize>); 40] = [
+    ("reason", None),
+    ("source-address", Some(0)),
+    ("source-port", Some(1)),
+    ("destination-address", Some(2)),
+    ("destination-port", Some(3)),
+    ("connection-tag", None),
+    ("service-name", None),
+    ("nat-source-address", Some(4)),
+    ("nat-source-port", Some(5)),
+    ("nat-destination-address", None),
+    ("nat-destination-port", None),
+    ("nat-connection-tag", None),
+    ("src-nat-rule-type", None),
+    ("src-nat-rule-name", None),
+    ("dst-nat-rule-type", None),
+    ("dst-nat-rule-name", None),
+    ("protocol-id", Some(6)),
+    ("policy-name", None),
+    ("source-zone-name", None),
+    ("destination-zone-name", None),
+    ("session-id", None),
+    ("packets-from-client", Some(10)),
+    ("bytes-from-client", Some(8)),
+    ("packets-from-server", Some(11)),
+    ("bytes-from-server", Some(9)),
+    ("elapsed-time", Some(12)),
+    ("username", None),
+    ("roles", None),
+    ("packet-incoming-interface", None),
+    ("application", None),
+    ("nested-application", None),
+    ("encrypted", None),
+    ("application-category", None),
+    ("application-sub-category", None),
+    ("application-risk", None),
+    ("application-characteristics", None),
+    ("protocol-name", Some(7)),
+    ("routing-instance", Some(13)),
+    ("src-vrf-grp", Some(14)),
+    ("session-id-32", None),
+];
+
+/// The index of `key` in [`ORDER`] (a `match`: a dispatch on the length, then word compares).
+#[inline(always)]
+fn order_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "reason" => 0,
+        "source-address" => 1,
+        "source-port" => 2,
+        "destination-address" => 3,
+        "destination-port" => 4,
+        "connection-tag" => 5,
+        "service-name" => 6,
+        "nat-source-address" => 7,
+        "nat-source-port" => 8,
+        "nat-destination-address" => 9,
+        "nat-destination-port" => 10,
+        "nat-connection-tag" => 11,
+        "src-nat-rule-type" => 12,
+        "src-nat-rule-name" => 13,
+        "dst-nat-rule-type" => 14,
+        "dst-nat-rule-name" => 15,
+        "protocol-id" => 16,
+        "policy-name" => 17,
+        "source-zone-name" => 18,
+        "destination-zone-name" => 19,
+        "session-id" => 20,
+        "packets-from-client" => 21,
+        "bytes-from-client" => 22,
+        "packets-from-server" => 23,
+        "bytes-from-server" => 24,
+        "elapsed-time" => 25,
+        "username" => 26,
+        "roles" => 27,
+        "packet-incoming-interface" => 28,
+        "application" => 29,
+        "nested-application" => 30,
+        "encrypted" => 31,
+        "application-category" => 32,
+        "application-sub-category" => 33,
+        "application-risk" => 34,
+        "application-characteristics" => 35,
+        "protocol-name" => 36,
+        "routing-instance" => 37,
+        "src-vrf-grp" => 38,
+        "session-id-32" => 39,
+        _ => return None,
+    })
+}
+
+/// `h.starts_with(k)` by word compares at fixed places (the first and last four or eight
+/// bytes, and the words between for longer keys): a call to `bcmp` cost ~20 instructions a
+/// key, a loop over the words ~10 a word.
+#[inline(always)]
+fn starts_with_key(h: &[u8], k: &[u8]) -> bool {
+    let n = k.len();
+    let Some(h) = h.get(..n) else {
+        return false;
+    };
+    let w8 = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|x| <[u8; 8]>::try_from(x).ok())
+            .map(u64::from_le_bytes)
+    };
+    let w4 = |s: &[u8], at: usize| {
+        s.get(at..at + 4)
+            .and_then(|x| <[u8; 4]>::try_from(x).ok())
+            .map(u32::from_le_bytes)
+    };
+    match n {
+        0..4 | 33.. => h == k,
+        4..8 => w4(h, 0) == w4(k, 0) && w4(h, n - 4) == w4(k, n - 4),
+        _ => {
+            w8(h, 0) == w8(k, 0)
+                && w8(h, n - 8) == w8(k, n - 8)
+                && (n <= 16 || w8(h, 8) == w8(k, 8))
+                && (n <= 24 || w8(h, 16) == w8(k, 16))
+        }
+    }
+}
+
+/// Where the quoted value starting at `start` ends, as `QuotedParams` walks it: a `"` that no
+/// backslash precedes is the end whatever came before (an escape takes only the byte after
+/// it), so the walk over escapes runs only when the first quote has a backslash before it.
+#[inline(always)]
+fn closing_quote(b: &[u8], start: usize) -> usize {
+    let first = b
+        .get(start..)
+        .and_then(|r| find_any(r, [b'"']))
+        .map_or(b.len(), |r| start + r);
+    if first == start || b.get(first - 1) != Some(&b'\\') {
+        return first;
+    }
+    let mut j = start;
+    loop {
+        match b.get(j..).and_then(|r| find_any(r, [b'"', b'\\'])) {
+            Some(rel) if b.get(j + rel) == Some(&b'"') => return j + rel,
+            // An escape takes the next byte whatever it is.
+            Some(rel) => j += rel + 2,
+            None => return b.len(),
+        }
     }
 }
 
@@ -915,6 +1133,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn looks_like_marks_hold_an_underscore() {
+        for (mark, k) in MARKS {
+            assert_eq!(mark.find('_'), Some(k), "{mark}");
+        }
+        let marks: Vec<&str> = MARKS.iter().map(|(m, _)| *m).collect();
+        let mut want: Vec<&str> = FAMILIES.to_vec();
+        want.push("NetScreen device_id=");
+        assert_eq!(marks, want);
+        // Against a search for each mark, on the corpus and on marks cut, shifted and
+        // pushed past the first 160 bytes.
+        let by_search = |body: &str| {
+            let h = head(body, 160);
+            marks.iter().any(|m| h.contains(m))
+        };
+        let mut lines: Vec<String> = Vec::new();
+        for name in [
+            "juniper.txt",
+            "cisco_asa.txt",
+            "iptables.txt",
+            "syslog_edge.txt",
+        ] {
+            lines.extend(test_corpus::samples(name).into_iter().map(|s| s.line));
+        }
+        for m in &marks {
+            for pad in [0, 1, 2, 9, 16, 150, 155, 158, 159, 160] {
+                let p = "_".repeat(pad % 3) + &"x".repeat(pad - pad % 3);
+                lines.push(format!("{p}{m} rest"));
+                lines.push(format!("{p}{}", &m[..m.len() - 1]));
+                lines.push(format!("{p}_{m}_"));
+            }
+        }
+        for l in &lines {
+            assert_eq!(looks_like(l), by_search(l), "{l:?}");
+        }
+    }
+
+    #[test]
     fn families_start_with_the_bytes_structured_tail_checks() {
         for f in FAMILIES {
             assert!(
@@ -947,6 +1202,178 @@ mod tests {
         assert_eq!(vrf_field(&fast), None);
     }
 
+    #[test]
+    fn starts_with_key_agrees_with_starts_with() {
+        let keys = [
+            "a",
+            "abc",
+            "roles",
+            "reason",
+            "abcdefg",
+            "username",
+            "source-port",
+            "destination-port",
+            "src-nat-rule-type",
+            "packet-incoming-interface",
+            "application-characteristics",
+            "0123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcdef0",
+        ];
+        for k in keys {
+            for cut in 0..=k.len() + 2 {
+                let mut h = k.as_bytes().to_vec();
+                h.truncate(cut);
+                h.extend_from_slice(b"=x");
+                assert_eq!(
+                    starts_with_key(&h, k.as_bytes()),
+                    h.starts_with(k.as_bytes()),
+                    "{k} {cut}"
+                );
+                // One byte changed anywhere.
+                for at in 0..k.len().min(h.len()) {
+                    let mut g = h.clone();
+                    g[at] ^= 0x20;
+                    assert_eq!(
+                        starts_with_key(&g, k.as_bytes()),
+                        g.starts_with(k.as_bytes()),
+                        "{k} {at}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn session_scan_reads_like_quoted_params() {
+        // ORDER names each key once, with the slot SESSION_KEYS gives it, in text where
+        // QuotedParams cannot stop before the `=`.
+        for (n, (k, slot)) in ORDER.iter().enumerate() {
+            assert_eq!(order_index(k), Some(n), "{k}");
+            assert_eq!(*slot, SessionParams::slot(k), "{k}");
+            assert!(
+                k.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
+                "{k}"
+            );
+        }
+        for k in SESSION_KEYS {
+            assert!(ORDER.iter().any(|(o, _)| *o == k), "{k}");
+        }
+        // What QuotedParams keeps for a key: its first value, untrimmed.
+        fn first<'a>(list: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+            list.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        }
+        let check = |sd: &str| {
+            let list = quoted_params(sd);
+            let fast = SessionParams::scan(sd);
+            for (i, k) in SESSION_KEYS.iter().enumerate() {
+                assert_eq!(fast.slots[i], first(&list, k), "{k} in {sd:?}");
+            }
+        };
+        // Random text over the bytes that steer the walk, whole keys (kept, known and
+        // unknown) and the pieces they are made of.
+        let pieces = [
+            " ",
+            " ",
+            "=",
+            "\"",
+            "\"",
+            "\\",
+            "]",
+            "[",
+            "a",
+            "-",
+            "é",
+            "N/A",
+            "junos@2636.1",
+            "source-address",
+            "source-port",
+            "nat-source-port",
+            "src-vrf-grp",
+            "reason",
+            "session-id",
+            "session-id-32",
+            "source",
+            "address",
+            "=\"",
+            "\" ",
+            "x=",
+        ];
+        let mut seed = 2_463_534_242u32;
+        for _ in 0..100_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let n = seed as usize % 24;
+            let mut sd = String::new();
+            for _ in 0..n {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                sd.push_str(pieces[seed as usize % pieces.len()]);
+            }
+            check(&sd);
+        }
+        // Parameter lists in ORDER with keys left out, unknown keys, bare words, unquoted,
+        // empty, escaped and unterminated values, and bytes the walk stops at.
+        let values = [
+            "\"1.2.3.4\"",
+            "\"\"",
+            "\"a\\\"b\"",
+            "\"a\\\\\"",
+            "7",
+            "\"x]\"",
+            "\"open",
+            "v]",
+            "\"é\"",
+        ];
+        let noise = [
+            " ",
+            "  ",
+            "]",
+            "=",
+            "\"",
+            "junos@2636 ",
+            "other=\"o\" ",
+            "x ",
+            "é ",
+        ];
+        for _ in 0..100_000 {
+            let mut sd = String::new();
+            let mut n = 0;
+            loop {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                n += 1 + (seed % 3) as usize / 2 + usize::from(seed % 17 == 0) * 5;
+                let Some((k, _)) = ORDER.get(n % 48) else {
+                    if n > 48 {
+                        break;
+                    }
+                    continue;
+                };
+                if seed % 13 == 0 {
+                    sd.push_str(noise[(seed >> 8) as usize % noise.len()]);
+                }
+                if seed % 11 == 0 {
+                    sd.push_str(&k[..k.len() / 2]);
+                } else {
+                    sd.push_str(k);
+                }
+                sd.push('=');
+                sd.push_str(values[(seed >> 12) as usize % values.len()]);
+                sd.push(' ');
+            }
+            check(&sd);
+        }
+        // The corpus's structured elements.
+        for smp in test_corpus::samples("juniper.txt") {
+            if let Some(at) = smp.line.find(" [") {
+                check(&smp.line[at + 2..]);
+            }
+        }
+    }
+
     fn ctx() -> ParseCtx {
         utc_ctx(civil_micros(2026, 7, 1, 0, 0, 0, 0).unwrap())
     }
@@ -974,6 +1401,15 @@ mod tests {
             .replace(" routing-instance=\"CUST-A\"", "");
         let e = nat(one(&line6, &ctx()));
         assert_eq!((e.src_ip, e.vrf), (ip("2001:db8:1::2"), None));
+    }
+
+    #[test]
+    fn screenos_header_is_read_at_the_start_only() {
+        // The phrase in a session's values, past where ScreenOS prints its header, leaves the
+        // line an RT_FLOW session.
+        let line = r#"<14>1 2024-06-15T12:00:00.500+02:00 srx1 RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636.1.1.1.2.40 source-address="100.64.1.2" source-port="40000" destination-address="198.51.100.7" destination-port="443" nat-source-address="203.0.113.9" nat-source-port="1025" protocol-id="6" policy-name="NetScreen device_id=x"]"#;
+        let e = nat(one(line, &ctx()));
+        assert_eq!((e.x_ip, e.x_port), (ip("203.0.113.9"), Some(1025)));
     }
 
     #[test]

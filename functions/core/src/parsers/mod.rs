@@ -306,7 +306,8 @@ pub(crate) fn bare_tag(body: &str) -> Option<(&str, Option<u32>, &str)> {
 fn pid_after(msg: &str, app: &str) -> Option<u32> {
     let at = util::offset_in(msg, app)? + app.len();
     let rest = msg.get(at..)?.strip_prefix('[')?;
-    util::parse_u32(rest.get(..rest.find(']')?)?)
+    // A byte search: `find(']')` set up a char searcher (~190 instructions a line).
+    util::parse_u32(rest.get(..util::find_any(rest.as_bytes(), [b']'])?)?)
 }
 
 /// How much of an unrecognised body an error message quotes.

@@ -620,20 +620,15 @@ pub(crate) struct IsoTs {
     pub micros: u32,
     /// Explicit UTC offset in seconds, when the text carries one.
     pub offset: Option<i32>,
+    /// The fields above as micros of their wall clock: `parse_iso_prefix` computes it to
+    /// validate the date, and `to_micros` need not compute it again.
+    local: Micros,
 }
 
 impl IsoTs {
     /// UTC micros; `device` is the zone of a stamp that carries no offset of its own.
     pub fn to_micros(self, device: Clock) -> Option<Micros> {
-        let local = civil_micros(
-            self.year,
-            self.month,
-            self.day,
-            self.hour,
-            self.minute,
-            self.second,
-            self.micros,
-        )?;
+        let local = self.local;
         match self.offset {
             Some(off) => local.checked_sub(i64::from(off) * MICROS_PER_SEC),
             None => device.to_utc(local),
@@ -690,8 +685,11 @@ pub(crate) fn parse_iso_prefix(s: &str) -> Option<(IsoTs, usize)> {
         }
         _ => {}
     }
+    let year = i32::try_from(year).ok()?;
+    // Validate now so callers can trust `to_micros` to fail only on range, not on shape.
+    let local = civil_micros(year, month, day, hour, minute, second, micros)?;
     let ts = IsoTs {
-        year: i32::try_from(year).ok()?,
+        year,
         month,
         day,
         hour,
@@ -699,9 +697,8 @@ pub(crate) fn parse_iso_prefix(s: &str) -> Option<(IsoTs, usize)> {
         second,
         micros,
         offset,
+        local,
     };
-    // Validate now so callers can trust `to_micros` to fail only on range, not on shape.
-    civil_micros(ts.year, month, day, hour, minute, second, micros)?;
     Some((ts, i))
 }
 
