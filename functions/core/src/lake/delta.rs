@@ -110,7 +110,7 @@ pub(super) fn levels(nulls: Option<&NullBuffer>, n: u32) -> Vec<u8> {
         }
         Some(b) => {
             let mut rle = Rle::new(out, 1);
-            b.iter().for_each(|valid| rle.put(u64::from(valid)));
+            rle.put_bits(b.inner());
             out = rle.finish();
         }
     }
