@@ -298,10 +298,14 @@ impl TextBuf {
         self.0.extend_from_slice(s.as_bytes());
     }
 
-    /// ASCII bytes (digits, dots): appended without a UTF-8 check of their own.
-    fn push_ascii(&mut self, b: &[u8]) {
-        debug_assert!(b.is_ascii());
+    /// The first `n` of some ASCII bytes (digits, dots), appended without a UTF-8 check of
+    /// their own. All `N` are appended, then cut to `n`: a copy of fixed length is a few
+    /// moves, one of a variable length a call to memcpy.
+    fn push_ascii_head<const N: usize>(&mut self, b: &[u8; N], n: usize) {
+        debug_assert!(n <= N && b[..n].is_ascii());
+        let end = self.0.len() + n.min(N);
         self.0.extend_from_slice(b);
+        self.0.truncate(end);
     }
 }
 
@@ -332,8 +336,10 @@ fn build_str<R>(f: &impl Fn(&R, &mut TextBuf) -> bool, rows: &[&R]) -> ArrayRef 
                 // near it (one raw key, one format, addresses), so this is the one allocation.
                 // Capped, so one long first message (a 64 KiB mail line) does not reserve that
                 // much for every row of a free-text column; the buffer grows past it as needed.
+                // (With room for the bytes appended past a value before it is cut to its
+                // length, see `TextBuf::push_ascii_head`.)
                 let guess = (values.0.len() + 1).saturating_mul(rows.len() - i);
-                values.0.reserve(guess.min(FIRST_RESERVE_CAP));
+                values.0.reserve(guess.min(FIRST_RESERVE_CAP) + 16);
             }
         } else {
             // An extractor that wrote before saying "null" leaves nothing behind.
@@ -404,7 +410,7 @@ fn push_ipv4(buf: &mut TextBuf, a: std::net::Ipv4Addr) {
         out[n..n + 3].copy_from_slice(&digits);
         n += usize::from(len);
     }
-    buf.push_ascii(&out[..n]);
+    buf.push_ascii_head(&out, n);
 }
 
 /// The decimal text of 0..=255: up to three ASCII digits (padded with zeros) and how many.
