@@ -49,6 +49,24 @@ impl<R: 'static> Get<R> {
         }
     }
 
+    /// A string column whose value the row holds as text: constant columns are found by
+    /// comparing the borrowed values (the same text is often the same pointer), not copies.
+    pub fn str(f: impl for<'a> Fn(&'a R) -> Option<&'a str> + 'static) -> Self {
+        Self {
+            ty: Ty::Str,
+            ops: Box::new(Str(f)),
+        }
+    }
+
+    /// An address column, stored as its canonical text: constant columns are found by
+    /// comparing the addresses (the text is one-to-one with them), formatted only when built.
+    pub fn ip(f: impl Fn(&R) -> Option<IpAddr> + 'static) -> Self {
+        Self {
+            ty: Ty::Str,
+            ops: Box::new(Ip(f)),
+        }
+    }
+
     pub fn i16(f: impl Fn(&R) -> Option<i16> + 'static) -> Self {
         Self::primitive::<Int16Type>(Ty::I16, f)
     }
@@ -90,6 +108,8 @@ trait Ops<R> {
 struct Primitive<T, F>(F, std::marker::PhantomData<T>);
 struct Text<F>(F);
 struct Bin<F>(F);
+struct Str<F>(F);
+struct Ip<F>(F);
 
 impl<R, T: ArrowPrimitiveType, F: Fn(&R) -> Option<T::Native>> Ops<R> for Primitive<T, F> {
     fn build(&self, rows: &[&R]) -> ArrayRef {
@@ -113,6 +133,32 @@ impl<R, F: Fn(&R, &mut TextBuf) -> bool> Ops<R> for Text<F> {
 
     fn constant(&self, rows: &[&R]) -> Option<bool> {
         same_text(&self.0, rows)
+    }
+}
+
+impl<R, F: for<'a> Fn(&'a R) -> Option<&'a str>> Ops<R> for Str<F> {
+    fn build(&self, rows: &[&R]) -> ArrayRef {
+        build_str(&|r: &R, b: &mut TextBuf| opt_str(b, (self.0)(r)), rows)
+    }
+
+    fn constant(&self, rows: &[&R]) -> Option<bool> {
+        let (first, rest) = rows.split_first()?;
+        let v = (self.0)(first);
+        let same = |w: Option<&str>| match (w, v) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        rest.iter().all(|r| same((self.0)(r))).then_some(v.is_none())
+    }
+}
+
+impl<R, F: Fn(&R) -> Option<IpAddr>> Ops<R> for Ip<F> {
+    fn build(&self, rows: &[&R]) -> ArrayRef {
+        build_str(&|r: &R, b: &mut TextBuf| ip(b, (self.0)(r)), rows)
+    }
+
+    fn constant(&self, rows: &[&R]) -> Option<bool> {
+        same_value(&self.0, rows)
     }
 }
 
@@ -252,10 +298,14 @@ impl TextBuf {
         self.0.extend_from_slice(s.as_bytes());
     }
 
-    /// ASCII bytes (digits, dots): appended without a UTF-8 check of their own.
-    fn push_ascii(&mut self, b: &[u8]) {
-        debug_assert!(b.is_ascii());
+    /// The first `n` of some ASCII bytes (digits, dots), appended without a UTF-8 check of
+    /// their own. All `N` are appended, then cut to `n`: a copy of fixed length is a few
+    /// moves, one of a variable length a call to memcpy.
+    fn push_ascii_head<const N: usize>(&mut self, b: &[u8; N], n: usize) {
+        debug_assert!(n <= N && b[..n].is_ascii());
+        let end = self.0.len() + n.min(N);
         self.0.extend_from_slice(b);
+        self.0.truncate(end);
     }
 }
 
@@ -286,8 +336,10 @@ fn build_str<R>(f: &impl Fn(&R, &mut TextBuf) -> bool, rows: &[&R]) -> ArrayRef 
                 // near it (one raw key, one format, addresses), so this is the one allocation.
                 // Capped, so one long first message (a 64 KiB mail line) does not reserve that
                 // much for every row of a free-text column; the buffer grows past it as needed.
+                // (With room for the bytes appended past a value before it is cut to its
+                // length, see `TextBuf::push_ascii_head`.)
                 let guess = (values.0.len() + 1).saturating_mul(rows.len() - i);
-                values.0.reserve(guess.min(FIRST_RESERVE_CAP));
+                values.0.reserve(guess.min(FIRST_RESERVE_CAP) + 16);
             }
         } else {
             // An extractor that wrote before saying "null" leaves nothing behind.
@@ -331,48 +383,59 @@ pub fn schema_of<R>(cols: &[Column<R>]) -> SchemaRef {
     ))
 }
 
+#[inline]
 fn ip(buf: &mut TextBuf, v: Option<IpAddr>) -> bool {
     match v {
         Some(IpAddr::V4(a)) => {
             push_ipv4(buf, a);
             true
         }
-        Some(a) => write!(buf, "{a}").is_ok(),
+        Some(a) => push_other(buf, a),
         None => false,
     }
 }
 
-/// Dotted quad without the formatting machinery: three addresses per NAT row make `Display`
-/// a visible share of the writer's time. Each octet's digits come from a table, the quad is
-/// assembled on the stack and appended once.
-fn push_ipv4(buf: &mut TextBuf, a: std::net::Ipv4Addr) {
-    let mut out = [0u8; 15];
-    let mut n = 0;
-    for (i, o) in a.octets().into_iter().enumerate() {
-        if i > 0 {
-            out[n] = b'.';
-            n += 1;
-        }
-        let (digits, len) = OCTET_TEXT[usize::from(o)];
-        // n <= 12 here: three more bytes always fit; only `len` of them are kept.
-        out[n..n + 3].copy_from_slice(&digits);
-        n += usize::from(len);
-    }
-    buf.push_ascii(&out[..n]);
+/// An IPv6 address's text (rare in the lake's rows: kept out of the column loops).
+#[inline(never)]
+fn push_other(buf: &mut TextBuf, a: IpAddr) -> bool {
+    write!(buf, "{a}").is_ok()
 }
 
-/// The decimal text of 0..=255: up to three ASCII digits (padded with zeros) and how many.
-const OCTET_TEXT: [([u8; 3], u8); 256] = {
-    let mut t = [([0u8; 3], 0u8); 256];
+/// Dotted quad without the formatting machinery: three addresses per NAT row make `Display`
+/// a visible share of the writer's time. Each octet's text with its dot comes from a table as
+/// an integer; the four are shifted together into one and appended at once (stepping through
+/// the quad a byte range at a time cost twice the instructions).
+#[inline]
+fn push_ipv4(buf: &mut TextBuf, a: std::net::Ipv4Addr) {
+    let [t0, t1, t2, t3] = a.octets().map(|o| OCTET_DOT[usize::from(o)]);
+    // Two octets with their dots take at most 8 bytes; the quad at most 16 with its last dot.
+    let half = |(a, n): (u32, u8), (b, m): (u32, u8)| {
+        (u64::from(a) | u64::from(b) << (8 * n), n + m)
+    };
+    let (head, h) = half(t0, t1);
+    let (tail, t) = half(t2, t3);
+    let quad = u128::from(head) | u128::from(tail) << (8 * h);
+    // Without the last dot.
+    buf.push_ascii_head(&quad.to_le_bytes(), usize::from(h + t - 1));
+}
+
+/// The decimal text of 0..=255 followed by a dot, as the bytes of a little-endian integer,
+/// and its length (2 to 4).
+const OCTET_DOT: [(u32, u8); 256] = {
+    const fn digit(d: u32) -> u32 {
+        b'0' as u32 + d
+    }
+    let mut t = [(0u32, 0u8); 256];
     let mut i = 0;
     while i < 256 {
-        let v = i as u8;
+        let v = i as u32;
         t[i] = if v >= 100 {
-            ([b'0' + v / 100, b'0' + v / 10 % 10, b'0' + v % 10], 3)
+            let text = digit(v / 100) | digit(v / 10 % 10) << 8 | digit(v % 10) << 16;
+            (text | (b'.' as u32) << 24, 4)
         } else if v >= 10 {
-            ([b'0' + v / 10, b'0' + v % 10, b'0'], 2)
+            (digit(v / 10) | digit(v % 10) << 8 | (b'.' as u32) << 16, 3)
         } else {
-            ([b'0' + v, b'0', b'0'], 1)
+            (digit(v) | (b'.' as u32) << 8, 2)
         };
         i += 1;
     }
@@ -406,15 +469,6 @@ macro_rules! nat {
     };
 }
 
-macro_rules! nat_s {
-    ($r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut TextBuf| match &$r.event {
-            Event::Nat($e) => $body,
-            _ => false,
-        }
-    };
-}
-
 macro_rules! flow {
     ($r:ident, $e:ident => $body:expr) => {
         |$r: &Row| match &$r.event {
@@ -424,29 +478,11 @@ macro_rules! flow {
     };
 }
 
-macro_rules! flow_s {
-    ($r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut TextBuf| match &$r.event {
-            Event::Flow($e) => $body,
-            _ => false,
-        }
-    };
-}
-
 macro_rules! fw {
     ($r:ident, $e:ident => $body:expr) => {
         |$r: &Row| match &$r.event {
             Event::Firewall($e) => $body,
             _ => None,
-        }
-    };
-}
-
-macro_rules! fw_s {
-    ($r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut TextBuf| match &$r.event {
-            Event::Firewall($e) => $body,
-            _ => false,
         }
     };
 }
@@ -474,24 +510,22 @@ fn common() -> Vec<Column<Row>> {
         Column {
             name: "device",
             doc: "Device that logged it: syslog HOSTNAME, else the sender's address",
-            get: Get::text(|r: &Row, b: &mut TextBuf| opt_str(b, r.envelope.device.as_deref())),
+            get: Get::str(|r: &Row| r.envelope.device.as_deref()),
         },
         Column {
             name: "format",
             doc: "Parser that produced the row (conntrack, goflow2, iptables, …)",
-            get: Get::text(|r: &Row, b: &mut TextBuf| opt_str(b, Some(r.envelope.format))),
+            get: Get::str(|r: &Row| Some(r.envelope.format)),
         },
         Column {
             name: "subscriber",
             doc: "Subscriber id from enrichment, when known",
-            get: Get::text(|r: &Row, b: &mut TextBuf| opt_str(b, r.envelope.subscriber.as_deref())),
+            get: Get::str(|r: &Row| r.envelope.subscriber.as_deref()),
         },
         Column {
             name: "site",
             doc: "Enrichment: site of the longest IPAM prefix holding the inside address (src_ip)",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, r.envelope.enrichment.site.as_deref())
-            }),
+            get: Get::str(|r: &Row| r.envelope.enrichment.site.as_deref()),
         },
         Column {
             name: "prefix",
@@ -506,9 +540,7 @@ fn common() -> Vec<Column<Row>> {
         Column {
             name: "role",
             doc: "Enrichment: that prefix's role",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, r.envelope.enrichment.role.as_deref())
-            }),
+            get: Get::str(|r: &Row| r.envelope.enrichment.role.as_deref()),
         },
         Column {
             name: "dst_asn",
@@ -518,21 +550,17 @@ fn common() -> Vec<Column<Row>> {
         Column {
             name: "dst_as_org",
             doc: "Enrichment: organisation of that autonomous system",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, r.envelope.enrichment.dst_as_org.as_deref())
-            }),
+            get: Get::str(|r: &Row| r.envelope.enrichment.dst_as_org.as_deref()),
         },
         Column {
             name: "dst_country",
             doc: "Enrichment: country of dst_ip, ISO 3166-1 alpha-2 (MMDB country / city database)",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, r.envelope.enrichment.dst_country.as_deref())
-            }),
+            get: Get::str(|r: &Row| r.envelope.enrichment.dst_country.as_deref()),
         },
         Column {
             name: "raw_key",
             doc: "Provenance: key of the raw object the row came from",
-            get: Get::text(|r: &Row, b: &mut TextBuf| opt_str(b, Some(&r.provenance.raw_key))),
+            get: Get::str(|r: &Row| Some(&r.provenance.raw_key)),
         },
         Column {
             name: "raw_record",
@@ -552,7 +580,7 @@ pub fn nat_events() -> Vec<Column<Row>> {
         Column {
             name: "event",
             doc: "session_create, session_delete, port_block_alloc, port_block_release, port_block_interim, address_bind, address_release, mapping_observed",
-            get: Get::text(nat_s!(r, b, e => opt_str(b, e.event.map(|k| k.as_str())))),
+            get: Get::str(nat!(r, e => e.event.map(|k| k.as_str()))),
         },
         Column {
             name: "protocol",
@@ -562,7 +590,7 @@ pub fn nat_events() -> Vec<Column<Row>> {
         Column {
             name: "src_ip",
             doc: "Inside (private, pre-NAT) address",
-            get: Get::text(nat_s!(r, b, e => ip(b, e.src_ip))),
+            get: Get::ip(nat!(r, e => e.src_ip)),
         },
         Column {
             name: "src_port",
@@ -572,7 +600,7 @@ pub fn nat_events() -> Vec<Column<Row>> {
         Column {
             name: "x_ip",
             doc: "Public (translated, post-NAT) address",
-            get: Get::text(nat_s!(r, b, e => ip(b, e.x_ip))),
+            get: Get::ip(nat!(r, e => e.x_ip)),
         },
         Column {
             name: "x_port",
@@ -587,7 +615,7 @@ pub fn nat_events() -> Vec<Column<Row>> {
         Column {
             name: "dst_ip",
             doc: "Destination address, when the device logs it",
-            get: Get::text(nat_s!(r, b, e => ip(b, e.dst_ip))),
+            get: Get::ip(nat!(r, e => e.dst_ip)),
         },
         Column {
             name: "dst_port",
@@ -597,12 +625,12 @@ pub fn nat_events() -> Vec<Column<Row>> {
         Column {
             name: "vrf",
             doc: "The inside VRF / routing instance / conntrack zone as the device names it (IPFIX: ingressVRFID, never the egress, public-side id; 0 = none)",
-            get: Get::text(nat_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
+            get: Get::str(nat!(r, e => e.vrf.as_deref())),
         },
         Column {
             name: "direction",
             doc: "out (inside to outside) or in",
-            get: Get::text(nat_s!(r, b, e => opt_str(b, e.direction))),
+            get: Get::str(nat!(r, e => e.direction)),
         },
         Column {
             name: "end_time",
@@ -654,7 +682,7 @@ pub fn flows() -> Vec<Column<Row>> {
         Column {
             name: "src_ip",
             doc: "Source address (pre-NAT)",
-            get: Get::text(flow_s!(r, b, e => ip(b, e.src_ip))),
+            get: Get::ip(flow!(r, e => e.src_ip)),
         },
         Column {
             name: "src_port",
@@ -664,7 +692,7 @@ pub fn flows() -> Vec<Column<Row>> {
         Column {
             name: "dst_ip",
             doc: "Destination address",
-            get: Get::text(flow_s!(r, b, e => ip(b, e.dst_ip))),
+            get: Get::ip(flow!(r, e => e.dst_ip)),
         },
         Column {
             name: "dst_port",
@@ -674,7 +702,7 @@ pub fn flows() -> Vec<Column<Row>> {
         Column {
             name: "post_nat_src_ip",
             doc: "Source address after NAT (IPFIX IE 225/281)",
-            get: Get::text(flow_s!(r, b, e => ip(b, e.post_nat_src_ip))),
+            get: Get::ip(flow!(r, e => e.post_nat_src_ip)),
         },
         Column {
             name: "post_nat_src_port",
@@ -684,7 +712,7 @@ pub fn flows() -> Vec<Column<Row>> {
         Column {
             name: "post_nat_dst_ip",
             doc: "Destination address after NAT (IE 226/282)",
-            get: Get::text(flow_s!(r, b, e => ip(b, e.post_nat_dst_ip))),
+            get: Get::ip(flow!(r, e => e.post_nat_dst_ip)),
         },
         Column {
             name: "post_nat_dst_port",
@@ -719,12 +747,12 @@ pub fn flows() -> Vec<Column<Row>> {
         Column {
             name: "exporter",
             doc: "Exporter address named in the record",
-            get: Get::text(flow_s!(r, b, e => ip(b, e.exporter))),
+            get: Get::ip(flow!(r, e => e.exporter)),
         },
         Column {
             name: "vrf",
             doc: "VRF / routing instance",
-            get: Get::text(flow_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
+            get: Get::str(flow!(r, e => e.vrf.as_deref())),
         },
     ];
     v.extend(common());
@@ -741,12 +769,12 @@ pub fn firewall() -> Vec<Column<Row>> {
         Column {
             name: "action",
             doc: "allow, deny or log",
-            get: Get::text(fw_s!(r, b, e => opt_str(b, Some(e.action.as_str())))),
+            get: Get::str(fw!(r, e => Some(e.action.as_str()))),
         },
         Column {
             name: "rule",
             doc: "Rule name or log prefix (e.g. Cloud Foundry OK_<container>)",
-            get: Get::text(fw_s!(r, b, e => opt_str(b, e.rule.as_deref()))),
+            get: Get::str(fw!(r, e => e.rule.as_deref())),
         },
         Column {
             name: "protocol",
@@ -756,7 +784,7 @@ pub fn firewall() -> Vec<Column<Row>> {
         Column {
             name: "src_ip",
             doc: "Source address",
-            get: Get::text(fw_s!(r, b, e => ip(b, e.src_ip))),
+            get: Get::ip(fw!(r, e => e.src_ip)),
         },
         Column {
             name: "src_port",
@@ -766,7 +794,7 @@ pub fn firewall() -> Vec<Column<Row>> {
         Column {
             name: "dst_ip",
             doc: "Destination address",
-            get: Get::text(fw_s!(r, b, e => ip(b, e.dst_ip))),
+            get: Get::ip(fw!(r, e => e.dst_ip)),
         },
         Column {
             name: "dst_port",
@@ -776,12 +804,12 @@ pub fn firewall() -> Vec<Column<Row>> {
         Column {
             name: "in_if",
             doc: "Input interface name",
-            get: Get::text(fw_s!(r, b, e => opt_str(b, e.in_if.as_deref()))),
+            get: Get::str(fw!(r, e => e.in_if.as_deref())),
         },
         Column {
             name: "out_if",
             doc: "Output interface name",
-            get: Get::text(fw_s!(r, b, e => opt_str(b, e.out_if.as_deref()))),
+            get: Get::str(fw!(r, e => e.out_if.as_deref())),
         },
         Column {
             name: "length",
@@ -791,47 +819,37 @@ pub fn firewall() -> Vec<Column<Row>> {
         Column {
             name: "vrf",
             doc: "VRF / routing instance",
-            get: Get::text(fw_s!(r, b, e => opt_str(b, e.vrf.as_deref()))),
+            get: Get::str(fw!(r, e => e.vrf.as_deref())),
         },
         Column {
             name: "cf_event",
             doc: "Cloud Foundry (OK_ / DENY_ prefixes): ingress-allowed, ingress-denied, egress-allowed or egress-denied, as silk's iptables-logger names it",
-            get: Get::text(|r: &Row, b: &mut TextBuf| opt_str(b, cf(r).map(|c| c.event))),
+            get: Get::str(|r: &Row| cf(r).map(|c| c.event)),
         },
         Column {
             name: "cf_container",
             doc: "Cloud Foundry: container id (handle) of the app's side: destination for ingress, source for egress",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, cf(r).and_then(|c| c.container_id.as_deref()))
-            }),
+            get: Get::str(|r: &Row| cf(r).and_then(|c| c.container_id.as_deref())),
         },
         Column {
             name: "cf_app",
             doc: "Cloud Foundry: that container's app GUID",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, cf(r).and_then(|c| c.app_guid.as_deref()))
-            }),
+            get: Get::str(|r: &Row| cf(r).and_then(|c| c.app_guid.as_deref())),
         },
         Column {
             name: "cf_app_name",
             doc: "Cloud Foundry: the app's name, when the metadata has it",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, cf(r).and_then(|c| c.app_name.as_deref()))
-            }),
+            get: Get::str(|r: &Row| cf(r).and_then(|c| c.app_name.as_deref())),
         },
         Column {
             name: "cf_space",
             doc: "Cloud Foundry: the app's space GUID",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, cf(r).and_then(|c| c.space_guid.as_deref()))
-            }),
+            get: Get::str(|r: &Row| cf(r).and_then(|c| c.space_guid.as_deref())),
         },
         Column {
             name: "cf_org",
             doc: "Cloud Foundry: the app's organization GUID",
-            get: Get::text(|r: &Row, b: &mut TextBuf| {
-                opt_str(b, cf(r).and_then(|c| c.organization_guid.as_deref()))
-            }),
+            get: Get::str(|r: &Row| cf(r).and_then(|c| c.organization_guid.as_deref())),
         },
     ];
     v.extend(common());
@@ -852,15 +870,6 @@ macro_rules! ev {
     };
 }
 
-macro_rules! ev_s {
-    ($v:ident, $r:ident, $b:ident, $e:ident => $body:expr) => {
-        |$r: &Row, $b: &mut TextBuf| match &$r.event {
-            Event::$v($e) => $body,
-            _ => false,
-        }
-    };
-}
-
 fn millis(v: Option<u64>) -> Option<i64> {
     count(v)
 }
@@ -875,12 +884,12 @@ pub fn http_access() -> Vec<Column<Row>> {
         Column {
             name: "server",
             doc: "nginx or apache when known (format named, or the syslog tag); null when auto-detected from the line alone",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.server))),
+            get: Get::str(ev!(Http, r, e => e.server)),
         },
         Column {
             name: "vhost",
             doc: "Virtual host (Apache vhost_combined %v)",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.vhost.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.vhost.as_deref())),
         },
         Column {
             name: "server_port",
@@ -890,7 +899,7 @@ pub fn http_access() -> Vec<Column<Row>> {
         Column {
             name: "client_ip",
             doc: "Client address (%h / $remote_addr): behind a CGNAT, the public address",
-            get: Get::text(ev_s!(Http, r, b, e => ip(b, e.client_ip))),
+            get: Get::ip(ev!(Http, r, e => e.client_ip)),
         },
         Column {
             name: "client_port",
@@ -900,27 +909,27 @@ pub fn http_access() -> Vec<Column<Row>> {
         Column {
             name: "user",
             doc: "Authenticated user (%u / $remote_user)",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.user.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.user.as_deref())),
         },
         Column {
             name: "method",
             doc: "Request method",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.method.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.method.as_deref())),
         },
         Column {
             name: "path",
             doc: "Request target as logged (path and query)",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.path.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.path.as_deref())),
         },
         Column {
             name: "protocol",
             doc: "HTTP/1.0, HTTP/1.1, HTTP/2.0, …; null for HTTP/0.9 request lines",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.protocol.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.protocol.as_deref())),
         },
         Column {
             name: "request",
             doc: "The request line as logged, only when it could not be split into method, path and protocol (answered 4xx)",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.request.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.request.as_deref())),
         },
         Column {
             name: "status",
@@ -935,17 +944,17 @@ pub fn http_access() -> Vec<Column<Row>> {
         Column {
             name: "referer",
             doc: "Referer header as logged",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.referer.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.referer.as_deref())),
         },
         Column {
             name: "user_agent",
             doc: "User-Agent header as logged",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.user_agent.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.user_agent.as_deref())),
         },
         Column {
             name: "forwarded_for",
             doc: "X-Forwarded-For as logged (nginx main format)",
-            get: Get::text(ev_s!(Http, r, b, e => opt_str(b, e.forwarded_for.as_deref()))),
+            get: Get::str(ev!(Http, r, e => e.forwarded_for.as_deref())),
         },
         Column {
             name: "request_time_ms",
@@ -972,7 +981,7 @@ pub fn mail() -> Vec<Column<Row>> {
         Column {
             name: "process",
             doc: "Syslog tag (postfix/smtpd, postfix/qmgr, …)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.process.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.process.as_deref())),
         },
         Column {
             name: "pid",
@@ -982,22 +991,22 @@ pub fn mail() -> Vec<Column<Row>> {
         Column {
             name: "queue_id",
             doc: "Postfix queue id (NOQUEUE for rejections before one was assigned)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.queue_id.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.queue_id.as_deref())),
         },
         Column {
             name: "event",
             doc: "connect, disconnect, client, reject, lost_connection, warning, message_id, queued, removed, pickup, delivery, other",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, Some(e.event)))),
+            get: Get::str(ev!(Mail, r, e => Some(e.event))),
         },
         Column {
             name: "client_host",
             doc: "SMTP client host name as Postfix resolved it (unknown when it did not)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.client_host.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.client_host.as_deref())),
         },
         Column {
             name: "client_ip",
             doc: "SMTP client address",
-            get: Get::text(ev_s!(Mail, r, b, e => ip(b, e.client_ip))),
+            get: Get::ip(ev!(Mail, r, e => e.client_ip)),
         },
         Column {
             name: "client_port",
@@ -1007,27 +1016,27 @@ pub fn mail() -> Vec<Column<Row>> {
         Column {
             name: "from",
             doc: "Envelope sender (empty for bounces)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.from.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.from.as_deref())),
         },
         Column {
             name: "to",
             doc: "Envelope recipient",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.to.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.to.as_deref())),
         },
         Column {
             name: "orig_to",
             doc: "Original recipient before aliasing",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.orig_to.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.orig_to.as_deref())),
         },
         Column {
             name: "relay_host",
             doc: "Next hop the message went to (host name, none, local, a transport)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.relay_host.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.relay_host.as_deref())),
         },
         Column {
             name: "relay_ip",
             doc: "Next hop address",
-            get: Get::text(ev_s!(Mail, r, b, e => ip(b, e.relay_ip))),
+            get: Get::ip(ev!(Mail, r, e => e.relay_ip)),
         },
         Column {
             name: "relay_port",
@@ -1037,12 +1046,12 @@ pub fn mail() -> Vec<Column<Row>> {
         Column {
             name: "status",
             doc: "sent, deferred, bounced, expired, … (deliveries); reject (rejections)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.status.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.status.as_deref())),
         },
         Column {
             name: "dsn",
             doc: "Enhanced status code (RFC 3463), e.g. 2.0.0",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.dsn.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.dsn.as_deref())),
         },
         Column {
             name: "delay_ms",
@@ -1062,27 +1071,27 @@ pub fn mail() -> Vec<Column<Row>> {
         Column {
             name: "message_id",
             doc: "Message-ID header (cleanup)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.message_id.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.message_id.as_deref())),
         },
         Column {
             name: "sasl_username",
             doc: "SMTP AUTH user name (smtpd)",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.sasl_username.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.sasl_username.as_deref())),
         },
         Column {
             name: "helo",
             doc: "HELO / EHLO name the client gave",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.helo.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.helo.as_deref())),
         },
         Column {
             name: "response",
             doc: "Remote server's reply (deliveries) or the rejection text",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, e.response.as_deref()))),
+            get: Get::str(ev!(Mail, r, e => e.response.as_deref())),
         },
         Column {
             name: "message",
             doc: "Message text after the queue id, as logged",
-            get: Get::text(ev_s!(Mail, r, b, e => opt_str(b, Some(&e.message)))),
+            get: Get::str(ev!(Mail, r, e => Some(&e.message))),
         },
     ];
     v.extend(common());
@@ -1099,7 +1108,7 @@ pub fn auth() -> Vec<Column<Row>> {
         Column {
             name: "process",
             doc: "Syslog tag (sshd, sshd-session)",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, e.process.as_deref()))),
+            get: Get::str(ev!(Auth, r, e => e.process.as_deref())),
         },
         Column {
             name: "pid",
@@ -1109,32 +1118,32 @@ pub fn auth() -> Vec<Column<Row>> {
         Column {
             name: "event",
             doc: "accepted, failed, postponed, partial, invalid_user, max_auth_tries, connection, disconnected, connection_closed, connection_reset, received_disconnect, no_identification, other",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, Some(e.event)))),
+            get: Get::str(ev!(Auth, r, e => Some(e.event))),
         },
         Column {
             name: "result",
             doc: "success (Accepted) or failure (Failed); null for other messages",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, e.result))),
+            get: Get::str(ev!(Auth, r, e => e.result)),
         },
         Column {
             name: "method",
             doc: "Authentication method (password, publickey, keyboard-interactive/pam, none, …)",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, e.method.as_deref()))),
+            get: Get::str(ev!(Auth, r, e => e.method.as_deref())),
         },
         Column {
             name: "user",
             doc: "User name as sshd logged it (attacker-chosen for invalid users)",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, e.user.as_deref()))),
+            get: Get::str(ev!(Auth, r, e => e.user.as_deref())),
         },
         Column {
             name: "user_status",
             doc: "invalid (no such account) or authenticating (not yet authenticated), as sshd says",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, e.user_status))),
+            get: Get::str(ev!(Auth, r, e => e.user_status)),
         },
         Column {
             name: "src_ip",
             doc: "Client address: behind a CGNAT, the public address",
-            get: Get::text(ev_s!(Auth, r, b, e => ip(b, e.src_ip))),
+            get: Get::ip(ev!(Auth, r, e => e.src_ip)),
         },
         Column {
             name: "src_port",
@@ -1144,7 +1153,7 @@ pub fn auth() -> Vec<Column<Row>> {
         Column {
             name: "key",
             doc: "Public key type and fingerprint (publickey messages)",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, e.key.as_deref()))),
+            get: Get::str(ev!(Auth, r, e => e.key.as_deref())),
         },
         Column {
             name: "repeats",
@@ -1154,7 +1163,7 @@ pub fn auth() -> Vec<Column<Row>> {
         Column {
             name: "message",
             doc: "Message text, as logged",
-            get: Get::text(ev_s!(Auth, r, b, e => opt_str(b, Some(&e.message)))),
+            get: Get::str(ev!(Auth, r, e => Some(&e.message))),
         },
     ];
     v.extend(common());
@@ -1171,22 +1180,22 @@ pub fn rejects() -> Vec<Column<Reject>> {
         Column {
             name: "reason",
             doc: "Why it was rejected",
-            get: Get::text(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.reason))),
+            get: Get::str(|r: &Reject| Some(&r.reason)),
         },
         Column {
             name: "format",
             doc: "Parser that tried (auto: no format matched)",
-            get: Get::text(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.format))),
+            get: Get::str(|r: &Reject| Some(&r.format)),
         },
         Column {
             name: "input_kind",
             doc: "How the record reached the relay (syslog_udp, …)",
-            get: Get::text(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.input_kind))),
+            get: Get::str(|r: &Reject| Some(&r.input_kind)),
         },
         Column {
             name: "peer",
             doc: "Sender address:port",
-            get: Get::text(|r: &Reject, b: &mut TextBuf| opt_str(b, r.peer.as_deref())),
+            get: Get::str(|r: &Reject| r.peer.as_deref()),
         },
         Column {
             name: "payload",
@@ -1196,7 +1205,7 @@ pub fn rejects() -> Vec<Column<Reject>> {
         Column {
             name: "raw_key",
             doc: "Provenance: raw object key",
-            get: Get::text(|r: &Reject, b: &mut TextBuf| opt_str(b, Some(&r.provenance.raw_key))),
+            get: Get::str(|r: &Reject| Some(&r.provenance.raw_key)),
         },
         Column {
             name: "raw_record",

@@ -110,7 +110,7 @@ pub(super) fn levels(nulls: Option<&NullBuffer>, n: u32) -> Vec<u8> {
         }
         Some(b) => {
             let mut rle = Rle::new(out, 1);
-            b.iter().for_each(|valid| rle.put(u64::from(valid)));
+            rle.put_bits(b.inner());
             out = rle.finish();
         }
     }
@@ -121,13 +121,15 @@ pub(super) fn levels(nulls: Option<&NullBuffer>, n: u32) -> Vec<u8> {
 
 /// What the encoding needs of a physical type.
 trait Physical {
-    type Native: Copy + Into<i64>;
+    /// Values and their deltas: deltas wrap at the type's width, as parquet computes them.
+    type Native: Copy + Ord + Into<i64>;
     /// Values per miniblock.
     const MINI: usize;
-    /// `a − b` as the type's own wrapping arithmetic gives it, widened.
-    fn sub(a: i64, b: i64) -> i64;
-    /// The same difference as the unsigned number that is bit-packed.
-    fn sub_u64(a: i64, b: i64) -> u64;
+    /// The most values of the type.
+    const MAX: Self::Native;
+    fn sub(a: Self::Native, b: Self::Native) -> Self::Native;
+    /// `a − b` as the unsigned number that is bit-packed.
+    fn sub_u64(a: Self::Native, b: Self::Native) -> u64;
     fn statistics(min: Self::Native, max: Self::Native, nulls: u64) -> Statistics;
 }
 
@@ -137,11 +139,12 @@ struct I64;
 impl Physical for I32 {
     type Native = i32;
     const MINI: usize = 32;
-    fn sub(a: i64, b: i64) -> i64 {
-        i64::from((a as i32).wrapping_sub(b as i32))
+    const MAX: i32 = i32::MAX;
+    fn sub(a: i32, b: i32) -> i32 {
+        a.wrapping_sub(b)
     }
-    fn sub_u64(a: i64, b: i64) -> u64 {
-        u64::from((a as i32).wrapping_sub(b as i32) as u32)
+    fn sub_u64(a: i32, b: i32) -> u64 {
+        u64::from(a.wrapping_sub(b) as u32)
     }
     fn statistics(min: i32, max: i32, nulls: u64) -> Statistics {
         Statistics::Int32(value_statistics(min, max, nulls))
@@ -151,6 +154,7 @@ impl Physical for I32 {
 impl Physical for I64 {
     type Native = i64;
     const MINI: usize = 64;
+    const MAX: i64 = i64::MAX;
     fn sub(a: i64, b: i64) -> i64 {
         a.wrapping_sub(b)
     }
@@ -312,11 +316,12 @@ fn delta_values<P: Physical>(values: &[P::Native], out: &mut Vec<u8>) {
         return;
     };
     varint(out, zigzag(first.into()));
-    let mut deltas = [0i64; 256];
-    let mut previous: i64 = first.into();
+    // Deltas at the type's own width: 32-bit ones compare four to a vector register, where
+    // 64-bit comparisons are emulated (the baseline x86-64 has none).
+    let mut deltas = [first; 256];
+    let mut previous = first;
     for chunk in rest.chunks(block) {
-        for (d, v) in deltas.iter_mut().zip(chunk) {
-            let v: i64 = (*v).into();
+        for (d, &v) in deltas.iter_mut().zip(chunk) {
             *d = P::sub(v, previous);
             previous = v;
         }
@@ -327,17 +332,19 @@ fn delta_values<P: Physical>(values: &[P::Native], out: &mut Vec<u8>) {
 /// One block: its least delta, the bit width of each miniblock, then each miniblock's deltas
 /// less the least, bit-packed and padded to a whole miniblock with 0s; miniblocks past the
 /// values have width 0 and no bytes.
-fn write_block<P: Physical>(deltas: &[i64], out: &mut Vec<u8>) {
-    let min = deltas.iter().copied().min().unwrap_or(0);
-    varint(out, zigzag(min));
+fn write_block<P: Physical>(deltas: &[P::Native], out: &mut Vec<u8>) {
+    let min = deltas.iter().copied().fold(P::MAX, Ord::min);
+    varint(out, zigzag(min.into()));
     let widths_at = out.len();
     out.extend_from_slice(&[0u8; MINIBLOCKS]);
     for (i, mini) in deltas.chunks(P::MINI).enumerate() {
-        let max = mini.iter().copied().max().unwrap_or(min);
-        let width = u64::BITS - P::sub_u64(max, min).leading_zeros();
+        // The width of the largest delta less the least: every one is at least the least, so
+        // the highest bit set in any of them (their OR) is the largest's, without comparisons.
+        let any = mini.iter().fold(0u64, |acc, &d| acc | P::sub_u64(d, min));
+        let width = u64::BITS - any.leading_zeros();
         out[widths_at + i] = width as u8;
         // Padded with 0s to a whole miniblock, which then ends on a byte boundary at any width.
-        let values = mini.iter().map(|d| P::sub_u64(*d, min));
+        let values = mini.iter().map(|&d| P::sub_u64(d, min));
         pack(out, values, P::MINI, width);
     }
 }

@@ -5,6 +5,8 @@
 //! at 63 groups and pads the last group with 0s; its batch path takes whole groups at a time.
 //! The same steps give the same bytes (the writers' tests compare whole files).
 
+use arrow::buffer::BooleanBuffer;
+
 use super::constant::varint;
 
 const GROUP: usize = 8;
@@ -83,6 +85,68 @@ impl Rle {
                 continue;
             }
             self.put(values[i]);
+            i += 1;
+        }
+    }
+
+    /// Puts each bit of `bits` as a value of its own, giving what [`Rle::put`] gives fed them
+    /// one at a time (definition levels: 1 a value, 0 a null) with a group of 8 taken at once
+    /// where `put` would start one, and a run's repeats counted eight at a time: a call per
+    /// level cost 1.2 % of normalize's instructions. For an encoder of width 1.
+    pub fn put_bits(&mut self, bits: &BooleanBuffer) {
+        let (bytes, offset, n) = (bits.values(), bits.offset(), bits.len());
+        let byte = |k: usize| u16::from(bytes.get(k).copied().unwrap_or(0));
+        // The 8 bits from `i`, the first the lowest, and the one at `i`.
+        let eight = |i: usize| {
+            let j = offset + i;
+            u64::from(((byte(j / 8) | byte(j / 8 + 1) << 8) >> (j % 8)) & 0xff)
+        };
+        let bit = |i: usize| {
+            let j = offset + i;
+            u64::from((byte(j / 8) >> (j % 8)) & 1)
+        };
+        let mut i = 0;
+        while i < n {
+            if self.repeat >= GROUP {
+                // In a run: `put` only counts values equal to it.
+                let v = self.current;
+                let all = if v == 0 { 0 } else { 0xff };
+                while n - i >= GROUP && eight(i) == all {
+                    self.repeat += GROUP;
+                    i += GROUP;
+                }
+                while i < n && bit(i) == v {
+                    self.repeat += 1;
+                    i += 1;
+                }
+                if i < n {
+                    self.put(bit(i));
+                    i += 1;
+                }
+                continue;
+            }
+            if self.repeat == 0 && self.pending.len().is_multiple_of(GROUP) && n - i >= GROUP {
+                // At a group's start, eight `put`s then `commit_group`: all equal, a run starts
+                // (the group is not kept and the pending ones are written); otherwise the group
+                // is kept, and the last value is the one a run would repeat.
+                let g = eight(i);
+                i += GROUP;
+                if g == 0 || g == 0xff {
+                    if !self.pending.is_empty() {
+                        self.close_bit_packed_run();
+                    }
+                    self.current = g & 1;
+                    self.repeat = GROUP;
+                } else {
+                    self.pending.extend((0..GROUP).map(|k| (g >> k) & 1));
+                    self.current = g >> (GROUP - 1);
+                    if self.pending.len() / GROUP + 1 >= MAX_GROUPS {
+                        self.close_bit_packed_run();
+                    }
+                }
+                continue;
+            }
+            self.put(bit(i));
             i += 1;
         }
     }
@@ -175,4 +239,48 @@ pub fn pack(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, count: usize, 
         out.extend_from_slice(&acc.to_le_bytes()[..bits.div_ceil(8) as usize]);
     }
     out.resize(end, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `put_bits` gives the bytes `put` does fed the same bits one at a time: runs short and
+    /// long, groups across bytes, bitmaps starting inside a byte.
+    #[test]
+    fn bits_at_once_encode_as_one_at_a_time() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..3000 {
+            let len = (next() % 700) as usize;
+            // Runs of random lengths: mostly short, some past a group or many groups.
+            let mut bits = Vec::with_capacity(len);
+            let mut v = next() % 2 == 0;
+            while bits.len() < len {
+                let run = match next() % 4 {
+                    0 => 1 + next() % 3,
+                    1 => 1 + next() % 12,
+                    2 => 1 + next() % 40,
+                    _ => 1 + next() % 600,
+                } as usize;
+                bits.extend(std::iter::repeat_n(v, run.min(len - bits.len())));
+                v = if next() % 5 == 0 { v } else { !v };
+            }
+            let offset = (next() % 9) as usize;
+            let mut padded = vec![next() % 2 == 0; offset];
+            padded.extend(&bits);
+            let buffer = BooleanBuffer::from(padded).slice(offset, len);
+            let prefix = vec![7u8; (case % 3) as usize];
+            let mut one = Rle::new(prefix.clone(), 1);
+            bits.iter().for_each(|&b| one.put(u64::from(b)));
+            let mut all = Rle::new(prefix, 1);
+            all.put_bits(&buffer);
+            assert_eq!(all.finish(), one.finish(), "case {case}");
+        }
+    }
 }
