@@ -202,7 +202,6 @@ async fn carry_chains_hours_compacts_and_recomputes_after_late_data() {
         .map(|b| b.num_rows())
         .sum();
     assert_eq!(rows, 6, "the merged object holds each event once");
-
 }
 
 #[tokio::test]

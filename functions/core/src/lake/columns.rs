@@ -148,7 +148,9 @@ impl<R, F: for<'a> Fn(&'a R) -> Option<&'a str>> Ops<R> for Str<F> {
             (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
             (a, b) => a.is_none() && b.is_none(),
         };
-        rest.iter().all(|r| same((self.0)(r))).then_some(v.is_none())
+        rest.iter()
+            .all(|r| same((self.0)(r)))
+            .then_some(v.is_none())
     }
 }
 
@@ -409,9 +411,8 @@ fn push_other(buf: &mut TextBuf, a: IpAddr) -> bool {
 fn push_ipv4(buf: &mut TextBuf, a: std::net::Ipv4Addr) {
     let [t0, t1, t2, t3] = a.octets().map(|o| OCTET_DOT[usize::from(o)]);
     // Two octets with their dots take at most 8 bytes; the quad at most 16 with its last dot.
-    let half = |(a, n): (u32, u8), (b, m): (u32, u8)| {
-        (u64::from(a) | u64::from(b) << (8 * n), n + m)
-    };
+    let half =
+        |(a, n): (u32, u8), (b, m): (u32, u8)| (u64::from(a) | u64::from(b) << (8 * n), n + m);
     let (head, h) = half(t0, t1);
     let (tail, t) = half(t2, t3);
     let quad = u128::from(head) | u128::from(tail) << (8 * h);

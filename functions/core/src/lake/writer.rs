@@ -1261,7 +1261,12 @@ mod tests {
         for (k, id) in keys.iter().zip(&ids) {
             assert_eq!(got[*id as usize], *k);
         }
-        assert!(ids.iter().fold(Some(0u32), |next, &id| next.filter(|n| id <= *n).map(|n| n.max(id + 1))).is_some());
+        // Numbered as found: each id at most one past the highest so far.
+        assert!(
+            ids.iter()
+                .try_fold(0u32, |next, &id| (id <= next).then(|| next.max(id + 1)))
+                .is_some()
+        );
         got.sort_unstable();
         assert_eq!(got, want);
         let wide = vec![

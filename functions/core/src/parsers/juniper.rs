@@ -1345,17 +1345,17 @@ mod tests {
                 seed ^= seed << 13;
                 seed ^= seed >> 17;
                 seed ^= seed << 5;
-                n += 1 + (seed % 3) as usize / 2 + usize::from(seed % 17 == 0) * 5;
+                n += 1 + (seed % 3) as usize / 2 + usize::from(seed.is_multiple_of(17)) * 5;
                 let Some((k, _)) = ORDER.get(n % 48) else {
                     if n > 48 {
                         break;
                     }
                     continue;
                 };
-                if seed % 13 == 0 {
+                if seed.is_multiple_of(13) {
                     sd.push_str(noise[(seed >> 8) as usize % noise.len()]);
                 }
-                if seed % 11 == 0 {
+                if seed.is_multiple_of(11) {
                     sd.push_str(&k[..k.len() / 2]);
                 } else {
                     sd.push_str(k);
