@@ -41,8 +41,8 @@ use std::net::IpAddr;
 
 use super::ParseError;
 use super::util::{
-    MICROS_PER_SEC, ascii_words, find_any, fraction_micros, parse_ip, parse_u8, parse_u16,
-    parse_u32, parse_u64, trim_start_ws, trim_ws,
+    MICROS_PER_SEC, ascii_words, digits_at, dotted_quad_at, find_any, fraction_micros, is_split_ws,
+    parse_ip, parse_u8, parse_u64, trim_start_ws, trim_ws, word_end,
 };
 
 const FORMAT: &str = "conntrack";
@@ -270,7 +270,7 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
         kind = k;
         s = after;
     }
-    let mut toks = ascii_words(s).peekable();
+    let mut toks = ascii_words(s);
     let mut tok = toks
         .next()
         .ok_or_else(|| err("no protocol after event tag"))?;
@@ -292,8 +292,9 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
     // that disagrees with a known name is left for the field loop (which skips bare numbers).
     let protocol = match named {
         Some(n) => {
-            if toks.peek().and_then(|t| parse_u8(t)) == Some(n) {
-                toks.next();
+            let mut ahead = toks.clone();
+            if ahead.next().and_then(parse_u8) == Some(n) {
+                toks = ahead;
             }
             n
         }
@@ -303,7 +304,7 @@ pub fn parse(line: &str, default_time: Micros, out: &mut Vec<Event>) -> Result<u
             .ok_or_else(|| err("\"unknown\" protocol without its number"))?,
     };
 
-    let fields = scan_fields(toks)?;
+    let fields = scan_fields(toks.rest())?;
     let (orig, reply) = (fields.orig, fields.reply);
     if orig.src.is_none() || orig.dst.is_none() {
         return Err(err("missing original tuple (src=/dst=)"));
@@ -341,10 +342,17 @@ struct Fields {
     zone: Option<u32>,
 }
 
-/// Walks `key=value` tokens. The first `src=` opens the original tuple, the second the reply
-/// tuple; counters belong to the tuple they follow. Flags (`[ASSURED]`), the timeout, the TCP
-/// state and keys we do not use (`mark=`, `use=`, `id=`, `secctx=` …) are skipped.
-fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseError> {
+/// Walks `key=value` tokens (split as `str::split_ascii_whitespace` splits). The first `src=`
+/// opens the original tuple, the second the reply tuple; counters belong to the tuple they
+/// follow. Flags (`[ASSURED]`), the timeout, the TCP state and keys we do not use (`mark=`,
+/// `use=`, `id=`, `secctx=` …) are skipped.
+///
+/// One pass over the bytes: a value is read in place (an address or a number, then a
+/// separator or the end must follow) instead of finding each token's end first and reading
+/// its bytes again; any other value takes the token and the general reader
+/// (`scan_reads_like_the_token_walk` compares the two on the corpus and on mutations).
+fn scan_fields(s: &str) -> Result<Fields, ParseError> {
+    let b = s.as_bytes();
     let mut f = Fields {
         orig: Tuple::default(),
         reply: Tuple::default(),
@@ -352,34 +360,40 @@ fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseE
     };
     let mut in_reply = false;
     let mut in_bracket = false;
-    for tok in toks {
-        // "[start=Thu Nov 23 02:33:00 2025]" (-o ktimestamp) spans several tokens.
-        if in_bracket {
-            in_bracket = !tok.ends_with(']');
-            continue;
+    let mut i = 0;
+    loop {
+        while b.get(i).is_some_and(|c| is_split_ws(*c)) {
+            i += 1;
         }
-        if tok.starts_with('[') {
-            in_bracket = !tok.ends_with(']');
+        let Some(&first) = b.get(i) else {
+            return Ok(f);
+        };
+        // "[start=Thu Nov 23 02:33:00 2025]" (-o ktimestamp) spans several tokens.
+        if in_bracket || first == b'[' {
+            let end = word_end(b, i);
+            in_bracket = b.get(end - 1) != Some(&b']');
+            i = end;
             continue;
         }
         // The keys we read, recognised by their prefix with the '=' (the key is what precedes
         // a token's first '='): one dispatch on the first byte, then a short compare, instead
         // of finding the '=' and matching the key text (~21 tokens a line).
-        let t = tok.as_bytes();
-        let (key, n) = match t.first() {
-            Some(b's') if t.starts_with(b"src=") => (Key::Src, 4),
-            Some(b's') if t.starts_with(b"sport=") => (Key::Sport, 6),
-            Some(b'd') if t.starts_with(b"dst=") => (Key::Dst, 4),
-            Some(b'd') if t.starts_with(b"dport=") => (Key::Dport, 6),
-            Some(b'p') if t.starts_with(b"packets=") => (Key::Packets, 8),
-            Some(b'b') if t.starts_with(b"bytes=") => (Key::Bytes, 6),
-            Some(b'z') if t.starts_with(b"zone=") => (Key::Zone, 5),
-            Some(b'z') if t.starts_with(b"zone-orig=") => (Key::Zone, 10),
-            _ => continue,
+        let t = b.get(i..).unwrap_or(&[]);
+        let (key, n) = match first {
+            b's' if t.starts_with(b"src=") => (Key::Src, 4),
+            b's' if t.starts_with(b"sport=") => (Key::Sport, 6),
+            b'd' if t.starts_with(b"dst=") => (Key::Dst, 4),
+            b'd' if t.starts_with(b"dport=") => (Key::Dport, 6),
+            b'p' if t.starts_with(b"packets=") => (Key::Packets, 8),
+            b'b' if t.starts_with(b"bytes=") => (Key::Bytes, 6),
+            b'z' if t.starts_with(b"zone=") => (Key::Zone, 5),
+            b'z' if t.starts_with(b"zone-orig=") => (Key::Zone, 10),
+            _ => {
+                i = word_end(b, i);
+                continue;
+            }
         };
-        let (Some(k), Some(v)) = (tok.get(..n - 1), tok.get(n..)) else {
-            continue;
-        };
+        let at = i + n;
         // The second src= opens the reply tuple.
         if key == Key::Src && (if in_reply { f.reply.src } else { f.orig.src }).is_some() {
             if in_reply {
@@ -388,25 +402,54 @@ fn scan_fields<'a>(toks: impl Iterator<Item = &'a str>) -> Result<Fields, ParseE
             in_reply = true;
         }
         let t = if in_reply { &mut f.reply } else { &mut f.orig };
+        // A value ends at a separator or at the end of the line.
+        let ends = |end: usize| b.get(end).is_none_or(|c| is_split_ws(*c));
         match key {
-            Key::Src => t.src = Some(parse_ip(v).ok_or_else(|| err(format!("bad src={v}")))?),
-            Key::Dst => t.dst = Some(parse_ip(v).ok_or_else(|| err(format!("bad dst={v}")))?),
-            Key::Sport => {
-                t.sport = Some(parse_u16(v).ok_or_else(|| err(format!("bad sport={v}")))?)
+            Key::Src | Key::Dst => {
+                let (ip, end) = match dotted_quad_at(b, at) {
+                    Some((v4, end)) if ends(end) => (IpAddr::V4(v4), end),
+                    _ => {
+                        let end = word_end(b, at);
+                        let v = s.get(at..end).unwrap_or("");
+                        let ip = parse_ip(v).ok_or_else(|| {
+                            let k = if key == Key::Src { "src" } else { "dst" };
+                            err(format!("bad {k}={v}"))
+                        })?;
+                        (ip, end)
+                    }
+                };
+                if key == Key::Src {
+                    t.src = Some(ip);
+                } else {
+                    t.dst = Some(ip);
+                }
+                i = end;
             }
-            Key::Dport => {
-                t.dport = Some(parse_u16(v).ok_or_else(|| err(format!("bad dport={v}")))?)
+            _ => {
+                let (v, end) = match digits_at(b, at) {
+                    Some((v, end)) if ends(end) => (Some(v), end),
+                    _ => {
+                        let end = word_end(b, at);
+                        (s.get(at..end).and_then(parse_u64), end)
+                    }
+                };
+                let k = s.get(i..at - 1).unwrap_or("");
+                let bad = || err(format!("bad {k}={}", s.get(at..end).unwrap_or("")));
+                match key {
+                    Key::Sport => {
+                        t.sport = Some(v.and_then(|v| u16::try_from(v).ok()).ok_or_else(bad)?)
+                    }
+                    Key::Dport => {
+                        t.dport = Some(v.and_then(|v| u16::try_from(v).ok()).ok_or_else(bad)?)
+                    }
+                    Key::Packets => t.packets = Some(v.ok_or_else(bad)?),
+                    Key::Bytes => t.bytes = Some(v.ok_or_else(bad)?),
+                    _ => f.zone = Some(v.and_then(|v| u32::try_from(v).ok()).ok_or_else(bad)?),
+                }
+                i = end;
             }
-            Key::Packets => {
-                t.packets = Some(parse_u64(v).ok_or_else(|| err(format!("bad packets={v}")))?)
-            }
-            Key::Bytes => {
-                t.bytes = Some(parse_u64(v).ok_or_else(|| err(format!("bad bytes={v}")))?)
-            }
-            Key::Zone => f.zone = Some(parse_u32(v).ok_or_else(|| err(format!("bad {k}={v}")))?),
         }
     }
-    Ok(f)
 }
 
 /// `[inside]rest` → (inside, rest).
@@ -422,6 +465,25 @@ fn bracket(s: &str) -> Option<(&str, &str)> {
 /// builds printed `%-6ld` — µs left-aligned and space-padded, so "[1459848491.18004 ]" means
 /// 18004 µs, not 0.18004 s. Trailing padding inside the bracket marks that form.
 fn parse_event_stamp(inside: &str) -> Option<Micros> {
+    // What current conntrack prints, read in place: seconds, a dot and six digits (the general
+    // way below trimmed, searched and read each part again, ~150 instructions a line).
+    let b = inside.as_bytes();
+    if let Some((sec, dot)) = digits_at(b, 0)
+        && b.get(dot) == Some(&b'.')
+        && let Some((us, end)) = digits_at(b, dot + 1)
+        && end == b.len()
+        && end - dot == 7
+    {
+        return i64::try_from(sec)
+            .ok()?
+            .checked_mul(MICROS_PER_SEC)?
+            .checked_add(i64::try_from(us).ok()?);
+    }
+    any_event_stamp(inside)
+}
+
+/// `parse_event_stamp` for every form it reads.
+fn any_event_stamp(inside: &str) -> Option<Micros> {
     let t = trim_start_ws(inside);
     let padded = t.ends_with(|c: char| c.is_ascii_whitespace());
     let t = t.trim_end();
@@ -636,6 +698,123 @@ mod tests {
             );
         }
         assert!(out.is_empty());
+    }
+
+    /// The token walk `scan_fields` replaced: tokens first, then each value read whole.
+    fn scan_by_tokens<'a>(
+        toks: impl Iterator<Item = &'a str>,
+    ) -> Result<(Tuple, Tuple, Option<u32>), ParseError> {
+        use super::super::util::{parse_u16, parse_u32};
+        let (mut orig, mut reply, mut zone) = (Tuple::default(), Tuple::default(), None);
+        let (mut in_reply, mut in_bracket) = (false, false);
+        for tok in toks {
+            if in_bracket {
+                in_bracket = !tok.ends_with(']');
+                continue;
+            }
+            if tok.starts_with('[') {
+                in_bracket = !tok.ends_with(']');
+                continue;
+            }
+            let Some((k, v)) = tok.split_once('=') else {
+                continue;
+            };
+            if !matches!(
+                k,
+                "src" | "dst" | "sport" | "dport" | "packets" | "bytes" | "zone" | "zone-orig"
+            ) {
+                continue;
+            }
+            if k == "src" && (if in_reply { reply.src } else { orig.src }).is_some() {
+                if in_reply {
+                    return Err(err("more than two tuples"));
+                }
+                in_reply = true;
+            }
+            let t = if in_reply { &mut reply } else { &mut orig };
+            let bad = || err(format!("bad {k}={v}"));
+            match k {
+                "src" => t.src = Some(parse_ip(v).ok_or_else(bad)?),
+                "dst" => t.dst = Some(parse_ip(v).ok_or_else(bad)?),
+                "sport" => t.sport = Some(parse_u16(v).ok_or_else(bad)?),
+                "dport" => t.dport = Some(parse_u16(v).ok_or_else(bad)?),
+                "packets" => t.packets = Some(parse_u64(v).ok_or_else(bad)?),
+                "bytes" => t.bytes = Some(parse_u64(v).ok_or_else(bad)?),
+                _ => zone = Some(parse_u32(v).ok_or_else(bad)?),
+            }
+        }
+        Ok((orig, reply, zone))
+    }
+
+    #[test]
+    fn usual_stamps_read_as_every_form_does() {
+        for st in [
+            "1793496060.020751",
+            "0.000000",
+            "1.999999",
+            "9223372036854.775807",
+            "9223372036854.775808",
+            "9999999999999999999.000000",
+            "99999999999999999999.000000",
+            "1700000000.12345",
+            "1700000000.1234567",
+            "1700000000.123456 ",
+            " 1700000000.123456",
+            "1700000000..123456",
+            "1700000000.",
+            ".123456",
+            "1700000000",
+            "1700000000.12345x",
+        ] {
+            assert_eq!(parse_event_stamp(st), any_event_stamp(st), "{st:?}");
+        }
+    }
+
+    #[test]
+    fn scan_reads_like_the_token_walk() {
+        let mut lines: Vec<String> = test_corpus::samples("conntrack.txt")
+            .into_iter()
+            .map(|s| s.line)
+            .collect();
+        lines.extend(
+            [
+                "src=1.2.3.4 dst=5.6.7.8 sport=99999999999999999999 dport=1",
+                "src=1.2.3.4 dst=5.6.7.8 bytes=18446744073709551615 packets=18446744073709551616",
+                "src=1.2.3.4 dst=5.6.7.8 bytes=1844674407370955161 packets=0000000000000000000001",
+                "src=1.2.3.4.5 dst=01.2.3.4 src=1.2.3.4444",
+                "src=::ffff:1.2.3.4 dst=1.2.3.4:80 zone-orig=7 zone=4294967296",
+                "src=255.255.255.255 dst=256.1.1.1",
+                "src= dst=1.2.3.4\x0b sport=65535 dport=65536",
+                "src=1.2.3.4\tdst=1.2.3.4\rsport=1\x0cdport=2\nzone=3",
+                "[start=Thu Nov 23 02:33:00 2025] src=1.2.3.4 [ x ] [y] sport=1",
+                "src=1.2.3.4 sport=+1 dport=1e3 bytes=-1 packets=0x10 zone=",
+                "src=1.2.3.4 dst=1.2.3.4 src=1.2.3.4 dst=1.2.3.4 src=1.2.3.4",
+            ]
+            .map(String::from),
+        );
+        let check = |s: &str| {
+            let want = scan_by_tokens(ascii_words(s));
+            let got = scan_fields(s).map(|f| (f.orig, f.reply, f.zone));
+            assert_eq!(got, want, "{s:?}");
+        };
+        for line in &lines {
+            check(line);
+            // Every byte replaced by a separator, a digit, a dot, a bracket and other bytes
+            // where a value or a token ends; and every line cut short.
+            for at in 0..line.len() {
+                if !line.is_char_boundary(at) || !line.is_char_boundary(at + 1) {
+                    continue;
+                }
+                for c in [
+                    " ", "\t", "\x0b", "9", "0", ".", ":", "[", "]", "=", "x", "\u{e9}",
+                ] {
+                    let mut m = line.clone();
+                    m.replace_range(at..at + 1, c);
+                    check(&m);
+                }
+                check(&line[..at]);
+            }
+        }
     }
 
     /// `key=value` pairs of a `# derived` annotation (e.g. "orig.src=10.8.0.99").

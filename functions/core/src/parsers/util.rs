@@ -164,9 +164,16 @@ pub(crate) fn ascii_words(s: &str) -> AsciiWords<'_> {
     AsciiWords { s, pos: 0 }
 }
 
+impl<'a> AsciiWords<'a> {
+    /// What the iterator has not yet read (from the separator after the last token).
+    pub(crate) fn rest(&self) -> &'a str {
+        self.s.get(self.pos..).unwrap_or("")
+    }
+}
+
 /// The bytes `u8::is_ascii_whitespace` accepts (vertical tab excluded).
 #[inline]
-fn is_split_ws(c: u8) -> bool {
+pub(crate) fn is_split_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\x0c' | b'\r')
 }
 
@@ -383,37 +390,63 @@ pub(crate) fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
     if !(7..=15).contains(&b.len()) {
         return None;
     }
-    let digit = |i: usize| b.get(i).and_then(|c| c.is_ascii_digit().then(|| c - b'0'));
-    let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (n, o) in octets.iter_mut().enumerate() {
-        if n > 0 {
-            if b.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
-        // One to three digits, unrolled; no leading zero before another digit.
-        let first = digit(i)?;
-        let mut v = u32::from(first);
-        i += 1;
-        if let Some(d) = digit(i) {
-            if first == 0 {
-                return None;
-            }
-            v = v * 10 + u32::from(d);
-            i += 1;
-            if let Some(d) = digit(i) {
-                v = v * 10 + u32::from(d);
-                i += 1;
-                if digit(i).is_some() {
-                    return None;
-                }
-            }
-        }
-        *o = u8::try_from(v).ok()?;
+    dotted_quad_at(b, 0).and_then(|(ip, end)| (end == b.len()).then_some(ip))
+}
+
+/// The dotted quad starting at `b[at]` and where it ends: `dotted_quad`'s shape, followed by
+/// anything but a digit (a fourth digit or a leading zero before another digit is None, not a
+/// shorter address). Tokenizers read an address in place with it and check the byte after,
+/// instead of finding the token's end first and reading the bytes again.
+#[inline(always)]
+pub(crate) fn dotted_quad_at(b: &[u8], at: usize) -> Option<(std::net::Ipv4Addr, usize)> {
+    let (o0, i) = octet_at(b, at)?;
+    let (o1, i) = octet_at(b, dot_at(b, i)?)?;
+    let (o2, i) = octet_at(b, dot_at(b, i)?)?;
+    let (o3, i) = octet_at(b, dot_at(b, i)?)?;
+    Some((std::net::Ipv4Addr::new(o0, o1, o2, o3), i))
+}
+
+#[inline(always)]
+fn dot_at(b: &[u8], i: usize) -> Option<usize> {
+    (b.get(i) == Some(&b'.')).then_some(i + 1)
+}
+
+/// One to three digits, unrolled; no leading zero before another digit, no fourth digit.
+#[inline(always)]
+fn octet_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
+    let digit = |i: usize| b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9);
+    let d0 = digit(i)?;
+    let Some(d1) = digit(i + 1) else {
+        return Some((d0, i + 1));
+    };
+    if d0 == 0 {
+        return None;
     }
-    (i == b.len()).then(|| std::net::Ipv4Addr::from(octets))
+    let Some(d2) = digit(i + 2) else {
+        return Some((d0 * 10 + d1, i + 2));
+    };
+    if digit(i + 3).is_some() {
+        return None;
+    }
+    let v = u16::from(d0) * 100 + u16::from(d1) * 10 + u16::from(d2);
+    Some((u8::try_from(v).ok()?, i + 3))
+}
+
+/// The unsigned decimal starting at `b[at]` and where its digits end, for tokenizers that read
+/// a number in place: None for no digit, and from the twentieth digit on (the caller takes
+/// the token to `parse_u64`, which checks that one for overflow).
+#[inline(always)]
+pub(crate) fn digits_at(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    let mut i = at;
+    while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+        if i - at == 19 {
+            return None;
+        }
+        v = v * 10 + u64::from(d);
+        i += 1;
+    }
+    (i > at).then_some((v, i))
 }
 
 /// An address as an exporter may render a bytes field: dotted / colon text, `0x`-hex, bare hex of
