@@ -349,6 +349,12 @@ const CHUNK: usize = 64 * 1024;
 /// zstd copies them out of its window, and copies this short stay vector moves.
 const STEP: usize = 4 * 1024;
 
+thread_local! {
+    /// The buffer of the last reader this thread dropped, for its next: a new one per object
+    /// was a 64 KiB allocation, zeroed, and freed again.
+    static SPARE_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Reads a raw object. Iterates records; after an error the reader stops.
 pub struct BatchReader<R: Read> {
     input: R,
@@ -422,7 +428,8 @@ impl<R: Read> BatchReader<R> {
             header,
             index: 0,
             done: false,
-            buf: Vec::new(),
+            // Its bytes are stale, never read: only `buf[pos..end]` holds this object's.
+            buf: SPARE_BUF.take(),
             pos: 0,
             end: 0,
             careful,
@@ -635,6 +642,15 @@ impl<R: Read> BatchReader<R> {
                 payload,
             },
         )))
+    }
+}
+
+impl<R: Read> Drop for BatchReader<R> {
+    fn drop(&mut self) {
+        // One enlarged for a long record is not kept.
+        if self.buf.len() <= CHUNK {
+            SPARE_BUF.set(std::mem::take(&mut self.buf));
+        }
     }
 }
 
