@@ -273,69 +273,73 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
             .then(a.event.cmp(&b.event))
             .then(a.raw_record.cmp(&b.raw_record))
     });
-    let mut open: BTreeMap<MappingKey, Interval> = BTreeMap::new();
+    // Each row's mapping as a dense id, numbered in the mappings' order: the state below is
+    // then indexed by id instead of kept in ordered maps keyed by the mapping (compaction calls
+    // this once per (x_ip, x_port) group, hundreds of thousands of times an hour, and a map's
+    // node allocations were most of a call), and the intervals still open at the end come out
+    // in the mappings' order, as from an ordered map.
+    let (ids, keys) = mapping_ids(&rows);
+    let mut open: Vec<Option<Interval>> = vec![None; keys.len()];
     // An opening event for a mapping already open since earlier: more evidence for it — unless
     // a close of it follows at the same instant (opens sort first) that the device did not log
     // after it (a later record of the same raw object): then the close ends the old holding and
     // this opens the next (a block released and allocated again in one second).
-    let mut reopened: BTreeMap<MappingKey, NatRow> = BTreeMap::new();
+    let mut reopened: Vec<Option<NatRow>> = vec![None; keys.len()];
     let mut done: Vec<Interval> = Vec::new();
     // Per mapping, its last closed interval (an index into `done`).
-    let mut closed: BTreeMap<MappingKey, usize> = BTreeMap::new();
+    let mut closed: Vec<Option<usize>> = vec![None; keys.len()];
     // Per mapping, its latest span of sightings (an index into `done`).
-    let mut sightings: BTreeMap<MappingKey, usize> = BTreeMap::new();
-    let unknown_start =
-        |closed: &BTreeMap<MappingKey, usize>, done: &[Interval], key: &MappingKey, t: Micros| {
-            let after = closed
-                .get(key)
-                .and_then(|&i| done[i].end)
-                .unwrap_or(range_start);
-            range_start.max(after).min(t)
-        };
-    for r in rows {
-        let key = mapping_key(&r);
+    let mut sightings = Sightings::new(keys.len());
+    let unknown_start = |closed: &[Option<usize>], done: &[Interval], id: usize, t: Micros| {
+        let after = closed[id]
+            .and_then(|i| done[i].end)
+            .unwrap_or(range_start);
+        range_start.max(after).min(t)
+    };
+    for (r, id) in rows.into_iter().zip(ids) {
+        let key = &keys[id];
         let sighting = is_sighting(&r);
         if !sighting && !sightings.is_empty() {
             // Any other record of the mapping — an open, a close, a whole session — ends a span
             // of sightings: the next one is another holding. A record for every destination
             // (an ASA translation) ends those of every destination.
             if key.8.is_none() && key.9.is_none() {
-                sightings.retain(|k, _| !same_holding(k, &key));
+                sightings.retain(|k| !same_holding(&keys[k], key));
             } else {
-                sightings.remove(&key);
+                sightings.remove(id);
             }
         }
         match r.event {
-            k if k.opens() => match open.get_mut(&key) {
+            k if k.opens() => match &mut open[id] {
                 // A repeated create for a mapping already open (e.g. two collectors) is more
                 // evidence for the same interval, not a new one.
                 Some(iv) => {
                     iv.absorb(&r);
                     if iv.start < r.time {
-                        reopened.insert(key, r);
+                        reopened[id] = Some(r);
                     }
                 }
-                None => {
-                    open.insert(key, new_interval(&r, r.time, true));
+                slot @ None => {
+                    *slot = Some(new_interval(&r, r.time, true));
                 }
             },
             k if k.closes() => {
-                let mut iv = match open.remove(&key) {
+                let mut iv = match open[id].take() {
                     Some(iv) => iv,
                     None => {
                         // The same close again (a second collector's copy): more evidence
                         // for the interval it ended, not one reaching back to `range_start`.
-                        if let Some(&i) = closed.get(&key)
+                        if let Some(i) = closed[id]
                             && done[i].end == Some(r.time)
                         {
                             done[i].absorb(&r);
                             continue;
                         }
-                        let start = unknown_start(&closed, &done, &key, r.time);
+                        let start = unknown_start(&closed, &done, id, r.time);
                         new_interval(&r, start, false)
                     }
                 };
-                let reopen = reopened.remove(&key).filter(|o| {
+                let reopen = reopened[id].take().filter(|o| {
                     o.time == r.time && !(o.raw_key == r.raw_key && o.raw_record < r.raw_record)
                 });
                 if let Some(o) = &reopen {
@@ -347,10 +351,10 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 }
                 iv.absorb(&r);
                 iv.end = Some(r.time);
-                closed.insert(key.clone(), done.len());
+                closed[id] = Some(done.len());
                 done.push(iv);
                 if let Some(o) = reopen {
-                    open.insert(key, new_interval(&o, o.time, true));
+                    open[id] = Some(new_interval(&o, o.time, true));
                 }
             }
             NatEventKind::MappingObserved => {
@@ -358,7 +362,7 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                     // Seen again within its idle reach (or a copy from another collector):
                     // held in between, as between a create and its delete; another host seen
                     // in between is a candidate too.
-                    if let Some(&i) = sightings.get(&key)
+                    if let Some(i) = sightings.get(id)
                         && let Some(last) = done[i].end
                         && r.time - last <= seen_once_reach(r.protocol)
                     {
@@ -366,7 +370,7 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                         done[i].end = Some(r.time);
                         continue;
                     }
-                    sightings.insert(key, done.len());
+                    sightings.insert(id, done.len());
                 }
                 let end = r.end_time.unwrap_or(r.time).max(r.time);
                 let mut iv = new_interval(&r, r.time, true);
@@ -375,18 +379,89 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                 iv.sighted = sighting;
                 done.push(iv);
             }
-            _ => match open.get_mut(&key) {
+            _ => match &mut open[id] {
                 // Interim: still held.
                 Some(iv) => iv.absorb(&r),
                 None => {
-                    let start = unknown_start(&closed, &done, &key, r.time);
-                    open.insert(key, new_interval(&r, start, false));
+                    let start = unknown_start(&closed, &done, id, r.time);
+                    open[id] = Some(new_interval(&r, start, false));
                 }
             },
         }
     }
-    done.extend(open.into_values());
+    done.extend(open.into_iter().flatten());
     done
+}
+
+/// Each row's mapping as an index into the distinct mappings, which are in ascending order.
+fn mapping_ids(rows: &[NatRow]) -> (Vec<usize>, Vec<MappingKey>) {
+    let mut keyed: Vec<(MappingKey, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (mapping_key(r), i))
+        .collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut ids = vec![0; rows.len()];
+    let mut keys: Vec<MappingKey> = Vec::new();
+    for (key, i) in keyed {
+        if keys.last() != Some(&key) {
+            keys.push(key);
+        }
+        ids[i] = keys.len() - 1;
+    }
+    (ids, keys)
+}
+
+/// Per mapping id, its latest span of sightings (an index into the intervals done), with the
+/// ids that have one listed so that ending them all is not a walk over every mapping.
+struct Sightings {
+    span: Vec<Option<usize>>,
+    listed: Vec<usize>,
+    live: usize,
+}
+
+impl Sightings {
+    fn new(mappings: usize) -> Self {
+        Self {
+            span: vec![None; mappings],
+            listed: Vec::new(),
+            live: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn get(&self, id: usize) -> Option<usize> {
+        self.span[id]
+    }
+
+    fn insert(&mut self, id: usize, done: usize) {
+        if self.span[id].replace(done).is_none() {
+            self.live += 1;
+            self.listed.push(id);
+        }
+    }
+
+    fn remove(&mut self, id: usize) {
+        if self.span[id].take().is_some() {
+            self.live -= 1;
+        }
+    }
+
+    /// Keeps the spans of the mappings `keep` says yes to.
+    fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let span = &mut self.span;
+        let live = &mut self.live;
+        self.listed.retain(|&id| {
+            if span[id].is_some() && !keep(id) {
+                span[id] = None;
+                *live -= 1;
+            }
+            span[id].is_some()
+        });
+    }
 }
 
 /// Whether `iv` covers any instant of [at - window, at + window]. Closed intervals are [start, end]
