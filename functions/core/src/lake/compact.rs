@@ -14,12 +14,12 @@ use std::net::IpAddr;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, UInt32Array};
 // The carry builds a few maps per (x_ip, x_port) group, hundreds of thousands an hour: SipHash
 // was a tenth of its instructions.
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use arrow::compute::{
     SortColumn, SortOptions, concat_batches, filter_record_batch, take_record_batch,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::columns;
 use super::read::{conform, nat_rows_indexed, provenance};
