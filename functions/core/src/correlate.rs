@@ -185,9 +185,9 @@ fn phase(k: NatEventKind) -> u8 {
     }
 }
 
-type MappingKey = (
-    Option<String>,
-    Option<String>,
+type MappingKey<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
     Option<u8>,
     IpAddr,
     Option<u16>,
@@ -200,7 +200,7 @@ type MappingKey = (
 
 /// Whether two mappings are the same inside and public address:port (any destination).
 fn same_holding(a: &MappingKey, b: &MappingKey) -> bool {
-    (&a.0, &a.1, a.2, a.3, a.4, a.5, a.6, a.7) == (&b.0, &b.1, b.2, b.3, b.4, b.5, b.6, b.7)
+    (a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7) == (b.0, b.1, b.2, b.3, b.4, b.5, b.6, b.7)
 }
 
 /// A record of a mapping in use at an instant whose end it does not state: a session start log,
@@ -211,7 +211,7 @@ pub fn is_sighting(r: &NatRow) -> bool {
     r.event == NatEventKind::MappingObserved && r.end_time.is_none_or(|e| e <= r.time)
 }
 
-fn mapping_key(r: &NatRow) -> MappingKey {
+fn mapping_key(r: &NatRow) -> MappingKey<'_> {
     // Port-block and address events have no destination; sessions pair per destination because
     // one public port can carry several conntrack entries at once (endpoint-independent mapping).
     let (dst_ip, dst_port) = match r.event {
@@ -221,8 +221,8 @@ fn mapping_key(r: &NatRow) -> MappingKey {
         _ => (None, None),
     };
     (
-        r.device.clone(),
-        r.vrf.clone(),
+        r.device.as_deref(),
+        r.vrf.as_deref(),
         r.protocol,
         r.x_ip,
         r.x_port,
@@ -273,84 +273,74 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
             .then(a.event.cmp(&b.event))
             .then(a.raw_record.cmp(&b.raw_record))
     });
-    let mut open: BTreeMap<MappingKey, Interval> = BTreeMap::new();
-    // An opening event for a mapping already open since earlier: more evidence for it — unless
-    // a close of it follows at the same instant (opens sort first) that the device did not log
-    // after it (a later record of the same raw object): then the close ends the old holding and
-    // this opens the next (a block released and allocated again in one second).
-    let mut reopened: BTreeMap<MappingKey, NatRow> = BTreeMap::new();
-    let mut done: Vec<Interval> = Vec::new();
-    // Per mapping, its last closed interval (an index into `done`).
-    let mut closed: BTreeMap<MappingKey, usize> = BTreeMap::new();
+    // Each row's mapping as a dense id, numbered in the mappings' order: the state below is
+    // then indexed by id instead of kept in ordered maps keyed by the mapping (compaction calls
+    // this once per (x_ip, x_port) group, hundreds of thousands of times an hour, and the maps'
+    // node allocations and key copies were most of a call), and the intervals still open at
+    // the end come out in the mappings' order, as from an ordered map.
+    let (ids, keys) = mapping_ids(&rows);
+    let mut state: Vec<MappingState> = (0..keys.len()).map(|_| MappingState::default()).collect();
+    let mut done: Vec<Interval> = Vec::with_capacity(rows.len());
     // Per mapping, its latest span of sightings (an index into `done`).
-    let mut sightings: BTreeMap<MappingKey, usize> = BTreeMap::new();
-    let unknown_start =
-        |closed: &BTreeMap<MappingKey, usize>, done: &[Interval], key: &MappingKey, t: Micros| {
-            let after = closed
-                .get(key)
-                .and_then(|&i| done[i].end)
-                .unwrap_or(range_start);
-            range_start.max(after).min(t)
-        };
-    for r in rows {
-        let key = mapping_key(&r);
-        let sighting = is_sighting(&r);
+    let mut sightings = Sightings::new(keys.len());
+    let unknown_start = |closed: Option<usize>, done: &[Interval], t: Micros| {
+        let after = closed.and_then(|i| done[i].end).unwrap_or(range_start);
+        range_start.max(after).min(t)
+    };
+    for (r, &id) in rows.iter().zip(&ids) {
+        let key = &keys[id];
+        let sighting = is_sighting(r);
         if !sighting && !sightings.is_empty() {
             // Any other record of the mapping — an open, a close, a whole session — ends a span
             // of sightings: the next one is another holding. A record for every destination
             // (an ASA translation) ends those of every destination.
             if key.8.is_none() && key.9.is_none() {
-                sightings.retain(|k, _| !same_holding(k, &key));
+                sightings.retain(|k| !same_holding(&keys[k], key));
             } else {
-                sightings.remove(&key);
+                sightings.remove(id);
             }
         }
+        let st = &mut state[id];
         match r.event {
-            k if k.opens() => match open.get_mut(&key) {
+            k if k.opens() => match &mut st.open {
                 // A repeated create for a mapping already open (e.g. two collectors) is more
                 // evidence for the same interval, not a new one.
                 Some(iv) => {
-                    iv.absorb(&r);
+                    iv.absorb(r);
                     if iv.start < r.time {
-                        reopened.insert(key, r);
+                        st.reopened = Some(r);
                     }
                 }
-                None => {
-                    open.insert(key, new_interval(&r, r.time, true));
-                }
+                None => st.open = Some(new_interval(r, r.time, true)),
             },
             k if k.closes() => {
-                let mut iv = match open.remove(&key) {
+                let mut iv = match st.open.take() {
                     Some(iv) => iv,
                     None => {
                         // The same close again (a second collector's copy): more evidence
                         // for the interval it ended, not one reaching back to `range_start`.
-                        if let Some(&i) = closed.get(&key)
+                        if let Some(i) = st.closed
                             && done[i].end == Some(r.time)
                         {
-                            done[i].absorb(&r);
+                            done[i].absorb(r);
                             continue;
                         }
-                        let start = unknown_start(&closed, &done, &key, r.time);
-                        new_interval(&r, start, false)
+                        new_interval(r, unknown_start(st.closed, &done, r.time), false)
                     }
                 };
-                let reopen = reopened.remove(&key).filter(|o| {
+                let reopen = st.reopened.take().filter(|o| {
                     o.time == r.time && !(o.raw_key == r.raw_key && o.raw_record < r.raw_record)
                 });
-                if let Some(o) = &reopen {
-                    let ev = Evidence {
-                        key: o.raw_key.clone(),
-                        record: o.raw_record,
-                    };
-                    iv.evidence.retain(|e| *e != ev);
+                if let Some(o) = reopen {
+                    iv.evidence
+                        .retain(|e| !(e.key == o.raw_key && e.record == o.raw_record));
                 }
-                iv.absorb(&r);
+                iv.absorb(r);
                 iv.end = Some(r.time);
-                closed.insert(key.clone(), done.len());
+                st.closed = Some(done.len());
                 done.push(iv);
                 if let Some(o) = reopen {
-                    open.insert(key, new_interval(&o, o.time, true));
+                    st.open = Some(new_interval(o, o.time, true));
                 }
             }
             NatEventKind::MappingObserved => {
@@ -358,35 +348,123 @@ pub fn intervals(mut rows: Vec<NatRow>, range_start: Micros) -> Vec<Interval> {
                     // Seen again within its idle reach (or a copy from another collector):
                     // held in between, as between a create and its delete; another host seen
                     // in between is a candidate too.
-                    if let Some(&i) = sightings.get(&key)
+                    if let Some(i) = sightings.get(id)
                         && let Some(last) = done[i].end
                         && r.time - last <= seen_once_reach(r.protocol)
                     {
-                        done[i].absorb(&r);
+                        done[i].absorb(r);
                         done[i].end = Some(r.time);
                         continue;
                     }
-                    sightings.insert(key, done.len());
+                    sightings.insert(id, done.len());
                 }
                 let end = r.end_time.unwrap_or(r.time).max(r.time);
-                let mut iv = new_interval(&r, r.time, true);
+                let mut iv = new_interval(r, r.time, true);
                 iv.end = Some(end);
                 iv.last_seen = end;
                 iv.sighted = sighting;
                 done.push(iv);
             }
-            _ => match open.get_mut(&key) {
+            _ => match &mut st.open {
                 // Interim: still held.
-                Some(iv) => iv.absorb(&r),
+                Some(iv) => iv.absorb(r),
                 None => {
-                    let start = unknown_start(&closed, &done, &key, r.time);
-                    open.insert(key, new_interval(&r, start, false));
+                    st.open = Some(new_interval(
+                        r,
+                        unknown_start(st.closed, &done, r.time),
+                        false,
+                    ))
                 }
             },
         }
     }
-    done.extend(open.into_values());
+    done.extend(state.into_iter().filter_map(|s| s.open));
     done
+}
+
+/// What [`intervals`] knows of one mapping while it reads the rows in time order.
+#[derive(Default)]
+struct MappingState<'a> {
+    open: Option<Interval>,
+    /// An opening event for the mapping while it was already open since earlier: more evidence
+    /// for it — unless a close of it follows at the same instant (opens sort first) that the
+    /// device did not log after it (a later record of the same raw object): then the close
+    /// ends the old holding and this opens the next (a block released and allocated again in
+    /// one second).
+    reopened: Option<&'a NatRow>,
+    /// Its last closed interval (an index into the intervals done).
+    closed: Option<usize>,
+}
+
+/// Each row's mapping as an index into the distinct mappings, which are in ascending order.
+fn mapping_ids(rows: &[NatRow]) -> (Vec<usize>, Vec<MappingKey<'_>>) {
+    let mut keyed: Vec<(MappingKey, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (mapping_key(r), i))
+        .collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut ids = vec![0; rows.len()];
+    let mut keys: Vec<MappingKey> = Vec::with_capacity(keyed.len());
+    for (key, i) in keyed {
+        if keys.last() != Some(&key) {
+            keys.push(key);
+        }
+        ids[i] = keys.len() - 1;
+    }
+    (ids, keys)
+}
+
+/// Per mapping id, its latest span of sightings (an index into the intervals done), with the
+/// ids that have one listed so that ending them all is not a walk over every mapping.
+struct Sightings {
+    span: Vec<Option<usize>>,
+    listed: Vec<usize>,
+    live: usize,
+}
+
+impl Sightings {
+    fn new(mappings: usize) -> Self {
+        Self {
+            span: vec![None; mappings],
+            listed: Vec::new(),
+            live: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn get(&self, id: usize) -> Option<usize> {
+        self.span[id]
+    }
+
+    fn insert(&mut self, id: usize, done: usize) {
+        if self.span[id].replace(done).is_none() {
+            self.live += 1;
+            self.listed.push(id);
+        }
+    }
+
+    fn remove(&mut self, id: usize) {
+        if self.span[id].take().is_some() {
+            self.live -= 1;
+        }
+    }
+
+    /// Keeps the spans of the mappings `keep` says yes to.
+    fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let span = &mut self.span;
+        let live = &mut self.live;
+        self.listed.retain(|&id| {
+            if span[id].is_some() && !keep(id) {
+                span[id] = None;
+                *live -= 1;
+            }
+            span[id].is_some()
+        });
+    }
 }
 
 /// Whether `iv` covers any instant of [at - window, at + window]. Closed intervals are [start, end]

@@ -179,7 +179,16 @@ pub fn nat_rows_indexed(batch: &RecordBatch) -> Result<Vec<(usize, NatRow)>, Lak
         a.is_valid(i).then(|| a.value(i).to_owned())
     }
     fn ip(a: &StringArray, i: usize) -> Option<IpAddr> {
-        a.is_valid(i).then(|| a.value(i).parse().ok()).flatten()
+        if !a.is_valid(i) {
+            return None;
+        }
+        let s = a.value(i);
+        // The lake's dotted quads without the standard parser (a tenth of the carry's
+        // instructions); anything else, IPv6 included, as before.
+        match crate::parsers::util::dotted_quad(s.as_bytes()) {
+            Some(v4) => Some(IpAddr::V4(v4)),
+            None => s.parse().ok(),
+        }
     }
     fn port(a: &Int32Array, i: usize) -> Option<u16> {
         a.is_valid(i)

@@ -34,7 +34,7 @@ pub mod sshd;
 pub mod syslog;
 #[cfg(test)]
 mod test_support;
-mod util;
+pub(crate) mod util;
 
 /// What a parser needs to know besides the bytes.
 #[derive(Debug, Clone)]
