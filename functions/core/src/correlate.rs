@@ -419,6 +419,8 @@ fn mapping_ids(rows: &[NatRow]) -> (Vec<usize>, Vec<MappingKey<'_>>) {
 /// ids that have one listed so that ending them all is not a walk over every mapping.
 struct Sightings {
     span: Vec<Option<usize>>,
+    /// Ids with a span, and ids whose span was removed since (and maybe set again, so listed
+    /// twice): `retain` drops those, bounded by the rows read.
     listed: Vec<usize>,
     live: usize,
 }

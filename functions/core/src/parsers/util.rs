@@ -855,24 +855,12 @@ fn skip_spaces(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// 1..=max ASCII digits at `at`: (value, count).
+/// 1..=max ASCII digits at `at`: (value, count). A longer digit run is not this field (e.g. a
+/// 5-digit "day").
 fn var_digits(b: &[u8], at: usize, max: usize) -> Option<(u32, usize)> {
-    let mut v = 0u32;
-    let mut n = 0;
-    while n < max {
-        match b.get(at + n) {
-            Some(c) if c.is_ascii_digit() => {
-                v = v * 10 + u32::from(c - b'0');
-                n += 1;
-            }
-            _ => break,
-        }
-    }
-    // A longer digit run is not this field (e.g. a 5-digit "day").
-    if n == 0 || b.get(at + n).is_some_and(u8::is_ascii_digit) {
-        return None;
-    }
-    Some((v, n))
+    let (v, end) = digits_at(b, at)?;
+    let n = end - at;
+    (n <= max).then_some((u32::try_from(v).ok()?, n))
 }
 
 /// The year that puts a year-less (month, day, time) closest to the receive time on the
