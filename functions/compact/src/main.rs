@@ -45,7 +45,8 @@ struct Cli {
     merge_memory_mib: usize,
     /// Objects merged at once at most: a partition-hour with more (a busy CGNAT's hour of full
     /// batches) is merged in groups into local sorted runs in $TMPDIR first. Each open object
-    /// costs memory beyond the batch budget (its footer and a fetched row group).
+    /// costs memory beyond the batch budget (its footer and a fetched row group). Small objects,
+    /// together within an eighth of --merge-memory-mib, are merged all at once (up to 256).
     #[arg(
         long,
         env = "NATLAKE_COMPACT_FAN_IN",
@@ -93,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     natlake_core::runtime::init_tracing(!on_lambda);
     let url = cli.store.context("--store or NATLAKE_STORE is required")?;
     let store = natlake_store::open(&url, &Default::default())?;
+    let defaults = CompactConfig::default();
     let cfg = CompactConfig {
         grace: micros(cli.grace),
         max_idle: micros(cli.max_idle),
@@ -100,10 +102,10 @@ async fn main() -> anyhow::Result<()> {
         merge: natlake_core::lake::merge::MergeBudget {
             input_bytes: cli.merge_memory_mib.saturating_mul(1 << 20),
             fan_in: usize::from(cli.merge_fan_in),
-            ..Default::default()
+            ..defaults.merge
         },
         spill_dir: cli.spill_dir,
-        ..Default::default()
+        ..defaults
     };
     match cli.door {
         Door::Lambda => lambda::run(store, cfg)

@@ -161,6 +161,41 @@ async fn partition_larger_than_the_budget_compacts_as_the_in_memory_merge() {
     assert_eq!(one(Table::NatCarry, &next), want_next);
 }
 
+/// Small objects, more than the fan-in but together well within the budget, are merged at once
+/// without local runs, to the same objects as the grouped merge.
+#[tokio::test]
+async fn small_objects_beyond_the_fan_in_merge_at_once_as_in_groups() {
+    let grouped = tiny_budget();
+    let at_once = natlake_compact::CompactConfig {
+        merge: natlake_core::lake::merge::MergeBudget {
+            input_bytes: 64 << 20,
+            ..grouped.merge
+        },
+        ..grouped.clone()
+    };
+    let now = H0 + H + 11 * 60 * S;
+    let mut lakes = Vec::new();
+    for cfg in [&grouped, &at_once] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = natlake_store::dir_url(dir.path()).unwrap();
+        let store = natlake_store::open(&url, &Default::default()).unwrap();
+        for obj in 0..24 {
+            normalize_like(&store, obj, &raw_rows(obj, 200 + 17 * obj), &cfg.write).await;
+        }
+        let r = run(&store, cfg, now).await.unwrap();
+        let h = &r.hours[0];
+        assert_eq!(h.objects_merged, 24, "{h:?}");
+        let nat = one(Table::NatEvents, &read_all(&store, &part(Table::NatEvents, H0)).await);
+        let carry = one(Table::NatCarry, &read_all(&store, &part(Table::NatCarry, H0 + H)).await);
+        lakes.push((h.runs_merged, nat, carry, dir));
+    }
+    assert_eq!(lakes[0].0, 8 + 3, "the grouped merge writes runs");
+    assert_eq!(lakes[1].0, 0, "small objects need no runs");
+    assert!(lakes[1].1.num_rows() > 0 && lakes[1].2.num_rows() > 100);
+    assert_eq!(lakes[0].1, lakes[1].1, "the same compacted rows, in the same order");
+    assert_eq!(lakes[0].2, lakes[1].2, "the same carry");
+}
+
 #[tokio::test]
 async fn object_broken_part_way_is_quarantined_and_the_partition_merged_without_it() {
     let dir = tempfile::tempdir().unwrap();
