@@ -185,14 +185,23 @@ async fn small_objects_beyond_the_fan_in_merge_at_once_as_in_groups() {
         let r = run(&store, cfg, now).await.unwrap();
         let h = &r.hours[0];
         assert_eq!(h.objects_merged, 24, "{h:?}");
-        let nat = one(Table::NatEvents, &read_all(&store, &part(Table::NatEvents, H0)).await);
-        let carry = one(Table::NatCarry, &read_all(&store, &part(Table::NatCarry, H0 + H)).await);
+        let nat = one(
+            Table::NatEvents,
+            &read_all(&store, &part(Table::NatEvents, H0)).await,
+        );
+        let carry = one(
+            Table::NatCarry,
+            &read_all(&store, &part(Table::NatCarry, H0 + H)).await,
+        );
         lakes.push((h.runs_merged, nat, carry, dir));
     }
     assert_eq!(lakes[0].0, 8 + 3, "the grouped merge writes runs");
     assert_eq!(lakes[1].0, 0, "small objects need no runs");
     assert!(lakes[1].1.num_rows() > 0 && lakes[1].2.num_rows() > 100);
-    assert_eq!(lakes[0].1, lakes[1].1, "the same compacted rows, in the same order");
+    assert_eq!(
+        lakes[0].1, lakes[1].1,
+        "the same compacted rows, in the same order"
+    );
     assert_eq!(lakes[0].2, lakes[1].2, "the same carry");
 }
 

@@ -203,7 +203,11 @@ pub fn carry(
                 IpAddr::V4(a) => (u128::from(u32::from(a)), 0),
                 IpAddr::V6(a) => (u128::from(a), 1 << 17),
             };
-            (bits, family | r.x_port.map_or(0, |p| u32::from(p) + 1), j as u32)
+            (
+                bits,
+                family | r.x_port.map_or(0, |p| u32::from(p) + 1),
+                j as u32,
+            )
         })
         .collect();
     order.sort_unstable();
