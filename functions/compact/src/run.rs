@@ -406,15 +406,15 @@ impl Inputs {
 }
 
 /// Most objects merged at once when they are small (below): each open input holds its footer
-/// and reader state beyond the batch budget, ~0.45 MB measured (180 of normalize's ~20 KB
-/// objects open together: 151 MB peak RSS against 72 MB in groups of 16).
+/// and reader state beyond the batch budget. 180 of normalize's ~20 KB objects open together
+/// peaked at 151 MB RSS (72 MB in groups of 16, 107 MB with a 16 MiB budget).
 const SMALL_FAN_IN_MAX: usize = 256;
 
 /// Inputs merged at once for `metas`: all of them when the objects are small, together no more
 /// than an eighth of the merge budget (8 MiB of the default 64) and at most
 /// [`SMALL_FAN_IN_MAX`], else the budget's fan-in. A quiet hour's partition holds one small
 /// object per raw object (60 of ~20 KB on the benchmark's day); merging them in groups wrote
-/// and read every row once more in the local runs, ~16 % of compaction's CPU on that day. The
+/// and read every row once more in the local runs, 28 % of compaction's instructions on that day. The
 /// budget still bounds their decoded batches; a busy CGNAT's objects (~1 MB each) stay grouped.
 fn fan_in_for(metas: &[ObjectMeta], budget: MergeBudget) -> usize {
     let fan_in = budget.fan_in.max(2);
