@@ -115,7 +115,7 @@ variable "normalize" {
 }
 
 variable "compact" {
-  description = "compact function sizing: memory in MB, timeout in seconds, reserved concurrency (1 keeps compactions from overlapping), /tmp size in MB (a partition-hour of more than 16 small objects needs about 2x its uncompacted bytes there, about 80 bytes per NAT event)."
+  description = "compact function sizing: memory in MB, timeout in seconds, reserved concurrency (1 keeps compactions from overlapping), /tmp size in MB (a partition-hour of more than 16 small objects, together over 8 MiB, needs about 2x its uncompacted bytes there, about 80 bytes per NAT event)."
   type = object({
     memory_mb            = optional(number, 2048)
     timeout_s            = optional(number, 900)
