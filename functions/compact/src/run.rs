@@ -82,13 +82,7 @@ pub struct CompactConfig {
 impl Default for CompactConfig {
     fn default() -> Self {
         let write = WriteOptions::default();
-        // Merged batches as long as the output's row groups: each row group is then encoded
-        // from one batch as it is, where concatenating several copied every column once more
-        // (~4 % of the 3-hour day's compaction instructions).
-        let merge = MergeBudget {
-            output_rows: write.row_group_rows.max(1),
-            ..MergeBudget::default()
-        };
+        let merge = merge_budget_for(&write);
         Self {
             grace: 10 * 60 * 1_000_000,
             max_idle: 7 * 24 * HOUR,
@@ -402,6 +396,22 @@ impl Inputs {
             self.objects.get(index).copied().flatten(),
             self.spilled.get(index).copied().unwrap_or(true),
         )
+    }
+}
+
+/// Most rows in one merged batch, whatever the row-group size: a batch is held decoded (with
+/// the input batches it still references), so `NATLAKE_ROW_GROUP_ROWS` set to a million must
+/// not make it a million rows.
+const MAX_OUTPUT_ROWS: usize = 65_536;
+
+/// The merge's default budget for outputs written with `write`: merged batches as long as the
+/// output's row groups (up to [`MAX_OUTPUT_ROWS`]), so each row group is encoded from one batch
+/// as it is, where concatenating several copied every column once more (~4 % of the 3-hour
+/// day's compaction instructions).
+fn merge_budget_for(write: &WriteOptions) -> MergeBudget {
+    MergeBudget {
+        output_rows: write.row_group_rows.clamp(1, MAX_OUTPUT_ROWS),
+        ..MergeBudget::default()
     }
 }
 
@@ -1227,6 +1237,25 @@ mod tests {
             e_tag: None,
             version: None,
         }
+    }
+
+    #[test]
+    fn merged_batches_follow_the_row_groups_up_to_a_bound() {
+        let with_groups = |row_group_rows: usize| {
+            merge_budget_for(&WriteOptions {
+                row_group_rows,
+                ..WriteOptions::default()
+            })
+            .output_rows
+        };
+        assert_eq!(with_groups(16_384), 16_384);
+        assert_eq!(with_groups(300), 300);
+        assert_eq!(with_groups(0), 1);
+        assert_eq!(with_groups(1 << 20), MAX_OUTPUT_ROWS);
+        assert_eq!(
+            merge_budget_for(&WriteOptions::default()).input_bytes,
+            MergeBudget::default().input_bytes
+        );
     }
 
     #[test]
