@@ -52,6 +52,15 @@ pub struct S3Options {
     pub virtual_hosted: bool,
 }
 
+/// Whether the store a URL names finishes its operations on the calling thread: object_store's
+/// local store does its file I/O inline when no tokio runtime is entered (otherwise it hands
+/// each call to tokio's blocking pool), and the in-memory store never waits. Such a store can be
+/// driven with a plain `block_on` from a CPU worker thread; S3 cannot (its requests need the
+/// runtime's I/O driver).
+pub fn completes_inline(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "file" | "memory"))
+}
+
 /// Opens the store a URL names.
 pub fn open(url: &str, s3: &S3Options) -> Result<DynStore, StoreError> {
     let bad = |reason: &str| StoreError::Url {

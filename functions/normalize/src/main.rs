@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         enrich: natlake_normalize::enrich::EnrichConfig::read(cli.enrich_config.as_deref(), &store)
             .await?,
         time_zones: cli.time_zones.load()?,
+        inline_io: natlake_store::completes_inline(&url),
         ..NormalizeConfig::default()
     };
     cfg.parsed_format()?;

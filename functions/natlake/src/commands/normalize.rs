@@ -101,6 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?,
         time_zones: args.time_zones.load()?,
+        inline_io: natlake_store::completes_inline(&args.store),
         ..NormalizeConfig::default()
     };
     cfg.parsed_format()?;

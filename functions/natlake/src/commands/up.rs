@@ -120,6 +120,7 @@ impl Stack {
             format: args.format.clone(),
             enrich: EnrichConfig::read(args.enrich_config.as_deref(), &store).await?,
             time_zones: args.time_zones.load()?,
+            inline_io: natlake_store::completes_inline(&url),
             ..NormalizeConfig::default()
         };
         cfg.parsed_format()?;
