@@ -4,15 +4,18 @@
 //! skipped unless `force`; failures are retried, recorded as dead letters and counted, never
 //! dropped.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use natlake_core::lake::state;
 use object_store::ObjectStore;
+use object_store::path::Path;
 use serde::Serialize;
 
-use crate::handler::{NormalizeConfig, is_done, normalize_with_retry};
+use crate::handler::{NormalizeConfig, STATE_PREFIX, is_done, normalize_with_retry};
 
 /// An hour label (`YYYY-MM-DDTHH`) from a flag value: an hour label, RFC 3339 or epoch seconds.
 pub fn hour_of(v: &str) -> Option<String> {
@@ -203,17 +206,26 @@ pub async fn run(
 ) -> Summary {
     let total = keys.len();
     let started = Instant::now();
+    let listed = if force {
+        None
+    } else {
+        done_among(store, &keys).await
+    };
+    let listed = &listed;
     futures::stream::iter(keys)
         .for_each_concurrent(workers.max(1), |key| async move {
             let c = counters;
             let done = !force
-                && match is_done(store, &key).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        // Normalizing again is harmless (same output keys): do it.
-                        observer.println(format!("checking {key}: {e}; normalizing it"));
-                        false
-                    }
+                && match listed {
+                    Some(done) => done.contains(&key),
+                    None => match is_done(store, &key).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            // Normalizing again is harmless (same output keys): do it.
+                            observer.println(format!("checking {key}: {e}; normalizing it"));
+                            false
+                        }
+                    },
                 };
             if done {
                 c.skipped.fetch_add(1, Ordering::Relaxed);
@@ -236,6 +248,28 @@ pub async fn run(
         })
         .await;
     counters.summary(total, started.elapsed().as_secs_f64())
+}
+
+/// The keys among `keys` that have a done marker, from one listing of each hour directory's
+/// markers instead of a HEAD request per key (fewer requests on S3, no blocking-pool round trip
+/// per key on a local directory). None if a listing failed: each key is then checked on its own.
+/// A marker written by another run after the listing only means that object is done twice.
+async fn done_among(store: &Arc<dyn ObjectStore>, keys: &[String]) -> Option<HashSet<String>> {
+    let dirs: BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| k.rsplit_once('/').map(|(dir, _)| dir))
+        .collect();
+    let mut done = HashSet::new();
+    for dir in dirs {
+        match state::marked(store, STATE_PREFIX, &Path::from(dir)).await {
+            Ok(marked) => done.extend(marked),
+            Err(e) => {
+                tracing::warn!(dir, error = %e, "listing done markers failed; checking each object");
+                return None;
+            }
+        }
+    }
+    Some(done)
 }
 
 #[cfg(test)]

@@ -720,7 +720,8 @@ pub async fn is_done(
     }
 }
 
-/// The handler every door calls: read, normalize, publish, mark done.
+/// The handler every door calls: read, normalize, publish, mark done, clear the object's dead
+/// letter and accepted loss if it had them.
 ///
 /// With a store whose operations finish on the calling thread ([`NormalizeConfig::inline_io`]:
 /// a local directory or memory), the whole object is done in one job on the CPU pool: the
@@ -817,6 +818,7 @@ async fn normalize_on(
             key: raw_key.to_string(),
             source: LakeError::Store(source),
         })?;
+    clear_markers(store, raw_key, &[DEAD_LETTER_PREFIX, ACCEPTED_PREFIX]).await;
     metrics::counter!("natlake_normalize_objects_total").increment(1);
     metrics::counter!("natlake_normalize_records_total").increment(report.records);
     metrics::counter!("natlake_normalize_events_total").increment(report.events);
@@ -839,12 +841,12 @@ async fn normalize_on(
     Ok(report)
 }
 
-/// Removes what earlier runs or an operator recorded about a raw object that is now normalized:
-/// its dead letter, an accepted loss. Lookups would otherwise report the object as failed or
-/// lost once its done marker expires (with raw/, long before these, kept as long as the lake).
-/// A failure is logged, not returned: the object is normalized all the same.
-pub async fn clear_markers(store: &Arc<dyn ObjectStore>, raw_key: &str, states: &[&str]) {
-    for state in states {
+/// Removes what earlier runs or an operator recorded about a raw object that is now normalized
+/// (after its done marker): its dead letter, an accepted loss. Lookups would otherwise report the
+/// object as failed or lost once its done marker expires (with raw/, long before these, kept as
+/// long as the lake). A failure is logged, not returned: the object is normalized all the same.
+async fn clear_markers(store: &Arc<dyn ObjectStore>, raw_key: &str, states: &[&str]) {
+    futures::future::join_all(states.iter().map(|state| async move {
         let key = natlake_core::lake::state::marker_key(state, raw_key);
         match store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -852,7 +854,8 @@ pub async fn clear_markers(store: &Arc<dyn ObjectStore>, raw_key: &str, states: 
                 tracing::warn!(raw_key, marker = %key, error = %e, "could not remove the marker")
             }
         }
-    }
+    }))
+    .await;
 }
 
 /// Retries transient failures with backoff; after the last attempt the failure is recorded under
@@ -867,10 +870,7 @@ pub async fn normalize_with_retry(
     let mut attempt = 1;
     loop {
         match normalize_object(store, raw_key, cfg).await {
-            Ok(r) => {
-                clear_markers(store, raw_key, &[DEAD_LETTER_PREFIX, ACCEPTED_PREFIX]).await;
-                return Ok(r);
-            }
+            Ok(r) => return Ok(r),
             Err(e) if e.is_transient() && attempt < attempts => {
                 tracing::warn!(raw_key, attempt, error = %e, "normalize failed; retrying");
                 tokio::time::sleep(delay).await;

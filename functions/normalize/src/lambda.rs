@@ -10,7 +10,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use object_store::ObjectStore;
 
 use crate::events::{StoreScope, raw_keys};
-use crate::handler::{ACCEPTED_PREFIX, NormalizeConfig, Report, clear_markers, normalize_object};
+use crate::handler::{NormalizeConfig, Report, normalize_object};
 
 pub async fn handle(
     store: &Arc<dyn ObjectStore>,
@@ -21,10 +21,8 @@ pub async fn handle(
     let keys = raw_keys(&event, scope)?;
     let mut reports = Vec::with_capacity(keys.len());
     for key in keys {
+        // Failures here go to the failure queue, not to dead letters.
         reports.push(normalize_object(store, &key, cfg).await?);
-        // Failures here go to the failure queue, not to dead letters; an operator may have
-        // accepted the loss of an object that is normalized now after all.
-        clear_markers(store, &key, &[ACCEPTED_PREFIX]).await;
     }
     Ok(reports)
 }
