@@ -21,6 +21,13 @@
 #   SKIP_BUILD=1             use the binaries already built
 #   KEEP=1                   keep the work directory
 #   PERF=1                   record a CPU profile of the normalize run (perf record -g)
+#   STORE_DIR                where the timed stores live (default: the work directory in /tmp).
+#                            On ext4 the store's ~38,000 new files per day cost normalize 1-9 s
+#                            of system time depending on how many files the file system deleted
+#                            lately (its inode allocator skips recently deleted inodes); a tmpfs
+#                            such as /dev/shm takes that out (~1.3 GB per ROW_GROUPS entry)
+#   NORMALIZE_BIN            the normalize binary to time (default: the release build's), e.g.
+#                            the profile-guided build of bench/pgo.sh
 #   CONV_TARGET_DIR          release build dir (default $HOME/.cache/natlake/target-conv; the
 #                            normalize binary links no DuckDB, so a release build is quick)
 #
@@ -41,7 +48,10 @@ BIN=$CARGO_TARGET_DIR/release
 export RUST_LOG=${RUST_LOG:-warn}
 
 W=$(mktemp -d /tmp/natlake-conv-bench.XXXXXX)
-cleanup() { if [ "${KEEP:-0}" = 1 ]; then echo "kept $W"; else rm -rf "$W"; fi; }
+# The stores normalize and compact work on (STORE_DIR: e.g. /dev/shm, a tmpfs).
+L=$W
+if [ -n "${STORE_DIR:-}" ]; then L=$(mktemp -d "$STORE_DIR/natlake-conv-bench.XXXXXX"); fi
+cleanup() { if [ "${KEEP:-0}" = 1 ]; then echo "kept $W $L"; else rm -rf "$W" "$L"; fi; }
 trap cleanup EXIT
 log() { printf '\n== %s\n' "$*"; }
 
@@ -183,7 +193,7 @@ verify() {
 
 # normalize + compact one copy of the raw objects with a row-group size; $1 = label, $2 = rows
 run_lake() {
-  local label=$1 rg=$2 store=$W/lake-$1
+  local label=$1 rg=$2 store=$L/lake-$1
   rm -rf "$store"
   mkdir -p "$store"
   cp -r "$W/store/raw" "$store/raw"
@@ -193,7 +203,7 @@ run_lake() {
   if [ "${PERF:-0}" = 1 ] && [ "$label" = default ]; then
     perf=(perf record -g -o "$W/perf.data" --)
   fi
-  NATLAKE_ROW_GROUP_ROWS=$rg timed "normalize-$label" "${perf[@]}" "$BIN/normalize" --store "file://$store" \
+  NATLAKE_ROW_GROUP_ROWS=$rg timed "normalize-$label" "${perf[@]}" "${NORMALIZE_BIN:-$BIN/normalize}" --store "file://$store" \
     run --workers 1 --progress-every 0 | tee "$W/normalize-$label.json"
   python3 - "$W/normalize-$label.json" <<'PY'
 import json, sys

@@ -728,7 +728,7 @@ pub async fn is_done(
 /// store's file calls run there (object_store's local store does its I/O inline where no tokio
 /// runtime is entered) instead of each going to tokio's blocking pool and back, and nothing is
 /// handed between threads. Those hand-offs, ~80 futex calls per object, cost a `file://` backfill
-/// a fifth of its CPU time (bench/README.md).
+/// about a tenth of its CPU time (bench/README.md, session 19).
 pub async fn normalize_object(
     store: &Arc<dyn ObjectStore>,
     raw_key: &str,
