@@ -275,6 +275,52 @@ async fn done_among(store: &Arc<dyn ObjectStore>, keys: &[String]) -> Option<Has
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handler::tests::{CT_NEW, raw_object};
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    struct Quiet;
+    impl Observer for Quiet {
+        fn println(&self, _msg: String) {}
+    }
+
+    /// Objects with a done marker are skipped (found by one listing per hour directory), the
+    /// rest normalized; `force` does them all again.
+    #[tokio::test]
+    async fn done_objects_are_skipped_unless_forced() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let keys: Vec<String> = [
+            "raw/syslog_udp/hour=2023-11-14T22/t_a.nlraw.zst",
+            "raw/syslog_udp/hour=2023-11-14T22/t_b.nlraw.zst",
+            "raw/syslog_udp/hour=2023-11-14T23/t_c.nlraw.zst",
+        ]
+        .map(String::from)
+        .to_vec();
+        for k in &keys {
+            let obj = raw_object(&[CT_NEW.as_bytes()]);
+            store
+                .put(&Path::from(k.as_str()), PutPayload::from(obj))
+                .await
+                .unwrap();
+        }
+        let cfg = NormalizeConfig::default();
+        crate::handler::normalize_object(&store, &keys[1], &cfg)
+            .await
+            .unwrap();
+        let pass = |force| {
+            let (store, cfg, keys) = (&store, &cfg, keys.clone());
+            async move {
+                let c = Counters::default();
+                let s = run(store, cfg, keys, 2, force, &c, &Quiet).await;
+                (s.normalized, s.skipped, s.failed, s.events)
+            }
+        };
+        assert_eq!(pass(false).await, (2, 1, 0, 2));
+        assert_eq!(pass(false).await, (0, 3, 0, 0));
+        assert_eq!(pass(true).await, (3, 0, 0, 3));
+        for k in &keys {
+            assert!(is_done(&store, k).await.unwrap(), "{k}");
+        }
+    }
 
     #[test]
     fn hour_flags() {

@@ -895,12 +895,12 @@ pub async fn normalize_with_retry(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use futures::TryStreamExt;
     use natlake_raw::{BatchHeader, BatchWriter, Record};
 
-    const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
+    pub(crate) const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
 
     /// A record that yields several rows (a goflow2 flow with its post-NAT mapping) gives every
     /// row the sender's name, not only the last (the name is moved into the last row).
@@ -927,7 +927,7 @@ mod tests {
         );
     }
 
-    fn raw_object(payloads: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn raw_object(payloads: &[&[u8]]) -> Vec<u8> {
         let records: Vec<(&str, &[u8])> = payloads.iter().map(|p| ("192.0.2.1:514", *p)).collect();
         labelled_object(&[], &records)
     }
