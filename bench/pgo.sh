@@ -15,6 +15,8 @@
 #   PGO_DIR=$HOME/.cache/natlake/pgo   target directories, training day and profile
 #   TRAIN_HOURS=2                       hours of the training day
 #   PGO_RUSTFLAGS                       more flags for both builds, e.g. -Ctarget-cpu=x86-64-v3
+#   CONV_TARGET_DIR                     the normal release build's directory, for the generator
+#                                       (default $HOME/.cache/natlake/target-conv)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,21 +40,27 @@ build() { # $1 = target dir, $2 = RUSTFLAGS, then the cargo arguments naming wha
     cargo build --release --target "$host" "$@" >&2)
 }
 
+# The generator: the normal release build, as bench/normalize.sh builds it (same packages, so
+# a warm directory rebuilds nothing).
+conv=${CONV_TARGET_DIR:-$HOME/.cache/natlake/target-conv}
+(cd "$ROOT" && CARGO_TARGET_DIR=$conv \
+  cargo build --release -p natlake-normalize -p natlake-bench-cgnat -p natlake-compact --bins >&2)
+
+# Both builds of normalize name exactly the same packages: the profile finds its functions by
+# their symbol names, whose hashes change with the features another package would unify in.
 raw=$PGO_DIR/profraw
 rm -rf "$raw" "$PGO_DIR/train"
 mkdir -p "$PGO_DIR/train"
-build "$PGO_DIR/target-gen" "-Cprofile-generate=$raw" -p natlake-normalize -p natlake-bench-cgnat --bins
-gen=$PGO_DIR/target-gen/$host/release
+build "$PGO_DIR/target-gen" "-Cprofile-generate=$raw" -p natlake-normalize --bin normalize
 # 2026-11-08, seed 7 (bench/normalize.sh measures 2026-11-01, seed 1).
-# The generator is instrumented too (one cargo build); its profile goes elsewhere.
-LLVM_PROFILE_FILE=$PGO_DIR/generator-%p.profraw "$gen/natlake-bench-cgnat" mix --store "file://$PGO_DIR/train/store" --json /dev/null --csv /dev/null \
+"$conv/release/natlake-bench-cgnat" mix --store "file://$PGO_DIR/train/store" --json /dev/null --csv /dev/null \
   --hours "$TRAIN_HOURS" --start 1794096000 --seed 7 >"$PGO_DIR/train/gen.json"
-"$gen/normalize" --store "file://$PGO_DIR/train/store" run --workers 1 --progress-every 0 >&2
+"$PGO_DIR/target-gen/$host/release/normalize" --store "file://$PGO_DIR/train/store" run --workers 1 --progress-every 0 >&2
 "$profdata" merge -o "$PGO_DIR/merged.profdata" "$raw"
 # Named by its content: cargo does not see a changed profile behind an unchanged flag, a new
 # name rebuilds.
 profile=$PGO_DIR/normalize-$(sha256sum "$PGO_DIR/merged.profdata" | cut -c1-16).profdata
 mv "$PGO_DIR/merged.profdata" "$profile"
-rm -rf "$raw" "$PGO_DIR/train" "$PGO_DIR"/generator-*.profraw
+rm -rf "$raw" "$PGO_DIR/train"
 build "$PGO_DIR/target-use" "-Cprofile-use=$profile" -p natlake-normalize --bin normalize
 echo "$PGO_DIR/target-use/$host/release/normalize"
