@@ -25,7 +25,8 @@
 #                            On ext4 the store's ~38,000 new files per day cost normalize 1-9 s
 #                            of system time depending on how many files the file system deleted
 #                            lately (its inode allocator skips recently deleted inodes); a tmpfs
-#                            such as /dev/shm takes that out (~1.3 GB per ROW_GROUPS entry)
+#                            such as /dev/shm takes that out (it then holds a copy of the raw
+#                            objects, 464 MB for the day, and the lake, per ROW_GROUPS entry)
 #   NORMALIZE_BIN            the normalize binary to time (default: the release build's), e.g.
 #                            the profile-guided build of bench/pgo.sh
 #   CONV_TARGET_DIR          release build dir (default $HOME/.cache/natlake/target-conv; the

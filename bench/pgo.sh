@@ -32,7 +32,7 @@ if [ ! -x "$profdata" ]; then
 fi
 
 # With an explicit --target, RUSTFLAGS reach only what is built for it: build scripts and
-# proc macros are neither instrumented (they would write profiles while compiling) nor rebuilt.
+# proc macros are not instrumented (they would write profiles while compiling).
 build() { # $1 = target dir, $2 = RUSTFLAGS, then the cargo arguments naming what to build
   local dir=$1 flags=$2
   shift 2
@@ -60,6 +60,7 @@ build "$PGO_DIR/target-gen" "-Cprofile-generate=$raw" -p natlake-normalize --bin
 # Named by its content: cargo does not see a changed profile behind an unchanged flag, a new
 # name rebuilds.
 profile=$PGO_DIR/normalize-$(sha256sum "$PGO_DIR/merged.profdata" | cut -c1-16).profdata
+rm -f "$PGO_DIR"/normalize-*.profdata
 mv "$PGO_DIR/merged.profdata" "$profile"
 rm -rf "$raw" "$PGO_DIR/train"
 build "$PGO_DIR/target-use" "-Cprofile-use=$profile" -p natlake-normalize --bin normalize

@@ -4,18 +4,16 @@
 //! skipped unless `force`; failures are retried, recorded as dead letters and counted, never
 //! dropped.
 
-use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use natlake_core::lake::state;
 use object_store::ObjectStore;
-use object_store::path::Path;
 use serde::Serialize;
 
-use crate::handler::{NormalizeConfig, STATE_PREFIX, is_done, normalize_with_retry};
+use crate::handler::{NormalizeConfig, is_done, normalize_with_retry};
+use crate::scan::done_among;
 
 /// An hour label (`YYYY-MM-DDTHH`) from a flag value: an hour label, RFC 3339 or epoch seconds.
 pub fn hour_of(v: &str) -> Option<String> {
@@ -250,32 +248,11 @@ pub async fn run(
     counters.summary(total, started.elapsed().as_secs_f64())
 }
 
-/// The keys among `keys` that have a done marker, from one listing of each hour directory's
-/// markers instead of a HEAD request per key (fewer requests on S3, no blocking-pool round trip
-/// per key on a local directory). None if a listing failed: each key is then checked on its own.
-/// A marker written by another run after the listing only means that object is done twice.
-async fn done_among(store: &Arc<dyn ObjectStore>, keys: &[String]) -> Option<HashSet<String>> {
-    let dirs: BTreeSet<&str> = keys
-        .iter()
-        .filter_map(|k| k.rsplit_once('/').map(|(dir, _)| dir))
-        .collect();
-    let mut done = HashSet::new();
-    for dir in dirs {
-        match state::marked(store, STATE_PREFIX, &Path::from(dir)).await {
-            Ok(marked) => done.extend(marked),
-            Err(e) => {
-                tracing::warn!(dir, error = %e, "listing done markers failed; checking each object");
-                return None;
-            }
-        }
-    }
-    Some(done)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::handler::tests::{CT_NEW, raw_object};
+    use object_store::path::Path;
     use object_store::{ObjectStoreExt, PutPayload};
 
     struct Quiet;
