@@ -433,7 +433,55 @@ pub struct Envelope {
     pub subscriber: Option<String>,
     /// What the enrichment sources (IPAM, GeoIP/ASN, Cloud Foundry) added; empty without them.
     #[serde(flatten)]
-    pub enrichment: Enrichment,
+    pub enrichment: Enriched,
+}
+
+/// A row's [`Enrichment`], held apart from the row: reads see the empty one when nothing was
+/// added, and the first write makes room. Kept inline it made every row 264 bytes larger
+/// (576 instead of 320) for fields most rows never have — bytes each row pays for when it is
+/// moved into place, read column by column by the writer, and dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Enriched(Option<Box<Enrichment>>);
+
+/// The enrichment of a row that has none.
+static NO_ENRICHMENT: Enrichment = Enrichment {
+    site: None,
+    prefix: None,
+    role: None,
+    dst_asn: None,
+    dst_as_org: None,
+    dst_country: None,
+    cf: None,
+};
+
+impl std::ops::Deref for Enriched {
+    type Target = Enrichment;
+    fn deref(&self) -> &Enrichment {
+        self.0.as_deref().unwrap_or(&NO_ENRICHMENT)
+    }
+}
+
+/// Writing a field gives the row its own enrichment (reads through [`Deref`] never do).
+///
+/// [`Deref`]: std::ops::Deref
+impl std::ops::DerefMut for Enriched {
+    fn deref_mut(&mut self) -> &mut Enrichment {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+/// Equal when what they hold is equal: an enrichment written empty equals none.
+impl PartialEq for Enriched {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+/// As the fields themselves (flattened into the row: every key, null when absent).
+impl Serialize for Enriched {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
 }
 
 /// Context added by the normalizer's enrichment sources (`crate::enrich`), all optional.

@@ -161,10 +161,15 @@ impl Enricher {
                 env.enrichment.dst_asn = asn.number;
                 env.enrichment.dst_as_org = asn.organization;
             }
-            env.enrichment.dst_country = self.country.as_ref().and_then(|g| g.country(ip));
+            // Written only when found: a write gives the row its own enrichment.
+            if let Some(country) = self.country.as_ref().and_then(|g| g.country(ip)) {
+                env.enrichment.dst_country = Some(country);
+            }
         }
-        if let Event::Firewall(fw) = &row.event {
-            env.enrichment.cf = cloudfoundry::traffic(fw, self.cloudfoundry.as_deref());
+        if let Event::Firewall(fw) = &row.event
+            && let Some(cf) = cloudfoundry::traffic(fw, self.cloudfoundry.as_deref())
+        {
+            env.enrichment.cf = Some(cf);
         }
     }
 }
