@@ -419,14 +419,24 @@ fn serialize_str<S: serde::Serializer>(v: &std::sync::Arc<str>, s: S) -> Result<
     s.serialize_str(v)
 }
 
+fn serialize_opt_str<S: serde::Serializer>(
+    v: &Option<std::sync::Arc<str>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    v.as_deref().serialize(s)
+}
+
 /// Fields every row carries besides the event itself, filled by the normalizer from the raw
 /// record and the syslog envelope.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Envelope {
     /// When the relay received the record.
     pub recv_time: Micros,
-    /// The device: syslog HOSTNAME, else the sender's address.
-    pub device: Option<String>,
+    /// The device: syslog HOSTNAME, else the sender's address. Shared: an object's records
+    /// nearly all name one device, and a string of its own for every row was an allocation
+    /// per row.
+    #[serde(serialize_with = "serialize_opt_str")]
+    pub device: Option<std::sync::Arc<str>>,
     /// The parser that produced the event (`conntrack`, `goflow2`, …).
     pub format: &'static str,
     /// Subscriber id from enrichment, when known.

@@ -278,7 +278,7 @@ pub fn normalize_bytes(
             );
             format!("the raw object's tz label: {e}")
         });
-    let mut peer_text = PeerText::default();
+    let mut names = DeviceNames::default();
     // One template cache per object: it learns only from this object's records (context first),
     // so the object decodes the same alone, in any order, or on a re-run.
     let mut flows = netflow::Decoder::new();
@@ -385,7 +385,7 @@ pub fn normalize_bytes(
         };
         events.clear();
         match parsers::parse_message(rec.payload, format, &ctx, &mut events) {
-            Ok(mut parsed) => {
+            Ok(parsed) => {
                 let limit = recv.saturating_add(cfg.max_future_secs.saturating_mul(1_000_000));
                 if let Some(bad) = events
                     .iter()
@@ -409,24 +409,16 @@ pub fn normalize_bytes(
                     ));
                     continue;
                 }
-                let mut device = parsed
-                    .host
-                    .take()
-                    .or_else(|| rec.peer.map(|p| peer_text.of(p.ip())));
-                let last = events.len().saturating_sub(1);
-                for (k, ev) in events.drain(..).enumerate() {
-                    // A record's last (usually only) row takes the name; copying it for each
-                    // row and dropping the original cost an allocation per row.
-                    let device = if k == last {
-                        device.take()
-                    } else {
-                        device.clone()
-                    };
+                let device = match parsed.host {
+                    Some(host) => Some(names.host(host)),
+                    None => rec.peer.map(|p| names.peer(p.ip())),
+                };
+                for ev in events.drain(..) {
                     out.rows.push(Row {
                         event: ev,
                         envelope: Envelope {
                             recv_time: recv,
-                            device,
+                            device: device.clone(),
                             format: parsed.format,
                             ..Envelope::default()
                         },
@@ -496,21 +488,29 @@ fn recycle_rows(mut rows: Vec<Row>) {
     }
 }
 
-/// The sender's address as text, rendered once per run of records from one sender (an object
-/// usually holds one): formatting it for every record cost more than some parsers.
+/// Records' device names, shared by their rows: an object's records nearly all name one device
+/// (a syslog HOSTNAME, else the sender's address), so the last name is kept and handed out
+/// again while it repeats. A string per row was an allocation and a free per row, and
+/// rendering the sender's address for every record cost more than parsing some of them.
 #[derive(Default)]
-struct PeerText {
-    ip: Option<std::net::IpAddr>,
-    text: String,
+struct DeviceNames {
+    host: Option<Arc<str>>,
+    peer: Option<(std::net::IpAddr, Arc<str>)>,
 }
 
-impl PeerText {
-    fn of(&mut self, ip: std::net::IpAddr) -> String {
-        if self.ip != Some(ip) {
-            self.text = ip.to_string();
-            self.ip = Some(ip);
+impl DeviceNames {
+    fn host(&mut self, host: &str) -> Arc<str> {
+        match &self.host {
+            Some(name) if **name == *host => name.clone(),
+            _ => self.host.insert(host.into()).clone(),
         }
-        self.text.clone()
+    }
+
+    fn peer(&mut self, ip: std::net::IpAddr) -> Arc<str> {
+        match &self.peer {
+            Some((at, name)) if *at == ip => name.clone(),
+            _ => self.peer.insert((ip, ip.to_string().into())).1.clone(),
+        }
     }
 }
 
@@ -658,7 +658,7 @@ fn decode_flow(
     let limit = recv
         .saturating_add(cfg.max_future_secs.saturating_mul(1_000_000))
         .min(MAX_TIME);
-    let device = rec.peer.map(|p| p.ip().to_string());
+    let device: Option<Arc<str>> = rec.peer.map(|p| p.ip().to_string().into());
     let mut absurd: Option<(usize, Micros)> = None;
     for ev in events.drain(..) {
         let t = ev.event.time();
@@ -903,7 +903,7 @@ pub(crate) mod tests {
     pub(crate) const CT_NEW: &str = "<134>1 2023-11-14T22:13:20Z cgn1 ct - - - [1700000000.000000]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.0.1 dst=203.0.113.5 sport=40000 dport=443 [UNREPLIED] src=203.0.113.5 dst=198.51.100.7 sport=443 dport=61000";
 
     /// A record that yields several rows (a goflow2 flow with its post-NAT mapping) gives every
-    /// row the sender's name, not only the last (the name is moved into the last row).
+    /// row the sender's name, not only the last.
     #[test]
     fn every_row_of_a_record_names_its_device() {
         let line = r#"{"type":"IPFIX","time_received_ns":1700000001000000000,"sampling_rate":0,"sampler_address":"192.0.2.1","time_flow_start_ns":1700000000000000000,"time_flow_end_ns":1700000000500000000,"bytes":1500,"packets":3,"src_addr":"100.64.5.6","dst_addr":"198.51.100.10","etype":"IPv4","proto":"TCP","src_port":40001,"dst_port":443,"in_if":2,"out_if":3,"post_nat_src_ipv4_address":"203.0.113.77","post_nat_src_transport_port":61001}"#;
@@ -922,6 +922,55 @@ pub(crate) mod tests {
         assert_eq!(
             devices,
             [Some("192.0.2.44"), Some("192.0.2.44")],
+            "{:?}",
+            n.report
+        );
+    }
+
+    /// Records from several devices in one object, interleaved: each row names its own (the
+    /// names are kept and reused while they repeat), a HOSTNAME before the sender's address.
+    #[test]
+    fn interleaved_devices_keep_their_own_names() {
+        let line = |host: &str| {
+            format!(
+                "<14>1 2023-11-14T22:13:20Z {host} RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636.1.1.1.2.39 source-address=\"100.64.0.1\" source-port=\"40000\" destination-address=\"198.51.100.1\" destination-port=\"443\" nat-source-address=\"203.0.113.1\" nat-source-port=\"50000\" protocol-id=\"6\"]"
+            )
+        };
+        let (a, b, bare) = (line("srx-a"), line("srx-b"), line("-"));
+        let obj = labelled_object(
+            &[],
+            &[
+                ("192.0.2.1:514", a.as_bytes()),
+                ("192.0.2.2:514", b.as_bytes()),
+                ("192.0.2.1:514", a.as_bytes()),
+                ("192.0.2.3:514", bare.as_bytes()),
+                ("192.0.2.4:514", bare.as_bytes()),
+                ("192.0.2.3:514", bare.as_bytes()),
+                ("192.0.2.2:514", b.as_bytes()),
+            ],
+        );
+        let n = normalize_bytes(
+            "raw/syslog_udp/d.nlraw.zst",
+            &obj,
+            Format::Auto,
+            &NormalizeConfig::default(),
+        );
+        let devices: Vec<Option<&str>> = n
+            .rows
+            .iter()
+            .map(|r| r.envelope.device.as_deref())
+            .collect();
+        assert_eq!(
+            devices,
+            [
+                Some("srx-a"),
+                Some("srx-b"),
+                Some("srx-a"),
+                Some("192.0.2.3"),
+                Some("192.0.2.4"),
+                Some("192.0.2.3"),
+                Some("srx-b"),
+            ],
             "{:?}",
             n.report
         );

@@ -1905,7 +1905,7 @@ mod tests {
                         }
                         .filter(|_| !null(next()));
                     }
-                    r.envelope.device = Some(format!("cgn{}", next() % 3));
+                    r.envelope.device = Some(format!("cgn{}", next() % 3).into());
                     if case % 2 == 1 && i % 3 == 0 {
                         // Firewall rows: deltas of addresses that keep statistics (src_ip).
                         let src = format!("10.0.{}.{}", next() % 2, next() % 256);

@@ -173,11 +173,11 @@ impl ParseError {
 
 /// What parsing one message found out besides the events.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Parsed {
+pub struct Parsed<'a> {
     /// The parser that produced the events.
     pub format: &'static str,
-    /// Syslog HOSTNAME, when there was an envelope with one.
-    pub host: Option<String>,
+    /// Syslog HOSTNAME, when there was an envelope with one (a slice of the message).
+    pub host: Option<&'a str>,
     /// Number of events pushed (0 is valid: e.g. conntrack UPDATE lines carry nothing new).
     pub events: usize,
 }
@@ -323,12 +323,12 @@ const SNIPPET_CHARS: usize = 60;
 ///
 /// On error nothing is pushed. The error's `format` is the parser that failed, or "auto" when
 /// the message was empty, not UTF-8 under `Format::Auto`, or matched no format.
-pub fn parse_message(
-    msg: &[u8],
+pub fn parse_message<'a>(
+    msg: &'a [u8],
     format: Format,
     ctx: &ParseCtx,
     out: &mut Vec<Event>,
-) -> Result<Parsed, ParseError> {
+) -> Result<Parsed<'a>, ParseError> {
     // Every payload is checked: SIMD validation takes 0.6 % of normalize's instructions where
     // the standard library's took 1.4 %; that one still names the offset of a bad byte.
     let text = match simdutf8::basic::from_utf8(msg) {
@@ -412,7 +412,7 @@ pub fn parse_message(
     match result {
         Ok(events) => Ok(Parsed {
             format: chosen.as_str(),
-            host: env.host.map(str::to_owned),
+            host: env.host,
             events,
         }),
         Err(e) => {

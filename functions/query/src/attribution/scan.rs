@@ -143,7 +143,7 @@ mod tests {
                 "raw/k.nlraw.zst",
                 i as u64,
             );
-            r.envelope.device = device.map(str::to_owned);
+            r.envelope.device = device.map(Into::into);
             r.envelope.recv_time = T0 + t * s + delay * s;
             if let Event::Nat(n) = &mut r.event {
                 n.x_ip = x_ip.parse().ok();
