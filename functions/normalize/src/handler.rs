@@ -907,24 +907,26 @@ pub(crate) mod tests {
     #[test]
     fn every_row_of_a_record_names_its_device() {
         let line = r#"{"type":"IPFIX","time_received_ns":1700000001000000000,"sampling_rate":0,"sampler_address":"192.0.2.1","time_flow_start_ns":1700000000000000000,"time_flow_end_ns":1700000000500000000,"bytes":1500,"packets":3,"src_addr":"100.64.5.6","dst_addr":"198.51.100.10","etype":"IPv4","proto":"TCP","src_port":40001,"dst_port":443,"in_if":2,"out_if":3,"post_nat_src_ipv4_address":"203.0.113.77","post_nat_src_transport_port":61001}"#;
-        let obj = labelled_object(&[], &[("192.0.2.44:6343", line.as_bytes())]);
+        assert_eq!(
+            devices_of(&[("192.0.2.44:6343", line.as_bytes())]),
+            [Some("192.0.2.44".into()), Some("192.0.2.44".into())]
+        );
+    }
+
+    /// The device of each row normalized from `records` (`(peer, payload)`), in order.
+    fn devices_of(records: &[(&str, &[u8])]) -> Vec<Option<String>> {
+        let obj = labelled_object(&[], records);
         let n = normalize_bytes(
-            "raw/syslog_udp/g.nlraw.zst",
+            "raw/syslog_udp/d.nlraw.zst",
             &obj,
             Format::Auto,
             &NormalizeConfig::default(),
         );
-        let devices: Vec<Option<&str>> = n
-            .rows
+        assert_eq!(n.report.rejects, 0, "{:?}", n.rejects);
+        n.rows
             .iter()
-            .map(|r| r.envelope.device.as_deref())
-            .collect();
-        assert_eq!(
-            devices,
-            [Some("192.0.2.44"), Some("192.0.2.44")],
-            "{:?}",
-            n.report
-        );
+            .map(|r| r.envelope.device.as_deref().map(str::to_owned))
+            .collect()
     }
 
     /// Records from several devices in one object, interleaved: each row names its own (the
@@ -937,43 +939,25 @@ pub(crate) mod tests {
             )
         };
         let (a, b, bare) = (line("srx-a"), line("srx-b"), line("-"));
-        let obj = labelled_object(
-            &[],
-            &[
-                ("192.0.2.1:514", a.as_bytes()),
-                ("192.0.2.2:514", b.as_bytes()),
-                ("192.0.2.1:514", a.as_bytes()),
-                ("192.0.2.3:514", bare.as_bytes()),
-                ("192.0.2.4:514", bare.as_bytes()),
-                ("192.0.2.3:514", bare.as_bytes()),
-                ("192.0.2.2:514", b.as_bytes()),
-            ],
-        );
-        let n = normalize_bytes(
-            "raw/syslog_udp/d.nlraw.zst",
-            &obj,
-            Format::Auto,
-            &NormalizeConfig::default(),
-        );
-        let devices: Vec<Option<&str>> = n
-            .rows
-            .iter()
-            .map(|r| r.envelope.device.as_deref())
-            .collect();
-        assert_eq!(
-            devices,
-            [
-                Some("srx-a"),
-                Some("srx-b"),
-                Some("srx-a"),
-                Some("192.0.2.3"),
-                Some("192.0.2.4"),
-                Some("192.0.2.3"),
-                Some("srx-b"),
-            ],
-            "{:?}",
-            n.report
-        );
+        let devices = devices_of(&[
+            ("192.0.2.1:514", a.as_bytes()),
+            ("192.0.2.2:514", b.as_bytes()),
+            ("192.0.2.1:514", a.as_bytes()),
+            ("192.0.2.3:514", bare.as_bytes()),
+            ("192.0.2.4:514", bare.as_bytes()),
+            ("192.0.2.3:514", bare.as_bytes()),
+            ("192.0.2.2:514", b.as_bytes()),
+        ]);
+        let want = [
+            "srx-a",
+            "srx-b",
+            "srx-a",
+            "192.0.2.3",
+            "192.0.2.4",
+            "192.0.2.3",
+            "srx-b",
+        ];
+        assert_eq!(devices, want.map(|d| Some(d.to_owned())));
     }
 
     pub(crate) fn raw_object(payloads: &[&[u8]]) -> Vec<u8> {
