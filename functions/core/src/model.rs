@@ -576,3 +576,46 @@ pub fn protocol_number(name: &str) -> Option<u8> {
         .find(|(k, _)| k.eq_ignore_ascii_case(n))
         .map(|(_, v)| *v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row's enrichment held apart reads as empty until written, compares by what it holds,
+    /// and serializes flattened into the row with every key (null when absent), as when it was
+    /// held inline.
+    #[test]
+    fn enrichment_reads_empty_until_written() {
+        let mut row =
+            crate::testing::nat_row(1, NatEventKind::SessionCreate, "10.0.0.1", 1, "k", 0);
+        assert_eq!(row.envelope.enrichment.site, None);
+        let json = serde_json::to_value(&row).unwrap();
+        for key in [
+            "site",
+            "prefix",
+            "role",
+            "dst_asn",
+            "dst_as_org",
+            "dst_country",
+            "cf",
+        ] {
+            assert_eq!(
+                json.get(key),
+                Some(&serde_json::Value::Null),
+                "{key}: {json}"
+            );
+        }
+        let plain = row.clone();
+        row.envelope.enrichment.site = None;
+        assert_eq!(row, plain, "written empty equals none");
+        row.envelope.enrichment.site = Some("ams-1".into());
+        row.envelope.enrichment.dst_asn = Some(64500);
+        assert_ne!(row, plain);
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(
+            (json["site"].as_str(), json["dst_asn"].as_u64()),
+            (Some("ams-1"), Some(64500))
+        );
+        assert_eq!(json["device"], "cgn1");
+    }
+}
