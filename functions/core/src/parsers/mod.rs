@@ -586,15 +586,12 @@ mod tests {
         let line = "    [NEW] udp      17 30 src=100.64.0.9 dst=198.51.100.53 sport=5000 dport=53 [UNREPLIED] src=198.51.100.53 dst=203.0.113.9 sport=53 dport=1024";
         // Bare: recv_time.
         let p = parse_message(line.as_bytes(), Format::Auto, &c, &mut out).unwrap();
-        assert_eq!(
-            (p.format, p.host.as_deref(), p.events),
-            ("conntrack", None, 1)
-        );
+        assert_eq!((p.format, p.host, p.events), ("conntrack", None, 1));
         assert_eq!(out.pop().unwrap().time(), c.recv_time);
         // In an envelope: the device's time, and its host.
         let wrapped = format!("<14>Jun 15 11:30:00 gw7 conntrack: {}", line.trim());
         let p = parse_message(wrapped.as_bytes(), Format::Auto, &c, &mut out).unwrap();
-        assert_eq!(p.host.as_deref(), Some("gw7"));
+        assert_eq!(p.host, Some("gw7"));
         assert_eq!(
             out.pop().unwrap().time(),
             civil_micros(2024, 6, 15, 11, 30, 0, 0).unwrap()
@@ -868,10 +865,7 @@ mod tests {
         // nfware sends RFC 5424: the header's time and host, the body's mapping.
         let m = "<134>1 2024-06-15T11:59:58.250Z cgn1 nfware - SESSION_MAPPING - D VRF 3 17 INT 100.64.0.9:5000 EXT 203.0.113.9:31000 DST 198.51.100.53:53 DIR OUT";
         let p = parse_message(m.as_bytes(), Format::Auto, &c, &mut out).unwrap();
-        assert_eq!(
-            (p.format, p.host.as_deref(), p.events),
-            ("nfware", Some("cgn1"), 1)
-        );
+        assert_eq!((p.format, p.host, p.events), ("nfware", Some("cgn1"), 1));
         let Some(Event::Nat(n)) = out.pop() else {
             panic!()
         };
@@ -896,7 +890,7 @@ mod tests {
         // pfSense through a BSD header; a named format that does not fit fails with its name.
         let m = "<134>Jun 15 14:00:00 pf1 filterlog[123]: 5,,,1000000103,em0,match,block,in,4,0x0,,64,1,0,DF,6,tcp,60,198.51.100.9,203.0.113.1,51000,22,0,S,1,,65535,,mss";
         let p = parse_message(m.as_bytes(), Format::Auto, &c, &mut out).unwrap();
-        assert_eq!((p.format, p.host.as_deref()), ("pfsense", Some("pf1")));
+        assert_eq!((p.format, p.host), ("pfsense", Some("pf1")));
         let Some(Event::Firewall(f)) = out.pop() else {
             panic!()
         };

@@ -222,7 +222,7 @@ mod tests {
         let m = r#"<190>Jun 15 11:59:59 web1 nginx: 2001:db8::2 - alice [15/Jun/2024:11:59:58 +0000] "GET /x HTTP/1.1" 200 3 "-" "ua""#;
         let mut out = Vec::new();
         let p = parse_message(m.as_bytes(), Format::Auto, &c, &mut out).unwrap();
-        assert_eq!((p.format, p.host.as_deref()), ("nginx", Some("web1")));
+        assert_eq!((p.format, p.host), ("nginx", Some("web1")));
         let Some(Event::Http(e)) = out.pop() else {
             panic!()
         };
