@@ -93,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let cfg = cfg.load_enrichment(&store).await?;
     match cli.door {
         Door::Run { select, workers } => {
+            natlake_normalize::cpu::size_pool(workers);
             let keys = select.keys(&store).await?;
             eprintln!(
                 "normalize: {} raw objects under {}",
@@ -134,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
             queue,
             webhook_token_sha256,
         } => {
+            natlake_normalize::cpu::size_pool(workers);
             let prom = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
             let (mut n, w) = Normalizer::new(store, scope, cfg, queue);
             if let Some(hex) = webhook_token_sha256 {

@@ -114,6 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         since.as_deref().unwrap_or("any"),
         until.as_deref().unwrap_or("any")
     );
+    natlake_normalize::cpu::size_pool(args.workers);
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(total, &counters, args.select.progress_every);
     let summary = backfill::run(
