@@ -52,6 +52,14 @@ enum Cmd {
         #[arg(long, default_value = "")]
         prefix: String,
     },
+    /// Reads every raw object under a prefix as `normalize run` reads them (list, get,
+    /// decompress, check each record's CRC) and does nothing else: the CPU time of reading,
+    /// which bench/normalize.sh subtracts from normalize's to give parse + enrich + write alone.
+    Read {
+        store: String,
+        #[arg(long, default_value = "raw/")]
+        prefix: String,
+    },
 }
 
 /// The generated day's shape (shared by `gen` and `mix`).
@@ -120,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Ask(a) => ask(a).await,
         Cmd::PsqlStats { file } => psql_stats(file),
         Cmd::Copy { from, to, prefix } => copy(&from, &to, &prefix).await,
+        Cmd::Read { store, prefix } => read(&store, &prefix).await,
     }
 }
 
@@ -612,5 +621,36 @@ async fn copy(from: &str, to: &str, prefix: &str) -> anyhow::Result<()> {
         n += 1;
     }
     println!("{}", serde_json::json!({"objects": n, "bytes": bytes}));
+    Ok(())
+}
+
+async fn read(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let store = natlake_store::open(url, &Default::default())?;
+    let metas: Vec<_> = store.list(Some(&Path::from(prefix))).try_collect().await?;
+    let (mut objects, mut records, mut payload, mut damaged) = (0u64, 0u64, 0u64, 0u64);
+    for m in metas {
+        if !m.location.as_ref().ends_with(natlake_raw::SUFFIX) {
+            continue;
+        }
+        let data = store.get(&m.location).await?.bytes().await?;
+        let mut reader = natlake_raw::BatchReader::from_compressed(&data)?;
+        while let Some(item) = reader.next_ref() {
+            match item {
+                Ok((_, rec)) => {
+                    records += 1;
+                    payload += rec.payload.len() as u64;
+                }
+                Err(_) => {
+                    damaged += 1;
+                    break;
+                }
+            }
+        }
+        objects += 1;
+    }
+    println!(
+        "{}",
+        serde_json::json!({"objects": objects, "records": records, "payload_bytes": payload, "damaged": damaged})
+    );
     Ok(())
 }
