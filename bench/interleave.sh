@@ -12,6 +12,9 @@
 #   STORE_DIR=/dev/shm       where the day and the timed stores live: a tmpfs (on ext4 the
 #                            store's file creations cost 1–9 s of system time, see bench/README.md)
 #   KEEP_DAY=1               keep the generated day for the next call (it is reused when kept)
+#   READ=1                   also time reading the raw objects alone once per round
+#                            (`natlake-bench-cgnat read`) and print each binary's median less
+#                            the median read: parse + enrich + write, as bench/normalize.sh does
 #   CONV_TARGET_DIR          release build dir with the generator (default
 #                            $HOME/.cache/natlake/target-conv; built when missing)
 #
@@ -80,18 +83,31 @@ print(f'round {sys.argv[5]} bin {sys.argv[6]}: CPU {user + sys_:.2f} s (user {us
       rm -rf "$W/lake-$i" && mv "$store/lake" "$W/lake-$i"
     fi
   done
+  if [ "${READ:-0}" = 1 ]; then
+    /usr/bin/time -f '%U %S' -o "$W/time" "$GEN" read "file://$DAY/store" > /dev/null
+    read -r user sys_ < "$W/time"
+    echo "round $round read: CPU $(python3 -c "import sys; print(f'{float(sys.argv[1]) + float(sys.argv[2]):.2f}')" "$user" "$sys_") s (user $user, sys $sys_)" | tee -a "$W/reads.txt"
+  fi
 done
 
 echo "median CPU seconds per binary:"
-python3 - "$W/runs.txt" "$ROWS" <<'PY'
-import re, statistics, sys
+python3 - "$W/runs.txt" "$ROWS" "$W/reads.txt" <<'PY'
+import os, re, statistics, sys
+rows = int(sys.argv[2])
 cpu = {}
 for line in open(sys.argv[1]):
     m = re.match(r"round \d+ bin (\d+): CPU ([\d.]+) s .*  (\S+)$", line.strip())
     cpu.setdefault((int(m.group(1)), m.group(3)), []).append(float(m.group(2)))
+reads = []
+if os.path.exists(sys.argv[3]):
+    reads = [float(re.search(r"CPU ([\d.]+) s", l).group(1)) for l in open(sys.argv[3])]
+read = statistics.median(reads) if reads else None
 for (i, b), v in sorted(cpu.items()):
     med = statistics.median(v)
-    print(f"  bin {i}: {med:.2f} s, {int(sys.argv[2]) / med:,.0f} rows per CPU-second  {b}")
+    extra = ""
+    if read is not None:
+        extra = f"; less reading ({read:.2f} s): {rows / (med - read):,.0f} parse + enrich + write"
+    print(f"  bin {i}: {med:.2f} s, {rows / med:,.0f} rows per CPU-second{extra}  {b}")
 PY
 
 for i in $(seq 2 $#); do
