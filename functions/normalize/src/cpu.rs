@@ -12,7 +12,7 @@
 ///
 /// Without it the pool has a thread per core whatever `--workers` says, and each job handed to
 /// the pool wakes an idle thread that finds nothing to take, spins (`sched_yield`) and sleeps
-/// again: `normalize run --workers 1` on 2 cores spent 2–6 % more CPU for the same objects
+/// again: `normalize run --workers 1` on 2 cores spent 1.5–6 % more CPU for the same objects
 /// (bench/README.md, session 21).
 pub fn size_pool(workers: usize) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -33,6 +33,8 @@ pub async fn run(
     scope: StoreScope,
     cfg: NormalizeConfig,
 ) -> Result<(), Error> {
+    // An invocation normalizes its objects one after another: one CPU job at a time.
+    crate::cpu::size_pool(1);
     let (store, scope, cfg) = (&store, &scope, &cfg);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<S3Event>| async move {
         handle(store, scope, cfg, ev.payload).await
