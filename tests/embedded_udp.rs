@@ -6,7 +6,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::Duration;
 
-use natlake_e2e::{Up, files_with_suffix, run, wait_for};
+use natlake_e2e::{Up, files_with_suffix, repo_dir, run, wait_for};
 use serde_json::{Value, json};
 
 const NATLAKE: &str = env!("CARGO_BIN_EXE_natlake");
@@ -376,7 +376,7 @@ fn udp_events_become_parquet_and_answer_lookups() -> anyhow::Result<()> {
     }
 
     // The stock DuckDB CLI runs queries/views.sql against the same lake.
-    let views = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../queries/views.sql");
+    let views = repo_dir().join("queries/views.sql");
     let audit_sql = views.with_file_name("audit.sql");
     let script = format!(
         "SET VARIABLE natlake_lake = '{}';\n.read {}\n.read {}\nSELECT (SELECT count(*) FROM nat_events WHERE x_port = 61000) AS n, (SELECT count(DISTINCT src_ip) FROM nat_events WHERE x_port = 61000) AS subs, (SELECT any_value(action) FROM firewall) AS fw, (SELECT count(*) FROM audit WHERE endpoint = 'attribution' AND who = 'anonymous') AS audited, (SELECT any_value(status) FROM http_access) AS http_status, (SELECT any_value(\"user\") FROM auth) AS ssh_user, (SELECT count(*) FROM mail) AS mail_rows, (SELECT count(*) FILTER (WHERE recv_time IS NULL OR epoch_us(recv_time) < epoch_us(time) OR epoch_us(recv_time) - epoch_us(time) > 600000000) FROM nat_events) AS bad_recv;",

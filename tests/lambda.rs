@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use natlake_core::parsers::Format;
 use natlake_e2e::fixtures::{self, Translation};
+use natlake_e2e::repo_dir;
 use natlake_e2e::weed::{BUCKET, Weed};
 use natlake_normalize::{NormalizeConfig, Report};
 use natlake_raw::InputKind;
@@ -99,7 +100,7 @@ impl Drop for Group {
 /// it as a Lambda function would. Returns both and the port for `invoke`.
 fn start_lambda(weed: &Weed, store_url: &str, logs: &Path) -> anyhow::Result<(Group, Group, u16)> {
     let port = free_port()?;
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let workspace = repo_dir();
     let mut watch = Group::spawn(
         Command::new("cargo")
             .current_dir(&workspace)

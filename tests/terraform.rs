@@ -15,10 +15,7 @@ use hcl::{Block, Body, Expression, ObjectKey};
 const PENDING_PACKAGES: &[&str] = &[];
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    natlake_e2e::repo_dir()
 }
 
 fn tf_root() -> PathBuf {

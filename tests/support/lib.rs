@@ -13,12 +13,14 @@ use anyhow::{Context, bail};
 pub mod fixtures;
 pub mod weed;
 
+pub use natlake_core::testing::repo_dir;
+
 /// The third-party corpus shared with this workspace (read at test time, never copied):
 /// `$NATLAKE_CORPUS`, else `../shared/corpus` beside the repository.
 pub fn corpus(file: &str) -> PathBuf {
     let dir = std::env::var_os("NATLAKE_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+        .unwrap_or_else(|| repo_dir().join("../shared/corpus"));
     dir.join(file)
 }
 

@@ -96,7 +96,14 @@ pub fn assert_exactly_once(records: &[&Record], want: &[Vec<u8>]) {
 pub fn corpus_bin() -> PathBuf {
     let dir = std::env::var_os("NATLAKE_CORPUS_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/bin"));
+        // Cargo's run-time value first: a test binary reused from a checkout at another path
+        // (a shared build directory) would read that checkout's corpus otherwise.
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+                .join("../../shared/corpus/bin")
+        });
     assert!(
         dir.join("logstash-codec-netflow").is_dir(),
         "the binary corpus is missing at {} (set NATLAKE_CORPUS_BIN)",

@@ -406,23 +406,28 @@ impl Table {
     }
 }
 
+/// Text that many rows hold one copy of (a raw object's key, a device's name).
+///
+/// Counted without atomics: rows are made, written and dropped on one thread (normalize turns
+/// an object into rows and files inside one job), and an atomic count on every row's clone and
+/// drop cost ~2 % of normalize's CPU (seven interleaved pairs, bench/README.md). The price:
+/// rows are not `Send`, so code that wants them on another thread must say so to the compiler.
+pub type SharedStr = std::rc::Rc<str>;
+
 /// Where a row came from: the raw object and the record's index in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Provenance {
     /// Shared by every row of one raw object (a copy per row was a visible share of normalize).
     #[serde(serialize_with = "serialize_str")]
-    pub raw_key: std::sync::Arc<str>,
+    pub raw_key: SharedStr,
     pub raw_record: u64,
 }
 
-fn serialize_str<S: serde::Serializer>(v: &std::sync::Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_str<S: serde::Serializer>(v: &SharedStr, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v)
 }
 
-fn serialize_opt_str<S: serde::Serializer>(
-    v: &Option<std::sync::Arc<str>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_opt_str<S: serde::Serializer>(v: &Option<SharedStr>, s: S) -> Result<S::Ok, S::Error> {
     v.as_deref().serialize(s)
 }
 
@@ -436,7 +441,7 @@ pub struct Envelope {
     /// nearly all name one device, and a string of its own for every row was an allocation
     /// per row.
     #[serde(serialize_with = "serialize_opt_str")]
-    pub device: Option<std::sync::Arc<str>>,
+    pub device: Option<SharedStr>,
     /// The parser that produced the event (`conntrack`, `goflow2`, …).
     pub format: &'static str,
     /// Subscriber id from enrichment, when known.

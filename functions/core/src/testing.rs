@@ -3,6 +3,21 @@
 
 use crate::model::{Envelope, Event, Micros, NatEvent, NatEventKind, Provenance, Row};
 
+/// The checkout whose tests are running (the directory holding `Cargo.lock`), found from Cargo's
+/// `CARGO_MANIFEST_DIR` at run time. Not from the path compiled in: a test binary reused from a
+/// checkout at another path (CI's clone and a working tree share one build directory, and Cargo
+/// does not rebuild a workspace that only moved) would read that checkout's files, or none.
+pub fn repo_dir() -> std::path::PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    package
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .unwrap_or(&package)
+        .to_path_buf()
+}
+
 /// A TCP NAT event of device `cgn1` on public 198.51.100.7, inside port 40000, to
 /// 203.0.113.80:443, with its provenance.
 pub fn nat_row(

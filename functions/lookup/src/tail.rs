@@ -260,23 +260,25 @@ mod tests {
     use object_store::PutPayload;
 
     async fn put_rows(lake: &Lake, raw_key: &str, insides: &[&str], rename: Option<&str>) {
-        let t = now_micros();
-        let rows: Vec<_> = insides
-            .iter()
-            .enumerate()
-            .map(|(i, ip)| {
-                nat_row(
-                    t,
-                    NatEventKind::SessionCreate,
-                    ip,
-                    1000 + i as u16,
-                    raw_key,
-                    i as u64,
-                )
-            })
-            .collect();
-        let outputs =
-            writer::encode_outputs(raw_key, &rows, &[], &WriteOptions::default()).unwrap();
+        // The rows (not `Send`: they share their key non-atomically) are gone before the awaits.
+        let outputs = {
+            let t = now_micros();
+            let rows: Vec<_> = insides
+                .iter()
+                .enumerate()
+                .map(|(i, ip)| {
+                    nat_row(
+                        t,
+                        NatEventKind::SessionCreate,
+                        ip,
+                        1000 + i as u16,
+                        raw_key,
+                        i as u64,
+                    )
+                })
+                .collect();
+            writer::encode_outputs(raw_key, &rows, &[], &WriteOptions::default()).unwrap()
+        };
         for (o, bytes) in outputs {
             let key = match rename {
                 Some(name) => format!("{}{name}", &o.key[..=o.key.rfind('/').unwrap()]),

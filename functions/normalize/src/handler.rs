@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use natlake_core::lake::writer::{self, LakeError, Output, WriteOptions};
-use natlake_core::model::{Envelope, Event, Micros, Provenance, Reject, Row};
+use natlake_core::model::{Envelope, Event, Micros, Provenance, Reject, Row, SharedStr};
 use natlake_core::parsers::{self, Format, ParseCtx, netflow};
 use natlake_core::time::{MAX_TIME, MIN_TIME, Zone};
 use natlake_raw::{BatchReader, InputKind, RecordRef};
@@ -238,7 +238,7 @@ pub fn normalize_bytes(
         },
     };
     let now = natlake_core::time::now_micros();
-    let shared_key: std::sync::Arc<str> = key.into();
+    let shared_key: SharedStr = key.into();
     let mut reader = match BatchReader::from_compressed(bytes) {
         Ok(r) => r,
         Err(e) => {
@@ -494,19 +494,19 @@ fn recycle_rows(mut rows: Vec<Row>) {
 /// rendering the sender's address for every record cost more than parsing some of them.
 #[derive(Default)]
 struct DeviceNames {
-    host: Option<Arc<str>>,
-    peer: Option<(std::net::IpAddr, Arc<str>)>,
+    host: Option<SharedStr>,
+    peer: Option<(std::net::IpAddr, SharedStr)>,
 }
 
 impl DeviceNames {
-    fn host(&mut self, host: &str) -> Arc<str> {
+    fn host(&mut self, host: &str) -> SharedStr {
         match &self.host {
             Some(name) if **name == *host => name.clone(),
             _ => self.host.insert(host.into()).clone(),
         }
     }
 
-    fn peer(&mut self, ip: std::net::IpAddr) -> Arc<str> {
+    fn peer(&mut self, ip: std::net::IpAddr) -> SharedStr {
         match &self.peer {
             Some((at, name)) if *at == ip => name.clone(),
             _ => self.peer.insert((ip, ip.to_string().into())).1.clone(),
@@ -529,7 +529,7 @@ struct Deferred {
 struct FlowState<'a> {
     decoder: &'a mut netflow::Decoder,
     events: &'a mut Vec<netflow::DecodedEvent>,
-    key: &'a std::sync::Arc<str>,
+    key: &'a SharedStr,
 }
 
 impl FlowState<'_> {
@@ -580,7 +580,7 @@ fn decode_flow(
     out: &mut Normalized,
     flows: &mut netflow::Decoder,
     events: &mut Vec<netflow::DecodedEvent>,
-    key: &std::sync::Arc<str>,
+    key: &SharedStr,
     index: u64,
     rec: &RecordRef<'_>,
     cfg: &NormalizeConfig,
@@ -658,7 +658,7 @@ fn decode_flow(
     let limit = recv
         .saturating_add(cfg.max_future_secs.saturating_mul(1_000_000))
         .min(MAX_TIME);
-    let device: Option<Arc<str>> = rec.peer.map(|p| p.ip().to_string().into());
+    let device: Option<SharedStr> = rec.peer.map(|p| p.ip().to_string().into());
     let mut absurd: Option<(usize, Micros)> = None;
     for ev in events.drain(..) {
         let t = ev.event.time();
@@ -1130,12 +1130,7 @@ pub(crate) mod tests {
     fn corpus_bin(name: &str) -> Vec<u8> {
         let dir = std::env::var_os("NATLAKE_CORPUS")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../../shared/corpus"
-                ))
-            });
+            .unwrap_or_else(|| natlake_core::testing::repo_dir().join("../shared/corpus"));
         let path = dir.join("bin/logstash-codec-netflow").join(name);
         std::fs::read(&path)
             .unwrap_or_else(|e| panic!("{}: {e}; set NATLAKE_CORPUS", path.display()))

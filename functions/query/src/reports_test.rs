@@ -163,8 +163,8 @@ fn write_lake(root: &Path) {
 }
 
 fn report(root: &Path, scratch: &Path, name: &str, setup: &str) -> RecordBatch {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../queries/reports")
+    let file = natlake_core::testing::repo_dir()
+        .join("queries/reports")
         .join(name);
     let text = std::fs::read_to_string(&file).unwrap();
     let conn = sql::open_with_views(root, scratch).unwrap();

@@ -224,7 +224,8 @@ fn view_recv(root: &std::path::Path, table: &str) -> BTreeMap<(String, i64), Mic
 /// The same through the stock DuckDB CLI running queries/views.sql (the CI installs
 /// duckdb-cli; without it this part is reported and left out).
 fn cli_recv(root: &std::path::Path) -> Option<BTreeMap<(String, i64), Micros>> {
-    let views = concat!(env!("CARGO_MANIFEST_DIR"), "/../../queries/views.sql");
+    let views = natlake_core::testing::repo_dir().join("queries/views.sql");
+    let views = views.display();
     let script = format!(
         "SET VARIABLE natlake_lake = '{}';\n.read {views}\n\
          SELECT raw_key, raw_record, epoch_us(recv_time) FROM nat_events;\n",

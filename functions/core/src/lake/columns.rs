@@ -1356,10 +1356,10 @@ mod tests {
 
     #[test]
     fn schema_doc_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/schema.md");
+        let path = crate::testing::repo_dir().join("docs/schema.md");
         let want = super::schema_markdown();
         if std::env::var_os("NATLAKE_BLESS").is_some() {
-            std::fs::write(path, &want).expect("write docs/schema.md");
+            std::fs::write(&path, &want).expect("write docs/schema.md");
         }
         let have = std::fs::read_to_string(path).unwrap_or_default();
         assert!(

@@ -1087,7 +1087,7 @@ impl<'a> RawKeyRanks<'a> {
         let Some(first) = rows.first().map(|r| &r.provenance.raw_key) else {
             return Self { keys: Vec::new() };
         };
-        let same = |k: &std::sync::Arc<str>| std::sync::Arc::ptr_eq(k, first) || k == first;
+        let same = |k: &crate::model::SharedStr| std::rc::Rc::ptr_eq(k, first) || k == first;
         if rows.iter().all(|r| same(&r.provenance.raw_key)) {
             return Self { keys: Vec::new() };
         }

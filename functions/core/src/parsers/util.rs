@@ -1493,10 +1493,7 @@ pub(crate) mod test_corpus {
     pub fn dir() -> PathBuf {
         match std::env::var_os("NATLAKE_CORPUS") {
             Some(d) => PathBuf::from(d),
-            None => PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/corpus"
-            )),
+            None => crate::testing::repo_dir().join("../shared/corpus"),
         }
     }
 
