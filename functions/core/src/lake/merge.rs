@@ -3,7 +3,7 @@
 //! The merge order is the lake order (`writer::SORT_ORDER`): the sort columns as stored
 //! (addresses as *text*), then raw_key, raw_record. Objects written in that order (normalize's
 //! since the order marker, every `compacted.parquet` and carry) are read directly: each input is
-//! read a batch at a time (`ParquetRecordBatchStream` over `ObjectReader`), a binary heap over
+//! read a batch at a time (`ParquetRecordBatchStream` over `ObjectReader`), a tree of losers over
 //! the inputs' current rows (arrow's row format of the sort keys, compared as bytes) picks the
 //! next row, and output batches are assembled with `interleave`. Memory is the inputs' current
 //! batches (sized from a budget) and one output batch, whatever the partition's size.
@@ -386,8 +386,14 @@ impl Decoder {
 /// in order, at most `output_rows` at a time.
 pub struct SortedMerge {
     decoder: Decoder,
-    /// Min-heap of the inputs not yet exhausted, by (current row, input index).
-    heap: Vec<Cursor>,
+    /// The inputs that had rows, in the order given; None once exhausted.
+    cursors: Vec<Option<Cursor>>,
+    /// A tree of losers over `cursors` by (current row, input index), an exhausted input
+    /// last: `losers[0]` is the winner, the next row to take; each other node holds the loser
+    /// of its match. Taking a row replays one leaf-to-root path, ⌈log₂ k⌉ comparisons of row
+    /// keys; the binary heap this replaced sifted with two per level (9 % of compaction's CPU,
+    /// with ~180 inputs to a partition-hour).
+    losers: Vec<usize>,
     /// Batches that pending rows refer to: every cursor's current one, and finished ones not
     /// yet assembled into output.
     slab: Vec<RecordBatch>,
@@ -436,7 +442,8 @@ impl SortedMerge {
                 converter,
                 key_columns,
             },
-            heap: Vec::with_capacity(inputs.len()),
+            cursors: Vec::with_capacity(inputs.len()),
+            losers: Vec::new(),
             slab: Vec::new(),
             pending: Vec::new(),
             run: Vec::new(),
@@ -459,18 +466,16 @@ impl SortedMerge {
                 merge.rows_in += loaded.batch.num_rows();
                 merge.slab.push(loaded.batch.clone());
                 let all_loaded = loaded.batch.num_rows() >= input_rows;
-                merge.heap.push(Cursor {
+                merge.cursors.push(Some(Cursor {
                     index,
                     stream: (!all_loaded).then_some(stream),
                     current: Arc::new(loaded),
                     slab: merge.slab.len() - 1,
                     pos: 0,
-                });
+                }));
             }
         }
-        for i in (0..merge.heap.len() / 2).rev() {
-            merge.sift_down(i);
-        }
+        merge.build_losers();
         Ok(merge)
     }
 
@@ -484,29 +489,62 @@ impl SortedMerge {
         self.rows_in
     }
 
-    fn sift_down(&mut self, mut i: usize) {
-        let n = self.heap.len();
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut m = i;
-            if l < n && self.heap[l].key() < self.heap[m].key() {
-                m = l;
-            }
-            if r < n && self.heap[r].key() < self.heap[m].key() {
-                m = r;
-            }
-            if m == i {
-                return;
-            }
-            self.heap.swap(i, m);
-            i = m;
+    /// Whether cursor `a`'s current row comes after cursor `b`'s (an exhausted one after all).
+    fn after(&self, a: usize, b: usize) -> bool {
+        match (&self.cursors[a], &self.cursors[b]) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(x), Some(y)) => x.key() > y.key(),
         }
+    }
+
+    /// The match node above cursor `i`'s leaf (leaves are numbered after the k - 1 matches).
+    fn leaf_node(&self, i: usize) -> usize {
+        (self.cursors.len() + i) / 2
+    }
+
+    /// Plays every cursor in: each climbs until a node is empty (it waits there) or the root.
+    fn build_losers(&mut self) {
+        const EMPTY: usize = usize::MAX;
+        self.losers = vec![EMPTY; self.cursors.len()];
+        for i in 0..self.cursors.len() {
+            let mut winner = i;
+            let mut node = self.leaf_node(i);
+            while node != 0 && self.losers[node] != EMPTY {
+                let other = self.losers[node];
+                if self.after(winner, other) {
+                    self.losers[node] = winner;
+                    winner = other;
+                }
+                node /= 2;
+            }
+            self.losers[node] = winner;
+        }
+    }
+
+    /// After the winner's row changed (its next row, or it is exhausted): replays its path.
+    fn replay(&mut self) {
+        let Some(&first) = self.losers.first() else {
+            return;
+        };
+        let mut winner = first;
+        let mut node = self.leaf_node(winner);
+        while node != 0 {
+            let other = self.losers[node];
+            if self.after(winner, other) {
+                self.losers[node] = winner;
+                winner = other;
+            }
+            node /= 2;
+        }
+        self.losers[0] = winner;
     }
 
     /// The next merged batch, or None when every input is exhausted.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>, MergeError> {
         while self.pending.len() < self.output_rows {
-            let Some(top) = self.heap.first_mut() else {
+            // The winner is exhausted only when every input is.
+            let Some(top) = self.losers.first().and_then(|&w| self.cursors[w].as_mut()) else {
                 break;
             };
             let (current, pos) = (top.current.clone(), top.pos);
@@ -534,7 +572,7 @@ impl SortedMerge {
             }
             if pos + 1 < current.batch.num_rows() {
                 top.pos += 1;
-                self.sift_down(0);
+                self.replay();
                 continue;
             }
             // This input's batch is done: read its next one, or drop the input.
@@ -554,11 +592,12 @@ impl SortedMerge {
                     top.current = Arc::new(next);
                     top.slab = self.slab.len() - 1;
                     top.pos = 0;
-                    self.sift_down(0);
+                    self.replay();
                 }
                 Ok(None) => {
-                    self.heap.swap_remove(0);
-                    self.sift_down(0);
+                    let winner = self.losers[0];
+                    self.cursors[winner] = None;
+                    self.replay();
                 }
                 Err(source) => {
                     return Err(MergeError::Input {
@@ -583,8 +622,8 @@ impl SortedMerge {
         let refs: Vec<&RecordBatch> = self.slab.iter().collect();
         let out = interleave_record_batch(&refs, &self.pending)?;
         self.pending.clear();
-        let mut slab = Vec::with_capacity(self.heap.len());
-        for cur in &mut self.heap {
+        let mut slab = Vec::with_capacity(self.cursors.len());
+        for cur in self.cursors.iter_mut().flatten() {
             slab.push(cur.current.batch.clone());
             cur.slab = slab.len() - 1;
         }
@@ -850,6 +889,14 @@ mod tests {
         let (got, _) = streamed(&store, &metas, MergeBudget::default()).await;
         let got = arrow::compute::concat_batches(&want.schema(), &got).unwrap();
         assert_eq!(got, want);
+
+        // Every small number of inputs: the tree of losers is shaped by it.
+        for n in 1..=5 {
+            let want = in_memory(&store, &metas[..n]).await;
+            let (got, _) = streamed(&store, &metas[..n], tiny).await;
+            let got = arrow::compute::concat_batches(&want.schema(), &got).unwrap();
+            assert_eq!(got, want, "{n} inputs");
+        }
     }
 
     #[tokio::test]
