@@ -682,13 +682,10 @@ async fn quarantine(
 /// Deletes `paths` with the store's bulk delete: on S3 one request per 1,000 keys (a partition-
 /// hour merges ~180 small objects, each a request of its own before), elsewhere a few at a
 /// time. The first failure is returned; keys not yet deleted stay (a run stopped in between).
-async fn delete_all(
-    store: &dyn ObjectStore,
-    paths: impl Iterator<Item = Path> + Send + 'static,
-) -> Result<(), CompactError> {
+async fn delete_all(store: &dyn ObjectStore, paths: Vec<Path>) -> Result<(), CompactError> {
     use futures::StreamExt;
     store
-        .delete_stream(futures::stream::iter(paths.map(Ok)).boxed())
+        .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed())
         .try_collect::<Vec<_>>()
         .await?;
     Ok(())
@@ -864,8 +861,8 @@ async fn run_job(
                     restore(store.as_ref(), m.location.as_ref()).await?;
                     report.restored.push(m.location.to_string());
                 }
-                let keys: Vec<Path> = smalls.iter().map(|m| m.location.clone()).collect();
-                delete_all(store.as_ref(), keys.into_iter()).await?;
+                let keys = smalls.iter().map(|m| m.location.clone()).collect();
+                delete_all(store.as_ref(), keys).await?;
                 report.objects_spilled += spilled;
                 report.runs_merged += events.runs_merged + previous.runs_merged;
                 metrics::counter!("natlake_compact_runs_merged_total", "table" => job.table.as_str())
@@ -1096,7 +1093,8 @@ async fn work_hour(
     // A carry computed earlier from data since rewritten must not survive.
     for (dir, metas) in stale {
         if !written.contains_key(&dir) {
-            delete_all(store.as_ref(), metas.into_iter().map(|m| m.location)).await?;
+            let keys = metas.into_iter().map(|m| m.location).collect();
+            delete_all(store.as_ref(), keys).await?;
         }
     }
     let marker_key = Path::from(layout::carry_marker_key(next).as_str());

@@ -200,17 +200,17 @@ pub fn carry(
     let mut order: Vec<(u128, u32, u32)> = slots
         .iter()
         .enumerate()
-        .filter_map(|(j, slot)| slot.as_ref().map(|(_, r)| (j, r)))
-        .map(|(j, r)| {
+        .filter_map(|(j, slot)| {
+            let (_, r) = slot.as_ref()?;
             let (bits, family) = match r.x_ip {
                 IpAddr::V4(a) => (u128::from(u32::from(a)), 0),
                 IpAddr::V6(a) => (u128::from(a), 1 << 17),
             };
-            (
+            Some((
                 bits,
                 family | r.x_port.map_or(0, |p| u32::from(p) + 1),
                 j as u32,
-            )
+            ))
         })
         .collect();
     order.sort_unstable();
